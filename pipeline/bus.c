@@ -1,0 +1,534 @@
+/* The bus thread: PULL -> check -> XPUB (inproc, lossless) + XPUB (outside,
+ * counted drops). See bus.h for the contract and ../shared/ZEROMQ.md for why
+ * the sockets are set up the way they are.
+ */
+#include "bus.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "event.h"
+#include "log.h"
+
+#define BUS_CTL "inproc://vigil.bus.ctl"
+#define BATCH_MAX 4096          /* messages per wake-up before looking at ctl */
+#define SEQ_TABLE_MAX 65536     /* (host, source) pairs tracked */
+#define QUIET_MS 50             /* drain: this long without input means empty */
+
+struct seq_entry {
+    uint64_t hash;
+    char *key; /* host '\0' source, NULL when the slot is free */
+    size_t key_len;
+    uint64_t last;
+};
+
+struct vigil_bus {
+    void *zctx;
+    void *pull, *xin, *xout, *ctl_main, *ctl_bus;
+    size_t max_event_bytes;
+    pthread_t thread;
+    bool started;
+    unsigned expected_subs;
+    _Atomic bool stopping;
+    struct vigil_bus_stats stats;
+
+    /* Bus thread only. */
+    msgpack_zone zone;
+    struct seq_entry *seq;
+    size_t seq_cap, seq_used;
+    struct vigil_ratelimit malformed_rl;
+};
+
+static void *zsock(void *zctx, int type, int hwm_snd, int hwm_rcv)
+{
+    void *s = zmq_socket(zctx, type);
+    if (s) {
+        int linger = 0;
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+        if (hwm_snd >= 0) {
+            zmq_setsockopt(s, ZMQ_SNDHWM, &hwm_snd, sizeof hwm_snd);
+        }
+        if (hwm_rcv >= 0) {
+            zmq_setsockopt(s, ZMQ_RCVHWM, &hwm_rcv, sizeof hwm_rcv);
+        }
+    }
+    return s;
+}
+
+/* libzmq replaces an existing ipc socket file on bind, so a second daemon
+ * would silently take the endpoint from a running one. Refuse instead, and
+ * create the folder an operator would otherwise have to make by hand. */
+static int prepare_ipc(const char *endpoint, char *err, size_t errlen)
+{
+    const char *path = endpoint + strlen("ipc://");
+    if (path[0] == '@') {
+        return 0; /* abstract namespace: no file, no folder */
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        for (char *p = dir + 1; *p; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                mkdir(dir, 0755);
+                *p = '/';
+            }
+        }
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create folder %s for endpoint %s: %s", dir, endpoint,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "endpoint %s: path longer than %zu bytes", endpoint,
+                 sizeof sa.sun_path - 1);
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen,
+                 "endpoint %s is in use by another running process (another vigild?); stop it "
+                 "or choose another endpoint",
+                 endpoint);
+        return -1;
+    }
+    return 0;
+}
+
+static int bind_endpoint(void *s, const char *endpoint, const char *what, char *err,
+                         size_t errlen)
+{
+    if (strncmp(endpoint, "ipc://", 6) == 0 && prepare_ipc(endpoint, err, errlen) != 0) {
+        return -1;
+    }
+    if (zmq_bind(s, endpoint) != 0) {
+        snprintf(err, errlen, "cannot bind %s endpoint %s: %s", what, endpoint,
+                 zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char *err,
+                                size_t errlen)
+{
+    struct vigil_bus *b = calloc(1, sizeof *b);
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    b->zctx = zctx;
+    b->max_event_bytes = o->max_event_bytes;
+    b->malformed_rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 5};
+    int one = 1;
+
+    b->pull = zsock(zctx, ZMQ_PULL, -1, o->hwm);
+    b->xin = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
+    b->xout = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
+    b->ctl_bus = zsock(zctx, ZMQ_PAIR, -1, -1);
+    b->ctl_main = zsock(zctx, ZMQ_PAIR, -1, -1);
+    if (!b->pull || !b->xin || !b->xout || !b->ctl_bus || !b->ctl_main) {
+        snprintf(err, errlen, "cannot create bus sockets: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    /* Inproc side: lossless. NODROP makes a full subscriber block the send
+     * (with a timeout so the thread still sees a stop request); VERBOSE
+     * passes every subscription up so start-up can count them. */
+    int timeout_ms = 100;
+    zmq_setsockopt(b->xin, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt(b->xin, ZMQ_XPUB_VERBOSE, &one, sizeof one);
+    zmq_setsockopt(b->xin, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    /* Outside side: NODROP + DONTWAIT turns ZeroMQ's silent HWM drop into
+     * EAGAIN, which we count. */
+    zmq_setsockopt(b->xout, ZMQ_XPUB_NODROP, &one, sizeof one);
+
+    if (bind_endpoint(b->pull, VIGIL_BUS_IN, "publish", err, errlen) != 0 ||
+        bind_endpoint(b->pull, o->publish, "publish", err, errlen) != 0 ||
+        bind_endpoint(b->xin, VIGIL_BUS_OUT, "subscribe", err, errlen) != 0 ||
+        bind_endpoint(b->xout, o->subscribe, "subscribe", err, errlen) != 0 ||
+        bind_endpoint(b->ctl_bus, BUS_CTL, "control", err, errlen) != 0) {
+        goto fail;
+    }
+    if (zmq_connect(b->ctl_main, BUS_CTL) != 0) {
+        snprintf(err, errlen, "cannot connect bus control: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    msgpack_zone_init(&b->zone, 64 * 1024);
+    return b;
+
+fail:
+    zmq_close(b->pull);
+    zmq_close(b->xin);
+    zmq_close(b->xout);
+    zmq_close(b->ctl_bus);
+    zmq_close(b->ctl_main);
+    free(b);
+    return NULL;
+}
+
+struct vigil_bus_stats *vigil_bus_stats(struct vigil_bus *b)
+{
+    return &b->stats;
+}
+
+/* ---- Sequence tracking ----------------------------------------------------- */
+
+static uint64_t fnv1a(const char *a, size_t an, const char *b, size_t bn)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < an; i++) {
+        h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
+    }
+    h = (h ^ 0) * 1099511628211ull;
+    for (size_t i = 0; i < bn; i++) {
+        h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static bool seq_grow(struct vigil_bus *b)
+{
+    size_t cap = b->seq_cap ? b->seq_cap * 2 : 256;
+    struct seq_entry *t = calloc(cap, sizeof *t);
+    if (!t) {
+        return false;
+    }
+    for (size_t i = 0; i < b->seq_cap; i++) {
+        if (b->seq[i].key) {
+            size_t j = b->seq[i].hash & (cap - 1);
+            while (t[j].key) {
+                j = (j + 1) & (cap - 1);
+            }
+            t[j] = b->seq[i];
+        }
+    }
+    free(b->seq);
+    b->seq = t;
+    b->seq_cap = cap;
+    return true;
+}
+
+/* Counts gaps in a source's seq. The first event of a source sets the base;
+ * a seq that does not advance means the producer restarted (or repeats). */
+static void seq_track(struct vigil_bus *b, const struct vigil_event_view *v)
+{
+    uint64_t h = fnv1a(v->host, v->host_len, v->source, v->source_len);
+    size_t key_len = v->host_len + 1 + v->source_len;
+    if (b->seq_cap) {
+        for (size_t j = h & (b->seq_cap - 1);; j = (j + 1) & (b->seq_cap - 1)) {
+            struct seq_entry *e = &b->seq[j];
+            if (!e->key) {
+                break;
+            }
+            if (e->hash == h && e->key_len == key_len &&
+                memcmp(e->key, v->host, v->host_len) == 0 &&
+                memcmp(e->key + v->host_len + 1, v->source, v->source_len) == 0) {
+                if (v->seq > e->last + 1) {
+                    vigil_count(&b->stats.lost_total, v->seq - e->last - 1);
+                } else if (v->seq <= e->last) {
+                    vigil_count(&b->stats.seq_resets_total, 1);
+                }
+                e->last = v->seq;
+                return;
+            }
+        }
+    }
+    if (b->seq_used >= SEQ_TABLE_MAX) {
+        vigil_count(&b->stats.untracked_total, 1);
+        return;
+    }
+    if ((b->seq_used + 1) * 2 > b->seq_cap && !seq_grow(b)) {
+        vigil_count(&b->stats.untracked_total, 1);
+        return;
+    }
+    char *key = malloc(key_len);
+    if (!key) {
+        vigil_count(&b->stats.untracked_total, 1);
+        return;
+    }
+    memcpy(key, v->host, v->host_len);
+    key[v->host_len] = '\0';
+    memcpy(key + v->host_len + 1, v->source, v->source_len);
+    size_t j = h & (b->seq_cap - 1);
+    while (b->seq[j].key) {
+        j = (j + 1) & (b->seq_cap - 1);
+    }
+    b->seq[j] = (struct seq_entry){.hash = h, .key = key, .key_len = key_len, .last = v->seq};
+    b->seq_used++;
+    vigil_count(&b->stats.sources_tracked, 1);
+}
+
+/* ---- The loop ------------------------------------------------------------ */
+
+static void report_malformed(struct vigil_bus *b, zmq_msg_t *first, const char *reason)
+{
+    vigil_count(&b->stats.malformed_total, 1);
+    uint64_t suppressed = 0;
+    if (!vigil_ratelimit_ok(&b->malformed_rl, vigil_mono_ns(), &suppressed)) {
+        return;
+    }
+    const char *peer = first ? zmq_msg_gets(first, "Peer-Address") : NULL;
+    vigil_log(VIGIL_LOG_WARN, "bus",
+              "dropped a malformed message%s%s: %s (counted in vigil.self malformed_total; "
+              "%llu similar messages not logged)",
+              peer ? " from " : "", peer ? peer : "", reason, (unsigned long long)suppressed);
+}
+
+/* Sends one two-frame message to the inproc XPUB, waiting while a stage is
+ * full. Returns false if the bus is stopping and the message was dropped. */
+static bool send_inproc(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    while (zmq_msg_send(topic, b->xin, ZMQ_SNDMORE) == -1) {
+        if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
+            return false;
+        }
+        if (atomic_load(&b->stopping)) {
+            return false;
+        }
+    }
+    /* Only the first frame of a message can meet the HWM. */
+    while (zmq_msg_send(body, b->xin, 0) == -1) {
+        if (zmq_errno() != EINTR) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    zmq_msg_t t2, b2;
+    zmq_msg_init(&t2);
+    zmq_msg_init(&b2);
+    zmq_msg_copy(&t2, topic);
+    zmq_msg_copy(&b2, body);
+    if (!send_inproc(b, topic, body)) {
+        vigil_count(&b->stats.dropped_total, 1);
+    }
+    if (zmq_msg_send(&t2, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        /* An outside subscriber is at its HWM: the event is lost for the
+         * outside, counted; the inside already has it. */
+        vigil_count(&b->stats.external_dropped_total, 1);
+        zmq_msg_close(&t2);
+    } else {
+        zmq_msg_send(&b2, b->xout, 0);
+    }
+    zmq_msg_close(&b2);
+    vigil_count(&b->stats.out_total, 1);
+}
+
+/* Receives and handles up to BATCH_MAX messages; returns how many, or -1
+ * when the PULL socket was empty at once. */
+static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    int n = 0;
+    for (; n < BATCH_MAX; n++) {
+        if (zmq_msg_recv(topic, b->pull, ZMQ_DONTWAIT) == -1) {
+            return n == 0 ? -1 : n;
+        }
+        vigil_count(&b->stats.in_total, 1);
+        if (!zmq_msg_more(topic)) {
+            report_malformed(b, topic, "one frame (expected topic + body)");
+            continue;
+        }
+        zmq_msg_recv(body, b->pull, 0);
+        if (zmq_msg_more(body)) {
+            zmq_msg_t rest;
+            zmq_msg_init(&rest);
+            do {
+                zmq_msg_recv(&rest, b->pull, 0);
+            } while (zmq_msg_more(&rest));
+            zmq_msg_close(&rest);
+            report_malformed(b, topic, "more than two frames");
+            continue;
+        }
+        struct vigil_event_view v;
+        const char *reason = NULL;
+        int rc = vigil_event_decode(&v, zmq_msg_data(topic), zmq_msg_size(topic),
+                                    zmq_msg_data(body), zmq_msg_size(body), b->max_event_bytes,
+                                    &b->zone, &reason);
+        if (rc == 0) {
+            seq_track(b, &v);
+        }
+        msgpack_zone_clear(&b->zone);
+        if (rc != 0) {
+            report_malformed(b, topic, reason);
+            continue;
+        }
+        forward(b, topic, body);
+    }
+    return n;
+}
+
+/* Subscription messages: byte 1 = subscribe, 0 = unsubscribe. */
+static unsigned read_subscriptions(void *xpub)
+{
+    unsigned subs = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, xpub, ZMQ_DONTWAIT) != -1) {
+        if (zmq_msg_size(&m) > 0 && ((unsigned char *)zmq_msg_data(&m))[0] == 1) {
+            subs++;
+        }
+    }
+    zmq_msg_close(&m);
+    return subs;
+}
+
+static void ctl_reply(struct vigil_bus *b, const char *what)
+{
+    zmq_send(b->ctl_bus, what, strlen(what), 0);
+}
+
+static void *bus_main(void *arg)
+{
+    struct vigil_bus *b = arg;
+    zmq_msg_t topic, body;
+    zmq_msg_init(&topic);
+    zmq_msg_init(&body);
+    unsigned subs = 0;
+    bool ready = false, draining = false;
+    uint64_t drain_deadline = 0;
+    if (b->expected_subs == 0) {
+        ctl_reply(b, "ready");
+        ready = true;
+    }
+    zmq_pollitem_t items[4] = {
+        {.socket = b->ctl_bus, .events = ZMQ_POLLIN},
+        {.socket = b->pull, .events = ZMQ_POLLIN},
+        {.socket = b->xin, .events = ZMQ_POLLIN},
+        {.socket = b->xout, .events = ZMQ_POLLIN},
+    };
+    for (;;) {
+        int rc = zmq_poll(items, 4, draining ? QUIET_MS : -1);
+        if (rc < 0 && zmq_errno() != EINTR) {
+            vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            char cmd[16] = {0};
+            if (zmq_recv(b->ctl_bus, cmd, sizeof cmd - 1, 0) >= 0) {
+                if (strcmp(cmd, "stop") == 0) {
+                    break;
+                }
+                if (strcmp(cmd, "drain") == 0) {
+                    draining = true;
+                    drain_deadline = vigil_mono_ns() + 2000000000ull;
+                }
+            }
+        }
+        if (items[2].revents & ZMQ_POLLIN) {
+            subs += read_subscriptions(b->xin);
+            if (!ready && subs >= b->expected_subs) {
+                ctl_reply(b, "ready");
+                ready = true;
+            }
+        }
+        if (items[3].revents & ZMQ_POLLIN) {
+            read_subscriptions(b->xout);
+        }
+        int got = pump(b, &topic, &body);
+        if (draining) {
+            /* Quiet: poll timed out with nothing to read. */
+            if ((rc == 0 && got < 0) || vigil_mono_ns() > drain_deadline) {
+                ctl_reply(b, got < 0 ? "drained" : "busy");
+                draining = false;
+            }
+        }
+    }
+    zmq_msg_close(&topic);
+    zmq_msg_close(&body);
+    return NULL;
+}
+
+int vigil_bus_start(struct vigil_bus *b, unsigned expected_subscriptions)
+{
+    b->expected_subs = expected_subscriptions;
+    int rc = pthread_create(&b->thread, NULL, bus_main, b);
+    if (rc != 0) {
+        return -rc;
+    }
+    b->started = true;
+    return 0;
+}
+
+/* Waits for a reply from the bus thread; 0, or -ETIMEDOUT. */
+static int ctl_wait(struct vigil_bus *b, const char *want, int timeout_ms)
+{
+    uint64_t deadline = vigil_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        zmq_pollitem_t it = {.socket = b->ctl_main, .events = ZMQ_POLLIN};
+        uint64_t now = vigil_mono_ns();
+        if (now >= deadline) {
+            return -ETIMEDOUT;
+        }
+        if (zmq_poll(&it, 1, (long)((deadline - now) / 1000000u) + 1) > 0) {
+            char r[16] = {0};
+            if (zmq_recv(b->ctl_main, r, sizeof r - 1, 0) >= 0) {
+                if (strcmp(r, want) == 0) {
+                    return 0;
+                }
+                if (strcmp(r, "busy") == 0) {
+                    return -ETIMEDOUT;
+                }
+            }
+        }
+    }
+}
+
+int vigil_bus_wait_ready(struct vigil_bus *b, int timeout_ms)
+{
+    return ctl_wait(b, "ready", timeout_ms);
+}
+
+int vigil_bus_drain(struct vigil_bus *b, int timeout_ms)
+{
+    if (!b->started) {
+        return 0;
+    }
+    zmq_send(b->ctl_main, "drain", 5, 0);
+    return ctl_wait(b, "drained", timeout_ms);
+}
+
+void vigil_bus_free(struct vigil_bus *b)
+{
+    if (!b) {
+        return;
+    }
+    if (b->started) {
+        atomic_store(&b->stopping, true);
+        zmq_send(b->ctl_main, "stop", 4, 0);
+        pthread_join(b->thread, NULL);
+    }
+    zmq_close(b->pull);
+    zmq_close(b->xin);
+    zmq_close(b->xout);
+    zmq_close(b->ctl_bus);
+    zmq_close(b->ctl_main);
+    msgpack_zone_destroy(&b->zone);
+    for (size_t i = 0; i < b->seq_cap; i++) {
+        free(b->seq[i].key);
+    }
+    free(b->seq);
+    free(b);
+}

@@ -1,0 +1,583 @@
+/* The daemon's config schema: host, plugin_dir, bus, self, sources, rules,
+ * sinks, checked over the node tree (conf_tree.c) with every problem
+ * reported at its FILE:LINE:COL, and all problems of a file in one run.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+#include "conf_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+
+
+#define DEFAULT_INTERVAL_NS (10 * NS_PER_S)
+#define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
+#define DEFAULT_HWM 10000
+#define MAX_HWM 10000000
+#define DEFAULT_MAX_EVENT_BYTES (64u << 10)
+#define MIN_MAX_EVENT_BYTES 256u
+#define MAX_MAX_EVENT_BYTES (256u << 20)
+
+/* ---- The daemon's schema ---------------------------------------------------------- */
+
+struct checker {
+    struct vigil_config *c;
+    struct vigil_diag *d;
+    bool oom;
+};
+
+static void set_string(struct checker *ch, char **field, const char *value)
+{
+    char *s = strdup(value);
+    if (s == NULL) {
+        ch->oom = true;
+        return;
+    }
+    free(*field);
+    *field = s;
+}
+
+/* "a/b" + "c" → "a/b/c", with "./" in front of rel dropped. */
+static char *path_join(const char *dir, const char *rel)
+{
+    while (rel[0] == '.' && rel[1] == '/') {
+        rel += 2;
+        while (*rel == '/')
+            rel++;
+    }
+    if (strcmp(rel, ".") == 0 || rel[0] == '\0')
+        return strdup(dir);
+    size_t dl = strlen(dir);
+    bool slash = dl > 0 && dir[dl - 1] == '/';
+    size_t len = dl + !slash + strlen(rel) + 1;
+    char *s = malloc(len);
+    if (s != NULL)
+        snprintf(s, len, "%s%s%s", dir, slash ? "" : "/", rel);
+    return s;
+}
+
+/* The absolute folder of `name` (which may name no real file: text parsed
+ * from memory), so that relative paths work whatever the cwd. */
+static char *dir_of(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    char *dir = slash == NULL   ? strdup(".")
+                : slash == name ? strdup("/")
+                                : strndup(name, (size_t)(slash - name));
+    if (dir == NULL)
+        return NULL;
+    char *real = realpath(dir, NULL);
+    if (real != NULL) {
+        free(dir);
+        return real;
+    }
+    if (dir[0] == '/')
+        return dir;
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return dir; /* the best there is */
+    char *abs = path_join(cwd, dir);
+    free(dir);
+    return abs;
+}
+
+static bool name_chars_ok(const char *s, const char *extra)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++) {
+        bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                  (*s >= '0' && *s <= '9') || strchr(extra, *s) != NULL;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void check_host(struct checker *ch, const struct vigil_conf *v)
+{
+    char buf[64];
+    if (v->kind != VIGIL_CONF_SCALAR || v->value[0] == '\0') {
+        vigil_diag_at(ch->d, v,
+                      "'host' must be a name for this machine, not %s (leave it out to use the "
+                      "hostname)",
+                      vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    set_string(ch, &ch->c->host, v->value);
+}
+
+static void check_plugin_dir(struct checker *ch, const struct vigil_conf *v)
+{
+    char buf[64];
+    if (v->kind != VIGIL_CONF_SCALAR || v->value[0] == '\0') {
+        vigil_diag_at(ch->d, v, "'plugin_dir' must be a folder, not %s",
+                      vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    if (v->value[0] == '/') {
+        set_string(ch, &ch->c->plugin_dir, v->value);
+        return;
+    }
+    char *p = path_join(ch->c->dir, v->value);
+    if (p == NULL) {
+        ch->oom = true;
+        return;
+    }
+    free(ch->c->plugin_dir);
+    ch->c->plugin_dir = p;
+}
+
+static bool endpoint_ok(const char *s)
+{
+    static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t l = strlen(schemes[i]);
+        if (strncmp(s, schemes[i], l) == 0 && s[l] != '\0')
+            return true;
+    }
+    return false;
+}
+
+static void check_endpoint(struct checker *ch, const struct vigil_conf *v, const char *key,
+                           char **field)
+{
+    char buf[64];
+    if (v->kind != VIGIL_CONF_SCALAR || !endpoint_ok(v->value)) {
+        vigil_diag_at(ch->d, v,
+                      "'bus.%s' must be a ZeroMQ endpoint: ipc://PATH, tcp://HOST:PORT or "
+                      "inproc://NAME, not %s",
+                      key, vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    set_string(ch, field, v->value);
+}
+
+static void check_bus(struct checker *ch, const struct vigil_conf *bus)
+{
+    const struct vigil_conf *pub = NULL, *sub = NULL;
+    char buf[64];
+
+    if (vigil__conf_is_null(bus))
+        return;
+    if (bus->kind != VIGIL_CONF_MAP) {
+        vigil_diag_at(ch->d, bus, "'bus' must be a map, not %s", vigil__conf_describe(bus, buf, sizeof buf));
+        return;
+    }
+    for (size_t i = 0; i < bus->n; i++) {
+        const char *k = bus->keys[i];
+        const struct vigil_conf *v = bus->items[i];
+        if (strcmp(k, "publish") == 0) {
+            pub = v;
+            check_endpoint(ch, v, k, &ch->c->bus.publish);
+        } else if (strcmp(k, "subscribe") == 0) {
+            sub = v;
+            check_endpoint(ch, v, k, &ch->c->bus.subscribe);
+        } else if (strcmp(k, "hwm") == 0) {
+            int64_t hwm;
+            if (vigil_conf_int(v, &hwm) != 0 || hwm < 1 || hwm > MAX_HWM)
+                vigil_diag_at(ch->d, v,
+                              "'bus.hwm' must be an integer from 1 to %d (messages queued per "
+                              "socket), not %s",
+                              MAX_HWM, vigil__conf_describe(v, buf, sizeof buf));
+            else
+                ch->c->bus.hwm = (int)hwm;
+        } else if (strcmp(k, "max_event_bytes") == 0) {
+            uint64_t size;
+            if (vigil_conf_size(v, &size) != 0 || size < MIN_MAX_EVENT_BYTES ||
+                size > MAX_MAX_EVENT_BYTES)
+                vigil_diag_at(ch->d, v,
+                              "'bus.max_event_bytes' must be a size from 256B to 256MiB, not %s",
+                              vigil__conf_describe(v, buf, sizeof buf));
+            else
+                ch->c->bus.max_event_bytes = size;
+        } else {
+            vigil__diag_key(ch->d, bus, i,
+                     "unknown key '%s' in 'bus' (valid keys: publish, subscribe, hwm, "
+                     "max_event_bytes)",
+                     k);
+        }
+    }
+    if (strcmp(ch->c->bus.publish, ch->c->bus.subscribe) == 0) {
+        const struct vigil_conf *at = sub ? sub : pub ? pub : bus;
+        vigil_diag_at(ch->d, at,
+                      "'bus.publish' and 'bus.subscribe' must be different endpoints (both are "
+                      "'%s')",
+                      ch->c->bus.publish);
+    }
+}
+
+/* A positive duration, or an error naming `what` ("'self.interval'"). */
+static void check_interval(struct checker *ch, const struct vigil_conf *v, const char *what,
+                           uint64_t *out)
+{
+    char buf[64];
+    uint64_t ns;
+    if (vigil_conf_duration(v, &ns) != 0)
+        vigil_diag_at(ch->d, v, "%s must be a duration such as 250ms or 5m, not %s", what,
+                      vigil__conf_describe(v, buf, sizeof buf));
+    else if (ns == 0)
+        vigil_diag_at(ch->d, v, "%s must be more than 0", what);
+    else
+        *out = ns;
+}
+
+static void check_self(struct checker *ch, const struct vigil_conf *self)
+{
+    char buf[64];
+    if (vigil__conf_is_null(self))
+        return;
+    if (self->kind != VIGIL_CONF_MAP) {
+        vigil_diag_at(ch->d, self, "'self' must be a map, not %s", vigil__conf_describe(self, buf, sizeof buf));
+        return;
+    }
+    for (size_t i = 0; i < self->n; i++) {
+        if (strcmp(self->keys[i], "interval") == 0)
+            check_interval(ch, self->items[i], "'self.interval'", &ch->c->self_interval_ns);
+        else
+            vigil__diag_key(ch->d, self, i, "unknown key '%s' in 'self' (valid keys: interval)",
+                     self->keys[i]);
+    }
+}
+
+static void instance_fini(struct vigil_instance_conf *inst)
+{
+    free(inst->plugin);
+    free(inst->name);
+    for (size_t i = 0; i < inst->nmatch; i++)
+        free(inst->match[i]);
+    free(inst->match);
+    vigil__conf_node_free(inst->own);
+    memset(inst, 0, sizeof *inst);
+}
+
+static void check_match(struct checker *ch, const struct vigil_conf *v,
+                        struct vigil_instance_conf *inst)
+{
+    char buf[64];
+    size_t n = vigil_conf_len(v);
+    bool ok = v->kind != VIGIL_CONF_MAP && n > 0;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = vigil_conf_at(v, i, NULL)->kind == VIGIL_CONF_SCALAR;
+    if (!ok) {
+        vigil_diag_at(ch->d, v,
+                      "'match' must be a topic prefix or a list of them, not %s (leave it out "
+                      "to receive everything)",
+                      v->kind == VIGIL_CONF_LIST && n == 0 ? "an empty list"
+                                                           : vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    char **m = calloc(n, sizeof *m);
+    if (m == NULL) {
+        ch->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((m[i] = strdup(vigil_conf_at(v, i, NULL)->value)) == NULL) {
+            for (size_t j = 0; j < i; j++)
+                free(m[j]);
+            free(m);
+            ch->oom = true;
+            return;
+        }
+    }
+    for (size_t i = 0; i < inst->nmatch; i++)
+        free(inst->match[i]);
+    free(inst->match);
+    inst->match = m;
+    inst->nmatch = n;
+}
+
+static bool common_key(const char *k)
+{
+    return strcmp(k, "plugin") == 0 || strcmp(k, "name") == 0 || strcmp(k, "interval") == 0 ||
+           strcmp(k, "match") == 0;
+}
+
+/* The entry minus the common keys, as a new map at the entry's position. */
+static struct vigil_conf *own_keys(struct vigil_conf *e)
+{
+    struct vigil_conf *own = vigil__conf_node_new(VIGIL_CONF_MAP, e->file, e->line, e->col);
+    if (own == NULL || vigil__conf_reserve(own, e->n ? e->n : 1) != 0)
+        goto oom;
+    for (size_t i = 0; i < e->n; i++) {
+        if (common_key(e->keys[i]))
+            continue;
+        char *key = strdup(e->keys[i]);
+        struct vigil_conf *v = key ? vigil__conf_copy(e->items[i]) : NULL;
+        if (v == NULL) {
+            free(key);
+            goto oom;
+        }
+        vigil__conf_put(own, key, e->key_lines ? e->key_lines[i] : e->items[i]->line,
+                 e->key_cols ? e->key_cols[i] : e->items[i]->col, v);
+    }
+    return own;
+oom:
+    vigil__conf_node_free(own);
+    return NULL;
+}
+
+/* Fills *inst from one entry of sources/sinks; false if the entry cannot
+ * make an instance (no usable plugin name). */
+static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
+                           struct vigil_instance_conf *inst)
+{
+    const char *kind = sink ? "sink" : "source";
+    const struct vigil_conf *plugin = NULL, *name = NULL;
+    char buf[64];
+    bool ok = true;
+
+    memset(inst, 0, sizeof *inst);
+    inst->interval_ns = DEFAULT_INTERVAL_NS;
+    for (size_t i = 0; i < e->n; i++) {
+        const char *k = e->keys[i];
+        const struct vigil_conf *v = e->items[i];
+        if (strcmp(k, "plugin") == 0) {
+            plugin = v;
+            if (v->kind != VIGIL_CONF_SCALAR || !name_chars_ok(v->value, "_-")) {
+                vigil_diag_at(ch->d, v,
+                              "'plugin' must be a plugin name (letters, digits, '_', '-'), not "
+                              "%s",
+                              vigil__conf_describe(v, buf, sizeof buf));
+                ok = false;
+            }
+        } else if (strcmp(k, "name") == 0) {
+            if (v->kind != VIGIL_CONF_SCALAR || !name_chars_ok(v->value, "_.-") ||
+                strcmp(v->value, ".") == 0 || strcmp(v->value, "..") == 0) {
+                vigil_diag_at(ch->d, v,
+                              "'name' must be an instance name (letters, digits, '_', '.', "
+                              "'-'), not %s",
+                              vigil__conf_describe(v, buf, sizeof buf));
+                ok = false;
+            } else {
+                name = v;
+            }
+        } else if (strcmp(k, "interval") == 0) {
+            if (sink)
+                vigil__diag_key(ch->d, e, i,
+                         "'interval' is for sources: a sink writes events as they arrive");
+            else
+                check_interval(ch, v, "'interval'", &inst->interval_ns);
+        } else if (strcmp(k, "match") == 0) {
+            if (!sink)
+                vigil__diag_key(ch->d, e, i,
+                         "'match' is for sinks: a source publishes everything it collects");
+            else
+                check_match(ch, v, inst);
+        }
+    }
+    if (plugin == NULL) {
+        vigil_diag_at(ch->d, e, "%s entry needs 'plugin' (which plugin to load from plugin_dir)",
+                      kind);
+        ok = false;
+    }
+    if (!ok)
+        goto fail;
+    if (sink && inst->match == NULL) {
+        inst->match = calloc(1, sizeof *inst->match);
+        if (inst->match == NULL || (inst->match[0] = strdup("")) == NULL)
+            goto oom;
+        inst->nmatch = 1;
+    }
+    inst->plugin = strdup(plugin->value);
+    inst->name = strdup(name ? name->value : plugin->value);
+    inst->own = own_keys(e);
+    if (inst->plugin == NULL || inst->name == NULL || inst->own == NULL)
+        goto oom;
+    inst->node = e;
+    return true;
+oom:
+    ch->oom = true;
+fail:
+    instance_fini(inst);
+    return false;
+}
+
+static void check_instances(struct checker *ch, struct vigil_conf *list, bool sink,
+                            struct vigil_instance_conf **out, size_t *nout)
+{
+    const char *what = sink ? "sinks" : "sources";
+    const char *kind = sink ? "sink" : "source";
+    char buf[64];
+
+    if (vigil__conf_is_null(list))
+        return;
+    if (list->kind != VIGIL_CONF_LIST) {
+        vigil_diag_at(ch->d, list, "'%s' must be a list of entries (- plugin: NAME ...), not %s",
+                      what, vigil__conf_describe(list, buf, sizeof buf));
+        return;
+    }
+    if (list->n == 0)
+        return;
+    struct vigil_instance_conf *insts = calloc(list->n, sizeof *insts);
+    char **names = calloc(list->n, sizeof *names);
+    if (insts == NULL || names == NULL) {
+        free(insts);
+        free(names);
+        ch->oom = true;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        struct vigil_conf *e = list->items[i];
+        if (e->kind != VIGIL_CONF_MAP) {
+            vigil_diag_at(ch->d, e, "each entry of '%s' must be a map with a 'plugin' key, not %s",
+                          what, vigil__conf_describe(e, buf, sizeof buf));
+            continue;
+        }
+        if (check_instance(ch, e, sink, &insts[n])) {
+            names[n] = insts[n].name;
+            n++;
+        }
+    }
+    size_t *first = vigil__first_occurrences(names, n);
+    if (first == NULL) {
+        ch->oom = true;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (first[i] == i)
+                continue;
+            const struct vigil_conf *at = vigil_conf_get(insts[i].node, "name");
+            const struct vigil_conf *was = vigil_conf_get(insts[first[i]].node, "name");
+            if (at == NULL)
+                at = vigil_conf_get(insts[i].node, "plugin");
+            if (was == NULL)
+                was = vigil_conf_get(insts[first[i]].node, "plugin");
+            vigil_diag_at(ch->d, at,
+                          "duplicate %s name '%s' (first at line %d): give each %s its own 'name'",
+                          kind, insts[i].name, was->line, kind);
+        }
+    }
+    free(first);
+    free(names);
+    *out = insts;
+    *nout = n;
+}
+
+static void check_rules(struct checker *ch, struct vigil_conf *v)
+{
+    char buf[64];
+    if (vigil__conf_is_null(v))
+        return;
+    if (v->kind != VIGIL_CONF_LIST) {
+        vigil_diag_at(ch->d, v, "'rules' must be a list of rules, not %s",
+                      vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    ch->c->rules = v;
+}
+
+static int set_defaults(struct vigil_config *c)
+{
+    char host[256];
+    if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+        strcpy(host, "localhost");
+    host[sizeof host - 1] = '\0'; /* POSIX leaves truncation unterminated */
+    c->host = strdup(host);
+    c->plugin_dir = strdup(DEFAULT_PLUGIN_DIR);
+    c->bus.publish = strdup(VIGIL_DEFAULT_PUBLISH);
+    c->bus.subscribe = strdup(VIGIL_DEFAULT_SUBSCRIBE);
+    c->bus.hwm = DEFAULT_HWM;
+    c->bus.max_event_bytes = DEFAULT_MAX_EVENT_BYTES;
+    c->self_interval_ns = DEFAULT_INTERVAL_NS;
+    if (!c->host || !c->plugin_dir || !c->bus.publish || !c->bus.subscribe)
+        return -ENOMEM;
+    return 0;
+}
+
+struct vigil_config *vigil_config_parse(const char *text, size_t len, const char *name,
+                                        struct vigil_diag *d)
+{
+    if (name == NULL)
+        name = "<config>";
+    struct vigil_conf *root = vigil_conf_parse(text, len, name, d);
+    if (root == NULL)
+        return NULL;
+    struct vigil_config *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        vigil_conf_free(root);
+        vigil_diag_add(d, name, 0, 0, "out of memory");
+        return NULL;
+    }
+    c->root = root;
+    c->path = strdup(name);
+    c->dir = dir_of(name);
+    if (c->path == NULL || c->dir == NULL || set_defaults(c) != 0)
+        goto oom;
+
+    struct checker ch = {.c = c, .d = d};
+    for (size_t i = 0; i < root->n && !ch.oom; i++) {
+        const char *k = root->keys[i];
+        struct vigil_conf *v = root->items[i];
+        if (strcmp(k, "host") == 0)
+            check_host(&ch, v);
+        else if (strcmp(k, "plugin_dir") == 0)
+            check_plugin_dir(&ch, v);
+        else if (strcmp(k, "bus") == 0)
+            check_bus(&ch, v);
+        else if (strcmp(k, "self") == 0)
+            check_self(&ch, v);
+        else if (strcmp(k, "sources") == 0)
+            check_instances(&ch, v, false, &c->sources, &c->nsources);
+        else if (strcmp(k, "sinks") == 0)
+            check_instances(&ch, v, true, &c->sinks, &c->nsinks);
+        else if (strcmp(k, "rules") == 0)
+            check_rules(&ch, v);
+        else
+            vigil__diag_key(d, root, i,
+                     "unknown top-level key '%s' (valid keys: host, plugin_dir, bus, self, "
+                     "sources, rules, sinks)",
+                     k);
+    }
+    if (ch.oom)
+        goto oom;
+    return c;
+oom:
+    vigil_diag_add(d, name, 0, 0, "out of memory");
+    vigil_config_free(c);
+    return NULL;
+}
+
+struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
+{
+    size_t len;
+    char *text = vigil__conf_read_file(path, &len, d);
+    if (text == NULL)
+        return NULL;
+    struct vigil_config *c = vigil_config_parse(text, len, path, d);
+    free(text);
+    return c;
+}
+
+void vigil_config_free(struct vigil_config *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nsources; i++)
+        instance_fini(&c->sources[i]);
+    free(c->sources);
+    for (size_t i = 0; i < c->nsinks; i++)
+        instance_fini(&c->sinks[i]);
+    free(c->sinks);
+    free(c->path);
+    free(c->dir);
+    free(c->host);
+    free(c->plugin_dir);
+    free(c->bus.publish);
+    free(c->bus.subscribe);
+    vigil_conf_free(c->root);
+    free(c);
+}

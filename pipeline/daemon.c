@@ -1,0 +1,377 @@
+/* vigild as a whole (see daemon.h): start-up in dependency order, the
+ * vigil.self reporter, signal handling and an orderly, lossless stop.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "config.h"
+#include "event.h"
+#include "log.h"
+#include "plugin_host.h"
+
+#define READY_TIMEOUT_MS 5000
+#define DRAIN_TIMEOUT_MS 3000
+
+struct daemon {
+    struct vigil_config *cfg;
+    void *zctx;
+    struct vigil_bus *bus;
+    struct vigil_host **sources, **sinks;
+    void *self_push;
+    struct vigil_event_builder self;
+    uint64_t self_seq;
+    uint64_t started_mono;
+};
+
+/* Loads every plugin instance and runs its init. Everything that goes wrong
+ * goes to d, so one run reports all problems. */
+static void load_instances(struct daemon *dm, struct vigil_diag *d)
+{
+    struct vigil_config *c = dm->cfg;
+    struct vigil_host_env env = {
+        .host_name = c->host,
+        .plugin_dir = c->plugin_dir,
+        .zctx = dm->zctx,
+        .hwm = c->bus.hwm,
+        .max_event_bytes = c->bus.max_event_bytes,
+    };
+    dm->sources = calloc(c->nsources + 1, sizeof *dm->sources);
+    dm->sinks = calloc(c->nsinks + 1, sizeof *dm->sinks);
+    if (!dm->sources || !dm->sinks) {
+        vigil_diag_add(d, c->path, 0, 0, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < c->nsinks; i++) {
+        dm->sinks[i] = vigil_host_new(&c->sinks[i], VIGIL_SINK, &env, d);
+    }
+    for (size_t i = 0; i < c->nsources; i++) {
+        dm->sources[i] = vigil_host_new(&c->sources[i], VIGIL_SOURCE, &env, d);
+    }
+    if (c->rules && vigil_conf_len(c->rules) > 0) {
+        vigil_diag_at(d, c->rules, "rules: this build of vigild has no rules engine yet; remove the "
+                                   "rules or run a build that has it");
+    }
+    if (d->count) {
+        return; /* do not run any init when the config is already wrong */
+    }
+    for (size_t i = 0; i < c->nsinks; i++) {
+        vigil_host_init(dm->sinks[i], d);
+    }
+    for (size_t i = 0; i < c->nsources; i++) {
+        vigil_host_init(dm->sources[i], d);
+    }
+}
+
+static void free_instances(struct daemon *dm)
+{
+    if (!dm->cfg) {
+        return;
+    }
+    for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
+        vigil_host_free(dm->sources[i]);
+    }
+    for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
+        vigil_host_free(dm->sinks[i]);
+    }
+    free(dm->sources);
+    free(dm->sinks);
+    dm->sources = dm->sinks = NULL;
+}
+
+int vigil_daemon_check(const char *path)
+{
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    evthread_use_pthreads();
+    struct daemon dm = {0};
+    dm.cfg = vigil_config_load(path, &d);
+    if (dm.cfg) {
+        load_instances(&dm, &d);
+        free_instances(&dm);
+        vigil_config_free(dm.cfg);
+    }
+    int status = d.count ? 1 : 0;
+    vigil_diag_print(&d, stderr);
+    if (status == 0) {
+        printf("%s: configuration is valid\n", path);
+    } else {
+        fprintf(stderr, "%s: %zu error%s\n", path, d.count, d.count == 1 ? "" : "s");
+    }
+    vigil_diag_fini(&d);
+    return status;
+}
+
+/* ---- vigil.self -------------------------------------------------------------- */
+
+static void self_value(struct vigil_event_builder *b, const char *key, vigil_counter *c)
+{
+    vigil_event_add_value_u64(b, key, vigil_counter_get(c));
+}
+
+static void self_publish(struct daemon *dm)
+{
+    const char *body;
+    size_t len;
+    if (vigil_event_finish(&dm->self, dm->cfg->host, "vigild", dm->self_seq + 1, &body, &len) !=
+        0) {
+        return;
+    }
+    /* Never block the main thread on a full bus: it must keep answering
+     * signals. A self report that does not fit is skipped and counted. */
+    if (zmq_send(dm->self_push, "vigil.self", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        vigil_count(&vigil_bus_stats(dm->bus)->dropped_total, 1);
+        return;
+    }
+    zmq_send(dm->self_push, body, len, 0);
+    dm->self_seq++;
+}
+
+static void self_stage(struct daemon *dm, struct vigil_host *h, const char *stage)
+{
+    struct vigil_event_builder *b = &dm->self;
+    struct vigil_stage_stats *s = vigil_host_stats(h);
+    vigil_event_begin(b, "vigil.self");
+    vigil_event_add_label(b, "stage", stage);
+    vigil_event_add_label(b, "plugin", vigil_host_plugin_name(h));
+    vigil_event_add_label(b, "instance", vigil_host_instance(h));
+    if (strcmp(stage, "sink") == 0) {
+        self_value(b, "in_total", &s->in_total);
+        self_value(b, "retried_total", &s->retried_total);
+        self_value(b, "failed_total", &s->failed_total);
+        self_value(b, "queue_depth", &s->queue_depth);
+    }
+    self_value(b, "out_total", &s->out_total);
+    self_value(b, "dropped_total", &s->dropped_total);
+    self_value(b, "errors_total", &s->errors_total);
+    self_publish(dm);
+}
+
+static void self_report(struct daemon *dm)
+{
+    struct vigil_event_builder *b = &dm->self;
+    struct vigil_bus_stats *bs = vigil_bus_stats(dm->bus);
+    vigil_event_begin(b, "vigil.self");
+    vigil_event_add_label(b, "stage", "bus");
+    self_value(b, "in_total", &bs->in_total);
+    self_value(b, "out_total", &bs->out_total);
+    self_value(b, "malformed_total", &bs->malformed_total);
+    self_value(b, "lost_total", &bs->lost_total);
+    self_value(b, "seq_resets_total", &bs->seq_resets_total);
+    self_value(b, "dropped_total", &bs->dropped_total);
+    self_value(b, "external_dropped_total", &bs->external_dropped_total);
+    self_value(b, "untracked_total", &bs->untracked_total);
+    self_value(b, "sources_tracked", &bs->sources_tracked);
+    self_publish(dm);
+
+    for (size_t i = 0; i < dm->cfg->nsources; i++) {
+        self_stage(dm, dm->sources[i], "source");
+    }
+    for (size_t i = 0; i < dm->cfg->nsinks; i++) {
+        self_stage(dm, dm->sinks[i], "sink");
+    }
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long rss_pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long size_pages;
+        if (fscanf(f, "%ld %ld", &size_pages, &rss_pages) != 2) {
+            rss_pages = 0;
+        }
+        fclose(f);
+    }
+    vigil_event_begin(b, "vigil.self");
+    vigil_event_add_label(b, "stage", "daemon");
+    vigil_event_add_label(b, "version", VIGIL_VERSION);
+    vigil_event_add_value(b, "uptime_s", (double)(vigil_mono_ns() - dm->started_mono) / 1e9);
+    vigil_event_add_value_u64(b, "rss_bytes", (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE));
+    vigil_event_add_value(b, "cpu_user_s", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6);
+    vigil_event_add_value(b, "cpu_system_s",
+                          (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    self_publish(dm);
+}
+
+/* ---- Run ---------------------------------------------------------------------- */
+
+static int start(struct daemon *dm)
+{
+    struct vigil_config *c = dm->cfg;
+    char err[1024];
+    struct vigil_bus_opts bo = {
+        .publish = c->bus.publish,
+        .subscribe = c->bus.subscribe,
+        .hwm = c->bus.hwm,
+        .max_event_bytes = c->bus.max_event_bytes,
+    };
+    dm->bus = vigil_bus_new(dm->zctx, &bo, err, sizeof err);
+    if (!dm->bus) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "%s", err);
+        return -1;
+    }
+    unsigned subs = 0;
+    for (size_t i = 0; i < c->nsinks; i++) {
+        int rc = vigil_host_connect(dm->sinks[i]);
+        if (rc < 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sinks[i]),
+                      "cannot connect to the bus: %s", zmq_strerror(-rc));
+            return -1;
+        }
+        subs += (unsigned)rc;
+    }
+    for (size_t i = 0; i < c->nsources; i++) {
+        int rc = vigil_host_connect(dm->sources[i]);
+        if (rc < 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sources[i]),
+                      "cannot connect to the bus: %s", zmq_strerror(-rc));
+            return -1;
+        }
+    }
+    dm->self_push = zmq_socket(dm->zctx, ZMQ_PUSH);
+    int linger = 1000;
+    zmq_setsockopt(dm->self_push, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(dm->self_push, VIGIL_BUS_IN) != 0) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "cannot connect the self reporter: %s",
+                  zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (vigil_bus_start(dm->bus, subs) != 0) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "cannot start the bus thread");
+        return -1;
+    }
+    /* Sinks first, and sources only once the bus has seen every sink's
+     * subscription: otherwise the first events would reach no sink. */
+    for (size_t i = 0; i < c->nsinks; i++) {
+        if (vigil_host_start(dm->sinks[i]) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sinks[i]), "cannot start thread");
+            return -1;
+        }
+    }
+    if (vigil_bus_wait_ready(dm->bus, READY_TIMEOUT_MS) != 0) {
+        vigil_log(VIGIL_LOG_WARN, "bus", "not every sink subscription arrived within %d ms",
+                  READY_TIMEOUT_MS);
+    }
+    for (size_t i = 0; i < c->nsources; i++) {
+        if (vigil_host_start(dm->sources[i]) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sources[i]),
+                      "cannot start thread");
+            return -1;
+        }
+    }
+    vigil_log(VIGIL_LOG_INFO, "vigild",
+              "vigild %s started on host %s: %zu source%s, %zu sink%s; publish %s, subscribe %s",
+              VIGIL_VERSION, c->host, c->nsources, c->nsources == 1 ? "" : "s", c->nsinks,
+              c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe);
+    return 0;
+}
+
+/* Reverse order: sources stop producing, the bus forwards what is queued,
+ * sinks deliver what they hold, then the bus closes. */
+static void stop(struct daemon *dm)
+{
+    for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
+        vigil_host_stop(dm->sources[i]);
+    }
+    if (dm->bus && vigil_bus_drain(dm->bus, DRAIN_TIMEOUT_MS) != 0) {
+        vigil_log(VIGIL_LOG_WARN, "bus", "producers were still sending after %d ms; stopping anyway",
+                  DRAIN_TIMEOUT_MS);
+    }
+    for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
+        vigil_host_stop(dm->sinks[i]);
+    }
+}
+
+static void wait_for_signal(struct daemon *dm, const sigset_t *set)
+{
+    uint64_t interval = dm->cfg->self_interval_ns;
+    uint64_t next = vigil_mono_ns() + interval;
+    for (;;) {
+        uint64_t now = vigil_mono_ns();
+        if (now >= next) {
+            self_report(dm);
+            next += interval;
+            if (next <= now) {
+                next = now + interval;
+            }
+            continue;
+        }
+        struct timespec ts = {.tv_sec = (time_t)((next - now) / 1000000000u),
+                              .tv_nsec = (long)((next - now) % 1000000000u)};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            vigil_log(VIGIL_LOG_INFO, "vigild", "%s received: stopping",
+                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
+        }
+        if (sig == SIGHUP) {
+            vigil_log(VIGIL_LOG_WARN, "vigild",
+                      "SIGHUP received: reloading the config is not supported; restart vigild "
+                      "to apply changes");
+        }
+    }
+}
+
+int vigil_daemon_run(const char *path)
+{
+    /* Every thread (ours, libzmq's) inherits this mask, so signals reach only
+     * sigtimedwait() in the main thread. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+
+    struct daemon dm = {.started_mono = vigil_mono_ns()};
+    vigil_event_builder_init(&dm.self);
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    int status = 1;
+    dm.cfg = vigil_config_load(path, &d);
+    if (dm.cfg) {
+        dm.zctx = zmq_ctx_new();
+        load_instances(&dm, &d);
+    }
+    if (d.count || !dm.cfg) {
+        vigil_diag_print(&d, stderr);
+        fprintf(stderr, "%s: %zu error%s; vigild not started\n", path, d.count,
+                d.count == 1 ? "" : "s");
+        goto out;
+    }
+    if (start(&dm) == 0) {
+        wait_for_signal(&dm, &set);
+        status = 0;
+    }
+    stop(&dm);
+    if (status == 0) {
+        self_report(&dm); /* the final counters, for whoever still listens */
+        vigil_bus_drain(dm.bus, DRAIN_TIMEOUT_MS);
+        vigil_log(VIGIL_LOG_INFO, "vigild", "stopped");
+    }
+out:
+    free_instances(&dm);
+    if (dm.self_push) {
+        zmq_close(dm.self_push);
+    }
+    vigil_bus_free(dm.bus);
+    if (dm.zctx) {
+        zmq_ctx_term(dm.zctx);
+    }
+    vigil_event_builder_fini(&dm.self);
+    vigil_config_free(dm.cfg);
+    vigil_diag_fini(&d);
+    return status;
+}

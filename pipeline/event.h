@@ -1,0 +1,109 @@
+/* The event model: the msgpack body of a bus message, built (by sources and
+ * tools) and checked/read (by the bus, the rules engine and sinks).
+ *
+ * A bus message is two frames: a topic and a body that is one msgpack map
+ * with ts (uint), host (str), source (str), seq (uint), and optionally
+ * labels (map str->str), values (map str->number), attrs (map str->any).
+ * Unknown keys are kept.
+ */
+#ifndef VIGIL_EVENT_H
+#define VIGIL_EVENT_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vigil/plugin.h"
+
+#define VIGIL_TOPIC_MAX 255       /* bytes */
+#define VIGIL_ATTR_DEPTH_MAX 8
+
+enum vigil_event_kind { VIGIL_EVENT_BUILDER = 0x6275696c, VIGIL_EVENT_VIEW = 0x76696577 };
+
+/* What plugins see as opaque: both kinds start with it. */
+struct vigil_event {
+    uint32_t kind;
+};
+
+/* ---- Building ----------------------------------------------------------- */
+
+struct vigil_event_builder {
+    struct vigil_event base;
+    char topic[VIGIL_TOPIC_MAX + 1];
+    size_t topic_len;
+    uint64_t ts;
+    bool has_ts;
+    bool bad;          /* misuse seen (nesting, too long a topic): publish refuses */
+    const char *why;   /* what the misuse was */
+    uint32_t nlabels, nvalues, nattrs;
+    msgpack_sbuffer labels, values, attrs, out;
+    msgpack_packer pl, pv, pa, po;
+    struct {
+        size_t off;   /* where the map32/array32 header is in attrs */
+        uint32_t n;
+        bool is_map;
+    } stack[VIGIL_ATTR_DEPTH_MAX];
+    int depth;
+};
+
+/* Initialises a builder (no allocation until first use); fini frees it. */
+void vigil_event_builder_init(struct vigil_event_builder *b);
+void vigil_event_builder_fini(struct vigil_event_builder *b);
+/* Clears the builder and sets its topic. Buffers are kept for reuse. */
+void vigil_event_begin(struct vigil_event_builder *b, const char *topic);
+void vigil_event_set_ts(struct vigil_event_builder *b, uint64_t ts_ns);
+void vigil_event_add_label(struct vigil_event_builder *b, const char *key, const char *value);
+void vigil_event_add_value(struct vigil_event_builder *b, const char *key, double value);
+void vigil_event_add_value_u64(struct vigil_event_builder *b, const char *key, uint64_t value);
+void vigil_event_add_attr_str(struct vigil_event_builder *b, const char *key, const char *value);
+void vigil_event_add_attr_i64(struct vigil_event_builder *b, const char *key, int64_t value);
+void vigil_event_add_attr_f64(struct vigil_event_builder *b, const char *key, double value);
+void vigil_event_add_attr_bool(struct vigil_event_builder *b, const char *key, bool value);
+void vigil_event_attr_map_begin(struct vigil_event_builder *b, const char *key);
+void vigil_event_attr_list_begin(struct vigil_event_builder *b, const char *key);
+void vigil_event_attr_end(struct vigil_event_builder *b);
+/* Packs the body with the envelope. ts is the builder's (or now). On success
+ * body and len point into the builder, valid until the next begin(). Returns
+ * 0, or VIGIL_EMALFORMED when the builder was misused (b->why says how). */
+int vigil_event_finish(struct vigil_event_builder *b, const char *host, const char *source,
+                       uint64_t seq, const char **body, size_t *len);
+
+/* ---- Checking and reading -------------------------------------------------- */
+
+struct vigil_event_view {
+    struct vigil_event base;
+    const char *topic;
+    size_t topic_len;
+    const char *body;
+    size_t body_len;
+    msgpack_object root; /* the body map; strings point into `body` */
+    uint64_t ts, seq;
+    const char *host, *source;
+    size_t host_len, source_len;
+    const msgpack_object *labels, *values, *attrs; /* NULL when absent */
+};
+
+/* True when the topic is 1..VIGIL_TOPIC_MAX bytes of valid UTF-8 without
+ * control characters or spaces. */
+bool vigil_topic_valid(const char *topic, size_t len);
+
+/* Decodes and checks a message; on success fills *v (pointing into topic,
+ * body and zone, which must outlive it). The caller clears the zone between
+ * messages (msgpack_zone_clear) so the hot path does not allocate. Returns 0
+ * or VIGIL_EMALFORMED / VIGIL_ETOOBIG with *reason set to a static string. */
+int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                       const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
+                       const char **reason);
+
+/* Field by dotted path ("host", "labels.vm", "attrs.ns.net"); NULL if absent. */
+const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const char *path);
+/* Value in a map by key (STR or BIN keys); NULL if absent. */
+const msgpack_object *vigil_msgpack_map_get(const msgpack_object *map, const char *key,
+                                            size_t key_len);
+/* Typed readers over an object; 0, VIGIL_ETYPE or VIGIL_ENOTFOUND (o NULL). */
+int vigil_msgpack_str(const msgpack_object *o, const char **s, size_t *len);
+int vigil_msgpack_double(const msgpack_object *o, double *out);
+int vigil_msgpack_u64(const msgpack_object *o, uint64_t *out);
+
+#endif

@@ -1,0 +1,209 @@
+/* vigil plugin ABI: the one header a source or sink plugin is built against.
+ *
+ * It includes only standard headers and every host object is opaque, so a
+ * plugin builds with `cc -shared -fPIC -I pipeline/include x.c -o x.so` and
+ * never links against the daemon: all host services come through the
+ * `struct vigil_api` table handed to init().
+ */
+#ifndef VIGIL_PLUGIN_H
+#define VIGIL_PLUGIN_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change to struct vigil_plugin or struct
+ * vigil_api. Compatible additions append fields and are detected by the
+ * `size` fields instead. */
+#define VIGIL_PLUGIN_ABI 1
+
+#if defined(__GNUC__)
+#define VIGIL_EXPORT __attribute__((visibility("default")))
+#define VIGIL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VIGIL_EXPORT
+#define VIGIL_PRINTF(a, b)
+#endif
+
+/* Opaque host objects. */
+struct vigil_host;  /* one plugin instance as the host sees it */
+struct vigil_event; /* an event being built (sources) or read (sinks) */
+struct vigil_conf;  /* one node of the instance's config subtree */
+struct event_base;  /* libevent; the instance's own loop */
+
+enum vigil_plugin_kind { VIGIL_SOURCE = 1, VIGIL_SINK = 2 };
+
+enum vigil_log_level {
+    VIGIL_LOG_ERROR = 0,
+    VIGIL_LOG_WARN = 1,
+    VIGIL_LOG_INFO = 2,
+    VIGIL_LOG_DEBUG = 3,
+};
+
+/* What a sink's write() says about each event of a batch. */
+enum vigil_write_result {
+    VIGIL_WRITE_OK = 0,    /* delivered */
+    VIGIL_WRITE_RETRY = 1, /* not delivered now; the host retries it later */
+    VIGIL_WRITE_FAIL = 2,  /* never deliverable; counted and dropped */
+};
+
+/* Error codes: 0 or a negative number. Codes that are not listed here are
+ * negated errno values. api->strerror() names either kind. */
+#define VIGIL_ERRNO_MAP(X)                                                    \
+    X(CONFIG, -1001, "invalid configuration")                                 \
+    X(TYPE, -1002, "value has the wrong type")                                \
+    X(NOTFOUND, -1003, "no such key")                                         \
+    X(MALFORMED, -1004, "malformed event")                                    \
+    X(TOOBIG, -1005, "too big")                                               \
+    X(STOPPED, -1006, "host is stopping")                                     \
+    X(ABI, -1007, "plugin ABI mismatch")                                      \
+    X(PLUGIN, -1008, "plugin failed")
+
+enum vigil_errno {
+#define VIGIL_ERRNO_ENUM(name, code, text) VIGIL_E##name = (code),
+    VIGIL_ERRNO_MAP(VIGIL_ERRNO_ENUM)
+#undef VIGIL_ERRNO_ENUM
+};
+
+/* ---- Options: the keys a plugin accepts -------------------------------
+ * A plugin lists its keys in a table ended by { NULL }. The host checks the
+ * instance's config against it before init(): an unknown key or a value of
+ * the wrong type is an error reported at the value's file:line:col, and a
+ * missing key with a default gets that default, so getters always find it.
+ * A key without a default that is missing is simply absent (NULL node). */
+enum vigil_opt_type {
+    VIGIL_OPT_STRING = 1,
+    VIGIL_OPT_INT,      /* signed 64-bit */
+    VIGIL_OPT_DOUBLE,   /* any number */
+    VIGIL_OPT_BOOL,     /* true/false */
+    VIGIL_OPT_DURATION, /* "250ms", "1s", "5m", "1h": read as nanoseconds */
+    VIGIL_OPT_SIZE,     /* "512", "64KiB", "100MB": read as bytes */
+    VIGIL_OPT_LIST,     /* a YAML sequence (a scalar is taken as a list of one) */
+    VIGIL_OPT_MAP,      /* a YAML mapping */
+};
+
+struct vigil_option {
+    const char *key;
+    enum vigil_opt_type type;
+    const char *default_value; /* YAML text, or NULL for "no default" */
+    const char *help;
+};
+
+/* ---- Host services ------------------------------------------------------
+ * Given to init() and valid until fini() returns. Every function may be
+ * called from the instance's own thread; log() from any thread. */
+struct vigil_api {
+    uint32_t size; /* sizeof(struct vigil_api) of the host: check it before
+                      using a field appended after ABI 1 */
+
+    /* Logging, prefixed by the host with "[source:<plugin>/<instance>]". */
+    void (*log)(struct vigil_host *h, enum vigil_log_level level, const char *fmt, ...)
+        VIGIL_PRINTF(3, 4);
+    void (*vlog)(struct vigil_host *h, enum vigil_log_level level, const char *fmt, va_list ap);
+    const char *(*strerror)(int err);
+
+    /* Identity and loop. */
+    const char *(*instance_name)(struct vigil_host *h);
+    const char *(*host_name)(struct vigil_host *h);
+    struct event_base *(*event_base)(struct vigil_host *h);
+    uint64_t (*now_ns)(void); /* CLOCK_REALTIME, ns since the epoch */
+
+    /* Config. conf_root() is the instance's own mapping (the common keys
+     * plugin/name/interval/match removed). Getters return 0, -VIGIL_ETYPE or
+     * -VIGIL_ENOTFOUND (NULL node). Strings stay valid until fini(). */
+    const struct vigil_conf *(*conf_root)(struct vigil_host *h);
+    const struct vigil_conf *(*conf_get)(const struct vigil_conf *map, const char *key);
+    int (*conf_string)(const struct vigil_conf *n, const char **out);
+    int (*conf_int)(const struct vigil_conf *n, int64_t *out);
+    int (*conf_double)(const struct vigil_conf *n, double *out);
+    int (*conf_bool)(const struct vigil_conf *n, bool *out);
+    int (*conf_duration)(const struct vigil_conf *n, uint64_t *out_ns);
+    int (*conf_size)(const struct vigil_conf *n, uint64_t *out_bytes);
+    /* Number of items of a list or map (a scalar counts as a list of one). */
+    size_t (*conf_len)(const struct vigil_conf *n);
+    /* Item i of a list or map; for a map *key_out (if not NULL) gets its key. */
+    const struct vigil_conf *(*conf_at)(const struct vigil_conf *n, size_t i, const char **key_out);
+    /* Reports a semantic error at the node's file:line:col (e.g. "rate must
+     * be positive"). init() should then return -VIGIL_ECONFIG. */
+    void (*conf_error)(struct vigil_host *h, const struct vigil_conf *n, const char *fmt, ...)
+        VIGIL_PRINTF(3, 4);
+
+    /* Event builder (sources). begin() returns the instance's one reusable
+     * builder, cleared, for `topic` (dot-separated, e.g. "kvm.vm"). Adders
+     * copy their arguments. publish() fills ts (unless set), host, source and
+     * seq, hands the event to the bus and clears the builder; it blocks while
+     * the bus is full (backpressure, nothing dropped) and returns 0,
+     * -VIGIL_ESTOPPED during shutdown, or -VIGIL_ETOOBIG. */
+    struct vigil_event *(*event_begin)(struct vigil_host *h, const char *topic);
+    void (*event_ts)(struct vigil_event *ev, uint64_t ts_ns);
+    void (*event_label)(struct vigil_event *ev, const char *key, const char *value);
+    void (*event_value)(struct vigil_event *ev, const char *key, double value);
+    void (*event_value_u64)(struct vigil_event *ev, const char *key, uint64_t value);
+    void (*event_attr_str)(struct vigil_event *ev, const char *key, const char *value);
+    void (*event_attr_i64)(struct vigil_event *ev, const char *key, int64_t value);
+    void (*event_attr_f64)(struct vigil_event *ev, const char *key, double value);
+    void (*event_attr_bool)(struct vigil_event *ev, const char *key, bool value);
+    /* Nested attrs: open a map or list under `key` (NULL inside a list),
+     * add items, close it with attr_end(). At most 8 levels. */
+    void (*event_attr_map_begin)(struct vigil_event *ev, const char *key);
+    void (*event_attr_list_begin)(struct vigil_event *ev, const char *key);
+    void (*event_attr_end)(struct vigil_event *ev);
+    int (*publish)(struct vigil_host *h, struct vigil_event *ev);
+
+    /* Event reader (sinks): events given to write() are valid only during
+     * that call. Paths are dotted: "host", "seq", "labels.vm",
+     * "values.exits_per_s", "attrs.ns.net". */
+    const char *(*event_topic)(const struct vigil_event *ev, size_t *len_out);
+    int (*event_get_str)(const struct vigil_event *ev, const char *path, const char **out,
+                         size_t *len_out);
+    int (*event_get_double)(const struct vigil_event *ev, const char *path, double *out);
+    int (*event_get_u64)(const struct vigil_event *ev, const char *path, uint64_t *out);
+    /* The body as msgpack bytes, as it travelled on the bus. */
+    const void *(*event_body)(const struct vigil_event *ev, size_t *len_out);
+    /* One JSON object, no newline: {"topic":...,"ts":...,...}. Returns the
+     * length it needs (excluding the NUL); writes at most cap bytes, NUL
+     * terminated when cap > 0, like snprintf. */
+    size_t (*event_json)(const struct vigil_event *ev, char *buf, size_t cap);
+};
+
+/* ---- The descriptor -------------------------------------------------------
+ * Export exactly one: `VIGIL_EXPORT const struct vigil_plugin vigil_plugin`.
+ *
+ * init: parse config through api, allocate state into *state. Sources that
+ *   do their own I/O register events on api->event_base(h) here. Returns 0
+ *   or a negative code; on failure nothing is left to free. It also runs
+ *   under `vigild --check`, with a host whose publish() is not connected, so
+ *   it must not start work that outlives fini().
+ * collect (sources, optional): called every `interval` on the instance's
+ *   thread, first right after start.
+ * write (sinks): a batch of n events; fill results[i] for each. The return
+ *   value is 0 or a negative code meaning "every event: retry".
+ * fini: free state. Called once after a successful init, on the same thread
+ *   that ran the instance. */
+struct vigil_plugin {
+    uint32_t abi;  /* VIGIL_PLUGIN_ABI */
+    uint32_t size; /* sizeof(struct vigil_plugin) */
+    enum vigil_plugin_kind kind;
+    const char *name; /* must match the file name: <name>.so */
+    const char *version;
+    const char *description;
+    const struct vigil_option *options;
+
+    int (*init)(struct vigil_host *h, const struct vigil_api *api, void **state);
+    int (*collect)(void *state);
+    int (*write)(void *state, const struct vigil_event *const *events, size_t n,
+                 enum vigil_write_result *results);
+    void (*fini)(void *state);
+};
+
+#define VIGIL_PLUGIN_DESCRIPTOR_FIELDS .abi = VIGIL_PLUGIN_ABI, .size = sizeof(struct vigil_plugin)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIGIL_PLUGIN_H */

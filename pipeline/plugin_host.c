@@ -1,0 +1,878 @@
+/* The plugin host (see plugin_host.h): the loader and its refusals, the
+ * services table handed to plugins, and the per-instance threads that run
+ * sources (collect/own I/O -> PUSH) and sinks (SUB -> batched write()).
+ */
+#include "plugin_host.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "event.h"
+#include "json.h"
+#include "log.h"
+
+#define SINK_BATCH_MAX 512
+#define SINK_BATCH_BYTES (1u << 20)
+#define SINK_RETRY_MIN_MS 100
+#define SINK_RETRY_MAX_MS 5000
+#define SINK_STOP_GRACE_MS 5000
+
+struct vigil_host {
+    void *dl;
+    const struct vigil_plugin *desc;
+    const struct vigil_instance_conf *ic;
+    enum vigil_plugin_kind kind;
+    struct vigil_host_env env;
+    char component[160];
+    struct event_base *base;
+    struct event *stop_ev;
+    void *state;
+    bool inited, finished;
+    struct vigil_diag *diag; /* set during init only */
+    pthread_t thread;
+    bool running;
+    _Atomic bool stopping;
+    struct vigil_stage_stats stats;
+    void *sock;
+
+    /* Sources. */
+    struct vigil_event_builder builder;
+    uint64_t seq;
+    struct event *collect_ev;
+    struct vigil_ratelimit collect_rl;
+
+    /* Sinks. */
+    struct event *sub_ev, *retry_ev;
+    msgpack_zone zone;
+    char *arena;
+    size_t arena_len, arena_cap;
+    struct vigil_event_view views[SINK_BATCH_MAX];
+    const struct vigil_event *batch[SINK_BATCH_MAX];
+    enum vigil_write_result results[SINK_BATCH_MAX];
+    size_t pending; /* events in batch[] awaiting retry */
+    unsigned retry_ms;
+    struct vigil_ratelimit write_rl;
+};
+
+/* ---- Loading ----------------------------------------------------------- */
+
+static const char *kind_name(enum vigil_plugin_kind k)
+{
+    return k == VIGIL_SOURCE ? "source" : k == VIGIL_SINK ? "sink" : "unknown";
+}
+
+void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind,
+                        const struct vigil_plugin **desc, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.so", dir, name);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s: %s (looked in %s; set plugin_dir, or build the plugin)", name,
+                 path, strerror(errno), dir);
+        return NULL;
+    }
+    dlerror();
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *e = dlerror();
+        snprintf(err, errlen, "plugin '%s': cannot load %s: %s (check its dependencies with 'ldd %s')",
+                 name, path, e ? e : "unknown dlopen error", path);
+        return NULL;
+    }
+    const struct vigil_plugin *p = dlsym(dl, "vigil_plugin");
+    if (!p) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s does not export the symbol 'vigil_plugin' (a plugin exports "
+                 "'VIGIL_EXPORT const struct vigil_plugin vigil_plugin')",
+                 name, path);
+        goto fail;
+    }
+    if (p->abi != VIGIL_PLUGIN_ABI) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s has plugin ABI %u, but this vigild has ABI %u: rebuild the "
+                 "plugin against this version's vigil/plugin.h",
+                 name, path, (unsigned)p->abi, (unsigned)VIGIL_PLUGIN_ABI);
+        goto fail;
+    }
+    if (p->size < sizeof *p) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s has a descriptor of %u bytes, this vigild needs %zu: rebuild "
+                 "the plugin against this version's vigil/plugin.h",
+                 name, path, (unsigned)p->size, sizeof *p);
+        goto fail;
+    }
+    if (!p->name || strcmp(p->name, name) != 0) {
+        snprintf(err, errlen,
+                 "plugin '%s': %s declares the name '%s': a plugin's file must be named after "
+                 "it (<name>.so)",
+                 name, path, p->name ? p->name : "(none)");
+        goto fail;
+    }
+    if (p->kind != kind) {
+        snprintf(err, errlen, "plugin '%s': %s is a %s plugin, but is listed under %ss", name,
+                 path, kind_name(p->kind), kind_name(kind));
+        goto fail;
+    }
+    if (!p->init || !p->fini || (kind == VIGIL_SINK && !p->write)) {
+        snprintf(err, errlen, "plugin '%s': %s lacks init, fini%s", name, path,
+                 kind == VIGIL_SINK ? " or write" : "");
+        goto fail;
+    }
+    *desc = p;
+    return dl;
+fail:
+    dlclose(dl);
+    return NULL;
+}
+
+void vigil_plugin_close(void *handle)
+{
+    if (handle) {
+        dlclose(handle);
+    }
+}
+
+/* ---- Services for plugins --------------------------------------------------- */
+
+static void api_vlog(struct vigil_host *h, enum vigil_log_level level, const char *fmt,
+                     va_list ap)
+{
+    vigil_vlog(level, h->component, fmt, ap);
+}
+
+static void api_log(struct vigil_host *h, enum vigil_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vigil_vlog(level, h->component, fmt, ap);
+    va_end(ap);
+}
+
+static const char *api_instance_name(struct vigil_host *h)
+{
+    return h->ic->name;
+}
+
+static const char *api_host_name(struct vigil_host *h)
+{
+    return h->env.host_name;
+}
+
+static struct event_base *api_event_base(struct vigil_host *h)
+{
+    return h->base;
+}
+
+static const struct vigil_conf *api_conf_root(struct vigil_host *h)
+{
+    return h->ic->own;
+}
+
+static void api_conf_error(struct vigil_host *h, const struct vigil_conf *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (h->diag) {
+        const struct vigil_conf *at = n ? n : h->ic->node;
+        vigil_diag_vadd(h->diag, at->file, at->line, at->col, fmt, ap);
+    } else {
+        vigil_vlog(VIGIL_LOG_ERROR, h->component, fmt, ap);
+    }
+    va_end(ap);
+}
+
+static struct vigil_event_builder *as_builder(struct vigil_event *ev)
+{
+    return ev && ev->kind == VIGIL_EVENT_BUILDER ? (struct vigil_event_builder *)ev : NULL;
+}
+
+static const struct vigil_event_view *as_view(const struct vigil_event *ev)
+{
+    return ev && ev->kind == VIGIL_EVENT_VIEW ? (const struct vigil_event_view *)ev : NULL;
+}
+
+static struct vigil_event *api_event_begin(struct vigil_host *h, const char *topic)
+{
+    vigil_event_begin(&h->builder, topic);
+    return &h->builder.base;
+}
+
+/* The builder wrappers ignore an event that is not a builder rather than
+ * crash: a plugin bug should not take the daemon down. */
+
+static void api_event_ts(struct vigil_event *ev, uint64_t ts)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_set_ts(b, ts);
+    }
+}
+
+static void api_event_label(struct vigil_event *ev, const char *k, const char *v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_label(b, k, v);
+    }
+}
+
+static void api_event_value(struct vigil_event *ev, const char *k, double v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_value(b, k, v);
+    }
+}
+
+static void api_event_value_u64(struct vigil_event *ev, const char *k, uint64_t v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_value_u64(b, k, v);
+    }
+}
+
+static void api_event_attr_str(struct vigil_event *ev, const char *k, const char *v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_attr_str(b, k, v);
+    }
+}
+
+static void api_event_attr_i64(struct vigil_event *ev, const char *k, int64_t v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_attr_i64(b, k, v);
+    }
+}
+
+static void api_event_attr_f64(struct vigil_event *ev, const char *k, double v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_attr_f64(b, k, v);
+    }
+}
+
+static void api_event_attr_bool(struct vigil_event *ev, const char *k, bool v)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_add_attr_bool(b, k, v);
+    }
+}
+
+static void api_event_attr_map_begin(struct vigil_event *ev, const char *k)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_attr_map_begin(b, k);
+    }
+}
+
+static void api_event_attr_list_begin(struct vigil_event *ev, const char *k)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_attr_list_begin(b, k);
+    }
+}
+
+static void api_event_attr_end(struct vigil_event *ev)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (b) {
+        vigil_event_attr_end(b);
+    }
+}
+
+/* Sends one event, waiting while the bus is full (the socket's send timeout
+ * lets us notice a stop request). Nothing is dropped unless we stop. */
+static int api_publish(struct vigil_host *h, struct vigil_event *ev)
+{
+    struct vigil_event_builder *b = as_builder(ev);
+    if (!b || !h->sock || h->kind != VIGIL_SOURCE) {
+        return VIGIL_ESTOPPED;
+    }
+    const char *body;
+    size_t len;
+    if (vigil_event_finish(b, h->env.host_name, h->ic->name, h->seq + 1, &body, &len) != 0) {
+        vigil_count(&h->stats.errors_total, 1);
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&h->collect_rl, vigil_mono_ns(), &suppressed)) {
+            vigil_log(VIGIL_LOG_ERROR, h->component, "event not published: %s (%llu more)",
+                      b->why, (unsigned long long)suppressed);
+        }
+        return VIGIL_EMALFORMED;
+    }
+    if (len > h->env.max_event_bytes) {
+        vigil_count(&h->stats.errors_total, 1);
+        return VIGIL_ETOOBIG;
+    }
+    while (zmq_send(h->sock, b->topic, b->topic_len, ZMQ_SNDMORE) == -1) {
+        if ((zmq_errno() != EAGAIN && zmq_errno() != EINTR) || atomic_load(&h->stopping)) {
+            vigil_count(&h->stats.dropped_total, 1);
+            return VIGIL_ESTOPPED;
+        }
+    }
+    while (zmq_send(h->sock, body, len, 0) == -1) {
+        if (zmq_errno() != EINTR) {
+            vigil_count(&h->stats.dropped_total, 1);
+            return VIGIL_ESTOPPED;
+        }
+    }
+    h->seq++;
+    vigil_count(&h->stats.out_total, 1);
+    return 0;
+}
+
+static const char *api_event_topic(const struct vigil_event *ev, size_t *len)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    if (!v) {
+        *len = 0;
+        return "";
+    }
+    *len = v->topic_len;
+    return v->topic;
+}
+
+static int api_event_get_str(const struct vigil_event *ev, const char *path, const char **out,
+                             size_t *len)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    return v ? vigil_msgpack_str(vigil_event_get(v, path), out, len) : VIGIL_ETYPE;
+}
+
+static int api_event_get_double(const struct vigil_event *ev, const char *path, double *out)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    return v ? vigil_msgpack_double(vigil_event_get(v, path), out) : VIGIL_ETYPE;
+}
+
+static int api_event_get_u64(const struct vigil_event *ev, const char *path, uint64_t *out)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    return v ? vigil_msgpack_u64(vigil_event_get(v, path), out) : VIGIL_ETYPE;
+}
+
+static const void *api_event_body(const struct vigil_event *ev, size_t *len)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    *len = v ? v->body_len : 0;
+    return v ? v->body : NULL;
+}
+
+static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    if (!v) {
+        if (cap) {
+            buf[0] = '\0';
+        }
+        return 0;
+    }
+    return vigil_json_event(v->topic, v->topic_len, &v->root, buf, cap);
+}
+
+const struct vigil_api vigil_host_api = {
+    .size = sizeof(struct vigil_api),
+    .log = api_log,
+    .vlog = api_vlog,
+    .strerror = vigil_strerror,
+    .instance_name = api_instance_name,
+    .host_name = api_host_name,
+    .event_base = api_event_base,
+    .now_ns = vigil_now_ns,
+    .conf_root = api_conf_root,
+    .conf_get = vigil_conf_get,
+    .conf_string = vigil_conf_string,
+    .conf_int = vigil_conf_int,
+    .conf_double = vigil_conf_double,
+    .conf_bool = vigil_conf_bool,
+    .conf_duration = vigil_conf_duration,
+    .conf_size = vigil_conf_size,
+    .conf_len = vigil_conf_len,
+    .conf_at = vigil_conf_at,
+    .conf_error = api_conf_error,
+    .event_begin = api_event_begin,
+    .event_ts = api_event_ts,
+    .event_label = api_event_label,
+    .event_value = api_event_value,
+    .event_value_u64 = api_event_value_u64,
+    .event_attr_str = api_event_attr_str,
+    .event_attr_i64 = api_event_attr_i64,
+    .event_attr_f64 = api_event_attr_f64,
+    .event_attr_bool = api_event_attr_bool,
+    .event_attr_map_begin = api_event_attr_map_begin,
+    .event_attr_list_begin = api_event_attr_list_begin,
+    .event_attr_end = api_event_attr_end,
+    .publish = api_publish,
+    .event_topic = api_event_topic,
+    .event_get_str = api_event_get_str,
+    .event_get_double = api_event_get_double,
+    .event_get_u64 = api_event_get_u64,
+    .event_body = api_event_body,
+    .event_json = api_event_json,
+};
+
+/* ---- Instances ------------------------------------------------------------- */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg);
+
+struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
+                                  const struct vigil_host_env *env, struct vigil_diag *d)
+{
+    char err[PATH_MAX + 512];
+    const struct vigil_plugin *desc = NULL;
+    const struct vigil_conf *at = vigil_conf_get(ic->node, "plugin");
+    if (!at) {
+        at = ic->node;
+    }
+    void *dl = vigil_plugin_open(env->plugin_dir, ic->plugin, kind, &desc, err, sizeof err);
+    if (!dl) {
+        vigil_diag_add(d, at->file, at->line, at->col, "%s", err);
+        return NULL;
+    }
+    char what[128];
+    snprintf(what, sizeof what, "%s", ic->plugin);
+    if (vigil_conf_check_options(ic->own, desc->options, what, d) != 0) {
+        dlclose(dl);
+        return NULL;
+    }
+    struct vigil_host *h = calloc(1, sizeof *h);
+    if (!h) {
+        vigil_diag_add(d, at->file, at->line, at->col, "out of memory");
+        dlclose(dl);
+        return NULL;
+    }
+    h->dl = dl;
+    h->desc = desc;
+    h->ic = ic;
+    h->kind = kind;
+    h->env = *env;
+    snprintf(h->component, sizeof h->component, "%s:%s/%s", kind_name(kind), ic->plugin, ic->name);
+    h->collect_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
+    h->write_rl = h->collect_rl;
+    h->retry_ms = SINK_RETRY_MIN_MS;
+    vigil_event_builder_init(&h->builder);
+    msgpack_zone_init(&h->zone, 64 * 1024);
+    h->base = event_base_new();
+    h->stop_ev = h->base ? event_new(h->base, -1, 0, stop_cb, h) : NULL;
+    if (!h->stop_ev) {
+        vigil_diag_add(d, at->file, at->line, at->col, "cannot create an event loop");
+        vigil_host_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+int vigil_host_init(struct vigil_host *h, struct vigil_diag *d)
+{
+    size_t before = d->count;
+    h->diag = d;
+    int rc = h->desc->init(h, &vigil_host_api, &h->state);
+    h->diag = NULL;
+    if (rc == 0 && d->count > before) {
+        /* It reported a config error but went on: honour the report. */
+        h->desc->fini(h->state);
+        return VIGIL_ECONFIG;
+    }
+    if (rc != 0) {
+        if (d->count == before) {
+            const struct vigil_conf *n = h->ic->node;
+            vigil_diag_add(d, n->file, n->line, n->col, "%s '%s' (plugin %s) failed to start: %s",
+                           kind_name(h->kind), h->ic->name, h->ic->plugin, vigil_strerror(rc));
+        }
+        return rc;
+    }
+    h->inited = true;
+    return 0;
+}
+
+static void collect_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_host *h = arg;
+    int rc = h->desc->collect(h->state);
+    if (rc != 0) {
+        vigil_count(&h->stats.errors_total, 1);
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&h->collect_rl, vigil_mono_ns(), &suppressed)) {
+            vigil_log(VIGIL_LOG_WARN, h->component, "collect failed: %s (%llu more not logged)",
+                      vigil_strerror(rc), (unsigned long long)suppressed);
+        }
+    }
+}
+
+static void sink_readable(evutil_socket_t fd, short what, void *arg);
+static void sink_retry(evutil_socket_t fd, short what, void *arg);
+
+int vigil_host_connect(struct vigil_host *h)
+{
+    void *zctx = h->env.zctx;
+    int linger = 2000;
+    if (h->kind == VIGIL_SOURCE) {
+        h->sock = zmq_socket(zctx, ZMQ_PUSH);
+        if (!h->sock) {
+            return -zmq_errno();
+        }
+        int timeout_ms = 200;
+        zmq_setsockopt(h->sock, ZMQ_SNDHWM, &h->env.hwm, sizeof h->env.hwm);
+        zmq_setsockopt(h->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+        zmq_setsockopt(h->sock, ZMQ_LINGER, &linger, sizeof linger);
+        if (zmq_connect(h->sock, VIGIL_BUS_IN) != 0) {
+            return -zmq_errno();
+        }
+        if (h->desc->collect) {
+            h->collect_ev = event_new(h->base, -1, EV_PERSIST, collect_cb, h);
+            if (!h->collect_ev) {
+                return -ENOMEM;
+            }
+        }
+        return 0;
+    }
+    h->sock = zmq_socket(zctx, ZMQ_SUB);
+    if (!h->sock) {
+        return -zmq_errno();
+    }
+    zmq_setsockopt(h->sock, ZMQ_RCVHWM, &h->env.hwm, sizeof h->env.hwm);
+    zmq_setsockopt(h->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(h->sock, VIGIL_BUS_OUT) != 0) {
+        return -zmq_errno();
+    }
+    for (size_t i = 0; i < h->ic->nmatch; i++) {
+        zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, h->ic->match[i], strlen(h->ic->match[i]));
+    }
+    int fd;
+    size_t fdlen = sizeof fd;
+    zmq_getsockopt(h->sock, ZMQ_FD, &fd, &fdlen);
+    h->sub_ev = event_new(h->base, fd, EV_READ | EV_PERSIST, sink_readable, h);
+    h->retry_ev = event_new(h->base, -1, 0, sink_retry, h);
+    if (!h->sub_ev || !h->retry_ev) {
+        return -ENOMEM;
+    }
+    return (int)h->ic->nmatch;
+}
+
+/* ---- Sink delivery ------------------------------------------------------------ */
+
+/* Calls write() on the pending batch and keeps only what must be retried.
+ * Returns true when nothing is left pending. */
+static bool sink_deliver(struct vigil_host *h)
+{
+    size_t n = h->pending;
+    for (size_t i = 0; i < n; i++) {
+        h->results[i] = VIGIL_WRITE_RETRY;
+    }
+    int rc = h->desc->write(h->state, h->batch, n, h->results);
+    size_t keep = 0, retried = 0, failed = 0, ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum vigil_write_result r = rc != 0 ? VIGIL_WRITE_RETRY : h->results[i];
+        if (r == VIGIL_WRITE_OK) {
+            ok++;
+        } else if (r == VIGIL_WRITE_FAIL) {
+            failed++;
+        } else {
+            retried++;
+            h->batch[keep++] = h->batch[i];
+        }
+    }
+    vigil_count(&h->stats.out_total, ok);
+    vigil_count(&h->stats.failed_total, failed);
+    vigil_count(&h->stats.retried_total, retried);
+    if (failed || retried) {
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&h->write_rl, vigil_mono_ns(), &suppressed)) {
+            vigil_log(VIGIL_LOG_WARN, h->component,
+                      "write: %zu delivered, %zu to retry, %zu failed for good (%llu similar "
+                      "reports not logged)",
+                      ok, retried, failed, (unsigned long long)suppressed);
+        }
+    }
+    h->pending = keep;
+    atomic_store(&h->stats.queue_depth, keep);
+    if (keep == 0) {
+        msgpack_zone_clear(&h->zone);
+        h->arena_len = 0;
+        h->retry_ms = SINK_RETRY_MIN_MS;
+    }
+    return keep == 0;
+}
+
+/* Reads up to one batch from the SUB socket into the arena and decodes it.
+ * Returns the number of messages read; *empty says the socket ran dry. */
+static size_t sink_read_batch(struct vigil_host *h, bool *empty)
+{
+    size_t offs[SINK_BATCH_MAX][4];
+    size_t n = 0;
+    zmq_msg_t t, b;
+    zmq_msg_init(&t);
+    zmq_msg_init(&b);
+    *empty = false;
+    h->arena_len = 0;
+    while (n < SINK_BATCH_MAX && h->arena_len < SINK_BATCH_BYTES) {
+        if (zmq_msg_recv(&t, h->sock, ZMQ_DONTWAIT) == -1) {
+            *empty = true;
+            break;
+        }
+        if (!zmq_msg_more(&t) || zmq_msg_recv(&b, h->sock, 0) == -1 || zmq_msg_more(&b)) {
+            vigil_count(&h->stats.errors_total, 1); /* the bus checked it: cannot happen */
+            continue;
+        }
+        size_t tl = zmq_msg_size(&t), bl = zmq_msg_size(&b);
+        if (h->arena_len + tl + bl > h->arena_cap) {
+            size_t cap = h->arena_cap ? h->arena_cap : 64 * 1024;
+            while (cap < h->arena_len + tl + bl) {
+                cap *= 2;
+            }
+            char *a = realloc(h->arena, cap);
+            if (!a) {
+                vigil_count(&h->stats.dropped_total, 1);
+                continue;
+            }
+            h->arena = a;
+            h->arena_cap = cap;
+        }
+        offs[n][0] = h->arena_len;
+        offs[n][1] = tl;
+        memcpy(h->arena + h->arena_len, zmq_msg_data(&t), tl);
+        h->arena_len += tl;
+        offs[n][2] = h->arena_len;
+        offs[n][3] = bl;
+        memcpy(h->arena + h->arena_len, zmq_msg_data(&b), bl);
+        h->arena_len += bl;
+        n++;
+    }
+    zmq_msg_close(&t);
+    zmq_msg_close(&b);
+    vigil_count(&h->stats.in_total, n);
+    /* Decode only now: the arena may have moved while it grew. */
+    size_t good = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *reason;
+        if (vigil_event_decode(&h->views[good], h->arena + offs[i][0], offs[i][1],
+                               h->arena + offs[i][2], offs[i][3], SIZE_MAX, &h->zone,
+                               &reason) != 0) {
+            vigil_count(&h->stats.errors_total, 1);
+            continue;
+        }
+        h->batch[good] = &h->views[good].base;
+        good++;
+    }
+    h->pending = good;
+    return n;
+}
+
+static bool sub_has_input(struct vigil_host *h)
+{
+    int events = 0;
+    size_t len = sizeof events;
+    return zmq_getsockopt(h->sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
+static void schedule_retry(struct vigil_host *h)
+{
+    struct timeval tv = {.tv_sec = h->retry_ms / 1000, .tv_usec = (h->retry_ms % 1000) * 1000};
+    event_add(h->retry_ev, &tv);
+    h->retry_ms = h->retry_ms * 2 > SINK_RETRY_MAX_MS ? SINK_RETRY_MAX_MS : h->retry_ms * 2;
+}
+
+/* ZMQ_FD is edge-triggered: drain until EAGAIN, check ZMQ_EVENTS once more,
+ * and re-arm ourselves when we stop early (for fairness, or to retry). */
+static void sink_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_host *h = arg;
+    if (h->pending) {
+        return; /* a retry is scheduled; reading resumes after it */
+    }
+    bool empty;
+    sink_read_batch(h, &empty);
+    if (h->pending && !sink_deliver(h)) {
+        schedule_retry(h);
+        return;
+    }
+    if (!empty || sub_has_input(h)) {
+        event_active(h->sub_ev, EV_READ, 0);
+    }
+}
+
+static void sink_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_host *h = arg;
+    if (sink_deliver(h)) {
+        event_active(h->sub_ev, EV_READ, 0);
+    } else {
+        schedule_retry(h);
+    }
+}
+
+/* Shutdown of a sink: everything the bus already sent is in the socket;
+ * deliver it, retrying for a while, and count the rest as dropped. */
+static void sink_flush(struct vigil_host *h)
+{
+    uint64_t deadline = vigil_mono_ns() + (uint64_t)SINK_STOP_GRACE_MS * 1000000u;
+    for (;;) {
+        if (h->pending && !sink_deliver(h)) {
+            if (vigil_mono_ns() >= deadline) {
+                break;
+            }
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        bool empty;
+        sink_read_batch(h, &empty);
+        if (!h->pending && empty) {
+            break;
+        }
+    }
+    if (h->pending) {
+        vigil_log(VIGIL_LOG_ERROR, h->component,
+                  "stopping with %zu events not delivered (counted as dropped)", h->pending);
+        vigil_count(&h->stats.dropped_total, h->pending);
+        h->pending = 0;
+    }
+    /* Anything still unread in the socket is lost too: count it. */
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    uint64_t unread = 0;
+    while (zmq_msg_recv(&m, h->sock, ZMQ_DONTWAIT) != -1) {
+        unread += !zmq_msg_more(&m);
+    }
+    zmq_msg_close(&m);
+    vigil_count(&h->stats.dropped_total, unread);
+}
+
+/* ---- Threads ------------------------------------------------------------------ */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_host *h = arg;
+    if (h->kind == VIGIL_SINK) {
+        sink_flush(h);
+    }
+    event_base_loopbreak(h->base);
+}
+
+static void *instance_main(void *arg)
+{
+    struct vigil_host *h = arg;
+    event_add(h->stop_ev, NULL);
+    if (h->collect_ev) {
+        uint64_t ns = h->ic->interval_ns;
+        struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000u),
+                             .tv_usec = (suseconds_t)(ns % 1000000000u / 1000u)};
+        event_add(h->collect_ev, &tv);
+        event_active(h->collect_ev, EV_TIMEOUT, 0); /* first collection at once */
+    }
+    if (h->sub_ev) {
+        event_add(h->sub_ev, NULL);
+        event_active(h->sub_ev, EV_READ, 0);
+    }
+    event_base_dispatch(h->base);
+    /* fini on the thread that ran the instance, before its socket closes, so
+     * a plugin may still publish from fini. */
+    if (h->inited && !h->finished) {
+        h->desc->fini(h->state);
+        h->finished = true;
+    }
+    return NULL;
+}
+
+int vigil_host_start(struct vigil_host *h)
+{
+    int rc = pthread_create(&h->thread, NULL, instance_main, h);
+    if (rc != 0) {
+        return -rc;
+    }
+    h->running = true;
+    return 0;
+}
+
+void vigil_host_stop(struct vigil_host *h)
+{
+    if (!h || !h->running) {
+        return;
+    }
+    atomic_store(&h->stopping, true);
+    event_active(h->stop_ev, EV_TIMEOUT, 0);
+    pthread_join(h->thread, NULL);
+    h->running = false;
+}
+
+void vigil_host_free(struct vigil_host *h)
+{
+    if (!h) {
+        return;
+    }
+    vigil_host_stop(h);
+    if (h->inited && !h->finished) {
+        h->desc->fini(h->state);
+        h->finished = true;
+    }
+    if (h->collect_ev) {
+        event_free(h->collect_ev);
+    }
+    if (h->sub_ev) {
+        event_free(h->sub_ev);
+    }
+    if (h->retry_ev) {
+        event_free(h->retry_ev);
+    }
+    if (h->stop_ev) {
+        event_free(h->stop_ev);
+    }
+    if (h->base) {
+        event_base_free(h->base);
+    }
+    if (h->sock) {
+        zmq_close(h->sock);
+    }
+    vigil_event_builder_fini(&h->builder);
+    msgpack_zone_destroy(&h->zone);
+    free(h->arena);
+    vigil_plugin_close(h->dl);
+    free(h);
+}
+
+const char *vigil_host_component(const struct vigil_host *h)
+{
+    return h->component;
+}
+
+const char *vigil_host_plugin_name(const struct vigil_host *h)
+{
+    return h->ic->plugin;
+}
+
+const char *vigil_host_instance(const struct vigil_host *h)
+{
+    return h->ic->name;
+}
+
+struct vigil_stage_stats *vigil_host_stats(struct vigil_host *h)
+{
+    return &h->stats;
+}

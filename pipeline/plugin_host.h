@@ -1,0 +1,72 @@
+/* The plugin host: loads a plugin (dlopen, with every refusal explained),
+ * checks its config keys, gives it the host services table, and runs each
+ * instance on its own thread with its own event_base and ZeroMQ socket:
+ * a PUSH to the bus for sources, a SUB from the bus for sinks.
+ */
+#ifndef VIGIL_PLUGIN_HOST_H
+#define VIGIL_PLUGIN_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "stats.h"
+#include "vigil/plugin.h"
+
+struct vigil_host;
+
+/* Loads <dir>/<name>.so and checks its descriptor: the file exists, dlopen
+ * works, it exports `vigil_plugin`, its abi and size match this host, its
+ * name is `name`, its kind is `kind`, it has the callbacks its kind needs.
+ * On success returns the dlopen handle and sets *desc; on failure NULL with
+ * a message naming the .so path in err. Close with vigil_plugin_close(). */
+void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind,
+                        const struct vigil_plugin **desc, char *err, size_t errlen);
+void vigil_plugin_close(void *handle);
+
+/* Daemon-wide facts an instance needs. */
+struct vigil_host_env {
+    const char *host_name;
+    const char *plugin_dir;
+    void *zctx;             /* NULL under --check: publish() is refused */
+    int hwm;
+    size_t max_event_bytes;
+};
+
+/* Loads the instance's plugin and checks its own keys against the plugin's
+ * option table; every problem goes to d at its file:line:col. Returns NULL
+ * when the instance can't be set up. Main thread. */
+struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
+                                  const struct vigil_host_env *env, struct vigil_diag *d);
+
+/* Runs the plugin's init(); conf_error() reports go to d. 0 or negative. */
+int vigil_host_init(struct vigil_host *h, struct vigil_diag *d);
+
+/* Creates the instance's socket (needs env->zctx): a PUSH connected to the
+ * bus for sources; a SUB subscribed to every `match` prefix for sinks.
+ * Returns the number of subscriptions made (sinks), 0 (sources), or a
+ * negative code. */
+int vigil_host_connect(struct vigil_host *h);
+
+/* Starts the instance's thread. */
+int vigil_host_start(struct vigil_host *h);
+
+/* Asks the instance to stop and joins its thread. Sources stop collecting;
+ * sinks first read and write everything already sent to them (retrying for
+ * up to a few seconds), and count what they could not deliver as dropped. */
+void vigil_host_stop(struct vigil_host *h);
+
+/* Runs fini() if init succeeded and it has not run, closes the socket and
+ * the plugin. NULL is fine. */
+void vigil_host_free(struct vigil_host *h);
+
+const char *vigil_host_component(const struct vigil_host *h); /* "source:gen/gen" */
+const char *vigil_host_plugin_name(const struct vigil_host *h);
+const char *vigil_host_instance(const struct vigil_host *h);
+struct vigil_stage_stats *vigil_host_stats(struct vigil_host *h);
+
+/* The services table the host gives to plugins (for tests that drive a
+ * plugin directly). */
+extern const struct vigil_api vigil_host_api;
+
+#endif

@@ -1,0 +1,173 @@
+/* libFuzzer target for pipeline/json.c. The input is tried both ways: as
+ * JSON (whatever the parser accepts must render to JSON that parses back
+ * and renders the same again) and as msgpack (whatever msgpack_unpack
+ * accepts must render to an event the parser accepts, also when cut short). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
+/* msgpack_unpack allocates a container's slots from its declared count
+ * before reading them, so five bytes (dd ff ff ff ff) ask for ~100 GB. That
+ * is msgpack-c's affair, not the writer's: skip inputs that declare more
+ * items than they have bytes left, since each item takes at least one. */
+static int msgpack_counts_plausible(const uint8_t *p, size_t n)
+{
+    size_t pos = 0, pending = 1;
+
+    while (pending > 0) {
+        if (pos >= n || pending > n - pos) {
+            return 0;
+        }
+        uint8_t c = p[pos++];
+        size_t skip = 0, count = 0, lenbytes = 0;
+        pending--;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            continue;
+        } else if (c >= 0x80 && c <= 0x8f) {
+            count = 2 * (size_t)(c & 0x0f);
+        } else if (c >= 0x90 && c <= 0x9f) {
+            count = c & 0x0f;
+        } else if (c >= 0xa0 && c <= 0xbf) {
+            skip = c & 0x1f;
+        } else {
+            switch (c) {
+            case 0xc4: case 0xd9: lenbytes = 1; break;
+            case 0xc5: case 0xda: lenbytes = 2; break;
+            case 0xc6: case 0xdb: lenbytes = 4; break;
+            case 0xc7: lenbytes = 1; skip = 1; break;
+            case 0xc8: lenbytes = 2; skip = 1; break;
+            case 0xc9: lenbytes = 4; skip = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: case 0xde: lenbytes = 2; break;
+            case 0xdd: case 0xdf: lenbytes = 4; break;
+            default: return 0; /* 0xc1 */
+            }
+            if (lenbytes) {
+                if (n - pos < lenbytes) {
+                    return 0;
+                }
+                size_t v = 0;
+                for (size_t i = 0; i < lenbytes; i++) {
+                    v = v << 8 | p[pos++];
+                }
+                if (c >= 0xdc) {
+                    count = c >= 0xde ? 2 * v : v;
+                } else {
+                    skip += v;
+                }
+            }
+        }
+        if (skip > n - pos) {
+            return 0;
+        }
+        pos += skip;
+        pending += count;
+    }
+    return 1;
+}
+
+/* Renders with the given function into a buffer of exactly the needed size,
+ * checking the snprintf contract on the way; caller frees. */
+static char *render_value(const msgpack_object *v, size_t *len)
+{
+    size_t need = vigil_json_value(v, NULL, 0);
+    char *buf = malloc(need + 1);
+    CHECK(buf);
+    CHECK(vigil_json_value(v, buf, need + 1) == need);
+    CHECK(strlen(buf) == need);
+    *len = need;
+    return buf;
+}
+
+static void check_json(const uint8_t *data, size_t size)
+{
+    msgpack_zone *zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+    msgpack_object obj, again;
+    char err[160];
+    size_t len1, len2;
+
+    CHECK(zone);
+    if (vigil_json_parse((const char *)data, size, zone, &obj, err, sizeof err) == 0) {
+        char *text1 = render_value(&obj, &len1);
+        if (vigil_json_parse(text1, len1, zone, &again, err, sizeof err) != 0) {
+            fprintf(stderr, "rendered JSON does not parse: %s\n%s\n", err, text1);
+            abort();
+        }
+        /* rendering is canonical: a second round gives the same text */
+        char *text2 = render_value(&again, &len2);
+        CHECK(len1 == len2 && memcmp(text1, text2, len1) == 0);
+        free(text1);
+        free(text2);
+    } else {
+        CHECK(strncmp(err, "column ", 7) == 0 || strncmp(err, "line ", 5) == 0);
+    }
+    msgpack_zone_free(zone);
+}
+
+static void check_msgpack(const uint8_t *data, size_t size)
+{
+    msgpack_zone *zone;
+    msgpack_object obj, parsed;
+    size_t off = 0;
+    char err[160];
+
+    if (!msgpack_counts_plausible(data, size)) {
+        return;
+    }
+    zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+    CHECK(zone);
+    msgpack_unpack_return rc = msgpack_unpack((const char *)data, size, &off, zone, &obj);
+    if (rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES) {
+        /* the first bytes double as the topic, to fuzz its escaping too */
+        const char *topic = (const char *)data;
+        size_t topic_len = size < 8 ? size : 8;
+        size_t need = vigil_json_event(topic, topic_len, &obj, NULL, 0);
+        char *buf = malloc(need + 1);
+        CHECK(buf);
+        CHECK(vigil_json_event(topic, topic_len, &obj, buf, need + 1) == need);
+        CHECK(strlen(buf) == need);
+        if (vigil_json_parse(buf, need, zone, &parsed, err, sizeof err) != 0) {
+            fprintf(stderr, "rendered event does not parse: %s\n%s\n", err, buf);
+            abort();
+        }
+        /* a short buffer holds a NUL-terminated prefix of the same text */
+        size_t cap = need / 2 + 1;
+        char *half = malloc(cap);
+        CHECK(half);
+        CHECK(vigil_json_event(topic, topic_len, &obj, half, cap) == need);
+        CHECK(strlen(half) == cap - 1 && memcmp(half, buf, cap - 1) == 0);
+        free(half);
+        free(buf);
+    }
+    msgpack_zone_free(zone);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    check_json(data, size);
+    check_msgpack(data, size);
+    return 0;
+}

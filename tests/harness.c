@@ -1,0 +1,344 @@
+/* Integration-test harness (see harness.h). */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) {
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+int vd_setup(struct vd *v, const char *self_interval, const char *body)
+{
+    memset(v, 0, sizeof *v);
+    snprintf(v->dir, sizeof v->dir, "/tmp/vigil-test.XXXXXX");
+    if (!mkdtemp(v->dir)) {
+        return -1;
+    }
+    snprintf(v->cfg, sizeof v->cfg, "%s/vigil.yaml", v->dir);
+    snprintf(v->log, sizeof v->log, "%s/vigild.log", v->dir);
+    snprintf(v->pub, sizeof v->pub, "ipc://%s/pub", v->dir);
+    snprintf(v->sub, sizeof v->sub, "ipc://%s/sub", v->dir);
+    FILE *f = fopen(v->cfg, "w");
+    if (!f) {
+        return -1;
+    }
+    fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\nself:\n  interval: %s\n",
+            VIGIL_PLUGIN_DIR, v->pub, v->sub, self_interval ? self_interval : "10s");
+    for (const char *p = body; p && *p; p++) {
+        if (strncmp(p, "@DIR@", 5) == 0) {
+            fputs(v->dir, f);
+            p += 4;
+        } else {
+            fputc(*p, f);
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+int vd_start(struct vd *v)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(v->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(VIGIL_BUILD_DIR "/vigild", "vigild", "-c", v->cfg, (char *)NULL);
+        _exit(127);
+    }
+    v->pid = pid;
+    double deadline = now_s() + 10;
+    while (now_s() < deadline) {
+        char *log = slurp(v->log);
+        bool up = log && strstr(log, "started");
+        free(log);
+        if (up) {
+            return 0;
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            v->pid = 0;
+            return -1;
+        }
+        sleep_ms(20);
+    }
+    return -1;
+}
+
+int vd_stop(struct vd *v, int timeout_s, double *secs)
+{
+    if (v->pid <= 0) {
+        return -1;
+    }
+    double t0 = now_s();
+    kill(v->pid, SIGTERM);
+    int st = 0;
+    while (now_s() - t0 < timeout_s) {
+        if (waitpid(v->pid, &st, WNOHANG) == v->pid) {
+            v->pid = 0;
+            if (secs) {
+                *secs = now_s() - t0;
+            }
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        sleep_ms(10);
+    }
+    kill(v->pid, SIGKILL);
+    waitpid(v->pid, &st, 0);
+    v->pid = 0;
+    return -1;
+}
+
+void vd_cleanup(struct vd *v)
+{
+    if (v->pid > 0) {
+        kill(v->pid, SIGKILL);
+        waitpid(v->pid, NULL, 0);
+        v->pid = 0;
+    }
+    if (v->dir[0]) {
+        char cmd[PATH_MAX + 16];
+        if (getenv("VIGIL_KEEP_TEST_DIRS")) {
+            fprintf(stderr, "kept %s\n", v->dir);
+            return;
+        }
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", v->dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", v->dir);
+        }
+    }
+}
+
+/* Appends what is readable on fd to *buf; false at EOF. */
+static bool drain_fd(int fd, char **buf, size_t *len)
+{
+    char tmp[65536];
+    ssize_t n = read(fd, tmp, sizeof tmp);
+    if (n <= 0) {
+        return n < 0 && errno == EINTR;
+    }
+    char *nb = realloc(*buf, *len + (size_t)n + 1);
+    if (!nb) {
+        return false;
+    }
+    memcpy(nb + *len, tmp, (size_t)n);
+    *len += (size_t)n;
+    nb[*len] = '\0';
+    *buf = nb;
+    return true;
+}
+
+int run(char *const argv[], const char *in, size_t in_len, char **out, char **err, int timeout_s)
+{
+    int pin[2], pout[2], perr[2];
+    if (pipe(pin) || pipe(pout) || pipe(perr)) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    signal(SIGPIPE, SIG_IGN);
+    size_t in_off = 0, olen = 0, elen = 0;
+    char *obuf = calloc(1, 1), *ebuf = calloc(1, 1);
+    bool oopen = true, eopen = true;
+    int win = in && in_len ? pin[1] : -1;
+    if (win < 0) {
+        close(pin[1]);
+    }
+    double deadline = now_s() + timeout_s;
+    while ((oopen || eopen) && now_s() < deadline) {
+        struct pollfd p[3] = {{.fd = oopen ? pout[0] : -1, .events = POLLIN},
+                              {.fd = eopen ? perr[0] : -1, .events = POLLIN},
+                              {.fd = win, .events = POLLOUT}};
+        if (poll(p, 3, 100) <= 0) {
+            continue;
+        }
+        if (p[0].revents) {
+            oopen = drain_fd(pout[0], &obuf, &olen);
+        }
+        if (p[1].revents) {
+            eopen = drain_fd(perr[0], &ebuf, &elen);
+        }
+        if (win >= 0 && p[2].revents) {
+            ssize_t n = write(win, in + in_off, in_len - in_off > 65536 ? 65536 : in_len - in_off);
+            if (n > 0) {
+                in_off += (size_t)n;
+            }
+            if (n < 0 || in_off == in_len) {
+                close(win);
+                win = -1;
+            }
+        }
+    }
+    if (win >= 0) {
+        close(win);
+    }
+    close(pout[0]);
+    close(perr[0]);
+    int st = 0, status = -1;
+    pid_t r;
+    while ((r = waitpid(pid, &st, WNOHANG)) == 0 && now_s() < deadline) {
+        sleep_ms(10);
+    }
+    if (r == pid) {
+        status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    } else {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    if (out) {
+        *out = obuf;
+    } else {
+        free(obuf);
+    }
+    if (err) {
+        *err = ebuf;
+    } else {
+        free(ebuf);
+    }
+    return status;
+}
+
+size_t count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        return 0;
+    }
+    size_t n = 0, cap = 0;
+    char *line = NULL;
+    while (getline(&line, &cap, f) != -1) {
+        n += strstr(line, needle) != NULL;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+bool wait_lines(const char *path, const char *needle, size_t n, int timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    while (now_s() < deadline) {
+        if (count_lines(path, needle) >= n) {
+            return true;
+        }
+        sleep_ms(20);
+    }
+    return count_lines(path, needle) >= n;
+}
+
+bool seqs_complete(const char *path, const char *source, size_t n)
+{
+    char needle[256];
+    snprintf(needle, sizeof needle, "\"source\":\"%s\"", source);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open\n", path);
+        return false;
+    }
+    size_t expect = 1, cap = 0;
+    char *line = NULL;
+    bool ok = true;
+    while (getline(&line, &cap, f) != -1) {
+        if (!strstr(line, needle)) {
+            continue;
+        }
+        const char *s = strstr(line, "\"seq\":");
+        unsigned long long seq = s ? strtoull(s + 6, NULL, 10) : 0;
+        if (seq != expect) {
+            fprintf(stderr, "%s: source %s: seq %llu where %zu was expected\n", path, source, seq,
+                    expect);
+            ok = false;
+            break;
+        }
+        expect++;
+    }
+    free(line);
+    fclose(f);
+    if (ok && expect - 1 != n) {
+        fprintf(stderr, "%s: source %s: %zu events, expected %zu\n", path, source, expect - 1, n);
+        ok = false;
+    }
+    return ok;
+}
+
+bool json_lines_valid(const char *path)
+{
+    char *const argv[] = {"/usr/bin/python3", "-c",
+                          "import json,sys\n"
+                          "n=0\n"
+                          "for l in open(sys.argv[1], encoding='utf-8'):\n"
+                          "    json.loads(l); n+=1\n"
+                          "print(n)\n",
+                          (char *)path, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = run(argv, NULL, 0, &out, &err, 60);
+    if (rc != 0) {
+        fprintf(stderr, "python3 json check of %s failed (%d): %s\n", path, rc, err);
+    }
+    free(out);
+    free(err);
+    return rc == 0;
+}

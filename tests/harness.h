@@ -1,0 +1,51 @@
+/* Integration-test harness: runs the real vigild (and the tools) from the
+ * build tree in a temporary folder of its own, with its own ipc endpoints,
+ * and cleans everything up, also after a failed test.
+ */
+#ifndef VIGIL_TEST_HARNESS_H
+#define VIGIL_TEST_HARNESS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct vd {
+    pid_t pid;
+    char dir[256];       /* the test's own temporary folder */
+    char cfg[PATH_MAX];  /* <dir>/vigil.yaml */
+    char log[PATH_MAX];  /* vigild's stderr */
+    char pub[PATH_MAX];  /* ipc://<dir>/pub */
+    char sub[PATH_MAX];  /* ipc://<dir>/sub */
+};
+
+/* Makes the folder and writes the config: plugin_dir, bus endpoints and
+ * self.interval are set by the harness; `body` adds sources/sinks/etc.
+ * Every "@DIR@" in body becomes the folder. Returns 0 or -1. */
+int vd_setup(struct vd *v, const char *self_interval, const char *body);
+/* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
+ * Returns 0, or -1 if it exited or did not start (see v->log). */
+int vd_start(struct vd *v);
+/* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
+ * timeout, after SIGKILL) and the seconds it took. */
+int vd_stop(struct vd *v, int timeout_s, double *secs);
+/* Kills vigild if running and removes the folder. */
+void vd_cleanup(struct vd *v);
+
+/* Runs argv with stdin from `in` (may be NULL), collecting stdout and stderr
+ * (caller frees); kills it after timeout_s. Returns its exit status, or -1. */
+int run(char *const argv[], const char *in, size_t in_len, char **out, char **err, int timeout_s);
+
+/* Reads a whole file (NUL-terminated; caller frees), NULL if absent. */
+char *slurp(const char *path);
+/* Number of lines of a file that contain `needle`. */
+size_t count_lines(const char *path, const char *needle);
+/* Waits up to timeout_s until count_lines(path, needle) >= n. */
+bool wait_lines(const char *path, const char *needle, size_t n, int timeout_s);
+/* Checks that the lines of `path` with "source":"<source>" carry seq 1..n
+ * each exactly once and in order; prints what is wrong. */
+bool seqs_complete(const char *path, const char *source, size_t n);
+/* Every line of the file parses as JSON (python3's json module). */
+bool json_lines_valid(const char *path);
+
+#endif

@@ -1,0 +1,1050 @@
+/* Tests for pipeline/bus.c: the real bus thread over real ZeroMQ sockets (a
+ * fresh context and ipc folder per test): pass-through and prefix filtering
+ * on both sides, malformed input counted and dropped, seq gap/reset
+ * counting, the lossless inproc side under load, counted drops for a stalled
+ * outside subscriber, refused endpoints, drain and shutdown. */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "event.h"
+#include "log.h"
+
+#define MAX_SOCKS 16
+#define MAX_PRODUCERS 4
+#define WAIT_MS 2000     /* bounded wait for counters the bus thread updates */
+#define RECV_MS 5000     /* a subscriber that gets nothing for this long fails */
+#define BODY_MAX 8192
+
+struct producer {
+    pthread_t thread;
+    bool started;
+    void *zctx;
+    const char *endpoint;
+    const char *topic;
+    uint64_t first_seq;
+    unsigned n;
+    int sndhwm;
+    size_t pad;           /* bytes of attrs.pad per event */
+    _Atomic unsigned sent;
+    int err;              /* zmq errno if a send failed */
+};
+
+struct fx {
+    void *zctx;
+    char dir[64];
+    char pub[160], sub[160]; /* ipc endpoints */
+    struct vigil_bus *bus;
+    struct vigil_bus_stats *st;
+    void *socks[MAX_SOCKS];
+    int nsocks;
+    struct producer prod[MAX_PRODUCERS];
+    int nprod;
+    struct vigil_event_builder b;
+    msgpack_zone zone;
+    char err[512];
+    /* A thread that reads reader_sock once reader_go is set. */
+    pthread_t reader;
+    bool reader_started;
+    _Atomic bool reader_go;
+    _Atomic unsigned reader_got;
+    void *reader_sock;
+};
+
+/* One received two-frame message. */
+struct msg {
+    char topic[512];
+    size_t topic_len;
+    char body[BODY_MAX];
+    size_t body_len;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    if (!f) {
+        return -1;
+    }
+    snprintf(f->dir, sizeof f->dir, "/tmp/vigil-bus-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->pub, sizeof f->pub, "ipc://%s/pub", f->dir);
+    snprintf(f->sub, sizeof f->sub, "ipc://%s/sub", f->dir);
+    f->zctx = zmq_ctx_new();
+    if (!f->zctx) {
+        rmdir(f->dir);
+        free(f);
+        return -1;
+    }
+    vigil_event_builder_init(&f->b);
+    msgpack_zone_init(&f->zone, 4096);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    vigil_bus_free(f->bus);
+    /* Unblocks producers stuck in a send to a bus that is gone. */
+    zmq_ctx_shutdown(f->zctx);
+    for (int i = 0; i < f->nprod; i++) {
+        if (f->prod[i].started) {
+            pthread_join(f->prod[i].thread, NULL);
+        }
+    }
+    if (f->reader_started) {
+        atomic_store(&f->reader_go, true);
+        pthread_join(f->reader, NULL);
+    }
+    for (int i = 0; i < f->nsocks; i++) {
+        zmq_close(f->socks[i]);
+    }
+    zmq_ctx_term(f->zctx);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    vigil_event_builder_fini(&f->b);
+    msgpack_zone_destroy(&f->zone);
+    free(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t now_ms(void)
+{
+    return vigil_mono_ns() / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls a counter until it reaches `want` or WAIT_MS pass; returns its value. */
+static uint64_t wait_count(vigil_counter *c, uint64_t want)
+{
+    uint64_t deadline = now_ms() + WAIT_MS;
+    uint64_t v;
+    while ((v = vigil_counter_get(c)) < want && now_ms() < deadline) {
+        sleep_ms(1);
+    }
+    return v;
+}
+
+static void *track(struct fx *f, void *s)
+{
+    assert_non_null(s);
+    assert_true(f->nsocks < MAX_SOCKS);
+    f->socks[f->nsocks++] = s;
+    return s;
+}
+
+static struct vigil_bus *new_bus(struct fx *f, const char *pub, const char *sub, int hwm, size_t max)
+{
+    struct vigil_bus_opts o = {.publish = pub, .subscribe = sub, .hwm = hwm,
+                               .max_event_bytes = max};
+    f->err[0] = '\0';
+    return vigil_bus_new(f->zctx, &o, f->err, sizeof f->err);
+}
+
+static void bus_new(struct fx *f, int hwm, size_t max)
+{
+    f->bus = new_bus(f, f->pub, f->sub, hwm, max);
+    if (!f->bus) {
+        fail_msg("vigil_bus_new: %s", f->err);
+    }
+    f->st = vigil_bus_stats(f->bus);
+}
+
+static void bus_start(struct fx *f, unsigned subscriptions)
+{
+    assert_int_equal(vigil_bus_start(f->bus, subscriptions), 0);
+    assert_int_equal(vigil_bus_wait_ready(f->bus, 5000), 0);
+}
+
+static void *sub_socket(struct fx *f, const char *endpoint, const char *prefix, int rcvhwm)
+{
+    void *s = track(f, zmq_socket(f->zctx, ZMQ_SUB));
+    int linger = 0, timeout = RECV_MS;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    if (rcvhwm >= 0) {
+        zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    }
+    assert_int_equal(zmq_connect(s, endpoint), 0);
+    if (prefix) {
+        assert_int_equal(zmq_setsockopt(s, ZMQ_SUBSCRIBE, prefix, strlen(prefix)), 0);
+    }
+    return s;
+}
+
+static void *push_socket(struct fx *f, const char *endpoint)
+{
+    void *s = track(f, zmq_socket(f->zctx, ZMQ_PUSH));
+    /* ipc: give queued messages a moment to leave when the test closes. */
+    int linger = 1000, timeout = RECV_MS;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    assert_int_equal(zmq_connect(s, endpoint), 0);
+    return s;
+}
+
+static void send_frames(void *s, const void *const *frames, const size_t *lens, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = zmq_send(s, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+        if (rc < 0) {
+            fail_msg("zmq_send: %s", zmq_strerror(zmq_errno()));
+        }
+    }
+}
+
+static void send2(void *s, const char *topic, size_t topic_len, const char *body, size_t len)
+{
+    const void *frames[2] = {topic, body};
+    size_t lens[2] = {topic_len, len};
+    send_frames(s, frames, lens, 2);
+}
+
+/* Builds an event into b; the body lives until the next begin(). */
+static void build(struct vigil_event_builder *b, const char *topic, const char *host,
+                  const char *source, uint64_t seq, size_t pad, const char **body, size_t *len)
+{
+    vigil_event_begin(b, topic);
+    vigil_event_add_label(b, "who", source);
+    vigil_event_add_value_u64(b, "n", seq);
+    if (pad) {
+        char *p = malloc(pad + 1);
+        assert_non_null(p);
+        memset(p, 'p', pad);
+        p[pad] = '\0';
+        vigil_event_add_attr_str(b, "pad", p);
+        free(p);
+    }
+    assert_int_equal(vigil_event_finish(b, host, source, seq, body, len), 0);
+}
+
+static void send_event(struct fx *f, void *s, const char *topic, const char *host,
+                       const char *source, uint64_t seq, size_t pad)
+{
+    const char *body;
+    size_t len;
+    build(&f->b, topic, host, source, seq, pad, &body, &len);
+    send2(s, topic, strlen(topic), body, len);
+}
+
+/* Receives one two-frame message within timeout_ms; false if none came. */
+static bool recv_msg(void *s, struct msg *m, int timeout_ms)
+{
+    zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0) {
+        return false;
+    }
+    int n = zmq_recv(s, m->topic, sizeof m->topic, 0);
+    assert_true(n >= 0 && (size_t)n <= sizeof m->topic);
+    m->topic_len = (size_t)n;
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+    assert_true(more); /* the bus only passes on two-frame messages */
+    n = zmq_recv(s, m->body, sizeof m->body, 0);
+    assert_true(n >= 0 && (size_t)n <= sizeof m->body);
+    m->body_len = (size_t)n;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+    assert_false(more);
+    return true;
+}
+
+static bool topic_is(const struct msg *m, const char *t)
+{
+    return m->topic_len == strlen(t) && memcmp(m->topic, t, m->topic_len) == 0;
+}
+
+/* Receives the next message that is not a join probe. */
+static void recv_real(void *s, struct msg *m)
+{
+    do {
+        if (!recv_msg(s, m, RECV_MS)) {
+            fail_msg("no message within %d ms", RECV_MS);
+        }
+    } while (topic_is(m, "probe"));
+}
+
+/* Decodes a received body and returns its seq. */
+static uint64_t seq_of(struct fx *f, const struct msg *m)
+{
+    struct vigil_event_view v;
+    const char *reason = NULL;
+    msgpack_zone_clear(&f->zone);
+    int rc = vigil_event_decode(&v, m->topic, m->topic_len, m->body, m->body_len, BODY_MAX,
+                                &f->zone, &reason);
+    if (rc != 0) {
+        fail_msg("subscriber got an event that does not decode: %s", reason);
+    }
+    return v.seq;
+}
+
+/* An outside subscriber misses everything published before its subscription
+ * reached the bus: publish probes until one arrives. Returns how many were
+ * published (the bus counts them in in_total/out_total). */
+static unsigned join_external(struct fx *f, void *push, void *ext)
+{
+    assert_int_equal(zmq_setsockopt(ext, ZMQ_SUBSCRIBE, "probe", 5), 0);
+    struct msg m;
+    for (unsigned i = 1; i <= 500; i++) {
+        send_event(f, push, "probe", "test", "probe", i, 0);
+        if (recv_msg(ext, &m, 10)) {
+            assert_true(topic_is(&m, "probe"));
+            return i;
+        }
+    }
+    fail_msg("the outside subscriber never got a probe");
+    return 0;
+}
+
+static void *producer_main(void *arg)
+{
+    struct producer *p = arg;
+    struct vigil_event_builder b;
+    vigil_event_builder_init(&b);
+    void *s = zmq_socket(p->zctx, ZMQ_PUSH);
+    if (!s) {
+        p->err = zmq_errno();
+        vigil_event_builder_fini(&b);
+        return NULL;
+    }
+    int linger = 1000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &p->sndhwm, sizeof p->sndhwm);
+    zmq_connect(s, p->endpoint);
+    char *pad = NULL;
+    if (p->pad) {
+        pad = malloc(p->pad + 1);
+        memset(pad, 'p', p->pad);
+        pad[p->pad] = '\0';
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        uint64_t seq = p->first_seq + i;
+        const char *body;
+        size_t len;
+        vigil_event_begin(&b, p->topic);
+        vigil_event_add_value_u64(&b, "n", seq);
+        if (pad) {
+            vigil_event_add_attr_str(&b, "pad", pad);
+        }
+        if (vigil_event_finish(&b, "load", "producer", seq, &body, &len) != 0 ||
+            zmq_send(s, p->topic, strlen(p->topic), ZMQ_SNDMORE) < 0 ||
+            zmq_send(s, body, len, 0) < 0) {
+            p->err = zmq_errno();
+            break;
+        }
+        atomic_store(&p->sent, i + 1);
+    }
+    free(pad);
+    zmq_close(s);
+    vigil_event_builder_fini(&b);
+    return NULL;
+}
+
+/* Starts a thread that pushes n events (seq first_seq..) into the bus. */
+static struct producer *producer_start(struct fx *f, const char *endpoint, const char *topic,
+                                       uint64_t first_seq, unsigned n, int sndhwm, size_t pad)
+{
+    assert_true(f->nprod < MAX_PRODUCERS);
+    struct producer *p = &f->prod[f->nprod++];
+    p->zctx = f->zctx;
+    p->endpoint = endpoint;
+    p->topic = topic;
+    p->first_seq = first_seq;
+    p->n = n;
+    p->sndhwm = sndhwm;
+    p->pad = pad;
+    assert_int_equal(pthread_create(&p->thread, NULL, producer_main, p), 0);
+    p->started = true;
+    return p;
+}
+
+static void producer_join(struct producer *p)
+{
+    pthread_join(p->thread, NULL);
+    p->started = false;
+    assert_int_equal(p->err, 0);
+    assert_int_equal(atomic_load(&p->sent), p->n);
+}
+
+/* --------------------------------------------------------- pass-through */
+
+/* Valid events reach both sides byte for byte; subscribers get only their
+ * prefixes; producers may use the inproc twin or the outside endpoint. */
+static void test_pass_through(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    void *in_sub = sub_socket(f, VIGIL_BUS_OUT, "gen.", -1);
+    void *ext_sub = sub_socket(f, f->sub, "gen.", -1);
+    bus_start(f, 1);
+    void *push_ipc = push_socket(f, f->pub);
+    void *push_in = push_socket(f, VIGIL_BUS_IN);
+    unsigned probes = join_external(f, push_ipc, ext_sub);
+
+    const char *topics[] = {"gen.a", "kvm.vm", "gen", "gen.b", "xgen.c", "gen.\xc3\xa9t\xc3\xa9",
+                            "gen.end"};
+    const size_t ntopics = sizeof topics / sizeof topics[0];
+    const char *want[] = {"gen.a", "gen.b", "gen.\xc3\xa9t\xc3\xa9", "gen.end"};
+    const size_t nwant = sizeof want / sizeof want[0];
+    char bodies[4][BODY_MAX];
+    size_t lens[4];
+
+    for (int round = 0; round < 2; round++) {
+        void *push = round == 0 ? push_ipc : push_in;
+        size_t k = 0;
+        for (size_t i = 0; i < ntopics; i++) {
+            const char *body;
+            size_t len;
+            vigil_event_begin(&f->b, topics[i]);
+            vigil_event_add_label(&f->b, "i", topics[i]);
+            vigil_event_add_value(&f->b, "x", 0.5 * (double)i);
+            vigil_event_attr_map_begin(&f->b, "m");
+            vigil_event_add_attr_bool(&f->b, "round", round);
+            vigil_event_attr_end(&f->b);
+            assert_int_equal(
+                vigil_event_finish(&f->b, "h", round ? "in" : "ipc", i + 1, &body, &len), 0);
+            if (strncmp(topics[i], "gen.", 4) == 0) {
+                assert_true(k < nwant && len <= BODY_MAX);
+                memcpy(bodies[k], body, len);
+                lens[k++] = len;
+            }
+            send2(push, topics[i], strlen(topics[i]), body, len);
+        }
+        void *subs[2] = {in_sub, ext_sub};
+        for (int s = 0; s < 2; s++) {
+            for (size_t i = 0; i < nwant; i++) {
+                struct msg m;
+                recv_real(subs[s], &m);
+                if (!topic_is(&m, want[i])) {
+                    fail_msg("round %d sub %d: got topic %.*s, want %s", round, s,
+                             (int)m.topic_len, m.topic, want[i]);
+                }
+                assert_int_equal(m.body_len, lens[i]);
+                assert_memory_equal(m.body, bodies[i], lens[i]);
+            }
+            struct msg extra;
+            assert_false(recv_msg(subs[s], &extra, 0) && !topic_is(&extra, "probe"));
+        }
+    }
+    uint64_t total = probes + 2 * ntopics;
+    assert_int_equal(wait_count(&f->st->out_total, total), total);
+    assert_int_equal(vigil_counter_get(&f->st->in_total), total);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->external_dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    /* (test, probe), (h, ipc), (h, in) */
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
+}
+
+/* ready waits for the inproc subscriptions it was told to expect. */
+static void test_ready_waits_for_subscriptions(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    sub_socket(f, VIGIL_BUS_OUT, "a", -1);
+    assert_int_equal(vigil_bus_start(f->bus, 2), 0);
+    assert_int_equal(vigil_bus_wait_ready(f->bus, 200), -ETIMEDOUT);
+    void *second = sub_socket(f, VIGIL_BUS_OUT, "b", -1);
+    assert_int_equal(vigil_bus_wait_ready(f->bus, 5000), 0);
+    /* And the one that arrived last is served from the first event on. */
+    void *push = push_socket(f, VIGIL_BUS_IN);
+    send_event(f, push, "b.x", "h", "s", 1, 0);
+    struct msg m;
+    assert_true(recv_msg(second, &m, RECV_MS));
+    assert_true(topic_is(&m, "b.x"));
+}
+
+/* ----------------------------------------------------------- malformed */
+
+#define MAX_EVENT 1024
+
+struct bad_case {
+    const char *name;
+    int nframes;
+    const void *frames[3];
+    size_t lens[3];
+};
+
+/* After every kind of garbage the bus still passes the next valid event,
+ * and nothing of the garbage. */
+static void test_malformed_counted_and_dropped(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, MAX_EVENT);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_IN);
+
+    /* A valid body to pair with bad topics and extra frames. */
+    static char good[BODY_MAX];
+    const char *body;
+    size_t good_len;
+    build(&f->b, "ok", "h", "bad", 1, 0, &body, &good_len);
+    memcpy(good, body, good_len);
+
+    static char random_body[200];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof random_body; i++) {
+        x = x * 1103515245u + 12345u;
+        random_body[i] = (char)(x >> 16);
+    }
+    random_body[0] = (char)0xc1; /* never valid msgpack, whatever follows */
+
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 1); /* not a map */
+    msgpack_pack_int(&pk, 1);
+    size_t array_len = sb.size;
+    msgpack_pack_map(&pk, 3); /* no seq */
+    msgpack_pack_str(&pk, 2);
+    msgpack_pack_str_body(&pk, "ts", 2);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "host", 4);
+    msgpack_pack_str(&pk, 1);
+    msgpack_pack_str_body(&pk, "h", 1);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "source", 6);
+    msgpack_pack_str(&pk, 1);
+    msgpack_pack_str_body(&pk, "s", 1);
+    const char *array_body = sb.data, *noseq_body = sb.data + array_len;
+    size_t noseq_len = sb.size - array_len;
+
+    static char long_topic[300];
+    memset(long_topic, 'a', sizeof long_topic);
+
+    static char big[2 * MAX_EVENT];
+    size_t big_len;
+    build(&f->b, "ok", "h", "big", 1, MAX_EVENT, &body, &big_len);
+    assert_true(big_len > MAX_EVENT && big_len <= sizeof big);
+    memcpy(big, body, big_len);
+
+    const struct bad_case cases[] = {
+        {"one frame", 1, {"ok"}, {2}},
+        {"one empty frame", 1, {""}, {0}},
+        {"three frames", 3, {"ok", good, "x"}, {2, good_len, 1}},
+        {"random body", 2, {"ok", random_body}, {2, sizeof random_body}},
+        {"empty body", 2, {"ok", ""}, {2, 0}},
+        {"not a map", 2, {"ok", array_body}, {2, array_len}},
+        {"no seq", 2, {"ok", noseq_body}, {2, noseq_len}},
+        {"topic with space", 2, {"o k", good}, {3, good_len}},
+        {"empty topic", 2, {"", good}, {0, good_len}},
+        {"300-byte topic", 2, {long_topic, good}, {sizeof long_topic, good_len}},
+        {"invalid UTF-8 topic", 2, {"ok\xc3(", good}, {4, good_len}},
+        {"overlong UTF-8 topic", 2, {"\xc0\xae", good}, {2, good_len}},
+        {"body > max_event_bytes", 2, {"ok", big}, {2, big_len}},
+    };
+    const size_t ncases = sizeof cases / sizeof cases[0];
+
+    for (size_t i = 0; i < ncases; i++) {
+        send_frames(push, cases[i].frames, cases[i].lens, cases[i].nframes);
+        send_event(f, push, "ok", "h", "good", i + 1, 0);
+        struct msg m;
+        if (!recv_msg(sub, &m, RECV_MS)) {
+            fail_msg("after \"%s\" the bus passed nothing on", cases[i].name);
+        }
+        if (!topic_is(&m, "ok") || seq_of(f, &m) != i + 1) {
+            fail_msg("after \"%s\" the subscriber got something else (topic %.*s)",
+                     cases[i].name, (int)m.topic_len, m.topic);
+        }
+        if (wait_count(&f->st->malformed_total, i + 1) != i + 1) {
+            fail_msg("\"%s\" was not counted as malformed", cases[i].name);
+        }
+    }
+    struct msg extra;
+    assert_false(recv_msg(sub, &extra, 50));
+    assert_int_equal(wait_count(&f->st->in_total, 2 * ncases), 2 * ncases);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), ncases);
+    assert_int_equal(vigil_counter_get(&f->st->out_total), ncases);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    /* Only valid events are tracked: (h, good). */
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 1);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* --------------------------------------------------------- seq tracking */
+
+static void expect_passed(struct fx *f, void *sub, unsigned n)
+{
+    struct msg m;
+    for (unsigned i = 0; i < n; i++) {
+        if (!recv_msg(sub, &m, RECV_MS)) {
+            fail_msg("only %u of %u events arrived", i, n);
+        }
+    }
+    (void)f;
+}
+
+static void test_seq_gaps_and_resets(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_IN);
+    unsigned sent = 0;
+
+    /* (h, s): 1 2 3 6 -> two lost; (h, t) and (h2, s) interleaved, in order. */
+    const struct {
+        const char *host, *source;
+        uint64_t seq;
+    } steps[] = {
+        {"h", "s", 1},   {"h", "t", 100}, {"h", "s", 2},  {"h2", "s", 7}, {"h", "t", 101},
+        {"h", "s", 3},   {"h2", "s", 8},  {"h", "t", 102}, {"h", "s", 6}, {"h2", "s", 9},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        send_event(f, push, "t", steps[i].host, steps[i].source, steps[i].seq, 0);
+        sent++;
+    }
+    expect_passed(f, sub, sent);
+    assert_int_equal(wait_count(&f->st->out_total, sent), sent);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 2);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
+
+    /* (h, s) restarts at 1: a reset, no loss; then it counts on from 1. */
+    send_event(f, push, "t", "h", "s", 1, 0);
+    send_event(f, push, "t", "h", "s", 2, 0);
+    send_event(f, push, "t", "h", "s", 3, 0);
+    sent += 3;
+    expect_passed(f, sub, 3);
+    assert_int_equal(wait_count(&f->st->out_total, sent), sent);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 1);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 2);
+
+    /* A big jump in another source counts its gap only. */
+    send_event(f, push, "t", "h", "t", 1102, 0);
+    sent++;
+    expect_passed(f, sub, 1);
+    assert_int_equal(wait_count(&f->st->out_total, sent), sent);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 2 + 999);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 1);
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
+}
+
+/* Packs a minimal event whose host and source may hold NUL bytes. */
+static size_t pack_raw(msgpack_sbuffer *sb, const char *host, size_t hn, const char *source,
+                       size_t sn, uint64_t seq)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    sb->size = 0;
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str(&pk, 2);
+    msgpack_pack_str_body(&pk, "ts", 2);
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_str(&pk, 4);
+    msgpack_pack_str_body(&pk, "host", 4);
+    msgpack_pack_str(&pk, hn);
+    msgpack_pack_str_body(&pk, host, hn);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "source", 6);
+    msgpack_pack_str(&pk, sn);
+    msgpack_pack_str_body(&pk, source, sn);
+    msgpack_pack_str(&pk, 3);
+    msgpack_pack_str_body(&pk, "seq", 3);
+    msgpack_pack_uint64(&pk, seq);
+    return sb->size;
+}
+
+/* (host "a\0b", source "c") and (host "a", source "b\0c") are two sources.
+ * The bus may refuse NUL bytes in host/source altogether; what it must not
+ * do is mistake one for the other and count resets that did not happen. */
+static void test_seq_sources_with_nul_bytes_are_distinct(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    bus_start(f, 0);
+    void *push = push_socket(f, VIGIL_BUS_IN);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        pack_raw(&sb, "a\0b", 3, "c", 1, seq);
+        send2(push, "t", 1, sb.data, sb.size);
+        pack_raw(&sb, "a", 1, "b\0c", 3, seq);
+        send2(push, "t", 1, sb.data, sb.size);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    uint64_t deadline = now_ms() + WAIT_MS, out, malformed;
+    while ((out = vigil_counter_get(&f->st->out_total)) +
+                   (malformed = vigil_counter_get(&f->st->malformed_total)) < 6 &&
+           now_ms() < deadline) {
+        sleep_ms(1);
+    }
+    if (malformed == 6) {
+        return; /* refused: fine */
+    }
+    assert_int_equal(malformed, 0);
+    assert_int_equal(out, 6);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 2);
+}
+
+/* ------------------------------------------------------------- lossless */
+
+#define LOAD_N 200000u
+
+/* A small HWM everywhere and a subscriber that reads in bursts and pauses:
+ * the producer is held back, nothing is dropped, order is kept. */
+static void test_lossless_inproc_under_load(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 100, 64 * 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "gen.", 100);
+    bus_start(f, 1);
+    struct producer *p = producer_start(f, VIGIL_BUS_IN, "gen.load", 1, LOAD_N, 100, 0);
+
+    struct msg m;
+    for (unsigned i = 0; i < LOAD_N; i++) {
+        if (i % 2000 == 0) {
+            sleep_ms(1); /* the producer runs ahead and fills every queue */
+        }
+        if (!recv_msg(sub, &m, RECV_MS)) {
+            fail_msg("event %u of %u never arrived (producer sent %u)", i + 1, LOAD_N,
+                     atomic_load(&p->sent));
+        }
+        uint64_t seq = seq_of(f, &m);
+        if (seq != i + 1) {
+            fail_msg("event %u arrived as seq %llu", i + 1, (unsigned long long)seq);
+        }
+    }
+    producer_join(p);
+    assert_false(recv_msg(sub, &m, 50));
+    assert_int_equal(wait_count(&f->st->out_total, LOAD_N), LOAD_N);
+    assert_int_equal(vigil_counter_get(&f->st->in_total), LOAD_N);
+    assert_int_equal(vigil_counter_get(&f->st->dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+}
+
+/* An outside subscriber that stops reading loses events, counted; the inside
+ * still gets every one. */
+static void test_external_drops_counted(void **state)
+{
+    struct fx *f = *state;
+    const unsigned n = 5000;
+    bus_new(f, 10, 64 * 1024);
+    void *in_sub = sub_socket(f, VIGIL_BUS_OUT, "gen.", 10);
+    void *ext_sub = sub_socket(f, f->sub, "gen.", 10);
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_IN);
+    unsigned probes = join_external(f, push, ext_sub);
+
+    /* From here on ext_sub is never read. */
+    struct producer *p = producer_start(f, VIGIL_BUS_IN, "gen.x", 1, n, 10, 1000);
+    struct msg m;
+    for (unsigned i = 0; i < n; i++) {
+        if (!recv_msg(in_sub, &m, RECV_MS)) {
+            fail_msg("inproc event %u of %u never arrived", i + 1, n);
+        }
+        assert_int_equal(seq_of(f, &m), i + 1);
+    }
+    producer_join(p);
+    uint64_t total = probes + n;
+    assert_int_equal(wait_count(&f->st->out_total, total), total);
+    assert_int_equal(vigil_counter_get(&f->st->in_total), total);
+    uint64_t ext_dropped = vigil_counter_get(&f->st->external_dropped_total);
+    assert_true(ext_dropped > 0);
+    assert_true(ext_dropped <= n);
+    assert_int_equal(vigil_counter_get(&f->st->dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), 0);
+
+    /* What the outsider did get is the events that were not dropped, in
+     * order (after any late probes). */
+    uint64_t last = 0, got = 0;
+    while (recv_msg(ext_sub, &m, 100)) {
+        if (topic_is(&m, "probe")) {
+            continue;
+        }
+        uint64_t seq = seq_of(f, &m);
+        assert_true(seq > last);
+        last = seq;
+        got++;
+    }
+    assert_int_equal(got + ext_dropped, n);
+}
+
+/* ----------------------------------------------------------- endpoints */
+
+static void test_new_refuses_bogus_publish(void **state)
+{
+    struct fx *f = *state;
+    assert_null(new_bus(f, "bogus://x", f->sub, 1000, 1024));
+    assert_true(strlen(f->err) > 0);
+    assert_non_null(strstr(f->err, "bogus://x"));
+}
+
+static void test_new_refuses_bogus_subscribe(void **state)
+{
+    struct fx *f = *state;
+    assert_null(new_bus(f, f->pub, "bogus://x", 1000, 1024));
+    assert_non_null(strstr(f->err, "bogus://x"));
+}
+
+static int listen_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    return fd;
+}
+
+/* An ipc endpoint someone is listening on is not taken over. */
+static void test_new_refuses_ipc_in_use(void **state)
+{
+    struct fx *f = *state;
+    const char *path = f->pub + strlen("ipc://");
+    int fd = listen_unix(path);
+    struct vigil_bus *b = new_bus(f, f->pub, f->sub, 1000, 1024);
+    close(fd);
+    if (b) {
+        f->bus = b;
+        fail_msg("vigil_bus_new took over a listening socket");
+    }
+    assert_non_null(strstr(f->err, "in use"));
+    assert_non_null(strstr(f->err, f->pub));
+}
+
+static void test_new_refuses_ipc_in_use_subscribe(void **state)
+{
+    struct fx *f = *state;
+    const char *path = f->sub + strlen("ipc://");
+    int fd = listen_unix(path);
+    struct vigil_bus *b = new_bus(f, f->pub, f->sub, 1000, 1024);
+    close(fd);
+    if (b) {
+        f->bus = b;
+        fail_msg("vigil_bus_new took over a listening socket");
+    }
+    assert_non_null(strstr(f->err, "in use"));
+    assert_non_null(strstr(f->err, f->sub));
+}
+
+/* A socket file nobody listens on (a crashed daemon's) is not "in use". */
+static void test_new_reuses_stale_ipc_file(void **state)
+{
+    struct fx *f = *state;
+    close(listen_unix(f->pub + strlen("ipc://")));
+    bus_new(f, 1000, 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, f->pub);
+    send_event(f, push, "t", "h", "s", 1, 0);
+    struct msg m;
+    assert_true(recv_msg(sub, &m, RECV_MS));
+    assert_true(topic_is(&m, "t"));
+}
+
+/* Missing folders of an ipc endpoint are created. */
+static void test_new_creates_folders(void **state)
+{
+    struct fx *f = *state;
+    char pub[200], sub[200], path[200];
+    snprintf(pub, sizeof pub, "ipc://%s/run/vigil/pub", f->dir);
+    snprintf(sub, sizeof sub, "ipc://%s/other/sub", f->dir);
+    f->bus = new_bus(f, pub, sub, 1000, 1024);
+    if (!f->bus) {
+        fail_msg("vigil_bus_new: %s", f->err);
+    }
+    f->st = vigil_bus_stats(f->bus);
+    struct stat st;
+    snprintf(path, sizeof path, "%s/run/vigil", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(stat(pub + 6, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(stat(sub + 6, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+
+    /* And the endpoint works. */
+    void *in_sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, pub);
+    send_event(f, push, "t", "h", "s", 1, 0);
+    struct msg m;
+    assert_true(recv_msg(in_sub, &m, RECV_MS));
+    assert_true(topic_is(&m, "t"));
+}
+
+/* ------------------------------------------------------ drain and stop */
+
+static void test_drain_after_producers_stop(void **state)
+{
+    struct fx *f = *state;
+    const unsigned n = 20000;
+    bus_new(f, 1000, 64 * 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", 0); /* unbounded: never holds the bus */
+    bus_start(f, 1);
+    struct producer *p = producer_start(f, VIGIL_BUS_IN, "gen.d", 1, n, 0, 0);
+    producer_join(p);
+    /* Everything pushed is queued at the bus: drain must forward it all. */
+    assert_int_equal(vigil_bus_drain(f->bus, 5000), 0);
+    assert_int_equal(vigil_counter_get(&f->st->in_total), n);
+    assert_int_equal(vigil_counter_get(&f->st->out_total), n);
+    struct msg m;
+    for (unsigned i = 0; i < n; i++) {
+        assert_true(recv_msg(sub, &m, RECV_MS));
+    }
+    /* Nothing more to forward: a second drain is quick and also 0. */
+    assert_int_equal(vigil_bus_drain(f->bus, 5000), 0);
+}
+
+static void *reader_main(void *arg)
+{
+    struct fx *f = arg;
+    while (!atomic_load(&f->reader_go)) {
+        sleep_ms(1);
+    }
+    char buf[BODY_MAX];
+    while (zmq_recv(f->reader_sock, buf, sizeof buf, 0) >= 0) {
+        int more = 0;
+        size_t ml = sizeof more;
+        zmq_getsockopt(f->reader_sock, ZMQ_RCVMORE, &more, &ml);
+        if (!more) {
+            atomic_fetch_add(&f->reader_got, 1);
+        }
+    }
+    return NULL; /* RCVTIMEO, or the context is shutting down */
+}
+
+/* A drain that timed out must not make the next drain return early: its late
+ * answer is not the answer to the next one. */
+static void test_drain_after_timed_out_drain(void **state)
+{
+    struct fx *f = *state;
+    const unsigned n = 1000;
+    bus_new(f, 10, 64 * 1024);
+    f->reader_sock = sub_socket(f, VIGIL_BUS_OUT, "", 10);
+    int timeout = 1000;
+    zmq_setsockopt(f->reader_sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    bus_start(f, 1);
+    /* Shorter than the bus's quiet period: times out... */
+    assert_int_equal(vigil_bus_drain(f->bus, 1), -ETIMEDOUT);
+    /* ...and the bus finishes that drain in the background. */
+    sleep_ms(200);
+
+    /* The subscriber is not read yet: the bus forwards a few and waits with
+     * the rest queued. */
+    struct producer *p = producer_start(f, VIGIL_BUS_IN, "gen.d", 1, n, 0, 0);
+    producer_join(p);
+    assert_true(vigil_counter_get(&f->st->out_total) < n);
+
+    /* Reading starts now; drain must wait until all of them went out. */
+    assert_int_equal(pthread_create(&f->reader, NULL, reader_main, f), 0);
+    f->reader_started = true;
+    atomic_store(&f->reader_go, true);
+    assert_int_equal(vigil_bus_drain(f->bus, 5000), 0);
+    assert_int_equal(vigil_counter_get(&f->st->in_total), n);
+    assert_int_equal(vigil_counter_get(&f->st->out_total), n);
+}
+
+/* Freeing the bus while an inproc subscriber is stalled (and producers have
+ * queued more) must not take one send timeout per queued event. */
+static void test_free_with_stalled_subscriber_is_prompt(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 10, 64 * 1024);
+    sub_socket(f, VIGIL_BUS_OUT, "", 10); /* never read */
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_IN);
+    unsigned sent = 0;
+    for (; sent < 40; sent++) {
+        const char *body;
+        size_t len;
+        build(&f->b, "t", "h", "s", sent + 1, 0, &body, &len);
+        if (zmq_send(push, "t", 1, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            break;
+        }
+        assert_true(zmq_send(push, body, len, 0) >= 0);
+    }
+    assert_int_equal(sent, 40);
+    /* The bus is now blocked on the full subscriber with events queued. */
+    uint64_t out = 0;
+    for (int i = 0; i < 20; i++) {
+        sleep_ms(10);
+        out = vigil_counter_get(&f->st->out_total);
+    }
+    assert_true(vigil_counter_get(&f->st->in_total) < sent);
+    assert_true(out < sent);
+
+    uint64_t t0 = now_ms();
+    vigil_bus_free(f->bus);
+    f->bus = NULL;
+    uint64_t took = now_ms() - t0;
+    if (took > 1000) {
+        fail_msg("vigil_bus_free took %llu ms with %u events queued behind a stalled "
+                 "subscriber",
+                 (unsigned long long)took, sent - (unsigned)out);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pass_through, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ready_waits_for_subscriptions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_counted_and_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seq_gaps_and_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seq_sources_with_nul_bytes_are_distinct, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lossless_inproc_under_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_external_drops_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_refuses_bogus_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_refuses_bogus_subscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use_subscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_reuses_stale_ipc_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_creates_folders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_after_producers_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_after_timed_out_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_stalled_subscriber_is_prompt, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

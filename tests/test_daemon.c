@@ -1,0 +1,359 @@
+/* Integration tests: the real vigild from the build tree, real plugins, the
+ * real bus over ipc, and the real tools. Each test gets its own folder and
+ * endpoints (harness.c), so nothing leaks between tests.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <zmq.h>
+
+#include "event.h"
+#include "harness.h"
+
+static int setup(void **state)
+{
+    struct vd *v = calloc(1, sizeof *v);
+    *state = v;
+    return v ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    vd_cleanup(*state);
+    free(*state);
+    return 0;
+}
+
+static char *path_in(const struct vd *v, const char *name)
+{
+    static char p[PATH_MAX + 300];
+    snprintf(p, sizeof p, "%s/%s", v->dir, name);
+    return p;
+}
+
+static void dump_log(const struct vd *v)
+{
+    char *log = slurp(v->log);
+    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
+    free(log);
+}
+
+/* gen -> bus -> a sink inside the daemon: every event, in order, once. */
+static void test_gen_events_arrive_gapless(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL,
+                              "sources:\n"
+                              "  - plugin: gen\n"
+                              "    name: g1\n"
+                              "    rate: 20000\n"
+                              "    count: 5000\n"
+                              "    labels: { quote: 'a \"b\" \\\\ c', utf8: \"h\\u00e9llo \\u65e5\" }\n"
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: gen.\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    if (vd_start(v) != 0) {
+        dump_log(v);
+        fail_msg("vigild did not start");
+    }
+    const char *out = path_in(v, "out.jsonl");
+    assert_true(wait_lines(out, "\"topic\":\"gen.g1\"", 5000, 30));
+    assert_true(seqs_complete(out, "g1", 5000));
+    assert_true(json_lines_valid(out));
+    double secs;
+    assert_int_equal(vd_stop(v, 10, &secs), 0);
+}
+
+/* A sink that asks for retries still gets everything, in order. */
+static void test_sink_retry_loses_nothing(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL,
+                              "sources:\n"
+                              "  - { plugin: gen, name: g2, rate: 2000, count: 1000 }\n"
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: [gen.g2]\n"
+                              "    retry_first: 3\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    assert_int_equal(vd_start(v), 0);
+    const char *out = path_in(v, "out.jsonl");
+    assert_true(wait_lines(out, "gen.g2", 1000, 30));
+    assert_true(seqs_complete(out, "g2", 1000));
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+/* vigil-pub: a pipe of 10,000 lines arrives whole; a bad line is reported
+ * with its number and makes the exit status 1. */
+static void test_vigil_pub_events_arrive(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL,
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: test.\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    assert_int_equal(vd_start(v), 0);
+    size_t n = 10000, cap = n * 80, len = 0;
+    char *in = malloc(cap);
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(in + len, cap - len,
+                                "{\"labels\":{\"i\":\"%zu\"},\"values\":{\"x\":%zu.5}}\n", i, i);
+    }
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigil-pub", "-c", v->cfg, "-t", "test.pub", NULL};
+    char *err = NULL;
+    int rc = run(argv, in, len, NULL, &err, 60);
+    if (rc != 0) {
+        fprintf(stderr, "vigil-pub: %s\n", err);
+    }
+    assert_int_equal(rc, 0);
+    free(err);
+    const char *out = path_in(v, "out.jsonl");
+    assert_true(wait_lines(out, "\"topic\":\"test.pub\"", n, 30));
+    assert_true(seqs_complete(out, "vigil-pub", n));
+
+    const char bad[] = "{\"values\":{\"x\":1}}\nnot json\n[1,2]\n{\"values\":{\"y\":\"str\"}}\n";
+    char *const argv2[] = {VIGIL_BUILD_DIR "/vigil-pub", "-e", v->pub, "-t", "test.bad",
+                           "--source", "pub2", NULL};
+    rc = run(argv2, bad, sizeof bad - 1, NULL, &err, 30);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "stdin:2:"));
+    assert_non_null(strstr(err, "stdin:3:"));
+    assert_non_null(strstr(err, "stdin:4:"));
+    assert_null(strstr(err, "stdin:1:"));
+    free(err);
+    assert_true(wait_lines(out, "\"source\":\"pub2\"", 1, 10));
+    assert_int_equal(count_lines(out, "\"source\":\"pub2\""), 1);
+    free(in);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+/* Random bytes on the publish endpoint are counted and dropped; vigild keeps
+ * serving. */
+static void test_malformed_counted_not_fatal(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, "200ms",
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: [test., vigil.self]\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    assert_int_equal(vd_start(v), 0);
+    void *zctx = zmq_ctx_new();
+    void *push = zmq_socket(zctx, ZMQ_PUSH);
+    int linger = 5000;
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(push, v->pub), 0);
+    unsigned char junk[512];
+    srand(42);
+    for (size_t i = 0; i < sizeof junk; i++) {
+        junk[i] = (unsigned char)rand();
+    }
+    zmq_send(push, junk, sizeof junk, 0);                 /* one frame */
+    zmq_send(push, "test.x", 6, ZMQ_SNDMORE);             /* random body */
+    zmq_send(push, junk, sizeof junk, 0);
+    zmq_send(push, "bad topic", 9, ZMQ_SNDMORE);          /* space in topic */
+    zmq_send(push, "\x80", 1, 0);
+    /* Then a good event, built as a source would. */
+    struct vigil_event_builder b;
+    vigil_event_builder_init(&b);
+    vigil_event_begin(&b, "test.ok");
+    vigil_event_add_label(&b, "k", "v");
+    const char *body;
+    size_t len;
+    assert_int_equal(vigil_event_finish(&b, "h", "after-junk", 1, &body, &len), 0);
+    zmq_send(push, "test.ok", 7, ZMQ_SNDMORE);
+    zmq_send(push, body, len, 0);
+    vigil_event_builder_fini(&b);
+    zmq_close(push);
+    zmq_ctx_term(zctx);
+
+    const char *out = path_in(v, "out.jsonl");
+    assert_true(wait_lines(out, "\"source\":\"after-junk\"", 1, 10));
+    assert_true(wait_lines(out, "\"malformed_total\":3,", 1, 10));
+    assert_int_equal(kill(v->pid, 0), 0);
+    char *log = slurp(v->log);
+    assert_non_null(strstr(log, "malformed"));
+    free(log);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+struct refusal {
+    const char *plugin;
+    const char *section;
+    const char *expect1, *expect2;
+};
+
+/* Each broken plugin is refused, by path, and vigild starts nothing. */
+static void test_loader_refusals(void **state)
+{
+    struct vd *v = *state;
+    static const struct refusal cases[] = {
+        {"test_badabi", "sources", "test_badabi.so has plugin ABI 999", "this vigild has ABI 1"},
+        {"test_badname", "sources", "test_badname.so declares the name 'someone_else'", NULL},
+        {"test_nosym", "sources", "test_nosym.so does not export the symbol 'vigil_plugin'",
+         NULL},
+        {"test_badkind", "sources", "test_badkind.so is a sink plugin", NULL},
+        {"test_notelf", "sources", "cannot load " VIGIL_PLUGIN_DIR "/test_notelf.so", "ldd"},
+        {"no_such_plugin", "sinks", VIGIL_PLUGIN_DIR "/no_such_plugin.so",
+         "looked in " VIGIL_PLUGIN_DIR},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "%s:\n  - plugin: %s\n", cases[i].section, cases[i].plugin);
+        vd_cleanup(v);
+        assert_int_equal(vd_setup(v, NULL, body), 0);
+        char *const argv[] = {VIGIL_BUILD_DIR "/vigild", "--check", "-c", v->cfg, NULL};
+        char *err = NULL;
+        assert_int_equal(run(argv, NULL, 0, NULL, &err, 30), 1);
+        char where[PATH_MAX + 32];
+        snprintf(where, sizeof where, "%s:8:13: ", v->cfg); /* the plugin: value */
+        if (!strstr(err, where) || !strstr(err, cases[i].expect1) ||
+            (cases[i].expect2 && !strstr(err, cases[i].expect2))) {
+            fail_msg("%s: unexpected message: %s", cases[i].plugin, err);
+        }
+        free(err);
+        /* And the daemon itself refuses to start. */
+        char *const argv2[] = {VIGIL_BUILD_DIR "/vigild", "-c", v->cfg, NULL};
+        assert_int_equal(run(argv2, NULL, 0, NULL, &err, 30), 1);
+        assert_non_null(strstr(err, cases[i].expect1));
+        assert_null(strstr(err, "started on host"));
+        free(err);
+    }
+}
+
+/* --check names file:line:col for config errors and the plugin's keys. */
+static void test_check_reports_positions(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, "10",
+                              "sources:\n"
+                              "  - plugin: gen\n"
+                              "    rat: 5\n"
+                              "  - plugin: gen\n"
+                              "    name: g2\n"
+                              "    rate: lots\n"),
+                     0);
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigild", "--check", "-c", v->cfg, NULL};
+    char *err = NULL;
+    assert_int_equal(run(argv, NULL, 0, NULL, &err, 30), 1);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "%s:6:13: ", v->cfg); /* self.interval: 10 (no unit) */
+    if (!strstr(err, want)) {
+        fail_msg("no error at %s in: %s", want, err);
+    }
+    snprintf(want, sizeof want, "%s:9:", v->cfg); /* rat: unknown key */
+    if (!strstr(err, want) || !strstr(err, "rat")) {
+        fail_msg("no error at %s about 'rat' in: %s", want, err);
+    }
+    snprintf(want, sizeof want, "%s:12:11: ", v->cfg); /* rate: lots */
+    if (!strstr(err, want)) {
+        fail_msg("no error at %s in: %s", want, err);
+    }
+    free(err);
+    /* A valid config checks clean. */
+    vd_cleanup(v);
+    assert_int_equal(vd_setup(v, NULL, "sources:\n  - plugin: gen\n"), 0);
+    char *out = NULL;
+    char *const argv2[] = {VIGIL_BUILD_DIR "/vigild", "--check", "-c", v->cfg, NULL};
+    assert_int_equal(run(argv2, NULL, 0, &out, &err, 30), 0);
+    assert_non_null(strstr(out, "configuration is valid"));
+    free(out);
+    free(err);
+}
+
+/* SIGTERM under load: exit 0 quickly, and every event a source published
+ * reached the sink (nothing in flight is lost). */
+static void test_sigterm_clean_and_lossless(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL,
+                              "sources:\n"
+                              "  - { plugin: gen, name: load, rate: 100000 }\n"
+                              "sinks:\n"
+                              "  - { plugin: test_capture, match: gen., path: @DIR@/out.jsonl }\n"),
+                     0);
+    assert_int_equal(vd_start(v), 0);
+    const char *out = path_in(v, "out.jsonl");
+    assert_true(wait_lines(out, "gen.load", 20000, 30));
+    double secs = 0;
+    assert_int_equal(vd_stop(v, 10, &secs), 0);
+    assert_true(secs < 5.0);
+    size_t n = count_lines(out, "\"source\":\"load\"");
+    assert_true(n >= 20000);
+    assert_true(seqs_complete(out, "load", n));
+    char *log = slurp(v->log);
+    assert_non_null(strstr(log, "stopped"));
+    assert_null(strstr(log, "dropped"));
+    free(log);
+}
+
+/* vigil-tap prints live JSON lines; -n ends it; --timeout without events
+ * is exit 1. */
+static void test_vigil_tap(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL, "sources:\n  - { plugin: gen, name: t, rate: 200 }\n"), 0);
+    assert_int_equal(vd_start(v), 0);
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigil-tap", "-c", v->cfg, "-t", "gen.", "-n", "20",
+                          "--timeout", "20s", NULL};
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run(argv, NULL, 0, &out, &err, 30), 0);
+    size_t lines = 0;
+    for (const char *p = out; (p = strstr(p, "\"topic\":\"gen.t\"")); p++) {
+        lines++;
+    }
+    assert_int_equal(lines, 20);
+    free(out);
+    free(err);
+    char *const argv2[] = {VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "nothing.",
+                           "--timeout", "500ms", NULL};
+    assert_int_equal(run(argv2, NULL, 0, &out, &err, 30), 1);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+/* A second vigild on the same ipc endpoints is refused instead of silently
+ * taking them over. */
+static void test_endpoint_in_use_refused(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, NULL, "sources:\n  - { plugin: gen, rate: 1 }\n"), 0);
+    assert_int_equal(vd_start(v), 0);
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigild", "-c", v->cfg, NULL};
+    char *err = NULL;
+    assert_int_equal(run(argv, NULL, 0, NULL, &err, 30), 1);
+    assert_non_null(strstr(err, "in use by another running process"));
+    free(err);
+    assert_int_equal(kill(v->pid, 0), 0);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loader_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_reports_positions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vigil_tap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
+}

@@ -1,0 +1,217 @@
+/* Unit tests of the plugin host: every loader refusal and its message, the
+ * checking of a plugin's own keys with positions, and a real gen instance
+ * run on its thread, publishing through a real in-process bus.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <event2/thread.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "config.h"
+#include "event.h"
+#include "log.h"
+#include "plugin_host.h"
+
+static void expect_refusal(const char *name, enum vigil_plugin_kind kind, const char *needle)
+{
+    char err[2048] = "";
+    const struct vigil_plugin *desc = NULL;
+    void *dl = vigil_plugin_open(VIGIL_PLUGIN_DIR, name, kind, &desc, err, sizeof err);
+    assert_null(dl);
+    if (!strstr(err, needle)) {
+        fail_msg("%s: expected '%s' in: %s", name, needle, err);
+    }
+}
+
+static void test_loader_refusals(void **state)
+{
+    (void)state;
+    expect_refusal("missing_plugin", VIGIL_SOURCE,
+                   VIGIL_PLUGIN_DIR "/missing_plugin.so: No such file or directory (looked in " VIGIL_PLUGIN_DIR);
+    expect_refusal("test_notelf", VIGIL_SOURCE, "cannot load " VIGIL_PLUGIN_DIR "/test_notelf.so: ");
+    expect_refusal("test_nosym", VIGIL_SOURCE, "does not export the symbol 'vigil_plugin'");
+    expect_refusal("test_badabi", VIGIL_SOURCE, "has plugin ABI 999, but this vigild has ABI 1");
+    expect_refusal("test_badname", VIGIL_SOURCE, "declares the name 'someone_else'");
+    expect_refusal("test_badkind", VIGIL_SOURCE, "is a sink plugin, but is listed under sources");
+    expect_refusal("gen", VIGIL_SINK, "is a source plugin, but is listed under sinks");
+}
+
+static void test_loader_accepts_gen(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    const struct vigil_plugin *desc = NULL;
+    void *dl = vigil_plugin_open(VIGIL_PLUGIN_DIR, "gen", VIGIL_SOURCE, &desc, err, sizeof err);
+    assert_non_null(dl);
+    assert_string_equal(desc->name, "gen");
+    assert_int_equal(desc->abi, VIGIL_PLUGIN_ABI);
+    assert_non_null(desc->options);
+    vigil_plugin_close(dl);
+}
+
+/* Builds a config from text; the caller frees it. */
+static struct vigil_config *config_from(const char *text, struct vigil_diag *d)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "plugin_dir: %s\n%s", VIGIL_PLUGIN_DIR, text);
+    return vigil_config_parse(buf, strlen(buf), "/tmp/t.yaml", d);
+}
+
+static void test_options_checked_with_positions(void **state)
+{
+    (void)state;
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_config *c = config_from("sources:\n"
+                                         "  - plugin: gen\n"
+                                         "    rate: fast\n"
+                                         "    bogus: 1\n",
+                                         &d);
+    assert_non_null(c);
+    assert_int_equal(d.count, 0);
+    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
+                                 .max_event_bytes = 65536};
+    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    assert_null(h);
+    assert_int_equal(d.count, 2);
+    bool saw_rate = false, saw_bogus = false;
+    for (size_t i = 0; i < d.n; i++) {
+        saw_rate |= strncmp(d.msgs[i], "/tmp/t.yaml:4:11: ", 18) == 0;
+        saw_bogus |= strstr(d.msgs[i], "/tmp/t.yaml:5:") == d.msgs[i] && strstr(d.msgs[i], "bogus");
+    }
+    if (!saw_rate || !saw_bogus) {
+        vigil_diag_print(&d, stderr);
+        fail_msg("positions missing");
+    }
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+}
+
+/* gen's own semantic checks (conf_error) land at the key's position. */
+static void test_plugin_conf_error_positions(void **state)
+{
+    (void)state;
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_config *c = config_from("sources:\n"
+                                         "  - plugin: gen\n"
+                                         "    rate: -5\n",
+                                         &d);
+    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
+                                 .max_event_bytes = 65536};
+    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    assert_non_null(h);
+    assert_int_not_equal(vigil_host_init(h, &d), 0);
+    assert_int_equal(d.count, 1);
+    assert_non_null(strstr(d.msgs[0], "/tmp/t.yaml:4:11: rate must be above 0"));
+    vigil_host_free(h);
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+}
+
+/* A gen instance on its own thread, through a real bus to an inproc SUB. */
+static void test_gen_through_bus(void **state)
+{
+    (void)state;
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_config *c = config_from("sources:\n"
+                                         "  - plugin: gen\n"
+                                         "    name: unit\n"
+                                         "    rate: 5000\n"
+                                         "    count: 2000\n"
+                                         "    series: 3\n"
+                                         "    labels: { a: b }\n"
+                                         "    values: { k: 2.5 }\n",
+                                         &d);
+    assert_int_equal(d.count, 0);
+    char dir[] = "/tmp/vigil-ph.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char pub[64], sub[64];
+    snprintf(pub, sizeof pub, "ipc://%s/p", dir);
+    snprintf(sub, sizeof sub, "ipc://%s/s", dir);
+    void *zctx = zmq_ctx_new();
+    char err[512];
+    struct vigil_bus_opts bo = {.publish = pub, .subscribe = sub, .hwm = 1000,
+                                .max_event_bytes = 65536};
+    struct vigil_bus *bus = vigil_bus_new(zctx, &bo, err, sizeof err);
+    assert_non_null(bus);
+    void *s = zmq_socket(zctx, ZMQ_SUB);
+    zmq_connect(s, VIGIL_BUS_OUT);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "gen.unit", 8);
+    assert_int_equal(vigil_bus_start(bus, 1), 0);
+    assert_int_equal(vigil_bus_wait_ready(bus, 5000), 0);
+
+    struct vigil_host_env env = {.host_name = "h1", .plugin_dir = c->plugin_dir, .zctx = zctx,
+                                 .hwm = 1000, .max_event_bytes = 65536};
+    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    assert_non_null(h);
+    assert_int_equal(vigil_host_init(h, &d), 0);
+    assert_int_equal(vigil_host_connect(h), 0);
+    assert_int_equal(vigil_host_start(h), 0);
+
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    int timeout = 10000;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    for (uint64_t i = 1; i <= 2000; i++) {
+        char topic[64], body[4096];
+        int tl = zmq_recv(s, topic, sizeof topic, 0);
+        int bl = zmq_recv(s, body, sizeof body, 0);
+        assert_true(tl > 0 && bl > 0);
+        struct vigil_event_view v;
+        const char *why;
+        assert_int_equal(vigil_event_decode(&v, topic, (size_t)tl, body, (size_t)bl, 65536, &zone,
+                                            &why),
+                         0);
+        assert_int_equal(v.seq, i);
+        assert_true(v.source_len == 4 && memcmp(v.source, "unit", 4) == 0);
+        assert_true(v.host_len == 2 && memcmp(v.host, "h1", 2) == 0);
+        const char *str;
+        size_t len;
+        assert_int_equal(vigil_msgpack_str(vigil_event_get(&v, "labels.a"), &str, &len), 0);
+        assert_true(len == 1 && str[0] == 'b');
+        assert_int_equal(vigil_msgpack_str(vigil_event_get(&v, "labels.series"), &str, &len), 0);
+        assert_int_equal(str[0] - '0', (int)((i - 1) % 3));
+        double k;
+        assert_int_equal(vigil_msgpack_double(vigil_event_get(&v, "values.k"), &k), 0);
+        assert_true(k == 2.5);
+        uint64_t n;
+        assert_int_equal(vigil_msgpack_u64(vigil_event_get(&v, "values.n"), &n), 0);
+        assert_int_equal(n, i - 1);
+        msgpack_zone_clear(&zone);
+    }
+    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->out_total), 2000);
+    vigil_host_free(h);
+    assert_int_equal(vigil_bus_drain(bus, 2000), 0);
+    assert_int_equal(vigil_counter_get(&vigil_bus_stats(bus)->lost_total), 0);
+    zmq_close(s);
+    vigil_bus_free(bus);
+    zmq_ctx_term(zctx);
+    msgpack_zone_destroy(&zone);
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loader_refusals),
+        cmocka_unit_test(test_loader_accepts_gen),
+        cmocka_unit_test(test_options_checked_with_positions),
+        cmocka_unit_test(test_plugin_conf_error_positions),
+        cmocka_unit_test(test_gen_through_bus),
+    };
+    return cmocka_run_group_tests_name("plugin_host", tests, NULL, NULL);
+}

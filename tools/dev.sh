@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# vigil's one entry point for developers, on a fresh Debian 12 machine too:
+#   tools/dev.sh run    install what is missing, build, run vigild -c conf/vigil.yaml
+#   tools/dev.sh test   install what is missing, build plain and with ASan+UBSan,
+#                       run every test in both, then run each fuzz target briefly
+#   tools/dev.sh setup | build
+# Environment: VIGIL_FUZZ_SECONDS (per fuzz target, default 20).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+# Debian packages the build, the tests and the fuzzers need.
+packages=(
+  gcc make cmake pkg-config
+  libevent-dev libzmq3-dev libmsgpack-dev libyaml-dev libcmocka-dev
+  clang libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes
+  python3 python3-zmq python3-msgpack  # JSON checks; the README's Python examples
+  iproute2 procps
+)
+
+setup() {
+  local missing=() p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "dev.sh: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# build DIR [cmake options...]
+build() {
+  local dir=$1
+  shift
+  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j "$(nproc)" -- --no-print-directory >/dev/null
+}
+
+passed=0
+failed=0
+
+# ctest_in DIR LABEL: runs the suite, counts its tests.
+ctest_in() {
+  local dir=$1 label=$2 out rc=0
+  echo "== tests ($label)"
+  out=$(cd "$dir" && ctest --output-on-failure --timeout 300 2>&1) || rc=$?
+  echo "$out"
+  local total bad
+  total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' <<<"$out" | tail -n 1)
+  bad=$(sed -n 's/.* \([0-9]*\) tests failed out of.*/\1/p' <<<"$out" | tail -n 1)
+  if [ -z "$total" ]; then
+    echo "dev.sh: ctest in $dir printed no summary"
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + total - bad))
+  failed=$((failed + bad))
+  [ "$rc" -eq 0 ] || [ "$bad" -gt 0 ] || failed=$((failed + 1))
+}
+
+fuzz() {
+  local dir=build-fuzz secs=${VIGIL_FUZZ_SECONDS:-20} t work
+  echo "== fuzz (libFuzzer, ${secs}s per target)"
+  CC=clang build "$dir" -DVIGIL_FUZZ=ON -DVIGIL_TESTS=OFF
+  for t in "$dir"/fuzz/fuzz_*; do
+    [ -x "$t" ] || continue
+    local name
+    name=$(basename "$t")
+    work=$(mktemp -d)
+    # Start from the committed seeds; what the run finds stays in the temp dir.
+    if [ -d "tests/fuzz/corpus/${name#fuzz_}" ]; then
+      cp -r "tests/fuzz/corpus/${name#fuzz_}/." "$work/"
+    fi
+    if "$t" -max_total_time="$secs" -print_final_stats=0 -artifact_prefix="$work/" "$work" \
+      >"$work.log" 2>&1; then
+      echo "$name: ok ($(grep -c '' "$work.log") log lines, no crash in ${secs}s)"
+      passed=$((passed + 1))
+    else
+      echo "$name: FAILED"
+      tail -n 40 "$work.log"
+      ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null || true
+      failed=$((failed + 1))
+    fi
+    rm -rf "$work" "$work.log"
+  done
+}
+
+case "${1:-}" in
+setup)
+  setup
+  ;;
+build)
+  setup
+  build build
+  ;;
+run)
+  setup
+  build build
+  exec build/vigild -c conf/vigil.yaml
+  ;;
+test)
+  setup
+  echo "== build (plain)"
+  build build
+  echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  build build-asan -DVIGIL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  ctest_in build plain
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest_in build-asan "ASan+UBSan"
+  fuzz
+  echo
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  ;;
+*)
+  echo "usage: tools/dev.sh run | test | setup | build" >&2
+  exit 2
+  ;;
+esac
