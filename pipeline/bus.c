@@ -27,8 +27,8 @@
 
 struct seq_entry {
     uint64_t hash;
-    char *key; /* host '\0' source, NULL when the slot is free */
-    size_t key_len;
+    char *key; /* host bytes then source bytes; NULL when the slot is free */
+    size_t key_len, host_len; /* host_len too: either may contain NUL bytes */
     uint64_t last;
 };
 
@@ -240,7 +240,7 @@ static void seq_track(struct vigil_bus *b, const struct vigil_event_view *v)
             if (!e->key) {
                 break;
             }
-            if (e->hash == h && e->key_len == key_len &&
+            if (e->hash == h && e->key_len == key_len && e->host_len == v->host_len &&
                 memcmp(e->key, v->host, v->host_len) == 0 &&
                 memcmp(e->key + v->host_len + 1, v->source, v->source_len) == 0) {
                 if (v->seq > e->last + 1) {
@@ -273,7 +273,8 @@ static void seq_track(struct vigil_bus *b, const struct vigil_event_view *v)
     while (b->seq[j].key) {
         j = (j + 1) & (b->seq_cap - 1);
     }
-    b->seq[j] = (struct seq_entry){.hash = h, .key = key, .key_len = key_len, .last = v->seq};
+    b->seq[j] = (struct seq_entry){
+        .hash = h, .key = key, .key_len = key_len, .host_len = v->host_len, .last = v->seq};
     b->seq_used++;
     vigil_count(&b->stats.sources_tracked, 1);
 }
@@ -298,6 +299,9 @@ static void report_malformed(struct vigil_bus *b, zmq_msg_t *first, const char *
  * full. Returns false if the bus is stopping and the message was dropped. */
 static bool send_inproc(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
+    if (atomic_load(&b->stopping)) {
+        return false; /* do not wait a send timeout per queued event */
+    }
     while (zmq_msg_send(topic, b->xin, ZMQ_SNDMORE) == -1) {
         if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
             return false;
@@ -342,7 +346,7 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = 0;
-    for (; n < BATCH_MAX; n++) {
+    for (; n < BATCH_MAX && !atomic_load(&b->stopping); n++) {
         if (zmq_msg_recv(topic, b->pull, ZMQ_DONTWAIT) == -1) {
             return n == 0 ? -1 : n;
         }
@@ -426,14 +430,14 @@ static void *bus_main(void *arg)
             break;
         }
         if (items[0].revents & ZMQ_POLLIN) {
-            char cmd[16] = {0};
+            char cmd[32] = {0};
             if (zmq_recv(b->ctl_bus, cmd, sizeof cmd - 1, 0) >= 0) {
                 if (strcmp(cmd, "stop") == 0) {
                     break;
                 }
-                if (strcmp(cmd, "drain") == 0) {
+                if (strncmp(cmd, "drain ", 6) == 0) {
                     draining = true;
-                    drain_deadline = vigil_mono_ns() + 2000000000ull;
+                    drain_deadline = vigil_mono_ns() + strtoull(cmd + 6, NULL, 10) * 1000000u;
                 }
             }
         }
@@ -506,7 +510,13 @@ int vigil_bus_drain(struct vigil_bus *b, int timeout_ms)
     if (!b->started) {
         return 0;
     }
-    zmq_send(b->ctl_main, "drain", 5, 0);
+    /* A reply to an earlier drain that timed out must not answer this one. */
+    char stale[16];
+    while (zmq_recv(b->ctl_main, stale, sizeof stale, ZMQ_DONTWAIT) >= 0) {
+    }
+    char cmd[32];
+    int n = snprintf(cmd, sizeof cmd, "drain %d", timeout_ms);
+    zmq_send(b->ctl_main, cmd, (size_t)n, 0);
     return ctl_wait(b, "drained", timeout_ms);
 }
 

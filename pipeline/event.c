@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "utf8.h"
 
 /* ---- Building -------------------------------------------------------------- */
 
@@ -253,45 +254,19 @@ bool vigil_topic_valid(const char *t, size_t len)
     if (len == 0 || len > VIGIL_TOPIC_MAX) {
         return false;
     }
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            if (c <= 0x20 || c == 0x7f) {
-                return false;
+    for (size_t i = 0; i < len;) {
+        if (s[i] < 0x80) {
+            if (s[i] <= 0x20 || s[i] == 0x7f) {
+                return false; /* control characters and spaces */
             }
             i++;
             continue;
         }
-        /* Multi-byte UTF-8: reject overlongs, surrogates and > U+10FFFF. */
-        size_t n;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
+        size_t n = vigil_utf8_seq_len(s + i, len - i);
+        if (n == 0 || (s[i] == 0xc2 && s[i + 1] <= 0x9f)) {
+            return false; /* not UTF-8, or a C1 control character */
         }
-        if (i + n >= len) { /* truncated sequence */
-            return false;
-        }
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0x80 && cp <= 0x9f)) {
-            return false; /* the last: C1 control characters */
-        }
-        i += n + 1;
+        i += n;
     }
     return true;
 }
@@ -394,6 +369,77 @@ static bool map_of(const msgpack_object *m, bool (*ok)(const msgpack_object *))
     return true;
 }
 
+static uint32_t be(const unsigned char *p, int n)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < n; i++) {
+        x = (x << 8) | p[i];
+    }
+    return x;
+}
+
+bool vigil_msgpack_plausible(const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data, *end = p + len;
+    uint64_t pending = 1; /* objects still to read */
+    while (pending > 0) {
+        if (p >= end) {
+            return false;
+        }
+        unsigned c = *p++;
+        uint64_t skip = 0, items = 0;
+        int hdr = 0; /* bytes of length/count field after the type byte */
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+            /* fixint, nil, bool: the type byte is all */
+        } else if (c <= 0x8f) {
+            items = 2u * (c & 0x0f);
+        } else if (c <= 0x9f) {
+            items = c & 0x0f;
+        } else if (c <= 0xbf) {
+            skip = c & 0x1f;
+        } else if (c == 0xc1) {
+            return false; /* never used */
+        } else if (c <= 0xc6) { /* bin 8/16/32 */
+            hdr = 1 << (c - 0xc4);
+        } else if (c <= 0xc9) { /* ext 8/16/32: length, then a type byte */
+            hdr = 1 << (c - 0xc7);
+            skip = 1;
+        } else if (c <= 0xd3) { /* float 32/64, uint and int 8..64 */
+            static const uint8_t sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+            skip = sizes[c - 0xca];
+        } else if (c <= 0xd8) { /* fixext 1..16, plus the type byte */
+            skip = 1 + (1u << (c - 0xd4));
+        } else if (c <= 0xdb) { /* str 8/16/32 */
+            hdr = 1 << (c - 0xd9);
+        } else { /* array 16/32, map 16/32 */
+            hdr = (c == 0xdc || c == 0xde) ? 2 : 4;
+        }
+        if (hdr) {
+            if (end - p < hdr) {
+                return false;
+            }
+            uint32_t n = be(p, hdr);
+            p += hdr;
+            if (c >= 0xdc) {
+                items = c >= 0xde ? 2u * (uint64_t)n : n;
+            } else {
+                skip += n;
+            }
+        }
+        if (skip > (uint64_t)(end - p)) {
+            return false;
+        }
+        p += skip;
+        /* Every item takes at least one byte: a count beyond what is left is
+         * a lie that msgpack_unpack would allocate for before reading. */
+        if (items > (uint64_t)(end - p)) {
+            return false;
+        }
+        pending = pending - 1 + items;
+    }
+    return true;
+}
+
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason)
@@ -407,6 +453,10 @@ int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t top
     if (body_len > max_body) {
         *reason = "body larger than bus.max_event_bytes";
         return VIGIL_ETOOBIG;
+    }
+    if (!vigil_msgpack_plausible(body, body_len)) {
+        *reason = "body is not valid msgpack (or declares more items than it has bytes)";
+        return VIGIL_EMALFORMED;
     }
     size_t off = 0;
     msgpack_unpack_return r = msgpack_unpack(body, body_len, &off, zone, &v->root);

@@ -96,6 +96,13 @@ int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t top
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason);
 
+/* One pass over msgpack bytes without allocating: false when they are
+ * truncated, use the unused type 0xc1, or declare a container with more items
+ * than bytes remain (msgpack_unpack would reserve memory for such a count
+ * before reading it: a 5-byte message could ask for 100 GB). Bytes after the
+ * first object are not looked at. */
+bool vigil_msgpack_plausible(const char *data, size_t len);
+
 /* Field by dotted path ("host", "labels.vm", "attrs.ns.net"); NULL if absent. */
 const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const char *path);
 /* Value in a map by key (STR or BIN keys); NULL if absent. */

@@ -1,7 +1,6 @@
 /* JSON for people and other programs: an event rendered as one JSON object
  * (vigil-tap, the file sink, the webhook sink), and a JSON text parsed into
- * a msgpack object (vigil-pub). Parsing uses libyaml, whose flow syntax is a
- * superset of JSON, and then rejects everything that is not JSON.
+ * a msgpack object (vigil-pub) by a strict RFC 8259 parser.
  */
 #ifndef VIGIL_JSON_H
 #define VIGIL_JSON_H

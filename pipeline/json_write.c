@@ -1,0 +1,462 @@
+/* JSON writer: renders events and other msgpack values as JSON text into
+ * the caller's buffer without allocating (vigil-tap, the file and webhook
+ * sinks).
+ *
+ * Choices the header leaves open:
+ *  - EXT values are written as null: JSON has no type for them, and a made-up
+ *    string would be mistaken for data.
+ *  - Bytes that are not valid UTF-8 become U+FFFD one byte at a time, written
+ *    as the raw UTF-8 character (EF BF BD), not as an escape.
+ *  - FLOAT32 uses %.6g/%.9g against strtof, so 0.1f reads "0.1" and not
+ *    "0.10000000149011612"; integral doubles below 1e15 are written as
+ *    integers ("5", "-0") without snprintf.
+ *  - A container nested deeper than WRITE_MAX_DEPTH is written as null; a
+ *    non-string key inside more than KEY_MAX_QUOTE other non-string keys is
+ *    written as "?" (each level doubles the backslashes, so it must stop).
+ *  - snprintf/strtod are used for doubles, so LC_NUMERIC must stay "C".
+ */
+#include "json.h"
+
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "utf8.h"
+
+#define WRITE_MAX_DEPTH 128
+#define KEY_MAX_QUOTE 4
+
+struct out {
+    char *buf;
+    size_t room;    /* bytes we may store: cap - 1 (the NUL), or 0 */
+    size_t len;     /* bytes the whole text needs so far */
+    unsigned quote; /* how many non-string keys enclose what is being written */
+    unsigned depth;
+};
+
+static void put_plain(struct out *o, const char *p, size_t n)
+{
+    if (o->len < o->room) {
+        size_t k = o->room - o->len;
+        memcpy(o->buf + o->len, p, n < k ? n : k);
+    }
+    o->len += n;
+}
+
+/* Inside `quote` levels of key strings every '"' and '\' needs 2^quote - 1
+ * backslashes in front of it: each level escapes the previous level's text. */
+static void put_quoted(struct out *o, const char *p, size_t n)
+{
+    static const char bs[] = "\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\"; /* 16 */
+    size_t nbs = ((size_t)1 << o->quote) - 1;
+    size_t start = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"' || p[i] == '\\') {
+            put_plain(o, p + start, i - start);
+            put_plain(o, bs, nbs);
+            start = i;
+        }
+    }
+    put_plain(o, p + start, n - start);
+}
+
+static inline void put(struct out *o, const char *p, size_t n)
+{
+    if (o->quote) {
+        put_quoted(o, p, n);
+    } else {
+        put_plain(o, p, n);
+    }
+}
+
+static inline void put_lit(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+/* Two digits per division: timestamps have 19 of them. */
+static void write_u64(struct out *o, uint64_t u)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    char tmp[20];
+    size_t i = sizeof tmp;
+
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        tmp[--i] = pairs[d + 1];
+        tmp[--i] = pairs[d];
+    }
+    if (u >= 10) {
+        tmp[--i] = pairs[u * 2 + 1];
+        tmp[--i] = pairs[u * 2];
+    } else {
+        tmp[--i] = (char)('0' + u);
+    }
+    put(o, tmp + i, sizeof tmp - i);
+}
+
+static void write_i64(struct out *o, int64_t v)
+{
+    if (v < 0) {
+        put(o, "-", 1);
+        /* -(v + 1) + 1 avoids overflowing on INT64_MIN */
+        write_u64(o, (uint64_t)(-(v + 1)) + 1);
+    } else {
+        write_u64(o, (uint64_t)v);
+    }
+}
+
+/* Metrics are mostly short decimals (12.345, 0.25), and snprintf + strtod
+ * cost ~300 ns for each. If some m / 10^k (k ≤ 15, |m| < 10^15) equals d
+ * under IEEE division, which rounds correctly like strtod does, then the
+ * text of m with k decimals reads back as d; with |d| in [1e-4, 1e15) and at
+ * most 15 significant digits it is also exactly what %.15g would print. The
+ * smallest such k gives no trailing zeros, as %g. Returns false otherwise. */
+static bool write_short_decimal(struct out *o, double d)
+{
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    static const double pow10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double a = d < 0 ? -d : d;
+
+    if (!(a >= 1e-4 && a < 1e15)) {
+        return false;
+    }
+    for (int k = 1; k <= 15; k++) {
+        double scaled = a * pow10[k];
+        if (scaled >= 1e15) {
+            return false;
+        }
+        uint64_t m = (uint64_t)(scaled + 0.5);
+        if ((double)m / pow10[k] != a) {
+            continue;
+        }
+        /* digits of m, with the decimal point k places from the right */
+        char tmp[24];
+        size_t i = sizeof tmp;
+        for (int j = 0; j < k; j++) {
+            tmp[--i] = (char)('0' + m % 10);
+            m /= 10;
+        }
+        tmp[--i] = '.';
+        do {
+            tmp[--i] = (char)('0' + m % 10);
+            m /= 10;
+        } while (m);
+        if (d < 0) {
+            tmp[--i] = '-';
+        }
+        put(o, tmp + i, sizeof tmp - i);
+        return true;
+    }
+#else
+    (void)o;
+    (void)d;
+#endif
+    return false;
+}
+
+static void write_double(struct out *o, double d, bool f32)
+{
+    char tmp[40];
+    int n;
+
+    if (isnan(d) || isinf(d)) {
+        put(o, "null", 4);
+        return;
+    }
+    /* Integral and below 1e15: exact as an integer, and much cheaper than
+     * snprintf. The sign of -0.0 is kept so that it reads back as -0.0. */
+    if (d > -1e15 && d < 1e15 && (double)(int64_t)d == d) {
+        if (signbit(d)) {
+            put(o, "-", 1);
+            write_u64(o, (uint64_t)-d);
+        } else {
+            write_u64(o, (uint64_t)d);
+        }
+        return;
+    }
+    if (!f32 && write_short_decimal(o, d)) {
+        return;
+    }
+    if (f32) {
+        n = snprintf(tmp, sizeof tmp, "%.6g", d);
+        if (strtof(tmp, NULL) != (float)d) {
+            n = snprintf(tmp, sizeof tmp, "%.9g", d);
+        }
+    } else {
+        n = snprintf(tmp, sizeof tmp, "%.15g", d);
+        if (strtod(tmp, NULL) != d) {
+            n = snprintf(tmp, sizeof tmp, "%.17g", d);
+        }
+    }
+    put(o, tmp, (size_t)n);
+}
+
+/* A JSON string of n bytes at p: runs of bytes that need nothing are copied
+ * at once; invalid UTF-8 becomes U+FFFD per byte. */
+static void write_str(struct out *o, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)p;
+    size_t start = 0, i = 0;
+
+    put(o, "\"", 1);
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t k = vigil_utf8_seq_len(s + i, n - i);
+            if (k) {
+                i += k;
+                continue;
+            }
+        }
+        put(o, p + start, i - start);
+        switch (c) {
+        case '"':
+            put(o, "\\\"", 2);
+            break;
+        case '\\':
+            put(o, "\\\\", 2);
+            break;
+        case '\b':
+            put(o, "\\b", 2);
+            break;
+        case '\f':
+            put(o, "\\f", 2);
+            break;
+        case '\n':
+            put(o, "\\n", 2);
+            break;
+        case '\r':
+            put(o, "\\r", 2);
+            break;
+        case '\t':
+            put(o, "\\t", 2);
+            break;
+        default:
+            if (c < 0x20) {
+                char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                put(o, e, sizeof e);
+            } else {
+                put(o, "\xEF\xBF\xBD", 3);
+            }
+            break;
+        }
+        i++;
+        start = i;
+    }
+    put(o, p + start, n - start);
+    put(o, "\"", 1);
+}
+
+static void write_value(struct out *o, const msgpack_object *v);
+
+static void write_key(struct out *o, const msgpack_object *k)
+{
+    if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
+        write_str(o, k->via.str.ptr, k->via.str.size);
+    } else if (o->quote >= KEY_MAX_QUOTE) {
+        put(o, "\"?\"", 3);
+    } else {
+        put(o, "\"", 1);
+        o->quote++;
+        write_value(o, k);
+        o->quote--;
+        put(o, "\"", 1);
+    }
+}
+
+static void write_value(struct out *o, const msgpack_object *v)
+{
+    switch (v->type) {
+    case MSGPACK_OBJECT_NIL:
+        put(o, "null", 4);
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        put_lit(o, v->via.boolean ? "true" : "false");
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        write_u64(o, v->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        write_i64(o, v->via.i64);
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+        write_double(o, v->via.f64, true);
+        break;
+    case MSGPACK_OBJECT_FLOAT64:
+        write_double(o, v->via.f64, false);
+        break;
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN:
+        write_str(o, v->via.str.ptr, v->via.str.size);
+        break;
+    case MSGPACK_OBJECT_ARRAY:
+        if (o->depth >= WRITE_MAX_DEPTH) {
+            put(o, "null", 4);
+            break;
+        }
+        o->depth++;
+        put(o, "[", 1);
+        for (uint32_t i = 0; i < v->via.array.size; i++) {
+            if (i) {
+                put(o, ",", 1);
+            }
+            write_value(o, &v->via.array.ptr[i]);
+        }
+        put(o, "]", 1);
+        o->depth--;
+        break;
+    case MSGPACK_OBJECT_MAP:
+        if (o->depth >= WRITE_MAX_DEPTH) {
+            put(o, "null", 4);
+            break;
+        }
+        o->depth++;
+        put(o, "{", 1);
+        for (uint32_t i = 0; i < v->via.map.size; i++) {
+            if (i) {
+                put(o, ",", 1);
+            }
+            write_key(o, &v->via.map.ptr[i].key);
+            put(o, ":", 1);
+            write_value(o, &v->via.map.ptr[i].val);
+        }
+        put(o, "}", 1);
+        o->depth--;
+        break;
+    case MSGPACK_OBJECT_EXT:
+    default:
+        put(o, "null", 4);
+        break;
+    }
+}
+
+static void out_init(struct out *o, char *buf, size_t cap)
+{
+    o->buf = buf;
+    o->room = cap ? cap - 1 : 0;
+    o->len = 0;
+    o->quote = 0;
+    o->depth = 0;
+}
+
+static size_t out_finish(struct out *o)
+{
+    if (o->buf) {
+        o->buf[o->len < o->room ? o->len : o->room] = '\0';
+    }
+    return o->len;
+}
+
+size_t vigil_json_value(const msgpack_object *v, char *buf, size_t cap)
+{
+    struct out o;
+
+    out_init(&o, cap ? buf : NULL, cap);
+    if (v) {
+        write_value(&o, v);
+    } else {
+        put(&o, "null", 4);
+    }
+    return out_finish(&o);
+}
+
+/* The envelope keys in output order; labels, values and attrs (from
+ * FIRST_MAP on) are written as {} when the body lacks them. */
+static const struct {
+    const char *name;
+    size_t len;
+} envelope[] = {
+    {"ts", 2}, {"host", 4}, {"source", 6}, {"seq", 3}, {"labels", 6}, {"values", 6}, {"attrs", 5},
+};
+#define N_ENVELOPE (sizeof envelope / sizeof envelope[0])
+#define FIRST_MAP 4
+
+size_t vigil_json_event(const char *topic, size_t topic_len, const msgpack_object *body, char *buf,
+                        size_t cap)
+{
+    struct out o;
+
+    out_init(&o, cap ? buf : NULL, cap);
+    put(&o, "{\"topic\":", 9);
+    write_str(&o, topic ? topic : "", topic ? topic_len : 0);
+
+    if (!body || body->type != MSGPACK_OBJECT_MAP) {
+        put(&o, ",\"body\":", 8);
+        if (body) {
+            write_value(&o, body);
+        } else {
+            put(&o, "null", 4);
+        }
+        put(&o, "}", 1);
+        return out_finish(&o);
+    }
+
+    /* The first occurrence of an envelope key is the envelope's; a repeated
+     * one is written with the other keys, so nothing in the body is lost. */
+    const msgpack_object_map *m = &body->via.map;
+    uint32_t at[N_ENVELOPE];
+    for (size_t j = 0; j < N_ENVELOPE; j++) {
+        at[j] = UINT32_MAX;
+    }
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR && k->type != MSGPACK_OBJECT_BIN) {
+            continue;
+        }
+        for (size_t j = 0; j < N_ENVELOPE; j++) {
+            if (at[j] == UINT32_MAX && k->via.str.size == envelope[j].len &&
+                k->via.str.ptr[0] == envelope[j].name[0] && memcmp(k->via.str.ptr, envelope[j].name, envelope[j].len) == 0) {
+                at[j] = i;
+                break;
+            }
+        }
+    }
+
+    o.depth = 1; /* the event object itself */
+    for (size_t j = 0; j < N_ENVELOPE; j++) {
+        if (at[j] == UINT32_MAX && j < FIRST_MAP) {
+            continue;
+        }
+        put(&o, ",\"", 2);
+        put(&o, envelope[j].name, envelope[j].len);
+        put(&o, "\":", 2);
+        if (at[j] == UINT32_MAX) {
+            put(&o, "{}", 2);
+        } else {
+            write_value(&o, &m->ptr[at[j]].val);
+        }
+    }
+    for (uint32_t i = 0; i < m->size; i++) {
+        bool taken = false;
+        for (size_t j = 0; j < N_ENVELOPE; j++) {
+            taken |= at[j] == i;
+        }
+        if (taken) {
+            continue;
+        }
+        put(&o, ",", 1);
+        write_key(&o, &m->ptr[i].key);
+        put(&o, ":", 1);
+        write_value(&o, &m->ptr[i].val);
+    }
+    put(&o, "}", 1);
+    return out_finish(&o);
+}
