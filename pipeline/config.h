@@ -66,8 +66,8 @@ struct vigil_conf *vigil_conf_parse(const char *text, size_t len, const char *na
 struct vigil_conf *vigil_conf_load(const char *path, struct vigil_diag *d);
 void vigil_conf_free(struct vigil_conf *root);
 
-/* Readers. They return 0, -VIGIL_ETYPE (wrong type, or a number out of
- * range), or -VIGIL_ENOTFOUND when n is NULL. Strings: any scalar. Ints:
+/* Readers. They return 0, VIGIL_ETYPE (wrong type, or a number out of
+ * range), or VIGIL_ENOTFOUND when n is NULL (the codes are negative). Strings: any scalar. Ints:
  * plain scalars in decimal (or 0x hex). Doubles: any number. Bools:
  * true/false/yes/no/on/off (plain). Durations need a unit: ns us ms s m h d
  * ("250ms", "1.5s"). Sizes: bytes with an optional unit B KB MB GB TB (x1000)

@@ -18,6 +18,7 @@
 
 #include "bus.h"
 #include "event.h"
+#include "glob.h"
 #include "json.h"
 #include "log.h"
 
@@ -428,6 +429,8 @@ const struct vigil_api vigil_host_api = {
     .event_get_u64 = api_event_get_u64,
     .event_body = api_event_body,
     .event_json = api_event_json,
+    .glob_match = vigil_glob_match,
+    .glob_valid = vigil_glob_valid,
 };
 
 /* ---- Instances ------------------------------------------------------------- */

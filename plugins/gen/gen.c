@@ -146,7 +146,8 @@ static int gen_init(struct vigil_host *h, const struct vigil_api *api, void **st
         }
     }
     snprintf(g->topic, sizeof g->topic, "gen.%s", api->instance_name(h));
-    uint64_t tick_ns = (uint64_t)(1e9 / (g->rate > 0 ? g->rate : 1));
+    /* Tick at half the event interval, so timer jitter does not bunch events. */
+    uint64_t tick_ns = (uint64_t)(0.5e9 / (g->rate > 0 ? g->rate : 1));
     tick_ns = tick_ns < TICK_MIN_NS ? TICK_MIN_NS : tick_ns > TICK_MAX_NS ? TICK_MAX_NS : tick_ns;
     g->tick = event_new(api->event_base(h), -1, EV_PERSIST, gen_tick, g);
     if (bad || !g->tick) {

@@ -114,8 +114,9 @@ struct vigil_api {
     uint64_t (*now_ns)(void); /* CLOCK_REALTIME, ns since the epoch */
 
     /* Config. conf_root() is the instance's own mapping (the common keys
-     * plugin/name/interval/match removed). Getters return 0, -VIGIL_ETYPE or
-     * -VIGIL_ENOTFOUND (NULL node). Strings stay valid until fini(). */
+     * plugin/name/interval/match removed). Getters return 0, VIGIL_ETYPE or
+     * VIGIL_ENOTFOUND (NULL node): the codes are negative themselves.
+     * Strings stay valid until fini(). */
     const struct vigil_conf *(*conf_root)(struct vigil_host *h);
     const struct vigil_conf *(*conf_get)(const struct vigil_conf *map, const char *key);
     int (*conf_string)(const struct vigil_conf *n, const char **out);
@@ -129,7 +130,7 @@ struct vigil_api {
     /* Item i of a list or map; for a map *key_out (if not NULL) gets its key. */
     const struct vigil_conf *(*conf_at)(const struct vigil_conf *n, size_t i, const char **key_out);
     /* Reports a semantic error at the node's file:line:col (e.g. "rate must
-     * be positive"). init() should then return -VIGIL_ECONFIG. */
+     * be positive"). init() should then return VIGIL_ECONFIG. */
     void (*conf_error)(struct vigil_host *h, const struct vigil_conf *n, const char *fmt, ...)
         VIGIL_PRINTF(3, 4);
 
@@ -138,7 +139,7 @@ struct vigil_api {
      * copy their arguments. publish() fills ts (unless set), host, source and
      * seq, hands the event to the bus and clears the builder; it blocks while
      * the bus is full (backpressure, nothing dropped) and returns 0,
-     * -VIGIL_ESTOPPED during shutdown, or -VIGIL_ETOOBIG. */
+     * VIGIL_ESTOPPED during shutdown, or VIGIL_ETOOBIG. */
     struct vigil_event *(*event_begin)(struct vigil_host *h, const char *topic);
     void (*event_ts)(struct vigil_event *ev, uint64_t ts_ns);
     void (*event_label)(struct vigil_event *ev, const char *key, const char *value);
@@ -169,6 +170,13 @@ struct vigil_api {
      * length it needs (excluding the NUL); writes at most cap bytes, NUL
      * terminated when cap > 0, like snprintf. */
     size_t (*event_json)(const struct vigil_event *ev, char *buf, size_t cap);
+
+    /* Glob match, the syntax every vigil pattern uses: `*` any run without
+     * '/', `**` any run with '/', `?` one character but '/', `\x` a literal
+     * x. True when the whole of s[0..len) matches. glob_valid() checks a
+     * pattern from config (false, with a reason, if malformed). */
+    bool (*glob_match)(const char *pattern, const char *s, size_t len);
+    bool (*glob_valid)(const char *pattern, const char **why);
 };
 
 /* ---- The descriptor -------------------------------------------------------
