@@ -2,8 +2,8 @@
  * `match`, policy subjects/actions/resources, isolation `ignore`, and the
  * `~` operator of rule expressions.
  *   *   any run of characters except '/'
- *   **  any run of characters, '/' included (so "/kubepods/**" matches every
- *       cgroup below /kubepods, and "**" matches everything)
+ *   **  any run of characters, '/' included (so /kubepods/ followed by **
+ *       matches every cgroup below /kubepods, and ** alone matches all)
  *   ?   one character except '/'
  *   \x  the character x itself
  * Everything else matches itself. No allocation; safe from any thread.
