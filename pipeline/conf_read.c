@@ -402,7 +402,7 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
     char buf[64];
 
     if (v == NULL) {
-        vigil_diag_at(d, map, "plugin '%s' has a bad default for '%s': '%s' is not valid YAML",
+        vigil_diag_at(d, map, "%s has a bad default for '%s': '%s' is not valid YAML",
                       what, opt->key, text);
         return 1;
     }
@@ -418,7 +418,7 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
     }
     vigil__conf_put(map, key, map->line, map->col, v);
     if (!has_type(v, opt->type)) {
-        vigil_diag_at(d, map, "plugin '%s' has a bad default for '%s': it must be %s, not %s", what,
+        vigil_diag_at(d, map, "%s has a bad default for '%s': it must be %s, not %s", what,
                       opt->key, type_words(opt->type), vigil__conf_describe(v, buf, sizeof buf));
         return 1;
     }
@@ -456,7 +456,7 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
     if (map == NULL)
         return 0;
     if (map->kind != VIGIL_CONF_MAP) {
-        vigil_diag_at(d, map, "plugin '%s' takes a map of keys, not %s", what,
+        vigil_diag_at(d, map, "%s takes a map of keys, not %s", what,
                       vigil__conf_describe(map, buf, sizeof buf));
         return 1;
     }
@@ -467,7 +467,7 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
             opt++;
         if (opt == NULL || opt->key == NULL) {
             char *keys = valid_keys(opts);
-            vigil__diag_key(d, map, i, "unknown key '%s' for plugin '%s' (valid keys: %s)", map->keys[i],
+            vigil__diag_key(d, map, i, "unknown key '%s' for %s (valid keys: %s)", map->keys[i],
                      what, keys ? keys : "?");
             free(keys);
             errors++;
@@ -475,7 +475,7 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
         }
         const struct vigil_conf *v = map->items[i];
         if (!has_type(v, opt->type)) {
-            vigil_diag_at(d, v, "key '%s' of plugin '%s' must be %s, not %s", opt->key, what,
+            vigil_diag_at(d, v, "key '%s' of %s must be %s, not %s", opt->key, what,
                           type_words(opt->type), vigil__conf_describe(v, buf, sizeof buf));
             errors++;
         }

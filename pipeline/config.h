@@ -91,7 +91,8 @@ int vigil_parse_size(const char *s, uint64_t *out_bytes);
  * the list of valid keys), and every present value must read as its type.
  * Missing keys that have a default get it added to `map` (parsed from the
  * default's YAML text, at the map's position). Errors go to d; returns the
- * number of errors found. `what` names the plugin in messages. */
+ * number of errors found. `what` names the owner in messages, as a noun
+ * phrase: "plugin 'gen'", "threshold rule 'cpu'". */
 int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *opts,
                              const char *what, struct vigil_diag *d);
 

@@ -19,6 +19,8 @@
 #include "event.h"
 #include "log.h"
 #include "plugin_host.h"
+#include "rules.h"
+#include "rules_stage.h"
 
 #define READY_TIMEOUT_MS 5000
 #define DRAIN_TIMEOUT_MS 3000
@@ -28,6 +30,8 @@ struct daemon {
     void *zctx;
     struct vigil_bus *bus;
     struct vigil_host **sources, **sinks;
+    struct vigil_rules *rules; /* NULL when the config has none */
+    struct vigil_rules_stage *rules_stage;
     void *self_push;
     struct vigil_event_builder self;
     uint64_t self_seq;
@@ -59,8 +63,7 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         dm->sources[i] = vigil_host_new(&c->sources[i], VIGIL_SOURCE, &env, d);
     }
     if (c->rules && vigil_conf_len(c->rules) > 0) {
-        vigil_diag_at(d, c->rules, "rules: this build of vigild has no rules engine yet; remove the "
-                                   "rules or run a build that has it");
+        dm->rules = vigil_rules_new(c->rules, "rules", d);
     }
     if (d->count) {
         return; /* do not run any init when the config is already wrong */
@@ -87,6 +90,10 @@ static void free_instances(struct daemon *dm)
     free(dm->sources);
     free(dm->sinks);
     dm->sources = dm->sinks = NULL;
+    vigil_rules_stage_free(dm->rules_stage);
+    dm->rules_stage = NULL;
+    vigil_rules_free(dm->rules);
+    dm->rules = NULL;
 }
 
 int vigil_daemon_check(const char *path)
@@ -157,6 +164,21 @@ static void self_stage(struct daemon *dm, struct vigil_host *h, const char *stag
     self_publish(dm);
 }
 
+static void self_rule(void *arg, const char *rule, const char *kind, const char *const *keys,
+                      const uint64_t *values, size_t n)
+{
+    struct daemon *dm = arg;
+    struct vigil_event_builder *b = &dm->self;
+    vigil_event_begin(b, "vigil.self");
+    vigil_event_add_label(b, "stage", "rule");
+    vigil_event_add_label(b, "rule", rule);
+    vigil_event_add_label(b, "kind", kind);
+    for (size_t i = 0; i < n; i++) {
+        vigil_event_add_value_u64(b, keys[i], values[i]);
+    }
+    self_publish(dm);
+}
+
 static void self_report(struct daemon *dm)
 {
     struct vigil_event_builder *b = &dm->self;
@@ -179,6 +201,18 @@ static void self_report(struct daemon *dm)
     }
     for (size_t i = 0; i < dm->cfg->nsinks; i++) {
         self_stage(dm, dm->sinks[i], "sink");
+    }
+    if (dm->rules_stage) {
+        struct vigil_stage_stats *rs = vigil_rules_stage_stats(dm->rules_stage);
+        vigil_event_begin(b, "vigil.self");
+        vigil_event_add_label(b, "stage", "rules");
+        self_value(b, "in_total", &rs->in_total);
+        self_value(b, "out_total", &rs->out_total);
+        self_value(b, "dropped_total", &rs->dropped_total);
+        self_value(b, "errors_total", &rs->errors_total);
+        self_value(b, "queue_depth", &rs->queue_depth);
+        self_publish(dm);
+        vigil_rules_stats(dm->rules, self_rule, dm);
     }
 
     struct rusage ru;
@@ -238,6 +272,14 @@ static int start(struct daemon *dm)
             return -1;
         }
     }
+    if (dm->rules) {
+        dm->rules_stage = vigil_rules_stage_new(dm->zctx, dm->rules, c->bus.hwm);
+        if (!dm->rules_stage) {
+            vigil_log(VIGIL_LOG_ERROR, "rules", "cannot connect the rules engine to the bus");
+            return -1;
+        }
+        subs += vigil_rules_stage_subscriptions(dm->rules_stage);
+    }
     dm->self_push = zmq_socket(dm->zctx, ZMQ_PUSH);
     int linger = 1000;
     zmq_setsockopt(dm->self_push, ZMQ_LINGER, &linger, sizeof linger);
@@ -258,6 +300,10 @@ static int start(struct daemon *dm)
             return -1;
         }
     }
+    if (dm->rules_stage && vigil_rules_stage_start(dm->rules_stage) != 0) {
+        vigil_log(VIGIL_LOG_ERROR, "rules", "cannot start thread");
+        return -1;
+    }
     if (vigil_bus_wait_ready(dm->bus, READY_TIMEOUT_MS) != 0) {
         vigil_log(VIGIL_LOG_WARN, "bus", "not every sink subscription arrived within %d ms",
                   READY_TIMEOUT_MS);
@@ -270,22 +316,35 @@ static int start(struct daemon *dm)
         }
     }
     vigil_log(VIGIL_LOG_INFO, "vigild",
-              "vigild %s started on host %s: %zu source%s, %zu sink%s; publish %s, subscribe %s",
-              VIGIL_VERSION, c->host, c->nsources, c->nsources == 1 ? "" : "s", c->nsinks,
+              "vigild %s started on host %s: %zu source%s, %zu rule%s, %zu sink%s; publish %s, "
+              "subscribe %s",
+              VIGIL_VERSION, c->host, c->nsources, c->nsources == 1 ? "" : "s",
+              dm->rules ? vigil_rules_count(dm->rules) : 0,
+              dm->rules && vigil_rules_count(dm->rules) == 1 ? "" : "s", c->nsinks,
               c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe);
     return 0;
 }
 
+static void drain(struct daemon *dm)
+{
+    if (dm->bus && vigil_bus_drain(dm->bus, DRAIN_TIMEOUT_MS) != 0) {
+        vigil_log(VIGIL_LOG_WARN, "bus", "producers were still sending after %d ms; stopping anyway",
+                  DRAIN_TIMEOUT_MS);
+    }
+}
+
 /* Reverse order: sources stop producing, the bus forwards what is queued,
+ * the rules judge it and hand over their verdicts, the bus forwards those,
  * sinks deliver what they hold, then the bus closes. */
 static void stop(struct daemon *dm)
 {
     for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
         vigil_host_stop(dm->sources[i]);
     }
-    if (dm->bus && vigil_bus_drain(dm->bus, DRAIN_TIMEOUT_MS) != 0) {
-        vigil_log(VIGIL_LOG_WARN, "bus", "producers were still sending after %d ms; stopping anyway",
-                  DRAIN_TIMEOUT_MS);
+    drain(dm);
+    if (dm->rules_stage) {
+        vigil_rules_stage_stop(dm->rules_stage);
+        drain(dm);
     }
     for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
         vigil_host_stop(dm->sinks[i]);

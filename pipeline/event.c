@@ -86,6 +86,38 @@ void vigil_event_add_label(struct vigil_event_builder *b, const char *key, const
     b->nlabels++;
 }
 
+static bool attr_item(struct vigil_event_builder *b, const char *key);
+
+static void pack_strn(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+void vigil_event_add_label_n(struct vigil_event_builder *b, const char *key, size_t key_len,
+                             const char *value, size_t value_len)
+{
+    pack_strn(&b->pl, key, key_len);
+    pack_strn(&b->pl, value, value_len);
+    b->nlabels++;
+}
+
+void vigil_event_add_value_n(struct vigil_event_builder *b, const char *key, size_t key_len,
+                             double value)
+{
+    pack_strn(&b->pv, key, key_len);
+    msgpack_pack_double(&b->pv, value);
+    b->nvalues++;
+}
+
+void vigil_event_add_attr_str_n(struct vigil_event_builder *b, const char *key, const char *value,
+                                size_t value_len)
+{
+    if (attr_item(b, key)) {
+        pack_strn(&b->pa, value, value_len);
+    }
+}
+
 void vigil_event_add_value(struct vigil_event_builder *b, const char *key, double value)
 {
     if (!key) {

@@ -60,6 +60,13 @@ void vigil_event_add_attr_str(struct vigil_event_builder *b, const char *key, co
 void vigil_event_add_attr_i64(struct vigil_event_builder *b, const char *key, int64_t value);
 void vigil_event_add_attr_f64(struct vigil_event_builder *b, const char *key, double value);
 void vigil_event_add_attr_bool(struct vigil_event_builder *b, const char *key, bool value);
+/* The same for strings that are not NUL-terminated (from msgpack). */
+void vigil_event_add_label_n(struct vigil_event_builder *b, const char *key, size_t key_len,
+                             const char *value, size_t value_len);
+void vigil_event_add_value_n(struct vigil_event_builder *b, const char *key, size_t key_len,
+                             double value);
+void vigil_event_add_attr_str_n(struct vigil_event_builder *b, const char *key, const char *value,
+                                size_t value_len);
 void vigil_event_attr_map_begin(struct vigil_event_builder *b, const char *key);
 void vigil_event_attr_list_begin(struct vigil_event_builder *b, const char *key);
 void vigil_event_attr_end(struct vigil_event_builder *b);

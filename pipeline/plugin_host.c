@@ -452,7 +452,7 @@ struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vig
         return NULL;
     }
     char what[128];
-    snprintf(what, sizeof what, "%s", ic->plugin);
+    snprintf(what, sizeof what, "plugin '%s'", ic->plugin);
     if (vigil_conf_check_options(ic->own, desc->options, what, d) != 0) {
         dlclose(dl);
         return NULL;

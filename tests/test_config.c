@@ -588,7 +588,7 @@ static void test_options_unknown_key(void **state)
                                                     "  - plugin: gen\n"
                                                     "    rate: 5\n"
                                                     "    rtae: 6\n");
-    assert_int_equal(vigil_conf_check_options(own, small, "gen", &f->d), 1);
+    assert_int_equal(vigil_conf_check_options(own, small, "plugin 'gen'", &f->d), 1);
     assert_string_equal(f->d.msgs[0], "t.yaml:4:5: unknown key 'rtae' for plugin 'gen' (valid "
                                       "keys: rate, count, labels)");
 }
@@ -606,7 +606,7 @@ static void test_options_mistyped(void **state)
                                                     "    buffer: lots\n"
                                                     "    prefix: {a: b}\n"
                                                     "    topics: {a: b}\n");
-    assert_int_equal(vigil_conf_check_options(own, gen_opts, "gen", &f->d), 8);
+    assert_int_equal(vigil_conf_check_options(own, gen_opts, "plugin 'gen'", &f->d), 8);
     expect_msg(&f->d, "t.yaml:3:11: key 'rate' of plugin 'gen' must be an integer, not 'abc'");
     expect_msg(&f->d, "t.yaml:4:12: key 'ratio' of plugin 'gen' must be a number, not '0.5'");
     expect_msg(&f->d, "t.yaml:5:14: key 'timeout' of plugin 'gen' must be a duration such as "
@@ -625,7 +625,7 @@ static void test_options_defaults(void **state)
                                                     "  - plugin: gen\n"
                                                     "    rate: 7\n"
                                                     "    topics: only.one\n");
-    assert_int_equal(vigil_conf_check_options(own, gen_opts, "gen", &f->d), 0);
+    assert_int_equal(vigil_conf_check_options(own, gen_opts, "plugin 'gen'", &f->d), 0);
     expect_no_errors(&f->d);
 
     int64_t i;
@@ -658,7 +658,7 @@ static void test_options_defaults(void **state)
 
     /* A second check finds everything present and adds nothing. */
     size_t n = own->n;
-    assert_int_equal(vigil_conf_check_options(own, gen_opts, "gen", &f->d), 0);
+    assert_int_equal(vigil_conf_check_options(own, gen_opts, "plugin 'gen'", &f->d), 0);
     assert_int_equal(own->n, n);
 }
 
@@ -671,7 +671,7 @@ static void test_options_bad_default(void **state)
         {NULL, 0, NULL, NULL},
     };
     struct vigil_conf *own = own_of_first_source(f, "sources:\n  - plugin: gen\n");
-    assert_int_equal(vigil_conf_check_options(own, bad, "gen", &f->d), 2);
+    assert_int_equal(vigil_conf_check_options(own, bad, "plugin 'gen'", &f->d), 2);
     expect_msg(&f->d, "t.yaml:2:5: plugin 'gen' has a bad default for 'rate': it must be an "
                       "integer, not 'fast'");
     expect_msg(&f->d, "t.yaml:2:5: plugin 'gen' has a bad default for 'list': '[unclosed' is not "
@@ -683,7 +683,7 @@ static void test_options_no_keys(void **state)
     struct fx *f = *state;
     static const struct vigil_option none[] = {{NULL, 0, NULL, NULL}};
     struct vigil_conf *own = own_of_first_source(f, "sources:\n  - plugin: p\n    x: 1\n");
-    assert_int_equal(vigil_conf_check_options(own, none, "p", &f->d), 1);
+    assert_int_equal(vigil_conf_check_options(own, none, "plugin 'p'", &f->d), 1);
     expect_msg(&f->d, "t.yaml:3:5: unknown key 'x' for plugin 'p' (valid keys: none)");
 }
 

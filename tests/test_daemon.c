@@ -11,6 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "event.h"
@@ -342,6 +345,76 @@ static void test_endpoint_in_use_refused(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
+/* The rules engine in the daemon: events in through vigil-pub, verdicts
+ * out to a sink and to vigil-tap, counters in vigil.self. */
+static void test_rules_end_to_end(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, "200ms",
+                              "rules:\n"
+                              "  - name: hot\n"
+                              "    kind: threshold\n"
+                              "    match: test.cpu\n"
+                              "    expr: values.cpu > 90\n"
+                              "    severity: critical\n"
+                              "    message: '{labels.box} is hot ({values.cpu})'\n"
+                              "  - name: guests\n"
+                              "    kind: policy\n"
+                              "    match: test.access\n"
+                              "    rules:\n"
+                              "      - allow: { subject: 'admin:*' }\n"
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: [alert., vigil.self]\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    if (vd_start(v) != 0) {
+        dump_log(v);
+        fail_msg("vigild did not start");
+    }
+    const char *out = path_in(v, "out.jsonl");
+    char *const tap[] = {VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "alert.", "-n", "3",
+                         "--timeout", "20s", NULL};
+    /* The tap runs in the background; give its subscription time to land. */
+    char tap_out[PATH_MAX + 320];
+    snprintf(tap_out, sizeof tap_out, "%s/tap.jsonl", v->dir);
+    pid_t tp = fork();
+    if (tp == 0) {
+        if (!freopen(tap_out, "w", stdout)) {
+            _exit(126);
+        }
+        execv(tap[0], tap);
+        _exit(127);
+    }
+    struct timespec ts = {0, 500000000};
+    nanosleep(&ts, NULL);
+    const char in[] = "{\"labels\":{\"box\":\"b1\"},\"values\":{\"cpu\":95}}\n"
+                      "{\"labels\":{\"box\":\"b1\"},\"values\":{\"cpu\":97}}\n"
+                      "{\"labels\":{\"box\":\"b1\"},\"values\":{\"cpu\":50}}\n";
+    char *const pub[] = {VIGIL_BUILD_DIR "/vigil-pub", "-c", v->cfg, "-t", "test.cpu", NULL};
+    assert_int_equal(run(pub, in, sizeof in - 1, NULL, NULL, 30), 0);
+    const char acc[] = "{\"labels\":{\"subject\":\"admin:al\",\"action\":\"x\"}}\n"
+                       "{\"labels\":{\"subject\":\"guest:bo\",\"action\":\"x\"}}\n";
+    char *const pub2[] = {VIGIL_BUILD_DIR "/vigil-pub", "-c", v->cfg, "-t", "test.access",
+                          "--source", "p2", NULL};
+    assert_int_equal(run(pub2, acc, sizeof acc - 1, NULL, NULL, 30), 0);
+    int st;
+    assert_int_equal(waitpid(tp, &st, 0), tp);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_true(wait_lines(out, "\"topic\":\"alert.", 3, 10));
+    assert_int_equal(count_lines(tap_out, "\"topic\":\"alert.fired\""), 1);
+    assert_int_equal(count_lines(tap_out, "\"topic\":\"alert.resolved\""), 1);
+    assert_int_equal(count_lines(tap_out, "\"topic\":\"alert.violation\""), 1);
+    assert_int_equal(count_lines(tap_out, "\"message\":\"b1 is hot (95)\""), 1);
+    assert_int_equal(count_lines(tap_out, "guest:bo"), 1);
+    assert_int_equal(count_lines(out, "\"topic\":\"alert.fired\""), 1);
+    /* vigil.self reports the rules stage and each rule. */
+    assert_true(wait_lines(out, "\"stage\":\"rule\",\"rule\":\"hot\"", 1, 10));
+    assert_true(wait_lines(out, "\"fired_total\":1,", 1, 10));
+    assert_true(json_lines_valid(tap_out));
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -354,6 +427,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vigil_tap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rules_end_to_end, setup, teardown),
     };
     return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
 }

@@ -1,0 +1,492 @@
+/* Evaluation of compiled rule expressions (see expr.h, expr_internal.h):
+ * one pass over the postfix ops with a fixed stack on the C stack, reading
+ * fields straight from the decoded view. No allocation, no state in the
+ * expression, safe to call from several threads at once.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "expr_internal.h"
+#include "glob.h"
+
+enum vx_type { T_MISSING, T_NUM, T_STR, T_BOOL };
+
+struct slot {
+    uint8_t t;    /* enum vx_type */
+    uint32_t len; /* T_STR */
+    union {
+        double num;
+        const char *str;
+        bool b;
+    } u;
+};
+
+static inline void set_obj(struct slot *s, const msgpack_object *o)
+{
+    if (o == NULL) {
+        s->t = T_MISSING;
+        return;
+    }
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        s->t = T_NUM;
+        s->u.num = (double)o->via.u64;
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        s->t = T_NUM;
+        s->u.num = (double)o->via.i64;
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        s->t = T_NUM;
+        s->u.num = o->via.f64;
+        break;
+    case MSGPACK_OBJECT_STR:
+        s->t = T_STR;
+        s->u.str = o->via.str.ptr;
+        s->len = o->via.str.size;
+        break;
+    case MSGPACK_OBJECT_BIN:
+        s->t = T_STR;
+        s->u.str = o->via.bin.ptr;
+        s->len = o->via.bin.size;
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        s->t = T_BOOL;
+        s->u.b = o->via.boolean;
+        break;
+    default: /* nil, arrays, maps, ext: not a value an operator can use */
+        s->t = T_MISSING;
+        break;
+    }
+}
+
+/* Equal bytes, inline: keys are short, and a call to memcmp costs more
+ * than comparing them in (possibly overlapping) 8- or 4-byte words. */
+static inline bool eq_bytes(const char *a, const char *b, uint32_t n)
+{
+    if (n >= 8) {
+        uint64_t x, y;
+        for (uint32_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) {
+                return false;
+            }
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x, y, z, w;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&z, a + n - 4, 4);
+        memcpy(&w, b + n - 4, 4);
+        return x == y && z == w;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (a[i] != b[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Keys of one map often share a length and a prefix ("cpu_user_ns",
+ * "cpu_system_ns"): the last byte rejects most of them at once. */
+static inline bool same_bytes(const char *a, uint32_t alen, const char *b, uint32_t blen)
+{
+    return alen == blen && (alen == 0 || (a[alen - 1] == b[alen - 1] && eq_bytes(a, b, alen)));
+}
+
+/* s ~ pattern, with the pattern's literal prefix (n bytes) and the shape of
+ * the rest (enum vx_glob) found at compile time, so that
+ * the common "web-*" and "/kubepods/ + **" need no call to the matcher. */
+static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
+{
+    uint32_t n = op->n;
+    if (len < n || !eq_bytes(s, op->u.str, n)) {
+        return false;
+    }
+    switch (op->sub) {
+    case GLOB_END:
+        return len == n;
+    case GLOB_STAR: /* the rest is "*": no '/' left */
+        return memchr(s + n, '/', len - n) == NULL;
+    case GLOB_ANY: /* the rest is "**" */
+        return true;
+    default:
+        return vigil_glob_match(op->u.str + n, s + n, len - n);
+    }
+}
+
+/* One linear scan of a map, comparing the length before the bytes. */
+static inline const msgpack_object *find(const msgpack_object *m, const char *key, uint32_t n)
+{
+    if (m == NULL || m->type != MSGPACK_OBJECT_MAP) {
+        return NULL;
+    }
+    const msgpack_object_kv *kv = m->via.map.ptr, *end = kv + m->via.map.size;
+    for (; kv < end; kv++) {
+        if (kv->key.type == MSGPACK_OBJECT_STR) {
+            if (same_bytes(kv->key.via.str.ptr, kv->key.via.str.size, key, n)) {
+                return &kv->val;
+            }
+        } else if (kv->key.type == MSGPACK_OBJECT_BIN) {
+            if (same_bytes(kv->key.via.bin.ptr, kv->key.via.bin.size, key, n)) {
+                return &kv->val;
+            }
+        }
+    }
+    return NULL;
+}
+
+static inline const msgpack_object *base(const struct vigil_event_view *v, uint8_t which)
+{
+    switch (which) {
+    case BASE_LABELS:
+        return v->labels;
+    case BASE_VALUES:
+        return v->values;
+    case BASE_ATTRS:
+        return v->attrs;
+    default:
+        return &v->root;
+    }
+}
+
+static inline bool truthy(const struct slot *s)
+{
+    switch (s->t) {
+    case T_BOOL:
+        return s->u.b;
+    case T_NUM:
+        return s->u.num != 0 && !isnan(s->u.num);
+    case T_STR:
+        return s->len > 0;
+    default:
+        return false;
+    }
+}
+
+static inline bool order(uint8_t cmp, int c)
+{
+    switch (cmp) {
+    case CMP_EQ:
+        return c == 0;
+    case CMP_NE:
+        return c != 0;
+    case CMP_LT:
+        return c < 0;
+    case CMP_LE:
+        return c <= 0;
+    case CMP_GT:
+        return c > 0;
+    default:
+        return c >= 0;
+    }
+}
+
+static inline bool cmp_num(uint8_t cmp, double a, double b)
+{
+    /* Spelled out rather than through order() so NaN compares false (and
+     * != true) as IEEE says. */
+    switch (cmp) {
+    case CMP_EQ:
+        return a == b;
+    case CMP_NE:
+        return a != b;
+    case CMP_LT:
+        return a < b;
+    case CMP_LE:
+        return a <= b;
+    case CMP_GT:
+        return a > b;
+    default:
+        return a >= b;
+    }
+}
+
+static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char *b,
+                           uint32_t blen)
+{
+    if (cmp == CMP_EQ || cmp == CMP_NE) {
+        return same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
+    }
+    uint32_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(a, b, n) : 0;
+    if (c == 0) {
+        c = (alen > blen) - (alen < blen);
+    }
+    return order(cmp, c);
+}
+
+/* Values of different types (or missing) are never equal, unequal or
+ * ordered: every comparison is false. */
+static inline bool compare(uint8_t cmp, const struct slot *a, const struct slot *b)
+{
+    if (a->t != b->t) {
+        return false;
+    }
+    switch (a->t) {
+    case T_NUM:
+        return cmp_num(cmp, a->u.num, b->u.num);
+    case T_STR:
+        return cmp_str(cmp, a->u.str, a->len, b->u.str, b->len);
+    case T_BOOL:
+        if (cmp == CMP_EQ) {
+            return a->u.b == b->u.b;
+        }
+        return cmp == CMP_NE && a->u.b != b->u.b;
+    default:
+        return false;
+    }
+}
+
+/* Both numbers, or a becomes missing. */
+static inline bool nums(struct slot *a, const struct slot *b)
+{
+    if (a->t == T_NUM && b->t == T_NUM) {
+        return true;
+    }
+    a->t = T_MISSING;
+    return false;
+}
+
+static inline void set_bool(struct slot *s, bool b)
+{
+    s->t = T_BOOL;
+    s->u.b = b;
+}
+
+/* Runs e on v over the caller's stack `st` (the compiler proved that no
+ * expression needs more than VX_STACK_MAX slots); returns the result slot.
+ * The caller reads the field it needs: copying the whole slot out would
+ * read 16 bytes written as narrower stores, which stalls the CPU. */
+static const struct slot *run(const struct vigil_expr *e, const struct vigil_event_view *v,
+                              struct slot *st)
+{
+    struct slot *top = st; /* the next free slot */
+    const struct vx_op *ops = e->ops, *op = ops, *end = ops + e->nops;
+
+    while (op < end) {
+        switch ((enum vx_code)op->code) {
+        case OP_NUM:
+            top->t = T_NUM;
+            top->u.num = op->u.num;
+            top++;
+            break;
+        case OP_STR:
+            top->t = T_STR;
+            top->u.str = op->u.str;
+            top->len = op->n;
+            top++;
+            break;
+        case OP_BOOL:
+            set_bool(top, op->sub != 0);
+            top++;
+            break;
+        case OP_MISSING:
+            top->t = T_MISSING;
+            top++;
+            break;
+        case OP_TOPIC:
+            top->t = v->topic ? T_STR : T_MISSING;
+            top->u.str = v->topic;
+            top->len = (uint32_t)v->topic_len;
+            top++;
+            break;
+        case OP_HOST:
+            top->t = v->host ? T_STR : T_MISSING;
+            top->u.str = v->host;
+            top->len = (uint32_t)v->host_len;
+            top++;
+            break;
+        case OP_SOURCE:
+            top->t = v->source ? T_STR : T_MISSING;
+            top->u.str = v->source;
+            top->len = (uint32_t)v->source_len;
+            top++;
+            break;
+        case OP_TS:
+            top->t = T_NUM;
+            top->u.num = (double)v->ts;
+            top++;
+            break;
+        case OP_SEQ:
+            top->t = T_NUM;
+            top->u.num = (double)v->seq;
+            top++;
+            break;
+        case OP_KEY:
+            set_obj(top, find(base(v, op->sub), op->u.str, op->n));
+            top++;
+            break;
+        case OP_WALK: {
+            const msgpack_object *o = base(v, op->sub);
+            for (uint32_t i = 0; o != NULL && i < op->n; i++) {
+                o = find(o, op->u.strs[i].p, op->u.strs[i].len);
+            }
+            set_obj(top, o);
+            top++;
+            break;
+        }
+        case OP_NEG:
+            if (top[-1].t == T_NUM) {
+                top[-1].u.num = -top[-1].u.num;
+            } else {
+                top[-1].t = T_MISSING;
+            }
+            break;
+        case OP_ABS:
+            if (top[-1].t == T_NUM) {
+                top[-1].u.num = fabs(top[-1].u.num);
+            } else {
+                top[-1].t = T_MISSING;
+            }
+            break;
+        case OP_ADD:
+            top--;
+            if (nums(top - 1, top)) {
+                top[-1].u.num += top->u.num;
+            }
+            break;
+        case OP_SUB:
+            top--;
+            if (nums(top - 1, top)) {
+                top[-1].u.num -= top->u.num;
+            }
+            break;
+        case OP_MUL:
+            top--;
+            if (nums(top - 1, top)) {
+                top[-1].u.num *= top->u.num;
+            }
+            break;
+        case OP_DIV:
+            top--;
+            if (nums(top - 1, top)) {
+                if (top->u.num == 0) {
+                    top[-1].t = T_MISSING; /* no inf: a ratio of nothing is missing */
+                } else {
+                    top[-1].u.num /= top->u.num;
+                }
+            }
+            break;
+        case OP_MOD:
+            top--;
+            if (nums(top - 1, top)) {
+                if (top->u.num == 0) {
+                    top[-1].t = T_MISSING;
+                } else {
+                    top[-1].u.num = fmod(top[-1].u.num, top->u.num);
+                }
+            }
+            break;
+        case OP_MIN:
+        case OP_MAX: {
+            struct slot *first = top - op->n;
+            double r = first->u.num;
+            bool ok = true;
+            for (struct slot *s = first; s < top; s++) {
+                if (s->t != T_NUM) {
+                    ok = false;
+                    break;
+                }
+                r = op->code == OP_MIN ? fmin(r, s->u.num) : fmax(r, s->u.num);
+            }
+            top = first + 1;
+            if (ok) {
+                first->t = T_NUM;
+                first->u.num = r;
+            } else {
+                first->t = T_MISSING;
+            }
+            break;
+        }
+        case OP_CMP:
+            top--;
+            set_bool(top - 1, compare(op->sub, top - 1, top));
+            break;
+        case OP_CMPK_NUM:
+            set_bool(top - 1, top[-1].t == T_NUM && cmp_num(op->sub, top[-1].u.num, op->u.num));
+            break;
+        case OP_CMPK_STR:
+            set_bool(top - 1, top[-1].t == T_STR &&
+                                  cmp_str(op->sub, top[-1].u.str, top[-1].len, op->u.str, op->n));
+            break;
+        case OP_GLOB:
+            set_bool(top - 1,
+                     top[-1].t == T_STR && glob(op, top[-1].u.str, top[-1].len));
+            break;
+        case OP_IN_NUM: {
+            bool hit = false;
+            if (top[-1].t == T_NUM) {
+                for (uint32_t i = 0; i < op->n && !hit; i++) {
+                    hit = op->u.nums[i] == top[-1].u.num;
+                }
+            }
+            set_bool(top - 1, hit);
+            break;
+        }
+        case OP_IN_STR: {
+            bool hit = false;
+            if (top[-1].t == T_STR) {
+                for (uint32_t i = 0; i < op->n && !hit; i++) {
+                    hit = same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str,
+                                     top[-1].len);
+                }
+            }
+            set_bool(top - 1, hit);
+            break;
+        }
+        case OP_TRUTHY:
+            set_bool(top - 1, truthy(top - 1));
+            break;
+        case OP_NOT:
+            set_bool(top - 1, !truthy(top - 1));
+            break;
+        case OP_AND:
+            if (!top[-1].u.b) {
+                op = ops + op->n;
+                continue;
+            }
+            top--;
+            break;
+        case OP_OR:
+            if (top[-1].u.b) {
+                op = ops + op->n;
+                continue;
+            }
+            top--;
+            break;
+        }
+        op++;
+    }
+    return top - 1;
+}
+
+bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *v)
+{
+    struct slot st[VX_STACK_MAX];
+    if (e == NULL || v == NULL) {
+        return false;
+    }
+    return truthy(run(e, v, st));
+}
+
+bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view *v, double *out)
+{
+    struct slot st[VX_STACK_MAX];
+    if (e == NULL || v == NULL) {
+        return false;
+    }
+    const struct slot *r = run(e, v, st);
+    if (r->t != T_NUM || isnan(r->u.num)) {
+        return false;
+    }
+    *out = r->u.num;
+    return true;
+}

@@ -1,0 +1,97 @@
+/* The compiled form of a rule expression, shared by the compiler (expr.c)
+ * and the evaluator (expr_eval.c): a flat array of postfix operations over
+ * a small value stack, with every constant, list, path segment and string
+ * in the same allocation as the header. Nothing outside expr*.c uses it.
+ */
+#ifndef VIGIL_EXPR_INTERNAL_H
+#define VIGIL_EXPR_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "expr.h"
+
+#define VX_STACK_MAX 64    /* value slots an evaluation may use */
+#define VX_DEPTH_MAX 32    /* nesting of ( ), unary operators and calls */
+#define VX_TEXT_MAX 65536  /* bytes of expression text */
+
+enum vx_code {
+    /* Push a constant: u.num; u.str with n bytes; sub = 0/1; missing. */
+    OP_NUM,
+    OP_STR,
+    OP_BOOL,
+    OP_MISSING,
+    /* Push an envelope field straight from the view. */
+    OP_TOPIC,
+    OP_HOST,
+    OP_SOURCE,
+    OP_TS,
+    OP_SEQ,
+    /* Push the value under one key (u.str, n bytes) of the map `sub`
+     * (enum vx_base), or under the n segments u.strs, walking maps. */
+    OP_KEY,
+    OP_WALK,
+    /* Arithmetic on numbers; anything else gives missing. n = arguments of
+     * min/max. */
+    OP_NEG,
+    OP_ADD,
+    OP_SUB,
+    OP_MUL,
+    OP_DIV,
+    OP_MOD,
+    OP_ABS,
+    OP_MIN,
+    OP_MAX,
+    /* Comparisons, sub = enum vx_cmp. OP_CMP pops two; OP_CMPK_NUM and
+     * OP_CMPK_STR compare the top with the constant u.num or (u.str, n). */
+    OP_CMP,
+    OP_CMPK_NUM,
+    OP_CMPK_STR,
+    /* The top against the NUL-terminated glob u.str, whose first n bytes
+     * are literal and whose rest has the shape sub (enum vx_glob); or
+     * against the list of n numbers u.nums / n strings u.strs. */
+    OP_GLOB,
+    OP_IN_NUM,
+    OP_IN_STR,
+    /* Conditions: OP_TRUTHY turns the top into a bool, OP_NOT into its
+     * negation. OP_AND/OP_OR look at the bool on top: when it decides the
+     * result they jump to op n leaving it; otherwise they pop it. */
+    OP_TRUTHY,
+    OP_NOT,
+    OP_AND,
+    OP_OR,
+};
+
+enum vx_cmp { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
+enum vx_base { BASE_ROOT, BASE_LABELS, BASE_VALUES, BASE_ATTRS };
+/* After a glob's literal prefix: nothing, "*", "**" (or more stars), or
+ * anything else (the matcher runs on it). */
+enum vx_glob { GLOB_END, GLOB_STAR, GLOB_ANY, GLOB_OTHER };
+
+struct vx_str {
+    const char *p;
+    uint32_t len;
+};
+
+struct vx_op {
+    uint8_t code; /* enum vx_code */
+    uint8_t sub;  /* enum vx_cmp, enum vx_base, or a bool */
+    uint32_t n;   /* string length, count, or jump target */
+    union {
+        double num;
+        const char *str;
+        const double *nums;
+        const struct vx_str *strs;
+        size_t off; /* while compiling: an index or a pool offset */
+    } u;
+};
+
+struct vigil_expr {
+    uint32_t nops, npaths;
+    const struct vx_op *ops;
+    const char *const *paths;
+    /* Followed, in the same allocation, by the ops, number lists, string
+     * and segment entries, path table and characters they point to. */
+};
+
+#endif

@@ -1,0 +1,144 @@
+/* Shared by the rules engine (rules.c) and its rule kinds (rules_threshold.c,
+ * rules_bound.c, rules_policy.c, rules_isolation.c): the rule object, the
+ * kind table, verdict building, and the stateful alert machine that
+ * threshold and bound share.
+ */
+#ifndef VIGIL_RULES_INTERNAL_H
+#define VIGIL_RULES_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "event.h"
+#include "expr.h"
+#include "rules.h"
+#include "stats.h"
+
+struct vigil_rule;
+struct vigil_emit; /* where verdicts go, with the engine's builder */
+
+/* A compiled message template: "{labels.vm} exits at {values.exits_per_s}/s". */
+struct vigil_template;
+struct vigil_template *vigil__template_compile(const struct vigil_conf *n, struct vigil_diag *d);
+void vigil__template_free(struct vigil_template *t);
+
+/* Per-rule counters reported in vigil.self. */
+struct vigil_rule_stats {
+    vigil_counter evaluated_total; /* events judged */
+    vigil_counter fired_total;     /* alert.fired published (renotify included) */
+    vigil_counter resolved_total;  /* alert.resolved published */
+    vigil_counter violations_total; /* alert.violation published */
+    vigil_counter allowed_total;   /* policy: allowed decisions (not published) */
+    vigil_counter series;          /* stateful: series pending or firing now */
+    vigil_counter dropped_total;   /* series or pairs not tracked: past a bound */
+    vigil_counter history;         /* policy: violations held in its history */
+};
+
+struct vigil_rule_kind {
+    const char *name;
+    /* Kind-specific keys; the engine adds name, kind, match, severity and
+     * message, checks the rule's map against both, and fills defaults. */
+    const struct vigil_option *options;
+    /* Reads the kind's keys from `node` (already type-checked) into
+     * rule->impl; semantic errors go to d. Returns 0 or negative. */
+    int (*compile)(struct vigil_rule *rule, const struct vigil_conf *node, struct vigil_diag *d);
+    void (*eval)(struct vigil_rule *rule, const struct vigil_event_view *ev, uint64_t now,
+                 struct vigil_emit *out);
+    void (*tick)(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out); /* may be NULL */
+    void (*free)(struct vigil_rule *rule);
+};
+
+struct vigil_rule {
+    char *name;
+    const struct vigil_rule_kind *kind;
+    char **match;
+    size_t nmatch;
+    char *severity;
+    struct vigil_template *message; /* NULL: a default message */
+    void *impl;
+    struct vigil_rule_stats stats;
+};
+
+extern const struct vigil_rule_kind vigil__rule_threshold;
+extern const struct vigil_rule_kind vigil__rule_bound;
+extern const struct vigil_rule_kind vigil__rule_policy;
+extern const struct vigil_rule_kind vigil__rule_isolation;
+
+/* ---- Verdicts ------------------------------------------------------------ */
+
+/* Starts a verdict of `rule` on `topic` ("alert.fired", ...), caused by
+ * `ev`: labels = ev's labels + rule, severity, kind; attrs.source_topic =
+ * ev's topic. Returns the builder to add values and attrs to; finish with
+ * vigil__verdict_emit(). ev may be NULL (a series gone stale): then
+ * `labels`, a msgpack map kept from an earlier event, gives the labels and
+ * `host` the host. */
+struct vigil_event_builder *vigil__verdict_begin(struct vigil_emit *out,
+                                                 const struct vigil_rule *rule, const char *topic,
+                                                 const struct vigil_event_view *ev);
+struct vigil_event_builder *vigil__verdict_begin_stored(struct vigil_emit *out,
+                                                        const struct vigil_rule *rule,
+                                                        const char *topic, const char *host,
+                                                        size_t host_len, const char *labels,
+                                                        size_t labels_len);
+/* Adds attrs.message rendered from the rule's template against ev (or
+ * `fallback` when the rule has none or ev is NULL). */
+void vigil__verdict_message(struct vigil_emit *out, const struct vigil_rule *rule,
+                            const struct vigil_event_view *ev, const char *fallback);
+/* Copies ev's values named by the "values.*" paths of the expressions
+ * (NULL entries skipped), each once. */
+void vigil__verdict_values_of(struct vigil_emit *out, const struct vigil_expr *const *exprs,
+                              size_t n, const struct vigil_event_view *ev);
+/* Packs and hands the verdict to the engine's callback. */
+void vigil__verdict_emit(struct vigil_emit *out);
+struct vigil_event_builder *vigil__verdict_builder(struct vigil_emit *out);
+
+/* ---- The stateful alert machine (threshold, bound) ------------------------ */
+
+struct vigil_alerts; /* the series of one rule */
+
+struct vigil_alert_params {
+    uint64_t for_ns;      /* must hold this long before firing; 0 = at once */
+    uint64_t renotify_ns; /* repeat alert.fired while firing; 0 = never */
+    uint64_t stale_ns;    /* resolve a silent series after this; 0 = 5 x gap */
+    char **group_by;      /* labels that make a series; NULL = all labels */
+    size_t ngroup;
+    size_t max_series;
+};
+
+/* Adds the rule's values to a verdict being built (threshold: the values its
+ * expressions read; bound: the computed terms). */
+typedef void (*vigil_alert_values_fn)(void *ctx, struct vigil_emit *out,
+                                      const struct vigil_event_view *ev);
+
+struct vigil_alerts *vigil__alerts_new(const struct vigil_alert_params *p);
+void vigil__alerts_free(struct vigil_alerts *a);
+/* One observation of a series: `active` = the firing condition holds,
+ * `clear` = the resolving condition holds (the engine passes !active when
+ * the rule has no clear expression). */
+void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
+                           const struct vigil_event_view *ev, bool active, bool clear,
+                           uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values,
+                           void *ctx);
+void vigil__alerts_tick(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
+                        struct vigil_emit *out);
+/* Reads the common alert keys (for, renotify, stale, group_by, max_series)
+ * from a rule's node. */
+int vigil__alert_params_read(const struct vigil_conf *node, struct vigil_alert_params *p,
+                             struct vigil_diag *d);
+void vigil__alert_params_fini(struct vigil_alert_params *p);
+
+/* Option table entries every stateful kind accepts. */
+#define VIGIL_ALERT_OPTIONS                                                                        \
+    {"for", VIGIL_OPT_DURATION, "0s", "condition must hold this long before firing"},             \
+        {"renotify", VIGIL_OPT_DURATION, "0s", "repeat alert.fired this often while firing"},     \
+        {"stale", VIGIL_OPT_DURATION, NULL, "resolve a series silent this long (default 5x gap)"}, \
+        {"group_by", VIGIL_OPT_LIST, NULL, "labels that make a series (default: all)"},           \
+        {"max_series", VIGIL_OPT_INT, "100000", "series tracked at most; more are counted"}
+
+/* FNV-1a, 64-bit: fingerprints and hash tables. */
+uint64_t vigil__hash(uint64_t h, const void *data, size_t len);
+#define VIGIL_HASH_INIT 1469598103934665603ull
+
+#endif

@@ -1,0 +1,316 @@
+/* The rules engine on the bus: its own thread and event_base, a SUB socket
+ * subscribed to the rules' prefixes, and a PUSH back to the bus for
+ * verdicts. The bus may block sending to us while we push to it, so the push
+ * never blocks: a verdict the bus has no room for waits in a bounded backlog
+ * while we keep reading, which breaks the cycle that would otherwise
+ * deadlock the two threads.
+ */
+#include "rules_stage.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "log.h"
+
+#define BATCH_MAX 1024
+#define BACKLOG_MAX 65536
+#define TICK_MS 1000
+#define FLUSH_RETRY_MS 10
+#define STOP_GRACE_MS 3000
+
+struct pending {
+    char *topic; /* topic and body in one allocation */
+    size_t topic_len, body_len;
+};
+
+struct vigil_rules_stage {
+    struct vigil_rules *rules;
+    void *sub, *push;
+    struct event_base *base;
+    struct event *sub_ev, *tick_ev, *flush_ev, *stop_ev;
+    pthread_t thread;
+    bool running;
+    struct vigil_stage_stats stats;
+    msgpack_zone zone;
+    zmq_msg_t topic, body;
+    struct pending *backlog; /* ring */
+    size_t head, len;
+    struct vigil_ratelimit rl;
+};
+
+/* ---- Verdicts out ------------------------------------------------------------- */
+
+static bool send_now(struct vigil_rules_stage *s, const char *topic, size_t tl, const char *body,
+                     size_t bl)
+{
+    if (zmq_send(s->push, topic, tl, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        return false;
+    }
+    /* The first frame went: the second cannot meet the HWM. */
+    while (zmq_send(s->push, body, bl, 0) == -1 && zmq_errno() == EINTR) {
+    }
+    vigil_count(&s->stats.out_total, 1);
+    return true;
+}
+
+/* Sends what waits, in order; true when nothing is left. */
+static bool flush_backlog(struct vigil_rules_stage *s)
+{
+    while (s->len) {
+        struct pending *p = &s->backlog[s->head];
+        if (!send_now(s, p->topic, p->topic_len, p->topic + p->topic_len, p->body_len)) {
+            return false;
+        }
+        free(p->topic);
+        s->head = (s->head + 1) % BACKLOG_MAX;
+        s->len--;
+    }
+    atomic_store(&s->stats.queue_depth, 0);
+    return true;
+}
+
+static void on_verdict(void *arg, const char *topic, const char *body, size_t len)
+{
+    struct vigil_rules_stage *s = arg;
+    size_t tl = strlen(topic);
+    if (s->len == 0 && send_now(s, topic, tl, body, len)) {
+        return;
+    }
+    if (s->len == BACKLOG_MAX) {
+        vigil_count(&s->stats.dropped_total, 1);
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&s->rl, vigil_mono_ns(), &suppressed)) {
+            vigil_log(VIGIL_LOG_ERROR, "rules",
+                      "verdict backlog full (%d): a verdict was dropped (counted in vigil.self; "
+                      "%llu more not logged)",
+                      BACKLOG_MAX, (unsigned long long)suppressed);
+        }
+        return;
+    }
+    struct pending *p = &s->backlog[(s->head + s->len) % BACKLOG_MAX];
+    p->topic = malloc(tl + len);
+    if (!p->topic) {
+        vigil_count(&s->stats.dropped_total, 1);
+        return;
+    }
+    memcpy(p->topic, topic, tl);
+    memcpy(p->topic + tl, body, len);
+    p->topic_len = tl;
+    p->body_len = len;
+    s->len++;
+    atomic_store(&s->stats.queue_depth, s->len);
+    if (!evtimer_pending(s->flush_ev, NULL)) {
+        struct timeval tv = {0, FLUSH_RETRY_MS * 1000};
+        evtimer_add(s->flush_ev, &tv);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_rules_stage *s = arg;
+    if (!flush_backlog(s)) {
+        struct timeval tv = {0, FLUSH_RETRY_MS * 1000};
+        evtimer_add(s->flush_ev, &tv);
+    }
+}
+
+/* ---- Events in -------------------------------------------------------------------- */
+
+/* Judges up to BATCH_MAX events; returns false when the socket ran dry. */
+static bool judge_batch(struct vigil_rules_stage *s)
+{
+    for (int i = 0; i < BATCH_MAX; i++) {
+        if (zmq_msg_recv(&s->topic, s->sub, ZMQ_DONTWAIT) == -1) {
+            return false;
+        }
+        if (!zmq_msg_more(&s->topic) || zmq_msg_recv(&s->body, s->sub, 0) == -1) {
+            vigil_count(&s->stats.errors_total, 1);
+            continue;
+        }
+        vigil_count(&s->stats.in_total, 1);
+        struct vigil_event_view v;
+        const char *why;
+        if (vigil_event_decode(&v, zmq_msg_data(&s->topic), zmq_msg_size(&s->topic),
+                               zmq_msg_data(&s->body), zmq_msg_size(&s->body), SIZE_MAX, &s->zone,
+                               &why) == 0) {
+            vigil_rules_eval(s->rules, &v, vigil_now_ns(), on_verdict, s);
+        } else {
+            vigil_count(&s->stats.errors_total, 1);
+        }
+        msgpack_zone_clear(&s->zone);
+    }
+    return true;
+}
+
+/* ZMQ_FD is edge-triggered: drain, check ZMQ_EVENTS, re-arm when stopping
+ * early so other events (ticks, flushes) get their turn. */
+static void sub_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_rules_stage *s = arg;
+    bool more = judge_batch(s);
+    int events = 0;
+    size_t len = sizeof events;
+    if (more || (zmq_getsockopt(s->sub, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN))) {
+        event_active(s->sub_ev, EV_READ, 0);
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_rules_stage *s = arg;
+    vigil_rules_tick(s->rules, vigil_now_ns(), on_verdict, s);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_rules_stage *s = arg;
+    /* Judge what the bus already sent, then hand every verdict over. */
+    while (judge_batch(s)) {
+    }
+    uint64_t deadline = vigil_mono_ns() + (uint64_t)STOP_GRACE_MS * 1000000u;
+    while (!flush_backlog(s) && vigil_mono_ns() < deadline) {
+        struct timespec ts = {0, FLUSH_RETRY_MS * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (s->len) {
+        vigil_log(VIGIL_LOG_ERROR, "rules", "stopping with %zu verdicts not handed to the bus",
+                  s->len);
+        vigil_count(&s->stats.dropped_total, s->len);
+    }
+    event_base_loopbreak(s->base);
+}
+
+static void *stage_main(void *arg)
+{
+    struct vigil_rules_stage *s = arg;
+    struct timeval tick = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+    event_add(s->tick_ev, &tick);
+    event_add(s->sub_ev, NULL);
+    event_add(s->stop_ev, NULL);
+    event_active(s->sub_ev, EV_READ, 0);
+    event_base_dispatch(s->base);
+    return NULL;
+}
+
+/* ---- Life cycle ------------------------------------------------------------------------ */
+
+struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *rules, int hwm)
+{
+    struct vigil_rules_stage *s = calloc(1, sizeof *s);
+    if (!s) {
+        return NULL;
+    }
+    s->rules = rules;
+    s->rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 3};
+    msgpack_zone_init(&s->zone, 64 * 1024);
+    zmq_msg_init(&s->topic);
+    zmq_msg_init(&s->body);
+    s->backlog = calloc(BACKLOG_MAX, sizeof *s->backlog);
+    s->base = event_base_new();
+    s->sub = zmq_socket(zctx, ZMQ_SUB);
+    s->push = zmq_socket(zctx, ZMQ_PUSH);
+    if (!s->backlog || !s->base || !s->sub || !s->push) {
+        vigil_rules_stage_free(s);
+        return NULL;
+    }
+    int linger = 2000;
+    zmq_setsockopt(s->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s->push, ZMQ_LINGER, &linger, sizeof linger);
+    int fd;
+    size_t fdlen = sizeof fd;
+    if (zmq_connect(s->sub, VIGIL_BUS_OUT) != 0 || zmq_connect(s->push, VIGIL_BUS_IN) != 0 ||
+        zmq_getsockopt(s->sub, ZMQ_FD, &fd, &fdlen) != 0) {
+        vigil_rules_stage_free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < vigil_rules_nprefixes(rules); i++) {
+        const char *p = vigil_rules_prefix(rules, i);
+        zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, p, strlen(p));
+    }
+    s->sub_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, sub_cb, s);
+    s->tick_ev = event_new(s->base, -1, EV_PERSIST, tick_cb, s);
+    s->flush_ev = evtimer_new(s->base, flush_cb, s);
+    s->stop_ev = event_new(s->base, -1, 0, stop_cb, s);
+    if (!s->sub_ev || !s->tick_ev || !s->flush_ev || !s->stop_ev) {
+        vigil_rules_stage_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+unsigned vigil_rules_stage_subscriptions(const struct vigil_rules_stage *s)
+{
+    return (unsigned)vigil_rules_nprefixes(s->rules);
+}
+
+int vigil_rules_stage_start(struct vigil_rules_stage *s)
+{
+    int rc = pthread_create(&s->thread, NULL, stage_main, s);
+    if (rc != 0) {
+        return -rc;
+    }
+    s->running = true;
+    return 0;
+}
+
+void vigil_rules_stage_stop(struct vigil_rules_stage *s)
+{
+    if (!s || !s->running) {
+        return;
+    }
+    event_active(s->stop_ev, EV_TIMEOUT, 0);
+    pthread_join(s->thread, NULL);
+    s->running = false;
+}
+
+void vigil_rules_stage_free(struct vigil_rules_stage *s)
+{
+    if (!s) {
+        return;
+    }
+    vigil_rules_stage_stop(s);
+    struct event *evs[] = {s->sub_ev, s->tick_ev, s->flush_ev, s->stop_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+        if (evs[i]) {
+            event_free(evs[i]);
+        }
+    }
+    if (s->base) {
+        event_base_free(s->base);
+    }
+    for (size_t i = 0; i < s->len; i++) {
+        free(s->backlog[(s->head + i) % BACKLOG_MAX].topic);
+    }
+    free(s->backlog);
+    if (s->sub) {
+        zmq_close(s->sub);
+    }
+    if (s->push) {
+        zmq_close(s->push);
+    }
+    zmq_msg_close(&s->topic);
+    zmq_msg_close(&s->body);
+    msgpack_zone_destroy(&s->zone);
+    free(s);
+}
+
+struct vigil_stage_stats *vigil_rules_stage_stats(struct vigil_rules_stage *s)
+{
+    return &s->stats;
+}

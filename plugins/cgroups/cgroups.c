@@ -1,0 +1,479 @@
+/* cgroups: a source that publishes, per cgroup and interval, its CPU, memory,
+ * pids, I/O and pressure (cgroup.stats) and the namespaces of its processes
+ * (cgroup.ns), on cgroup v1, v2 and hybrid hosts. This file holds the options,
+ * the collection loop and the events; see cgroups.h for the other parts.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cgroups.h"
+
+#define WARN_WINDOW_NS (600ull * 1000000000ull) /* one line per kind per 10 minutes */
+
+static const struct vigil_option cg_options[] = {
+    {"root", VIGIL_OPT_STRING, "/sys/fs/cgroup",
+     "where cgroups are mounted: the cgroup and cgroup2 mounts at or below it are read "
+     "(found in /proc/self/mountinfo)"},
+    {"match", VIGIL_OPT_LIST, NULL,
+     "globs over cgroup paths (* within a level, ** across levels); default: every cgroup "
+     "that holds processes, except the root"},
+    {"max_cgroups", VIGIL_OPT_INT, "2000",
+     "at most this many cgroups are read per interval; the rest are counted and warned about"},
+    {"namespaces", VIGIL_OPT_BOOL, "true", "publish cgroup.ns (the namespaces of the processes)"},
+    {"psi", VIGIL_OPT_BOOL, "true",
+     "read the cgroup2 pressure files (a third of the reading cost where they exist)"},
+    {"ns_refresh", VIGIL_OPT_DURATION, "1m",
+     "how often the namespaces of a process already seen are read again (new processes at "
+     "once); 0s: at every collection"},
+    {"max_open_files", VIGIL_OPT_INT, "0",
+     "cgroup files kept open between collections; 0: half the soft RLIMIT_NOFILE"},
+    {NULL, 0, NULL, NULL},
+};
+
+uint64_t cg_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void cg_warn(struct cgs *s, struct cg_rl *rl, const char *fmt, ...)
+{
+    uint64_t now = cg_mono_ns();
+    if (rl->next_ns && now < rl->next_ns) {
+        rl->suppressed++;
+        return;
+    }
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (rl->suppressed) {
+        s->api->log(s->h, VIGIL_LOG_WARN, "%s (%" PRIu64 " more like it in the last 10 minutes)",
+                    msg, rl->suppressed);
+    } else {
+        s->api->log(s->h, VIGIL_LOG_WARN, "%s", msg);
+    }
+    rl->next_ns = now + WARN_WINDOW_NS;
+    rl->suppressed = 0;
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static void add_labels(struct cgs *s, struct vigil_event *ev, const struct cg_node *n)
+{
+    const struct vigil_api *api = s->api;
+    api->event_label(ev, "cgroup", n->path);
+    if (n->labels.container) {
+        api->event_label(ev, "container", n->labels.container);
+    }
+    if (n->labels.pod) {
+        api->event_label(ev, "pod", n->labels.pod);
+    }
+    if (n->labels.vm) {
+        api->event_label(ev, "vm", n->labels.vm);
+    }
+    if (n->labels.runtime) {
+        api->event_label(ev, "runtime", n->labels.runtime);
+    }
+}
+
+/* A counter's rate: false on the first reading or when the counter went
+ * backwards (the cgroup was created anew under the same path). */
+static bool delta(uint64_t cur, uint64_t prev, uint64_t *out)
+{
+    if (cur < prev) {
+        return false;
+    }
+    *out = cur - prev;
+    return true;
+}
+
+static int publish_stats(struct cgs *s, const struct cg_node *n, const struct cg_sample *c,
+                         bool have_procs, uint64_t ts)
+{
+    const struct vigil_api *api = s->api;
+    const struct cg_sample *p = n->have_prev ? &n->last : NULL;
+    double dt = p && c->mono_ns > p->mono_ns ? (double)(c->mono_ns - p->mono_ns) : 0;
+    bool rate = dt > 0;
+    uint64_t d, d2;
+    struct vigil_event *ev = api->event_begin(s->h, "cgroup.stats");
+    api->event_ts(ev, ts);
+    add_labels(s, ev, n);
+    if (have_procs) {
+        api->event_value_u64(ev, "processes", s->npids);
+    }
+    if (c->have & HAVE_CPU) {
+        api->event_value_u64(ev, "cpu_usage_ns_total", c->usage_ns);
+        if (rate && (p->have & HAVE_CPU) && delta(c->usage_ns, p->usage_ns, &d)) {
+            api->event_value(ev, "cpu_usage_pct", 100.0 * (double)d / dt);
+        }
+    }
+    if (c->have & HAVE_CPU_SPLIT) {
+        api->event_value_u64(ev, "cpu_user_ns_total", c->user_ns);
+        api->event_value_u64(ev, "cpu_system_ns_total", c->system_ns);
+        if (rate && (p->have & HAVE_CPU_SPLIT)) {
+            if (delta(c->user_ns, p->user_ns, &d)) {
+                api->event_value(ev, "cpu_user_pct", 100.0 * (double)d / dt);
+            }
+            if (delta(c->system_ns, p->system_ns, &d)) {
+                api->event_value(ev, "cpu_system_pct", 100.0 * (double)d / dt);
+            }
+        }
+    }
+    if (c->have & HAVE_THROTTLE) {
+        api->event_value_u64(ev, "cpu_periods_total", c->periods);
+        api->event_value_u64(ev, "cpu_throttled_periods_total", c->throttled);
+        api->event_value_u64(ev, "cpu_throttled_ns_total", c->throttled_ns);
+        /* Periods only count while a quota is set: no periods, no throttling. */
+        if (c->periods > 0 && rate && (p->have & HAVE_THROTTLE) &&
+            delta(c->periods, p->periods, &d) && delta(c->throttled, p->throttled, &d2)) {
+            api->event_value(ev, "cpu_throttled_pct", d ? 100.0 * (double)d2 / (double)d : 0.0);
+        }
+    }
+    if (c->have & HAVE_MEM) {
+        api->event_value_u64(ev, "memory_current_bytes", c->mem_bytes);
+    }
+    if (c->have & HAVE_MEM_MAX) {
+        api->event_value_u64(ev, "memory_max_bytes", c->mem_max_bytes);
+        if ((c->have & HAVE_MEM) && c->mem_max_bytes > 0) {
+            api->event_value(ev, "memory_usage_pct",
+                             100.0 * (double)c->mem_bytes / (double)c->mem_max_bytes);
+        }
+    }
+    if (c->have & HAVE_OOM) {
+        api->event_value_u64(ev, "oom_kills_total", c->oom_kills);
+        if (rate && (p->have & HAVE_OOM) && delta(c->oom_kills, p->oom_kills, &d)) {
+            api->event_value(ev, "oom_kills_per_s", (double)d * 1e9 / dt);
+        }
+    }
+    if (c->have & HAVE_PIDS) {
+        api->event_value_u64(ev, "pids_current", c->pids);
+    }
+    if (c->have & HAVE_IO) {
+        api->event_value_u64(ev, "io_read_bytes_total", c->read_bytes);
+        api->event_value_u64(ev, "io_write_bytes_total", c->write_bytes);
+        if (rate && (p->have & HAVE_IO)) {
+            if (delta(c->read_bytes, p->read_bytes, &d)) {
+                api->event_value(ev, "io_read_bytes_per_s", (double)d * 1e9 / dt);
+            }
+            if (delta(c->write_bytes, p->write_bytes, &d)) {
+                api->event_value(ev, "io_write_bytes_per_s", (double)d * 1e9 / dt);
+            }
+        }
+    }
+    static const char *const psi_total[3] = {
+        "cpu_pressure_some_ns_total", "memory_pressure_some_ns_total", "io_pressure_some_ns_total"};
+    static const char *const psi_pct[3] = {"cpu_pressure_some_pct", "memory_pressure_some_pct",
+                                           "io_pressure_some_pct"};
+    for (int i = 0; i < 3; i++) {
+        uint32_t bit = HAVE_PSI_CPU << i;
+        if (!(c->have & bit)) {
+            continue;
+        }
+        api->event_value_u64(ev, psi_total[i], c->psi_us[i] * 1000);
+        if (rate && (p->have & bit) && delta(c->psi_us[i], p->psi_us[i], &d)) {
+            api->event_value(ev, psi_pct[i], 100.0 * (double)d * 1000.0 / dt);
+        }
+    }
+    bool v1 = c->have & HAVE_V1, v2 = c->have & HAVE_V2;
+    api->event_attr_str(ev, "cgroup_version", v1 && v2 ? "1+2" : v2 ? "2" : v1 ? "1" : "");
+    return api->publish(s->h, ev);
+}
+
+static uint32_t set_digest(const struct cg_set *set)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int k = 0; k < CG_NS_KINDS; k++) {
+        for (int b = 0; b < 8; b++) {
+            h = (h ^ ((set->ino[k] >> (8 * b)) & 0xff)) * 1099511628211ull;
+        }
+    }
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static int publish_ns(struct cgs *s, const struct cg_node *n, uint64_t ts, size_t *events)
+{
+    const struct vigil_api *api = s->api;
+    int rc = 0;
+    for (size_t i = 0; i < s->nsets; i++) {
+        const struct cg_set *set = &s->sets[i];
+        char digest[16];
+        snprintf(digest, sizeof digest, "%08x", set_digest(set));
+        struct vigil_event *ev = api->event_begin(s->h, "cgroup.ns");
+        api->event_ts(ev, ts);
+        add_labels(s, ev, n);
+        api->event_label(ev, "ns_set", digest);
+        api->event_value_u64(ev, "processes", set->count);
+        api->event_value_u64(ev, "ns_sets", s->nsets);
+        api->event_attr_map_begin(ev, "ns");
+        for (int k = 0; k < CG_NS_KINDS; k++) {
+            if (set->ino[k]) {
+                api->event_attr_i64(ev, cg_ns_kinds[k], (int64_t)set->ino[k]);
+            }
+        }
+        api->event_attr_end(ev);
+        api->event_attr_list_begin(ev, "pids");
+        for (size_t j = 0; j < set->npids; j++) {
+            api->event_attr_i64(ev, NULL, set->pids[j]);
+        }
+        api->event_attr_end(ev);
+        int r = api->publish(s->h, ev);
+        if (r == VIGIL_ESTOPPED) {
+            return r;
+        }
+        if (r != 0) {
+            rc = r;
+        } else {
+            (*events)++;
+        }
+    }
+    return rc;
+}
+
+/* ---- collection ---------------------------------------------------------- */
+
+static bool detect(struct cgs *s)
+{
+    const char *why;
+    int rc = cg_mounts_detect(s, "/proc/self/mountinfo", &why);
+    if (rc > 0) {
+        if (s->warned_mounts) {
+            s->api->log(s->h, VIGIL_LOG_INFO, "cgroup hierarchies found under %s", s->root);
+        }
+        s->warned_mounts = false;
+        return true;
+    }
+    cg_warn(s, &s->rl_mounts, "nothing to read under %s: %s%s%s; trying again every collection",
+            s->root, why ? why : "", rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
+    s->warned_mounts = true;
+    return false;
+}
+
+static int cg_collect(void *state)
+{
+    struct cgs *s = state;
+    const struct vigil_api *api = s->api;
+    uint64_t cpu0 = thread_cpu_ns();
+    s->now_ns = cg_mono_ns();
+    if (s->nh == 0 && !detect(s)) {
+        return 0;
+    }
+    int rc = cg_tree_update(s);
+    if (rc != 0) {
+        cg_warn(s, &s->rl_inotify, "cannot follow the cgroup tree: %s", strerror(-rc));
+    }
+    cg_read_globals(s);
+    uint64_t real0 = api->now_ns(), mono0 = s->now_ns;
+    size_t reported = 0, skipped = 0, events = 0;
+    int last_err = 0;
+    for (struct cg_node *n = s->head; n; n = n->next) {
+        bool eligible = s->match ? n->matched : n->path_len > 1;
+        if (!eligible) {
+            n->have_prev = false;
+            continue;
+        }
+        cg_read_begin(s, n);
+        bool have_procs = cg_read_procs(s, n) == 0;
+        if (!s->match && (!have_procs || s->npids == 0)) {
+            n->have_prev = false; /* no processes: not one of the default set */
+            continue;
+        }
+        if ((int64_t)reported >= s->max_cgroups) {
+            skipped++;
+            n->have_prev = false;
+            continue;
+        }
+        reported++;
+        struct cg_sample cur;
+        cg_read_sample(s, n, &cur);
+        uint64_t ts = real0 + (cur.mono_ns - mono0);
+        if (s->namespaces && have_procs && s->npids > 0) {
+            cg_ns_collect(s, n, s->now_ns);
+        } else {
+            s->nsets = 0;
+        }
+        int r = publish_stats(s, n, &cur, have_procs, ts);
+        n->last = cur;
+        n->have_prev = true;
+        if (r == 0) {
+            events++;
+            r = publish_ns(s, n, ts, &events);
+        }
+        if (r == VIGIL_ESTOPPED) {
+            return 0; /* the daemon is stopping: not a failure */
+        }
+        if (r != 0) {
+            last_err = r;
+        }
+    }
+    if (skipped) {
+        s->skipped_total += skipped;
+        cg_warn(s, &s->rl_over,
+                "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
+                " cgroup readings skipped in all): raise max_cgroups or narrow match",
+                skipped, s->max_cgroups, s->skipped_total);
+    }
+    uint64_t cpu = thread_cpu_ns() - cpu0;
+    api->log(s->h, VIGIL_LOG_DEBUG,
+             "collected %zu cgroups in %.0f us CPU (%.2f us each, publishing %zu events "
+             "included; %zu directories tracked, %zu files kept open)",
+             reported, (double)cpu / 1e3, reported ? (double)cpu / 1e3 / (double)reported : 0.0,
+             events, s->nnodes, s->open_fds);
+    return last_err;
+}
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static int read_options(struct cgs *s)
+{
+    const struct vigil_api *api = s->api;
+    const struct vigil_conf *root = api->conf_root(s->h);
+    const struct vigil_conf *n;
+    int bad = 0;
+
+    n = api->conf_get(root, "root");
+    api->conf_string(n, &s->root);
+    struct stat st;
+    if (!s->root || s->root[0] != '/') {
+        api->conf_error(s->h, n, "root must be an absolute path, like /sys/fs/cgroup");
+        bad++;
+    } else if (stat(s->root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        api->conf_error(s->h, n, "root %s is not a directory", s->root);
+        bad++;
+    }
+
+    n = api->conf_get(root, "match");
+    if (n) {
+        size_t len = api->conf_len(n);
+        if (len == 0) {
+            api->conf_error(s->h, n,
+                            "match is empty: list globs, or leave it out for every "
+                            "cgroup that holds processes");
+            bad++;
+        }
+        s->match = calloc(len ? len : 1, sizeof *s->match);
+        if (!s->match) {
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < len; i++) {
+            const struct vigil_conf *item = api->conf_at(n, i, NULL);
+            const char *g = NULL, *why = NULL;
+            if (api->conf_string(item, &g) != 0) {
+                api->conf_error(s->h, item, "match entries must be globs (strings)");
+                bad++;
+            } else if (!api->glob_valid(g, &why)) {
+                api->conf_error(s->h, item, "bad glob '%s': %s", g, why);
+                bad++;
+            } else if (g[0] != '/' && g[0] != '*') {
+                api->conf_error(s->h, item,
+                                "glob '%s' can never match: cgroup paths start with '/' "
+                                "(e.g. /kubepods/**)",
+                                g);
+                bad++;
+            } else {
+                s->match[s->nmatch++] = g;
+            }
+        }
+    }
+
+    n = api->conf_get(root, "max_cgroups");
+    api->conf_int(n, &s->max_cgroups);
+    if (s->max_cgroups < 1 || s->max_cgroups > 1000000) {
+        api->conf_error(s->h, n, "max_cgroups must be between 1 and 1000000");
+        bad++;
+    }
+    api->conf_bool(api->conf_get(root, "namespaces"), &s->namespaces);
+    api->conf_bool(api->conf_get(root, "psi"), &s->psi);
+    api->conf_duration(api->conf_get(root, "ns_refresh"), &s->ns_refresh_ns);
+    int64_t max_open = 0;
+    n = api->conf_get(root, "max_open_files");
+    api->conf_int(n, &max_open);
+    if (max_open < 0) {
+        api->conf_error(s->h, n, "max_open_files must be 0 (automatic) or more");
+        bad++;
+    }
+    if (max_open > 0) {
+        s->fd_budget = (size_t)max_open;
+    } else {
+        struct rlimit rl;
+        s->fd_budget = 512;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            s->fd_budget = rl.rlim_cur == RLIM_INFINITY ? 65536 : (size_t)rl.rlim_cur / 2;
+        }
+    }
+    s->max_nodes = (size_t)(s->max_cgroups > 0 ? s->max_cgroups : 1) * 8 + 1024;
+    return bad ? VIGIL_ECONFIG : 0;
+}
+
+static void cg_fini(void *state)
+{
+    struct cgs *s = state;
+    if (!s) {
+        return;
+    }
+    cg_tree_free(s);
+    cg_mounts_free(s);
+    free(s->match);
+    free(s->buf);
+    free(s->pids);
+    free(s->scratch);
+    free(s->sets);
+    free(s);
+}
+
+static int cg_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+{
+    struct cgs *s = calloc(1, sizeof *s);
+    if (!s) {
+        return -ENOMEM;
+    }
+    s->h = h;
+    s->api = api;
+    s->ino_fd = -1;
+    s->h_v2 = -1;
+    for (size_t i = 0; i < sizeof s->h_ctrl / sizeof s->h_ctrl[0]; i++) {
+        s->h_ctrl[i] = -1;
+    }
+    s->clk_tck = sysconf(_SC_CLK_TCK);
+    int rc = read_options(s);
+    if (rc == 0) {
+        s->buf_cap = 65536;
+        s->buf = malloc(s->buf_cap);
+        rc = s->buf ? 0 : -ENOMEM;
+    }
+    if (rc != 0) {
+        cg_fini(s);
+        return rc;
+    }
+    detect(s); /* a warning when nothing is mounted yet; collect() retries */
+    *state = s;
+    return 0;
+}
+
+VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
+    VIGIL_PLUGIN_DESCRIPTOR_FIELDS,
+    .kind = VIGIL_SOURCE,
+    .name = "cgroups",
+    .version = "1.0.0",
+    .description = "per-cgroup CPU, memory, pids, I/O, pressure and namespaces (v1, v2, hybrid)",
+    .options = cg_options,
+    .init = cg_init,
+    .collect = cg_collect,
+    .fini = cg_fini,
+};

@@ -1,0 +1,522 @@
+/* The rules engine with crafted events and injected time: each rule kind's
+ * verdicts, state machine and config errors. No threads, no sleeping.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "event.h"
+#include "rules.h"
+
+#define S 1000000000ull
+#define MAXV 256
+
+/* Verdicts the engine emitted, kept as bytes and decoded on demand. */
+struct verdict {
+    char topic[64];
+    char body[4096];
+    size_t len;
+};
+
+struct fx {
+    struct vigil_conf *root;
+    struct vigil_rules *rules;
+    struct vigil_diag d;
+    struct vigil_event_builder b;
+    msgpack_zone zone, vzone;
+    struct verdict v[MAXV];
+    size_t nv;
+    char body[8192];
+    size_t body_len;
+    uint64_t seq;
+};
+
+static void collect(void *arg, const char *topic, const char *body, size_t len)
+{
+    struct fx *f = arg;
+    assert_true(f->nv < MAXV);
+    assert_true(len <= sizeof f->v[0].body);
+    snprintf(f->v[f->nv].topic, sizeof f->v[0].topic, "%s", topic);
+    memcpy(f->v[f->nv].body, body, len);
+    f->v[f->nv].len = len;
+    f->nv++;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    vigil_diag_init(&f->d);
+    vigil_event_builder_init(&f->b);
+    msgpack_zone_init(&f->zone, 4096);
+    msgpack_zone_init(&f->vzone, 4096);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    vigil_rules_free(f->rules);
+    vigil_conf_free(f->root);
+    vigil_diag_fini(&f->d);
+    vigil_event_builder_fini(&f->b);
+    msgpack_zone_destroy(&f->zone);
+    msgpack_zone_destroy(&f->vzone);
+    free(f);
+    return 0;
+}
+
+/* Compiles `rules:` text; returns the number of errors. */
+static size_t load(struct fx *f, const char *yaml)
+{
+    f->root = vigil_conf_parse(yaml, strlen(yaml), "r.yaml", &f->d);
+    assert_non_null(f->root);
+    f->rules = vigil_rules_new(vigil_conf_get(f->root, "rules"), "rules", &f->d);
+    if (f->d.count == 0) {
+        assert_non_null(f->rules);
+    }
+    return f->d.count;
+}
+
+static void expect_error(struct fx *f, const char *prefix)
+{
+    for (size_t i = 0; i < f->d.n; i++) {
+        if (strncmp(f->d.msgs[i], prefix, strlen(prefix)) == 0) {
+            return;
+        }
+    }
+    vigil_diag_print(&f->d, stderr);
+    fail_msg("no error starting with: %s", prefix);
+}
+
+/* An event: labels as "k=v,k=v", values as "k=1.5,k=2". */
+static void feed(struct fx *f, const char *topic, const char *host, const char *labels,
+                 const char *values, uint64_t now)
+{
+    vigil_event_begin(&f->b, topic);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", labels ? labels : "");
+    for (char *save, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        vigil_event_add_label(&f->b, kv, eq + 1);
+    }
+    snprintf(buf, sizeof buf, "%s", values ? values : "");
+    for (char *save, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        *eq = '\0';
+        vigil_event_add_value(&f->b, kv, atof(eq + 1));
+    }
+    const char *body;
+    size_t len;
+    assert_int_equal(vigil_event_finish(&f->b, host, "src", ++f->seq, &body, &len), 0);
+    memcpy(f->body, body, len);
+    f->body_len = len;
+    struct vigil_event_view v;
+    const char *why;
+    msgpack_zone_clear(&f->zone);
+    assert_int_equal(vigil_event_decode(&v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone,
+                                        &why),
+                     0);
+    vigil_rules_eval(f->rules, &v, now, collect, f);
+}
+
+/* Decodes verdict i. */
+static struct vigil_event_view view(struct fx *f, size_t i)
+{
+    struct vigil_event_view v;
+    const char *why;
+    assert_true(i < f->nv);
+    assert_int_equal(vigil_event_decode(&v, f->v[i].topic, strlen(f->v[i].topic), f->v[i].body,
+                                        f->v[i].len, SIZE_MAX, &f->vzone, &why),
+                     0);
+    return v;
+}
+
+static const char *str_at(struct fx *f, size_t i, const char *path)
+{
+    static char out[512];
+    struct vigil_event_view v = view(f, i);
+    const char *s;
+    size_t n;
+    if (vigil_msgpack_str(vigil_event_get(&v, path), &s, &n) != 0) {
+        return NULL;
+    }
+    snprintf(out, sizeof out, "%.*s", (int)n, s);
+    return out;
+}
+
+static double num_at(struct fx *f, size_t i, const char *path)
+{
+    struct vigil_event_view v = view(f, i);
+    double x;
+    if (vigil_msgpack_double(vigil_event_get(&v, path), &x) != 0) {
+        fail_msg("verdict %zu has no number at %s", i, path);
+    }
+    return x;
+}
+
+/* ---- threshold ------------------------------------------------------------------ */
+
+static const char *threshold_yaml = "rules:\n"
+                                    "  - name: hot\n"
+                                    "    kind: threshold\n"
+                                    "    match: cgroup.stats\n"
+                                    "    expr: values.cpu_usage_pct > 90\n"
+                                    "    clear: values.cpu_usage_pct < 70\n"
+                                    "    for: 30s\n"
+                                    "    severity: critical\n"
+                                    "    message: '{labels.container} at {values.cpu_usage_pct}%'\n";
+
+static void test_threshold_for_and_hysteresis(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, threshold_yaml), 0);
+    uint64_t t = 1000 * S;
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=95", t);
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=96", t + 10 * S);
+    assert_int_equal(f->nv, 0); /* pending: `for` not yet held */
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=97", t + 30 * S);
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(f->v[0].topic, "alert.fired");
+    assert_string_equal(str_at(f, 0, "labels.rule"), "hot");
+    assert_string_equal(str_at(f, 0, "labels.severity"), "critical");
+    assert_string_equal(str_at(f, 0, "labels.kind"), "threshold");
+    assert_string_equal(str_at(f, 0, "labels.container"), "web");
+    assert_string_equal(str_at(f, 0, "attrs.message"), "web at 97%");
+    assert_string_equal(str_at(f, 0, "attrs.source_topic"), "cgroup.stats");
+    assert_true(num_at(f, 0, "values.cpu_usage_pct") == 97);
+    assert_true(num_at(f, 0, "attrs.since") == (double)t);
+    char fp[64];
+    snprintf(fp, sizeof fp, "%s", str_at(f, 0, "attrs.fingerprint"));
+    assert_int_equal(strlen(fp), 16);
+    /* Still firing: no second alert.fired. Between 70 and 90: hysteresis. */
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=99", t + 40 * S);
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=80", t + 50 * S);
+    assert_int_equal(f->nv, 1);
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=60", t + 60 * S);
+    assert_int_equal(f->nv, 2);
+    assert_string_equal(f->v[1].topic, "alert.resolved");
+    assert_string_equal(str_at(f, 1, "attrs.fingerprint"), fp);
+    /* A new episode fires again, with the same fingerprint. */
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=95", t + 70 * S);
+    feed(f, "cgroup.stats", "h1", "container=web", "cpu_usage_pct=95", t + 100 * S);
+    assert_int_equal(f->nv, 3);
+    assert_string_equal(str_at(f, 2, "attrs.fingerprint"), fp);
+}
+
+static void test_threshold_pending_cancelled_and_series(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, threshold_yaml), 0);
+    uint64_t t = 1000 * S;
+    feed(f, "cgroup.stats", "h1", "container=a", "cpu_usage_pct=95", t);
+    feed(f, "cgroup.stats", "h1", "container=a", "cpu_usage_pct=50", t + 20 * S); /* cancelled */
+    feed(f, "cgroup.stats", "h1", "container=a", "cpu_usage_pct=95", t + 40 * S);
+    assert_int_equal(f->nv, 0); /* `for` restarted */
+    /* Another container and another host are other series. */
+    feed(f, "cgroup.stats", "h1", "container=b", "cpu_usage_pct=95", t);
+    feed(f, "cgroup.stats", "h2", "container=a", "cpu_usage_pct=95", t);
+    feed(f, "cgroup.stats", "h1", "container=b", "cpu_usage_pct=95", t + 30 * S);
+    feed(f, "cgroup.stats", "h2", "container=a", "cpu_usage_pct=95", t + 30 * S);
+    assert_int_equal(f->nv, 2);
+    assert_string_not_equal(str_at(f, 0, "attrs.fingerprint"), "");
+    char a[32];
+    snprintf(a, sizeof a, "%s", str_at(f, 0, "attrs.fingerprint"));
+    assert_string_not_equal(a, str_at(f, 1, "attrs.fingerprint"));
+    /* A missing value is "not above": no alert, no error. */
+    feed(f, "cgroup.stats", "h1", "container=c", "memory=5", t);
+    feed(f, "cgroup.stats", "h1", "container=c", "memory=5", t + 60 * S);
+    assert_int_equal(f->nv, 2);
+    /* Topics the rule does not match are ignored. */
+    feed(f, "kvm.vm", "h1", "container=d", "cpu_usage_pct=99", t + 60 * S);
+    assert_int_equal(f->nv, 2);
+}
+
+static void test_threshold_renotify_and_stale(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: r\n"
+                             "    kind: threshold\n"
+                             "    match: [x.]\n"
+                             "    expr: values.v >= 1\n"
+                             "    renotify: 1m\n"
+                             "    group_by: [vm]\n"),
+                     0);
+    uint64_t t = 5000 * S;
+    feed(f, "x.y", "h", "vm=a,pid=1", "v=1", t); /* fires at once: no `for` */
+    assert_int_equal(f->nv, 1);
+    feed(f, "x.y", "h", "vm=a,pid=2", "v=1", t + 10 * S); /* same series: group_by vm */
+    assert_int_equal(f->nv, 1);
+    feed(f, "x.y", "h", "vm=a,pid=2", "v=1", t + 61 * S);
+    assert_int_equal(f->nv, 2);
+    assert_string_equal(f->v[1].topic, "alert.fired");
+    struct vigil_event_view v = view(f, 1);
+    assert_non_null(vigil_event_get(&v, "attrs.renotify"));
+    /* The series goes silent: resolved after 5 x its gap (gap ~ 10..51 s). */
+    vigil_rules_tick(f->rules, t + 100 * S, collect, f);
+    assert_int_equal(f->nv, 2);
+    vigil_rules_tick(f->rules, t + 1000 * S, collect, f);
+    assert_int_equal(f->nv, 3);
+    assert_string_equal(f->v[2].topic, "alert.resolved");
+    assert_string_equal(str_at(f, 2, "attrs.reason"), "stale");
+    assert_string_equal(str_at(f, 2, "labels.vm"), "a");
+    assert_string_equal(str_at(f, 2, "host"), "h");
+    vigil_rules_tick(f->rules, t + 2000 * S, collect, f);
+    assert_int_equal(f->nv, 3); /* forgotten: resolved once */
+}
+
+static void test_threshold_config_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_true(load(f, "rules:\n"
+                        "  - name: a\n"
+                        "    kind: threshold\n"
+                        "    match: x\n"
+                        "    expr: values.v >\n"
+                        "    fore: 5s\n"
+                        "  - name: a\n"
+                        "    kind: thresh\n"
+                        "    match: y\n") >= 3);
+    expect_error(f, "r.yaml:5:");  /* the bad expression */
+    expect_error(f, "r.yaml:6:5: unknown key 'fore' for threshold rule 'a'");
+    expect_error(f, "r.yaml:7:11: duplicate rule name 'a'");
+}
+
+/* ---- bound ------------------------------------------------------------------------ */
+
+static void test_bound(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: kvm-overhead\n"
+                             "    kind: bound\n"
+                             "    match: kvm.vm\n"
+                             "    weights: { H: 1.0, C: 0.001, M: 0.000000001 }\n"
+                             "    terms: { H: values.host_cpu_pct, C: values.exits_per_s,\n"
+                             "             M: values.memory_overhead_bytes }\n"
+                             "    max: { H: 20, C: 10000, M: 1000000000 }\n"),
+                     0);
+    /* O_max = 20 + 10 + 1 = 31. */
+    uint64_t t = 100 * S;
+    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=10,exits_per_s=5000,memory_overhead_bytes=1e8", t);
+    assert_int_equal(f->nv, 0); /* 10 + 5 + 0.1 */
+    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=10,exits_per_s=30000,memory_overhead_bytes=1e8",
+         t + S);
+    assert_int_equal(f->nv, 1); /* 10 + 30 + 0.1 = 40.1 > 31 */
+    assert_string_equal(f->v[0].topic, "alert.fired");
+    assert_true(num_at(f, 0, "values.overhead") > 40.09 && num_at(f, 0, "values.overhead") < 40.11);
+    assert_true(num_at(f, 0, "values.overhead_max") == 31.0);
+    assert_true(num_at(f, 0, "values.term_C") == 30000.0);
+    assert_string_equal(str_at(f, 0, "labels.dominant"), "C");
+    /* A missing term: not judged, nothing changes. */
+    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=1", t + 2 * S);
+    assert_int_equal(f->nv, 1);
+    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=1,exits_per_s=1,memory_overhead_bytes=1", t + 3 * S);
+    assert_int_equal(f->nv, 2);
+    assert_string_equal(f->v[1].topic, "alert.resolved");
+}
+
+static void test_bound_config_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_true(load(f, "rules:\n"
+                        "  - name: b\n"
+                        "    kind: bound\n"
+                        "    match: kvm.vm\n"
+                        "    weights: { H: 1, X: 2 }\n"
+                        "    terms: { H: values.h > 1 }\n"
+                        "    max: { H: 20 }\n") >= 2);
+    expect_error(f, "r.yaml:5:25: bound rule 'b': 'X' is not one of its terms");
+    expect_error(f, "r.yaml:6:");
+}
+
+/* ---- policy ------------------------------------------------------------------------ */
+
+static const char *policy_yaml = "rules:\n"
+                                 "  - name: access\n"
+                                 "    kind: policy\n"
+                                 "    match: access\n"
+                                 "    history: 2\n"
+                                 "    rules:\n"
+                                 "      - deny: { subject: 'guest:*', action: [write, delete] }\n"
+                                 "        id: no-guest-writes\n"
+                                 "      - allow: { subject: '*', action: read, resource: '/srv/**' }\n"
+                                 "      - allow: { subject: 'admin:*' }\n"
+                                 "        when: values.mfa == 1\n";
+
+static void test_policy(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, policy_yaml), 0);
+    feed(f, "access", "h", "subject=guest:bob,action=write,resource=/srv/a", NULL, S);
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(f->v[0].topic, "alert.violation");
+    assert_true(num_at(f, 0, "attrs.entry") == 0);
+    assert_string_equal(str_at(f, 0, "attrs.entry_id"), "no-guest-writes");
+    assert_string_equal(str_at(f, 0, "attrs.subject"), "guest:bob");
+    struct vigil_event_view v = view(f, 0);
+    const msgpack_object *enforced = vigil_event_get(&v, "attrs.enforced");
+    assert_true(enforced && enforced->type == MSGPACK_OBJECT_BOOLEAN && enforced->via.boolean);
+    feed(f, "access", "h", "subject=guest:bob,action=read,resource=/srv/a/b", NULL, 2 * S);
+    assert_int_equal(f->nv, 1); /* allowed by entry 1: counted, not published */
+    feed(f, "access", "h", "subject=admin:al,action=delete,resource=/etc", "mfa=1", 3 * S);
+    assert_int_equal(f->nv, 1);
+    feed(f, "access", "h", "subject=admin:al,action=delete,resource=/etc", "mfa=0", 4 * S);
+    assert_int_equal(f->nv, 2); /* `when` false: default deny */
+    assert_string_equal(str_at(f, 1, "attrs.entry"), "default");
+    /* No subject label: the subject is "", which '*' matches: allowed. */
+    feed(f, "access", "h", "action=read,resource=/srv/x", NULL, 5 * S);
+    assert_int_equal(f->nv, 2);
+    feed(f, "access", "h", "action=write,resource=/srv/x", NULL, 6 * S);
+    assert_int_equal(f->nv, 3);
+}
+
+static void test_policy_audit_and_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: p\n"
+                             "    kind: policy\n"
+                             "    match: access\n"
+                             "    mode: audit\n"
+                             "    default: deny\n"),
+                     0);
+    feed(f, "access", "h", "subject=a,action=b,resource=c", NULL, S);
+    assert_int_equal(f->nv, 1);
+    struct vigil_event_view v = view(f, 0);
+    const msgpack_object *enforced = vigil_event_get(&v, "attrs.enforced");
+    assert_true(enforced && enforced->type == MSGPACK_OBJECT_BOOLEAN && !enforced->via.boolean);
+    vigil_rules_free(f->rules);
+    f->rules = NULL;
+    vigil_conf_free(f->root);
+    f->root = NULL;
+    assert_true(load(f, "rules:\n"
+                        "  - name: p\n"
+                        "    kind: policy\n"
+                        "    match: access\n"
+                        "    default: maybe\n"
+                        "    rules:\n"
+                        "      - permit: { subject: x }\n"
+                        "      - allow: { subject: 'a\\' }\n") >= 3);
+    expect_error(f, "r.yaml:5:14: policy rule 'p': default is deny or allow");
+    expect_error(f, "r.yaml:7:9: policy rule 'p': entry 0 needs exactly one of allow: or deny:");
+    expect_error(f, "r.yaml:8:27: policy rule 'p': bad glob");
+}
+
+/* ---- isolation ------------------------------------------------------------------------ */
+
+static void feed_ns(struct fx *f, const char *cgroup, const char *pod, uint64_t net, uint64_t pid,
+                    uint64_t now)
+{
+    vigil_event_begin(&f->b, "cgroup.ns");
+    vigil_event_add_label(&f->b, "cgroup", cgroup);
+    if (pod) {
+        vigil_event_add_label(&f->b, "pod", pod);
+    }
+    vigil_event_attr_map_begin(&f->b, "ns");
+    vigil_event_add_attr_i64(&f->b, "net", (int64_t)net);
+    vigil_event_add_attr_i64(&f->b, "pid", (int64_t)pid);
+    vigil_event_attr_end(&f->b);
+    const char *body;
+    size_t len;
+    assert_int_equal(vigil_event_finish(&f->b, "h", "cgroups", ++f->seq, &body, &len), 0);
+    memcpy(f->body, body, len);
+    struct vigil_event_view v;
+    const char *why;
+    msgpack_zone_clear(&f->zone);
+    assert_int_equal(vigil_event_decode(&v, "cgroup.ns", 9, f->body, len, SIZE_MAX, &f->zone, &why),
+                     0);
+    vigil_rules_eval(f->rules, &v, now, collect, f);
+}
+
+static void test_isolation(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: iso\n"
+                             "    kind: isolation\n"
+                             "    match: cgroup.ns\n"
+                             "    distinct: [net, pid]\n"
+                             "    exempt_same: [pod]\n"
+                             "    ignore: ['/system.slice/**']\n"),
+                     0);
+    feed_ns(f, "/c1", "p1", 100, 200, S);
+    feed_ns(f, "/c2", "p2", 101, 201, S);
+    assert_int_equal(f->nv, 0);
+    feed_ns(f, "/c3", "p3", 100, 202, S); /* shares net with /c1 */
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(f->v[0].topic, "alert.violation");
+    assert_string_equal(str_at(f, 0, "attrs.namespace"), "net");
+    assert_string_equal(str_at(f, 0, "labels.other_cgroup"), "/c1");
+    assert_true(num_at(f, 0, "attrs.inode") == 100);
+    feed_ns(f, "/c3", "p3", 100, 202, 2 * S); /* the same: not again */
+    feed_ns(f, "/c1", "p1", 100, 200, 2 * S);
+    assert_int_equal(f->nv, 1);
+    feed_ns(f, "/c4", "p1", 100, 200, 2 * S); /* same pod as /c1: exempt; shares with /c3 */
+    assert_int_equal(f->nv, 2);
+    assert_string_equal(str_at(f, 1, "labels.other_cgroup"), "/c3");
+    feed_ns(f, "/system.slice/sshd", NULL, 100, 200, 2 * S); /* ignored */
+    assert_int_equal(f->nv, 2);
+    /* /c3 moves to its own net namespace, then back: reported anew. */
+    feed_ns(f, "/c3", "p3", 103, 202, 3 * S);
+    assert_int_equal(f->nv, 2);
+    feed_ns(f, "/c3", "p3", 100, 202, 4 * S);
+    assert_int_equal(f->nv, 4); /* with /c1 and /c4 */
+}
+
+static void test_isolation_many_cgroups_cheap(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: iso\n"
+                             "    kind: isolation\n"
+                             "    match: cgroup.ns\n"
+                             "    distinct: [net]\n"),
+                     0);
+    char name[32];
+    for (int i = 0; i < 5000; i++) { /* each in its own namespaces */
+        snprintf(name, sizeof name, "/c%d", i);
+        feed_ns(f, name, NULL, 1000 + (uint64_t)i, 9000 + (uint64_t)i, S);
+    }
+    assert_int_equal(f->nv, 0);
+    feed_ns(f, "/intruder", NULL, 1000 + 4321, 1, S);
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(str_at(f, 0, "labels.other_cgroup"), "/c4321");
+}
+
+static void test_isolation_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_true(load(f, "rules:\n"
+                        "  - name: iso\n"
+                        "    kind: isolation\n"
+                        "    match: cgroup.ns\n"
+                        "    distinct: [net, network]\n") >= 1);
+    expect_error(f, "r.yaml:5:21: isolation rule 'iso': 'network' is not a namespace kind");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_threshold_for_and_hysteresis, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_pending_cancelled_and_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_renotify_and_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bound_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy_audit_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_isolation_many_cgroups_cheap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_isolation_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
+}
