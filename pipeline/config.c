@@ -300,20 +300,20 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
     inst->nmatch = n;
 }
 
-static bool common_key(const char *k)
+static bool common_key(const char *k, bool sink)
 {
     return strcmp(k, "plugin") == 0 || strcmp(k, "name") == 0 || strcmp(k, "interval") == 0 ||
-           strcmp(k, "match") == 0;
+           (sink && strcmp(k, "match") == 0);
 }
 
 /* The entry minus the common keys, as a new map at the entry's position. */
-static struct vigil_conf *own_keys(struct vigil_conf *e)
+static struct vigil_conf *own_keys(struct vigil_conf *e, bool sink)
 {
     struct vigil_conf *own = vigil__conf_node_new(VIGIL_CONF_MAP, e->file, e->line, e->col);
     if (own == NULL || vigil__conf_reserve(own, e->n ? e->n : 1) != 0)
         goto oom;
     for (size_t i = 0; i < e->n; i++) {
-        if (common_key(e->keys[i]))
+        if (common_key(e->keys[i], sink))
             continue;
         char *key = strdup(e->keys[i]);
         struct vigil_conf *v = key ? vigil__conf_copy(e->items[i]) : NULL;
@@ -371,12 +371,8 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
                          "'interval' is for sources: a sink writes events as they arrive");
             else
                 check_interval(ch, v, "'interval'", &inst->interval_ns);
-        } else if (strcmp(k, "match") == 0) {
-            if (!sink)
-                vigil__diag_key(ch->d, e, i,
-                         "'match' is for sinks: a source publishes everything it collects");
-            else
-                check_match(ch, v, inst);
+        } else if (strcmp(k, "match") == 0 && sink) {
+            check_match(ch, v, inst); /* a source's match is its plugin's own key */
         }
     }
     if (plugin == NULL) {
@@ -394,7 +390,7 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
     }
     inst->plugin = strdup(plugin->value);
     inst->name = strdup(name ? name->value : plugin->value);
-    inst->own = own_keys(e);
+    inst->own = own_keys(e, sink);
     if (inst->plugin == NULL || inst->name == NULL || inst->own == NULL)
         goto oom;
     inst->node = e;

@@ -393,6 +393,13 @@ int vigil_daemon_run(const char *path)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
+    /* Sources hold many descriptors (the kvm source's tracepoints take nine
+     * per VMM thread; ZeroMQ two per socket): use all the hard limit gives. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     struct daemon dm = {.started_mono = vigil_mono_ns()};
     vigil_event_builder_init(&dm.self);

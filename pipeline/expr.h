@@ -31,6 +31,55 @@
 #include "config.h"
 #include "event.h"
 
+/* Details, as implemented (expr.c, expr_parse.c, expr_eval.c):
+ *
+ * Paths: names of letters, digits and _, joined by '.'; the first starts
+ * with a letter or _ and may not be true, false or in. topic, host, source,
+ * ts and seq come from the envelope (topic.x and the like are missing);
+ * labels.x, values.x and attrs.x... start at those maps; anything else walks
+ * the body from its root. Strings (STR or BIN), numbers (ints become
+ * doubles: ts ~1.7e18 keeps ~256 ns) and booleans are values; nil, lists and
+ * maps are missing.
+ *
+ * Literals: numbers 42 2.5 .5 5. 1e9 2.5e-3 (no hex, no inf); strings in
+ * "..." or '...' with escapes \\ \" \' \n \t \r \xHH (not \x00); other
+ * escapes and raw control characters but tab are errors. A glob's own
+ * escape is written doubled: ~ "a\\*b" matches "a*b".
+ *
+ * Comparisons do not chain: `a < b < c` is an error (write a < b && b < c).
+ * Values of different types are never equal, unequal or ordered: like a
+ * missing operand, `labels.vm != 5` is false, so `!(x == y)` and `x != y`
+ * differ when a side is missing. Strings order by bytes, then length;
+ * booleans only compare with == and !=. Literals of different types
+ * (`1 == "a"`, `"s" in [1]`) are compile errors.
+ *
+ * Arithmetic: / and % by zero give missing (compile error when both sides
+ * are constants); % is fmod (sign of the dividend). min/max take two or
+ * more arguments, abs one. Constant sub-expressions are folded.
+ *
+ * `~` takes a string literal (glob.h syntax, checked at compile time) on its
+ * right. `in` takes a non-empty list of literal numbers (optionally
+ * negative) or strings, all of one kind.
+ *
+ * Conditions: where a condition is needed (operands of && || !, and the
+ * whole expression for VIGIL_EXPR_BOOL), a bare path is allowed and is true
+ * when present and true, a non-zero number or a non-empty string. A number
+ * or a string there (a literal, arithmetic, a function) is a compile error;
+ * so is a comparison, ~, in or ! where a number is needed (VIGIL_EXPR_NUMBER).
+ * vigil_expr_true() of a NUMBER expression is its truthiness;
+ * vigil_expr_number() of a BOOL expression is false, as is a NaN result.
+ *
+ * Limits, each a compile error at the offending token: 65536 bytes of text,
+ * nesting ( ), calls and unary operators 32 deep, 64 values on the stack.
+ *
+ * Error positions: columns count characters, as YAML does. Text with a
+ * line break (a block scalar) is reported at (line, col) with "(at 'tok',
+ * line L, column C of the expression)" appended. The node does not say how
+ * a single-line scalar was written, so a double-quoted scalar with escapes
+ * before the token, a `|-` block scalar or a plain scalar folded across
+ * lines gets a column that may be off; most messages also name the token.
+ */
+
 struct vigil_expr;
 
 enum vigil_expr_want {

@@ -114,7 +114,7 @@ static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
     case GLOB_END:
         return len == n;
     case GLOB_STAR: /* the rest is "*": no '/' left */
-        return memchr(s + n, '/', len - n) == NULL;
+        return len == n || memchr(s + n, '/', len - n) == NULL;
     case GLOB_ANY: /* the rest is "**" */
         return true;
     default:
@@ -209,8 +209,7 @@ static inline bool cmp_num(uint8_t cmp, double a, double b)
     }
 }
 
-static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char *b,
-                           uint32_t blen)
+static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char *b, uint32_t blen)
 {
     if (cmp == CMP_EQ || cmp == CMP_NE) {
         return same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
@@ -418,8 +417,7 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
                                   cmp_str(op->sub, top[-1].u.str, top[-1].len, op->u.str, op->n));
             break;
         case OP_GLOB:
-            set_bool(top - 1,
-                     top[-1].t == T_STR && glob(op, top[-1].u.str, top[-1].len));
+            set_bool(top - 1, top[-1].t == T_STR && glob(op, top[-1].u.str, top[-1].len));
             break;
         case OP_IN_NUM: {
             bool hit = false;
@@ -435,8 +433,8 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             bool hit = false;
             if (top[-1].t == T_STR) {
                 for (uint32_t i = 0; i < op->n && !hit; i++) {
-                    hit = same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str,
-                                     top[-1].len);
+                    hit =
+                        same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str, top[-1].len);
                 }
             }
             set_bool(top - 1, hit);

@@ -1,7 +1,8 @@
-/* The compiled form of a rule expression, shared by the compiler (expr.c)
- * and the evaluator (expr_eval.c): a flat array of postfix operations over
- * a small value stack, with every constant, list, path segment and string
- * in the same allocation as the header. Nothing outside expr*.c uses it.
+/* The compiled form of a rule expression, shared by the compiler (expr.c,
+ * expr_parse.c) and the evaluator (expr_eval.c): a flat array of
+ * postfix operations over a small value stack, with every constant, list,
+ * path segment and string in the same allocation as the header. Then the
+ * compiler's own state. Nothing outside expr*.c uses this header.
  */
 #ifndef VIGIL_EXPR_INTERNAL_H
 #define VIGIL_EXPR_INTERNAL_H
@@ -11,9 +12,9 @@
 
 #include "expr.h"
 
-#define VX_STACK_MAX 64    /* value slots an evaluation may use */
-#define VX_DEPTH_MAX 32    /* nesting of ( ), unary operators and calls */
-#define VX_TEXT_MAX 65536  /* bytes of expression text */
+#define VX_STACK_MAX 64   /* value slots an evaluation may use */
+#define VX_DEPTH_MAX 32   /* nesting of ( ), unary operators and calls */
+#define VX_TEXT_MAX 65536 /* bytes of expression text */
 
 enum vx_code {
     /* Push a constant: u.num; u.str with n bytes; sub = 0/1; missing. */
@@ -93,5 +94,95 @@ struct vigil_expr {
     /* Followed, in the same allocation, by the ops, number lists, string
      * and segment entries, path table and characters they point to. */
 };
+
+/* ---- The compiler's state, shared by expr.c (tokens, messages, packing)
+ * and expr_parse.c (grammar, code) -------------------------------------------- */
+
+enum vx_tok_kind {
+    K_END,
+    K_NUM,
+    K_STR,
+    K_PATH,
+    K_TRUE,
+    K_FALSE,
+    K_LP,
+    K_RP,
+    K_LB,
+    K_RB,
+    K_COMMA,
+    K_OR,
+    K_AND,
+    K_NOT,
+    K_PLUS,
+    K_MINUS,
+    K_STAR,
+    K_SLASH,
+    K_PCT,
+    /* The comparisons, K_EQ..K_IN, share one precedence level. */
+    K_EQ,
+    K_NE,
+    K_LT,
+    K_LE,
+    K_GT,
+    K_GE,
+    K_MATCH,
+    K_IN,
+};
+
+struct vx_tok {
+    enum vx_tok_kind kind;
+    size_t off, len; /* where it is in the text */
+    double num;      /* K_NUM */
+    size_t soff;     /* K_STR: the decoded, NUL-terminated string in the pool */
+    uint32_t slen;
+};
+
+struct vx_sref {
+    size_t off; /* into the pool */
+    uint32_t len;
+};
+
+/* The compiler's state: the text, the current token, and growable copies of
+ * what pack() will lay out in the expression's allocation. */
+struct vx_cc {
+    const char *text;
+    size_t len, pos;
+    struct vx_tok tok;
+    size_t prev_off; /* the token before tok, for "after 'x'" */
+    bool have_prev, started;
+
+    struct vx_op *ops;
+    size_t nops, capops;
+    double *nums;
+    size_t nnums, capnums;
+    struct vx_sref *strs; /* list strings and path segments */
+    size_t nstrs, capstrs;
+    struct vx_sref *paths;
+    size_t npaths, cappaths;
+    char *pool;
+    size_t npool, cappool;
+
+    size_t sp;      /* value slots in use after the ops so far */
+    size_t barrier; /* a jump lands on this op: ops before it may not be folded */
+
+    bool failed;
+    size_t err_off;
+    char err[320];
+};
+
+/* Records the first error (message and text offset); returns false. */
+bool vigil__expr_fail(struct vx_cc *c, size_t off, const char *fmt, ...) VIGIL_PRINTF(3, 4);
+/* Room for `need` items in p (capacity *cap): the new array, or NULL after
+ * reporting that memory ran out (p is then still valid). */
+void *vigil__expr_grow(struct vx_cc *c, void *p, size_t *cap, size_t need, size_t size);
+/* The token at `off` as messages show it: 'x', "a string" as written, or
+ * "the end of the expression". Long tokens are cut, control bytes escaped. */
+const char *vigil__expr_show(const struct vx_cc *c, size_t off, char *buf, size_t cap);
+#define VX_SHOW(c, off, b) vigil__expr_show((c), (off), (b), sizeof(b))
+/* Reads the next token into c->tok; false after a lexical error. */
+bool vigil__expr_next(struct vx_cc *c);
+/* expr_parse.c: parses the whole text into c's ops, checking that it is
+ * what `want` asks for; false after an error (in c). */
+bool vigil__expr_parse(struct vx_cc *c, enum vigil_expr_want want);
 
 #endif

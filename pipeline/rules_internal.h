@@ -54,6 +54,7 @@ struct vigil_rule {
     char *name;
     const struct vigil_rule_kind *kind;
     char **match;
+    size_t *match_len;
     size_t nmatch;
     char *severity;
     struct vigil_template *message; /* NULL: a default message */
@@ -137,7 +138,7 @@ void vigil__alert_params_fini(struct vigil_alert_params *p);
         {"group_by", VIGIL_OPT_LIST, NULL, "labels that make a series (default: all)"},           \
         {"max_series", VIGIL_OPT_INT, "100000", "series tracked at most; more are counted"}
 
-/* FNV-1a, 64-bit: fingerprints and hash tables. */
+/* A 64-bit hash for fingerprints and hash tables (rules.c). */
 uint64_t vigil__hash(uint64_t h, const void *data, size_t len);
 #define VIGIL_HASH_INIT 1469598103934665603ull
 

@@ -49,6 +49,7 @@ struct isolation {
     size_t nexempt;
     char **ignore;       /* globs over the key: cgroups never judged */
     size_t nignore;
+    struct vigil_expr *when; /* only events for which it holds are judged */
     uint64_t stale_ns;
     size_t max_members;
     struct member *members;
@@ -62,6 +63,7 @@ static const struct vigil_option isolation_options[] = {
     {"distinct", VIGIL_OPT_LIST, NULL, "namespace kinds no two cgroups may share (net, pid, ...)"},
     {"exempt_same", VIGIL_OPT_LIST, NULL, "labels: pairs that agree on these are exempt (pod)"},
     {"ignore", VIGIL_OPT_LIST, NULL, "globs over the cgroup: never judged (host cgroups)"},
+    {"when", VIGIL_OPT_STRING, NULL, "judge only cgroups whose events satisfy this expression"},
     {"key", VIGIL_OPT_STRING, "cgroup", "the label that names a cgroup"},
     {"stale", VIGIL_OPT_DURATION, "10m", "forget a cgroup not reported for this long"},
     {"max_cgroups", VIGIL_OPT_INT, "100000", "cgroups tracked at most; more are counted"},
@@ -103,6 +105,7 @@ static void isolation_free(struct vigil_rule *rule)
     free_strings(s->distinct, s->ndistinct);
     free_strings(s->exempt_same, s->nexempt);
     free_strings(s->ignore, s->nignore);
+    vigil_expr_free(s->when);
     free(s->key);
     free(s);
     rule->impl = NULL;
@@ -158,6 +161,11 @@ static int isolation_compile(struct vigil_rule *rule, const struct vigil_conf *n
     const char *key = "cgroup";
     vigil_conf_string(vigil_conf_get(node, "key"), &key);
     s->key = strdup(key);
+    const struct vigil_conf *wn = vigil_conf_get(node, "when");
+    if (wn && !(s->when = vigil_expr_compile_node(wn, VIGIL_EXPR_BOOL, d))) {
+        isolation_free(rule);
+        return VIGIL_ECONFIG;
+    }
     vigil_conf_duration(vigil_conf_get(node, "stale"), &s->stale_ns);
     int64_t max = 100000;
     vigil_conf_int(vigil_conf_get(node, "max_cgroups"), &max);
@@ -447,6 +455,9 @@ static void isolation_eval(struct vigil_rule *rule, const struct vigil_event_vie
         if (vigil_glob_match(s->ignore[i], name, len)) {
             return;
         }
+    }
+    if (s->when && !vigil_expr_true(s->when, ev)) {
+        return; /* e.g. a host cgroup: sharing the host's namespaces is its job */
     }
     uint64_t h = vigil__hash(VIGIL_HASH_INIT, name, len);
     size_t m = member_find(s, name, len, h);

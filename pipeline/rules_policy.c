@@ -32,6 +32,7 @@ struct violation { /* the history's records: fixed size, no allocation */
 
 struct policy {
     char *label[ROLES]; /* which label plays each role */
+    size_t label_len[ROLES];
     struct entry *entries;
     size_t n;
     bool default_allow, audit;
@@ -180,6 +181,7 @@ static int policy_compile(struct vigil_rule *rule, const struct vigil_conf *node
     for (int r = 0; r < ROLES; r++) {
         vigil_conf_string(vigil_conf_get(node, label_keys[r]), &s);
         p->label[r] = strdup(s);
+        p->label_len[r] = strlen(s);
     }
     bool ok = true;
     const struct vigil_conf *dn = vigil_conf_get(node, "default");
@@ -249,7 +251,7 @@ static void policy_eval(struct vigil_rule *rule, const struct vigil_event_view *
     const char *val[ROLES];
     size_t len[ROLES];
     for (int r = 0; r < ROLES; r++) {
-        if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, p->label[r], strlen(p->label[r])),
+        if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, p->label[r], p->label_len[r]),
                               &val[r], &len[r]) != 0) {
             val[r] = "";
             len[r] = 0;

@@ -326,6 +326,9 @@ void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
                            uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values,
                            void *ctx)
 {
+    if (!active && a->n == 0) {
+        return; /* nothing pending or firing: nothing to look up */
+    }
     size_t len = series_key(a, ev);
     if (len == 0) {
         vigil_count(&rule->stats.dropped_total, 1);

@@ -4,16 +4,20 @@
  * them at -hz loops per second. The test compiles it with cc at run time.
  *
  *   kvm_guest [-name NAME] [-hz LOOPS_PER_S] [-spin N] [-m MIB] [-statsfd 1]
+ *             [-vcpu-delay MS]
  *
  * -spin: guest `loop` iterations per loop (guest CPU time). -m: guest memory
  * in MiB, all touched, given as QEMU gives it. -statsfd 1 opens
  * the vCPU and VM binary stats fds and keeps them, as QEMU does; without it
- * the guest opens none, like VMMs that never ask for stats. Prints "ready"
- * after the first loop; runs until killed. Exit 2: no usable KVM here.
+ * the guest opens none, like VMMs that never ask for stats. -vcpu-delay
+ * waits that long between creating the VM and its vCPU. Prints "vm" once
+ * the VM exists and "ready" after the first loop; runs until killed.
+ * Exit 2: no usable KVM here.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,17 +45,23 @@ int main(int argc, char **argv)
     uint32_t spin = 1;
     size_t mem_bytes = 2u << 20;
     int statsfd = 0;
+    long vcpu_delay_ms = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-hz") == 0) {
             hz = atof(argv[i + 1]);
         } else if (strcmp(argv[i], "-spin") == 0) {
             spin = (uint32_t)strtoul(argv[i + 1], NULL, 10);
         } else if (strcmp(argv[i], "-m") == 0) { /* QEMU's spelling: the plugin reads it */
-            mem_bytes = (size_t)atol(argv[i + 1]) << 20;
+            const char *m = argv[i + 1];
+            m += strncmp(m, "size=", 5) == 0 ? 5 : 0; /* "size=16M,slots=2": MiB only */
+            mem_bytes = (size_t)atol(m) << 20;
         } else if (strcmp(argv[i], "-statsfd") == 0) {
             statsfd = atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "-vcpu-delay") == 0) {
+            vcpu_delay_ms = atol(argv[i + 1]);
         } /* -name is only for the plugin, from /proc/<pid>/cmdline */
     }
+    signal(SIGPIPE, SIG_IGN); /* whoever reads our stdout may stop early */
     if (spin == 0) {
         spin = 1; /* loop with ecx = 0 would run 2^32 times */
     }
@@ -75,12 +85,20 @@ int main(int argc, char **argv)
     memset(mem, 0xf4, mem_bytes);
     memcpy(mem + CODE_GPA, guest_code, sizeof guest_code);
     memcpy(mem + SPIN_GPA, &spin, sizeof spin);
-    struct kvm_userspace_memory_region region = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = mem_bytes,
-        .userspace_addr = (uintptr_t)mem};
+    struct kvm_userspace_memory_region region = {.slot = 0,
+                                                 .guest_phys_addr = 0,
+                                                 .memory_size = mem_bytes,
+                                                 .userspace_addr = (uintptr_t)mem};
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         perror("kvm_guest: KVM_SET_USER_MEMORY_REGION");
         return 1;
+    }
+    printf("vm\n");
+    fflush(stdout);
+    if (vcpu_delay_ms > 0) {
+        struct timespec d = {.tv_sec = vcpu_delay_ms / 1000,
+                             .tv_nsec = vcpu_delay_ms % 1000 * 1000000L};
+        nanosleep(&d, NULL);
     }
     int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
     int run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -92,8 +110,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvm_guest: KVM_GET_STATS_FD: %s\n", strerror(errno));
         return 2;
     }
-    struct kvm_run *run = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                               vcpu, 0);
+    struct kvm_run *run = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
     struct kvm_sregs sregs;
     if (run == MAP_FAILED || ioctl(vcpu, KVM_GET_SREGS, &sregs) < 0) {
         perror("kvm_guest: vcpu setup");

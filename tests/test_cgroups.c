@@ -410,11 +410,11 @@ static uint64_t ns_ino(pid_t pid, const char *kind)
 
 /* What a test looks at in one event, copied out of the harness's view. */
 struct snap {
-    char topic[32], cgroup[512], ns_set[32], container[128], pod[64], vm[128], runtime[32];
+    char topic[32], cgroup[512], container[128], pod[64], vm[128], runtime[32];
     char version[8];
     size_t n;
-    char key[80][48];
-    double val[80];
+    char key[160][48];
+    double val[160];
 };
 
 static void copy_str(const struct vigil_event_view *v, const char *path, char *dst, size_t cap)
@@ -424,19 +424,31 @@ static void copy_str(const struct vigil_event_view *v, const char *path, char *d
     }
 }
 
-static void copy_numbers(struct snap *s, const msgpack_object *m, const char *prefix)
+/* Every number under o, by flattened path: "processes", "ns.net",
+ * "ns.net[1]", "sets[0].ns.uts", "pids[3]". */
+static void copy_numbers(struct snap *s, const msgpack_object *o, const char *path)
 {
-    if (!m || m->type != MSGPACK_OBJECT_MAP) {
+    char sub[48];
+    double d;
+    if (!o) {
         return;
     }
-    for (uint32_t i = 0; i < m->via.map.size && s->n < 80; i++) {
-        const msgpack_object_kv *kv = &m->via.map.ptr[i];
-        double d;
-        if (kv->key.type != MSGPACK_OBJECT_STR || vigil_msgpack_double(&kv->val, &d) != 0) {
-            continue;
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (kv->key.type == MSGPACK_OBJECT_STR) {
+                snprintf(sub, sizeof sub, "%s%s%.*s", path, *path ? "." : "",
+                         (int)kv->key.via.str.size, kv->key.via.str.ptr);
+                copy_numbers(s, &kv->val, sub);
+            }
         }
-        snprintf(s->key[s->n], sizeof s->key[0], "%s%.*s", prefix, (int)kv->key.via.str.size,
-                 kv->key.via.str.ptr);
+    } else if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            snprintf(sub, sizeof sub, "%s[%u]", path, (unsigned)i);
+            copy_numbers(s, &o->via.array.ptr[i], sub);
+        }
+    } else if (vigil_msgpack_double(o, &d) == 0 && s->n < 160) {
+        snprintf(s->key[s->n], sizeof s->key[0], "%s", path);
         s->val[s->n++] = d;
     }
 }
@@ -446,14 +458,13 @@ static void snap_of(const struct vigil_event_view *v, struct snap *s)
     memset(s, 0, sizeof *s);
     snprintf(s->topic, sizeof s->topic, "%.*s", (int)v->topic_len, v->topic);
     copy_str(v, "labels.cgroup", s->cgroup, sizeof s->cgroup);
-    copy_str(v, "labels.ns_set", s->ns_set, sizeof s->ns_set);
     copy_str(v, "labels.container", s->container, sizeof s->container);
     copy_str(v, "labels.pod", s->pod, sizeof s->pod);
     copy_str(v, "labels.vm", s->vm, sizeof s->vm);
     copy_str(v, "labels.runtime", s->runtime, sizeof s->runtime);
     copy_str(v, "attrs.cgroup_version", s->version, sizeof s->version);
     copy_numbers(s, vigil_event_get(v, "values"), "");
-    copy_numbers(s, vigil_event_get(v, "attrs.ns"), "ns.");
+    copy_numbers(s, vigil_event_get(v, "attrs"), "");
 }
 
 static bool has(const struct snap *s, const char *key, double *out)
@@ -516,11 +527,12 @@ static void stats_after(const char *cg, int skip, struct snap *out)
     print_snap(out);
 }
 
-static void assert_ns_of(const struct snap *s, pid_t pid)
+/* The namespaces under `prefix` ("ns" or "sets[i].ns") are pid's. */
+static void assert_ns_of(const struct snap *s, const char *prefix, pid_t pid)
 {
     for (size_t k = 0; k < sizeof ns_kinds / sizeof ns_kinds[0]; k++) {
-        char key[32];
-        snprintf(key, sizeof key, "ns.%s", ns_kinds[k]);
+        char key[48];
+        snprintf(key, sizeof key, "%s.%s", prefix, ns_kinds[k]);
         uint64_t want = ns_ino(pid, ns_kinds[k]);
         if (want == 0) {
             continue; /* the kernel lacks this kind */
@@ -718,8 +730,8 @@ static void test_host_hierarchies(void **state)
     print_snap(&s);
     assert_int_equal((int)val(&s, "processes"), 2);
     assert_int_equal((int)val(&s, "ns_sets"), 1);
-    assert_ns_of(&s, spin);
-    assert_ns_of(&s, mem);
+    assert_ns_of(&s, "ns", spin);
+    assert_ns_of(&s, "ns", mem);
 
     /* Limits: 256 MiB of memory, a tenth of a core (binding even on a busy
      * machine, where the spinner gets less than a core); a child in a network and UTS
@@ -786,29 +798,44 @@ static void test_host_hierarchies(void **state)
         assert_true(val(&s, "io_write_bytes_total") >= 8 * MIB);
         assert_true(has(&s, "io_write_bytes_per_s", NULL));
     }
-    /* Two namespace sets now, each reported with its own processes. */
-    bool seen_host = false, seen_other = false;
+    /* Two namespace sets now: one event for the cgroup with both network
+     * and UTS namespaces listed, the shared ones as single numbers, and the
+     * sets told apart in attrs.sets. */
     uint64_t end = vigil_mono_ns() + 10000000000ull;
-    while (!(seen_host && seen_other) && vigil_mono_ns() < end) {
-        if (!next_of("cgroup.ns", rel, 5000, &s)) {
-            break;
-        }
-        if (val(&s, "ns_sets") != 2) {
-            continue; /* from before the child arrived */
-        }
-        if ((uint64_t)val(&s, "ns.net") == ns_ino(other, "net")) {
-            print_snap(&s);
-            assert_int_equal((int)val(&s, "processes"), 1);
-            assert_ns_of(&s, other);
-            seen_other = true;
-        } else {
-            print_snap(&s);
-            assert_int_equal((int)val(&s, "processes"), io ? 3 : 2);
-            assert_ns_of(&s, spin);
-            seen_host = true;
+    do {
+        assert_true(next_of("cgroup.ns", rel, 5000, &s));
+    } while (val(&s, "ns_sets") != 2 && vigil_mono_ns() < end); /* until the child is seen */
+    print_snap(&s);
+    assert_int_equal((int)val(&s, "ns_sets"), 2);
+    assert_int_equal((int)val(&s, "processes"), io ? 4 : 3);
+    const char *mixed[] = {"net", "uts"}, *shared[] = {"pid", "mnt", "ipc", "user", "cgroup"};
+    for (size_t k = 0; k < 2; k++) {
+        char k0[32], k1[32];
+        snprintf(k0, sizeof k0, "ns.%s[0]", mixed[k]);
+        snprintf(k1, sizeof k1, "ns.%s[1]", mixed[k]);
+        uint64_t a = (uint64_t)val(&s, k0), b = (uint64_t)val(&s, k1);
+        uint64_t mine = ns_ino(spin, mixed[k]), theirs = ns_ino(other, mixed[k]);
+        assert_true((a == mine && b == theirs) || (a == theirs && b == mine));
+    }
+    for (size_t k = 0; k < 5; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "ns.%s", shared[k]);
+        if (ns_ino(spin, shared[k])) {
+            assert_true((uint64_t)val(&s, key) == ns_ino(spin, shared[k]));
         }
     }
-    assert_true(seen_host && seen_other);
+    int own = (uint64_t)val(&s, "sets[0].ns.net") == ns_ino(other, "net") ? 0 : 1;
+    char prefix[32], key[48];
+    snprintf(prefix, sizeof prefix, "sets[%d].ns", own);
+    assert_ns_of(&s, prefix, other);
+    snprintf(key, sizeof key, "sets[%d].processes", own);
+    assert_int_equal((int)val(&s, key), 1);
+    snprintf(key, sizeof key, "sets[%d].pids[0]", own);
+    assert_int_equal((int)val(&s, key), other);
+    snprintf(prefix, sizeof prefix, "sets[%d].ns", 1 - own);
+    assert_ns_of(&s, prefix, spin);
+    snprintf(key, sizeof key, "sets[%d].processes", 1 - own);
+    assert_int_equal((int)val(&s, key), io ? 3 : 2);
     assert_true(ns_ino(other, "net") != ns_ino(spin, "net"));
 }
 
@@ -933,7 +960,7 @@ static void test_pure_v2_mount(void **state)
     }
     assert_true(next_of("cgroup.ns", rel, 5000, &s));
     assert_int_equal((int)val(&s, "processes"), 1);
-    assert_ns_of(&s, spin);
+    assert_ns_of(&s, "ns", spin);
 }
 
 static void test_pure_v1_mounts(void **state)

@@ -72,9 +72,8 @@ static void build_standard(struct fx *f)
     vigil_event_attr_end(b);
     assert_int_equal(vigil_event_finish(b, "node1", "cgroups/c1", 42, &body, &len), 0);
     msgpack_zone_clear(&f->zone);
-    assert_int_equal(vigil_event_decode(&f->v, "cgroup.stats", 12, body, len, MAX_BODY, &f->zone,
-                                        &reason),
-                     0);
+    assert_int_equal(
+        vigil_event_decode(&f->v, "cgroup.stats", 12, body, len, MAX_BODY, &f->zone, &reason), 0);
 }
 
 static int setup(void **state)
@@ -160,8 +159,8 @@ static void assert_no_num(struct fx *f, const char *text)
 
 /* Compiles text that must fail with exactly one message, which must be at
  * r.yaml:line:at_col and contain `part`. */
-static void check_error(const char *text, enum vigil_expr_want want, int line, int col,
-                        bool quoted, int at_line, int at_col, const char *part)
+static void check_error(const char *text, enum vigil_expr_want want, int line, int col, bool quoted,
+                        int at_line, int at_col, const char *part)
 {
     struct vigil_diag d;
     char prefix[64];
@@ -214,8 +213,8 @@ static void decode_sb(struct fx *f)
 {
     const char *reason = NULL;
     msgpack_zone_clear(&f->zone);
-    int rc = vigil_event_decode(&f->v, "t.x", 3, f->sb.data, f->sb.size, MAX_BODY, &f->zone,
-                                &reason);
+    int rc =
+        vigil_event_decode(&f->v, "t.x", 3, f->sb.data, f->sb.size, MAX_BODY, &f->zone, &reason);
     if (rc != 0) {
         fail_msg("decode: %s", reason);
     }
@@ -283,8 +282,8 @@ static void test_arithmetic(void **state)
     assert_num(f, "-values.seven % values.three", -1); /* fmod: the sign of the dividend */
     assert_num(f, "values.seven % 2.5", 2);
     assert_num(f, "-values.cpu_usage_pct", -95.5);
-    assert_num(f, "values.mem", 100);    /* a uint from msgpack */
-    assert_num(f, "attrs.ns.pid", -7);   /* a negative int */
+    assert_num(f, "values.mem", 100);  /* a uint from msgpack */
+    assert_num(f, "attrs.ns.pid", -7); /* a negative int */
     assert_num(f, "values.cpu_usage_pct", 95.5);
     /* Division by zero at run time is missing, not inf. */
     assert_no_num(f, "values.seven / values.zero");
@@ -390,9 +389,11 @@ static void test_logic(void **state)
     assert_cond(f, "(values.one > 5 || false) == false");
     assert_cond(f, "(values.one > 5 || false) != (values.one > 0)");
 
-    err_at("5 && true", 0, "'&&' needs conditions (comparisons, true/false or fields), but '5' is a number");
+    err_at("5 && true", 0,
+           "'&&' needs conditions (comparisons, true/false or fields), but '5' is a number");
     err_at("true || \"a\"", 8, "'||' needs conditions");
-    err_at("values.a + 1 || true", 9, "'||' needs conditions (comparisons, true/false or fields), but '+' gives a number");
+    err_at("values.a + 1 || true", 9,
+           "'||' needs conditions (comparisons, true/false or fields), but '+' gives a number");
     err_at("!5", 1, "'!' needs conditions");
     err_at("!values.a * 2", 0, "'*' needs numbers, but '!' gives true or false");
     err_at("a & b", 2, "write '&&' for and");
@@ -432,9 +433,9 @@ static void test_missing(void **state)
     refute_cond(f, "values.mem ~ \"*\"");
     refute_cond(f, "values.mem in [\"100\"]");
     refute_cond(f, "labels.vm in [1]");
-    refute_cond(f, "attrs.ns > 0");         /* a map */
-    refute_cond(f, "attrs.list == \"x\"");  /* a list */
-    refute_cond(f, "attrs.flag + 1 > 0");   /* a boolean in arithmetic */
+    refute_cond(f, "attrs.ns > 0");        /* a map */
+    refute_cond(f, "attrs.list == \"x\""); /* a list */
+    refute_cond(f, "attrs.flag + 1 > 0");  /* a boolean in arithmetic */
     /* A whole map, or a field under a non-map, is missing. */
     refute_cond(f, "labels");
     refute_cond(f, "attrs.ns");
@@ -507,12 +508,14 @@ static void test_glob(void **state)
     assert_cond(f, "(\"abc\" ~ (\"a*\")) && !(\"abc\" ~ \"b*\")");
     assert_cond(f, "labels.container ~ \"web-*\" && labels.cgroup ~ \"/kubepods/**\"");
 
-    err_at("labels.x ~ 5", 11, "'~' needs a quoted glob pattern on its right, as in ~ \"web-*\", but '5' is a number");
+    err_at("labels.x ~ 5", 11,
+           "'~' needs a quoted glob pattern on its right, as in ~ \"web-*\", but '5' is a number");
     err_at("labels.x ~ labels.y", 11, "'~' needs a quoted glob pattern");
     err_at("labels.x ~ \"a\" + \"b\"", 11, "'+' needs numbers");
     err_at("values.x + 1 ~ \"a\"", 9, "'~' matches strings, but '+' gives a number");
     err_at("5 ~ \"a\"", 0, "'~' matches strings, but '5' is a number");
-    err_at("labels.x ~ \"a\\\\\"", 11, "bad glob pattern \"a\\\\\": pattern ends with a lone backslash");
+    err_at("labels.x ~ \"a\\\\\"", 11,
+           "bad glob pattern \"a\\\\\": pattern ends with a lone backslash");
     err_at("labels.x ~ ''", 11, "pattern is empty");
 }
 
@@ -534,12 +537,14 @@ static void test_in(void **state)
     err_at("values.x in []", 12, "the list after 'in' is empty");
     err_at("values.x in [1, \"a\"]", 16, "the list mixes numbers and strings");
     err_at("values.x in [\"a\", -1]", 18, "the list mixes numbers and strings");
-    err_at("values.x in [values.y]", 13, "holds only literal numbers or strings, but found 'values.y'");
+    err_at("values.x in [values.y]", 13,
+           "holds only literal numbers or strings, but found 'values.y'");
     err_at("values.x in [1 + 1]", 15, "expected ',' or ']'");
     err_at("values.x in [1,]", 15, "holds only literal numbers or strings, but found ']'");
     err_at("values.x in [1, 2", 12, "this '[' is never closed");
     err_at("values.x in 5", 12, "'in' needs a list of literals");
-    err_at("\"s\" in [1, 2]", 4, "\"s\" is a string, so 'in' can never find it in a list of numbers");
+    err_at("\"s\" in [1, 2]", 4,
+           "\"s\" is a string, so 'in' can never find it in a list of numbers");
     err_at("true in [1]", 0, "'in' looks for a number or a string, but 'true' is a boolean");
     err_at("values.x in [-\"a\"]", 14, "holds only literal numbers or strings");
 }
@@ -699,7 +704,7 @@ static void test_booleans(void **state)
     assert_cond(f, "attrs.flag != false");
     assert_cond(f, "attrs.flag != attrs.off");
     assert_cond(f, "true == attrs.flag");
-    refute_cond(f, "attrs.flag == 1");  /* a boolean is not a number */
+    refute_cond(f, "attrs.flag == 1"); /* a boolean is not a number */
     refute_cond(f, "attrs.flag != 1");
     refute_cond(f, "attrs.flag > attrs.off");
     refute_cond(f, "attrs.flag == \"true\"");
@@ -726,7 +731,8 @@ static void test_error_positions(void **state)
     err_at("(a > 1 b", 7, "expected ')' or an operator, found 'b'");
     err_at("a > 1)", 5, "expected an operator, found ')': there is no '(' for it");
     err_at("a b", 2, "expected an operator, found 'b'");
-    err_at("a > > 1", 4, "expected a value (a number, a string, a field, a function or '('), found '>'");
+    err_at("a > > 1", 4,
+           "expected a value (a number, a string, a field, a function or '('), found '>'");
     err_at("", 0, "the expression is empty");
     err_at("   ", 3, "the expression is empty");
     err_at("a # b", 2, "unexpected character '#'");
@@ -845,15 +851,19 @@ static void test_conf_nodes(void **state)
     assert_null(vigil_expr_compile_node(vigil_conf_get(rule, "block"), VIGIL_EXPR_BOOL, &d));
     assert_null(vigil_expr_compile_node(vigil_conf_get(rule, "map"), VIGIL_EXPR_BOOL, &d));
     assert_null(vigil_expr_compile_node(NULL, VIGIL_EXPR_BOOL, &d));
-    struct vigil_expr *e = vigil_expr_compile_node(vigil_conf_get(rule, "good"), VIGIL_EXPR_BOOL, &d);
+    struct vigil_expr *e =
+        vigil_expr_compile_node(vigil_conf_get(rule, "good"), VIGIL_EXPR_BOOL, &d);
     assert_non_null(e);
     vigil_expr_free(e);
     assert_int_equal(d.n, 6);
-    assert_string_equal(d.msgs[0], "r.yaml:2:22: expected a value after '>', found the end of the expression");
-    assert_string_equal(d.msgs[1], "r.yaml:3:29: expected a value after '&&', found the end of the expression");
+    assert_string_equal(d.msgs[0],
+                        "r.yaml:2:22: expected a value after '>', found the end of the expression");
+    assert_string_equal(
+        d.msgs[1], "r.yaml:3:29: expected a value after '&&', found the end of the expression");
     assert_string_equal(d.msgs[2], "r.yaml:4:14: min takes two or more arguments, not 1");
-    assert_string_equal(d.msgs[3], "r.yaml:5:12: unknown function 'foo': the functions are abs, min "
-                                   "and max (at 'foo', line 2, column 3 of the expression)");
+    assert_string_equal(d.msgs[3],
+                        "r.yaml:5:12: unknown function 'foo': the functions are abs, min "
+                        "and max (at 'foo', line 2, column 3 of the expression)");
     assert_string_equal(d.msgs[4], "r.yaml:8:10: an expression must be text, not a map");
     assert_string_equal(d.msgs[5], "<config>: an expression is missing");
     vigil_diag_fini(&d);
@@ -893,11 +903,14 @@ static void test_path_list(void **state)
 static void test_reuse(void **state)
 {
     struct fx *f = *state;
-    struct vigil_expr *e = compile_ok("values.cpu_usage_pct > 90 && labels.container ~ \"web-*\"",
-                                      VIGIL_EXPR_BOOL);
+    struct vigil_expr *e =
+        compile_ok("values.cpu_usage_pct > 90 && labels.container ~ \"web-*\"", VIGIL_EXPR_BOOL);
     assert_true(vigil_expr_true(e, &f->v));
     assert_true(vigil_expr_true(e, &f->v));
     assert_false(vigil_expr_true(NULL, &f->v));
+    /* No diag: the error is only the NULL result. */
+    assert_null(vigil_expr_compile("a >", VIGIL_EXPR_BOOL, "r.yaml", 1, 1, false, NULL));
+    assert_null(vigil_expr_compile(NULL, VIGIL_EXPR_BOOL, NULL, 0, 0, false, NULL));
     assert_false(vigil_expr_true(e, NULL));
     double x;
     assert_false(vigil_expr_number(e, &f->v, &x)); /* a condition is not a number */
@@ -944,10 +957,10 @@ static int bench(void)
     vigil_event_add_label(&f.b, "node", "node-17");
     vigil_event_add_label(&f.b, "image", "registry.local/web:1.4.2");
     vigil_event_add_label(&f.b, "container", "web-frontend");
-    static const char *const vals[] = {"cpu_user_ns", "cpu_system_ns", "cpu_throttled_ns",
-                                       "cpu_nr_periods", "mem_rss_bytes", "mem_cache_bytes",
+    static const char *const vals[] = {"cpu_user_ns",     "cpu_system_ns", "cpu_throttled_ns",
+                                       "cpu_nr_periods",  "mem_rss_bytes", "mem_cache_bytes",
                                        "mem_limit_bytes", "io_read_bytes", "io_write_bytes",
-                                       "steal_pct", "exits_per_s", "mem_overhead_pct"};
+                                       "steal_pct",       "exits_per_s",   "mem_overhead_pct"};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         vigil_event_add_value(&f.b, vals[i], 1000.0 * (double)(i + 1));
     }
@@ -965,7 +978,8 @@ static int bench(void)
     for (size_t k = 0; k < sizeof exprs / sizeof exprs[0]; k++) {
         struct vigil_diag d;
         vigil_diag_init(&d);
-        struct vigil_expr *e = vigil_expr_compile(exprs[k], k == 3 ? VIGIL_EXPR_NUMBER : VIGIL_EXPR_BOOL, "b", 1, 1, false, &d);
+        struct vigil_expr *e = vigil_expr_compile(
+            exprs[k], k == 3 ? VIGIL_EXPR_NUMBER : VIGIL_EXPR_BOOL, "b", 1, 1, false, &d);
         if (e == NULL) {
             vigil_diag_print(&d, stderr);
             return 1;

@@ -161,7 +161,7 @@ static void test_escapes(void **state)
     no("\\\\", "\\\\");
     yes("\\a", "a"); /* any character may be escaped */
     yes("net:\\[*]", "net:[4026531993]");
-    yes("\\**", "*abc");   /* a literal star, then a star */
+    yes("\\**", "*abc"); /* a literal star, then a star */
     no("\\**", "abc");
     no("\\**", "*a/b");
     yes("\\*\\*", "**");
@@ -260,6 +260,8 @@ static void test_bounded_time(void **state)
 
 int main(void)
 {
+    /* One test per line. */
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_literal),
         cmocka_unit_test(test_star),
@@ -271,5 +273,6 @@ int main(void)
         cmocka_unit_test(test_question_is_one_character),
         cmocka_unit_test(test_bounded_time),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

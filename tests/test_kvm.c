@@ -23,8 +23,8 @@
 #include "log.h"
 #include "plugin_harness.h"
 
-#define HZ 100              /* guest loops per second: one I/O and one HLT exit each */
-#define EXITS (2.0 * HZ)    /* exits to user space per second */
+#define HZ 100           /* guest loops per second: one I/O and one HLT exit each */
+#define EXITS (2.0 * HZ) /* exits to user space per second */
 #define GUEST_MIB 16
 #define MAX_GUESTS 8
 
@@ -55,21 +55,60 @@ static void kill_all_guests(void)
     }
 }
 
+/* The guest's stdout, read line by line. */
+struct lines {
+    int fd;
+    char acc[256];
+    size_t len;
+};
+
+/* Reads until a line `word` shows up (true) or EOF or timeout (false). */
+static bool wait_line(struct lines *l, const char *word, int timeout_ms)
+{
+    uint64_t end = vigil_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        l->acc[l->len] = '\0';
+        char *nl;
+        while ((nl = strchr(l->acc, '\n')) != NULL) {
+            *nl = '\0';
+            bool hit = strcmp(l->acc, word) == 0;
+            l->len -= (size_t)(nl + 1 - l->acc);
+            memmove(l->acc, nl + 1, l->len + 1);
+            if (hit) {
+                return true;
+            }
+        }
+        uint64_t now = vigil_mono_ns();
+        struct pollfd pf = {.fd = l->fd, .events = POLLIN};
+        if (now >= end || poll(&pf, 1, (int)((end - now) / 1000000u) + 1) <= 0) {
+            return false;
+        }
+        ssize_t n = read(l->fd, l->acc + l->len, sizeof l->acc - 1 - l->len);
+        if (n <= 0) {
+            return false;
+        }
+        l->len += (size_t)n;
+    }
+}
+
 /* Starts a guest running `hz` loops a second, each spinning `spin` times
- * in the guest, and waits for its first loop. name NULL: no -name (the
- * plugin then names the VM after the process). Returns its pid; -2 when KVM
- * is unusable (reason in skip_reason); -1 on another failure. */
-static pid_t start_guest(const char *name, int hz, int spin, bool statsfd)
+ * in the guest, and waits for its first loop (with vcpu_delay_ms, only for
+ * its VM: the vCPU comes that much later). name NULL: no -name (the plugin
+ * then names the VM after the process). Returns its pid; -2 when KVM is
+ * unusable (reason in skip_reason); -1 on another failure. */
+static pid_t start_guest_ex(const char *name, int hz, int spin, bool statsfd, int vcpu_delay_ms,
+                            const char *mem_arg)
 {
     int out[2], err[2];
     if (pipe(out) != 0 || pipe(err) != 0) {
         return -1;
     }
-    char spin_s[16], hz_s[16], mem_s[16];
+    char spin_s[16], hz_s[16], mem_s[16], delay_s[16];
     snprintf(spin_s, sizeof spin_s, "%d", spin);
     snprintf(hz_s, sizeof hz_s, "%d", hz);
     snprintf(mem_s, sizeof mem_s, "%d", GUEST_MIB);
-    const char *argv[16];
+    snprintf(delay_s, sizeof delay_s, "%d", vcpu_delay_ms);
+    const char *argv[20];
     int n = 0;
     argv[n++] = guest_bin;
     if (name) {
@@ -81,9 +120,11 @@ static pid_t start_guest(const char *name, int hz, int spin, bool statsfd)
     argv[n++] = "-spin";
     argv[n++] = spin_s;
     argv[n++] = "-m";
-    argv[n++] = mem_s;
+    argv[n++] = mem_arg ? mem_arg : mem_s;
     argv[n++] = "-statsfd";
     argv[n++] = statsfd ? "1" : "0";
+    argv[n++] = "-vcpu-delay";
+    argv[n++] = delay_s;
     argv[n] = NULL;
     pid_t pid = fork();
     if (pid < 0) {
@@ -107,20 +148,25 @@ static pid_t start_guest(const char *name, int hz, int spin, bool statsfd)
             break;
         }
     }
-    char buf[512] = "";
-    struct pollfd pf = {.fd = out[0], .events = POLLIN};
-    ssize_t got = poll(&pf, 1, 10000) > 0 ? read(out[0], buf, sizeof buf - 1) : -1;
+    struct lines l = {.fd = out[0]};
+    bool ok = wait_line(&l, "vm", 10000) && (vcpu_delay_ms > 0 || wait_line(&l, "ready", 10000));
     close(out[0]);
-    if (got > 0 && strncmp(buf, "ready", 5) == 0) {
+    if (ok) {
         close(err[0]);
         return pid;
     }
+    char buf[512];
     kill_guest(pid); /* before reading its stderr: then the read ends */
     ssize_t e = read(err[0], buf, sizeof buf - 1);
     buf[e > 0 ? e : 0] = '\0';
     close(err[0]);
     snprintf(skip_reason, sizeof skip_reason, "kvm guest did not start: %.400s", buf);
     return strstr(buf, "/dev/kvm") || strstr(buf, "KVM_CREATE") ? -2 : -1;
+}
+
+static pid_t start_guest(const char *name, int hz, int spin, bool statsfd)
+{
+    return start_guest_ex(name, hz, spin, statsfd, 0, NULL);
 }
 
 /* Leftovers of an earlier run that crashed: guests of our binary whose parent
@@ -209,9 +255,8 @@ static void need_kvm(void)
 static struct ph *start_plugin(const char *extra)
 {
     char y[512];
-    snprintf(y, sizeof y,
-             "plugin: kvm\nname: k\ninterval: 300ms\nvms: ['%s-*', kvm_guest]\n%s", prefix,
-             extra ? extra : "");
+    snprintf(y, sizeof y, "plugin: kvm\nname: k\ninterval: 300ms\nvms: ['%s-*', kvm_guest]\n%s",
+             prefix, extra ? extra : "");
     struct ph *p = ph_start(y, "kvm.");
     assert_non_null(p);
     return p;
@@ -366,19 +411,23 @@ static void test_stats_fd_borrowed(void **state)
     assert_near(v, "values.exits_per_s", EXITS, 0.7, 1.5, 50);
 }
 
-/* In auto mode a VM with stats fds costs no perf fds. */
+/* In auto mode a VM with stats fds costs no perf fds. The guest is named
+ * and sized the way libvirt starts QEMU. */
 static void test_stats_fd_auto_no_tracepoints(void **state)
 {
     struct fixture *f = *state;
     need_kvm();
-    char name[96];
+    char name[96], arg[128];
     snprintf(name, sizeof name, "%s-t", prefix);
-    pid_t g = start_guest(name, HZ, 100, true);
+    snprintf(arg, sizeof arg, "guest=%s,debug-threads=on", name);
+    pid_t g = start_guest_ex(arg, HZ, 100, true, 0, "size=16M,slots=2,maxmem=64M");
     assert_true(g > 0);
     f->p = start_plugin(NULL);
     const struct vigil_event_view *v = wait_event(f->p, "kvm.vm", g, "values.exits_per_s", 5000);
     assert_non_null(v);
-    char buf[32];
+    char buf[96];
+    assert_string_equal(ph_str(v, "labels.vm", buf, sizeof buf), name);
+    assert_true(ph_value(v, "values.guest_memory_bytes") == (double)(16 << 20));
     assert_string_equal(ph_str(v, "attrs.method", buf, sizeof buf), "stats_fd");
     assert_false(has(v, "values.userspace_exits_per_s", NULL));
     assert_false(has(v, "attrs.threads_traced", NULL));
@@ -422,6 +471,31 @@ static void test_vms_come_and_go(void **state)
     }
     assert_int_equal(seen_a, 0);
     assert_true(seen_b >= 2);
+}
+
+/* A VM found before its vCPU exists, in a process that was there before the
+ * plugin started (so not a "new process"): the vCPU still shows up without
+ * waiting for the next full scan. debugfs is kept out of it, since it would
+ * tell the vCPU on its own. */
+static void test_vcpus_added_later(void **state)
+{
+    struct fixture *f = *state;
+    need_kvm();
+    char name[96];
+    snprintf(name, sizeof name, "%s-late", prefix);
+    pid_t g = start_guest_ex(name, HZ, 100, false, 1500, NULL);
+    assert_true(g > 0);
+    f->p = start_plugin("rescan: 60s\ndebugfs: /nonexistent\nprivate_mounts: false\n");
+    const struct vigil_event_view *v = wait_event(f->p, "kvm.vm", g, NULL, 5000);
+    assert_non_null(v);
+    assert_true(ph_value(v, "values.vcpus") == 0.0);
+    uint64_t t0 = vigil_mono_ns();
+    double vcpus = 0;
+    while (vcpus == 0 && vigil_mono_ns() - t0 < 5000000000ull) {
+        v = wait_event(f->p, "kvm.vm", g, NULL, 1000);
+        vcpus = v ? ph_value(v, "values.vcpus") : 0;
+    }
+    assert_true(vcpus == 1.0);
 }
 
 /* host_cpu_pct + guest_cpu_pct follow what the VMM burns: a guest spinning
@@ -507,6 +581,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats_fd_borrowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_fd_auto_no_tracepoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vms_come_and_go, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vcpus_added_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cpu_follows_guest, setup, teardown),
         cmocka_unit_test(test_bad_config_positions),
     };

@@ -492,6 +492,26 @@ static void test_isolation_many_cgroups_cheap(void **state)
     assert_string_equal(str_at(f, 0, "labels.other_cgroup"), "/c4321");
 }
 
+/* `when` picks what is judged: here, only cgroups a runtime owns. */
+static void test_isolation_when(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: iso\n"
+                             "    kind: isolation\n"
+                             "    match: cgroup.ns\n"
+                             "    distinct: [net]\n"
+                             "    when: labels.pod ~ \"*\"\n"),
+                     0);
+    feed_ns(f, "/host-a", NULL, 1, 2, S);
+    feed_ns(f, "/host-b", NULL, 1, 2, S);
+    assert_int_equal(f->nv, 0); /* no pod label: not judged */
+    feed_ns(f, "/k/c1", "p1", 1, 3, S);
+    assert_int_equal(f->nv, 0); /* the host cgroups were never indexed */
+    feed_ns(f, "/k/c2", "p2", 1, 4, S);
+    assert_int_equal(f->nv, 1);
+}
+
 static void test_isolation_errors(void **state)
 {
     struct fx *f = *state;
@@ -516,6 +536,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_policy_audit_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation_many_cgroups_cheap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_isolation_when, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation_errors, setup, teardown),
     };
     return cmocka_run_group_tests_name("rules", tests, NULL, NULL);

@@ -123,7 +123,7 @@ void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns)
         if (rc == -EACCES) {
             cg_warn(s, &s->rl_ns,
                     "cannot read the namespaces of pid %d in %s: permission denied (vigild "
-                    "needs root or CAP_SYS_PTRACE); its processes are left out of cgroup.ns",
+                    "needs root or CAP_SYS_PTRACE); processes it cannot read are left out of cgroup.ns",
                     (int)pid, n->path);
             continue;
         }

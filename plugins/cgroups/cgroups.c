@@ -192,58 +192,100 @@ static int publish_stats(struct cgs *s, const struct cg_node *n, const struct cg
         }
     }
     bool v1 = c->have & HAVE_V1, v2 = c->have & HAVE_V2;
-    api->event_attr_str(ev, "cgroup_version", v1 && v2 ? "1+2" : v2 ? "2" : v1 ? "1" : "");
+    if (v1 || v2) {
+        api->event_attr_str(ev, "cgroup_version", v1 && v2 ? "1+2" : v2 ? "2" : "1");
+    }
     return api->publish(s->h, ev);
 }
 
-static uint32_t set_digest(const struct cg_set *set)
+/* The set's namespaces as a map kind -> inode (a kind the kernel lacks is
+ * left out). */
+static void ns_map(struct cgs *s, struct vigil_event *ev, const char *key, const uint64_t *ino)
 {
-    uint64_t h = 1469598103934665603ull;
+    s->api->event_attr_map_begin(ev, key);
     for (int k = 0; k < CG_NS_KINDS; k++) {
-        for (int b = 0; b < 8; b++) {
-            h = (h ^ ((set->ino[k] >> (8 * b)) & 0xff)) * 1099511628211ull;
+        if (ino[k]) {
+            s->api->event_attr_i64(ev, cg_ns_kinds[k], (int64_t)ino[k]);
         }
     }
-    return (uint32_t)(h ^ (h >> 32));
+    s->api->event_attr_end(ev);
 }
 
-static int publish_ns(struct cgs *s, const struct cg_node *n, uint64_t ts, size_t *events)
+/* Whether set i has a kind-k inode that no earlier set has. */
+static bool new_inode(const struct cgs *s, size_t i, int k)
+{
+    uint64_t ino = s->sets[i].ino[k];
+    for (size_t j = 0; j < i && ino; j++) {
+        if (s->sets[j].ino[k] == ino) {
+            return false;
+        }
+    }
+    return ino != 0;
+}
+
+/* One event per cgroup. attrs.ns.<kind> is the inode when all processes
+ * share it, else the list of distinct inodes (in the order of the sets,
+ * lowest pid first): consumers keyed by cgroup (the isolation rule) see every
+ * namespace, and attrs.sets tells which processes are in which. */
+static int publish_ns(struct cgs *s, const struct cg_node *n, uint64_t ts)
 {
     const struct vigil_api *api = s->api;
-    int rc = 0;
-    for (size_t i = 0; i < s->nsets; i++) {
-        const struct cg_set *set = &s->sets[i];
-        char digest[16];
-        snprintf(digest, sizeof digest, "%08x", set_digest(set));
-        struct vigil_event *ev = api->event_begin(s->h, "cgroup.ns");
-        api->event_ts(ev, ts);
-        add_labels(s, ev, n);
-        api->event_label(ev, "ns_set", digest);
-        api->event_value_u64(ev, "processes", set->count);
-        api->event_value_u64(ev, "ns_sets", s->nsets);
+    if (s->nsets == 0) {
+        return 0;
+    }
+    struct vigil_event *ev = api->event_begin(s->h, "cgroup.ns");
+    api->event_ts(ev, ts);
+    add_labels(s, ev, n);
+    api->event_value_u64(ev, "processes", n->nprocs);
+    api->event_value_u64(ev, "ns_sets", s->nsets);
+    if (s->nsets == 1) {
+        ns_map(s, ev, "ns", s->sets[0].ino);
+    } else {
         api->event_attr_map_begin(ev, "ns");
         for (int k = 0; k < CG_NS_KINDS; k++) {
-            if (set->ino[k]) {
-                api->event_attr_i64(ev, cg_ns_kinds[k], (int64_t)set->ino[k]);
+            size_t distinct = 0, first = 0;
+            for (size_t i = 0; i < s->nsets; i++) {
+                if (new_inode(s, i, k)) {
+                    if (distinct == 0) {
+                        first = i;
+                    }
+                    distinct++;
+                }
+            }
+            if (distinct == 1) {
+                api->event_attr_i64(ev, cg_ns_kinds[k], (int64_t)s->sets[first].ino[k]);
+            } else if (distinct > 1) {
+                api->event_attr_list_begin(ev, cg_ns_kinds[k]);
+                for (size_t i = 0; i < s->nsets; i++) {
+                    if (new_inode(s, i, k)) {
+                        api->event_attr_i64(ev, NULL, (int64_t)s->sets[i].ino[k]);
+                    }
+                }
+                api->event_attr_end(ev);
             }
         }
         api->event_attr_end(ev);
-        api->event_attr_list_begin(ev, "pids");
-        for (size_t j = 0; j < set->npids; j++) {
-            api->event_attr_i64(ev, NULL, set->pids[j]);
+        api->event_attr_list_begin(ev, "sets");
+        for (size_t i = 0; i < s->nsets && i < CG_SETS_DETAIL; i++) {
+            const struct cg_set *set = &s->sets[i];
+            api->event_attr_map_begin(ev, NULL);
+            ns_map(s, ev, "ns", set->ino);
+            api->event_attr_i64(ev, "processes", (int64_t)set->count);
+            api->event_attr_list_begin(ev, "pids");
+            for (size_t j = 0; j < set->npids; j++) {
+                api->event_attr_i64(ev, NULL, set->pids[j]);
+            }
+            api->event_attr_end(ev);
+            api->event_attr_end(ev);
         }
         api->event_attr_end(ev);
-        int r = api->publish(s->h, ev);
-        if (r == VIGIL_ESTOPPED) {
-            return r;
-        }
-        if (r != 0) {
-            rc = r;
-        } else {
-            (*events)++;
-        }
     }
-    return rc;
+    api->event_attr_list_begin(ev, "pids");
+    for (size_t j = 0; j < n->nprocs && j < CG_SAMPLE_PIDS; j++) {
+        api->event_attr_i64(ev, NULL, n->procs[j].pid);
+    }
+    api->event_attr_end(ev);
+    return api->publish(s->h, ev);
 }
 
 /* ---- collection ---------------------------------------------------------- */
@@ -288,13 +330,19 @@ static int cg_collect(void *state)
             n->have_prev = false;
             continue;
         }
+        bool over = (int64_t)reported >= s->max_cgroups;
+        if (over && s->match) {
+            skipped++; /* no need to look at its processes to know */
+            n->have_prev = false;
+            continue;
+        }
         cg_read_begin(s, n);
         bool have_procs = cg_read_procs(s, n) == 0;
         if (!s->match && (!have_procs || s->npids == 0)) {
             n->have_prev = false; /* no processes: not one of the default set */
             continue;
         }
-        if ((int64_t)reported >= s->max_cgroups) {
+        if (over) {
             skipped++;
             n->have_prev = false;
             continue;
@@ -313,7 +361,8 @@ static int cg_collect(void *state)
         n->have_prev = true;
         if (r == 0) {
             events++;
-            r = publish_ns(s, n, ts, &events);
+            r = publish_ns(s, n, ts);
+            events += r == 0 && s->nsets > 0;
         }
         if (r == VIGIL_ESTOPPED) {
             return 0; /* the daemon is stopping: not a failure */

@@ -18,8 +18,9 @@
 #define CG_NS_KINDS 7         /* net pid mnt ipc uts user cgroup */
 #define CG_MAX_DEPTH 64       /* deeper directories are not followed */
 #define CG_BUF_MAX (8u << 20) /* largest file we read (a huge cgroup.procs) */
-#define CG_MAX_SETS 256       /* namespace sets reported per cgroup */
-#define CG_SAMPLE_PIDS 16     /* pids listed in attrs.pids of a cgroup.ns event */
+#define CG_MAX_SETS 256       /* namespace sets told apart per cgroup */
+#define CG_SETS_DETAIL 32     /* sets detailed in attrs.sets of a cgroup.ns event */
+#define CG_SAMPLE_PIDS 16     /* pids listed per cgroup and per set in cgroup.ns */
 
 /* v1 controllers we read; a v1 hierarchy is tracked when it has one. */
 enum { C_CPU = 1, C_CPUACCT = 2, C_MEMORY = 4, C_PIDS = 8, C_BLKIO = 16 };

@@ -73,6 +73,19 @@ void kv_warn_once(struct kv_state *s, uint32_t bit, const char *fmt, ...)
     va_end(ap);
 }
 
+/* For what is worth knowing once but normal on many hosts. */
+void kv_info_once(struct kv_state *s, uint32_t bit, const char *fmt, ...)
+{
+    if (s->warned & bit) {
+        return;
+    }
+    s->warned |= bit;
+    va_list ap;
+    va_start(ap, fmt);
+    s->api->vlog(s->h, VIGIL_LOG_INFO, fmt, ap);
+    va_end(ap);
+}
+
 /* Warnings that can recur (per VM, per thread): at most one a minute. */
 void kv_warn_rl(struct kv_state *s, const char *fmt, ...)
 {
@@ -97,8 +110,7 @@ void kv_warn_rl(struct kv_state *s, const char *fmt, ...)
  * same exits; one may miss some, e.g. io_exits on a backend that does not
  * keep it). The first reading of a reason starts its total and has no
  * rate. A counter that went back (a replaced fd) adds nothing. */
-void kv_tally_update(struct kv_tally *t, const struct kv_counts *layers[KV_LAYERS],
-                     uint64_t now_ns)
+void kv_tally_update(struct kv_tally *t, const struct kv_counts *layers[KV_LAYERS], uint64_t now_ns)
 {
     double dt_s = t->prev_ns && now_ns > t->prev_ns ? (double)(now_ns - t->prev_ns) / 1e9 : 0;
     t->known = t->rated = 0;
@@ -238,6 +250,13 @@ static void prepare(struct kv_state *s, struct kv_vm *vm)
         kv_debugfs_vcpu_tids(s, vm);
     }
     vm->method = kv_stats_method(s, vm);
+    if (vm->primary && vm->method != KV_M_STATS_FD) {
+        kv_info_once(s, KV_W_STATS_IOCTL,
+                     "VM %s (pid %d): its VMM holds no KVM stats fds to borrow, and "
+                     "KVM_GET_STATS_FD works only inside the VMM's own process; using debugfs "
+                     "or tracepoints for such VMs",
+                     vm->name, vm->pid);
+    }
     bool want_trace = vm->primary && (s->trace_mode == KV_TRACE_ALWAYS ||
                                       (s->trace_mode == KV_TRACE_AUTO && vm->method == KV_M_NONE));
     if (want_trace && kv_trace_available(s)) {
@@ -245,11 +264,11 @@ static void prepare(struct kv_state *s, struct kv_vm *vm)
     } else if (vm->nthreads) {
         kv_trace_close(vm);
     }
-    vm->trace_on = vm->nthreads > 0;
+    vm->trace_on = kv_trace_live(vm) > 0;
     if (vm->method == KV_M_NONE && vm->trace_on) {
         vm->method = KV_M_TRACEPOINT;
     }
-    if (vm->method == KV_M_NONE) {
+    if (vm->method == KV_M_NONE && vm->primary) {
         kv_warn_once(s, KV_W_NO_COUNTERS,
                      "no exit counters for VM %s (pid %d): the VMM holds no KVM stats fds "
                      "(KVM_GET_STATS_FD works only inside the VMM's own process), and debugfs "
@@ -315,7 +334,7 @@ static int publish_vm(struct kv_state *s, struct kv_vm *vm)
     api->event_attr_str(ev, "exits_from", exits_from(vm));
     api->event_attr_bool(ev, "tracepoints", vm->trace_on);
     if (vm->trace_on) {
-        api->event_attr_i64(ev, "threads_traced", (int64_t)vm->nthreads);
+        api->event_attr_i64(ev, "threads_traced", (int64_t)kv_trace_live(vm));
     }
     api->event_attr_str(ev, "memory_method", vm->mem_method);
     return api->publish(s->h, ev);
@@ -335,9 +354,10 @@ static int publish_vcpu(struct kv_state *s, struct kv_vm *vm, struct kv_vcpu *v)
         api->event_value(ev, "guest_cpu_pct", v->cpu.guest_pct);
         api->event_value(ev, "host_cpu_pct", v->cpu.host_pct);
     }
-    api->event_attr_str(ev, "method", v->stats.fd >= 0 ? "stats_fd"
-                                      : v->now[1].have ? "tracepoint"
-                                                       : "none");
+    api->event_attr_str(ev, "method",
+                        v->stats.fd >= 0 ? "stats_fd"
+                        : v->now[1].have ? "tracepoint"
+                                         : "none");
     return api->publish(s->h, ev);
 }
 

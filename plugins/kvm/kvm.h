@@ -66,7 +66,7 @@ void kv_tally_update(struct kv_tally *t, const struct kv_counts *layers[KV_LAYER
 
 /* CPU time of a process or one thread, from a /proc .../stat file kept open. */
 struct kv_cpu {
-    int fd; /* -1: not read */
+    int fd;                       /* -1: not read */
     uint64_t utime, stime, gtime; /* clock ticks */
     uint64_t prev_ns;
     bool primed, have_pct;
@@ -112,18 +112,18 @@ struct kv_vcpu {
     struct kv_counts now[KV_LAYERS]; /* this reading: stats, tracepoints */
     struct kv_cpu cpu;
     struct kv_tally tally;
-    bool seen;
 };
 
 struct kv_vm {
     int pid, vm_fd, pidfd;
     uint64_t start_ticks; /* /proc/<pid>/stat starttime: tells pid reuse */
+    uint64_t found_ns;    /* when the plugin found it (monotonic) */
     char name[64], pid_str[12], fd_str[12];
-    bool primary;   /* lowest VM fd of its process: gets the process's vCPUs */
-    bool nocount;   /* a second VM of a process with no per-VM counters */
+    bool primary; /* lowest VM fd of its process: gets the process's vCPUs */
     enum kv_method method;
-    bool trace_on;  /* trace layer active (as method or beside stats) */
-    bool seen, gone;
+    bool trace_on; /* trace layer active (as method or beside stats) */
+    bool seen;    /* its process was scanned in this collection */
+    bool gone;    /* its pid was reused: drop it */
     bool ignored; /* not matched by `vms` */
 
     struct kv_vcpu *vcpus;
@@ -133,7 +133,6 @@ struct kv_vm {
     struct kv_thread *threads;
     size_t nthreads, thread_cap;
     uint64_t retired[KV_E_COUNT]; /* final counts of threads that ended */
-    bool all_threads;             /* watching every thread, not just vCPUs */
     uint64_t trace_seen_exit;     /* kvm_exit ever counted: backend traces it */
 
     struct kv_cpu cpu;
@@ -189,11 +188,10 @@ struct kv_state {
     unsigned rl_suppressed;
 
     long clk_tck, page_size;
-    struct kv_fds fds;                /* scanner scratch */
-    int tids[KV_MAX_VCPU_FDS];        /* thread list scratch */
-    char dents_proc[16384]; /* getdents64 buffer of /proc itself */
-    char dents[16384];      /* ... of the folders below it */
-    char buf[8192];    /* file reads, reused */
+    struct kv_fds fds;         /* scanner scratch */
+    int tids[KV_MAX_VCPU_FDS]; /* thread list scratch */
+    char dents_proc[16384];    /* getdents64 buffer of /proc itself */
+    char dents[16384];         /* ... of the folders below it */
 };
 
 /* What getdents64 fills in (glibc has no declaration of it). */
@@ -215,12 +213,12 @@ enum {
     KV_W_PERF = 1u << 5,
     KV_W_NO_COUNTERS = 1u << 6,
     KV_W_STATS_IOCTL = 1u << 7,
-    KV_W_MEM = 1u << 8,
-    KV_W_MULTI_VM = 1u << 9,
-    KV_W_NO_KVM_EXIT = 1u << 10,
+    KV_W_MULTI_VM = 1u << 8,
+    KV_W_NO_KVM_EXIT = 1u << 9,
 };
 
 void kv_warn_once(struct kv_state *s, uint32_t bit, const char *fmt, ...) VIGIL_PRINTF(3, 4);
+void kv_info_once(struct kv_state *s, uint32_t bit, const char *fmt, ...) VIGIL_PRINTF(3, 4);
 void kv_warn_rl(struct kv_state *s, const char *fmt, ...) VIGIL_PRINTF(2, 3);
 uint64_t kv_mono_ns(void);
 
@@ -253,6 +251,7 @@ void kv_trace_refresh(struct kv_state *s, struct kv_vm *vm);
 void kv_trace_read(struct kv_state *s, struct kv_vm *vm, struct kv_counts *vm_out);
 void kv_trace_counts(const struct kv_state *s, const uint64_t ev[KV_E_COUNT], bool kvm_exit_traced,
                      struct kv_counts *out);
+size_t kv_trace_live(const struct kv_vm *vm); /* threads being counted */
 void kv_trace_close(struct kv_vm *vm);
 
 #endif

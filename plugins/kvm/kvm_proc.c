@@ -175,12 +175,28 @@ static bool parse_size(const char *v, uint64_t unit, uint64_t *out)
         return false;
     }
     switch (toupper((unsigned char)*end)) {
-    case 'K': unit = 1ull << 10; end++; break;
-    case 'M': unit = 1ull << 20; end++; break;
-    case 'G': unit = 1ull << 30; end++; break;
-    case 'T': unit = 1ull << 40; end++; break;
-    case 'B': unit = 1; end++; break;
-    default: break;
+    case 'K':
+        unit = 1ull << 10;
+        end++;
+        break;
+    case 'M':
+        unit = 1ull << 20;
+        end++;
+        break;
+    case 'G':
+        unit = 1ull << 30;
+        end++;
+        break;
+    case 'T':
+        unit = 1ull << 40;
+        end++;
+        break;
+    case 'B':
+        unit = 1;
+        end++;
+        break;
+    default:
+        break;
     }
     if (toupper((unsigned char)*end) == 'I' || toupper((unsigned char)*end) == 'B') {
         end++; /* "GiB", "GB" */
@@ -251,7 +267,7 @@ static void parse_cmdline(struct kv_state *s, struct kv_vm *vm)
         } else if ((strcmp(arg, "-m") == 0 || strcmp(arg, "--m") == 0 ||
                     strcmp(arg, "--mem") == 0) &&
                    option_size(val, 1ull << 20, &vm->guest_mem_bytes)) {
-            vm->mem_method = "cmdline"; /* QEMU, crosvm, kvmtool: MiB by default */
+            vm->mem_method = "cmdline";            /* QEMU, crosvm, kvmtool: MiB by default */
         } else if (strcmp(arg, "--memory") == 0 && /* cloud-hypervisor: bytes */
                    option_size(val, 1, &vm->guest_mem_bytes)) {
             vm->mem_method = "cmdline";
@@ -544,6 +560,7 @@ static void scan_process(struct kv_state *s, int pid)
             if (!vm) {
                 continue;
             }
+            vm->found_ns = kv_mono_ns();
             /* An unwanted VM is kept too, ignored, so that it is not
              * looked at again on every scan. */
             vm->ignored = !vm_wanted(s, vm);
@@ -602,12 +619,9 @@ static void visit_pid(struct kv_state *s, int dirfd, int pid, void *arg)
     struct scan_ctx *c = arg;
     (void)dirfd;
     const struct kv_seen *old = seen_find(s, pid);
-    /* first_ns 0: there before the plugin started, or before the last full
-     * scan; such processes are looked at only by full scans. */
+    /* first_ns: when the process first showed up; 0 for those already there
+     * when the plugin started. */
     uint64_t first = old ? old->first_ns : (c->first ? 0 : c->now_ns);
-    if (c->full) {
-        first = 0;
-    }
     if (c->n == s->seen_cap) {
         size_t cap = s->seen_cap ? s->seen_cap * 2 : 512;
         struct kv_seen *a = realloc(s->seen, cap * sizeof *a);
@@ -625,15 +639,14 @@ static void visit_pid(struct kv_state *s, int dirfd, int pid, void *arg)
     s->seen_next[c->n].first_ns = first;
     c->n++;
     bool young = first != 0 && c->now_ns - first < s->rescan_ns;
-    if (c->full || young || !old) {
+    if (c->full || young) {
         scan_process(s, pid);
     }
 }
 
-/* Full scan: every process's fds. Otherwise only processes that appeared
- * since the last full scan, each interval until the next full scan: a VMM
- * creates its VM soon after it starts, and processes seen before (almost
- * all of them) cost one directory entry. */
+/* Full scan: every process's fds. Otherwise only the processes that first
+ * showed up less than `rescan` ago: a VMM creates its VM soon after it
+ * starts, and every other process costs one directory entry. */
 int kv_scan(struct kv_state *s, uint64_t now_ns, bool full)
 {
     int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -654,6 +667,16 @@ int kv_scan(struct kv_state *s, uint64_t now_ns, bool full)
     s->seen = s->seen_next;
     s->seen_next = t;
     s->nseen = c.n;
+    /* A VM found less than `rescan` ago (or still without vCPUs) gets its
+     * process looked at again: VMMs add vCPUs and stats fds after creating
+     * the VM. scan_process may append VMs: index, do not hold pointers. */
+    for (size_t i = 0; i < s->nvm; i++) {
+        struct kv_vm *vm = s->vm[i];
+        if (!vm->seen && !vm->gone && !vm->ignored &&
+            (vm->nvcpus == 0 || now_ns - vm->found_ns < s->rescan_ns)) {
+            scan_process(s, vm->pid);
+        }
+    }
     return rc;
 }
 

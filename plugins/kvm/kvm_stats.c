@@ -91,19 +91,22 @@ static int statsfd_parse(struct kv_statsfd *sf, int fd, int index)
     }
     size_t words = 0;
     for (uint32_t i = 0; i < hdr.num_desc; i++) {
-        struct kvm_stats_desc *d = (struct kvm_stats_desc *)(descs + i * dsize);
-        d->name[hdr.name_size - 1] = '\0';
-        size_t end = d->offset / 8 + d->size;
+        /* Copied out: with an odd name_size a descriptor is not aligned. */
+        struct kvm_stats_desc d;
+        char *name = descs + i * dsize + sizeof d;
+        memcpy(&d, descs + i * dsize, sizeof d);
+        name[hdr.name_size - 1] = '\0';
+        size_t end = d.offset / 8 + d.size;
         if (end > words) {
             words = end;
         }
-        if ((d->flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE || d->size < 1 ||
-            d->offset % 8) {
+        if ((d.flags & KVM_STATS_TYPE_MASK) != KVM_STATS_TYPE_CUMULATIVE || d.size < 1 ||
+            d.offset % 8) {
             continue;
         }
         for (int r = 0; r < KV_R_COUNT; r++) {
-            if (kv_reasons[r].stat && strcmp(d->name, kv_reasons[r].stat) == 0) {
-                sf->word[r] = (int)(d->offset / 8);
+            if (kv_reasons[r].stat && strcmp(name, kv_reasons[r].stat) == 0) {
+                sf->word[r] = (int)(d.offset / 8);
             }
         }
     }

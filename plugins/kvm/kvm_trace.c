@@ -15,14 +15,9 @@
 
 #include "kvm.h"
 
-/* VMX exit reasons (SDM Appendix C) and SVM exit codes (APM vol. 2). */
-#define VMX_EXTERNAL_INTERRUPT 1
-#define VMX_HLT 12
-#define SVM_EXIT_INTR 0x60
-#define SVM_EXIT_HLT 0x78
-#define STR2(x) #x
-#define STR(x) STR2(x)
-
+/* The kvm_exit filters use VMX exit reasons (isa 1; SDM vol. 3 appendix C:
+ * 1 external interrupt, 12 HLT) and SVM exit codes (isa 2; APM vol. 2:
+ * 0x60 INTR, 0x78 HLT). The kvm_userspace_exit ones use KVM_EXIT_*. */
 static const struct {
     const char *tp;
     const char *filter; /* NULL: every hit */
@@ -32,10 +27,10 @@ static const struct {
     [KV_E_US_MMIO] = {"kvm_userspace_exit", "reason == 6"},  /* KVM_EXIT_MMIO */
     [KV_E_US_INTR] = {"kvm_userspace_exit", "reason == 10"}, /* KVM_EXIT_INTR */
     [KV_E_EXIT] = {"kvm_exit", NULL},
-    [KV_E_EXIT_HLT] = {"kvm_exit", "(isa == 1 && exit_reason == " STR(VMX_HLT)
-                                   ") || (isa == 2 && exit_reason == " STR(SVM_EXIT_HLT) ")"},
-    [KV_E_EXIT_IRQ] = {"kvm_exit", "(isa == 1 && exit_reason == " STR(VMX_EXTERNAL_INTERRUPT)
-                                   ") || (isa == 2 && exit_reason == " STR(SVM_EXIT_INTR) ")"},
+    [KV_E_EXIT_HLT] = {"kvm_exit", "(isa == 1 && exit_reason == 12) || "
+                                   "(isa == 2 && exit_reason == 120)"},
+    [KV_E_EXIT_IRQ] = {"kvm_exit", "(isa == 1 && exit_reason == 1) || "
+                                   "(isa == 2 && exit_reason == 96)"},
     [KV_E_PIO] = {"kvm_pio", NULL},
     [KV_E_HYPERCALL] = {"kvm_hypercall", NULL},
 };
@@ -246,7 +241,6 @@ void kv_trace_refresh(struct kv_state *s, struct kv_vm *vm)
     } else if (kv_list_tasks(s, vm->pid, s->tids, KV_MAX_VCPU_FDS, &n) != 0) {
         return;
     }
-    vm->all_threads = !vcpus_known;
     for (size_t i = 0; i < vm->nthreads; i++) {
         vm->threads[i].seen = false;
     }
@@ -289,6 +283,15 @@ void kv_trace_refresh(struct kv_state *s, struct kv_vm *vm)
     vm->nthreads = keep;
 }
 
+size_t kv_trace_live(const struct kv_vm *vm)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < vm->nthreads; i++) {
+        n += !vm->threads[i].dead;
+    }
+    return n;
+}
+
 void kv_trace_close(struct kv_vm *vm)
 {
     for (size_t i = 0; i < vm->nthreads; i++) {
@@ -309,8 +312,8 @@ static void set_count(struct kv_counts *c, int r, uint64_t v)
 /* Reasons from raw tracepoint counts. kvm_exit fires on every exit on VMX
  * and SVM; on backends that do not trace it, exits to user space are the
  * exits we can see, so exits = the larger of the two. */
-void kv_trace_counts(const struct kv_state *s, const uint64_t ev[KV_E_COUNT],
-                     bool kvm_exit_traced, struct kv_counts *out)
+void kv_trace_counts(const struct kv_state *s, const uint64_t ev[KV_E_COUNT], bool kvm_exit_traced,
+                     struct kv_counts *out)
 {
     memset(out, 0, sizeof *out);
     uint64_t ex = ev[KV_E_EXIT] > ev[KV_E_USERSPACE] ? ev[KV_E_EXIT] : ev[KV_E_USERSPACE];
