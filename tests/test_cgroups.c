@@ -234,7 +234,9 @@ static void clean_leftovers(void)
         while (d && (e = readdir(d))) {
             if (strncmp(e->d_name, "vigil-test-", 11) == 0) {
                 char p[1024];
-                snprintf(p, sizeof p, "%s/%s", host_mnts[i].dir, e->d_name);
+                if (snprintf(p, sizeof p, "%s/%s", host_mnts[i].dir, e->d_name) >= (int)sizeof p) {
+                    continue; /* not a path we made */
+                }
                 fprintf(stderr, "removing leftover cgroup %s\n", p);
                 remove_tree(p, 0);
             }
@@ -630,8 +632,7 @@ static size_t mk_everywhere(const char *rel, char dirs[][512], size_t cap)
         if (!read_we_use(&host_mnts[i])) {
             continue;
         }
-        snprintf(dirs[n], 512, "%s%s", host_mnts[i].dir, rel);
-        if (!mk(dirs[n])) {
+        if (snprintf(dirs[n], 512, "%s%s", host_mnts[i].dir, rel) >= 512 || !mk(dirs[n])) {
             fail_msg("cannot create cgroup %s", dirs[n]);
         }
         n++;
@@ -667,7 +668,7 @@ static bool disk_of(const char *path, char *out, size_t cap)
     }
     if (ok) {
         link[strcspn(link, "\n")] = '\0';
-        snprintf(out, cap, "%s", link);
+        ok = snprintf(out, cap, "%s", link) < (int)cap;
     }
     return ok;
 }
