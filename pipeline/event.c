@@ -68,11 +68,15 @@ void vigil_event_set_ts(struct vigil_event_builder *b, uint64_t ts_ns)
     b->has_ts = true;
 }
 
+static void pack_strn(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
 static void pack_cstr(msgpack_packer *pk, const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s ? s : "", n);
+    pack_strn(pk, s ? s : "", s ? strlen(s) : 0);
 }
 
 void vigil_event_add_label(struct vigil_event_builder *b, const char *key, const char *value)
@@ -87,12 +91,6 @@ void vigil_event_add_label(struct vigil_event_builder *b, const char *key, const
 }
 
 static bool attr_item(struct vigil_event_builder *b, const char *key);
-
-static void pack_strn(msgpack_packer *pk, const char *s, size_t n)
-{
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
 
 void vigil_event_add_label_n(struct vigil_event_builder *b, const char *key, size_t key_len,
                              const char *value, size_t value_len)
@@ -236,12 +234,6 @@ void vigil_event_attr_end(struct vigil_event_builder *b)
     p[3] = (unsigned char)n;
 }
 
-static void pack_key(msgpack_packer *pk, const char *k, size_t n)
-{
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, k, n);
-}
-
 int vigil_event_finish(struct vigil_event_builder *b, const char *host, const char *source,
                        uint64_t seq, const char **body, size_t *len)
 {
@@ -254,22 +246,22 @@ int vigil_event_finish(struct vigil_event_builder *b, const char *host, const ch
     msgpack_packer *pk = &b->po;
     b->out.size = 0;
     msgpack_pack_map(pk, b->nattrs ? 7 : 6);
-    pack_key(pk, "ts", 2);
+    pack_strn(pk, "ts", 2);
     msgpack_pack_uint64(pk, b->has_ts ? b->ts : vigil_now_ns());
-    pack_key(pk, "host", 4);
+    pack_strn(pk, "host", 4);
     pack_cstr(pk, host);
-    pack_key(pk, "source", 6);
+    pack_strn(pk, "source", 6);
     pack_cstr(pk, source);
-    pack_key(pk, "seq", 3);
+    pack_strn(pk, "seq", 3);
     msgpack_pack_uint64(pk, seq);
-    pack_key(pk, "labels", 6);
+    pack_strn(pk, "labels", 6);
     msgpack_pack_map(pk, b->nlabels);
     msgpack_sbuffer_write(&b->out, b->labels.data, b->labels.size);
-    pack_key(pk, "values", 6);
+    pack_strn(pk, "values", 6);
     msgpack_pack_map(pk, b->nvalues);
     msgpack_sbuffer_write(&b->out, b->values.data, b->values.size);
     if (b->nattrs) {
-        pack_key(pk, "attrs", 5);
+        pack_strn(pk, "attrs", 5);
         msgpack_pack_map(pk, b->nattrs);
         msgpack_sbuffer_write(&b->out, b->attrs.data, b->attrs.size);
     }
