@@ -31,6 +31,7 @@ struct vigil_rules {
     char **prefixes;
     size_t nprefixes;
     char *source;
+    size_t source_len;
     struct vigil_event_builder b;
     struct host_seq *hosts; /* seq is per (host, source): one counter per host */
     size_t nhosts, caphosts;
@@ -476,6 +477,7 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
     }
     vigil_event_builder_init(&r->b);
     r->source = strdup(source);
+    r->source_len = strlen(source);
     size_t n = list ? vigil_conf_len(list) : 0;
     r->rules = calloc(n ? n : 1, sizeof *r->rules);
     if (!r->source || !r->rules) {
@@ -553,8 +555,8 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
     struct vigil_emit out = {.r = r, .fn = emit, .arg = arg};
     /* Verdicts are events too: a rule never judges the verdicts of its own
      * kind of stage, or an alert storm would feed itself. */
-    if (ev->topic_len >= 6 && memcmp(ev->topic, "alert.", 6) == 0 && ev->source_len == strlen(r->source) &&
-        memcmp(ev->source, r->source, ev->source_len) == 0) {
+    if (ev->topic_len >= 6 && memcmp(ev->topic, "alert.", 6) == 0 &&
+        ev->source_len == r->source_len && memcmp(ev->source, r->source, ev->source_len) == 0) {
         return;
     }
     for (size_t i = 0; i < r->n; i++) {

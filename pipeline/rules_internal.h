@@ -104,6 +104,7 @@ struct vigil_alert_params {
     uint64_t renotify_ns; /* repeat alert.fired while firing; 0 = never */
     uint64_t stale_ns;    /* resolve a silent series after this; 0 = 5 x gap */
     char **group_by;      /* labels that make a series; NULL = all labels */
+    size_t *group_len;    /* their lengths, so keys are built without strlen */
     size_t ngroup;
     size_t max_series;
 };

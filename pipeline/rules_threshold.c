@@ -57,7 +57,12 @@ int vigil__alert_params_read(const struct vigil_conf *node, struct vigil_alert_p
     if (g) {
         p->ngroup = vigil_conf_len(g);
         p->group_by = calloc(p->ngroup ? p->ngroup : 1, sizeof *p->group_by);
-        for (size_t i = 0; p->group_by && i < p->ngroup; i++) {
+        p->group_len = calloc(p->ngroup ? p->ngroup : 1, sizeof *p->group_len);
+        if (!p->group_by || !p->group_len) {
+            vigil__alert_params_fini(p);
+            return -ENOMEM;
+        }
+        for (size_t i = 0; i < p->ngroup; i++) {
             const char *s;
             if (vigil_conf_string(vigil_conf_at(g, i, NULL), &s) != 0) {
                 vigil_diag_at(d, vigil_conf_at(g, i, NULL), "group_by lists label names");
@@ -65,6 +70,11 @@ int vigil__alert_params_read(const struct vigil_conf *node, struct vigil_alert_p
                 return VIGIL_ECONFIG;
             }
             p->group_by[i] = strdup(s);
+            if (!p->group_by[i]) {
+                vigil__alert_params_fini(p);
+                return -ENOMEM;
+            }
+            p->group_len[i] = strlen(s);
         }
     }
     return 0;
@@ -76,7 +86,9 @@ void vigil__alert_params_fini(struct vigil_alert_params *p)
         free(p->group_by[i]);
     }
     free(p->group_by);
+    free(p->group_len);
     p->group_by = NULL;
+    p->group_len = NULL;
 }
 
 /* ---- Series table -------------------------------------------------------------- */
@@ -178,8 +190,9 @@ static size_t series_key(struct vigil_alerts *a, const struct vigil_event_view *
             const char *v = "";
             size_t vn = 0;
             const char *g = a->p.group_by[i];
-            vigil_msgpack_str(vigil_msgpack_map_get(labels, g, strlen(g)), &v, &vn);
-            if (!append(a->key, &len, g, strlen(g)) || !append(a->key, &len, v, vn)) {
+            size_t gn = a->p.group_len[i];
+            vigil_msgpack_str(vigil_msgpack_map_get(labels, g, gn), &v, &vn);
+            if (!append(a->key, &len, g, gn) || !append(a->key, &len, v, vn)) {
                 return 0;
             }
         }

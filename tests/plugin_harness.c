@@ -48,10 +48,7 @@ static char *yaml_for(const char *instance)
 
 size_t ph_check(const char *instance, struct vigil_diag *d)
 {
-    static int once;
-    if (!once++) {
-        evthread_use_pthreads();
-    }
+    evthread_use_pthreads();
     char *y = yaml_for(instance);
     struct vigil_config *c = vigil_config_parse(y, strlen(y), "ph.yaml", d);
     free(y);

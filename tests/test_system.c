@@ -234,6 +234,24 @@ static bool within(double x, double a, double b, double slack)
     return x >= lo - slack && x <= hi + slack;
 }
 
+/* Each named value of e lies between what the test read before (lo) and
+ * after (hi) the collection, give or take slack; says which did not in why. */
+static bool all_within(const struct ev_copy *e, const char *const *names, const double *lo,
+                       const double *hi, const double *slack, size_t n, int attempt, char *why,
+                       size_t why_cap)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x = val(e, names[i]);
+        if (!within(x, lo[i], hi[i], slack[i])) {
+            snprintf(why, why_cap, "%s = %.3f, the test read %.3f before and %.3f after",
+                     names[i], x, lo[i], hi[i]);
+            fprintf(stderr, "attempt %d: %s\n", attempt + 1, why);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- Tests ------------------------------------------------------------------ */
 
 /* Memory and load, bracketed: the test reads /proc itself just before the
@@ -299,17 +317,8 @@ static void test_memory_and_load_match_proc(void **state)
         double hi[] = {b.total, b.avail, b.swap_total, b.swap_total - b.swap_free,
                        lb[0],   lb[1],   lb[2]};
         double slack[] = {0, 32 * MIB, 0, 32 * MIB, 0.005, 0.005, 0.005};
-        ok = true;
-        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-            double x = val(e, names[i]);
-            if (!within(x, lo[i], hi[i], slack[i])) {
-                snprintf(why, sizeof why, "%s = %.3f, the test read %.3f before and %.3f after",
-                         names[i], x, lo[i], hi[i]);
-                fprintf(stderr, "attempt %d: %s\n", attempt + 1, why);
-                ok = false;
-                break;
-            }
-        }
+        ok = all_within(e, names, lo, hi, slack, sizeof names / sizeof *names, attempt, why,
+                        sizeof why);
     }
     free(e);
     ph_stop(p);
@@ -479,17 +488,8 @@ static void test_disk_root_only(void **state)
         double lo[] = {(double)a.f_blocks * a.f_frsize, ua, (double)a.f_bavail * a.f_frsize, ia};
         double hi[] = {(double)b.f_blocks * b.f_frsize, ub, (double)b.f_bavail * b.f_frsize, ib};
         double slack[] = {0, 64 * MIB, 64 * MIB, 0.01};
-        ok = true;
-        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-            double x = val(e, names[i]);
-            if (!within(x, lo[i], hi[i], slack[i])) {
-                snprintf(why, sizeof why, "%s = %.3f, the test read %.3f before and %.3f after",
-                         names[i], x, lo[i], hi[i]);
-                fprintf(stderr, "attempt %d: %s\n", attempt + 1, why);
-                ok = false;
-                break;
-            }
-        }
+        ok = all_within(e, names, lo, hi, slack, sizeof names / sizeof *names, attempt, why,
+                        sizeof why);
     }
     free(r);
     ph_stop(p);
