@@ -107,11 +107,11 @@ void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kin
                  name, path, (unsigned)p->abi, (unsigned)VIGIL_PLUGIN_ABI);
         goto fail;
     }
-    if (p->size < sizeof *p) {
+    if (p->size < VIGIL_PLUGIN_SIZE_MIN) {
         snprintf(err, errlen,
-                 "plugin '%s': %s has a descriptor of %u bytes, this vigild needs %zu: rebuild "
-                 "the plugin against this version's vigil/plugin.h",
-                 name, path, (unsigned)p->size, sizeof *p);
+                 "plugin '%s': %s has a descriptor of %u bytes, this vigild needs at least %zu: "
+                 "rebuild the plugin against this version's vigil/plugin.h",
+                 name, path, (unsigned)p->size, (size_t)VIGIL_PLUGIN_SIZE_MIN);
         goto fail;
     }
     if (!p->name || strcmp(p->name, name) != 0) {

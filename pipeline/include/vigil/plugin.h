@@ -52,6 +52,13 @@ enum vigil_write_result {
     VIGIL_WRITE_FAIL = 2,  /* never deliverable; counted and dropped */
 };
 
+/* write() may return this instead of 0: the batch is in flight (a request
+ * driven by the instance's event loop). The plugin fills results[] later and
+ * calls api->write_done(h) from the instance's thread; until then the host
+ * keeps the events and the results array valid and does not call write()
+ * again. */
+#define VIGIL_WRITE_ASYNC 1
+
 /* Error codes: 0 or a negative number. Codes that are not listed here are
  * negated errno values. api->strerror() names either kind. */
 #define VIGIL_ERRNO_MAP(X)                                                    \
@@ -177,7 +184,21 @@ struct vigil_api {
      * pattern from config (false, with a reason, if malformed). */
     bool (*glob_match)(const char *pattern, const char *s, size_t len);
     bool (*glob_valid)(const char *pattern, const char **why);
+
+    /* ---- Appended after ABI 1's first release: check api->size. ---- */
+
+    /* Sinks: completes a write() that returned VIGIL_WRITE_ASYNC; results[]
+     * given to that write() must be filled. Call it from the instance's
+     * thread, at most once per such write(). */
+    void (*write_done)(struct vigil_host *h);
+    /* Sinks: the destination asked not to be retried before delay_ns from
+     * now (HTTP Retry-After). The host waits at least that long (capped at
+     * 10 minutes) before the next attempt, instead of its own backoff. */
+    void (*retry_after)(struct vigil_host *h, uint64_t delay_ns);
 };
+
+#define VIGIL_API_HAS(api, field)                                                            \
+    ((api)->size >= offsetof(struct vigil_api, field) + sizeof((api)->field))
 
 /* ---- The descriptor -------------------------------------------------------
  * Export exactly one: `VIGIL_EXPORT const struct vigil_plugin vigil_plugin`.
@@ -190,9 +211,15 @@ struct vigil_api {
  * collect (sources, optional): called every `interval` on the instance's
  *   thread, first right after start.
  * write (sinks): a batch of n events; fill results[i] for each. The return
- *   value is 0 or a negative code meaning "every event: retry".
+ *   value is 0, VIGIL_WRITE_ASYNC (see above), or a negative code meaning
+ *   "every event: retry". The host owns batching, retries with backoff and
+ *   the disk spool: a plugin only formats and writes. Events are read-only
+ *   and valid until write() returns (or until write_done() when async).
  * fini: free state. Called once after a successful init, on the same thread
- *   that ran the instance. */
+ *   that ran the instance.
+ * reopen (sinks, optional; appended after ABI 1's first release, so present
+ *   only when size covers it): vigild got SIGHUP (logrotate): reopen files.
+ *   Runs on the instance's thread between writes. */
 struct vigil_plugin {
     uint32_t abi;  /* VIGIL_PLUGIN_ABI */
     uint32_t size; /* sizeof(struct vigil_plugin) */
@@ -207,7 +234,12 @@ struct vigil_plugin {
     int (*write)(void *state, const struct vigil_event *const *events, size_t n,
                  enum vigil_write_result *results);
     void (*fini)(void *state);
+
+    int (*reopen)(void *state);
 };
+
+/* The descriptor size of ABI 1's first release; larger ones add fields. */
+#define VIGIL_PLUGIN_SIZE_MIN offsetof(struct vigil_plugin, reopen)
 
 #define VIGIL_PLUGIN_DESCRIPTOR_FIELDS .abi = VIGIL_PLUGIN_ABI, .size = sizeof(struct vigil_plugin)
 
