@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -135,6 +136,8 @@ struct fixture {
     size_t nkids;
     struct ph *ph;
     int saved_stderr;
+    struct rlimit nofile; /* restored in teardown when lowered */
+    bool nofile_lowered;
 };
 static struct fixture F;
 static int fixture_seq;
@@ -215,7 +218,9 @@ static void remove_tree(const char *dir, int depth)
     while (d && (e = readdir(d))) {
         if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
             char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub) {
+                continue; /* not a path we made */
+            }
             remove_tree(sub, depth + 1);
         }
     }
@@ -270,6 +275,10 @@ static void restore_stderr(void)
 static int teardown(void **state)
 {
     (void)state;
+    if (F.nofile_lowered) {
+        setrlimit(RLIMIT_NOFILE, &F.nofile);
+        F.nofile_lowered = false;
+    }
     ph_stop(F.ph);
     F.ph = NULL;
     restore_stderr();
@@ -293,9 +302,35 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The log (stderr) goes to a file from now on, for a test to read back. */
+static int log_to_file(void)
+{
+    char logpath[200];
+    snprintf(logpath, sizeof logpath, "/tmp/%s.log", F.name);
+    int logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(logfd >= 0);
+    unlink(logpath);
+    fflush(stderr);
+    F.saved_stderr = dup(2);
+    dup2(logfd, 2);
+    return logfd;
+}
+
+/* Stops the plugin, puts stderr back and reads the log into buf (printed). */
+static void log_collect(int logfd, char *buf, size_t cap)
+{
+    ph_stop(F.ph);
+    F.ph = NULL;
+    restore_stderr();
+    ssize_t n = pread(logfd, buf, cap - 1, 0);
+    close(logfd);
+    buf[n > 0 ? n : 0] = '\0';
+    fprintf(stderr, "%s", buf);
+}
+
 /* ---- children -------------------------------------------------------------- */
 
-enum kid { KID_SPIN, KID_MEM, KID_IDLE, KID_NETNS, KID_IO };
+enum kid { KID_SPIN, KID_MEM, KID_IDLE, KID_NETNS, KID_IO, KID_HOG };
 
 static void kid_main(enum kid kind, int go, int ready)
 {
@@ -335,6 +370,15 @@ static void kid_main(enum kid kind, int go, int ready)
     }
     if (write(ready, &c, 1) != 1) {
         _exit(5);
+    }
+    if (kind == KID_HOG) {
+        /* More than any limit a test sets: the OOM killer ends us. */
+        for (int i = 0; i < 64; i++) {
+            volatile char *p = malloc(ALLOC_BYTES);
+            for (size_t j = 0; p && j < ALLOC_BYTES; j += 4096) {
+                p[j] = 1;
+            }
+        }
     }
     if (kind == KID_SPIN) {
         for (volatile uint64_t n = 0;; n++) {
@@ -398,6 +442,32 @@ static pid_t spawn(enum kid kind, const char *const *dirs, size_t ndirs, char *r
         *ready_out = c;
     }
     return ok ? pid : -1;
+}
+
+/* A child reaped by the test itself: teardown must not signal its pid. */
+static void forget_kid(pid_t pid)
+{
+    for (size_t i = 0; i < F.nkids; i++) {
+        if (F.kids[i] == pid) {
+            F.kids[i] = F.kids[--F.nkids];
+            return;
+        }
+    }
+}
+
+/* Waits (bounded) for a child to end; true when it was killed by SIGKILL. */
+static bool killed_within(pid_t pid, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 20) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            forget_kid(pid);
+            return WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+        }
+        usleep(20000);
+    }
+    return false;
 }
 
 static uint64_t ns_ino(pid_t pid, const char *kind)
@@ -863,9 +933,39 @@ static bool seen_within(const char *cg, int ms)
     return false;
 }
 
+/* The file that limits the memory of cgroup `rel`: v1 memory.limit_in_bytes
+ * where the host has v1 memory, else cgroup2 memory.max where it is there. */
+static bool mem_limit_path(const char *rel, char *out, size_t cap)
+{
+    const struct mnt *mm = host_v1("memory");
+    const struct mnt *m = mm ? mm : host_v2();
+    if (!m) {
+        return false;
+    }
+    snprintf(out, cap, "%s%s/%s", m->dir, rel, mm ? "memory.limit_in_bytes" : "memory.max");
+    return file_exists(out);
+}
+
+/* The next stats event of cg whose `key` is at least `min`, within ms. */
+static bool stats_until(const char *cg, const char *key, double min, int ms, struct snap *s)
+{
+    uint64_t end = vigil_mono_ns() + (uint64_t)ms * 1000000u;
+    double v;
+    while (vigil_mono_ns() < end) {
+        if (next_of("cgroup.stats", cg, 2000, s) && has(s, key, &v) && v >= min) {
+            print_snap(s);
+            return true;
+        }
+    }
+    fprintf(stderr, "no stats event of %s with %s >= %g\n", cg, key, min);
+    return false;
+}
+
 /* Cgroups made and removed while the plugin runs: found by inotify (a child
  * made right after its parent too), dropped when removed, found again when
- * made anew under the same path. */
+ * made anew under the same path, with nothing carried over from the old one
+ * (the plugin keeps descriptors and slow-changing values between
+ * collections). A limit written while it runs and an OOM kill are seen. */
 static void test_follows_the_tree(void **state)
 {
     (void)state;
@@ -875,10 +975,11 @@ static void test_follows_the_tree(void **state)
     F.ph = ph_start("plugin: cgroups\nname: t\ninterval: 300ms\n", "cgroup.stats");
     assert_non_null(F.ph);
     usleep(500000); /* the first collection (a full scan) is done */
-    char top[80], rel[120], dirs[MAX_MNTS][512], leaves[MAX_MNTS][512];
+    char top[80], rel[120], dirs[MAX_MNTS][512], leaves[MAX_MNTS][512], lim[700];
     const char *dp[MAX_MNTS];
     snprintf(top, sizeof top, "/%s", F.name);
     snprintf(rel, sizeof rel, "/%s/leaf", F.name);
+    const struct mnt *mm = host_v1("memory");
     for (int round = 0; round < 2; round++) {
         size_t nd = mk_everywhere(top, dirs, MAX_MNTS);
         assert_int_equal(mk_everywhere(rel, leaves, MAX_MNTS), nd);
@@ -889,10 +990,47 @@ static void test_follows_the_tree(void **state)
         stats_after(rel, 1, &s); /* the second has rates */
         assert_int_equal((int)val(&s, "processes"), 1);
         assert_near(val(&s, "cpu_usage_pct"), 2, 110, "cpu_usage_pct of a new cgroup");
+        bool limits = mem_limit_path(rel, lim, sizeof lim);
+        if (round == 0 && limits) {
+            /* A limit written while the plugin runs, then a process over it:
+             * the limit and the OOM kill show up. */
+            assert_false(has(&s, "memory_max_bytes", NULL));
+            assert_int_equal((int)val(&s, "oom_kills_total"), 0);
+            assert_true(write_file(lim, "33554432"));
+            pid_t hog = spawn(KID_HOG, dp, nd, NULL);
+            assert_true(hog > 0);
+            assert_true(killed_within(hog, 20000));
+            assert_true(stats_until(rel, "oom_kills_total", 1, 5000, &s));
+            assert_int_equal((int64_t)val(&s, "memory_max_bytes"), 33554432);
+            assert_int_equal((int)val(&s, "processes"), 1);
+        } else if (limits) {
+            /* Made anew: the old limit and OOM kill are not carried over. */
+            assert_false(has(&s, "memory_max_bytes", NULL));
+            assert_int_equal((int)val(&s, "oom_kills_total"), 0);
+        }
+        if (round == 1 && mm) {
+            /* The leaf made again in the memory hierarchy alone (its path
+             * stays in the others) and limited at once, before the plugin's
+             * next look: the new limit, not the old "unlimited". */
+            char up[800], pid[32], mleaf[700];
+            snprintf(up, sizeof up, "%s%s/cgroup.procs", mm->dir, top);
+            snprintf(mleaf, sizeof mleaf, "%s%s", mm->dir, rel);
+            snprintf(pid, sizeof pid, "%d", (int)kid);
+            assert_true(write_file(up, pid));
+            assert_int_equal(rmdir(mleaf), 0);
+            assert_int_equal(mkdir(mleaf, 0755), 0);
+            assert_true(write_file(lim, "50331648"));
+            snprintf(up, sizeof up, "%s/cgroup.procs", mleaf);
+            assert_true(write_file(up, pid));
+            assert_true(stats_until(rel, "memory_max_bytes", 50331648, 5000, &s));
+            assert_int_equal((int64_t)val(&s, "memory_max_bytes"), 50331648);
+            assert_int_equal((int)val(&s, "oom_kills_total"), 0);
+            assert_true(has(&s, "memory_current_bytes", NULL)); /* v1 charges stay behind */
+        }
         /* Remove it: no more events for it. */
         kill(kid, SIGKILL);
         waitpid(kid, NULL, 0);
-        F.nkids--;
+        forget_kid(kid);
         for (size_t i = 0; i < nd; i++) {
             rmdir_retry(leaves[i]);
             rmdir_retry(dirs[i]);
@@ -900,6 +1038,83 @@ static void test_follows_the_tree(void **state)
         seen_within(rel, 700); /* what was already on its way */
         assert_false(seen_within(rel, 1500));
     }
+}
+
+/* Out of descriptors: cgroups that get processes after the process is
+ * nearly out of them are read all the same (the plugin keeps fewer files
+ * open and says so), and so are the ones it read before. */
+static void test_fd_limits(void **state)
+{
+    (void)state;
+    if (!need_host_cgroups()) {
+        skip();
+    }
+    enum { N = 8, FIRST = 4 };
+    char rel[N][80], dirs[N][MAX_MNTS][512], procs[700], num[32];
+    size_t nd[N];
+    pid_t kids[N];
+    for (int i = 0; i < N; i++) {
+        const char *dp[MAX_MNTS];
+        snprintf(rel[i], sizeof rel[i], "/%s-%d", F.name, i);
+        nd[i] = mk_everywhere(rel[i], dirs[i], MAX_MNTS);
+        dir_ptrs(dirs[i], nd[i], dp);
+        kids[i] = spawn(KID_IDLE, dp, i < FIRST ? nd[i] : 0, NULL);
+        assert_true(kids[i] > 0);
+    }
+    int logfd = log_to_file();
+    F.ph = ph_start("plugin: cgroups\nname: f\ninterval: 300ms\nnamespaces: false\n"
+                    "max_open_files: 100000\n",
+                    "cgroup.stats");
+    assert_non_null(F.ph);
+    struct snap s;
+    for (int i = 0; i < FIRST; i++) {
+        assert_true(next_of("cgroup.stats", rel[i], 5000, &s));
+    }
+    /* A few descriptors left, far fewer than the next four cgroups' files. */
+    size_t open_now = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d)) {
+        open_now++;
+    }
+    closedir(d);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &F.nofile), 0);
+    struct rlimit low = F.nofile;
+    low.rlim_cur = open_now + 4;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    F.nofile_lowered = true;
+    for (int i = FIRST; i < N; i++) {
+        snprintf(num, sizeof num, "%d", (int)kids[i]);
+        for (size_t j = 0; j < nd[i]; j++) {
+            snprintf(procs, sizeof procs, "%s/cgroup.procs", dirs[i][j]);
+            bool moved = false;
+            for (int tries = 0; tries < 100 && !moved; tries++) {
+                moved = write_file(procs, num);
+                if (!moved && errno == EMFILE) {
+                    usleep(10000); /* the plugin holds the last ones a moment */
+                }
+            }
+            assert_true(moved);
+        }
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            assert_true(next_of("cgroup.stats", rel[i], 5000, &s));
+            assert_int_equal((int)val(&s, "processes"), 1);
+            assert_true(has(&s, "cpu_usage_ns_total", NULL));
+            if (host_v1("memory") || host_v2()) {
+                assert_true(has(&s, "memory_current_bytes", NULL) || !host_v1("memory"));
+            }
+            if (host_v1("pids")) {
+                assert_int_equal((int)val(&s, "pids_current"), 1);
+            }
+        }
+    }
+    setrlimit(RLIMIT_NOFILE, &F.nofile);
+    F.nofile_lowered = false;
+    char log[8192];
+    log_collect(logfd, log, sizeof log);
+    assert_non_null(strstr(log, "out of file descriptors"));
 }
 
 /* ---- private mounts: pure v2 and pure v1 layouts ------------------------------ */
@@ -1127,15 +1342,7 @@ static void test_max_cgroups(void **state)
         const char *dp[] = {d};
         assert_true(spawn(KID_IDLE, dp, 1, NULL) > 0);
     }
-    /* The warning goes to the log (stderr): keep it in a file. */
-    char logpath[200];
-    snprintf(logpath, sizeof logpath, "/tmp/%s.log", F.name);
-    int logfd = open(logpath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    assert_true(logfd >= 0);
-    unlink(logpath);
-    fflush(stderr);
-    F.saved_stderr = dup(2);
-    dup2(logfd, 2);
+    int logfd = log_to_file(); /* the warning goes to the log */
     F.ph = ph_start("plugin: cgroups\nname: m\ninterval: 500ms\nmax_cgroups: 1\n", "cgroup.stats");
     char seen[8][512];
     size_t nseen = 0, events = 0;
@@ -1155,14 +1362,8 @@ static void test_max_cgroups(void **state)
             snprintf(seen[nseen++], sizeof seen[0], "%s", cg);
         }
     }
-    ph_stop(F.ph);
-    F.ph = NULL;
-    restore_stderr();
-    char log[8192] = "";
-    ssize_t n = pread(logfd, log, sizeof log - 1, 0);
-    close(logfd);
-    log[n > 0 ? n : 0] = '\0';
-    fprintf(stderr, "%s", log);
+    char log[8192];
+    log_collect(logfd, log, sizeof log);
     assert_true(events >= 3);
     assert_int_equal(nseen, 1); /* the same one cgroup, every interval */
     assert_non_null(strstr(log, "over max_cgroups=1 were not read"));
@@ -1297,6 +1498,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pure_v1_mounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_cgroups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fd_limits, setup, teardown),
         cmocka_unit_test(test_bad_config_positions),
         cmocka_unit_test(test_bad_globs),
         cmocka_unit_test_setup_teardown(test_match, setup, teardown),

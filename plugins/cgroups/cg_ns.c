@@ -64,7 +64,7 @@ static int reserve(void **arr, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
-static void group_sets(struct cgs *s, const struct cg_node *n)
+void cg_ns_group(struct cgs *s, const struct cg_node *n)
 {
     size_t overflow = 0;
     s->nsets = 0;
@@ -103,7 +103,7 @@ static void group_sets(struct cgs *s, const struct cg_node *n)
 void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns)
 {
     if (reserve((void **)&s->scratch, &s->cap_scratch, s->npids, sizeof *s->scratch) != 0) {
-        s->nsets = 0;
+        n->nprocs = 0; /* nothing known this time: no cgroup.ns event */
         return;
     }
     size_t out = 0, j = 0;
@@ -142,5 +142,4 @@ void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns)
     n->nprocs = out;
     s->scratch = old;
     s->cap_scratch = old_cap;
-    group_sets(s, n);
 }

@@ -1,7 +1,10 @@
 /* cgroups: reading one cgroup's files, v1 and v2, into a sample. Each file is
- * read with one pread(2) into a reused buffer; descriptors stay open between
- * collections while the budget allows (a re-read regenerates the contents),
- * which costs a third of open/read/close.
+ * read with one pread(2) into a reused buffer; descriptors of the files read
+ * at every collection stay open while the budget allows (a re-read
+ * regenerates the contents), which costs a third of open/read/close. Every
+ * cgroupfs read costs ~2 us of cache misses on a large host, so files whose
+ * values change only on a write we are told about (inotify) or on an event the
+ * host counts (an OOM kill) are read only when they may have changed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +20,13 @@
 
 static const char *const slot_file[S_COUNT] = {
     [S_PROCS] = "cgroup.procs",
+    [S_CPUACCT_ALL] = "cpuacct.usage_all",
     [S_CPUACCT_USER] = "cpuacct.usage_user",
     [S_CPUACCT_SYS] = "cpuacct.usage_sys",
     [S_CPUACCT_USAGE] = "cpuacct.usage",
     [S_CPUACCT_STAT] = "cpuacct.stat",
     [S_CPU_STAT] = "cpu.stat",
+    [S_CPU_QUOTA] = "cpu.cfs_quota_us",
     [S_MEM_USAGE] = "memory.usage_in_bytes",
     [S_MEM_LIMIT] = "memory.limit_in_bytes",
     [S_MEM_OOM] = "memory.oom_control",
@@ -99,18 +104,59 @@ static void mark_absent(struct cgs *s, struct cg_node *n, int slot)
     n->fd[slot] = FD_ABSENT;
 }
 
+/* Closes kept descriptors, newest nodes first, until at most `target` are
+ * open. */
+static void release_fds(struct cgs *s, size_t target)
+{
+    for (struct cg_node *n = s->tail; n && s->open_fds > target; n = n->prev) {
+        for (size_t i = 0; i < S_COUNT && s->open_fds > target; i++) {
+            if (n->fd[i] >= 0) {
+                close(n->fd[i]);
+                n->fd[i] = FD_CLOSED;
+                s->open_fds--;
+            }
+        }
+    }
+}
+
+/* Out of descriptors (the process's limit, or the system's): keep fewer
+ * from now on, three quarters of what is open, so that the files read
+ * with open/read/close and the rest of the daemon find some. True when
+ * some were released (worth another try). */
+static bool shrink_budget(struct cgs *s, int err)
+{
+    cg_warn(s, &s->rl_fds,
+            "out of file descriptors (%s; %zu cgroup files kept open): keeping at most %zu "
+            "from now on; lower max_open_files or raise vigild's LimitNOFILE",
+            strerror(err), s->open_fds, s->open_fds * 3 / 4);
+    if (s->open_fds == 0) {
+        return false;
+    }
+    s->fd_budget = s->open_fds * 3 / 4;
+    release_fds(s, s->fd_budget);
+    return true;
+}
+
 /* Reads one file of node n from hierarchy h into s->buf. Returns its length
- * or a negative errno (-ENOENT: not here). */
-static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h)
+ * or a negative errno (-ENOENT: not here). With `keep`, a file that was not
+ * open yet stays open for the next collections while the budget allows. */
+static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h, bool keep)
 {
     if (h < 0 || n->fd[slot] == FD_ABSENT) {
         return -ENOENT;
     }
+    bool retried_open = false;
     for (int attempt = 0; attempt < 2; attempt++) {
         int fd = n->fd[slot];
         bool kept = fd >= 0;
         if (!kept) {
             fd = open_slot(s, n, slot, h);
+            if (fd < 0 && (errno == EMFILE || errno == ENFILE) && !retried_open) {
+                retried_open = true;
+                if (shrink_budget(s, errno)) {
+                    fd = open_slot(s, n, slot, h);
+                }
+            }
             if (fd < 0) {
                 int err = errno;
                 if (err == EACCES || err == EPERM) {
@@ -119,12 +165,7 @@ static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h)
                             "cgroup files)",
                             s->hier[h].mnt, s->path, strerror(err));
                 }
-                if (err == EMFILE || err == ENFILE) {
-                    cg_warn(s, &s->rl_access,
-                            "out of file descriptors (%zu kept open): lower max_open_files or "
-                            "raise vigild's LimitNOFILE",
-                            s->open_fds);
-                } else if (err != ENOMEM) {
+                if (err != EMFILE && err != ENFILE && err != ENOMEM) {
                     mark_absent(s, n, slot);
                 }
                 return -err;
@@ -142,8 +183,8 @@ static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h)
         if (!kept) {
             /* v1 cgroup.procs caches its pid list per open file for a
              * second: open it anew each time for a fresh list. */
-            bool keep =
-                len >= 0 && s->open_fds < s->fd_budget && !(slot == S_PROCS && !s->hier[h].v2);
+            keep = keep && len >= 0 && s->open_fds < s->fd_budget &&
+                   !(slot == S_PROCS && !s->hier[h].v2);
             if (keep) {
                 n->fd[slot] = fd;
                 s->open_fds++;
@@ -157,6 +198,16 @@ static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h)
         return len;
     }
     return -ENOENT;
+}
+
+/* Closes a kept descriptor that is no longer read at every collection. */
+static void drop_slot(struct cgs *s, struct cg_node *n, int slot)
+{
+    if (n->fd[slot] >= 0) {
+        close(n->fd[slot]);
+        n->fd[slot] = FD_CLOSED;
+        s->open_fds--;
+    }
 }
 
 static bool parse_u64(const char *p, uint64_t *out)
@@ -183,7 +234,7 @@ static bool parse_u64(const char *p, uint64_t *out)
 
 static bool read_u64(struct cgs *s, struct cg_node *n, int slot, int h, uint64_t *out)
 {
-    return read_slot(s, n, slot, h) > 0 && parse_u64(s->buf, out);
+    return read_slot(s, n, slot, h, true) > 0 && parse_u64(s->buf, out);
 }
 
 /* The value of "key value" lines (cpu.stat, memory.events, cpuacct.stat,
@@ -257,7 +308,7 @@ static int cmp_pid(const void *a, const void *b)
 int cg_read_procs(struct cgs *s, struct cg_node *n)
 {
     s->npids = 0;
-    ssize_t len = read_slot(s, n, S_PROCS, n->src[G_PROCS]);
+    ssize_t len = read_slot(s, n, S_PROCS, n->src[G_PROCS], true);
     if (len < 0) {
         return (int)len;
     }
@@ -307,20 +358,86 @@ static bool v1_unlimited(uint64_t v)
     return v >= (uint64_t)INT64_MAX - (1u << 21);
 }
 
+/* v1 cpu.stat's nr_periods, nr_throttled and throttled_time only move while
+ * the cgroup has a quota of its own (the period timer does not run without
+ * one, and a parent's quota throttles the parent): without one, the last
+ * reading stands until cpu.cfs_quota_us is written (inotify). */
+static void read_throttle_v1(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
+{
+    struct cg_cached *c = &n->cached;
+    if (!s->cache_files) {
+        c->valid &= (uint8_t)~(V_QUOTA | V_THROTTLE);
+        c->quota = true;
+    } else if (!(c->valid & V_QUOTA)) {
+        /* "-1" without a quota; an unreadable file: assume one. */
+        c->quota = !(read_slot(s, n, S_CPU_QUOTA, h, false) > 0 && s->buf[0] == '-');
+        c->valid = (uint8_t)((c->valid | V_QUOTA) & ~V_THROTTLE);
+        if (!c->quota) {
+            drop_slot(s, n, S_CPU_STAT);
+        }
+    }
+    if (c->quota || !(c->valid & V_THROTTLE)) {
+        c->have &= ~(uint32_t)HAVE_THROTTLE;
+        if (read_slot(s, n, S_CPU_STAT, h, c->quota) > 0 &&
+            kv_u64(s->buf, "nr_periods", &c->periods) &&
+            kv_u64(s->buf, "nr_throttled", &c->throttled) &&
+            kv_u64(s->buf, "throttled_time", &c->throttled_ns)) {
+            c->have |= HAVE_THROTTLE;
+        }
+        c->valid |= V_THROTTLE;
+    }
+    if (c->have & HAVE_THROTTLE) {
+        o->periods = c->periods;
+        o->throttled = c->throttled;
+        o->throttled_ns = c->throttled_ns;
+        o->have |= HAVE_THROTTLE | HAVE_V1;
+    }
+}
+
+/* v1 cpuacct.usage_all: a "cpu user system" header, then one line per
+ * possible CPU; summed. */
+static bool usage_all(const char *buf, uint64_t *user, uint64_t *sys)
+{
+    const char *p = strchr(buf, '\n');
+    size_t lines = 0;
+    *user = *sys = 0;
+    while (p && *++p) {
+        char *end;
+        strtoull(p, &end, 10); /* the CPU number */
+        if (end == p || *end != ' ') {
+            return false;
+        }
+        uint64_t u = strtoull(end + 1, &end, 10);
+        if (*end != ' ') {
+            return false;
+        }
+        *sys += strtoull(end + 1, &end, 10);
+        *user += u;
+        lines++;
+        p = strchr(end, '\n');
+    }
+    return lines > 0;
+}
+
 static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 {
     int ha = n->src[G_CPUACCT], hc = n->src[G_CPU];
     bool acct_v2 = ha >= 0 && s->hier[ha].v2, cpu_v2 = hc >= 0 && s->hier[hc].v2;
     if (ha >= 0 && !acct_v2) {
         uint64_t u, sy;
-        if (read_u64(s, n, S_CPUACCT_USER, ha, &u) && read_u64(s, n, S_CPUACCT_SYS, ha, &sy)) {
+        /* One file read instead of two, where it is short (a line per
+         * possible CPU): each read of a cgroup file costs ~2 us. */
+        bool all = s->cpuacct_all && read_slot(s, n, S_CPUACCT_ALL, ha, true) > 0 &&
+                   usage_all(s->buf, &u, &sy);
+        if (all || (read_u64(s, n, S_CPUACCT_USER, ha, &u) &&
+                    read_u64(s, n, S_CPUACCT_SYS, ha, &sy))) {
             o->user_ns = u;
             o->system_ns = sy;
             o->usage_ns = u + sy; /* cpuacct.usage is this same sum */
             o->have |= HAVE_CPU | HAVE_CPU_SPLIT | HAVE_V1;
         } else if (read_u64(s, n, S_CPUACCT_USAGE, ha, &o->usage_ns)) {
             o->have |= HAVE_CPU | HAVE_V1;
-            if (read_slot(s, n, S_CPUACCT_STAT, ha) > 0 && kv_u64(s->buf, "user", &u) &&
+            if (read_slot(s, n, S_CPUACCT_STAT, ha, true) > 0 && kv_u64(s->buf, "user", &u) &&
                 kv_u64(s->buf, "system", &sy) && s->clk_tck > 0) {
                 o->user_ns = u * (1000000000ull / (uint64_t)s->clk_tck);
                 o->system_ns = sy * (1000000000ull / (uint64_t)s->clk_tck);
@@ -328,11 +445,8 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
             }
         }
     }
-    if (hc >= 0 && !cpu_v2 && read_slot(s, n, S_CPU_STAT, hc) > 0 &&
-        kv_u64(s->buf, "nr_periods", &o->periods) &&
-        kv_u64(s->buf, "nr_throttled", &o->throttled) &&
-        kv_u64(s->buf, "throttled_time", &o->throttled_ns)) {
-        o->have |= HAVE_THROTTLE | HAVE_V1;
+    if (hc >= 0 && !cpu_v2) {
+        read_throttle_v1(s, n, hc, o);
     }
     if (!acct_v2 && !cpu_v2) {
         return;
@@ -340,7 +454,7 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     /* cgroup2: one cpu.stat has both (usage is a core file, throttling needs
      * the cpu controller). */
     int h2 = acct_v2 ? ha : hc;
-    if (read_slot(s, n, S2_CPU_STAT, h2) <= 0) {
+    if (read_slot(s, n, S2_CPU_STAT, h2, true) <= 0) {
         return;
     }
     uint64_t u, us, sy;
@@ -360,6 +474,29 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     }
 }
 
+/* oom_kill of v1 memory.oom_control or v2 memory.events: the kernel counts
+ * an OOM kill in the host's /proc/vmstat oom_kill right before the victim's
+ * cgroup's, so while the host's count stands still no cgroup's moved
+ * (cg_read_globals sets oom_reread). */
+static void read_oom(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
+{
+    struct cg_cached *c = &n->cached;
+    bool v2 = s->hier[h].v2;
+    if (s->oom_reread || !(c->valid & V_OOM)) {
+        int slot = v2 ? S2_MEM_EVENTS : S_MEM_OOM;
+        c->have &= ~(uint32_t)HAVE_OOM;
+        if (read_slot(s, n, slot, h, s->vmstat_fd < 0) > 0 &&
+            kv_u64(s->buf, "oom_kill", &c->oom_kills)) {
+            c->have |= HAVE_OOM;
+        }
+        c->valid |= V_OOM;
+    }
+    if (c->have & HAVE_OOM) {
+        o->oom_kills = c->oom_kills;
+        o->have |= HAVE_OOM;
+    }
+}
+
 static void read_memory(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 {
     int h = n->src[G_MEMORY];
@@ -367,17 +504,27 @@ static void read_memory(struct cgs *s, struct cg_node *n, struct cg_sample *o)
         return;
     }
     uint64_t v;
+    struct cg_cached *c = &n->cached;
     if (!s->hier[h].v2) {
         if (read_u64(s, n, S_MEM_USAGE, h, &o->mem_bytes)) {
             o->have |= HAVE_MEM | HAVE_V1;
         }
-        if (read_u64(s, n, S_MEM_LIMIT, h, &v) && !v1_unlimited(v)) {
-            o->mem_max_bytes = v;
+        /* The limit changes only when memory.limit_in_bytes is written,
+         * which inotify reports (IN_MODIFY, cg_tree.c). */
+        if (!s->cache_files || !(c->valid & V_LIMIT)) {
+            c->have &= ~(uint32_t)HAVE_MEM_MAX;
+            if (read_slot(s, n, S_MEM_LIMIT, h, !s->cache_files) > 0 &&
+                parse_u64(s->buf, &v) && !v1_unlimited(v)) {
+                c->mem_max_bytes = v;
+                c->have |= HAVE_MEM_MAX;
+            }
+            c->valid |= V_LIMIT;
+        }
+        if (c->have & HAVE_MEM_MAX) {
+            o->mem_max_bytes = c->mem_max_bytes;
             o->have |= HAVE_MEM_MAX;
         }
-        if (read_slot(s, n, S_MEM_OOM, h) > 0 && kv_u64(s->buf, "oom_kill", &o->oom_kills)) {
-            o->have |= HAVE_OOM;
-        }
+        read_oom(s, n, h, o);
         return;
     }
     if (read_u64(s, n, S2_MEM_CURRENT, h, &o->mem_bytes)) {
@@ -387,9 +534,7 @@ static void read_memory(struct cgs *s, struct cg_node *n, struct cg_sample *o)
         o->mem_max_bytes = v;
         o->have |= HAVE_MEM_MAX;
     }
-    if (read_slot(s, n, S2_MEM_EVENTS, h) > 0 && kv_u64(s->buf, "oom_kill", &o->oom_kills)) {
-        o->have |= HAVE_OOM;
-    }
+    read_oom(s, n, h, o);
 }
 
 static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
@@ -399,7 +544,7 @@ static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
         return;
     }
     if (s->hier[h].v2) {
-        if (read_slot(s, n, S2_IO_STAT, h) >= 0) {
+        if (read_slot(s, n, S2_IO_STAT, h, true) >= 0) {
             iostat_sum(s->buf, &o->read_bytes, &o->write_bytes);
             o->have |= HAVE_IO | HAVE_V2;
         }
@@ -408,7 +553,7 @@ static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     if (!s->v1_io_active) {
         return; /* the kernel counts nothing: zeros would be a lie */
     }
-    if (read_slot(s, n, S_BLKIO, h) >= 0 || read_slot(s, n, S_BLKIO_FLAT, h) >= 0) {
+    if (read_slot(s, n, S_BLKIO, h, true) >= 0 || read_slot(s, n, S_BLKIO_FLAT, h, true) >= 0) {
         blkio_sum(s->buf, &o->read_bytes, &o->write_bytes);
         o->have |= HAVE_IO | HAVE_V1;
     }
@@ -428,7 +573,7 @@ void cg_read_sample(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     h = s->psi ? n->src[G_PSI] : -1;
     static const int psi_slot[3] = {S2_PSI_CPU, S2_PSI_MEM, S2_PSI_IO};
     for (int i = 0; h >= 0 && i < 3; i++) {
-        if (read_slot(s, n, psi_slot[i], h) > 0 && psi_some_total(s->buf, &o->psi_us[i])) {
+        if (read_slot(s, n, psi_slot[i], h, true) > 0 && psi_some_total(s->buf, &o->psi_us[i])) {
             o->have |= (HAVE_PSI_CPU << i) | HAVE_V2;
         }
     }
@@ -436,9 +581,15 @@ void cg_read_sample(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 
 /* Called before a node's files are read: gives files that were missing
  * another chance now and then (a controller enabled later, a new kernel
- * feature after a remount). */
+ * feature after a remount), and reads the kept values again (a safety net
+ * under the inotify and vmstat shortcuts). Nodes take turns: the first
+ * time is spread over the period by the path's hash. */
 void cg_read_begin(struct cgs *s, struct cg_node *n)
 {
+    if (n->retry_ns == 0) {
+        n->retry_ns = s->now_ns + n->hash % ABSENT_RETRY_NS;
+        return;
+    }
     if (s->now_ns < n->retry_ns) {
         return;
     }
@@ -447,7 +598,45 @@ void cg_read_begin(struct cgs *s, struct cg_node *n)
             n->fd[i] = FD_CLOSED;
         }
     }
+    n->cached.valid = 0;
     n->retry_ns = s->now_ns + ABSENT_RETRY_NS;
+}
+
+/* The host's OOM kill count, from /proc/vmstat (kept open). False when there
+ * is none to read (no CONFIG_VM_EVENT_COUNTERS): every cgroup's counter is
+ * then read at every collection. */
+static bool vmstat_oom(struct cgs *s, uint64_t *out)
+{
+    if (s->vmstat_fd < 0) {
+        return false;
+    }
+    if (pread_all(s, s->vmstat_fd) <= 0) {
+        close(s->vmstat_fd);
+        s->vmstat_fd = -1;
+        return false;
+    }
+    const char *p = strstr(s->buf, "\noom_kill ");
+    if (!p || !parse_u64(p + 10, out)) {
+        close(s->vmstat_fd);
+        s->vmstat_fd = -1;
+        return false;
+    }
+    return true;
+}
+
+/* Which oom_kill counters to read in this collection: all of them when the
+ * host's count moved since the previous collection, and once more in the
+ * collection after that (an OOM kill counts the host first and the cgroup a
+ * moment later). */
+static void oom_globals(struct cgs *s)
+{
+    uint64_t v = 0;
+    bool known = vmstat_oom(s, &v);
+    bool moved = !known || !s->vm_oom_known || v != s->vm_oom;
+    s->oom_reread = moved || s->vm_oom_moved;
+    s->vm_oom_moved = moved;
+    s->vm_oom = v;
+    s->vm_oom_known = known;
 }
 
 /* Once per collection. On v1, kernels since 5.x count blkio.throttle bytes
@@ -455,6 +644,8 @@ void cg_read_begin(struct cgs *s, struct cg_node *n)
  * recursive total is 0, nothing is counted and io_* values are left out. */
 void cg_read_globals(struct cgs *s)
 {
+    oom_globals(s);
+    s->cache_files = s->ino_fd >= 0 && !s->inotify_off;
     int h = s->h_ctrl[4];
     bool was = s->v1_io_active;
     s->v1_io_active = false;

@@ -17,6 +17,25 @@
 #define WATCH_MASK                                                                                 \
     (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW)
 
+/* Also told: writes to the files in v1 memory and cpu directories (the
+ * limit, the quota), so their values are read only after a change. Not on
+ * cgroup2, where the kernel itself notifies memory.events, cgroup.events
+ * and the like (up to 50 a second each) and would flood the queue. */
+static uint32_t watch_mask(const struct cgs *s, unsigned h)
+{
+    return WATCH_MASK | (s->hier[h].ctrl & (C_MEMORY | C_CPU) ? IN_MODIFY : 0);
+}
+
+/* A write to a file of a watched directory: forget what it decides. */
+static void file_written(struct cg_node *n, const char *name)
+{
+    if (strcmp(name, "memory.limit_in_bytes") == 0) {
+        n->cached.valid &= (uint8_t)~V_LIMIT;
+    } else if (strcmp(name, "cpu.cfs_quota_us") == 0) {
+        n->cached.valid &= (uint8_t)~(V_QUOTA | V_THROTTLE);
+    }
+}
+
 static uint64_t hash_path(const char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -280,6 +299,7 @@ static void inotify_stop(struct cgs *s)
 
 /* ---- presence and routing ------------------------------------------------- */
 
+/* Also forgets the kept values: they belong to the files. */
 void cg_node_close_files(struct cgs *s, struct cg_node *n)
 {
     for (size_t i = 0; i < S_COUNT; i++) {
@@ -288,6 +308,14 @@ void cg_node_close_files(struct cgs *s, struct cg_node *n)
             s->open_fds--;
         }
         n->fd[i] = FD_CLOSED;
+    }
+    n->cached.valid = 0;
+}
+
+void cg_tree_forget(struct cgs *s)
+{
+    for (struct cg_node *n = s->head; n; n = n->next) {
+        n->cached.valid = 0;
     }
 }
 
@@ -362,7 +390,7 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
     if (len < 0 || (size_t)len >= sizeof p) {
         return;
     }
-    int wd = inotify_add_watch(s->ino_fd, p, WATCH_MASK);
+    int wd = inotify_add_watch(s->ino_fd, p, watch_mask(s, h));
     if (wd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
             return; /* gone already; its parent's event tells us */
@@ -533,6 +561,8 @@ static int full_scan(struct cgs *s)
         s->rescan = true;
         return rc;
     }
+    /* Between two scans a cgroup may have been removed and made again. */
+    cg_tree_forget(s);
     /* Sweep: what the scan did not see is gone. */
     for (struct cg_node *n = s->head, *next; n; n = next) {
         next = n->next;
@@ -598,6 +628,10 @@ static int drain_inotify(struct cgs *s)
                     parent->wd[h] = -1;
                 }
                 wd_del(s, e->wd);
+                continue;
+            }
+            if ((e->mask & IN_MODIFY) && !(e->mask & IN_ISDIR) && e->len) {
+                file_written(parent, e->name);
                 continue;
             }
             if (!(e->mask & IN_ISDIR) || e->len == 0 || s->rescan) {

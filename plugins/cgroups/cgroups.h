@@ -21,6 +21,7 @@
 #define CG_MAX_SETS 256       /* namespace sets told apart per cgroup */
 #define CG_SETS_DETAIL 32     /* sets detailed in attrs.sets of a cgroup.ns event */
 #define CG_SAMPLE_PIDS 16     /* pids listed per cgroup and per set in cgroup.ns */
+#define CG_CPUACCT_ALL_MAX_CPUS 8 /* v1: cpuacct.usage_all up to this many possible CPUs */
 
 /* v1 controllers we read; a v1 hierarchy is tracked when it has one. */
 enum { C_CPU = 1, C_CPUACCT = 2, C_MEMORY = 4, C_PIDS = 8, C_BLKIO = 16 };
@@ -32,11 +33,13 @@ enum cg_group { G_PROCS, G_CPUACCT, G_CPU, G_MEMORY, G_PIDS, G_IO, G_PSI, G_COUN
 /* The files we read. A node keeps one descriptor per slot (or a mark). */
 enum cg_slot {
     S_PROCS,         /* cgroup.procs of the node's G_PROCS hierarchy */
+    S_CPUACCT_ALL,   /* v1 cpuacct.usage_all: user and system per CPU (ns), few CPUs */
     S_CPUACCT_USER,  /* v1 cpuacct.usage_user (ns) */
     S_CPUACCT_SYS,   /* v1 cpuacct.usage_sys (ns) */
     S_CPUACCT_USAGE, /* v1 cpuacct.usage: kernels without usage_user */
     S_CPUACCT_STAT,  /* v1 cpuacct.stat (USER_HZ): with cpuacct.usage */
     S_CPU_STAT,      /* v1 cpu.stat: throttling */
+    S_CPU_QUOTA,     /* v1 cpu.cfs_quota_us: whether cpu.stat can move at all */
     S_MEM_USAGE,     /* v1 memory.usage_in_bytes */
     S_MEM_LIMIT,     /* v1 memory.limit_in_bytes */
     S_MEM_OOM,       /* v1 memory.oom_control (oom_kill) */
@@ -95,6 +98,23 @@ struct cg_sample {
     uint64_t psi_us[3]; /* some total (us): cpu, memory, io */
 };
 
+/* Values of files that change only on a write or an event we are told about,
+ * kept between collections (see cg_read.c). `valid` says which are current. */
+enum {
+    V_LIMIT = 1u << 0,    /* v1 memory.limit_in_bytes: until inotify says it was written */
+    V_QUOTA = 1u << 1,    /* v1 cpu.cfs_quota_us: likewise */
+    V_THROTTLE = 1u << 2, /* v1 cpu.stat: frozen while no quota is in force */
+    V_OOM = 1u << 3,      /* oom_kill: until the host's count moves (/proc/vmstat) */
+};
+
+struct cg_cached {
+    uint8_t valid;
+    bool quota;    /* a v1 CPU quota is in force: cpu.stat moves */
+    uint32_t have; /* HAVE_MEM_MAX, HAVE_OOM, HAVE_THROTTLE among the values below */
+    uint64_t mem_max_bytes, oom_kills;
+    uint64_t periods, throttled, throttled_ns;
+};
+
 /* A process of a cgroup and its namespaces, cached between readings. */
 struct cg_proc {
     pid_t pid;
@@ -117,9 +137,14 @@ struct cg_node {
     int8_t src[G_COUNT]; /* hierarchy index per group, -1 none */
     bool matched;        /* an explicit `match` glob matches */
     bool have_prev;
+    bool report;     /* read in this collection's current batch: publish it */
+    bool have_procs; /* cgroup.procs was readable (npids is valid) */
+    size_t npids;    /* processes in cgroup.procs at this reading */
     int fd[S_COUNT];
-    uint64_t retry_ns;     /* when FD_ABSENT marks are tried again */
+    uint64_t retry_ns;     /* when FD_ABSENT marks are tried again and `cached` read anew */
+    struct cg_sample cur;  /* this collection's reading, published after its batch */
     struct cg_sample last; /* the previous reading, for rates */
+    struct cg_cached cached;
     struct cg_proc *procs; /* sorted by pid */
     size_t nprocs, cap_procs;
     struct cg_labels labels; /* strings live in `path`'s allocation */
@@ -196,13 +221,21 @@ struct cgs {
     struct cg_set *sets;
     size_t nsets, cap_sets;
     size_t open_fds;
+    bool cache_files;  /* inotify follows the tree: the V_LIMIT/V_QUOTA shortcuts hold */
+    int vmstat_fd;     /* /proc/vmstat, -1 when unreadable */
+    uint64_t vm_oom;   /* its oom_kill at the previous collection */
+    bool vm_oom_known; /* vm_oom was read */
+    bool vm_oom_moved; /* it moved at the previous collection */
+    bool oom_reread;   /* this collection: read every oom_kill counter */
     long clk_tck;
+    bool cpuacct_all; /* few CPUs: one cpuacct.usage_all instead of usage_user + usage_sys */
     uint64_t now_ns;   /* monotonic, at the start of the collection */
     bool v1_io_active; /* v1 blkio counts I/O at all (see cg_read_globals) */
     bool v1_io_noted;
 
     /* Warnings. */
-    struct cg_rl rl_over, rl_access, rl_ns, rl_nodes, rl_big, rl_inotify, rl_mounts, rl_sets;
+    struct cg_rl rl_over, rl_access, rl_ns, rl_nodes, rl_big, rl_inotify, rl_mounts, rl_sets,
+        rl_fds;
     uint64_t skipped_total; /* cgroups not read because of max_cgroups */
     bool warned_mounts;
 };
@@ -225,6 +258,10 @@ void cg_tree_free(struct cgs *s);
 void cg_node_route(struct cgs *s, struct cg_node *n);
 void cg_node_close_files(struct cgs *s, struct cg_node *n);
 
+/* Drops every node's V_* marks: after a full scan, which may have missed a
+ * cgroup removed and made again under the same path. */
+void cg_tree_forget(struct cgs *s);
+
 /* cg_read.c: reads the node's cgroup.procs into s->pids / s->npids (sorted).
  * 0, or a negative errno when there is no readable cgroup.procs. */
 int cg_read_procs(struct cgs *s, struct cg_node *n);
@@ -235,9 +272,11 @@ void cg_read_begin(struct cgs *s, struct cg_node *n);
 /* Reads every value the node's hierarchies have into *out. */
 void cg_read_sample(struct cgs *s, struct cg_node *n, struct cg_sample *out);
 
-/* cg_ns.c: refreshes the node's process cache from s->pids and groups the
- * processes into distinct namespace sets (s->sets / s->nsets). */
+/* cg_ns.c: refreshes the node's process cache from s->pids. */
 void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns);
+/* Groups the node's cached processes into distinct namespace sets
+ * (s->sets / s->nsets). */
+void cg_ns_group(struct cgs *s, const struct cg_node *n);
 extern const char *const cg_ns_kinds[CG_NS_KINDS];
 
 /* cg_labels.c: container/pod/vm/runtime from well-known runtime layouts.
