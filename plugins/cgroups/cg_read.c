@@ -477,12 +477,12 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 /* oom_kill of v1 memory.oom_control or v2 memory.events: the kernel counts
  * an OOM kill in the host's /proc/vmstat oom_kill right before the victim's
  * cgroup's, so while the host's count stands still no cgroup's moved
- * (cg_read_globals sets oom_reread). */
+ * (cg_read_globals sets s->oom). */
 static void read_oom(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
 {
     struct cg_cached *c = &n->cached;
     bool v2 = s->hier[h].v2;
-    if (s->oom_reread || !(c->valid & V_OOM)) {
+    if (s->oom.reread || !(c->valid & V_OOM)) {
         int slot = v2 ? S2_MEM_EVENTS : S_MEM_OOM;
         c->have &= ~(uint32_t)HAVE_OOM;
         if (read_slot(s, n, slot, h, s->vmstat_fd < 0) > 0 &&
@@ -553,9 +553,47 @@ static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     if (!s->v1_io_active) {
         return; /* the kernel counts nothing: zeros would be a lie */
     }
-    if (read_slot(s, n, S_BLKIO, h, true) >= 0 || read_slot(s, n, S_BLKIO_FLAT, h, true) >= 0) {
-        blkio_sum(s->buf, &o->read_bytes, &o->write_bytes);
+    /* The root's recursive totals sum every cgroup's (cg_read_globals). */
+    struct cg_cached *c = &n->cached;
+    if (s->io[0].reread || s->io[1].reread || !(c->valid & V_IO)) {
+        c->have &= ~(uint32_t)HAVE_IO;
+        if (read_slot(s, n, S_BLKIO, h, true) >= 0 ||
+            read_slot(s, n, S_BLKIO_FLAT, h, true) >= 0) {
+            blkio_sum(s->buf, &c->read_bytes, &c->write_bytes);
+            c->have |= HAVE_IO;
+        }
+        c->valid |= V_IO;
+    }
+    if (c->have & HAVE_IO) {
+        o->read_bytes = c->read_bytes;
+        o->write_bytes = c->write_bytes;
         o->have |= HAVE_IO | HAVE_V1;
+    }
+}
+
+/* Pressure: a task stalled in a cgroup is stalled in each of its ancestors,
+ * so while the mount root's some total stands still (to the microsecond),
+ * so does every cgroup's. Memory pressure stands still on most hosts most of
+ * the time, I/O pressure often. */
+static void read_psi(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
+{
+    static const int psi_slot[3] = {S2_PSI_CPU, S2_PSI_MEM, S2_PSI_IO};
+    struct cg_cached *c = &n->cached;
+    for (int i = 0; i < 3; i++) {
+        uint32_t have = HAVE_PSI_CPU << i;
+        uint8_t valid = (uint8_t)(V_PSI << i);
+        if (s->psi_gate[i].reread || !(c->valid & valid)) {
+            c->have &= ~have;
+            if (read_slot(s, n, psi_slot[i], h, true) > 0 &&
+                psi_some_total(s->buf, &c->psi_us[i])) {
+                c->have |= have;
+            }
+            c->valid |= valid;
+        }
+        if (c->have & have) {
+            o->psi_us[i] = c->psi_us[i];
+            o->have |= have | HAVE_V2;
+        }
     }
 }
 
@@ -571,11 +609,8 @@ void cg_read_sample(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     }
     read_io(s, n, o);
     h = s->psi ? n->src[G_PSI] : -1;
-    static const int psi_slot[3] = {S2_PSI_CPU, S2_PSI_MEM, S2_PSI_IO};
-    for (int i = 0; h >= 0 && i < 3; i++) {
-        if (read_slot(s, n, psi_slot[i], h, true) > 0 && psi_some_total(s->buf, &o->psi_us[i])) {
-            o->have |= (HAVE_PSI_CPU << i) | HAVE_V2;
-        }
+    if (h >= 0) {
+        read_psi(s, n, h, o);
     }
 }
 
@@ -624,52 +659,83 @@ static bool vmstat_oom(struct cgs *s, uint64_t *out)
     return true;
 }
 
-/* Which oom_kill counters to read in this collection: all of them when the
- * host's count moved since the previous collection, and once more in the
- * collection after that (an OOM kill counts the host first and the cgroup a
- * moment later). */
-static void oom_globals(struct cgs *s)
+/* A gate's new reading (ok: it could be read). Every cgroup's counter is
+ * read when the gate moved since the previous collection, and once more in
+ * the collection after that: the kernel counts the two one after the other,
+ * not at one instant (an OOM kill counts the host first, then the cgroup). */
+static void gate_update(struct cg_gate *g, bool ok, uint64_t v)
 {
-    uint64_t v = 0;
-    bool known = vmstat_oom(s, &v);
-    bool moved = !known || !s->vm_oom_known || v != s->vm_oom;
-    s->oom_reread = moved || s->vm_oom_moved;
-    s->vm_oom_moved = moved;
-    s->vm_oom = v;
-    s->vm_oom_known = known;
+    bool moved = !ok || !g->known || v != g->value;
+    g->reread = moved || g->moved;
+    g->moved = moved;
+    g->value = v;
+    g->known = ok;
 }
 
-/* Once per collection. On v1, kernels since 5.x count blkio.throttle bytes
- * only for devices that have a throttle rule in some cgroup: when the root's
- * recursive total is 0, nothing is counted and io_* values are left out. */
+/* The some total (us) of the cgroup2 mount root's pressure file i. */
+static bool psi_root(struct cgs *s, int i, uint64_t *out)
+{
+    static const char *const file[3] = {"cpu.pressure", "memory.pressure", "io.pressure"};
+    int *fd = &s->psi_root_fd[i];
+    if (*fd == FD_CLOSED) {
+        *fd = openat(s->hier[s->h_v2].dirfd, file[i], O_RDONLY | O_CLOEXEC);
+        *fd = *fd >= 0 ? *fd : FD_ABSENT;
+    }
+    if (*fd < 0 || pread_all(s, *fd) <= 0 || !psi_some_total(s->buf, out)) {
+        return false; /* no PSI at the root: every cgroup's is read */
+    }
+    return true;
+}
+
+/* On v1, kernels since 5.x count blkio.throttle bytes only for devices that
+ * have a throttle rule in some cgroup: when the root's recursive total is 0,
+ * nothing is counted and io_* values are left out. That total sums every
+ * cgroup's: the gate of their readings. */
+static void io_globals(struct cgs *s)
+{
+    int h = s->h_ctrl[4];
+    bool was = s->v1_io_active, gate = false;
+    uint64_t rd = 0, wr = 0;
+    s->v1_io_active = false;
+    if (h >= 0 && s->hier[h].prefix_len > 0) {
+        s->v1_io_active = true; /* a delegated subtree: cannot tell, trust it */
+    } else if (h >= 0) {
+        int fd = openat(s->hier[h].dirfd, slot_file[S_BLKIO], O_RDONLY | O_CLOEXEC);
+        bool recursive = fd >= 0;
+        if (fd < 0) {
+            fd = openat(s->hier[h].dirfd, slot_file[S_BLKIO_FLAT], O_RDONLY | O_CLOEXEC);
+        }
+        if (fd >= 0) {
+            if (pread_all(s, fd) > 0) {
+                blkio_sum(s->buf, &rd, &wr);
+                s->v1_io_active = rd + wr > 0;
+                gate = recursive;
+            }
+            close(fd);
+            if (!s->v1_io_active && (was || !s->v1_io_noted)) {
+                s->v1_io_noted = true;
+                s->api->log(s->h, VIGIL_LOG_INFO,
+                            "v1 blkio counts no I/O on this kernel (it does only on devices "
+                            "with a blkio.throttle rule): io_* values are left out until it "
+                            "does");
+            }
+        }
+    }
+    gate_update(&s->io[0], gate, rd);
+    gate_update(&s->io[1], gate, wr);
+}
+
+/* Once per collection, before the nodes: the gates, in this order (a gate
+ * is read before the cgroups it vouches for). */
 void cg_read_globals(struct cgs *s)
 {
-    oom_globals(s);
+    uint64_t v = 0;
+    bool ok = vmstat_oom(s, &v);
+    gate_update(&s->oom, ok, v);
+    for (int i = 0; i < 3; i++) {
+        ok = s->psi && s->h_v2 >= 0 && psi_root(s, i, &v);
+        gate_update(&s->psi_gate[i], ok, v);
+    }
+    io_globals(s);
     s->cache_files = s->ino_fd >= 0 && !s->inotify_off;
-    int h = s->h_ctrl[4];
-    bool was = s->v1_io_active;
-    s->v1_io_active = false;
-    if (h < 0 || s->hier[h].prefix_len > 0) {
-        s->v1_io_active = h >= 0; /* a delegated subtree: cannot tell, trust it */
-        return;
-    }
-    int fd = openat(s->hier[h].dirfd, slot_file[S_BLKIO], O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fd = openat(s->hier[h].dirfd, slot_file[S_BLKIO_FLAT], O_RDONLY | O_CLOEXEC);
-    }
-    if (fd < 0) {
-        return;
-    }
-    if (pread_all(s, fd) > 0) {
-        uint64_t rd, wr;
-        blkio_sum(s->buf, &rd, &wr);
-        s->v1_io_active = rd + wr > 0;
-    }
-    close(fd);
-    if (!s->v1_io_active && (was || !s->v1_io_noted)) {
-        s->v1_io_noted = true;
-        s->api->log(s->h, VIGIL_LOG_INFO,
-                    "v1 blkio counts no I/O on this kernel (it does only on devices with a "
-                    "blkio.throttle rule): io_* values are left out until it does");
-    }
 }

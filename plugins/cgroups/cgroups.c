@@ -528,6 +528,11 @@ static void cg_fini(void *state)
     if (s->vmstat_fd >= 0) {
         close(s->vmstat_fd);
     }
+    for (int i = 0; i < 3; i++) {
+        if (s->psi_root_fd[i] >= 0) {
+            close(s->psi_root_fd[i]);
+        }
+    }
     free(s->match);
     free(s->buf);
     free(s->pids);
@@ -546,6 +551,9 @@ static int cg_init(struct vigil_host *h, const struct vigil_api *api, void **sta
     s->api = api;
     s->ino_fd = -1;
     s->vmstat_fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < 3; i++) {
+        s->psi_root_fd[i] = FD_CLOSED;
+    }
     s->h_v2 = -1;
     for (size_t i = 0; i < sizeof s->h_ctrl / sizeof s->h_ctrl[0]; i++) {
         s->h_ctrl[i] = -1;

@@ -105,14 +105,29 @@ enum {
     V_QUOTA = 1u << 1,    /* v1 cpu.cfs_quota_us: likewise */
     V_THROTTLE = 1u << 2, /* v1 cpu.stat: frozen while no quota is in force */
     V_OOM = 1u << 3,      /* oom_kill: until the host's count moves (/proc/vmstat) */
+    V_IO = 1u << 4,       /* v1 blkio bytes: until the root's recursive total moves */
+    V_PSI = 1u << 5,      /* V_PSI << i, pressure i: until the mount root's moves */
 };
 
 struct cg_cached {
     uint8_t valid;
     bool quota;    /* a v1 CPU quota is in force: cpu.stat moves */
-    uint32_t have; /* HAVE_MEM_MAX, HAVE_OOM, HAVE_THROTTLE among the values below */
+    uint32_t have; /* HAVE_MEM_MAX, OOM, THROTTLE, IO, PSI_* among the values below */
     uint64_t mem_max_bytes, oom_kills;
     uint64_t periods, throttled, throttled_ns;
+    uint64_t read_bytes, write_bytes;
+    uint64_t psi_us[3];
+};
+
+/* A counter of the whole host (or of the hierarchy's root) that moves
+ * whenever any cgroup's counter of one kind does, because the kernel counts
+ * both or sums one into the other: while it stands still, no cgroup's
+ * moved, and the values kept from earlier readings stand. */
+struct cg_gate {
+    uint64_t value;
+    bool known;  /* value was read at the previous collection */
+    bool moved;  /* it moved at the previous collection */
+    bool reread; /* this collection: read every cgroup's counter */
 };
 
 /* A process of a cgroup and its namespaces, cached between readings. */
@@ -222,11 +237,11 @@ struct cgs {
     size_t nsets, cap_sets;
     size_t open_fds;
     bool cache_files;  /* inotify follows the tree: the V_LIMIT/V_QUOTA shortcuts hold */
-    int vmstat_fd;     /* /proc/vmstat, -1 when unreadable */
-    uint64_t vm_oom;   /* its oom_kill at the previous collection */
-    bool vm_oom_known; /* vm_oom was read */
-    bool vm_oom_moved; /* it moved at the previous collection */
-    bool oom_reread;   /* this collection: read every oom_kill counter */
+    int vmstat_fd;          /* /proc/vmstat, -1 when unreadable */
+    int psi_root_fd[3];     /* cpu, memory, io.pressure of the cgroup2 mount's root */
+    struct cg_gate oom;         /* /proc/vmstat oom_kill */
+    struct cg_gate psi_gate[3]; /* the cgroup2 root's some totals */
+    struct cg_gate io[2];       /* the v1 blkio root's recursive read and write bytes */
     long clk_tck;
     bool cpuacct_all; /* few CPUs: one cpuacct.usage_all instead of usage_user + usage_sys */
     uint64_t now_ns;   /* monotonic, at the start of the collection */
