@@ -172,15 +172,17 @@ static int file_open(struct file_sink *s)
     bool created = false, made_parents = false;
     /* O_EXCL tells us whether we created it, so an existing file keeps the
      * mode its owner gave it; the loop covers a file removed between the
-     * two opens. */
+     * two opens. O_NONBLOCK only so that a FIFO without a reader fails
+     * (ENXIO, retried) instead of hanging the thread; it is cleared below. */
     for (int attempt = 0; attempt < 4 && fd < 0; attempt++) {
-        fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
+        fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NONBLOCK,
+                  FILE_MODE);
         if (fd >= 0) {
             created = true;
             break;
         }
         if (errno == EEXIST) {
-            fd = open(s->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+            fd = open(s->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK);
             if (fd < 0 && errno != ENOENT) {
                 return -errno;
             }
@@ -198,7 +200,7 @@ static int file_open(struct file_sink *s)
         return -ENOENT;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fcntl(fd, F_SETFL, O_APPEND) != 0 || fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         return -e;
