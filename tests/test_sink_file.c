@@ -65,6 +65,14 @@ static char *path_in(const struct vd *v, const char *name)
     return p;
 }
 
+/* The test's daemon with its config written from body; not started yet. */
+static struct vd *configure(void **state, const char *body)
+{
+    struct fixture *f = *state;
+    assert_int_equal(vd_setup(&f->v, NULL, body), 0);
+    return &f->v;
+}
+
 static void dump_log(const struct vd *v)
 {
     char *log = slurp(v->log);
@@ -171,10 +179,11 @@ static off_t file_size(const char *path)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-/* Mounts a tmpfs of `size` (e.g. "256k") at <dir>/mnt; false (and the test
- * should skip) when this machine does not let us. */
-static bool mount_tmpfs(struct fixture *f, const char *size)
+/* Mounts a tmpfs of `size` (e.g. "256k") at <dir>/mnt and returns that
+ * path; NULL (and the test should skip) when this machine does not let us. */
+static const char *mount_tmpfs(void **state, const char *size)
 {
+    struct fixture *f = *state;
     char opts[64];
     snprintf(opts, sizeof opts, "size=%s,mode=0755", size);
     snprintf(f->mnt, sizeof f->mnt, "%s/mnt", f->v.dir);
@@ -182,9 +191,9 @@ static bool mount_tmpfs(struct fixture *f, const char *size)
         fprintf(stderr, "cannot mount a tmpfs at %s (%s): needs root and CAP_SYS_ADMIN\n", f->mnt,
                 strerror(errno));
         f->mnt[0] = '\0';
-        return false;
+        return NULL;
     }
-    return true;
+    return f->mnt;
 }
 
 /* ---- Content ----------------------------------------------------------------- */
@@ -194,21 +203,18 @@ static bool mount_tmpfs(struct fixture *f, const char *size)
  * and carries exactly what was published; every (source, seq) once. */
 static void test_json_lines_escaped_and_complete(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sources:\n"
-                              "  - plugin: gen\n"
-                              "    name: g\n"
-                              "    rate: 20000\n"
-                              "    count: 3000\n"
-                              "    labels: { quote: 'a \"b\" \\\\ c', nl: \"x\\ny\\tz\\u0001\","
-                              " utf8: \"h\\u00e9llo \\u65e5\" }\n"
-                              "sinks:\n"
-                              "  - plugin: file\n"
-                              "    match: [gen., test.]\n"
-                              "    path: @DIR@/out.jsonl\n"),
-                     0);
+    struct vd *v =
+        configure(state, "sources:\n"
+                         "  - plugin: gen\n"
+                         "    name: g\n"
+                         "    rate: 20000\n"
+                         "    count: 3000\n"
+                         "    labels: { quote: 'a \"b\" \\\\ c', nl: \"x\\ny\\tz\\u0001\","
+                         " utf8: \"h\\u00e9llo \\u65e5\" }\n"
+                         "sinks:\n"
+                         "  - plugin: file\n"
+                         "    match: [gen., test.]\n"
+                         "    path: @DIR@/out.jsonl\n");
     start(v);
     /* Lines of odd content, and every 50th a label of 30,000 bytes. */
     size_t n = 1000, cap = n * 400 + 31000 * (n / 50 + 1), len = 0;
@@ -381,18 +387,15 @@ static bool same(const msgpack_object *j, const msgpack_object *m, bool top)
  * decodes to what the JSON line says. */
 static void test_msgpack_matches_json(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, name: j, match: test., path: @DIR@/out.jsonl }\n"
-                              "  - plugin: file\n"
-                              "    name: m\n"
-                              "    match: test.\n"
-                              "    format: msgpack\n"
-                              "    fsync: never\n"
-                              "    path: @DIR@/out.msgpack\n"),
-                     0);
+    struct vd *v =
+        configure(state, "sinks:\n"
+                         "  - { plugin: file, name: j, match: test., path: @DIR@/out.jsonl }\n"
+                         "  - plugin: file\n"
+                         "    name: m\n"
+                         "    match: test.\n"
+                         "    format: msgpack\n"
+                         "    fsync: never\n"
+                         "    path: @DIR@/out.msgpack\n");
     start(v);
     size_t n = 2000, cap = n * 300, len = 0;
     char *in = malloc(cap);
@@ -527,22 +530,18 @@ static size_t concat_rotated(const char *path, unsigned keep, off_t max_bytes, c
  * too. fsync: always exercised here. */
 static void test_rotation(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - plugin: file\n"
-                              "    name: all\n"
-                              "    match: test.\n"
-                              "    path: @DIR@/all/out.jsonl\n"
-                              "    fsync: always\n"
-                              "    rotate: { size: 4KiB, keep: 50 }\n"
-                              "  - plugin: file\n"
-                              "    name: two\n"
-                              "    match: test.\n"
-                              "    path: @DIR@/two/out.jsonl\n"
-                              "    rotate: { size: 4KiB, keep: 2 }\n"),
-                     0);
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - plugin: file\n"
+                                    "    name: all\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/all/out.jsonl\n"
+                                    "    fsync: always\n"
+                                    "    rotate: { size: 4KiB, keep: 50 }\n"
+                                    "  - plugin: file\n"
+                                    "    name: two\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/two/out.jsonl\n"
+                                    "    rotate: { size: 4KiB, keep: 2 }\n");
     start(v);
     size_t n = 400; /* ~250 bytes each: about 25 files' worth */
     publish_plain(v, "rot", n, 100);
@@ -596,12 +595,9 @@ static void test_rotation(void **state)
  * daemon's umask. */
 static void test_modes_despite_umask(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, match: test., path: @DIR@/a/b/out.jsonl }\n"),
-                     0);
+    struct vd *v =
+        configure(state, "sinks:\n"
+                         "  - { plugin: file, match: test., path: @DIR@/a/b/out.jsonl }\n");
     mode_t old = umask(0077); /* inherited by vigild */
     start(v);
     umask(old);
@@ -651,22 +647,19 @@ static void fill_up(const char *dir)
  * only whole lines, and once space is freed every event arrives, once. */
 static void test_disk_full_loses_nothing(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - plugin: file\n"
-                              "    match: test.\n"
-                              "    path: @DIR@/mnt/out.jsonl\n"),
-                     0);
-    if (!mount_tmpfs(f, "256k")) {
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - plugin: file\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/mnt/out.jsonl\n");
+    const char *mnt = mount_tmpfs(state, "256k");
+    if (!mnt) {
         skip();
     }
     start(v);
     char *out = path_in(v, "mnt/out.jsonl");
     publish_plain(v, "before", 100, 50);
     assert_true(wait_lines(out, "\"source\":\"before\"", 100, 30));
-    fill_up(f->mnt);
+    fill_up(mnt);
     publish_plain(v, "full", 500, 50);
     assert_true(wait_log(v, "No space left on device", 30));
     assert_true(log_has(v, "the disk is full"));
@@ -677,7 +670,7 @@ static void test_disk_full_loses_nothing(void **state)
     assert_int_equal(kill(v->pid, 0), 0);
 
     char filler[PATH_MAX + 16];
-    snprintf(filler, sizeof filler, "%s/filler", f->mnt);
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
     assert_int_equal(unlink(filler), 0);
     assert_true(wait_lines(out, "\"source\":\"full\"", 500, 30));
     assert_true(seqs_complete(out, "before", 100));
@@ -692,12 +685,8 @@ static void test_disk_full_loses_nothing(void **state)
  * it), whole lines only, and after the limit is lifted everything arrives. */
 static void test_file_size_limit(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, match: test., path: @DIR@/out.jsonl }\n"),
-                     0);
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - { plugin: file, match: test., path: @DIR@/out.jsonl }\n");
     start(v);
     struct rlimit lim;
     assert_int_equal(prlimit(v->pid, RLIMIT_FSIZE, NULL, &lim), 0);
@@ -762,12 +751,9 @@ static bool start_without_dac_override(struct vd *v)
  * what to check, and once the folder is opened they all arrive. */
 static void test_permission_denied_then_granted(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, match: test., path: @DIR@/locked/out.jsonl }\n"),
-                     0);
+    struct vd *v =
+        configure(state, "sinks:\n"
+                         "  - { plugin: file, match: test., path: @DIR@/locked/out.jsonl }\n");
     char *dir = path_in(v, "locked");
     assert_int_equal(mkdir(dir, 0500), 0);
     assert_int_equal(chmod(dir, 0500), 0);
@@ -792,13 +778,11 @@ static void test_permission_denied_then_granted(void **state)
 /* EROFS: the filesystem goes read-only under a running sink, and back. */
 static void test_read_only_filesystem(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, match: test., path: @DIR@/mnt/out.jsonl }\n"),
-                     0);
-    if (!mount_tmpfs(f, "1m")) {
+    struct vd *v =
+        configure(state, "sinks:\n"
+                         "  - { plugin: file, match: test., path: @DIR@/mnt/out.jsonl }\n");
+    const char *mnt = mount_tmpfs(state, "1m");
+    if (!mnt) {
         skip();
     }
     start(v);
@@ -808,12 +792,12 @@ static void test_read_only_filesystem(void **state)
     /* A remount read-only is refused (EBUSY) while the sink holds the file
      * open for writing, so the daemon restarts onto the read-only mount. */
     assert_int_equal(vd_stop(v, 10, NULL), 0);
-    assert_int_equal(mount(NULL, f->mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
     start(v);
     publish_plain(v, "ro", 50, 0);
     assert_true(wait_log(v, "Read-only file system", 30));
     assert_int_equal(count_lines(out, "\"source\":\"ro\""), 0);
-    assert_int_equal(mount(NULL, f->mnt, NULL, MS_REMOUNT, NULL), 0);
+    assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT, NULL), 0);
     assert_true(wait_lines(out, "\"source\":\"ro\"", 50, 30));
     assert_true(seqs_complete(out, "ro", 50));
     assert_true(seqs_complete(out, "rw", 50));
@@ -827,12 +811,8 @@ static void test_read_only_filesystem(void **state)
  * the path. Also when the file was removed. */
 static void test_reopen_on_sighup(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sinks:\n"
-                              "  - { plugin: file, match: test., path: @DIR@/out.jsonl }\n"),
-                     0);
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - { plugin: file, match: test., path: @DIR@/out.jsonl }\n");
     start(v);
     char *out = path_in(v, "out.jsonl"), *old = path_in(v, "out.jsonl.old");
     publish_plain(v, "one", 20, 0);
@@ -872,8 +852,7 @@ struct bad_config {
  * writes 6 lines before the body, so the body starts on line 7. */
 static void test_config_errors(void **state)
 {
-    struct fixture *f = *state;
-    struct vd *v = &f->v;
+    struct vd *v = &((struct fixture *)*state)->v;
     static const struct bad_config cases[] = {
         {"sinks:\n  - plugin: file\n    path: /tmp/x\n    format: xml\n", "10:13",
          "format must be json or msgpack, not 'xml'"},
