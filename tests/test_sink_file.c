@@ -840,6 +840,34 @@ static void test_reopen_on_sighup(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
+/* logrotate's copytruncate empties the file under the open sink: the sink
+ * keeps appending at the new end (no hole of zeros) and counts the file's
+ * size from there, so it does not rotate an almost empty file. */
+static void test_copytruncate(void **state)
+{
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - plugin: file\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/out.jsonl\n"
+                                    "    rotate: { size: 4KiB, keep: 2 }\n");
+    start(v);
+    char *out = path_in(v, "out.jsonl"), *one = path_in(v, "out.jsonl.1");
+    publish_plain(v, "before", 14, 100); /* about 3.2 KB */
+    assert_true(wait_lines(out, "\"source\":\"before\"", 14, 30));
+    assert_int_equal(file_size(one), -1);
+    assert_int_equal(truncate(out, 0), 0);
+    publish_plain(v, "after", 10, 100); /* about 2.3 KB: fits in 4 KiB */
+    assert_true(wait_lines(out, "\"source\":\"after\"", 10, 30));
+    assert_int_equal(file_size(one), -1);
+    char *s = slurp(out);
+    assert_int_equal(s[0], '{');
+    free(s);
+    assert_true(seqs_complete(out, "after", 10));
+    free(out);
+    free(one);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
 /* ---- Config ---------------------------------------------------------------------- */
 
 struct bad_config {
@@ -912,6 +940,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_permission_denied_then_granted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_filesystem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_on_sighup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_copytruncate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,7 +52,7 @@ struct file_sink {
 
     int fd;        /* -1: not open; the next write() opens it */
     bool regular;  /* a regular file: can be rotated and truncated */
-    uint64_t size; /* bytes in the file as far as we wrote them */
+    uint64_t size; /* bytes in the file: learnt per write() call, plus ours */
     uint64_t rotate_not_before_ns;
     bool failing; /* the last attempt failed: say so when it works again */
 
@@ -531,6 +531,13 @@ static int file_write(void *state, const struct vigil_event *const *events, size
         if (rc != 0) {
             report_io(s, "cannot open", s->path, rc);
             return 0;
+        }
+    } else if (s->regular) {
+        /* Where the file ends now, for rotation and for cutting back after a
+         * failed write: logrotate's copytruncate may have emptied it. */
+        struct stat st;
+        if (fstat(s->fd, &st) == 0) {
+            s->size = (uint64_t)st.st_size;
         }
     }
     s->len = 0;
