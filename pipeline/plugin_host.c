@@ -565,6 +565,13 @@ static void *instance_main(void *arg)
 int vigil_host_start(struct vigil_host *h)
 {
     int rc = pthread_create(&h->thread, NULL, instance_main, h);
+    if (rc == 0) {
+        /* "src:<instance>" / "sink:<instance>", cut to the 15 bytes Linux keeps. */
+        char name[16];
+        snprintf(name, sizeof name, "%s:%s", h->kind == VIGIL_SOURCE ? "src" : "sink",
+                 h->ic->name);
+        pthread_setname_np(h->thread, name);
+    }
     if (rc != 0) {
         return -rc;
     }

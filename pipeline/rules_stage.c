@@ -262,6 +262,9 @@ unsigned vigil_rules_stage_subscriptions(const struct vigil_rules_stage *s)
 int vigil_rules_stage_start(struct vigil_rules_stage *s)
 {
     int rc = pthread_create(&s->thread, NULL, stage_main, s);
+    if (rc == 0) {
+        pthread_setname_np(s->thread, "vigil-rules"); /* what top -H and perf show */
+    }
     if (rc != 0) {
         return -rc;
     }
