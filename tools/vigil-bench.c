@@ -226,6 +226,7 @@ struct result {
     uint64_t verdicts, judged;
     double verdict_fraction;
     double cpu_s, cpu_s_per_million;
+    double bench_cpu_s; /* the bench's own CPU over the same span */
     int64_t rss_peak, rss_now;
     uint64_t bad_lines, other_lines;
     int vigild_status;
@@ -300,8 +301,15 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     }
     printf("  events in     %.0f /s  (%llu published in the window, %llu in all)\n", r->in_per_s,
            (unsigned long long)r->measured_in, (unsigned long long)r->published);
-    printf("  events out    %.0f /s  (%llu of the window arrived over %.2f s)\n", r->out_per_s,
-           (unsigned long long)r->measured_out, r->out_span_s);
+    if (o->sink == BENCH_SINK_DISCARD) {
+        printf("  events out    %.0f /s  (%llu delivered from the window's start to the last "
+               "delivery, %.2f s; vigil.self every " SELF_INTERVAL ")\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s);
+    } else {
+        printf("  events out    %.0f /s  (%llu of the window's events arrived, the last %.2f s "
+               "after its start)\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s);
+    }
     printf("  lost          %llu%s\n", (unsigned long long)r->lost,
            r->drain_timed_out ? "  (the drain timed out: still arriving?)" : "");
     if (r->dup_known) {
@@ -328,6 +336,8 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("  vigild CPU    n/a\n");
     }
+    printf("  bench CPU     %.3f s per million events (%.2f s: producers, reader, monitor)\n",
+           r->measured_in ? r->bench_cpu_s / ((double)r->measured_in / 1e6) : 0.0, r->bench_cpu_s);
     if (r->rss_peak >= 0) {
         printf("  vigild RSS    peak %.1f MiB (now %.1f MiB)\n", (double)r->rss_peak / 1048576.0,
                (double)r->rss_now / 1048576.0);
@@ -336,11 +346,11 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     }
     pthread_mutex_lock(&s->mu);
     printf("  vigil.self    bus malformed %llu, seq gaps %llu, dropped %llu; sink failed %llu, "
-           "dropped %llu, retried %llu%s\n",
+           "dropped %llu, retried %llu, spooled %llu%s\n",
            (unsigned long long)s->bus_malformed, (unsigned long long)s->bus_lost,
            (unsigned long long)s->bus_dropped, (unsigned long long)s->sink_failed,
            (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           s->reports ? "" : " (no report received)");
+           (unsigned long long)s->sink_spooled, s->reports ? "" : " (no report received)");
     pthread_mutex_unlock(&s->mu);
     if (r->bad_lines || r->other_lines) {
         printf("  sink file     %llu unparsable lines, %llu lines of other sources\n",
@@ -394,6 +404,7 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("\"cpu_s\":null,\"cpu_s_per_million\":null,");
     }
+    printf("\"bench_cpu_s\":%.3f,", r->bench_cpu_s);
     if (r->rss_peak >= 0) {
         printf("\"rss_peak_bytes\":%lld,", (long long)r->rss_peak);
     } else {
@@ -402,12 +413,14 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     pthread_mutex_lock(&s->mu);
     printf("\"vigil_self\":{\"reports\":%llu,\"bus_malformed\":%llu,\"bus_lost\":%llu,"
            "\"bus_dropped\":%llu,\"sink_delivered\":%llu,\"sink_failed\":%llu,"
-           "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"rules_in\":%llu,\"rules_out\":%llu},",
+           "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"sink_spooled\":%llu,"
+           "\"rules_in\":%llu,\"rules_out\":%llu},",
            (unsigned long long)s->reports, (unsigned long long)s->bus_malformed,
            (unsigned long long)s->bus_lost, (unsigned long long)s->bus_dropped,
            (unsigned long long)s->sink_out, (unsigned long long)s->sink_failed,
            (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           (unsigned long long)s->rules_in, (unsigned long long)s->rules_out);
+           (unsigned long long)s->sink_spooled, (unsigned long long)s->rules_in,
+           (unsigned long long)s->rules_out);
     pthread_mutex_unlock(&s->mu);
     printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%d}\n",
            (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
@@ -491,6 +504,7 @@ static int run(const struct opts *o)
     if (v.pid > 0) {
         cpu0 = bench_proc_cpu_ns(v.pid);
     }
+    int64_t self_cpu0 = bench_proc_cpu_ns(getpid());
     while (!vigil_tool_stop && vigil_mono_ns() < win_end) {
         bench_sleep_ns(10000000);
     }
@@ -510,6 +524,7 @@ static int run(const struct opts *o)
     r.in_per_s = (double)r.measured_in / ((double)o->duration_ns / 1e9);
 
     uint64_t last = wait_drain(o, file ? t : NULL, s, r.published, producers_done, &r);
+    r.bench_cpu_s = (double)(bench_proc_cpu_ns(getpid()) - self_cpu0) / 1e9;
     if (v.pid > 0 && cpu0 >= 0) {
         int64_t cpu1 = bench_proc_cpu_ns(v.pid);
         if (cpu1 >= cpu0) {

@@ -137,6 +137,7 @@ struct bench_self {
     /* Latest values (under mu). */
     bool have_sink, have_bus, have_rules;
     uint64_t sink_in, sink_out, sink_failed, sink_dropped, sink_retried, sink_errors;
+    uint64_t sink_spooled; /* events the sink host wrote to its disk spool */
     uint64_t bus_in, bus_malformed, bus_lost, bus_dropped, bus_ext_dropped;
     uint64_t rules_in, rules_out, rules_dropped;
     uint64_t reports;

@@ -61,6 +61,7 @@ static void account(struct bench_self *s, const struct vigil_event_view *v)
         s->sink_dropped = val(v, "dropped_total");
         s->sink_retried = val(v, "retried_total");
         s->sink_errors = val(v, "errors_total");
+        s->sink_spooled = val(v, "spooled_total");
         if (s->nhist == s->caphist && s->caphist < HIST_MAX) {
             size_t cap = s->caphist ? s->caphist * 2 : 1024;
             struct bench_self_sample *nh = realloc(s->hist, cap * sizeof *nh);
