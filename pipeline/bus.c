@@ -44,7 +44,6 @@ struct vigil_bus {
     struct vigil_bus_stats stats;
 
     /* Bus thread only. */
-    msgpack_zone zone;
     struct seq_entry *seq;
     size_t seq_cap, seq_used;
     struct vigil_ratelimit malformed_rl;
@@ -174,7 +173,6 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
         snprintf(err, errlen, "cannot connect bus control: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    msgpack_zone_init(&b->zone, 64 * 1024);
     return b;
 
 fail:
@@ -231,7 +229,7 @@ static bool seq_grow(struct vigil_bus *b)
 
 /* Counts gaps in a source's seq. The first event of a source sets the base;
  * a seq that does not advance means the producer restarted (or repeats). */
-static void seq_track(struct vigil_bus *b, const struct vigil_event_view *v)
+static void seq_track(struct vigil_bus *b, const struct vigil_event_head *v)
 {
     uint64_t h = fnv1a(v->host, v->host_len, v->source, v->source_len);
     size_t key_len = v->host_len + 1 + v->source_len;
@@ -375,16 +373,14 @@ static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
             report_malformed(b, topic, "more than two frames");
             continue;
         }
-        struct vigil_event_view v;
+        /* Checked in place: no unpacking, no allocation. */
+        struct vigil_event_head v;
         const char *reason = NULL;
-        int rc = vigil_event_decode(&v, zmq_msg_data(topic), zmq_msg_size(topic),
-                                    zmq_msg_data(body), zmq_msg_size(body), b->max_event_bytes,
-                                    &b->zone, &reason);
+        int rc = vigil_event_check(zmq_msg_data(topic), zmq_msg_size(topic), zmq_msg_data(body),
+                                   zmq_msg_size(body), b->max_event_bytes, &v, &reason);
         if (rc == 0) {
             seq_track(b, &v);
-        }
-        msgpack_zone_clear(&b->zone);
-        if (rc != 0) {
+        } else {
             report_malformed(b, topic, reason);
             continue;
         }
@@ -557,7 +553,6 @@ void vigil_bus_free(struct vigil_bus *b)
     zmq_close(b->xout);
     zmq_close(b->ctl_bus);
     zmq_close(b->ctl_main);
-    msgpack_zone_destroy(&b->zone);
     for (size_t i = 0; i < b->seq_cap; i++) {
         free(b->seq[i].key);
     }

@@ -106,6 +106,17 @@ bool vigil_topic_valid(const char *topic, size_t len);
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason);
+/* What the bus needs of an event: checked exactly as vigil_event_decode
+ * would (same acceptance, same reasons), in two passes over the bytes with
+ * no allocation, and the envelope fields for seq tracking. */
+struct vigil_event_head {
+    uint64_t ts, seq;
+    const char *host, *source;
+    size_t host_len, source_len;
+};
+int vigil_event_check(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                      size_t max_body, struct vigil_event_head *out, const char **reason);
+
 /* The same for a message the bus has already checked (the daemon's own
  * stages read only what the bus forwarded): skips the pre-scan that guards
  * msgpack_unpack against hostile bytes. Never for bytes from outside. */
