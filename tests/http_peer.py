@@ -6,9 +6,10 @@ on what it received.
                [--status-file FILE] [--retry-after V] [--reply TEXT]
                [--tls-cert PEM --tls-key PEM]
       Binds 127.0.0.1 (port 0 = any; the port is written to --port-file once
-      listening) and answers every POST with --status, or with the number in
-      --status-file when that file exists (read per request, so a test can
-      switch it). 429 and 503 carry Retry-After: V when given. Each request
+      listening) and answers every POST with --status, or with what
+      --status-file says when that file exists: "STATUS [RETRY_AFTER]", read
+      per request, so a test can switch it. 429 and 503 carry Retry-After: V
+      when given; V = +N sends the HTTP date N seconds ahead. Each request
       is appended to --log as one JSON line: t (time.time()), peer port,
       path, headers, body (text), status. Runs until SIGTERM.
 
@@ -26,6 +27,7 @@ on what it received.
 """
 import argparse
 import datetime
+import email.utils
 import json
 import os
 import re
@@ -45,10 +47,11 @@ def serve(a):
         if a.status_file:
             try:
                 with open(a.status_file) as f:
-                    return int(f.read().split()[0])
+                    words = f.read().split()
+                return int(words[0]), words[1] if len(words) > 1 else a.retry_after
             except (OSError, ValueError, IndexError):
                 pass
-        return a.status
+        return a.status, a.retry_after
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the sink expects
@@ -56,7 +59,7 @@ def serve(a):
         def do_POST(self):
             n = int(self.headers.get("Content-Length", "0"))
             raw = self.rfile.read(n)
-            status = status_now()
+            status, retry_after = status_now()
             rec = {
                 "t": time.time(),
                 "peer_port": self.client_address[1],
@@ -75,8 +78,11 @@ def serve(a):
                 log.flush()
             reply = (a.reply if status >= 300 else "").encode()
             self.send_response(status)
-            if a.retry_after and status in (429, 503):
-                self.send_header("Retry-After", a.retry_after)
+            if retry_after and status in (429, 503):
+                if retry_after.startswith("+"):
+                    when = time.time() + float(retry_after[1:])
+                    retry_after = email.utils.formatdate(when, usegmt=True)
+                self.send_header("Retry-After", retry_after)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,8 +53,11 @@ static void finish(struct webhook *w, CURLcode rc)
         if (after_s > 0 && VIGIL_API_HAS(w->api, retry_after) && w->api->retry_after) {
             w->api->retry_after(w->h, (uint64_t)after_s * 1000000000u);
         }
-        wh_warn(w, "POST to %s: HTTP %ld; %zu events to retry%s", w->origin, status, sent,
-                after_s > 0 ? " (the server set Retry-After)" : "");
+        char after[48] = "";
+        if (after_s > 0) {
+            snprintf(after, sizeof after, " (Retry-After: %lld s)", (long long)after_s);
+        }
+        wh_warn(w, "POST to %s: HTTP %ld; %zu events to retry%s", w->origin, status, sent, after);
     } else {
         /* Any other answer (4xx, or a redirect we do not follow) will not
          * change on a retry: the request itself is wrong. */
