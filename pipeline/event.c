@@ -464,24 +464,46 @@ bool vigil_msgpack_plausible(const char *data, size_t len)
     return true;
 }
 
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                  const char *body, size_t body_len, msgpack_zone *zone, const char **reason);
+
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason)
 {
-    memset(v, 0, sizeof *v);
-    v->base.kind = VIGIL_EVENT_VIEW;
     if (!vigil_topic_valid(topic, topic_len)) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
         return VIGIL_EMALFORMED;
     }
     if (body_len > max_body) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "body larger than bus.max_event_bytes";
         return VIGIL_ETOOBIG;
     }
     if (!vigil_msgpack_plausible(body, body_len)) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "body is not valid msgpack (or declares more items than it has bytes)";
         return VIGIL_EMALFORMED;
     }
+    return decode(v, topic, topic_len, body, body_len, zone, reason);
+}
+
+int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                               const char *body, size_t body_len, msgpack_zone *zone,
+                               const char **reason)
+{
+    return decode(v, topic, topic_len, body, body_len, zone, reason);
+}
+
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                  const char *body, size_t body_len, msgpack_zone *zone, const char **reason)
+{
+    memset(v, 0, sizeof *v);
+    v->base.kind = VIGIL_EVENT_VIEW;
     size_t off = 0;
     msgpack_unpack_return r = msgpack_unpack(body, body_len, &off, zone, &v->root);
     if (r == MSGPACK_UNPACK_EXTRA_BYTES) {

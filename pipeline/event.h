@@ -89,6 +89,10 @@ struct vigil_event_view {
     const char *host, *source;
     size_t host_len, source_len;
     const msgpack_object *labels, *values, *attrs; /* NULL when absent */
+    /* Sinks decode on first use (a discard or msgpack sink never needs to):
+     * while lazy_zone is set, only topic and body are filled. */
+    msgpack_zone *lazy_zone;
+    bool lazy_trusted;
 };
 
 /* True when the topic is 1..VIGIL_TOPIC_MAX bytes of valid UTF-8 without
@@ -102,6 +106,12 @@ bool vigil_topic_valid(const char *topic, size_t len);
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason);
+/* The same for a message the bus has already checked (the daemon's own
+ * stages read only what the bus forwarded): skips the pre-scan that guards
+ * msgpack_unpack against hostile bytes. Never for bytes from outside. */
+int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                               const char *body, size_t body_len, msgpack_zone *zone,
+                               const char **reason);
 
 /* One pass over msgpack bytes without allocating: false when they are
  * truncated, use the unused type 0xc1, or declare a container with more items
