@@ -417,8 +417,8 @@ static void check_delivery_map(struct checker *ch, const struct vigil_conf *v, c
 static void delivery_defaults(struct vigil_delivery_conf *dc)
 {
     *dc = (struct vigil_delivery_conf){
-        .queue_events = 10000,
-        .queue_bytes = 8u << 20,
+        .queue_events = 65536,
+        .queue_bytes = 32u << 20,
         .spool_max = 1ull << 30,
         .min_backoff_ns = NS_PER_S / 10,
         .max_backoff_ns = 5 * NS_PER_S,

@@ -101,8 +101,8 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
 /* How the host delivers to one sink (the sink's common keys queue, spool,
  * retry, batch; the plugin never sees them). */
 struct vigil_delivery_conf {
-    uint64_t queue_events;   /* memory queue bound in events, default 10000 */
-    uint64_t queue_bytes;    /* and in bytes, default 8 MiB */
+    uint64_t queue_events;   /* memory queue bound in events, default 65536 */
+    uint64_t queue_bytes;    /* and in bytes, default 32 MiB */
     char *spool_path;        /* folder; default <state_dir>/spool/<name> */
     uint64_t spool_max;      /* bytes on disk, default 1 GiB */
     uint64_t min_backoff_ns; /* default 100ms */
