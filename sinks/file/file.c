@@ -164,6 +164,26 @@ static int make_parents(const char *path)
     return rc;
 }
 
+/* Makes a new name in path's folder (a created or rotated file) durable:
+ * without it a power cut can lose the file that fdatasync made durable. */
+static void sync_dir(struct file_sink *s)
+{
+    char *dir = strdup(s->path);
+    if (!dir) {
+        return;
+    }
+    char *slash = strrchr(dir, '/');
+    slash[slash == dir] = '\0'; /* "/x" -> "/" */
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        report_io(s, "cannot sync the folder", dir, -errno);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(dir);
+}
+
 /* Opens (creating, mode 0640 exactly) the file for appending and learns its
  * size. Returns 0 or -errno. */
 static int file_open(struct file_sink *s)
@@ -207,6 +227,9 @@ static int file_open(struct file_sink *s)
     }
     if (created) {
         fchmod(fd, FILE_MODE); /* the umask may have taken bits off */
+        if (s->fsync != FSYNC_NEVER) {
+            sync_dir(s);
+        }
     }
     s->fd = fd;
     s->regular = S_ISREG(st.st_mode);
