@@ -322,7 +322,10 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
         return -1;
     }
     char vigild[PATH_MAX];
-    snprintf(vigild, sizeof vigild, "%s/vigild", bench_build_dir());
+    if (snprintf(vigild, sizeof vigild, "%s/vigild", bench_build_dir()) >= (int)sizeof vigild) {
+        fprintf(stderr, "vigil-bench: the build folder's path is too long\n");
+        return -1;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
