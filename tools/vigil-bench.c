@@ -411,20 +411,49 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
         printf("\"rss_peak_bytes\":null,");
     }
     pthread_mutex_lock(&s->mu);
-    printf("\"vigil_self\":{\"reports\":%llu,\"bus_malformed\":%llu,\"bus_lost\":%llu,"
+    printf("\"vigil_self\":{\"reports\":%llu,\"bus_in\":%llu,\"bus_malformed\":%llu,"
+           "\"bus_lost\":%llu,"
            "\"bus_dropped\":%llu,\"sink_delivered\":%llu,\"sink_failed\":%llu,"
            "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"sink_spooled\":%llu,"
            "\"rules_in\":%llu,\"rules_out\":%llu},",
-           (unsigned long long)s->reports, (unsigned long long)s->bus_malformed,
-           (unsigned long long)s->bus_lost, (unsigned long long)s->bus_dropped,
-           (unsigned long long)s->sink_out, (unsigned long long)s->sink_failed,
-           (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           (unsigned long long)s->sink_spooled, (unsigned long long)s->rules_in,
-           (unsigned long long)s->rules_out);
+           (unsigned long long)s->reports, (unsigned long long)s->bus_in,
+           (unsigned long long)s->bus_malformed, (unsigned long long)s->bus_lost,
+           (unsigned long long)s->bus_dropped, (unsigned long long)s->sink_out,
+           (unsigned long long)s->sink_failed, (unsigned long long)s->sink_dropped,
+           (unsigned long long)s->sink_retried, (unsigned long long)s->sink_spooled,
+           (unsigned long long)s->rules_in, (unsigned long long)s->rules_out);
     pthread_mutex_unlock(&s->mu);
-    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%d}\n",
+    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%d,"
+           "\"producer_error\":%s%s%s}\n",
            (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
-           r->interrupted ? "true" : "false", r->vigild_status);
+           r->interrupted ? "true" : "false", r->vigild_status, r->producer_err ? "\"" : "",
+           r->producer_err ? zmq_strerror(r->producer_err) : "null", r->producer_err ? "\"" : "");
+}
+
+/* Names the first few (source, seq) that never arrived: where to look. */
+static void report_missing(const struct bench_tail *t, const struct bench_producers *ps)
+{
+    int shown = 0;
+    for (int i = 0; i < ps->n; i++) {
+        const struct bench_seqmap *m = &t->maps[i];
+        uint64_t missing = 0, first = 0, last = 0;
+        for (uint64_t seq = 1; seq <= ps->p[i].sent; seq++) {
+            uint64_t w = seq >> 6;
+            if (w >= m->nwords || !(m->bits[w] & (UINT64_C(1) << (seq & 63)))) {
+                first = first ? first : seq;
+                last = seq;
+                missing++;
+            }
+        }
+        if (missing) {
+            fprintf(stderr,
+                    "vigil-bench: %s: %llu of seq 1..%llu never arrived (first %llu, last %llu)\n",
+                    ps->p[i].source, (unsigned long long)missing, (unsigned long long)ps->p[i].sent,
+                    (unsigned long long)first, (unsigned long long)last);
+            shown++;
+        }
+    }
+    (void)shown;
 }
 
 static int run(const struct opts *o)
@@ -562,6 +591,9 @@ static int run(const struct opts *o)
     }
     r.out_per_s = r.out_span_s > 0 ? (double)r.measured_out / r.out_span_s : 0;
     r.lost = r.published > r.arrived ? r.published - r.arrived : 0;
+    if (file && r.lost) {
+        report_missing(t, ps);
+    }
     if (r.cpu_s >= 0 && r.measured_in > 0) {
         r.cpu_s_per_million = r.cpu_s / ((double)r.measured_in / 1e6);
     }

@@ -43,6 +43,7 @@ struct bench_producer {
     uint64_t sent;      /* events handed to ZeroMQ: seq 1..sent */
     uint64_t warm_last; /* last seq published before the measured window */
     int err;            /* 0, or the zmq errno that stopped it */
+    void *sock;         /* its PUSH socket, closed by bench_producers_fini */
     struct bench_producers *all;
 };
 
