@@ -231,14 +231,18 @@ struct result {
     uint64_t bad_lines, other_lines;
     int vigild_status;
     int producer_err;
+    struct bench_self_counters self; /* vigil.self: what changed during the run */
 };
 
 /* Waits until the sink has everything (or stops progressing, or the drain
  * bound). Returns the mono time of the last progress seen. */
 static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct bench_self *s,
+                           const struct bench_self_counters *base, uint64_t self_interval_ns,
                            uint64_t published, uint64_t since, struct result *r)
 {
     uint64_t last_count = UINT64_MAX, last_change = since;
+    /* Without the file, progress is seen once per vigil.self period. */
+    uint64_t quiet = t ? QUIET_NS : QUIET_NS + 2 * self_interval_ns;
     for (;;) {
         uint64_t now = vigil_mono_ns(), count;
         if (t) {
@@ -247,20 +251,16 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
             if (ll > last_change) {
                 last_change = ll;
             }
-        } else {
-            pthread_mutex_lock(&s->mu);
-            count = s->sink_out;
-            pthread_mutex_unlock(&s->mu);
+        }
+        struct bench_self_counters now_c = bench_self_get(s);
+        struct bench_self_counters c = bench_self_since(&now_c, base);
+        if (!t) {
+            count = c.sink_out;
         }
         /* Complete also means the rules judged everything (our own
          * daemon, whose rules all match the bench's events), so that the
          * verdict counts are final. */
-        bool rules_done = true;
-        if (!o->config && o->rules > 0) {
-            pthread_mutex_lock(&s->mu);
-            rules_done = s->rules_in >= published;
-            pthread_mutex_unlock(&s->mu);
-        }
+        bool rules_done = o->config || o->rules == 0 || c.rules_in >= published;
         if (count != last_count) {
             if (last_count != UINT64_MAX && !t) {
                 last_change = now;
@@ -270,7 +270,7 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
         if (count >= published && rules_done && now - last_change >= SETTLE_NS) {
             return last_change;
         }
-        if (now - last_change >= QUIET_NS) {
+        if (now - last_change >= quiet) {
             return last_change;
         }
         if (now - since >= o->drain_ns) {
@@ -286,13 +286,16 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
 }
 
 static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
-                       struct bench_self *s, const struct bench_vigild *v)
+                       const struct bench_vigild *v)
 {
-    printf("vigil-bench: %d producer%s over %s, %d rule%s, sink %s (plugin %s), %.1f s "
-           "measured after %.1f s warm-up%s\n",
-           o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc", o->rules,
-           o->rules == 1 ? "" : "s", o->sink == BENCH_SINK_DISCARD ? "discard" : "file",
-           sink_plugin(o->sink), (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
+    char rules[32];
+    snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
+    printf("vigil-bench: %d producer%s over %s, %s, sink %s (plugin %s), %.1f s measured after "
+           "%.1f s warm-up%s\n",
+           o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc",
+           o->config ? "the daemon's rules" : rules,
+           o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
            o->config ? " (attached to a running vigild)" : "");
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
@@ -303,8 +306,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
            (unsigned long long)r->measured_in, (unsigned long long)r->published);
     if (o->sink == BENCH_SINK_DISCARD) {
         printf("  events out    %.0f /s  (%llu delivered from the window's start to the last "
-               "delivery, %.2f s; vigil.self every " SELF_INTERVAL ")\n",
-               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s);
+               "delivery, %.2f s; vigil.self every %.1f s)\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s,
+               (double)v->self_interval_ns / 1e9);
     } else {
         printf("  events out    %.0f /s  (%llu of the window's events arrived, the last %.2f s "
                "after its start)\n",
@@ -344,14 +348,13 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("  vigild RSS    n/a\n");
     }
-    pthread_mutex_lock(&s->mu);
+    const struct bench_self_counters *c = &r->self;
     printf("  vigil.self    bus malformed %llu, seq gaps %llu, dropped %llu; sink failed %llu, "
            "dropped %llu, retried %llu, spooled %llu%s\n",
-           (unsigned long long)s->bus_malformed, (unsigned long long)s->bus_lost,
-           (unsigned long long)s->bus_dropped, (unsigned long long)s->sink_failed,
-           (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           (unsigned long long)s->sink_spooled, s->reports ? "" : " (no report received)");
-    pthread_mutex_unlock(&s->mu);
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_failed,
+           (unsigned long long)c->sink_dropped, (unsigned long long)c->sink_retried,
+           (unsigned long long)c->sink_spooled, c->reports ? "" : " (no report received)");
     if (r->bad_lines || r->other_lines) {
         printf("  sink file     %llu unparsable lines, %llu lines of other sources\n",
                (unsigned long long)r->bad_lines, (unsigned long long)r->other_lines);
@@ -367,14 +370,17 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     }
 }
 
-static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t,
-                       struct bench_self *s)
+static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t)
 {
+    char rules[16] = "null"; /* attached: the daemon's own rules */
+    if (!o->config) {
+        snprintf(rules, sizeof rules, "%d", o->rules);
+    }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"rules\":%d,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
-           o->tcp ? "tcp" : "ipc", o->producers, o->rules, o->rate, (double)o->duration_ns / 1e9,
-           (double)o->warmup_ns / 1e9);
+           o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9);
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -410,23 +416,26 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("\"rss_peak_bytes\":null,");
     }
-    pthread_mutex_lock(&s->mu);
+    const struct bench_self_counters *c = &r->self;
     printf("\"vigil_self\":{\"reports\":%llu,\"bus_in\":%llu,\"bus_malformed\":%llu,"
            "\"bus_lost\":%llu,"
            "\"bus_dropped\":%llu,\"sink_delivered\":%llu,\"sink_failed\":%llu,"
            "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"sink_spooled\":%llu,"
            "\"rules_in\":%llu,\"rules_out\":%llu},",
-           (unsigned long long)s->reports, (unsigned long long)s->bus_in,
-           (unsigned long long)s->bus_malformed, (unsigned long long)s->bus_lost,
-           (unsigned long long)s->bus_dropped, (unsigned long long)s->sink_out,
-           (unsigned long long)s->sink_failed, (unsigned long long)s->sink_dropped,
-           (unsigned long long)s->sink_retried, (unsigned long long)s->sink_spooled,
-           (unsigned long long)s->rules_in, (unsigned long long)s->rules_out);
-    pthread_mutex_unlock(&s->mu);
-    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%d,"
+           (unsigned long long)c->reports, (unsigned long long)c->bus_in,
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_out,
+           (unsigned long long)c->sink_failed, (unsigned long long)c->sink_dropped,
+           (unsigned long long)c->sink_retried, (unsigned long long)c->sink_spooled,
+           (unsigned long long)c->rules_in, (unsigned long long)c->rules_out);
+    char status[16] = "null"; /* attached: not ours to stop */
+    if (!o->config) {
+        snprintf(status, sizeof status, "%d", r->vigild_status);
+    }
+    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%s,"
            "\"producer_error\":%s%s%s}\n",
            (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
-           r->interrupted ? "true" : "false", r->vigild_status, r->producer_err ? "\"" : "",
+           r->interrupted ? "true" : "false", status, r->producer_err ? "\"" : "",
            r->producer_err ? zmq_strerror(r->producer_err) : "null", r->producer_err ? "\"" : "");
 }
 
@@ -501,6 +510,24 @@ static int run(const struct opts *o)
     if (bench_self_start(s, ps->zctx) != 0) {
         goto out;
     }
+    /* The counters before we publish: an attached daemon has a past, and
+     * our own one counts its start. */
+    if (v.self_interval_ns > 1000000000ull && !o->json) {
+        fprintf(stderr, "vigil-bench: waiting for a vigil.self report (every %.0f s)...\n",
+                (double)v.self_interval_ns / 1e9);
+    }
+    uint64_t give_up = vigil_mono_ns() + v.self_interval_ns + 2000000000ull;
+    while (bench_self_get(s).sink_reports == 0 && vigil_mono_ns() < give_up && !vigil_tool_stop) {
+        bench_sleep_ns(10000000);
+    }
+    bench_sleep_ns(100000000); /* the rest of that report (rules come after sinks) */
+    struct bench_self_counters base = bench_self_get(s);
+    if (base.sink_reports == 0) {
+        fprintf(stderr,
+                "vigil-bench: no vigil.self report of sink '%s' from %s: its counters are "
+                "missing from the results\n",
+                v.sink_name, v.subscribe);
+    }
     uint64_t t0 = vigil_mono_ns() + CONNECT_NS;
     uint64_t real_minus_mono = vigil_now_ns() - vigil_mono_ns();
     uint64_t win_start = t0 + o->warmup_ns, win_end = win_start + o->duration_ns;
@@ -552,7 +579,8 @@ static int run(const struct opts *o)
     }
     r.in_per_s = (double)r.measured_in / ((double)o->duration_ns / 1e9);
 
-    uint64_t last = wait_drain(o, file ? t : NULL, s, r.published, producers_done, &r);
+    uint64_t last = wait_drain(o, file ? t : NULL, s, &base, v.self_interval_ns, r.published,
+                               producers_done, &r);
     r.bench_cpu_s = (double)(bench_proc_cpu_ns(getpid()) - self_cpu0) / 1e9;
     if (v.pid > 0 && cpu0 >= 0) {
         int64_t cpu1 = bench_proc_cpu_ns(v.pid);
@@ -576,17 +604,14 @@ static int run(const struct opts *o)
         uint64_t span = t->last_measured_mono > win_start ? t->last_measured_mono - win_start : 0;
         r.out_span_s = (double)span / 1e9;
     } else {
-        /* Give vigil.self one more period to report the final count. */
-        bench_sleep_ns(250000000);
-        pthread_mutex_lock(&s->mu);
-        r.arrived = s->sink_out;
-        pthread_mutex_unlock(&s->mu);
+        uint64_t abs_out = bench_self_get(s).sink_out;
+        r.arrived = abs_out > base.sink_out ? abs_out - base.sink_out : 0;
         double at_start = bench_self_sink_out_at(s, win_start);
-        uint64_t done = bench_self_reached(s, r.arrived);
+        uint64_t done = bench_self_reached(s, abs_out);
         if (!done) {
             done = last;
         }
-        r.measured_out = r.arrived > at_start ? (uint64_t)((double)r.arrived - at_start) : 0;
+        r.measured_out = (double)abs_out > at_start ? (uint64_t)((double)abs_out - at_start) : 0;
         r.out_span_s = done > win_start ? (double)(done - win_start) / 1e9 : 0;
     }
     r.out_per_s = r.out_span_s > 0 ? (double)r.measured_out / r.out_span_s : 0;
@@ -597,12 +622,12 @@ static int run(const struct opts *o)
     if (r.cpu_s >= 0 && r.measured_in > 0) {
         r.cpu_s_per_million = r.cpu_s / ((double)r.measured_in / 1e6);
     }
-    pthread_mutex_lock(&s->mu);
-    r.verdicts = s->rules_out;
-    r.judged = s->rules_in;
-    pthread_mutex_unlock(&s->mu);
+    struct bench_self_counters end_c = bench_self_get(s);
+    r.self = bench_self_since(&end_c, &base);
+    r.verdicts = r.self.rules_out;
+    r.judged = r.self.rules_in;
     if (file && t->verdicts > r.verdicts) {
-        r.verdicts = t->verdicts;
+        r.verdicts = t->verdicts; /* an attached daemon's sink may take alert. too */
     }
     r.verdict_fraction = r.judged ? (double)r.verdicts / (double)r.judged : 0;
     bench_self_stop(s);
@@ -610,9 +635,9 @@ static int run(const struct opts *o)
         r.vigild_status = bench_vigild_stop(&v);
     }
     if (o->json) {
-        print_json(o, &r, t, s);
+        print_json(o, &r, t);
     } else {
-        print_text(o, &r, t, s, &v);
+        print_text(o, &r, t, &v);
     }
     fflush(stdout);
     rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;

@@ -304,7 +304,8 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
 {
     size_t cap = strlen(body) + 4 * PATH_MAX + 256;
     char *yaml = malloc(cap);
-    if (!yaml) {
+    if (!yaml || vigil_parse_duration(self_interval, &v->self_interval_ns) != 0) {
+        free(yaml);
         return -1;
     }
     int n = snprintf(yaml, cap,
@@ -515,6 +516,7 @@ int bench_vigild_attach(struct bench_vigild *v, const char *config, enum bench_s
     snprintf(v->cfg, sizeof v->cfg, "%s", config);
     snprintf(v->publish, sizeof v->publish, "%s", c->bus.publish);
     snprintf(v->subscribe, sizeof v->subscribe, "%s", c->bus.subscribe);
+    v->self_interval_ns = c->self_interval_ns;
     const char *want = sink == BENCH_SINK_FILE      ? "file"
                        : sink == BENCH_SINK_CAPTURE ? "test_capture"
                                                     : "discard";
