@@ -158,9 +158,36 @@ static struct vigil_event_builder *as_builder(struct vigil_event *ev)
     return ev && ev->kind == VIGIL_EVENT_BUILDER ? (struct vigil_event_builder *)ev : NULL;
 }
 
-static const struct vigil_event_view *as_view(const struct vigil_event *ev)
+/* Topic and body, which need no decoding. */
+static const struct vigil_event_view *raw_view(const struct vigil_event *ev)
 {
     return ev && ev->kind == VIGIL_EVENT_VIEW ? (const struct vigil_event_view *)ev : NULL;
+}
+
+/* A sink's event, decoded on first use (sink.c hands them out undecoded). */
+static const struct vigil_event_view *as_view(const struct vigil_event *ev)
+{
+    if (!ev || ev->kind != VIGIL_EVENT_VIEW) {
+        return NULL;
+    }
+    struct vigil_event_view *v = (struct vigil_event_view *)ev; /* host memory */
+    if (v->lazy_zone) {
+        msgpack_zone *zone = v->lazy_zone;
+        const char *why;
+        struct vigil_event_view d;
+        int rc = v->lazy_trusted
+                     ? vigil_event_decode_trusted(&d, v->topic, v->topic_len, v->body,
+                                                  v->body_len, zone, &why)
+                     : vigil_event_decode(&d, v->topic, v->topic_len, v->body, v->body_len,
+                                          SIZE_MAX, zone, &why);
+        if (rc != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "sink", "an event of topic '%.*s' does not decode: %s",
+                      (int)v->topic_len, v->topic, why);
+            return NULL;
+        }
+        *v = d;
+    }
+    return v;
 }
 
 static struct vigil_event *api_event_begin(struct vigil_host *h, const char *topic)
@@ -302,7 +329,7 @@ static int api_publish(struct vigil_host *h, struct vigil_event *ev)
 
 static const char *api_event_topic(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = as_view(ev);
+    const struct vigil_event_view *v = raw_view(ev);
     if (!v) {
         *len = 0;
         return "";
@@ -332,7 +359,7 @@ static int api_event_get_u64(const struct vigil_event *ev, const char *path, uin
 
 static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = as_view(ev);
+    const struct vigil_event_view *v = raw_view(ev);
     *len = v ? v->body_len : 0;
     return v ? v->body : NULL;
 }
@@ -565,6 +592,13 @@ static void *instance_main(void *arg)
 int vigil_host_start(struct vigil_host *h)
 {
     int rc = pthread_create(&h->thread, NULL, instance_main, h);
+    if (rc == 0) {
+        /* "src:<instance>" / "sink:<instance>", cut to the 15 bytes Linux keeps. */
+        char name[16];
+        snprintf(name, sizeof name, "%s:%s", h->kind == VIGIL_SOURCE ? "src" : "sink",
+                 h->ic->name);
+        pthread_setname_np(h->thread, name);
+    }
     if (rc != 0) {
         return -rc;
     }
