@@ -27,7 +27,7 @@ struct opts {
     double rate;
     int producers, rules, io_threads;
     enum bench_sink sink;
-    bool tcp, json, keep;
+    bool tcp, json, keep, probe;
     const char *config, *fsync_mode;
     pid_t pid;
 };
@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
             "                        socket listening on bus.publish)\n"
             "      --keep            keep the temp folder (config, vigild log, sink file)\n"
+            "      --probe           also time the events at the bus's output (a SUB socket):\n"
+            "                        the latency up to the bus, apart from the rest\n"
             "  -j, --json            one JSON object instead of text\n"
             "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
             "2 usage; 3 could not run.\n");
@@ -76,6 +78,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"pid", required_argument, NULL, 'P'},
         {"keep", no_argument, NULL, 'K'},
         {"json", no_argument, NULL, 'j'},
+        {"probe", no_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -160,6 +163,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             break;
         case 'K':
             o->keep = true;
+            break;
+        case 'B':
+            o->probe = true;
             break;
         case 'j':
             o->json = true;
@@ -285,8 +291,37 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
     }
 }
 
+/* One latency line (µs), or n/a when h is NULL or empty. */
+static void print_latency_text(const char *label, const struct bench_hist *h)
+{
+    if (!h || !h->count) {
+        printf("  %s n/a\n", label);
+        return;
+    }
+    printf("  %s min %.0f  mean %.0f  median %.0f  p95 %.0f  p99 %.0f  max %.0f  (%llu "
+           "samples)\n",
+           label, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
+static void print_latency_json(const char *key, const struct bench_hist *h)
+{
+    if (!h || !h->count) {
+        printf("\"%s\":null,", key);
+        return;
+    }
+    printf("\"%s\":{\"min\":%.1f,\"mean\":%.1f,\"median\":%.1f,\"p95\":%.1f,\"p99\":%.1f,"
+           "\"max\":%.1f,\"samples\":%llu},",
+           key, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
 static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
-                       const struct bench_vigild *v)
+                       const struct bench_probe *p, const struct bench_vigild *v)
 {
     char rules[32];
     snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
@@ -324,15 +359,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     printf("  verdicts      %llu for %llu events judged (%.2f %%)\n",
            (unsigned long long)r->verdicts, (unsigned long long)r->judged,
            100.0 * r->verdict_fraction);
-    if (r->lat_known && t->lat.count) {
-        const struct bench_hist *h = &t->lat;
-        printf("  latency (us)  min %.0f  mean %.0f  median %.0f  p95 %.0f  p99 %.0f  max %.0f\n",
-               (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
-               (double)bench_hist_quantile(h, 0.5) / 1e3,
-               (double)bench_hist_quantile(h, 0.95) / 1e3,
-               (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3);
-    } else {
-        printf("  latency (us)  n/a\n");
+    print_latency_text("latency (us) ", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_text("  to the bus  ", p ? &p->lat : NULL);
     }
     if (r->cpu_s >= 0) {
         printf("  vigild CPU    %.3f s per million events (%.2f s)\n", r->cpu_s_per_million,
@@ -370,7 +399,8 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     }
 }
 
-static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t)
+static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t,
+                       const struct bench_probe *p)
 {
     char rules[16] = "null"; /* attached: the daemon's own rules */
     if (!o->config) {
@@ -393,17 +423,9 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     }
     printf("\"verdicts\":%llu,\"verdict_fraction\":%.6f,", (unsigned long long)r->verdicts,
            r->verdict_fraction);
-    if (r->lat_known && t->lat.count) {
-        const struct bench_hist *h = &t->lat;
-        printf("\"latency_us\":{\"min\":%.1f,\"mean\":%.1f,\"median\":%.1f,\"p95\":%.1f,"
-               "\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},",
-               (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
-               (double)bench_hist_quantile(h, 0.5) / 1e3,
-               (double)bench_hist_quantile(h, 0.95) / 1e3,
-               (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
-               (unsigned long long)h->count);
-    } else {
-        printf("\"latency_us\":null,");
+    print_latency_json("latency_us", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_json("bus_latency_us", p ? &p->lat : NULL);
     }
     if (r->cpu_s >= 0) {
         printf("\"cpu_s\":%.3f,\"cpu_s_per_million\":%.4f,", r->cpu_s, r->cpu_s_per_million);
@@ -473,10 +495,11 @@ static int run(const struct opts *o)
     struct bench_producers *ps = calloc(1, sizeof *ps);
     struct bench_tail *t = calloc(1, sizeof *t);
     struct bench_self *s = calloc(1, sizeof *s);
+    struct bench_probe *pr = calloc(1, sizeof *pr);
     struct result r = {.cpu_s = -1, .rss_peak = -1, .rss_now = -1};
     bool file = o->sink != BENCH_SINK_DISCARD;
     int rc = 3;
-    if (!ps || !t || !s) {
+    if (!ps || !t || !s || !pr) {
         goto out_free;
     }
     memset(&v, 0, sizeof v);
@@ -544,6 +567,12 @@ static int run(const struct opts *o)
             fprintf(stderr, "vigil-bench: %s\n", t->err);
             goto out;
         }
+    }
+    pr->win_start_real = ps->win_start_real;
+    pr->win_end_real = ps->win_end_real;
+    if (o->probe && bench_probe_start(pr, ps->zctx, v.subscribe) != 0) {
+        fprintf(stderr, "vigil-bench: cannot subscribe the probe to %s\n", v.subscribe);
+        goto out;
     }
     if (bench_producers_start(ps) != 0) {
         fprintf(stderr, "vigil-bench: cannot start the producers\n");
@@ -631,13 +660,14 @@ static int run(const struct opts *o)
     }
     r.verdict_fraction = r.judged ? (double)r.verdicts / (double)r.judged : 0;
     bench_self_stop(s);
+    bench_probe_stop(pr);
     if (v.ours) {
         r.vigild_status = bench_vigild_stop(&v);
     }
     if (o->json) {
-        print_json(o, &r, t);
+        print_json(o, &r, t, o->probe ? pr : NULL);
     } else {
-        print_text(o, &r, t, &v);
+        print_text(o, &r, t, o->probe ? pr : NULL, &v);
     }
     fflush(stdout);
     rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;
@@ -647,11 +677,15 @@ out:
     }
     bench_tail_fini(t);
     bench_self_fini(s);
+    if (pr) {
+        bench_probe_stop(pr);
+    }
     bench_vigild_cleanup(&v, o->keep);
 out_free:
     free(ps);
     free(t);
     free(s);
+    free(pr);
     return rc;
 }
 

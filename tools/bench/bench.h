@@ -164,6 +164,22 @@ double bench_self_sink_out_at(struct bench_self *s, uint64_t t);
 /* The first sample time at which sink_out reached `n`, or 0. */
 uint64_t bench_self_reached(struct bench_self *s, uint64_t n);
 
+/* ---- The bus probe (probe.c) ---------------------------------------------------- */
+
+struct bench_probe {
+    void *sock;
+    uint64_t win_start_real, win_end_real;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    struct bench_hist lat; /* ns from ts to the bus's output; read after stop */
+};
+
+/* Subscribes to the bench's topic on `endpoint` and times what the bus
+ * republishes. Returns 0 or -1. */
+int bench_probe_start(struct bench_probe *p, void *zctx, const char *endpoint);
+void bench_probe_stop(struct bench_probe *p);
+
 /* ---- The daemon (vigild.c) ---------------------------------------------------- */
 
 enum bench_sink { BENCH_SINK_FILE, BENCH_SINK_CAPTURE, BENCH_SINK_DISCARD };
