@@ -672,14 +672,12 @@ static int run(const struct opts *o)
     fflush(stdout);
     rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;
 out:
-    if (ps) {
-        bench_producers_fini(ps);
-    }
-    bench_tail_fini(t);
+    /* Every socket on the producers' context is closed before fini
+     * terminates it (zmq_ctx_term waits for them). */
     bench_self_fini(s);
-    if (pr) {
-        bench_probe_stop(pr);
-    }
+    bench_probe_stop(pr);
+    bench_producers_fini(ps);
+    bench_tail_fini(t);
     bench_vigild_cleanup(&v, o->keep);
 out_free:
     free(ps);
