@@ -734,7 +734,10 @@ static void test_tcp_invalid_utf8(void **state)
     stop_vigild(c);
 }
 
-/* Every event, once, in a burst bigger than a batch. */
+/* Every event, once, in a burst bigger than a batch; then a stream during
+ * which SIGHUP makes the sink close its connection and open a new one
+ * (the kernel still delivers what the old one had taken: nothing lost,
+ * nothing replayed). */
 static void test_tcp_exactly_once(void **state)
 {
     struct ctx *c = *state;
@@ -748,6 +751,19 @@ static void test_tcp_exactly_once(void **state)
     }
     sleep_ms(300); /* anything extra would be here by now */
     assert_int_equal(check_seqs(c->r.out, "bulk", n, n), 0);
+
+    in = seq_lines("hup", 1, 2000, &len);
+    publish_background(c, in, len, "500us");
+    free(in);
+    for (int i = 0; i < 3; i++) {
+        sleep_ms(300);
+        kill(c->v.pid, SIGHUP);
+    }
+    wait_background(c, 30);
+    assert_true(wait_seqs(c->r.out, "hup", 2000, 20));
+    sleep_ms(300);
+    assert_int_equal(check_seqs(c->r.out, "hup", 2000, 2000), 0);
+    assert_true(wait_lines(c->v.log, "reopened (SIGHUP)", 3, 5));
     stop_vigild(c);
 }
 
