@@ -91,6 +91,9 @@ int vd_setup(struct vd *v, const char *self_interval, const char *body)
 
 int vd_start(struct vd *v)
 {
+    char *before = slurp(v->log);
+    size_t skip = before ? strlen(before) : 0;
+    free(before);
     pid_t pid = fork();
     if (pid < 0) {
         return -1;
@@ -105,8 +108,10 @@ int vd_start(struct vd *v)
     v->pid = pid;
     double deadline = now_s() + 10;
     while (now_s() < deadline) {
+        /* This run's start line (a restart appends to the same log; and
+         * "vigild not started" must not count). */
         char *log = slurp(v->log);
-        bool up = log && strstr(log, "started");
+        bool up = log && strlen(log) > skip && strstr(log + skip, " started on host ");
         free(log);
         if (up) {
             return 0;

@@ -27,7 +27,7 @@ struct opts {
     double rate;
     int producers, rules, io_threads;
     enum bench_sink sink;
-    bool tcp, json, keep;
+    bool tcp, json, keep, probe;
     const char *config, *fsync_mode;
     pid_t pid;
 };
@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
             "                        socket listening on bus.publish)\n"
             "      --keep            keep the temp folder (config, vigild log, sink file)\n"
+            "      --probe           also time the events at the bus's output (a SUB socket):\n"
+            "                        the latency up to the bus, apart from the rest\n"
             "  -j, --json            one JSON object instead of text\n"
             "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
             "2 usage; 3 could not run.\n");
@@ -76,6 +78,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"pid", required_argument, NULL, 'P'},
         {"keep", no_argument, NULL, 'K'},
         {"json", no_argument, NULL, 'j'},
+        {"probe", no_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -161,6 +164,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'K':
             o->keep = true;
             break;
+        case 'B':
+            o->probe = true;
+            break;
         case 'j':
             o->json = true;
             break;
@@ -231,14 +237,18 @@ struct result {
     uint64_t bad_lines, other_lines;
     int vigild_status;
     int producer_err;
+    struct bench_self_counters self; /* vigil.self: what changed during the run */
 };
 
 /* Waits until the sink has everything (or stops progressing, or the drain
  * bound). Returns the mono time of the last progress seen. */
 static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct bench_self *s,
+                           const struct bench_self_counters *base, uint64_t self_interval_ns,
                            uint64_t published, uint64_t since, struct result *r)
 {
     uint64_t last_count = UINT64_MAX, last_change = since;
+    /* Without the file, progress is seen once per vigil.self period. */
+    uint64_t quiet = t ? QUIET_NS : QUIET_NS + 2 * self_interval_ns;
     for (;;) {
         uint64_t now = vigil_mono_ns(), count;
         if (t) {
@@ -247,20 +257,16 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
             if (ll > last_change) {
                 last_change = ll;
             }
-        } else {
-            pthread_mutex_lock(&s->mu);
-            count = s->sink_out;
-            pthread_mutex_unlock(&s->mu);
+        }
+        struct bench_self_counters now_c = bench_self_get(s);
+        struct bench_self_counters c = bench_self_since(&now_c, base);
+        if (!t) {
+            count = c.sink_out;
         }
         /* Complete also means the rules judged everything (our own
          * daemon, whose rules all match the bench's events), so that the
          * verdict counts are final. */
-        bool rules_done = true;
-        if (!o->config && o->rules > 0) {
-            pthread_mutex_lock(&s->mu);
-            rules_done = s->rules_in >= published;
-            pthread_mutex_unlock(&s->mu);
-        }
+        bool rules_done = o->config || o->rules == 0 || c.rules_in >= published;
         if (count != last_count) {
             if (last_count != UINT64_MAX && !t) {
                 last_change = now;
@@ -270,7 +276,7 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
         if (count >= published && rules_done && now - last_change >= SETTLE_NS) {
             return last_change;
         }
-        if (now - last_change >= QUIET_NS) {
+        if (now - last_change >= quiet) {
             return last_change;
         }
         if (now - since >= o->drain_ns) {
@@ -285,14 +291,46 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
     }
 }
 
-static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
-                       struct bench_self *s, const struct bench_vigild *v)
+/* One latency line (µs), or n/a when h is NULL or empty. */
+static void print_latency_text(const char *label, const struct bench_hist *h)
 {
-    printf("vigil-bench: %d producer%s over %s, %d rule%s, sink %s (plugin %s), %.1f s "
-           "measured after %.1f s warm-up%s\n",
-           o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc", o->rules,
-           o->rules == 1 ? "" : "s", o->sink == BENCH_SINK_DISCARD ? "discard" : "file",
-           sink_plugin(o->sink), (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
+    if (!h || !h->count) {
+        printf("  %s n/a\n", label);
+        return;
+    }
+    printf("  %s min %.0f  mean %.0f  median %.0f  p95 %.0f  p99 %.0f  max %.0f  (%llu "
+           "samples)\n",
+           label, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
+static void print_latency_json(const char *key, const struct bench_hist *h)
+{
+    if (!h || !h->count) {
+        printf("\"%s\":null,", key);
+        return;
+    }
+    printf("\"%s\":{\"min\":%.1f,\"mean\":%.1f,\"median\":%.1f,\"p95\":%.1f,\"p99\":%.1f,"
+           "\"max\":%.1f,\"samples\":%llu},",
+           key, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
+static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
+                       const struct bench_probe *p, const struct bench_vigild *v)
+{
+    char rules[32];
+    snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
+    printf("vigil-bench: %d producer%s over %s, %s, sink %s (plugin %s), %.1f s measured after "
+           "%.1f s warm-up%s\n",
+           o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc",
+           o->config ? "the daemon's rules" : rules,
+           o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
            o->config ? " (attached to a running vigild)" : "");
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
@@ -303,8 +341,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
            (unsigned long long)r->measured_in, (unsigned long long)r->published);
     if (o->sink == BENCH_SINK_DISCARD) {
         printf("  events out    %.0f /s  (%llu delivered from the window's start to the last "
-               "delivery, %.2f s; vigil.self every " SELF_INTERVAL ")\n",
-               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s);
+               "delivery, %.2f s; vigil.self every %.1f s)\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s,
+               (double)v->self_interval_ns / 1e9);
     } else {
         printf("  events out    %.0f /s  (%llu of the window's events arrived, the last %.2f s "
                "after its start)\n",
@@ -320,15 +359,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     printf("  verdicts      %llu for %llu events judged (%.2f %%)\n",
            (unsigned long long)r->verdicts, (unsigned long long)r->judged,
            100.0 * r->verdict_fraction);
-    if (r->lat_known && t->lat.count) {
-        const struct bench_hist *h = &t->lat;
-        printf("  latency (us)  min %.0f  mean %.0f  median %.0f  p95 %.0f  p99 %.0f  max %.0f\n",
-               (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
-               (double)bench_hist_quantile(h, 0.5) / 1e3,
-               (double)bench_hist_quantile(h, 0.95) / 1e3,
-               (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3);
-    } else {
-        printf("  latency (us)  n/a\n");
+    print_latency_text("latency (us) ", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_text("  to the bus  ", p ? &p->lat : NULL);
     }
     if (r->cpu_s >= 0) {
         printf("  vigild CPU    %.3f s per million events (%.2f s)\n", r->cpu_s_per_million,
@@ -344,14 +377,13 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("  vigild RSS    n/a\n");
     }
-    pthread_mutex_lock(&s->mu);
+    const struct bench_self_counters *c = &r->self;
     printf("  vigil.self    bus malformed %llu, seq gaps %llu, dropped %llu; sink failed %llu, "
            "dropped %llu, retried %llu, spooled %llu%s\n",
-           (unsigned long long)s->bus_malformed, (unsigned long long)s->bus_lost,
-           (unsigned long long)s->bus_dropped, (unsigned long long)s->sink_failed,
-           (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           (unsigned long long)s->sink_spooled, s->reports ? "" : " (no report received)");
-    pthread_mutex_unlock(&s->mu);
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_failed,
+           (unsigned long long)c->sink_dropped, (unsigned long long)c->sink_retried,
+           (unsigned long long)c->sink_spooled, c->reports ? "" : " (no report received)");
     if (r->bad_lines || r->other_lines) {
         printf("  sink file     %llu unparsable lines, %llu lines of other sources\n",
                (unsigned long long)r->bad_lines, (unsigned long long)r->other_lines);
@@ -368,13 +400,17 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
 }
 
 static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t,
-                       struct bench_self *s)
+                       const struct bench_probe *p)
 {
+    char rules[16] = "null"; /* attached: the daemon's own rules */
+    if (!o->config) {
+        snprintf(rules, sizeof rules, "%d", o->rules);
+    }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"rules\":%d,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
-           o->tcp ? "tcp" : "ipc", o->producers, o->rules, o->rate, (double)o->duration_ns / 1e9,
-           (double)o->warmup_ns / 1e9);
+           o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9);
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -387,17 +423,9 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     }
     printf("\"verdicts\":%llu,\"verdict_fraction\":%.6f,", (unsigned long long)r->verdicts,
            r->verdict_fraction);
-    if (r->lat_known && t->lat.count) {
-        const struct bench_hist *h = &t->lat;
-        printf("\"latency_us\":{\"min\":%.1f,\"mean\":%.1f,\"median\":%.1f,\"p95\":%.1f,"
-               "\"p99\":%.1f,\"max\":%.1f,\"samples\":%llu},",
-               (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
-               (double)bench_hist_quantile(h, 0.5) / 1e3,
-               (double)bench_hist_quantile(h, 0.95) / 1e3,
-               (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
-               (unsigned long long)h->count);
-    } else {
-        printf("\"latency_us\":null,");
+    print_latency_json("latency_us", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_json("bus_latency_us", p ? &p->lat : NULL);
     }
     if (r->cpu_s >= 0) {
         printf("\"cpu_s\":%.3f,\"cpu_s_per_million\":%.4f,", r->cpu_s, r->cpu_s_per_million);
@@ -410,21 +438,53 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("\"rss_peak_bytes\":null,");
     }
-    pthread_mutex_lock(&s->mu);
-    printf("\"vigil_self\":{\"reports\":%llu,\"bus_malformed\":%llu,\"bus_lost\":%llu,"
+    const struct bench_self_counters *c = &r->self;
+    printf("\"vigil_self\":{\"reports\":%llu,\"bus_in\":%llu,\"bus_malformed\":%llu,"
+           "\"bus_lost\":%llu,"
            "\"bus_dropped\":%llu,\"sink_delivered\":%llu,\"sink_failed\":%llu,"
            "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"sink_spooled\":%llu,"
            "\"rules_in\":%llu,\"rules_out\":%llu},",
-           (unsigned long long)s->reports, (unsigned long long)s->bus_malformed,
-           (unsigned long long)s->bus_lost, (unsigned long long)s->bus_dropped,
-           (unsigned long long)s->sink_out, (unsigned long long)s->sink_failed,
-           (unsigned long long)s->sink_dropped, (unsigned long long)s->sink_retried,
-           (unsigned long long)s->sink_spooled, (unsigned long long)s->rules_in,
-           (unsigned long long)s->rules_out);
-    pthread_mutex_unlock(&s->mu);
-    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%d}\n",
+           (unsigned long long)c->reports, (unsigned long long)c->bus_in,
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_out,
+           (unsigned long long)c->sink_failed, (unsigned long long)c->sink_dropped,
+           (unsigned long long)c->sink_retried, (unsigned long long)c->sink_spooled,
+           (unsigned long long)c->rules_in, (unsigned long long)c->rules_out);
+    char status[16] = "null"; /* attached: not ours to stop */
+    if (!o->config) {
+        snprintf(status, sizeof status, "%d", r->vigild_status);
+    }
+    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%s,"
+           "\"producer_error\":%s%s%s}\n",
            (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
-           r->interrupted ? "true" : "false", r->vigild_status);
+           r->interrupted ? "true" : "false", status, r->producer_err ? "\"" : "",
+           r->producer_err ? zmq_strerror(r->producer_err) : "null", r->producer_err ? "\"" : "");
+}
+
+/* Names the first few (source, seq) that never arrived: where to look. */
+static void report_missing(const struct bench_tail *t, const struct bench_producers *ps)
+{
+    int shown = 0;
+    for (int i = 0; i < ps->n; i++) {
+        const struct bench_seqmap *m = &t->maps[i];
+        uint64_t missing = 0, first = 0, last = 0;
+        for (uint64_t seq = 1; seq <= ps->p[i].sent; seq++) {
+            uint64_t w = seq >> 6;
+            if (w >= m->nwords || !(m->bits[w] & (UINT64_C(1) << (seq & 63)))) {
+                first = first ? first : seq;
+                last = seq;
+                missing++;
+            }
+        }
+        if (missing) {
+            fprintf(stderr,
+                    "vigil-bench: %s: %llu of seq 1..%llu never arrived (first %llu, last %llu)\n",
+                    ps->p[i].source, (unsigned long long)missing, (unsigned long long)ps->p[i].sent,
+                    (unsigned long long)first, (unsigned long long)last);
+            shown++;
+        }
+    }
+    (void)shown;
 }
 
 static int run(const struct opts *o)
@@ -435,10 +495,11 @@ static int run(const struct opts *o)
     struct bench_producers *ps = calloc(1, sizeof *ps);
     struct bench_tail *t = calloc(1, sizeof *t);
     struct bench_self *s = calloc(1, sizeof *s);
+    struct bench_probe *pr = calloc(1, sizeof *pr);
     struct result r = {.cpu_s = -1, .rss_peak = -1, .rss_now = -1};
     bool file = o->sink != BENCH_SINK_DISCARD;
     int rc = 3;
-    if (!ps || !t || !s) {
+    if (!ps || !t || !s || !pr) {
         goto out_free;
     }
     memset(&v, 0, sizeof v);
@@ -472,6 +533,24 @@ static int run(const struct opts *o)
     if (bench_self_start(s, ps->zctx) != 0) {
         goto out;
     }
+    /* The counters before we publish: an attached daemon has a past, and
+     * our own one counts its start. */
+    if (v.self_interval_ns > 1000000000ull && !o->json) {
+        fprintf(stderr, "vigil-bench: waiting for a vigil.self report (every %.0f s)...\n",
+                (double)v.self_interval_ns / 1e9);
+    }
+    uint64_t give_up = vigil_mono_ns() + v.self_interval_ns + 2000000000ull;
+    while (bench_self_get(s).sink_reports == 0 && vigil_mono_ns() < give_up && !vigil_tool_stop) {
+        bench_sleep_ns(10000000);
+    }
+    bench_sleep_ns(100000000); /* the rest of that report (rules come after sinks) */
+    struct bench_self_counters base = bench_self_get(s);
+    if (base.sink_reports == 0) {
+        fprintf(stderr,
+                "vigil-bench: no vigil.self report of sink '%s' from %s: its counters are "
+                "missing from the results\n",
+                v.sink_name, v.subscribe);
+    }
     uint64_t t0 = vigil_mono_ns() + CONNECT_NS;
     uint64_t real_minus_mono = vigil_now_ns() - vigil_mono_ns();
     uint64_t win_start = t0 + o->warmup_ns, win_end = win_start + o->duration_ns;
@@ -488,6 +567,12 @@ static int run(const struct opts *o)
             fprintf(stderr, "vigil-bench: %s\n", t->err);
             goto out;
         }
+    }
+    pr->win_start_real = ps->win_start_real;
+    pr->win_end_real = ps->win_end_real;
+    if (o->probe && bench_probe_start(pr, ps->zctx, v.subscribe) != 0) {
+        fprintf(stderr, "vigil-bench: cannot subscribe the probe to %s\n", v.subscribe);
+        goto out;
     }
     if (bench_producers_start(ps) != 0) {
         fprintf(stderr, "vigil-bench: cannot start the producers\n");
@@ -523,7 +608,8 @@ static int run(const struct opts *o)
     }
     r.in_per_s = (double)r.measured_in / ((double)o->duration_ns / 1e9);
 
-    uint64_t last = wait_drain(o, file ? t : NULL, s, r.published, producers_done, &r);
+    uint64_t last = wait_drain(o, file ? t : NULL, s, &base, v.self_interval_ns, r.published,
+                               producers_done, &r);
     r.bench_cpu_s = (double)(bench_proc_cpu_ns(getpid()) - self_cpu0) / 1e9;
     if (v.pid > 0 && cpu0 >= 0) {
         int64_t cpu1 = bench_proc_cpu_ns(v.pid);
@@ -547,54 +633,57 @@ static int run(const struct opts *o)
         uint64_t span = t->last_measured_mono > win_start ? t->last_measured_mono - win_start : 0;
         r.out_span_s = (double)span / 1e9;
     } else {
-        /* Give vigil.self one more period to report the final count. */
-        bench_sleep_ns(250000000);
-        pthread_mutex_lock(&s->mu);
-        r.arrived = s->sink_out;
-        pthread_mutex_unlock(&s->mu);
+        uint64_t abs_out = bench_self_get(s).sink_out;
+        r.arrived = abs_out > base.sink_out ? abs_out - base.sink_out : 0;
         double at_start = bench_self_sink_out_at(s, win_start);
-        uint64_t done = bench_self_reached(s, r.arrived);
+        uint64_t done = bench_self_reached(s, abs_out);
         if (!done) {
             done = last;
         }
-        r.measured_out = r.arrived > at_start ? (uint64_t)((double)r.arrived - at_start) : 0;
+        r.measured_out = (double)abs_out > at_start ? (uint64_t)((double)abs_out - at_start) : 0;
         r.out_span_s = done > win_start ? (double)(done - win_start) / 1e9 : 0;
     }
     r.out_per_s = r.out_span_s > 0 ? (double)r.measured_out / r.out_span_s : 0;
     r.lost = r.published > r.arrived ? r.published - r.arrived : 0;
+    if (file && r.lost) {
+        report_missing(t, ps);
+    }
     if (r.cpu_s >= 0 && r.measured_in > 0) {
         r.cpu_s_per_million = r.cpu_s / ((double)r.measured_in / 1e6);
     }
-    pthread_mutex_lock(&s->mu);
-    r.verdicts = s->rules_out;
-    r.judged = s->rules_in;
-    pthread_mutex_unlock(&s->mu);
+    struct bench_self_counters end_c = bench_self_get(s);
+    r.self = bench_self_since(&end_c, &base);
+    r.verdicts = r.self.rules_out;
+    r.judged = r.self.rules_in;
     if (file && t->verdicts > r.verdicts) {
-        r.verdicts = t->verdicts;
+        r.verdicts = t->verdicts; /* an attached daemon's sink may take alert. too */
     }
     r.verdict_fraction = r.judged ? (double)r.verdicts / (double)r.judged : 0;
     bench_self_stop(s);
+    bench_probe_stop(pr);
     if (v.ours) {
         r.vigild_status = bench_vigild_stop(&v);
     }
     if (o->json) {
-        print_json(o, &r, t, s);
+        print_json(o, &r, t, o->probe ? pr : NULL);
     } else {
-        print_text(o, &r, t, s, &v);
+        print_text(o, &r, t, o->probe ? pr : NULL, &v);
     }
     fflush(stdout);
     rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;
 out:
-    if (ps) {
-        bench_producers_fini(ps);
-    }
-    bench_tail_fini(t);
+    /* Every socket on the producers' context is closed before fini
+     * terminates it (zmq_ctx_term waits for them). */
     bench_self_fini(s);
+    bench_probe_stop(pr);
+    bench_producers_fini(ps);
+    bench_tail_fini(t);
     bench_vigild_cleanup(&v, o->keep);
 out_free:
     free(ps);
     free(t);
     free(s);
+    free(pr);
     return rc;
 }
 

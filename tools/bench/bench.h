@@ -43,6 +43,7 @@ struct bench_producer {
     uint64_t sent;      /* events handed to ZeroMQ: seq 1..sent */
     uint64_t warm_last; /* last seq published before the measured window */
     int err;            /* 0, or the zmq errno that stopped it */
+    void *sock;         /* its PUSH socket, closed by bench_producers_fini */
     struct bench_producers *all;
 };
 
@@ -127,6 +128,16 @@ struct bench_self_sample {
     uint64_t sink_out;
 };
 
+/* The counters the bench follows, as vigil.self last reported them. */
+struct bench_self_counters {
+    uint64_t reports; /* bus reports seen: one per self.interval */
+    uint64_t sink_reports;
+    uint64_t sink_in, sink_out, sink_failed, sink_dropped, sink_retried, sink_errors;
+    uint64_t sink_spooled; /* events the sink host wrote to its disk spool */
+    uint64_t bus_in, bus_malformed, bus_lost, bus_dropped, bus_ext_dropped;
+    uint64_t rules_in, rules_out, rules_dropped;
+};
+
 struct bench_self {
     char endpoint[PATH_MAX];
     char sink_name[128]; /* the sink instance whose counters we follow */
@@ -134,13 +145,7 @@ struct bench_self {
     bool started;
     atomic_bool stop;
     pthread_mutex_t mu;
-    /* Latest values (under mu). */
-    bool have_sink, have_bus, have_rules;
-    uint64_t sink_in, sink_out, sink_failed, sink_dropped, sink_retried, sink_errors;
-    uint64_t sink_spooled; /* events the sink host wrote to its disk spool */
-    uint64_t bus_in, bus_malformed, bus_lost, bus_dropped, bus_ext_dropped;
-    uint64_t rules_in, rules_out, rules_dropped;
-    uint64_t reports;
+    struct bench_self_counters c; /* under mu */
     /* sink_out over time (under mu), for the discard sink's rate. */
     struct bench_self_sample *hist;
     size_t nhist, caphist;
@@ -149,10 +154,31 @@ struct bench_self {
 int bench_self_start(struct bench_self *s, void *zctx);
 void bench_self_stop(struct bench_self *s);
 void bench_self_fini(struct bench_self *s);
+/* A copy of the latest counters. */
+struct bench_self_counters bench_self_get(struct bench_self *s);
+/* a - b, field by field (b: a baseline taken earlier). */
+struct bench_self_counters bench_self_since(const struct bench_self_counters *a,
+                                            const struct bench_self_counters *b);
 /* sink_out at mono time t, interpolated between the samples around it. */
 double bench_self_sink_out_at(struct bench_self *s, uint64_t t);
 /* The first sample time at which sink_out reached `n`, or 0. */
 uint64_t bench_self_reached(struct bench_self *s, uint64_t n);
+
+/* ---- The bus probe (probe.c) ---------------------------------------------------- */
+
+struct bench_probe {
+    void *sock;
+    uint64_t win_start_real, win_end_real;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    struct bench_hist lat; /* ns from ts to the bus's output; read after stop */
+};
+
+/* Subscribes to the bench's topic on `endpoint` and times what the bus
+ * republishes. Returns 0 or -1. */
+int bench_probe_start(struct bench_probe *p, void *zctx, const char *endpoint);
+void bench_probe_stop(struct bench_probe *p);
 
 /* ---- The daemon (vigild.c) ---------------------------------------------------- */
 
@@ -166,8 +192,9 @@ struct bench_vigild {
     char subscribe[PATH_MAX];
     char sink_path[PATH_MAX]; /* file/capture sinks: the output file */
     char sink_name[128];
-    pid_t pid; /* 0: unknown (CPU and RSS not measured) */
-    bool ours; /* we started it: we stop it */
+    uint64_t self_interval_ns; /* its vigil.self period */
+    pid_t pid;                 /* 0: unknown (CPU and RSS not measured) */
+    bool ours;                 /* we started it: we stop it */
 };
 
 /* Where vigild and the plugins are: next to this program. */

@@ -114,8 +114,10 @@ static bool write_str(const char *path, const char *text)
 
 static void kill_procs_in(const char *dir)
 {
-    char p[PATH_MAX + 16];
-    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/cgroup.procs", dir) >= (int)sizeof p) {
+        return;
+    }
     FILE *f = fopen(p, "r");
     if (!f) {
         return;

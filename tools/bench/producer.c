@@ -19,7 +19,6 @@
 #include "log.h"
 
 #define SNDHWM 10000
-#define LINGER_MS 30000
 #define PACE_TICK_NS 200000u /* paced producers wake at most this often */
 #define BURST_MAX 256        /* events sent before looking at the clock again when behind */
 
@@ -192,10 +191,9 @@ static void *producer_main(void *arg)
         p->err = zmq_errno();
         return NULL;
     }
-    int hwm = SNDHWM, linger = LINGER_MS, timeout_ms = 200;
+    int hwm = SNDHWM, timeout_ms = 200;
     zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(sock, ps->endpoint) != 0) {
         p->err = zmq_errno();
         zmq_close(sock);
@@ -256,13 +254,11 @@ static void *producer_main(void *arg)
         p->warm_last = seq;
     }
     p->sent = seq;
-    /* Closing with a linger lets ZeroMQ finish handing queued events to the
-     * bus (zmq_ctx_term in fini waits for it), unless we were interrupted. */
-    if (atomic_load(&ps->stop)) {
-        linger = 0;
-        zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
-    }
-    zmq_close(sock);
+    /* The socket stays open until fini, after the drain: libzmq may drop
+     * the last message of a PUSH socket closed right after a send that
+     * waited at the high-water mark (libzmq issue #1922), even with a
+     * linger. The main thread closes it once this thread is joined. */
+    p->sock = sock;
     return NULL;
 }
 
@@ -299,6 +295,14 @@ void bench_producers_fini(struct bench_producers *ps)
     atomic_store(&ps->stop, true);
     bench_producers_join(ps);
     for (int i = 0; i < ps->n; i++) {
+        if (ps->p[i].sock) {
+            /* Everything has arrived by now, or the run reports it lost:
+             * no point waiting long. */
+            int linger = 1000;
+            zmq_setsockopt(ps->p[i].sock, ZMQ_LINGER, &linger, sizeof linger);
+            zmq_close(ps->p[i].sock);
+            ps->p[i].sock = NULL;
+        }
         for (unsigned t = 0; t < BENCH_TMPLS; t++) {
             free(ps->p[i].t[t].body);
             ps->p[i].t[t].body = NULL;

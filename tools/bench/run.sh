@@ -117,7 +117,8 @@ for name, label in (("flatout_file", "flat out, file sink"), ("flatout_discard",
         row(label + ": events/s in / out", "%.0f / %.0f" % (r["events_per_s_in"], r["events_per_s_out"]),
             ">= 1,000,000" if name == "flatout_file" else "",
             r["events_per_s_out"] >= 1e6 if name == "flatout_file" else None)
-        row(label + ": lost, duplicated", "%s, %s" % (r["lost"], r["duplicated"]), "0",
+        dup = "n/a" if r["duplicated"] is None else r["duplicated"]
+        row(label + ": lost, duplicated", "%s, %s" % (r["lost"], dup), "0",
             r["lost"] == 0 and not r["duplicated"])
         if r.get("cpu_s_per_million") is not None:
             row(label + ": vigild CPU s per M events, peak RSS",

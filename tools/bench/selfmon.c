@@ -38,30 +38,29 @@ static bool label_is(const struct vigil_event_view *v, const char *path, const c
 
 static void account(struct bench_self *s, const struct vigil_event_view *v)
 {
+    struct bench_self_counters *c = &s->c;
     pthread_mutex_lock(&s->mu);
     if (label_is(v, "labels.stage", "bus")) {
-        s->have_bus = true;
-        s->bus_in = val(v, "in_total");
-        s->bus_malformed = val(v, "malformed_total");
-        s->bus_lost = val(v, "lost_total");
-        s->bus_dropped = val(v, "dropped_total");
-        s->bus_ext_dropped = val(v, "external_dropped_total");
-        s->reports++;
+        c->bus_in = val(v, "in_total");
+        c->bus_malformed = val(v, "malformed_total");
+        c->bus_lost = val(v, "lost_total");
+        c->bus_dropped = val(v, "dropped_total");
+        c->bus_ext_dropped = val(v, "external_dropped_total");
+        c->reports++;
     } else if (label_is(v, "labels.stage", "rules")) {
-        s->have_rules = true;
-        s->rules_in = val(v, "in_total");
-        s->rules_out = val(v, "out_total");
-        s->rules_dropped = val(v, "dropped_total");
+        c->rules_in = val(v, "in_total");
+        c->rules_out = val(v, "out_total");
+        c->rules_dropped = val(v, "dropped_total");
     } else if (label_is(v, "labels.stage", "sink") && s->sink_name[0] &&
                label_is(v, "labels.instance", s->sink_name)) {
-        s->have_sink = true;
-        s->sink_in = val(v, "in_total");
-        s->sink_out = val(v, "out_total");
-        s->sink_failed = val(v, "failed_total");
-        s->sink_dropped = val(v, "dropped_total");
-        s->sink_retried = val(v, "retried_total");
-        s->sink_errors = val(v, "errors_total");
-        s->sink_spooled = val(v, "spooled_total");
+        c->sink_reports++;
+        c->sink_in = val(v, "in_total");
+        c->sink_out = val(v, "out_total");
+        c->sink_failed = val(v, "failed_total");
+        c->sink_dropped = val(v, "dropped_total");
+        c->sink_retried = val(v, "retried_total");
+        c->sink_errors = val(v, "errors_total");
+        c->sink_spooled = val(v, "spooled_total");
         if (s->nhist == s->caphist && s->caphist < HIST_MAX) {
             size_t cap = s->caphist ? s->caphist * 2 : 1024;
             struct bench_self_sample *nh = realloc(s->hist, cap * sizeof *nh);
@@ -71,10 +70,35 @@ static void account(struct bench_self *s, const struct vigil_event_view *v)
             }
         }
         if (s->nhist < s->caphist) {
-            s->hist[s->nhist++] = (struct bench_self_sample){vigil_mono_ns(), s->sink_out};
+            s->hist[s->nhist++] = (struct bench_self_sample){vigil_mono_ns(), c->sink_out};
         }
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+struct bench_self_counters bench_self_get(struct bench_self *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct bench_self_counters c = s->c;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+struct bench_self_counters bench_self_since(const struct bench_self_counters *a,
+                                            const struct bench_self_counters *b)
+{
+    /* The struct is all uint64_t: subtract it as an array, saturating (a
+     * restarted daemon starts its counters again). */
+    enum { N = sizeof(struct bench_self_counters) / sizeof(uint64_t) };
+    uint64_t x[N], y[N];
+    memcpy(x, a, sizeof x);
+    memcpy(y, b, sizeof y);
+    for (size_t i = 0; i < N; i++) {
+        x[i] = x[i] >= y[i] ? x[i] - y[i] : 0;
+    }
+    struct bench_self_counters out;
+    memcpy(&out, x, sizeof out);
+    return out;
 }
 
 struct self_thread {

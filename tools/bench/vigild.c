@@ -304,7 +304,8 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
 {
     size_t cap = strlen(body) + 4 * PATH_MAX + 256;
     char *yaml = malloc(cap);
-    if (!yaml) {
+    if (!yaml || vigil_parse_duration(self_interval, &v->self_interval_ns) != 0) {
+        free(yaml);
         return -1;
     }
     int n = snprintf(yaml, cap,
@@ -322,7 +323,10 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
         return -1;
     }
     char vigild[PATH_MAX];
-    snprintf(vigild, sizeof vigild, "%s/vigild", bench_build_dir());
+    if (snprintf(vigild, sizeof vigild, "%s/vigild", bench_build_dir()) >= (int)sizeof vigild) {
+        fprintf(stderr, "vigil-bench: the build folder's path is too long\n");
+        return -1;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -512,6 +516,7 @@ int bench_vigild_attach(struct bench_vigild *v, const char *config, enum bench_s
     snprintf(v->cfg, sizeof v->cfg, "%s", config);
     snprintf(v->publish, sizeof v->publish, "%s", c->bus.publish);
     snprintf(v->subscribe, sizeof v->subscribe, "%s", c->bus.subscribe);
+    v->self_interval_ns = c->self_interval_ns;
     const char *want = sink == BENCH_SINK_FILE      ? "file"
                        : sink == BENCH_SINK_CAPTURE ? "test_capture"
                                                     : "discard";
