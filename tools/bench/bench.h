@@ -202,8 +202,8 @@ const char *bench_build_dir(void);
 /* Makes our temp folder and picks endpoints (ipc:// in the folder, or two
  * free loopback tcp:// ports). Returns 0 or -1 after printing why. */
 int bench_vigild_setup(struct bench_vigild *v, bool tcp);
-/* Writes the config (plugin_dir, bus, self.interval, state_dir when this
- * vigild knows it, then `body`) and starts vigild -c it -l log_level; waits
+/* Writes the config (plugin_dir, bus, self.interval, state_dir, then
+ * `body`) and starts vigild -c it -l log_level; waits
  * for its "started" line. Returns 0 or -1 after printing why (with the end
  * of vigild's log). */
 int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const char *body,

@@ -220,20 +220,6 @@ static int free_tcp_port(void)
     return port;
 }
 
-/* Whether this build's config loader knows state_dir (the sink host with
- * spools): the bench is built from the same tree as vigild. */
-static bool knows_state_dir(void)
-{
-    static const char probe[] = "state_dir: /tmp\n";
-    struct vigil_diag d;
-    vigil_diag_init(&d);
-    struct vigil_config *c = vigil_config_parse(probe, sizeof probe - 1, "probe.yaml", &d);
-    bool ok = c && d.count == 0;
-    vigil_config_free(c);
-    vigil_diag_fini(&d);
-    return ok;
-}
-
 static void print_log_tail(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -312,9 +298,7 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
                      "# written by vigil-bench\nplugin_dir: %s/plugins\nbus:\n  publish: %s\n"
                      "  subscribe: %s\nself:\n  interval: %s\n",
                      bench_build_dir(), v->publish, v->subscribe, self_interval);
-    if (knows_state_dir()) {
-        n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
-    }
+    n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
     int rc = bench_write_file(v->cfg, yaml);
     free(yaml);
