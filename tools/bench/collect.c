@@ -248,6 +248,12 @@ static int cg_create(struct cg_set *s, int n, bool procs)
 
 /* ---- Reading the plugin's lines ----------------------------------------------------------- */
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -374,8 +380,52 @@ out:
     return rc;
 }
 
-/* ---- kvm ----------------------------------------------------------------------------------------
- */
+/* ---- kvm ------------------------------------------------------------------------------ */
+
+/* The pids now in /proc, sorted (caller frees), in *n. */
+static int *list_pids(size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir("/proc");
+    if (!d) {
+        return NULL;
+    }
+    size_t cap = 1024;
+    int *pids = malloc(cap * sizeof *pids);
+    struct dirent *e;
+    while (pids && (e = readdir(d))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+            continue;
+        }
+        if (*n == cap) {
+            int *np = realloc(pids, cap * 2 * sizeof *np);
+            if (!np) {
+                break;
+            }
+            pids = np;
+            cap *= 2;
+        }
+        pids[(*n)++] = atoi(e->d_name);
+    }
+    closedir(d);
+    if (pids) {
+        qsort(pids, *n, sizeof *pids, cmp_int);
+    }
+    return pids;
+}
+
+/* Processes of `now` not in `before` (both sorted). */
+static size_t count_new(const int *before, size_t nb, const int *now, size_t nn)
+{
+    size_t fresh = 0, i = 0;
+    for (size_t j = 0; j < nn; j++) {
+        while (i < nb && before[i] < now[j]) {
+            i++;
+        }
+        fresh += i == nb || before[i] != now[j];
+    }
+    return fresh;
+}
 
 static int measure_kvm(const struct collect_opts *o)
 {
@@ -398,6 +448,10 @@ static int measure_kvm(const struct collect_opts *o)
     /* Skip the first collection (at start: the full /proc scan) and wait
      * half an interval so that the window holds whole collections. */
     bench_sleep_ns(o->interval_ns / 2);
+    /* The plugin looks at every process that appeared since its last full
+     * scan: its cost follows the host's process churn, so say what it was. */
+    size_t npids0 = 0, npids1 = 0;
+    int *pids0 = list_pids(&npids0);
     int64_t cpu0 = bench_proc_cpu_ns(v.pid);
     uint64_t end = vigil_mono_ns() + (uint64_t)o->passes * o->interval_ns;
     uint64_t vm_events = 0;
@@ -416,6 +470,10 @@ static int measure_kvm(const struct collect_opts *o)
         }
     }
     int64_t cpu1 = bench_proc_cpu_ns(v.pid);
+    int *pids1 = list_pids(&npids1);
+    size_t fresh = pids0 && pids1 ? count_new(pids0, npids0, pids1, npids1) : 0;
+    free(pids0);
+    free(pids1);
     bench_vigild_stop(&v);
     if (vigil_tool_stop) {
         fprintf(stderr, "vigil-bench: interrupted\n");
@@ -425,8 +483,8 @@ static int measure_kvm(const struct collect_opts *o)
     double vms = (double)vm_events / o->passes;
     if (o->json) {
         printf("\"kvm\":{\"vms\":%.1f,\"passes\":%d,\"interval_s\":%.3f,"
-               "\"us_cpu_per_collection\":%.1f,",
-               vms, o->passes, (double)o->interval_ns / 1e9, per_pass_us);
+               "\"us_cpu_per_collection\":%.1f,\"processes\":%zu,\"new_processes\":%zu,",
+               vms, o->passes, (double)o->interval_ns / 1e9, per_pass_us, npids1, fresh);
         if (vms > 0) {
             printf("\"us_per_vm\":%.1f,", per_pass_us / vms);
         } else {
@@ -441,6 +499,9 @@ static int measure_kvm(const struct collect_opts *o)
         if (vms > 0) {
             printf(" over %.1f VMs (%.1f us per VM)\n", vms, per_pass_us / vms);
         }
+        printf("  %zu processes on the host, %zu of them new during the passes (the plugin "
+               "checks new ones)\n",
+               npids1, fresh);
         printf("  (the whole daemon's CPU clock over those intervals: the kvm plugin logs no "
                "per-collection cost)\n");
     }

@@ -140,7 +140,8 @@ if c and c.get("cgroups"):
         "<= 10", g["us_per_cgroup_median"] <= 10)
 if c and c.get("kvm"):
     k = c["kvm"]
-    row("kvm: us vigild CPU per collection (%.0f VMs)" % k["vms"], "%.0f" % k["us_cpu_per_collection"], "", None)
+    row("kvm: us vigild CPU per collection (%.0f VMs, %d new processes)" % (k["vms"], k.get("new_processes", 0)),
+        "%.0f" % k["us_cpu_per_collection"], "", None)
 i = load("idle")
 if i:
     row("idle vigild (conf/vigil.yaml) VmRSS after %ss" % i["after_s"], "%.1f MiB" % (i["rss_bytes"] / 1048576),
