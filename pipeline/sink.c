@@ -163,8 +163,12 @@ static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
 {
     uint64_t suppressed;
     if (vigil_ratelimit_ok(rl, vigil_mono_ns(), &suppressed)) {
-        vigil_log(lvl, s->h->component, "%s: %s (%llu similar reports not logged)", what,
-                  vigil_strerror(err), (unsigned long long)suppressed);
+        char more[64] = "";
+        if (suppressed) {
+            snprintf(more, sizeof more, " (%llu similar reports not logged)",
+                     (unsigned long long)suppressed);
+        }
+        vigil_log(lvl, s->h->component, "%s: %s%s", what, vigil_strerror(err), more);
     }
 }
 
@@ -424,11 +428,14 @@ static void finish(struct vigil_sink *s, int rc)
     if (failed || retried) {
         uint64_t suppressed;
         if (vigil_ratelimit_ok(&s->write_rl, vigil_mono_ns(), &suppressed)) {
+            char more[64] = "";
+            if (suppressed) {
+                snprintf(more, sizeof more, " (%llu similar reports not logged)",
+                         (unsigned long long)suppressed);
+            }
             vigil_log(VIGIL_LOG_WARN, s->h->component,
-                      "write: %zu delivered, %zu to retry%s, %zu failed for good (%llu similar "
-                      "reports not logged)",
-                      ok, retried, rc < 0 ? " (the sink failed)" : "", failed,
-                      (unsigned long long)suppressed);
+                      "write: %zu delivered, %zu to retry%s, %zu failed for good%s", ok, retried,
+                      rc < 0 ? " (the sink failed)" : "", failed, more);
         }
     }
     s->n = keep;

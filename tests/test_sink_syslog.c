@@ -691,8 +691,97 @@ static void test_tcp_fields(void **state)
     stop_vigild(c);
 }
 
-/* Bytes that are not UTF-8 (and NUL) in a label, straight onto the bus. */
-static void test_tcp_invalid_utf8(void **state)
+/* Sends one message straight onto the bus, bypassing vigil-pub's checks. */
+static void push_raw(struct ctx *c, const char *topic, const char *body, size_t len)
+{
+    void *zctx = zmq_ctx_new();
+    void *push = zmq_socket(zctx, ZMQ_PUSH);
+    int linger = 5000;
+    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(push, c->v.pub), 0);
+    zmq_send(push, topic, strlen(topic), ZMQ_SNDMORE);
+    zmq_send(push, body, len, 0);
+    zmq_close(push);
+    zmq_ctx_term(zctx);
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* A body with every msgpack type in labels, values and attrs, in encodings
+ * vigil's builder never makes (float32, a positive int32, bin, ext). */
+static void pack_types(msgpack_sbuffer *sb)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 7);
+    pack_str(&pk, "ts");
+    msgpack_pack_uint64(&pk, 1700000000000000000ull);
+    pack_str(&pk, "host");
+    pack_str(&pk, "h");
+    pack_str(&pk, "source");
+    pack_str(&pk, "types");
+    pack_str(&pk, "seq");
+    msgpack_pack_uint64(&pk, 1);
+    pack_str(&pk, "labels");
+    msgpack_pack_map(&pk, 2);
+    pack_str(&pk, "case");
+    pack_str(&pk, "types");
+    pack_str(&pk, "binv"); /* a bin label value: no text, left out */
+    msgpack_pack_bin_with_body(&pk, "x", 1);
+    pack_str(&pk, "values");
+    msgpack_pack_map(&pk, 6);
+    pack_str(&pk, "u");
+    msgpack_pack_uint64(&pk, UINT64_MAX);
+    pack_str(&pk, "i");
+    msgpack_pack_int64(&pk, INT64_MIN);
+    pack_str(&pk, "d");
+    msgpack_pack_double(&pk, 1e300);
+    pack_str(&pk, "h");
+    msgpack_pack_double(&pk, -2.5);
+    pack_str(&pk, "f");
+    msgpack_pack_float(&pk, 0.1f);
+    pack_str(&pk, "z");
+    msgpack_pack_uint64(&pk, 0);
+    pack_str(&pk, "attrs");
+    msgpack_pack_map(&pk, 13);
+    pack_str(&pk, "t");
+    msgpack_pack_true(&pk);
+    pack_str(&pk, "nil");
+    msgpack_pack_nil(&pk);
+    pack_str(&pk, "message");
+    pack_str(&pk, "the message");
+    pack_str(&pk, "nested");
+    msgpack_pack_map(&pk, 1);
+    pack_str(&pk, "a");
+    msgpack_pack_uint64(&pk, 1);
+    pack_str(&pk, "f");
+    msgpack_pack_false(&pk);
+    pack_str(&pk, "list");
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, 1);
+    pack_str(&pk, "two");
+    pack_str(&pk, "p"); /* 7 as an int32: a signed encoding of a positive */
+    msgpack_sbuffer_write(sb, "\xd2\x00\x00\x00\x07", 5);
+    pack_str(&pk, "bin");
+    msgpack_pack_bin_with_body(&pk, "b", 1);
+    pack_str(&pk, "ext");
+    msgpack_pack_ext_with_body(&pk, "abcd", 4, 5);
+    msgpack_pack_bin_with_body(&pk, "bk", 2); /* a bin key: no name, left out */
+    msgpack_pack_uint64(&pk, 1);
+    pack_str(&pk, "s");
+    pack_str(&pk, "s\"]");
+    pack_str(&pk, "n");
+    msgpack_pack_int64(&pk, -1);
+    pack_str(&pk, "x");
+    msgpack_pack_double(&pk, 0.1 + 0.2);
+}
+
+/* Bodies straight onto the bus: bytes that are not UTF-8 (and NUL) in a
+ * label, and attrs of every msgpack type. */
+static void test_tcp_raw_bodies(void **state)
 {
     struct ctx *c = *state;
     start_both(c, K_TCP, NULL);
@@ -706,18 +795,16 @@ static void test_tcp_invalid_utf8(void **state)
     const char *body;
     size_t len;
     assert_int_equal(vigil_event_finish(&b, "h", "raw", 1, &body, &len), 0);
-    void *zctx = zmq_ctx_new();
-    void *push = zmq_socket(zctx, ZMQ_PUSH);
-    int linger = 5000;
-    zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
-    assert_int_equal(zmq_connect(push, c->v.pub), 0);
-    zmq_send(push, "test.raw", 8, ZMQ_SNDMORE);
-    zmq_send(push, body, len, 0);
+    push_raw(c, "test.raw", body, len);
     vigil_event_builder_fini(&b);
-    zmq_close(push);
-    zmq_ctx_term(zctx);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    pack_types(&sb);
+    push_raw(c, "test.types", sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
 
     assert_true(wait_lines(c->r.out, "\ttest.raw\t", 1, 15));
+    assert_true(wait_lines(c->r.out, "\ttest.types\t", 1, 15));
     struct rows rs;
     rows_load(&rs, c->r.out);
     char **f = find_row(&rs, "test.raw", "label.case=\"raw\"");
@@ -730,6 +817,18 @@ static void test_tcp_invalid_utf8(void **state)
                " label.nul=\"a\xef\xbf\xbd"
                "b\"");
     expect_has(f, F_SD, " label.k_=\"v\"");
+    /* Scalars in the body's order, numbers as vigil's JSON writes them
+     * (the shortest of %.15g/%.17g that reads back); containers, nil, bin,
+     * ext and the message (it is MSG) left out. */
+    f = find_row(&rs, "test.types", "label.case=\"types\"");
+    assert_non_null(f);
+    expect_field(f, F_SD,
+                 "[" SD_ID " source=\"types\" seq=\"1\" label.case=\"types\" "
+                 "value.u=\"18446744073709551615\" value.i=\"-9223372036854775808\" "
+                 "value.d=\"1e+300\" value.h=\"-2.5\" value.f=\"0.10000000149011612\" "
+                 "value.z=\"0\" attr.t=\"true\" attr.f=\"false\" attr.p=\"7\" "
+                 "attr.s=\"s\\\"\\]\" attr.n=\"-1\" attr.x=\"0.30000000000000004\"]");
+    expect_field(f, F_MSG, "the message");
     rows_free(&rs);
     stop_vigild(c);
 }
@@ -897,7 +996,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tcp_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_tcp_invalid_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_raw_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_exactly_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_udp, setup, teardown),

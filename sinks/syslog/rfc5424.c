@@ -18,14 +18,13 @@
 #include "rfc5424.h"
 
 #include <math.h>
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-
-#include "mpread.h"
 
 /* " truncated=\"<up to 20 digits>\"" and the closing ']' */
 #define TRUNC_MARK_ROOM 34
@@ -275,27 +274,29 @@ static void put_param(struct sd *sd, const char *prefix, const char *k, size_t k
     }
 }
 
-/* A scalar as parameter text; false for what has none (containers, bin). */
-static bool scalar_text(const struct mpr_obj *v, char *tmp, size_t cap, const char **p, size_t *n)
+/* A scalar as parameter text; false for what has none (nil, containers,
+ * bin, ext). */
+static bool scalar_text(const msgpack_object *v, char *tmp, size_t cap, const char **p, size_t *n)
 {
     int k;
     switch (v->type) {
-    case MPR_STR:
-        *p = v->v.s.p;
-        *n = v->v.s.n;
+    case MSGPACK_OBJECT_STR:
+        *p = v->via.str.ptr;
+        *n = v->via.str.size;
         return true;
-    case MPR_BOOL:
-        *p = v->v.b ? "true" : "false";
+    case MSGPACK_OBJECT_BOOLEAN:
+        *p = v->via.boolean ? "true" : "false";
         *n = strlen(*p);
         return true;
-    case MPR_UINT:
-        k = snprintf(tmp, cap, "%llu", (unsigned long long)v->v.u);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        k = snprintf(tmp, cap, "%llu", (unsigned long long)v->via.u64);
         break;
-    case MPR_INT:
-        k = snprintf(tmp, cap, "%lld", (long long)v->v.i);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        k = snprintf(tmp, cap, "%lld", (long long)v->via.i64);
         break;
-    case MPR_FLOAT:
-        k = format_double(tmp, cap, v->v.f);
+    case MSGPACK_OBJECT_FLOAT32: /* msgpack-c widens it to via.f64 */
+    case MSGPACK_OBJECT_FLOAT64:
+        k = format_double(tmp, cap, v->via.f64);
         break;
     default:
         return false;
@@ -305,84 +306,59 @@ static bool scalar_text(const struct mpr_obj *v, char *tmp, size_t cap, const ch
     return true;
 }
 
-static bool str_is(const struct mpr_obj *o, const char *s)
+static bool str_is(const msgpack_object *o, const char *s)
 {
-    return o->type == MPR_STR && o->v.s.n == strlen(s) && memcmp(o->v.s.p, s, o->v.s.n) == 0;
+    size_t n = strlen(s);
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+           memcmp(o->via.str.ptr, s, n) == 0;
 }
 
 /* The scalar items of a map as prefix.key="value"; skip_key is left out. */
-static int put_map_params(struct sd *sd, struct mpr *r, uint32_t count, const char *prefix,
-                          const char *skip_key)
+static void put_map_params(struct sd *sd, const msgpack_object_map *m, const char *prefix,
+                           const char *skip_key)
 {
     char tmp[64];
-    for (uint32_t i = 0; i < count; i++) {
-        const unsigned char *at = r->p;
-        struct mpr_obj k, v;
-        if (mpr_read(r, &k) != 0) {
-            return -1;
-        }
-        if (k.type != MPR_STR || (skip_key && str_is(&k, skip_key))) {
-            r->p = at; /* a container key has items to skip too */
-            if (mpr_skip(r) != 0 || mpr_skip(r) != 0) {
-                return -1;
-            }
-            continue;
-        }
-        at = r->p;
-        if (mpr_read(r, &v) != 0) {
-            return -1;
-        }
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key;
         const char *p;
         size_t n;
-        if (scalar_text(&v, tmp, sizeof tmp, &p, &n)) {
-            put_param(sd, prefix, k.v.s.p, k.v.s.n, p, n);
-        } else {
-            r->p = at;
-            if (mpr_skip(r) != 0) {
-                return -1;
+        if (k->type != MSGPACK_OBJECT_STR || (skip_key && str_is(k, skip_key)) ||
+            !scalar_text(&m->ptr[i].val, tmp, sizeof tmp, &p, &n)) {
+            continue;
+        }
+        put_param(sd, prefix, k->via.str.ptr, k->via.str.size, p, n);
+    }
+}
+
+/* labels, values and scalar attrs of the body, in the body's order. The
+ * objects live in zone, cleared before returning: its first chunk is kept,
+ * so an event that fits in it costs no allocation. */
+static void put_body_params(struct sd *sd, msgpack_zone *zone, const struct vigil_api *api,
+                            const struct vigil_event *ev, bool message_is_msg)
+{
+    size_t len, off = 0;
+    const char *body = api->event_body(ev, &len);
+    msgpack_object top;
+    /* The host decoded this body with msgpack_unpack too, so it unpacks;
+     * a failure (out of memory) only leaves the parameters out. */
+    msgpack_unpack_return rc =
+        body ? msgpack_unpack(body, len, &off, zone, &top) : MSGPACK_UNPACK_CONTINUE;
+    if ((rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES) &&
+        top.type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < top.via.map.size; i++) {
+            const msgpack_object *k = &top.via.map.ptr[i].key;
+            const msgpack_object *v = &top.via.map.ptr[i].val;
+            const char *prefix = str_is(k, "labels")   ? "label."
+                                 : str_is(k, "values") ? "value."
+                                 : str_is(k, "attrs")  ? "attr."
+                                                       : NULL;
+            if (prefix && v->type == MSGPACK_OBJECT_MAP) {
+                put_map_params(sd, &v->via.map, prefix,
+                               message_is_msg && prefix[0] == 'a' ? "message" : NULL);
             }
         }
     }
-    return 0;
-}
-
-/* labels, values and scalar attrs of the body, in the body's order. */
-static void put_body_params(struct sd *sd, const struct vigil_api *api,
-                            const struct vigil_event *ev, bool message_is_msg)
-{
-    size_t len;
-    const void *body = api->event_body(ev, &len);
-    struct mpr r = {.p = body, .end = (const unsigned char *)body + (body ? len : 0)};
-    struct mpr_obj top;
-    if (!body || mpr_read(&r, &top) != 0 || top.type != MPR_MAP) {
-        return;
-    }
-    for (uint32_t i = 0; i < top.v.count; i++) {
-        const unsigned char *at = r.p;
-        struct mpr_obj k, v;
-        if (mpr_read(&r, &k) != 0) {
-            return;
-        }
-        const char *prefix = str_is(&k, "labels")   ? "label."
-                             : str_is(&k, "values") ? "value."
-                             : str_is(&k, "attrs")  ? "attr."
-                                                    : NULL;
-        const unsigned char *vat = r.p;
-        int rc;
-        if (prefix && mpr_read(&r, &v) == 0 && v.type == MPR_MAP) {
-            rc = put_map_params(sd, &r, v.v.count, prefix,
-                                message_is_msg && prefix[0] == 'a' ? "message" : NULL);
-        } else if (prefix) {
-            r.p = vat;
-            rc = mpr_skip(&r);
-        } else {
-            r.p = at; /* the key may be a container (never from the bus) */
-            rc = mpr_skip(&r) != 0 ? -1 : mpr_skip(&r);
-        }
-        if (rc != 0) {
-            return; /* cut short: the host decoded it, so this cannot happen */
-        }
-    }
+    msgpack_zone_clear(zone);
 }
 
 /* ---- The message -------------------------------------------------------------- */
@@ -402,7 +378,7 @@ static size_t whole_chars(const char *s, size_t n)
     return n;
 }
 
-size_t rfc5424_format(const struct rfc5424_fmt *f, const struct vigil_api *api,
+size_t rfc5424_format(const struct rfc5424_fmt *f, msgpack_zone *zone, const struct vigil_api *api,
                       const struct vigil_event *ev, char *buf, size_t *dropped_out)
 {
     struct out o = {.buf = buf, .cap = f->max_len};
@@ -449,7 +425,7 @@ size_t rfc5424_format(const struct rfc5424_fmt *f, const struct vigil_api *api,
     const char *msg;
     size_t msg_len;
     bool have_msg = api->event_get_str(ev, "attrs.message", &msg, &msg_len) == 0;
-    put_body_params(&sd, api, ev, have_msg);
+    put_body_params(&sd, zone, api, ev, have_msg);
     o.cap = f->max_len;
     if (sd.dropped) {
         n = (size_t)snprintf(tmp, sizeof tmp, " truncated=\"%zu\"", sd.dropped);

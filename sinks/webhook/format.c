@@ -380,7 +380,7 @@ long wh_format_alertmanager(struct webhook *w, const struct vigil_event *const *
         msgpack_object root;
         size_t off = 0;
         if (tl < 6 || memcmp(topic, "alert.", 6) != 0 || !body ||
-            msgpack_unpack(body, bl, &off, &w->zone, &root) < 0 ||
+            msgpack_unpack(body, bl, &off, &w->zone, &root) != MSGPACK_UNPACK_SUCCESS ||
             root.type != MSGPACK_OBJECT_MAP) {
             results[i] = VIGIL_WRITE_FAIL;
             if (skipped++ == 0) {
