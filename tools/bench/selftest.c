@@ -251,8 +251,8 @@ static int known_answers(void)
         return 3;
     }
     static const char *const lines[] = {
-        "{\"topic\":\"bench.metric\",\"ts\":1000,\"host\":\"a\\\"b\\\\\",\"source\":\"bench-0\","
-        "\"seq\":1,\"labels\":{}}",
+        ("{\"topic\":\"bench.metric\",\"ts\":1000,\"host\":\"a\\\"b\\\\\",\"source\":\"bench-0\","
+         "\"seq\":1,\"labels\":{}}"),
         "{\"topic\":\"bench.metric\",\"ts\":1000,\"host\":\"h\",\"source\":\"bench-0\",\"seq\":2}",
         "{\"topic\":\"bench.metric\",\"ts\":1000,\"host\":\"h\",\"source\":\"bench-0\",\"seq\":2}",
         "{\"topic\":\"bench.metric\",\"ts\":5000,\"host\":\"h\",\"source\":\"bench-1\",\"seq\":1}",
