@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,6 +25,7 @@
 
 #define DEFAULT_INTERVAL_NS (10 * NS_PER_S)
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
+#define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
 #define MAX_HWM 10000000
 #define DEFAULT_MAX_EVENT_BYTES (64u << 10)
@@ -119,16 +121,18 @@ static void check_host(struct checker *ch, const struct vigil_conf *v)
     set_string(ch, &ch->c->host, v->value);
 }
 
-static void check_plugin_dir(struct checker *ch, const struct vigil_conf *v)
+/* A folder, absolute or relative to the config file's folder. */
+static void check_folder(struct checker *ch, const struct vigil_conf *v, const char *what,
+                         char **field)
 {
     char buf[64];
     if (v->kind != VIGIL_CONF_SCALAR || v->value[0] == '\0') {
-        vigil_diag_at(ch->d, v, "'plugin_dir' must be a folder, not %s",
+        vigil_diag_at(ch->d, v, "'%s' must be a folder, not %s", what,
                       vigil__conf_describe(v, buf, sizeof buf));
         return;
     }
     if (v->value[0] == '/') {
-        set_string(ch, &ch->c->plugin_dir, v->value);
+        set_string(ch, field, v->value);
         return;
     }
     char *p = path_join(ch->c->dir, v->value);
@@ -136,8 +140,8 @@ static void check_plugin_dir(struct checker *ch, const struct vigil_conf *v)
         ch->oom = true;
         return;
     }
-    free(ch->c->plugin_dir);
-    ch->c->plugin_dir = p;
+    free(*field);
+    *field = p;
 }
 
 static bool endpoint_ok(const char *s)
@@ -259,6 +263,7 @@ static void instance_fini(struct vigil_instance_conf *inst)
     for (size_t i = 0; i < inst->nmatch; i++)
         free(inst->match[i]);
     free(inst->match);
+    free(inst->delivery.spool_path);
     vigil__conf_node_free(inst->own);
     memset(inst, 0, sizeof *inst);
 }
@@ -303,7 +308,122 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
 static bool common_key(const char *k, bool sink)
 {
     return strcmp(k, "plugin") == 0 || strcmp(k, "name") == 0 || strcmp(k, "interval") == 0 ||
-           (sink && strcmp(k, "match") == 0);
+           (sink && (strcmp(k, "match") == 0 || strcmp(k, "queue") == 0 ||
+                     strcmp(k, "spool") == 0 || strcmp(k, "retry") == 0 ||
+                     strcmp(k, "batch") == 0));
+}
+
+/* ---- A sink's delivery keys ---------------------------------------------------- */
+
+enum dkey_type { DK_COUNT, DK_SIZE, DK_DURATION, DK_PATH };
+
+struct dkey {
+    const char *key;
+    enum dkey_type type;
+    size_t off; /* into struct vigil_delivery_conf */
+    uint64_t min, max;
+    const char *range; /* min and max as written in config */
+};
+
+#define DK(k, t, f, lo, hi, r) {k, t, offsetof(struct vigil_delivery_conf, f), lo, hi, r}
+
+static const struct dkey queue_keys[] = {
+    DK("max_events", DK_COUNT, queue_events, 1, 100000000, "1 to 100000000"),
+    DK("max_bytes", DK_SIZE, queue_bytes, 4096, 1ull << 40, "4KiB to 1TiB"),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+static const struct dkey spool_keys[] = {
+    DK("path", DK_PATH, spool_path, 0, 0, NULL),
+    DK("max_size", DK_SIZE, spool_max, 64 * 1024, 1ull << 50, "64KiB to 1PiB"),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+static const struct dkey retry_keys[] = {
+    DK("min_backoff", DK_DURATION, min_backoff_ns, 1000000, 3600 * NS_PER_S, "1ms to 1h"),
+    DK("max_backoff", DK_DURATION, max_backoff_ns, 1000000, 3600 * NS_PER_S, "1ms to 1h"),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+static const struct dkey batch_keys[] = {
+    DK("max_events", DK_COUNT, batch_max, 1, 65536, "1 to 65536"),
+    DK("max_wait", DK_DURATION, batch_wait_ns, 0, 60 * NS_PER_S, "0s to 1m"),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static void check_dkey(struct checker *ch, const struct vigil_conf *v, const char *sect,
+                       const struct dkey *k, struct vigil_delivery_conf *dc)
+{
+    char buf[64];
+    uint64_t x = 0;
+    int rc;
+    const char *want;
+    switch (k->type) {
+    case DK_PATH:
+        check_folder(ch, v, sect, (char **)((char *)dc + k->off));
+        return;
+    case DK_COUNT: {
+        int64_t i = 0;
+        rc = vigil_conf_int(v, &i);
+        if (rc == 0 && i < 0)
+            rc = VIGIL_ETYPE;
+        x = (uint64_t)i;
+        want = "a whole number";
+        break;
+    }
+    case DK_SIZE:
+        rc = vigil_conf_size(v, &x);
+        want = "a size such as 64KiB or 1GiB";
+        break;
+    default:
+        rc = vigil_conf_duration(v, &x);
+        want = "a duration such as 100ms or 5s";
+        break;
+    }
+    if (rc != 0) {
+        vigil_diag_at(ch->d, v, "'%s.%s' must be %s, not %s", sect, k->key, want,
+                      vigil__conf_describe(v, buf, sizeof buf));
+    } else if (x < k->min || x > k->max) {
+        vigil_diag_at(ch->d, v, "'%s.%s' must be from %s, not %s", sect, k->key, k->range,
+                      vigil__conf_describe(v, buf, sizeof buf));
+    } else {
+        *(uint64_t *)((char *)dc + k->off) = x;
+    }
+}
+
+static void check_delivery_map(struct checker *ch, const struct vigil_conf *v, const char *sect,
+                               const struct dkey *keys, struct vigil_delivery_conf *dc)
+{
+    char buf[64];
+    if (v->kind != VIGIL_CONF_MAP) {
+        vigil_diag_at(ch->d, v, "'%s' must be a map, not %s", sect,
+                      vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const struct dkey *k = keys;
+        while (k->key && strcmp(k->key, v->keys[i]) != 0)
+            k++;
+        if (k->key) {
+            check_dkey(ch, v->items[i], sect, k, dc);
+            continue;
+        }
+        char valid[128] = "";
+        for (k = keys; k->key; k++)
+            snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s",
+                     k == keys ? "" : ", ", k->key);
+        vigil__diag_key(ch->d, v, i, "unknown key '%s' in '%s' (valid keys: %s)", v->keys[i],
+                        sect, valid);
+    }
+}
+
+static void delivery_defaults(struct vigil_delivery_conf *dc)
+{
+    *dc = (struct vigil_delivery_conf){
+        .queue_events = 65536,
+        .queue_bytes = 32u << 20,
+        .spool_max = 1ull << 30,
+        .min_backoff_ns = NS_PER_S / 10,
+        .max_backoff_ns = 5 * NS_PER_S,
+        .batch_max = 512,
+    };
 }
 
 /* The entry minus the common keys, as a new map at the entry's position. */
@@ -342,6 +462,7 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
 
     memset(inst, 0, sizeof *inst);
     inst->interval_ns = DEFAULT_INTERVAL_NS;
+    delivery_defaults(&inst->delivery);
     for (size_t i = 0; i < e->n; i++) {
         const char *k = e->keys[i];
         const struct vigil_conf *v = e->items[i];
@@ -373,6 +494,16 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
                 check_interval(ch, v, "'interval'", &inst->interval_ns);
         } else if (strcmp(k, "match") == 0 && sink) {
             check_match(ch, v, inst); /* a source's match is its plugin's own key */
+        } else if (sink && strcmp(k, "queue") == 0) {
+            check_delivery_map(ch, v, "queue", queue_keys, &inst->delivery);
+        } else if (sink && strcmp(k, "spool") == 0) {
+            check_delivery_map(ch, v, "spool", spool_keys, &inst->delivery);
+        } else if (sink && strcmp(k, "retry") == 0) {
+            check_delivery_map(ch, v, "retry", retry_keys, &inst->delivery);
+            if (inst->delivery.min_backoff_ns > inst->delivery.max_backoff_ns)
+                vigil_diag_at(ch->d, v, "'retry.min_backoff' is more than 'retry.max_backoff'");
+        } else if (sink && strcmp(k, "batch") == 0) {
+            check_delivery_map(ch, v, "batch", batch_keys, &inst->delivery);
         }
     }
     if (plugin == NULL) {
@@ -484,12 +615,13 @@ static int set_defaults(struct vigil_config *c)
     host[sizeof host - 1] = '\0'; /* POSIX leaves truncation unterminated */
     c->host = strdup(host);
     c->plugin_dir = strdup(DEFAULT_PLUGIN_DIR);
+    c->state_dir = strdup(DEFAULT_STATE_DIR);
     c->bus.publish = strdup(VIGIL_DEFAULT_PUBLISH);
     c->bus.subscribe = strdup(VIGIL_DEFAULT_SUBSCRIBE);
     c->bus.hwm = DEFAULT_HWM;
     c->bus.max_event_bytes = DEFAULT_MAX_EVENT_BYTES;
     c->self_interval_ns = DEFAULT_INTERVAL_NS;
-    if (!c->host || !c->plugin_dir || !c->bus.publish || !c->bus.subscribe)
+    if (!c->host || !c->plugin_dir || !c->state_dir || !c->bus.publish || !c->bus.subscribe)
         return -ENOMEM;
     return 0;
 }
@@ -521,7 +653,9 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
         if (strcmp(k, "host") == 0)
             check_host(&ch, v);
         else if (strcmp(k, "plugin_dir") == 0)
-            check_plugin_dir(&ch, v);
+            check_folder(&ch, v, "plugin_dir", &c->plugin_dir);
+        else if (strcmp(k, "state_dir") == 0)
+            check_folder(&ch, v, "state_dir", &c->state_dir);
         else if (strcmp(k, "bus") == 0)
             check_bus(&ch, v);
         else if (strcmp(k, "self") == 0)
@@ -534,9 +668,19 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
             check_rules(&ch, v);
         else
             vigil__diag_key(d, root, i,
-                     "unknown top-level key '%s' (valid keys: host, plugin_dir, bus, self, "
-                     "sources, rules, sinks)",
+                     "unknown top-level key '%s' (valid keys: host, plugin_dir, state_dir, "
+                     "bus, self, sources, rules, sinks)",
                      k);
+    }
+    /* Spools default under state_dir, known only once the whole file is read. */
+    for (size_t i = 0; i < c->nsinks && !ch.oom; i++) {
+        struct vigil_instance_conf *inst = &c->sinks[i];
+        if (inst->delivery.spool_path == NULL) {
+            char rel[300];
+            snprintf(rel, sizeof rel, "spool/%s", inst->name);
+            if ((inst->delivery.spool_path = path_join(c->state_dir, rel)) == NULL)
+                ch.oom = true;
+        }
     }
     if (ch.oom)
         goto oom;
@@ -572,6 +716,7 @@ void vigil_config_free(struct vigil_config *c)
     free(c->dir);
     free(c->host);
     free(c->plugin_dir);
+    free(c->state_dir);
     free(c->bus.publish);
     free(c->bus.subscribe);
     vigil_conf_free(c->root);

@@ -98,6 +98,19 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
 
 /* ---- The daemon's schema ------------------------------------------------------ */
 
+/* How the host delivers to one sink (the sink's common keys queue, spool,
+ * retry, batch; the plugin never sees them). */
+struct vigil_delivery_conf {
+    uint64_t queue_events;   /* memory queue bound in events, default 65536 */
+    uint64_t queue_bytes;    /* and in bytes, default 32 MiB */
+    char *spool_path;        /* folder; default <state_dir>/spool/<name> */
+    uint64_t spool_max;      /* bytes on disk, default 1 GiB */
+    uint64_t min_backoff_ns; /* default 100ms */
+    uint64_t max_backoff_ns; /* default 5s */
+    uint64_t batch_max;      /* events per write(), default 512 */
+    uint64_t batch_wait_ns;  /* wait this long for a fuller batch, default 0 */
+};
+
 struct vigil_instance_conf {
     char *plugin;       /* plugin name: loads <plugin_dir>/<plugin>.so */
     char *name;         /* instance name, unique among sources / sinks */
@@ -106,8 +119,10 @@ struct vigil_instance_conf {
     size_t nmatch;
     struct vigil_conf *node; /* the entry as written (for positions) */
     struct vigil_conf *own;  /* the plugin's own keys: the entry minus
-                                plugin/name/interval/match; a map owned by
+                                plugin/name/interval/match (and for sinks
+                                queue/spool/retry/batch); a map owned by
                                 this struct */
+    struct vigil_delivery_conf delivery; /* sinks */
 };
 
 struct vigil_config {
@@ -115,6 +130,7 @@ struct vigil_config {
     char *dir;        /* folder of the file, for relative paths */
     char *host;       /* default: gethostname() */
     char *plugin_dir; /* absolute or resolved against dir */
+    char *state_dir;  /* default /var/lib/vigil; sink spools live here */
     struct {
         char *publish;   /* PULL endpoint for producers */
         char *subscribe; /* XPUB endpoint for consumers */

@@ -157,6 +157,10 @@ static void self_stage(struct daemon *dm, struct vigil_host *h, const char *stag
         self_value(b, "retried_total", &s->retried_total);
         self_value(b, "failed_total", &s->failed_total);
         self_value(b, "queue_depth", &s->queue_depth);
+        self_value(b, "spooled_total", &s->spooled_total);
+        self_value(b, "spool_events", &s->spool_events);
+        self_value(b, "spool_bytes", &s->spool_bytes);
+        self_value(b, "spool_corrupt_total", &s->spool_corrupt_total);
     }
     self_value(b, "out_total", &s->out_total);
     self_value(b, "dropped_total", &s->dropped_total);
@@ -257,6 +261,9 @@ static int start(struct daemon *dm)
     unsigned subs = 0;
     for (size_t i = 0; i < c->nsinks; i++) {
         int rc = vigil_host_connect(dm->sinks[i]);
+        if (rc == VIGIL_ECONFIG) {
+            return -1; /* its spool: already said why */
+        }
         if (rc < 0) {
             vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sinks[i]),
                       "cannot connect to the bus: %s", zmq_strerror(-rc));
@@ -346,6 +353,10 @@ static void stop(struct daemon *dm)
         vigil_rules_stage_stop(dm->rules_stage);
         drain(dm);
     }
+    /* Sinks finish in parallel: each may spend its grace period delivering. */
+    for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
+        vigil_host_stop_request(dm->sinks[i]);
+    }
     for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
         vigil_host_stop(dm->sinks[i]);
     }
@@ -374,9 +385,12 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
             return;
         }
         if (sig == SIGHUP) {
-            vigil_log(VIGIL_LOG_WARN, "vigild",
-                      "SIGHUP received: reloading the config is not supported; restart vigild "
-                      "to apply changes");
+            vigil_log(VIGIL_LOG_INFO, "vigild",
+                      "SIGHUP received: sinks reopen their files (reloading the config is not "
+                      "supported; restart vigild to apply changes)");
+            for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
+                vigil_host_reopen(dm->sinks[i]);
+            }
         }
     }
 }
@@ -392,6 +406,8 @@ int vigil_daemon_run(const char *path)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file sink past RLIMIT_FSIZE gets EFBIG (and spools) instead of dying. */
+    signal(SIGXFSZ, SIG_IGN);
     evthread_use_pthreads();
     /* Sources hold many descriptors (the kvm source's tracepoints take nine
      * per VMM thread; ZeroMQ two per socket): use all the hard limit gives. */

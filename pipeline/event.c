@@ -464,12 +464,220 @@ bool vigil_msgpack_plausible(const char *data, size_t len)
     return true;
 }
 
-int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
-                       const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
-                       const char **reason)
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                  const char *body, size_t body_len, msgpack_zone *zone, const char **reason);
+
+/* ---- The bus's checker: msgpack_unpack's acceptance without unpacking ---- */
+
+/* msgpack-c refuses to open a container while this many non-empty ones are
+ * open (MSGPACK_EMBED_STACK_SIZE in unpack_template.h). */
+#define UNPACK_DEPTH 32
+
+/* Pass 1: the bytes are exactly one msgpack object that msgpack_unpack
+ * would accept. 1 = yes; 0 = implausible (what vigil_msgpack_plausible
+ * refuses); -2 = nested deeper than msgpack-c goes; -1 = extra bytes after
+ * one complete object. Plausibility is judged over the whole object first,
+ * as vigil_event_decode does, so both give the same reason. */
+static int mp_well_formed(const unsigned char *p, const unsigned char *end)
 {
-    memset(v, 0, sizeof *v);
-    v->base.kind = VIGIL_EVENT_VIEW;
+    uint64_t left[UNPACK_DEPTH]; /* items still due in each open container */
+    int top = 0;
+    bool deep = false;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (p >= end) {
+            return 0;
+        }
+        unsigned c = *p++;
+        uint64_t skip = 0, items = 0;
+        int hdr = 0;
+        bool container = false;
+        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+        } else if (c <= 0x8f) {
+            items = 2u * (c & 0x0f);
+            container = true;
+        } else if (c <= 0x9f) {
+            items = c & 0x0f;
+            container = true;
+        } else if (c <= 0xbf) {
+            skip = c & 0x1f;
+        } else if (c == 0xc1) {
+            return 0;
+        } else if (c <= 0xc6) {
+            hdr = 1 << (c - 0xc4);
+        } else if (c <= 0xc9) {
+            hdr = 1 << (c - 0xc7);
+            skip = 1;
+        } else if (c <= 0xd3) {
+            static const uint8_t sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+            skip = sizes[c - 0xca];
+        } else if (c <= 0xd8) {
+            skip = 1 + (1u << (c - 0xd4));
+        } else if (c <= 0xdb) {
+            hdr = 1 << (c - 0xd9);
+        } else {
+            hdr = (c == 0xdc || c == 0xde) ? 2 : 4;
+            container = true;
+        }
+        if (hdr) {
+            if (end - p < hdr) {
+                return 0;
+            }
+            uint32_t n = be(p, hdr);
+            p += hdr;
+            if (container) {
+                items = c >= 0xde ? 2u * (uint64_t)n : n;
+            } else {
+                skip += n;
+            }
+        }
+        if (skip > (uint64_t)(end - p) || items > (uint64_t)(end - p)) {
+            return 0;
+        }
+        p += skip;
+        pending = pending - 1 + items;
+        if (deep) {
+            continue;
+        }
+        if (container && top >= UNPACK_DEPTH) {
+            deep = true; /* msgpack-c would stop here; keep judging plausibility */
+            continue;
+        }
+        if (container && items) {
+            left[top++] = items;
+            continue;
+        }
+        while (top > 0 && --left[top - 1] == 0) {
+            top--; /* the object completes its container, and maybe more */
+        }
+    }
+    return deep ? -2 : p == end ? 1 : -1;
+}
+
+/* Pass 2 reads well-formed bytes: one object's header. */
+struct mp_obj {
+    enum { MP_OTHER, MP_UINT, MP_NEG, MP_FLOAT, MP_STR, MP_MAP, MP_ARRAY } kind;
+    uint64_t u;        /* MP_UINT: the value; MP_MAP/MP_ARRAY: the count */
+    const char *s;     /* MP_STR (str or bin) */
+    size_t n;          /* MP_STR: length */
+};
+
+static const unsigned char *mp_head(const unsigned char *p, struct mp_obj *o)
+{
+    unsigned c = *p++;
+    o->kind = MP_OTHER;
+    if (c <= 0x7f) {
+        o->kind = MP_UINT;
+        o->u = c;
+    } else if (c >= 0xe0) {
+        o->kind = MP_NEG;
+    } else if (c <= 0x8f) {
+        o->kind = MP_MAP;
+        o->u = c & 0x0f;
+    } else if (c <= 0x9f) {
+        o->kind = MP_ARRAY;
+        o->u = c & 0x0f;
+    } else if (c <= 0xbf) {
+        o->kind = MP_STR;
+        o->n = c & 0x1f;
+        o->s = (const char *)p;
+        p += o->n;
+    } else if ((c >= 0xc4 && c <= 0xc6) || (c >= 0xd9 && c <= 0xdb)) {
+        int h = c <= 0xc6 ? 1 << (c - 0xc4) : 1 << (c - 0xd9);
+        o->kind = MP_STR;
+        o->n = be(p, h);
+        o->s = (const char *)p + h;
+        p += h + o->n;
+    } else if (c >= 0xc7 && c <= 0xc9) {
+        int h = 1 << (c - 0xc7);
+        p += h + 1 + be(p, h);
+    } else if (c == 0xca || c == 0xcb) {
+        o->kind = MP_FLOAT;
+        p += c == 0xca ? 4 : 8;
+    } else if (c >= 0xcc && c <= 0xcf) {
+        int h = 1 << (c - 0xcc);
+        o->kind = MP_UINT;
+        o->u = h == 8 ? (uint64_t)be(p, 4) << 32 | be(p + 4, 4) : be(p, h);
+        p += h;
+    } else if (c >= 0xd0 && c <= 0xd3) {
+        /* msgpack-c gives a signed int that is not negative as positive. */
+        int h = 1 << (c - 0xd0);
+        o->kind = (*p & 0x80) ? MP_NEG : MP_UINT;
+        o->u = h == 8 ? (uint64_t)be(p, 4) << 32 | be(p + 4, 4) : be(p, h);
+        p += h;
+    } else if (c >= 0xd4 && c <= 0xd8) {
+        p += 1 + (1u << (c - 0xd4));
+    } else if (c == 0xdc || c == 0xdd) {
+        int h = c == 0xdc ? 2 : 4;
+        o->kind = MP_ARRAY;
+        o->u = be(p, h);
+        p += h;
+    } else if (c == 0xde || c == 0xdf) {
+        int h = c == 0xde ? 2 : 4;
+        o->kind = MP_MAP;
+        o->u = be(p, h);
+        p += h;
+    }
+    return p;
+}
+
+/* Skips one well-formed object. */
+static const unsigned char *mp_skip(const unsigned char *p)
+{
+    uint64_t pending = 1;
+    while (pending) {
+        struct mp_obj o;
+        p = mp_head(p, &o);
+        pending--;
+        if (o.kind == MP_MAP) {
+            pending += 2 * o.u;
+        } else if (o.kind == MP_ARRAY) {
+            pending += o.u;
+        }
+    }
+    return p;
+}
+
+enum flat_want { WANT_STR, WANT_NUMBER, WANT_ANY };
+
+/* A map whose keys are strings and whose values are what `want` says. */
+static const unsigned char *mp_flat_map(const unsigned char *p, enum flat_want want, bool *ok)
+{
+    struct mp_obj m, k, v;
+    p = mp_head(p, &m);
+    if (m.kind != MP_MAP) {
+        *ok = false;
+        return NULL;
+    }
+    for (uint64_t i = 0; i < m.u; i++) {
+        p = mp_head(p, &k);
+        if (k.kind == MP_MAP || k.kind == MP_ARRAY) {
+            *ok = false;
+            return NULL;
+        }
+        const unsigned char *val = p;
+        p = mp_head(p, &v);
+        bool good = k.kind == MP_STR;
+        if (want == WANT_STR) {
+            good = good && v.kind == MP_STR;
+        } else if (want == WANT_NUMBER) {
+            good = good && (v.kind == MP_UINT || v.kind == MP_NEG || v.kind == MP_FLOAT);
+        }
+        if (!good) {
+            *ok = false;
+            return NULL;
+        }
+        if (v.kind == MP_MAP || v.kind == MP_ARRAY) {
+            p = mp_skip(val);
+        }
+    }
+    *ok = true;
+    return p;
+}
+
+int vigil_event_check(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                      size_t max_body, struct vigil_event_head *out, const char **reason)
+{
     if (!vigil_topic_valid(topic, topic_len)) {
         *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
         return VIGIL_EMALFORMED;
@@ -478,10 +686,135 @@ int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t top
         *reason = "body larger than bus.max_event_bytes";
         return VIGIL_ETOOBIG;
     }
-    if (!vigil_msgpack_plausible(body, body_len)) {
+    const unsigned char *p = (const unsigned char *)body, *end = p + body_len;
+    int wf = mp_well_formed(p, end);
+    if (wf == 0) {
         *reason = "body is not valid msgpack (or declares more items than it has bytes)";
         return VIGIL_EMALFORMED;
     }
+    if (wf == -2) {
+        *reason = "body is not valid msgpack";
+        return VIGIL_EMALFORMED;
+    }
+    if (wf < 0) {
+        *reason = "bytes after the msgpack body";
+        return VIGIL_EMALFORMED;
+    }
+    struct mp_obj root;
+    p = mp_head(p, &root);
+    if (root.kind != MP_MAP) {
+        *reason = "body is not a msgpack map";
+        return VIGIL_EMALFORMED;
+    }
+    enum { TS = 1, HOST = 2, SOURCE = 4, SEQ = 8, LABELS = 16, VALUES = 32, ATTRS = 64 };
+    unsigned seen = 0;
+    for (uint64_t i = 0; i < root.u; i++) {
+        struct mp_obj k, v;
+        p = mp_head(p, &k);
+        if (k.kind != MP_STR) {
+            *reason = "body has a key that is not a string";
+            return VIGIL_EMALFORMED;
+        }
+        const unsigned char *val = p;
+        unsigned bit = 0;
+        bool ok = true;
+        const char *ks = k.s;
+        size_t kn = k.n;
+        if (kn == 2 && memcmp(ks, "ts", 2) == 0) {
+            bit = TS;
+            p = mp_head(val, &v);
+            out->ts = v.u;
+            ok = v.kind == MP_UINT;
+            *reason = "ts is not an unsigned integer";
+        } else if (kn == 4 && memcmp(ks, "host", 4) == 0) {
+            bit = HOST;
+            p = mp_head(val, &v);
+            out->host = v.s;
+            out->host_len = v.n;
+            ok = v.kind == MP_STR;
+            *reason = "host is not a string";
+        } else if (kn == 6 && memcmp(ks, "source", 6) == 0) {
+            bit = SOURCE;
+            p = mp_head(val, &v);
+            out->source = v.s;
+            out->source_len = v.n;
+            ok = v.kind == MP_STR;
+            *reason = "source is not a string";
+        } else if (kn == 3 && memcmp(ks, "seq", 3) == 0) {
+            bit = SEQ;
+            p = mp_head(val, &v);
+            out->seq = v.u;
+            ok = v.kind == MP_UINT;
+            *reason = "seq is not an unsigned integer";
+        } else if (kn == 6 && memcmp(ks, "labels", 6) == 0) {
+            bit = LABELS;
+            p = mp_flat_map(val, WANT_STR, &ok);
+            *reason = "labels is not a map of strings to strings";
+        } else if (kn == 6 && memcmp(ks, "values", 6) == 0) {
+            bit = VALUES;
+            p = mp_flat_map(val, WANT_NUMBER, &ok);
+            *reason = "values is not a map of strings to numbers";
+        } else if (kn == 5 && memcmp(ks, "attrs", 5) == 0) {
+            bit = ATTRS;
+            p = mp_flat_map(val, WANT_ANY, &ok);
+            *reason = "attrs is not a map with string keys";
+        } else {
+            p = mp_skip(val);
+        }
+        if (!ok) {
+            return VIGIL_EMALFORMED;
+        }
+        if (bit & seen) {
+            *reason = "an envelope key appears twice";
+            return VIGIL_EMALFORMED;
+        }
+        seen |= bit;
+    }
+    if ((seen & (TS | HOST | SOURCE | SEQ)) != (TS | HOST | SOURCE | SEQ)) {
+        *reason = "body lacks one of ts, host, source, seq";
+        return VIGIL_EMALFORMED;
+    }
+    *reason = NULL;
+    return 0;
+}
+
+int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                       const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
+                       const char **reason)
+{
+    if (!vigil_topic_valid(topic, topic_len)) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
+        *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
+        return VIGIL_EMALFORMED;
+    }
+    if (body_len > max_body) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
+        *reason = "body larger than bus.max_event_bytes";
+        return VIGIL_ETOOBIG;
+    }
+    if (!vigil_msgpack_plausible(body, body_len)) {
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
+        *reason = "body is not valid msgpack (or declares more items than it has bytes)";
+        return VIGIL_EMALFORMED;
+    }
+    return decode(v, topic, topic_len, body, body_len, zone, reason);
+}
+
+int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                               const char *body, size_t body_len, msgpack_zone *zone,
+                               const char **reason)
+{
+    return decode(v, topic, topic_len, body, body_len, zone, reason);
+}
+
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                  const char *body, size_t body_len, msgpack_zone *zone, const char **reason)
+{
+    memset(v, 0, sizeof *v);
+    v->base.kind = VIGIL_EVENT_VIEW;
     size_t off = 0;
     msgpack_unpack_return r = msgpack_unpack(body, body_len, &off, zone, &v->root);
     if (r == MSGPACK_UNPACK_EXTRA_BYTES) {

@@ -89,6 +89,10 @@ struct vigil_event_view {
     const char *host, *source;
     size_t host_len, source_len;
     const msgpack_object *labels, *values, *attrs; /* NULL when absent */
+    /* Sinks decode on first use (a discard or msgpack sink never needs to):
+     * while lazy_zone is set, only topic and body are filled. */
+    msgpack_zone *lazy_zone;
+    bool lazy_trusted;
 };
 
 /* True when the topic is 1..VIGIL_TOPIC_MAX bytes of valid UTF-8 without
@@ -102,6 +106,23 @@ bool vigil_topic_valid(const char *topic, size_t len);
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
                        const char *body, size_t body_len, size_t max_body, msgpack_zone *zone,
                        const char **reason);
+/* What the bus needs of an event: checked exactly as vigil_event_decode
+ * would (same acceptance, same reasons), in two passes over the bytes with
+ * no allocation, and the envelope fields for seq tracking. */
+struct vigil_event_head {
+    uint64_t ts, seq;
+    const char *host, *source;
+    size_t host_len, source_len;
+};
+int vigil_event_check(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                      size_t max_body, struct vigil_event_head *out, const char **reason);
+
+/* The same for a message the bus has already checked (the daemon's own
+ * stages read only what the bus forwarded): skips the pre-scan that guards
+ * msgpack_unpack against hostile bytes. Never for bytes from outside. */
+int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                               const char *body, size_t body_len, msgpack_zone *zone,
+                               const char **reason);
 
 /* One pass over msgpack bytes without allocating: false when they are
  * truncated, use the unused type 0xc1, or declare a container with more items

@@ -22,48 +22,7 @@
 #include "json.h"
 #include "log.h"
 
-#define SINK_BATCH_MAX 512
-#define SINK_BATCH_BYTES (1u << 20)
-#define SINK_RETRY_MIN_MS 100
-#define SINK_RETRY_MAX_MS 5000
-#define SINK_STOP_GRACE_MS 5000
-
-struct vigil_host {
-    void *dl;
-    const struct vigil_plugin *desc;
-    const struct vigil_instance_conf *ic;
-    enum vigil_plugin_kind kind;
-    struct vigil_host_env env;
-    char component[160];
-    struct event_base *base;
-    struct event *stop_ev;
-    void *state;
-    bool inited, finished;
-    struct vigil_diag *diag; /* set during init only */
-    pthread_t thread;
-    bool running;
-    _Atomic bool stopping;
-    struct vigil_stage_stats stats;
-    void *sock;
-
-    /* Sources. */
-    struct vigil_event_builder builder;
-    uint64_t seq;
-    struct event *collect_ev;
-    struct vigil_ratelimit collect_rl;
-
-    /* Sinks. */
-    struct event *sub_ev, *retry_ev;
-    msgpack_zone zone;
-    char *arena;
-    size_t arena_len, arena_cap;
-    struct vigil_event_view views[SINK_BATCH_MAX];
-    const struct vigil_event *batch[SINK_BATCH_MAX];
-    enum vigil_write_result results[SINK_BATCH_MAX];
-    size_t pending; /* events in batch[] awaiting retry */
-    unsigned retry_ms;
-    struct vigil_ratelimit write_rl;
-};
+#include "host_internal.h"
 
 /* ---- Loading ----------------------------------------------------------- */
 
@@ -199,9 +158,36 @@ static struct vigil_event_builder *as_builder(struct vigil_event *ev)
     return ev && ev->kind == VIGIL_EVENT_BUILDER ? (struct vigil_event_builder *)ev : NULL;
 }
 
-static const struct vigil_event_view *as_view(const struct vigil_event *ev)
+/* Topic and body, which need no decoding. */
+static const struct vigil_event_view *raw_view(const struct vigil_event *ev)
 {
     return ev && ev->kind == VIGIL_EVENT_VIEW ? (const struct vigil_event_view *)ev : NULL;
+}
+
+/* A sink's event, decoded on first use (sink.c hands them out undecoded). */
+static const struct vigil_event_view *as_view(const struct vigil_event *ev)
+{
+    if (!ev || ev->kind != VIGIL_EVENT_VIEW) {
+        return NULL;
+    }
+    struct vigil_event_view *v = (struct vigil_event_view *)ev; /* host memory */
+    if (v->lazy_zone) {
+        msgpack_zone *zone = v->lazy_zone;
+        const char *why;
+        struct vigil_event_view d;
+        int rc = v->lazy_trusted
+                     ? vigil_event_decode_trusted(&d, v->topic, v->topic_len, v->body,
+                                                  v->body_len, zone, &why)
+                     : vigil_event_decode(&d, v->topic, v->topic_len, v->body, v->body_len,
+                                          SIZE_MAX, zone, &why);
+        if (rc != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "sink", "an event of topic '%.*s' does not decode: %s",
+                      (int)v->topic_len, v->topic, why);
+            return NULL;
+        }
+        *v = d;
+    }
+    return v;
 }
 
 static struct vigil_event *api_event_begin(struct vigil_host *h, const char *topic)
@@ -343,7 +329,7 @@ static int api_publish(struct vigil_host *h, struct vigil_event *ev)
 
 static const char *api_event_topic(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = as_view(ev);
+    const struct vigil_event_view *v = raw_view(ev);
     if (!v) {
         *len = 0;
         return "";
@@ -373,7 +359,7 @@ static int api_event_get_u64(const struct vigil_event *ev, const char *path, uin
 
 static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = as_view(ev);
+    const struct vigil_event_view *v = raw_view(ev);
     *len = v ? v->body_len : 0;
     return v ? v->body : NULL;
 }
@@ -431,6 +417,8 @@ const struct vigil_api vigil_host_api = {
     .event_json = api_event_json,
     .glob_match = vigil_glob_match,
     .glob_valid = vigil_glob_valid,
+    .write_done = vigil_sink_write_done,
+    .retry_after = vigil_sink_retry_after,
 };
 
 /* ---- Instances ------------------------------------------------------------- */
@@ -470,10 +458,7 @@ struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vig
     h->env = *env;
     snprintf(h->component, sizeof h->component, "%s:%s/%s", kind_name(kind), ic->plugin, ic->name);
     h->collect_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
-    h->write_rl = h->collect_rl;
-    h->retry_ms = SINK_RETRY_MIN_MS;
     vigil_event_builder_init(&h->builder);
-    msgpack_zone_init(&h->zone, 64 * 1024);
     h->base = event_base_new();
     h->stop_ev = h->base ? event_new(h->base, -1, 0, stop_cb, h) : NULL;
     if (!h->stop_ev) {
@@ -523,9 +508,6 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void sink_readable(evutil_socket_t fd, short what, void *arg);
-static void sink_retry(evutil_socket_t fd, short what, void *arg);
-
 int vigil_host_connect(struct vigil_host *h)
 {
     void *zctx = h->env.zctx;
@@ -562,208 +544,11 @@ int vigil_host_connect(struct vigil_host *h)
     for (size_t i = 0; i < h->ic->nmatch; i++) {
         zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, h->ic->match[i], strlen(h->ic->match[i]));
     }
-    int fd;
-    size_t fdlen = sizeof fd;
-    zmq_getsockopt(h->sock, ZMQ_FD, &fd, &fdlen);
-    h->sub_ev = event_new(h->base, fd, EV_READ | EV_PERSIST, sink_readable, h);
-    h->retry_ev = event_new(h->base, -1, 0, sink_retry, h);
-    if (!h->sub_ev || !h->retry_ev) {
-        return -ENOMEM;
+    int rc = vigil_sink_new(h);
+    if (rc != 0) {
+        return rc;
     }
     return (int)h->ic->nmatch;
-}
-
-/* ---- Sink delivery ------------------------------------------------------------ */
-
-/* Calls write() on the pending batch and keeps only what must be retried.
- * Returns true when nothing is left pending. */
-static bool sink_deliver(struct vigil_host *h)
-{
-    size_t n = h->pending;
-    for (size_t i = 0; i < n; i++) {
-        h->results[i] = VIGIL_WRITE_RETRY;
-    }
-    int rc = h->desc->write(h->state, h->batch, n, h->results);
-    size_t keep = 0, retried = 0, failed = 0, ok = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum vigil_write_result r = rc != 0 ? VIGIL_WRITE_RETRY : h->results[i];
-        if (r == VIGIL_WRITE_OK) {
-            ok++;
-        } else if (r == VIGIL_WRITE_FAIL) {
-            failed++;
-        } else {
-            retried++;
-            h->batch[keep++] = h->batch[i];
-        }
-    }
-    vigil_count(&h->stats.out_total, ok);
-    vigil_count(&h->stats.failed_total, failed);
-    vigil_count(&h->stats.retried_total, retried);
-    if (failed || retried) {
-        uint64_t suppressed;
-        if (vigil_ratelimit_ok(&h->write_rl, vigil_mono_ns(), &suppressed)) {
-            vigil_log(VIGIL_LOG_WARN, h->component,
-                      "write: %zu delivered, %zu to retry, %zu failed for good (%llu similar "
-                      "reports not logged)",
-                      ok, retried, failed, (unsigned long long)suppressed);
-        }
-    }
-    h->pending = keep;
-    atomic_store(&h->stats.queue_depth, keep);
-    if (keep == 0) {
-        msgpack_zone_clear(&h->zone);
-        h->arena_len = 0;
-        h->retry_ms = SINK_RETRY_MIN_MS;
-    }
-    return keep == 0;
-}
-
-/* Reads up to one batch from the SUB socket into the arena and decodes it.
- * Returns the number of messages read; *empty says the socket ran dry. */
-static size_t sink_read_batch(struct vigil_host *h, bool *empty)
-{
-    size_t offs[SINK_BATCH_MAX][4];
-    size_t n = 0;
-    zmq_msg_t t, b;
-    zmq_msg_init(&t);
-    zmq_msg_init(&b);
-    *empty = false;
-    h->arena_len = 0;
-    while (n < SINK_BATCH_MAX && h->arena_len < SINK_BATCH_BYTES) {
-        if (zmq_msg_recv(&t, h->sock, ZMQ_DONTWAIT) == -1) {
-            *empty = true;
-            break;
-        }
-        if (!zmq_msg_more(&t) || zmq_msg_recv(&b, h->sock, 0) == -1 || zmq_msg_more(&b)) {
-            vigil_count(&h->stats.errors_total, 1); /* the bus checked it: cannot happen */
-            continue;
-        }
-        size_t tl = zmq_msg_size(&t), bl = zmq_msg_size(&b);
-        if (h->arena_len + tl + bl > h->arena_cap) {
-            size_t cap = h->arena_cap ? h->arena_cap : 64 * 1024;
-            while (cap < h->arena_len + tl + bl) {
-                cap *= 2;
-            }
-            char *a = realloc(h->arena, cap);
-            if (!a) {
-                vigil_count(&h->stats.dropped_total, 1);
-                continue;
-            }
-            h->arena = a;
-            h->arena_cap = cap;
-        }
-        offs[n][0] = h->arena_len;
-        offs[n][1] = tl;
-        memcpy(h->arena + h->arena_len, zmq_msg_data(&t), tl);
-        h->arena_len += tl;
-        offs[n][2] = h->arena_len;
-        offs[n][3] = bl;
-        memcpy(h->arena + h->arena_len, zmq_msg_data(&b), bl);
-        h->arena_len += bl;
-        n++;
-    }
-    zmq_msg_close(&t);
-    zmq_msg_close(&b);
-    vigil_count(&h->stats.in_total, n);
-    /* Decode only now: the arena may have moved while it grew. */
-    size_t good = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *reason;
-        if (vigil_event_decode(&h->views[good], h->arena + offs[i][0], offs[i][1],
-                               h->arena + offs[i][2], offs[i][3], SIZE_MAX, &h->zone,
-                               &reason) != 0) {
-            vigil_count(&h->stats.errors_total, 1);
-            continue;
-        }
-        h->batch[good] = &h->views[good].base;
-        good++;
-    }
-    h->pending = good;
-    return n;
-}
-
-static bool sub_has_input(struct vigil_host *h)
-{
-    int events = 0;
-    size_t len = sizeof events;
-    return zmq_getsockopt(h->sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
-}
-
-static void schedule_retry(struct vigil_host *h)
-{
-    struct timeval tv = {.tv_sec = h->retry_ms / 1000, .tv_usec = (h->retry_ms % 1000) * 1000};
-    event_add(h->retry_ev, &tv);
-    h->retry_ms = h->retry_ms * 2 > SINK_RETRY_MAX_MS ? SINK_RETRY_MAX_MS : h->retry_ms * 2;
-}
-
-/* ZMQ_FD is edge-triggered: drain until EAGAIN, check ZMQ_EVENTS once more,
- * and re-arm ourselves when we stop early (for fairness, or to retry). */
-static void sink_readable(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct vigil_host *h = arg;
-    if (h->pending) {
-        return; /* a retry is scheduled; reading resumes after it */
-    }
-    bool empty;
-    sink_read_batch(h, &empty);
-    if (h->pending && !sink_deliver(h)) {
-        schedule_retry(h);
-        return;
-    }
-    if (!empty || sub_has_input(h)) {
-        event_active(h->sub_ev, EV_READ, 0);
-    }
-}
-
-static void sink_retry(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct vigil_host *h = arg;
-    if (sink_deliver(h)) {
-        event_active(h->sub_ev, EV_READ, 0);
-    } else {
-        schedule_retry(h);
-    }
-}
-
-/* Shutdown of a sink: everything the bus already sent is in the socket;
- * deliver it, retrying for a while, and count the rest as dropped. */
-static void sink_flush(struct vigil_host *h)
-{
-    uint64_t deadline = vigil_mono_ns() + (uint64_t)SINK_STOP_GRACE_MS * 1000000u;
-    for (;;) {
-        if (h->pending && !sink_deliver(h)) {
-            if (vigil_mono_ns() >= deadline) {
-                break;
-            }
-            struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        bool empty;
-        sink_read_batch(h, &empty);
-        if (!h->pending && empty) {
-            break;
-        }
-    }
-    if (h->pending) {
-        vigil_log(VIGIL_LOG_ERROR, h->component,
-                  "stopping with %zu events not delivered (counted as dropped)", h->pending);
-        vigil_count(&h->stats.dropped_total, h->pending);
-        h->pending = 0;
-    }
-    /* Anything still unread in the socket is lost too: count it. */
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    uint64_t unread = 0;
-    while (zmq_msg_recv(&m, h->sock, ZMQ_DONTWAIT) != -1) {
-        unread += !zmq_msg_more(&m);
-    }
-    zmq_msg_close(&m);
-    vigil_count(&h->stats.dropped_total, unread);
 }
 
 /* ---- Threads ------------------------------------------------------------------ */
@@ -774,7 +559,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct vigil_host *h = arg;
     if (h->kind == VIGIL_SINK) {
-        sink_flush(h);
+        vigil_sink_stop(h); /* breaks the loop once the sink is done */
+        return;
     }
     event_base_loopbreak(h->base);
 }
@@ -790,9 +576,8 @@ static void *instance_main(void *arg)
         event_add(h->collect_ev, &tv);
         event_active(h->collect_ev, EV_TIMEOUT, 0); /* first collection at once */
     }
-    if (h->sub_ev) {
-        event_add(h->sub_ev, NULL);
-        event_active(h->sub_ev, EV_READ, 0);
+    if (h->sink) {
+        vigil_sink_start(h);
     }
     event_base_dispatch(h->base);
     /* fini on the thread that ran the instance, before its socket closes, so
@@ -807,6 +592,13 @@ static void *instance_main(void *arg)
 int vigil_host_start(struct vigil_host *h)
 {
     int rc = pthread_create(&h->thread, NULL, instance_main, h);
+    if (rc == 0) {
+        /* "src:<instance>" / "sink:<instance>", cut to the 15 bytes Linux keeps. */
+        char name[16];
+        snprintf(name, sizeof name, "%s:%s", h->kind == VIGIL_SOURCE ? "src" : "sink",
+                 h->ic->name);
+        pthread_setname_np(h->thread, name);
+    }
     if (rc != 0) {
         return -rc;
     }
@@ -814,15 +606,28 @@ int vigil_host_start(struct vigil_host *h)
     return 0;
 }
 
+void vigil_host_stop_request(struct vigil_host *h)
+{
+    if (h && h->running && !atomic_exchange(&h->stopping, true)) {
+        event_active(h->stop_ev, EV_TIMEOUT, 0);
+    }
+}
+
 void vigil_host_stop(struct vigil_host *h)
 {
     if (!h || !h->running) {
         return;
     }
-    atomic_store(&h->stopping, true);
-    event_active(h->stop_ev, EV_TIMEOUT, 0);
+    vigil_host_stop_request(h);
     pthread_join(h->thread, NULL);
     h->running = false;
+}
+
+void vigil_host_reopen(struct vigil_host *h)
+{
+    if (h->kind == VIGIL_SINK) {
+        vigil_sink_reopen(h);
+    }
 }
 
 void vigil_host_free(struct vigil_host *h)
@@ -838,12 +643,7 @@ void vigil_host_free(struct vigil_host *h)
     if (h->collect_ev) {
         event_free(h->collect_ev);
     }
-    if (h->sub_ev) {
-        event_free(h->sub_ev);
-    }
-    if (h->retry_ev) {
-        event_free(h->retry_ev);
-    }
+    vigil_sink_free(h);
     if (h->stop_ev) {
         event_free(h->stop_ev);
     }
@@ -854,8 +654,6 @@ void vigil_host_free(struct vigil_host *h)
         zmq_close(h->sock);
     }
     vigil_event_builder_fini(&h->builder);
-    msgpack_zone_destroy(&h->zone);
-    free(h->arena);
     vigil_plugin_close(h->dl);
     free(h);
 }

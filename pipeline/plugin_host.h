@@ -52,9 +52,14 @@ int vigil_host_connect(struct vigil_host *h);
 int vigil_host_start(struct vigil_host *h);
 
 /* Asks the instance to stop and joins its thread. Sources stop collecting;
- * sinks first read and write everything already sent to them (retrying for
- * up to a few seconds), and count what they could not deliver as dropped. */
+ * sinks first read everything already sent to them, deliver what they can
+ * within a few seconds (at once if the destination is failing), and leave
+ * the rest in their spool for the next start. */
 void vigil_host_stop(struct vigil_host *h);
+/* Only asks (any thread); vigil_host_stop() then joins. */
+void vigil_host_stop_request(struct vigil_host *h);
+/* SIGHUP: a sink's plugin reopens its files (its reopen(), if it has one). */
+void vigil_host_reopen(struct vigil_host *h);
 
 /* Runs fini() if init succeeded and it has not run, closes the socket and
  * the plugin. NULL is fine. */

@@ -42,7 +42,11 @@ struct vigil_stage_stats {
     vigil_counter errors_total;  /* collect()/write() errors, malformed input */
     vigil_counter retried_total; /* sinks: events a write() asked to retry */
     vigil_counter failed_total;  /* sinks: events a write() refused for good */
-    vigil_counter queue_depth;   /* sinks: events held awaiting retry */
+    vigil_counter queue_depth;   /* sinks: events held in memory, undelivered */
+    vigil_counter spooled_total; /* sinks: events written to the disk spool */
+    vigil_counter spool_events;  /* sinks: events in the spool now */
+    vigil_counter spool_bytes;   /* sinks: bytes of the spool's files now */
+    vigil_counter spool_corrupt_total; /* sinks: torn/corrupt spool tails cut */
 };
 
 #endif

@@ -20,7 +20,8 @@ struct vd {
 };
 
 /* Makes the folder and writes the config: plugin_dir, bus endpoints and
- * self.interval are set by the harness; `body` adds sources/sinks/etc.
+ * self.interval are set by the harness, and state_dir (<dir>/state, where
+ * sink spools go) unless body sets it; `body` adds sources/sinks/etc.
  * Every "@DIR@" in body becomes the folder. Returns 0 or -1. */
 int vd_setup(struct vd *v, const char *self_interval, const char *body);
 /* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
@@ -29,6 +30,8 @@ int vd_start(struct vd *v);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
  * timeout, after SIGKILL) and the seconds it took. */
 int vd_stop(struct vd *v, int timeout_s, double *secs);
+/* kill -9 (a crash: nothing is flushed, no handler runs) and reap it. */
+void vd_kill9(struct vd *v);
 /* Kills vigild if running and removes the folder. */
 void vd_cleanup(struct vd *v);
 
@@ -45,6 +48,15 @@ bool wait_lines(const char *path, const char *needle, size_t n, int timeout_s);
 /* Checks that the lines of `path` with "source":"<source>" carry seq 1..n
  * each exactly once and in order; prints what is wrong. */
 bool seqs_complete(const char *path, const char *source, size_t n);
+/* Like seqs_complete, but for at-least-once: every seq 1..n present, each
+ * at least once, none other; *dups (if not NULL) gets the extra copies. */
+bool seqs_at_least_once(const char *path, const char *source, size_t n, size_t *dups);
+/* The value `key` of the last vigil.self line in `path` for the sink or
+ * source instance `instance`; false if there is none yet. */
+bool self_value(const char *path, const char *instance, const char *key, double *out);
+/* Waits up to timeout_s for self_value(...) >= min. */
+bool wait_self_value(const char *path, const char *instance, const char *key, double min,
+                     int timeout_s);
 /* Every line of the file parses as JSON (python3's json module). */
 bool json_lines_valid(const char *path);
 

@@ -472,6 +472,38 @@ static void test_pass_through(void **state)
     assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
 }
 
+/* The bus skips the outside XPUB while nobody outside subscribes: a
+ * subscriber that comes, goes and is followed by another must still get
+ * events, and so must one whose prefix another subscriber also held. */
+static void test_outside_subscribers_come_and_go(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    bus_start(f, 0);
+    void *push = push_socket(f, f->pub);
+    for (int round = 0; round < 3; round++) {
+        void *a = zmq_socket(f->zctx, ZMQ_SUB);
+        void *b = zmq_socket(f->zctx, ZMQ_SUB);
+        int linger = 0, timeout = RECV_MS;
+        zmq_setsockopt(a, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(b, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(b, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+        assert_int_equal(zmq_connect(a, f->sub), 0);
+        assert_int_equal(zmq_connect(b, f->sub), 0);
+        assert_int_equal(zmq_setsockopt(b, ZMQ_SUBSCRIBE, "x.", 2), 0);
+        join_external(f, push, a); /* a holds "probe" */
+        zmq_close(a);              /* ... and drops it: b must still get "probe" */
+        struct msg m;
+        bool got = false;
+        for (unsigned i = 0; i < 500 && !got; i++) {
+            send_event(f, push, "x.after", "test", "after", (uint64_t)(round * 1000 + i + 1), 0);
+            got = recv_msg(b, &m, 10) && topic_is(&m, "x.after");
+        }
+        assert_true(got);
+        zmq_close(b);
+    }
+}
+
 /* ready waits for the inproc subscriptions it was told to expect. */
 static void test_ready_waits_for_subscriptions(void **state)
 {
@@ -1028,6 +1060,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pass_through, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outside_subscribers_come_and_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ready_waits_for_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_counted_and_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_gaps_and_resets, setup, teardown),

@@ -781,7 +781,8 @@ static void test_config_unknown_top_key(void **state)
     assert_non_null(config(f, "host: a\n\nsourcse:\n  - plugin: cpu\n"));
     assert_int_equal(f->d.count, 1);
     assert_string_equal(f->d.msgs[0], "t.yaml:3:1: unknown top-level key 'sourcse' (valid keys: "
-                                      "host, plugin_dir, bus, self, sources, rules, sinks)");
+                                      "host, plugin_dir, state_dir, bus, self, sources, rules, "
+                                      "sinks)");
 }
 
 static void test_config_bad_self_interval(void **state)

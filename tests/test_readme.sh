@@ -64,4 +64,12 @@ fi
 kill -TERM "$pid"
 wait "$pid" || fail "vigild did not exit 0 on SIGTERM"
 pid=
+
+# The default config and every example the README points to are valid, with
+# the plugins of this build (plugin_dir rewritten to it).
+for f in "$src/conf/vigil.yaml" "$src"/conf/examples/*.yaml; do
+  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#" "$f" >"$work/example.yaml"
+  VIGIL_SIEM_TOKEN=example "$build/vigild" --check -c "$work/example.yaml" >"$work/check.out" 2>&1 ||
+    fail "vigild --check refused $f: $(cat "$work/check.out")"
+done
 echo "README examples: ok"

@@ -14,6 +14,8 @@ cd "$root"
 packages=(
   gcc make cmake pkg-config
   libevent-dev libzmq3-dev libmsgpack-dev libyaml-dev libcmocka-dev
+  libcurl4-openssl-dev        # the webhook sink
+  rsyslog openssl             # the syslog sink's tests talk to a real rsyslogd; TLS test certs
   clang libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes
   python3 python3-zmq python3-msgpack  # JSON checks; the README's Python examples
   iproute2 procps

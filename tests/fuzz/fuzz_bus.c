@@ -106,7 +106,19 @@ static void decode_one(const char *topic, size_t topic_len, const char *body, si
     const char *reason = NULL;
     msgpack_zone_clear(zone());
     int rc = vigil_event_decode(&v, topic, topic_len, body, body_len, MAX_BODY, zone(), &reason);
+    /* The bus's allocation-free checker must agree with the decoder. */
+    struct vigil_event_head head;
+    const char *why = NULL;
+    int crc = vigil_event_check(topic, topic_len, body, body_len, MAX_BODY, &head, &why);
+    if (crc != rc || (rc != 0 && strcmp(why, reason) != 0)) {
+        fprintf(stderr, "decode: %d (%s), check: %d (%s)\n", rc, rc ? reason : "",
+                crc, crc ? why : "");
+        abort();
+    }
     if (rc == 0) {
+        CHECK(head.ts == v.ts && head.seq == v.seq);
+        CHECK(head.host == v.host && head.host_len == v.host_len);
+        CHECK(head.source == v.source && head.source_len == v.source_len);
         check_view(&v, topic, topic_len, body, body_len, (const uint8_t *)body, body_len);
     } else {
         CHECK(rc == VIGIL_EMALFORMED || rc == VIGIL_ETOOBIG);

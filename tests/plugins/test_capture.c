@@ -1,17 +1,29 @@
 /* test_capture: a sink for the integration tests. Writes every event it is
  * given as one JSON line to `path` (flushed per batch) and can answer RETRY
- * to its first `retry_first` write() calls, to exercise the host's retries.
+ * to its first `retry_first` write() calls, or to every call while the file
+ * `fail_while` exists (an outage the test switches on and off), to exercise
+ * the host's retries and spool. With `async: true` it completes each write
+ * on a later loop turn through api->write_done(), as a network sink does.
  */
 #include <errno.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "vigil/plugin.h"
 
 struct capture {
+    struct vigil_host *h;
     const struct vigil_api *api;
     FILE *f;
     int64_t retry_left;
+    const char *fail_while;
+    bool async;
+    struct event *done_ev;
+    const struct vigil_event *const *events;
+    size_t n;
+    enum vigil_write_result *results;
     char *buf;
     size_t cap;
 };
@@ -19,6 +31,8 @@ struct capture {
 static const struct vigil_option capture_options[] = {
     {"path", VIGIL_OPT_STRING, NULL, "file to append JSON lines to"},
     {"retry_first", VIGIL_OPT_INT, "0", "answer RETRY to this many write() calls first"},
+    {"fail_while", VIGIL_OPT_STRING, NULL, "answer RETRY while this file exists"},
+    {"async", VIGIL_OPT_BOOL, "false", "complete writes later, through write_done()"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -35,7 +49,10 @@ static int capture_init(struct vigil_host *h, const struct vigil_api *api, void 
         return -ENOMEM;
     }
     c->api = api;
+    c->h = h;
     api->conf_int(api->conf_get(root, "retry_first"), &c->retry_left);
+    api->conf_string(api->conf_get(root, "fail_while"), &c->fail_while);
+    api->conf_bool(api->conf_get(root, "async"), &c->async);
     c->f = fopen(path, "a");
     if (!c->f) {
         int e = errno;
@@ -47,16 +64,15 @@ static int capture_init(struct vigil_host *h, const struct vigil_api *api, void 
     return 0;
 }
 
-static int capture_write(void *state, const struct vigil_event *const *events, size_t n,
-                         enum vigil_write_result *results)
+static void write_now(struct capture *c, const struct vigil_event *const *events, size_t n,
+                      enum vigil_write_result *results)
 {
-    struct capture *c = state;
-    if (c->retry_left > 0) {
-        c->retry_left--;
+    if (c->retry_left > 0 || (c->fail_while && access(c->fail_while, F_OK) == 0)) {
+        c->retry_left -= c->retry_left > 0;
         for (size_t i = 0; i < n; i++) {
             results[i] = VIGIL_WRITE_RETRY;
         }
-        return 0;
+        return;
     }
     for (size_t i = 0; i < n; i++) {
         size_t need = c->api->event_json(events[i], c->buf, c->cap);
@@ -75,12 +91,45 @@ static int capture_write(void *state, const struct vigil_event *const *events, s
         results[i] = VIGIL_WRITE_OK;
     }
     fflush(c->f);
-    return 0;
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct capture *c = arg;
+    write_now(c, c->events, c->n, c->results);
+    c->api->write_done(c->h);
+}
+
+static int capture_write(void *state, const struct vigil_event *const *events, size_t n,
+                         enum vigil_write_result *results)
+{
+    struct capture *c = state;
+    if (!c->async) {
+        write_now(c, events, n, results);
+        return 0;
+    }
+    if (!c->done_ev) {
+        c->done_ev = event_new(c->api->event_base(c->h), -1, 0, done_cb, c);
+        if (!c->done_ev) {
+            return -ENOMEM;
+        }
+    }
+    c->events = events;
+    c->n = n;
+    c->results = results;
+    struct timeval tv = {0, 1000};
+    event_add(c->done_ev, &tv);
+    return VIGIL_WRITE_ASYNC;
 }
 
 static void capture_fini(void *state)
 {
     struct capture *c = state;
+    if (c->done_ev) {
+        event_free(c->done_ev);
+    }
     fclose(c->f);
     free(c->buf);
     free(c);

@@ -1,0 +1,60 @@
+/* The plugin host's instance, shared by plugin_host.c (loader, services,
+ * threads) and sink.c (sink delivery). Not for plugins.
+ */
+#ifndef VIGIL_HOST_INTERNAL_H
+#define VIGIL_HOST_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "event.h"
+#include "log.h"
+#include "plugin_host.h"
+
+struct vigil_sink;
+
+struct vigil_host {
+    void *dl;
+    const struct vigil_plugin *desc;
+    const struct vigil_instance_conf *ic;
+    enum vigil_plugin_kind kind;
+    struct vigil_host_env env;
+    char component[160];
+    struct event_base *base;
+    struct event *stop_ev;
+    void *state;
+    bool inited, finished;
+    struct vigil_diag *diag; /* set during init only */
+    pthread_t thread;
+    bool running;
+    _Atomic bool stopping;
+    struct vigil_stage_stats stats;
+    void *sock;
+
+    /* Sources. */
+    struct vigil_event_builder builder;
+    uint64_t seq;
+    struct event *collect_ev;
+    struct vigil_ratelimit collect_rl;
+
+    /* Sinks (sink.c). */
+    struct vigil_sink *sink;
+};
+
+/* Sink delivery (sink.c), all on the instance's thread but new/free. */
+/* After the SUB socket exists: opens the spool, makes the loop's events.
+ * Logs what went wrong; 0 or a negative code. */
+int vigil_sink_new(struct vigil_host *h);
+/* The thread starts: deliver the spool's leftovers, read the bus. */
+void vigil_sink_start(struct vigil_host *h);
+/* Stop asked: read what the bus sent, deliver what can be delivered within
+ * the grace period, spool the rest; breaks the loop when done. */
+void vigil_sink_stop(struct vigil_host *h);
+/* SIGHUP: the plugin's reopen() on the next loop turn. Any thread. */
+void vigil_sink_reopen(struct vigil_host *h);
+void vigil_sink_free(struct vigil_host *h);
+
+void vigil_sink_write_done(struct vigil_host *h);
+void vigil_sink_retry_after(struct vigil_host *h, uint64_t delay_ns);
+
+#endif

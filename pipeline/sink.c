@@ -1,0 +1,718 @@
+/* Sink delivery: what the host does between the bus and a sink plugin's
+ * write(), so that a failing destination never slows the bus and never
+ * loses what reached the spool.
+ *
+ * The events of a sink form one ordered stream: the spool (oldest) followed
+ * by the memory queue (newest), with at most one batch in the plugin's
+ * hands. Arrivals go to the memory queue while the spool is empty, and to
+ * the spool's tail otherwise (or while the queue holds anything, so order
+ * holds). A batch is taken from the spool when it has unread records, else
+ * from the queue.
+ *
+ * When a write() asks to retry anything, the batch's unresolved events and
+ * the whole queue are spilled to the spool at once (a batch taken from the
+ * queue is then re-labelled as read from the spool: the spool was empty when
+ * it was taken), so from the first failed attempt on, everything undelivered
+ * is on disk within the spool's flush period (200 ms). A queue that fills
+ * because the destination is slow spills the same way. A batch from the
+ * spool is committed (cursor advanced, segments removed) only once every one
+ * of its events is delivered or failed for good: a crash before that
+ * delivers it again (at least once).
+ *
+ * Retries back off exponentially with jitter between retry.min_backoff and
+ * retry.max_backoff, or wait what the destination asked (retry_after()).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "host_internal.h"
+#include "spool.h"
+
+#define SPOOL_FLUSH_MS 200
+#define STOP_GRACE_NS (5ull * 1000000000ull)
+#define RETRY_AFTER_MAX_NS (600ull * 1000000000ull)
+#define READ_BURST 4096 /* messages read per loop turn, for fairness */
+
+/* The memory queue: records [u32 topic_len][u32 body_len][topic][body]
+ * between head and tail of one buffer, compacted when it runs out. */
+struct memq {
+    char *buf;
+    size_t head, tail, cap;
+    size_t count;
+};
+
+enum batch_state { B_NONE, B_INFLIGHT, B_WAITING };
+
+struct vigil_sink {
+    struct vigil_host *h;
+    const struct vigil_delivery_conf *dc;
+    struct memq q;
+    struct vigil_spool *spool;
+    struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev;
+
+    /* The batch in the plugin's hands: copies in arena, decoded views. */
+    enum batch_state state;
+    bool from_spool;
+    char *arena;
+    size_t alen, acap;
+    msgpack_zone zone;
+    size_t n;                      /* unresolved events in batch[] */
+    size_t *offs;                  /* 4 per event: topic off/len, body off/len */
+    struct vigil_event_view *views;
+    const struct vigil_event **batch;
+    enum vigil_write_result *results;
+    uint64_t first_wait_ns; /* when the queue's oldest event arrived (batch.max_wait) */
+
+    uint64_t backoff_ns, retry_after_ns;
+    uint64_t rng;
+    bool stopping, done;
+    struct vigil_ratelimit write_rl, spool_rl, drop_rl;
+    uint64_t spool_dropped_seen;
+};
+
+/* ---- The memory queue ------------------------------------------------------------ */
+
+static bool memq_push(struct vigil_sink *s, const void *t, size_t tl, const void *b, size_t bl)
+{
+    struct memq *q = &s->q;
+    size_t rec = 8 + tl + bl;
+    if (q->count >= s->dc->queue_events || (q->tail - q->head) + rec > s->dc->queue_bytes) {
+        return false;
+    }
+    if (q->tail + rec > q->cap) {
+        if (q->head > 0) {
+            memmove(q->buf, q->buf + q->head, q->tail - q->head);
+            q->tail -= q->head;
+            q->head = 0;
+        }
+        if (q->tail + rec > q->cap) {
+            size_t c = q->cap ? q->cap : 64 * 1024;
+            while (c < q->tail + rec) {
+                c *= 2;
+            }
+            char *nb = realloc(q->buf, c);
+            if (!nb) {
+                return false;
+            }
+            q->buf = nb;
+            q->cap = c;
+        }
+    }
+    char *p = q->buf + q->tail;
+    uint32_t l32[2] = {(uint32_t)tl, (uint32_t)bl};
+    memcpy(p, l32, 8);
+    memcpy(p + 8, t, tl);
+    memcpy(p + 8 + tl, b, bl);
+    q->tail += rec;
+    q->count++;
+    return true;
+}
+
+/* The oldest record; false when empty. Valid until the next push. */
+static bool memq_front(struct vigil_sink *s, const char **t, size_t *tl, const char **b,
+                       size_t *bl)
+{
+    struct memq *q = &s->q;
+    if (!q->count) {
+        return false;
+    }
+    uint32_t l32[2];
+    memcpy(l32, q->buf + q->head, 8);
+    *t = q->buf + q->head + 8;
+    *tl = l32[0];
+    *b = *t + l32[0];
+    *bl = l32[1];
+    return true;
+}
+
+static void memq_pop(struct vigil_sink *s)
+{
+    struct memq *q = &s->q;
+    uint32_t l32[2];
+    memcpy(l32, q->buf + q->head, 8);
+    q->head += 8 + (size_t)l32[0] + l32[1];
+    if (--q->count == 0) {
+        q->head = q->tail = 0;
+    }
+}
+
+/* ---- Counters ------------------------------------------------------------------------- */
+
+static void update_gauges(struct vigil_sink *s)
+{
+    struct vigil_stage_stats *st = &s->h->stats;
+    size_t held = s->q.count + (s->state != B_NONE && !s->from_spool ? s->n : 0);
+    atomic_store_explicit(&st->queue_depth, held, memory_order_relaxed);
+    struct vigil_spool_counts c;
+    vigil_spool_counts(s->spool, &c);
+    atomic_store_explicit(&st->spool_events, c.events, memory_order_relaxed);
+    atomic_store_explicit(&st->spool_bytes, c.bytes, memory_order_relaxed);
+    atomic_store_explicit(&st->spool_corrupt_total, c.corrupt_total, memory_order_relaxed);
+    if (c.dropped_total > s->spool_dropped_seen) {
+        vigil_count(&st->dropped_total, c.dropped_total - s->spool_dropped_seen);
+        s->spool_dropped_seen = c.dropped_total;
+    }
+}
+
+static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
+                         enum vigil_log_level lvl, const char *what, int err)
+{
+    uint64_t suppressed;
+    if (vigil_ratelimit_ok(rl, vigil_mono_ns(), &suppressed)) {
+        char more[64] = "";
+        if (suppressed) {
+            snprintf(more, sizeof more, " (%llu similar reports not logged)",
+                     (unsigned long long)suppressed);
+        }
+        vigil_log(lvl, s->h->component, "%s: %s%s", what, vigil_strerror(err), more);
+    }
+}
+
+/* ---- The spool side --------------------------------------------------------------------- */
+
+static void arm_flush(struct vigil_sink *s)
+{
+    if (vigil_spool_dirty(s->spool) && !evtimer_pending(s->flush_ev, NULL)) {
+        struct timeval tv = {0, SPOOL_FLUSH_MS * 1000};
+        evtimer_add(s->flush_ev, &tv);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    int rc = vigil_spool_flush(s->spool, true);
+    if (rc != 0) {
+        vigil_count(&s->h->stats.errors_total, 1);
+        warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot write the spool", rc);
+    }
+    arm_flush(s);
+}
+
+static bool spool_put(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
+{
+    int rc = vigil_spool_append(s->spool, t, tl, b, bl);
+    if (rc != 0) {
+        vigil_count(&s->h->stats.errors_total, 1);
+        warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot append to the spool", rc);
+        return false;
+    }
+    vigil_count(&s->h->stats.spooled_total, 1);
+    return true;
+}
+
+/* Moves the batch (if taken from the queue) and then the queue to the
+ * spool, in order, and writes it out. What the spool refuses stays where it
+ * was. */
+static void spill(struct vigil_sink *s)
+{
+    if (s->state != B_NONE && !s->from_spool && s->n) {
+        size_t ok = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const struct vigil_event_view *v = (const struct vigil_event_view *)s->batch[i];
+            if (!spool_put(s, v->topic, v->topic_len, v->body, v->body_len)) {
+                break;
+            }
+            ok++;
+        }
+        if (ok < s->n) {
+            /* Keep the order whole: leave the batch in memory, spool nothing. */
+            return;
+        }
+        vigil_spool_mark_read(s->spool);
+        s->from_spool = true;
+    }
+    const char *t, *b;
+    size_t tl, bl;
+    while (memq_front(s, &t, &tl, &b, &bl) && spool_put(s, t, tl, b, bl)) {
+        memq_pop(s);
+    }
+    int rc = vigil_spool_flush(s->spool, true);
+    if (rc != 0) {
+        warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot write the spool", rc);
+    }
+    arm_flush(s);
+    update_gauges(s);
+}
+
+/* ---- Arrivals ------------------------------------------------------------------------------ */
+
+static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
+{
+    if (s->q.count == 0 && !vigil_spool_empty(s->spool)) {
+        if (spool_put(s, t, tl, b, bl)) {
+            arm_flush(s);
+            return;
+        }
+    }
+    if (s->q.count == 0) {
+        s->first_wait_ns = vigil_mono_ns();
+    }
+    if (memq_push(s, t, tl, b, bl)) {
+        return;
+    }
+    spill(s); /* full: the destination is slow or down */
+    if (s->q.count == 0 && spool_put(s, t, tl, b, bl)) {
+        arm_flush(s);
+        return;
+    }
+    if (memq_push(s, t, tl, b, bl)) {
+        return;
+    }
+    vigil_count(&s->h->stats.dropped_total, 1);
+    warn_limited(s, &s->drop_rl, VIGIL_LOG_ERROR,
+                 "queue full and the spool refuses events: dropping", -ENOSPC);
+}
+
+/* Reads up to READ_BURST messages; true when the socket ran dry. */
+static bool read_bus(struct vigil_sink *s)
+{
+    zmq_msg_t t, b;
+    zmq_msg_init(&t);
+    zmq_msg_init(&b);
+    bool dry = false;
+    size_t n = 0;
+    for (; n < READ_BURST; n++) {
+        if (zmq_msg_recv(&t, s->h->sock, ZMQ_DONTWAIT) == -1) {
+            dry = true;
+            break;
+        }
+        if (!zmq_msg_more(&t) || zmq_msg_recv(&b, s->h->sock, 0) == -1 || zmq_msg_more(&b)) {
+            vigil_count(&s->h->stats.errors_total, 1); /* the bus checked it: cannot happen */
+            continue;
+        }
+        arrive(s, zmq_msg_data(&t), zmq_msg_size(&t), zmq_msg_data(&b), zmq_msg_size(&b));
+    }
+    zmq_msg_close(&t);
+    zmq_msg_close(&b);
+    vigil_count(&s->h->stats.in_total, n);
+    return dry;
+}
+
+static bool bus_has_input(struct vigil_sink *s)
+{
+    int events = 0;
+    size_t len = sizeof events;
+    return zmq_getsockopt(s->h->sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
+/* ---- Delivery ------------------------------------------------------------------------------ */
+
+static void finish_stop(struct vigil_sink *s);
+
+static void pump_later(struct vigil_sink *s)
+{
+    event_active(s->pump_ev, EV_TIMEOUT, 0);
+}
+
+static int arena_add(struct vigil_sink *s, size_t i, const char *t, size_t tl, const char *b,
+                     size_t bl)
+{
+    if (s->alen + tl + bl > s->acap) {
+        size_t c = s->acap ? s->acap : 64 * 1024;
+        while (c < s->alen + tl + bl) {
+            c *= 2;
+        }
+        char *a = realloc(s->arena, c);
+        if (!a) {
+            return -ENOMEM;
+        }
+        s->arena = a;
+        s->acap = c;
+    }
+    s->offs[4 * i] = s->alen;
+    s->offs[4 * i + 1] = tl;
+    memcpy(s->arena + s->alen, t, tl);
+    s->alen += tl;
+    s->offs[4 * i + 2] = s->alen;
+    s->offs[4 * i + 3] = bl;
+    memcpy(s->arena + s->alen, b, bl);
+    s->alen += bl;
+    return 0;
+}
+
+/* Fills the batch from the spool or the queue; false when there is none. */
+static bool take_batch(struct vigil_sink *s)
+{
+    size_t max = s->dc->batch_max, n = 0;
+    s->alen = 0;
+    s->from_spool = vigil_spool_has_unread(s->spool);
+    if (s->from_spool) {
+        struct vigil_spool_rec r;
+        while (n < max && vigil_spool_read(s->spool, &r) == 1) {
+            if (arena_add(s, n, r.topic, r.topic_len, r.body, r.body_len) == 0) {
+                n++;
+            } else {
+                vigil_count(&s->h->stats.dropped_total, 1);
+            }
+        }
+    } else {
+        const char *t, *b;
+        size_t tl, bl;
+        while (n < max && memq_front(s, &t, &tl, &b, &bl)) {
+            if (arena_add(s, n, t, tl, b, bl) != 0) {
+                break; /* stays queued */
+            }
+            memq_pop(s);
+            n++;
+        }
+    }
+    /* Views only now: the arena may have moved while it grew. They decode
+     * on first use (plugin_host.c), so a sink that never reads fields pays
+     * nothing; what the bus forwarded was checked there, what comes from
+     * the disk is checked again. */
+    for (size_t i = 0; i < n; i++) {
+        const size_t *o = &s->offs[4 * i];
+        struct vigil_event_view *v = &s->views[i];
+        memset(v, 0, sizeof *v);
+        v->base.kind = VIGIL_EVENT_VIEW;
+        v->topic = s->arena + o[0];
+        v->topic_len = o[1];
+        v->body = s->arena + o[2];
+        v->body_len = o[3];
+        v->lazy_zone = &s->zone;
+        v->lazy_trusted = !s->from_spool;
+        s->batch[i] = &v->base;
+    }
+    s->n = n;
+    return n > 0;
+}
+
+static void deliver(struct vigil_sink *s);
+
+static void schedule_retry(struct vigil_sink *s)
+{
+    uint64_t delay;
+    if (s->retry_after_ns) {
+        delay = s->retry_after_ns;
+        s->retry_after_ns = 0;
+    } else {
+        /* Equal jitter: half the step fixed, half random (xorshift). */
+        s->rng ^= s->rng << 13;
+        s->rng ^= s->rng >> 7;
+        s->rng ^= s->rng << 17;
+        delay = s->backoff_ns / 2 + s->rng % (s->backoff_ns / 2 + 1);
+        s->backoff_ns = s->backoff_ns * 2 > s->dc->max_backoff_ns ? s->dc->max_backoff_ns
+                                                                  : s->backoff_ns * 2;
+    }
+    struct timeval tv = {.tv_sec = (time_t)(delay / 1000000000u),
+                         .tv_usec = (suseconds_t)(delay % 1000000000u / 1000u)};
+    evtimer_add(s->retry_ev, &tv);
+}
+
+/* Applies write()'s verdicts; keeps what must be retried. */
+static void finish(struct vigil_sink *s, int rc)
+{
+    struct vigil_stage_stats *st = &s->h->stats;
+    size_t n = s->n, keep = 0, retried = 0, failed = 0, ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        enum vigil_write_result r = rc < 0 ? VIGIL_WRITE_RETRY : s->results[i];
+        if (r == VIGIL_WRITE_OK) {
+            ok++;
+        } else if (r == VIGIL_WRITE_FAIL) {
+            failed++;
+        } else {
+            retried++;
+            s->batch[keep++] = s->batch[i];
+        }
+    }
+    vigil_count(&st->out_total, ok);
+    vigil_count(&st->failed_total, failed);
+    vigil_count(&st->retried_total, retried);
+    if (failed || retried) {
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&s->write_rl, vigil_mono_ns(), &suppressed)) {
+            char more[64] = "";
+            if (suppressed) {
+                snprintf(more, sizeof more, " (%llu similar reports not logged)",
+                         (unsigned long long)suppressed);
+            }
+            vigil_log(VIGIL_LOG_WARN, s->h->component,
+                      "write: %zu delivered, %zu to retry%s, %zu failed for good%s", ok, retried,
+                      rc < 0 ? " (the sink failed)" : "", failed, more);
+        }
+    }
+    s->n = keep;
+    if (keep) {
+        s->state = B_WAITING;
+        spill(s); /* from now on nothing undelivered lives only in memory */
+        if (s->stopping) {
+            finish_stop(s);
+            return;
+        }
+        schedule_retry(s);
+        return;
+    }
+    if (s->from_spool) {
+        int crc = vigil_spool_commit(s->spool);
+        if (crc != 0) {
+            warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot save the spool's cursor",
+                         crc);
+        }
+    }
+    s->state = B_NONE;
+    s->backoff_ns = s->dc->min_backoff_ns;
+    msgpack_zone_clear(&s->zone);
+    update_gauges(s);
+    pump_later(s);
+}
+
+static void deliver(struct vigil_sink *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        s->results[i] = VIGIL_WRITE_RETRY;
+    }
+    s->state = B_INFLIGHT;
+    int rc = s->h->desc->write(s->h->state, s->batch, s->n, s->results);
+    if (rc == VIGIL_WRITE_ASYNC) {
+        update_gauges(s);
+        return; /* write_done() comes later */
+    }
+    finish(s, rc);
+}
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    if (s->done || s->state != B_NONE) {
+        return;
+    }
+    bool spooled = vigil_spool_has_unread(s->spool);
+    if (!spooled && s->q.count == 0) {
+        if (s->stopping) {
+            finish_stop(s);
+        }
+        return;
+    }
+    if (!spooled && !s->stopping && s->dc->batch_wait_ns && s->q.count < s->dc->batch_max) {
+        uint64_t waited = vigil_mono_ns() - s->first_wait_ns;
+        if (waited < s->dc->batch_wait_ns) {
+            uint64_t left = s->dc->batch_wait_ns - waited;
+            struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
+                                 .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
+            evtimer_add(s->wait_ev, &tv);
+            return;
+        }
+    }
+    if (take_batch(s)) {
+        deliver(s);
+    } else {
+        pump_later(s);
+    }
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    if (!s->done && s->state == B_WAITING) {
+        deliver(s);
+    }
+}
+
+void vigil_sink_write_done(struct vigil_host *h)
+{
+    struct vigil_sink *s = h->sink;
+    if (!s || s->state != B_INFLIGHT || s->done) {
+        return;
+    }
+    finish(s, 0);
+}
+
+void vigil_sink_retry_after(struct vigil_host *h, uint64_t delay_ns)
+{
+    if (h->sink) {
+        h->sink->retry_after_ns = delay_ns > RETRY_AFTER_MAX_NS ? RETRY_AFTER_MAX_NS : delay_ns;
+    }
+}
+
+/* ZMQ_FD is edge-triggered: read until EAGAIN (in bursts, re-arming
+ * ourselves), and check ZMQ_EVENTS before sleeping again. */
+static void sub_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    bool dry = read_bus(s);
+    update_gauges(s);
+    if (s->state == B_NONE) {
+        pump_later(s);
+    }
+    if (!dry || bus_has_input(s)) {
+        event_active(s->sub_ev, EV_READ, 0);
+    }
+}
+
+/* ---- Stopping ---------------------------------------------------------------------------- */
+
+/* Whatever is not delivered goes to the spool for the next start. */
+static void finish_stop(struct vigil_sink *s)
+{
+    if (s->done) {
+        return;
+    }
+    s->done = true;
+    spill(s);
+    struct vigil_spool_counts c;
+    vigil_spool_counts(s->spool, &c);
+    size_t left = s->q.count + (s->from_spool ? 0 : s->n);
+    if (left) {
+        vigil_log(VIGIL_LOG_ERROR, s->h->component,
+                  "stopping with %zu events the spool refused (counted as dropped)", left);
+        vigil_count(&s->h->stats.dropped_total, left);
+    }
+    if (c.events) {
+        vigil_log(VIGIL_LOG_WARN, s->h->component,
+                  "stopping with %" PRIu64 " undelivered events in the spool: they are delivered "
+                  "first at the next start",
+                  c.events);
+    }
+    update_gauges(s);
+    event_base_loopbreak(s->h->base);
+}
+
+static void stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    finish_stop(arg);
+}
+
+void vigil_sink_stop(struct vigil_host *h)
+{
+    struct vigil_sink *s = h->sink;
+    s->stopping = true;
+    /* Everything the bus sent is in the socket by now. */
+    while (!read_bus(s)) {
+    }
+    update_gauges(s);
+    if (s->state == B_WAITING) {
+        finish_stop(s); /* failing: no point waiting */
+        return;
+    }
+    struct timeval tv = {.tv_sec = (time_t)(STOP_GRACE_NS / 1000000000u), .tv_usec = 0};
+    evtimer_add(s->stop_ev, &tv);
+    if (s->state == B_NONE) {
+        pump_later(s);
+    }
+}
+
+/* ---- SIGHUP ----------------------------------------------------------------------------------- */
+
+static void hup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    const struct vigil_plugin *d = s->h->desc;
+    if (d->size >= offsetof(struct vigil_plugin, reopen) + sizeof d->reopen && d->reopen) {
+        int rc = d->reopen(s->h->state);
+        if (rc != 0) {
+            vigil_log(VIGIL_LOG_ERROR, s->h->component, "reopen failed: %s",
+                      vigil_strerror(rc));
+        } else {
+            vigil_log(VIGIL_LOG_INFO, s->h->component, "reopened (SIGHUP)");
+        }
+    }
+}
+
+void vigil_sink_reopen(struct vigil_host *h)
+{
+    if (h->sink && h->running) {
+        event_active(h->sink->hup_ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* ---- Life cycle ---------------------------------------------------------------------------------- */
+
+int vigil_sink_new(struct vigil_host *h)
+{
+    struct vigil_sink *s = calloc(1, sizeof *s);
+    if (!s) {
+        return -ENOMEM;
+    }
+    h->sink = s;
+    s->h = h;
+    s->dc = &h->ic->delivery;
+    s->backoff_ns = s->dc->min_backoff_ns;
+    s->rng = vigil_mono_ns() | 1;
+    s->write_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
+    s->spool_rl = s->drop_rl = s->write_rl;
+    msgpack_zone_init(&s->zone, 256 * 1024); /* a batch of decoded events, reused */
+    size_t max = s->dc->batch_max;
+    s->offs = calloc(max, 4 * sizeof *s->offs);
+    s->views = calloc(max, sizeof *s->views);
+    s->batch = calloc(max, sizeof *s->batch);
+    s->results = calloc(max, sizeof *s->results);
+    int fd;
+    size_t fdlen = sizeof fd;
+    zmq_getsockopt(h->sock, ZMQ_FD, &fd, &fdlen);
+    s->sub_ev = event_new(h->base, fd, EV_READ | EV_PERSIST, sub_cb, s);
+    s->retry_ev = evtimer_new(h->base, retry_cb, s);
+    s->flush_ev = evtimer_new(h->base, flush_cb, s);
+    s->wait_ev = evtimer_new(h->base, pump_cb, s);
+    s->pump_ev = event_new(h->base, -1, 0, pump_cb, s);
+    s->stop_ev = evtimer_new(h->base, stop_deadline_cb, s);
+    s->hup_ev = event_new(h->base, -1, 0, hup_cb, s);
+    if (!s->offs || !s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev ||
+        !s->flush_ev || !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
+        return -ENOMEM;
+    }
+    char err[512];
+    int rc = vigil_spool_open(s->dc->spool_path, s->dc->spool_max, h->component, &s->spool, err,
+                              sizeof err);
+    if (rc != 0) {
+        vigil_log(VIGIL_LOG_ERROR, h->component, "%s", err);
+        return VIGIL_ECONFIG;
+    }
+    struct vigil_spool_counts c;
+    vigil_spool_counts(s->spool, &c);
+    if (c.events) {
+        vigil_log(VIGIL_LOG_INFO, h->component,
+                  "%" PRIu64 " events left in the spool %s by the last run: delivering them first",
+                  c.events, s->dc->spool_path);
+    }
+    update_gauges(s);
+    return 0;
+}
+
+void vigil_sink_start(struct vigil_host *h)
+{
+    struct vigil_sink *s = h->sink;
+    event_add(s->sub_ev, NULL);
+    event_active(s->sub_ev, EV_READ, 0);
+}
+
+void vigil_sink_free(struct vigil_host *h)
+{
+    struct vigil_sink *s = h->sink;
+    if (!s) {
+        return;
+    }
+    struct event *evs[] = {s->sub_ev,  s->retry_ev, s->flush_ev, s->wait_ev,
+                           s->pump_ev, s->stop_ev,  s->hup_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof *evs; i++) {
+        if (evs[i]) {
+            event_free(evs[i]);
+        }
+    }
+    vigil_spool_close(s->spool);
+    msgpack_zone_destroy(&s->zone);
+    free(s->q.buf);
+    free(s->arena);
+    free(s->offs);
+    free(s->views);
+    free(s->batch);
+    free(s->results);
+    free(s);
+    h->sink = NULL;
+}

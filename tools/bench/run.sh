@@ -1,0 +1,161 @@
+#!/bin/bash
+# Reproduces the README's benchmark figures (README, "Benchmarks"): builds a
+# Release tree in build-release, then runs
+#   1. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
+#   2. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
+#   3. flat out, 30 s, 10 rules, discard sink      (the pipeline without sink I/O)
+#   4. collect --cgroups 1000 --procs              (target: <= 10 us per cgroup)
+#   5. idle RSS of vigild with conf/vigil.yaml after 20 s (target: <= 8 MB)
+#   6. the bench alone (selftest)
+# and prints a summary table. Every run's JSON is kept in build-release/bench/.
+#   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups; a smoke run)
+# Needs root (cgroups, /proc of the daemon). Takes about 4 minutes.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+src=$PWD
+build=$src/build-release
+out=$build/bench
+dur=30s
+cgroups=1000
+idle_s=20
+if [[ ${1:-} == --quick ]]; then
+    dur=5s
+    cgroups=200
+    idle_s=5
+fi
+
+echo "== building Release into $build"
+cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DVIGIL_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" >/dev/null
+mkdir -p "$out"
+bench=$build/vigil-bench
+
+tmp=$(mktemp -d /tmp/vigil-bench-run.XXXXXX)
+vigild_pid=
+cleanup() {
+    if [[ -n $vigild_pid ]] && kill -0 "$vigild_pid" 2>/dev/null; then
+        kill -KILL "$vigild_pid" 2>/dev/null || true
+        wait "$vigild_pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# A run that fails still leaves its JSON (or null) for the summary.
+run() {
+    local name=$1
+    shift
+    echo "== $name: vigil-bench $*"
+    "$bench" "$@" --json >"$out/$name.json" 2>"$out/$name.err" ||
+        echo "   (exit status $?; see $out/$name.err)"
+    [[ -s $out/$name.json ]] || echo null >"$out/$name.json"
+}
+
+if [[ -f $build/plugins/file.so ]]; then
+    run flatout_file --duration "$dur" --rules 10 --sink file
+    run rate100k_file --duration "$dur" --rate 100000 --rules 10 --sink file
+else
+    echo "== the file sink plugin is not built here: file-sink runs skipped"
+    echo null >"$out/flatout_file.json"
+    echo null >"$out/rate100k_file.json"
+fi
+run flatout_discard --duration "$dur" --rules 10 --sink discard
+run collect collect --cgroups "$cgroups" --procs
+run selftest selftest
+
+echo "== idle: vigild -c conf/vigil.yaml (own endpoints), VmRSS after $idle_s s"
+# The default config as shipped, with endpoints, plugin_dir, state_dir and
+# the sinks' files (/var/log/vigil) moved to our temp folder.
+mkdir -p "$tmp/log"
+sed -e "s|ipc:///run/vigil/publish|ipc://$tmp/pub|" \
+    -e "s|ipc:///run/vigil/subscribe|ipc://$tmp/sub|" \
+    -e "s|^plugin_dir:.*|plugin_dir: $build/plugins|" \
+    -e "s|^state_dir:.*|state_dir: $tmp/state|" \
+    -e "s|/var/log/vigil/|$tmp/log/|g" \
+    "$src/conf/vigil.yaml" >"$tmp/vigil.yaml"
+if grep -nE '^[^#]*(/var/|/run/|/etc/)' "$tmp/vigil.yaml"; then
+    echo "   (the lines above still name system paths: the idle run may touch them)"
+fi
+grep -q '^state_dir:' "$tmp/vigil.yaml" || echo "state_dir: $tmp/state" >>"$tmp/vigil.yaml"
+"$build/vigild" -c "$tmp/vigil.yaml" 2>"$tmp/vigild.log" &
+vigild_pid=$!
+sleep "$idle_s"
+if kill -0 "$vigild_pid" 2>/dev/null; then
+    rss=$(awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$vigild_pid/status")
+    hwm=$(awk '/^VmHWM:/ {print $2 * 1024}' "/proc/$vigild_pid/status")
+    kill -TERM "$vigild_pid"
+    wait "$vigild_pid" || true
+    echo "{\"rss_bytes\":$rss,\"rss_peak_bytes\":$hwm,\"after_s\":$idle_s}" >"$out/idle.json"
+else
+    echo "   vigild did not stay up: $(tail -3 "$tmp/vigild.log")"
+    echo null >"$out/idle.json"
+fi
+vigild_pid=
+
+echo
+echo "== summary ($(nproc) CPUs, $(uname -r); other work on the machine counts: see README)"
+/usr/bin/python3 - "$out" <<'EOF'
+import json, os, sys
+
+d = sys.argv[1]
+def load(n):
+    try:
+        with open(os.path.join(d, n + ".json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+rows = []
+def row(what, value, target, ok):
+    rows.append((what, value, target, "-" if ok is None else ("yes" if ok else "NO")))
+
+for name, label in (("flatout_file", "flat out, file sink"), ("flatout_discard", "flat out, discard sink")):
+    r = load(name)
+    if r:
+        row(label + ": events/s in / out", "%.0f / %.0f" % (r["events_per_s_in"], r["events_per_s_out"]),
+            ">= 1,000,000" if name == "flatout_file" else "",
+            r["events_per_s_out"] >= 1e6 if name == "flatout_file" else None)
+        dup = "n/a" if r["duplicated"] is None else r["duplicated"]
+        row(label + ": lost, duplicated", "%s, %s" % (r["lost"], dup), "0",
+            r["lost"] == 0 and not r["duplicated"])
+        if r.get("cpu_s_per_million") is not None:
+            row(label + ": vigild CPU s per M events, peak RSS",
+                "%.2f s, %.1f MiB" % (r["cpu_s_per_million"], r["rss_peak_bytes"] / 1048576), "", None)
+    else:
+        row(label, "not run", "", None)
+r = load("rate100k_file")
+if r and r.get("latency_us"):
+    l = r["latency_us"]
+    row("100k/s, file sink: latency p50 / p99 / max (us)",
+        "%.0f / %.0f / %.0f" % (l["median"], l["p99"], l["max"]), "p99 <= 1000", l["p99"] <= 1000)
+    row("100k/s, file sink: lost", str(r["lost"]), "0", r["lost"] == 0)
+else:
+    row("100k/s, file sink", "not run", "", None)
+c = load("collect")
+if c and c.get("cgroups"):
+    g = c["cgroups"]
+    row("cgroups: us CPU per cgroup per collection (%d, %s)" % (g["cgroups"], g["layout"]),
+        "%.2f (first pass %.1f)" % (g["us_per_cgroup_median"], g["first_pass_us_per_cgroup"]),
+        "<= 10", g["us_per_cgroup_median"] <= 10)
+if c and c.get("kvm"):
+    k = c["kvm"]
+    row("kvm: us vigild CPU per collection (%.0f VMs, %d new processes)" % (k["vms"], k.get("new_processes", 0)),
+        "%.0f" % k["us_cpu_per_collection"], "", None)
+i = load("idle")
+if i:
+    row("idle vigild (conf/vigil.yaml) VmRSS after %ss" % i["after_s"], "%.1f MiB" % (i["rss_bytes"] / 1048576),
+        "<= 8 MB", i["rss_bytes"] <= 8e6)
+s = load("selftest")
+if s and s.get("producers_alone"):
+    row("the bench alone: producers -> bare PULL, events/s", "%.0f" % s["producers_alone"]["events_per_s"], "", None)
+if s and s.get("reader_alone"):
+    row("the bench alone: tail reader, lines/s", "%.0f" % s["reader_alone"]["lines_per_s"], "", None)
+
+w = max(len(r[0]) for r in rows)
+v = max(len(r[1]) for r in rows)
+print("%-*s  %-*s  %-14s %s" % (w, "figure", v, "measured", "target", "met"))
+for r in rows:
+    print("%-*s  %-*s  %-14s %s" % (w, r[0], v, r[1], r[2], r[3]))
+EOF
+echo "(JSON of every run: $out)"

@@ -1,0 +1,51 @@
+#!/bin/bash
+# ctest smoke test of vigil-bench (correctness only, no timed thresholds):
+# a short run through a real vigild with the given sink must publish, lose
+# and duplicate nothing, and print one JSON object whose figures agree with
+# each other; the selftest's own counts must be exact.
+#   smoke.sh BUILD_DIR SINK      (SINK: file, capture or discard)
+set -u
+build=$1
+sink=$2
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+
+out=$("$build/vigil-bench" --duration 2s --warmup 500ms --rate 10000 --sink "$sink" --json)
+rc=$?
+echo "$out"
+[[ $rc -eq 0 ]] || fail "vigil-bench exited $rc"
+/usr/bin/python3 - "$out" "$sink" <<'PY' || exit 1
+import json, sys
+r = json.loads(sys.argv[1])
+sink = sys.argv[2]
+bad = []
+def check(ok, what):
+    if not ok:
+        bad.append(what)
+check(r["published"] > 0 and r["published_in_window"] > 0, "nothing published")
+check(r["lost"] == 0, "lost %s" % r["lost"])
+check(r["vigil_self"]["bus_malformed"] == 0, "the bus refused %s events" % r["vigil_self"]["bus_malformed"])
+check(r["vigil_self"]["rules_in"] == r["published"], "the rules judged %s of %s events" % (r["vigil_self"]["rules_in"], r["published"]))
+check(0 < r["verdicts"] < r["published"] * 0.02, "verdicts %s for %s events" % (r["verdicts"], r["published"]))
+check(r["cpu_s_per_million"] is not None and r["rss_peak_bytes"] > 0, "no CPU/RSS of vigild")
+check(r["vigild_exit"] == 0, "vigild exited %s" % r["vigild_exit"])
+if sink == "discard":
+    check(r["duplicated"] is None and r["latency_us"] is None, "discard has no duplicates/latency")
+    check(r["vigil_self"]["sink_delivered"] == r["published"], "delivered %s of %s" % (r["vigil_self"]["sink_delivered"], r["published"]))
+else:
+    l = r["latency_us"]
+    check(r["duplicated"] == 0, "duplicated %s" % r["duplicated"])
+    check(r["arrived_of_window"] == r["published_in_window"], "arrived %s of the window's %s" % (r["arrived_of_window"], r["published_in_window"]))
+    check(l is not None and l["samples"] == r["published_in_window"], "latency samples")
+    check(l is not None and 0 <= l["min"] <= l["median"] <= l["p95"] <= l["p99"] <= l["max"], "latency order")
+    check(r["bad_lines"] == 0, "%s unparsable lines in the sink's file" % r["bad_lines"])
+if bad:
+    print("FAIL: " + "; ".join(bad))
+    sys.exit(1)
+PY
+
+# The bench alone: every event sent is received in order, every line read.
+"$build/vigil-bench" selftest --duration 500ms --lines 20000 || fail "selftest"
+echo "ok"

@@ -1,0 +1,705 @@
+/* vigil-bench: end-to-end throughput, loss and latency of vigild —
+ * producers -> bus -> rules -> a sink — measured from outside, plus the cost
+ * of a cgroups/kvm collection (`collect`) and of the bench itself
+ * (`selftest`). It starts its own vigild from the build tree (or attaches to
+ * a running one with -c) and reports human-readable text or one JSON object.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bench/bench.h"
+#include "config.h"
+#include "log.h"
+#include "tool.h"
+
+#define QUIET_NS 2000000000ull  /* drain: no progress this long = done */
+#define SETTLE_NS 300000000ull  /* drain: complete and quiet this long = done */
+#define CONNECT_NS 300000000ull /* between starting producers and t0 */
+#define SELF_INTERVAL "100ms"   /* our vigild's vigil.self period */
+
+struct opts {
+    uint64_t duration_ns, warmup_ns, drain_ns;
+    double rate;
+    int producers, rules, io_threads;
+    enum bench_sink sink;
+    bool tcp, json, keep, probe;
+    const char *config, *fsync_mode;
+    pid_t pid;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vigil-bench [options]            producers -> vigild -> sink, measured\n"
+            "       vigil-bench collect [options]    cost of a cgroups / kvm collection\n"
+            "       vigil-bench selftest [options]   the bench alone (producers, reader)\n"
+            "  -d, --duration D      measured time (default 10s)\n"
+            "  -w, --warmup D        published before, not counted in rates (default 2s)\n"
+            "  -r, --rate N          events/s over all producers; 0 = flat out (default 0)\n"
+            "  -p, --producers N     producer threads, one PUSH socket each (default 2)\n"
+            "  -k, --rules K         rules: thresholds, bounds, policies (default 10)\n"
+            "  -s, --sink S          file (the file sink plugin), capture (tests' test_capture)\n"
+            "                        or discard (no I/O; counts from vigil.self) (default file)\n"
+            "  -t, --transport T     ipc or tcp (loopback) (default ipc)\n"
+            "      --fsync M         the file sink's fsync: never, batch, always (default never)\n"
+            "      --drain D         longest wait for the sink to catch up (default 60s)\n"
+            "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
+            "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
+            "                        its first sink of the chosen plugin)\n"
+            "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
+            "                        socket listening on bus.publish)\n"
+            "      --keep            keep the temp folder (config, vigild log, sink file)\n"
+            "      --probe           also time the events at the bus's output (a SUB socket):\n"
+            "                        the latency up to the bus, apart from the rest\n"
+            "  -j, --json            one JSON object instead of text\n"
+            "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
+            "2 usage; 3 could not run.\n");
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    static const struct option lo[] = {
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"rate", required_argument, NULL, 'r'},
+        {"producers", required_argument, NULL, 'p'},
+        {"rules", required_argument, NULL, 'k'},
+        {"sink", required_argument, NULL, 's'},
+        {"transport", required_argument, NULL, 't'},
+        {"fsync", required_argument, NULL, 'F'},
+        {"drain", required_argument, NULL, 'D'},
+        {"io-threads", required_argument, NULL, 'I'},
+        {"config", required_argument, NULL, 'c'},
+        {"pid", required_argument, NULL, 'P'},
+        {"keep", no_argument, NULL, 'K'},
+        {"json", no_argument, NULL, 'j'},
+        {"probe", no_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (struct opts){.duration_ns = 10000000000ull,
+                       .warmup_ns = 2000000000ull,
+                       .drain_ns = 60000000000ull,
+                       .producers = 2,
+                       .rules = 10,
+                       .io_threads = 1,
+                       .fsync_mode = "never"};
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "d:w:r:p:k:s:t:c:jh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+        case 'w':
+        case 'D': {
+            uint64_t ns;
+            if (vigil_parse_duration(optarg, &ns) != 0 || (c == 'd' && ns < 100000000ull)) {
+                fprintf(stderr, "vigil-bench: '%s' is not a duration such as 30s or 500ms%s\n",
+                        optarg, c == 'd' ? " (at least 100ms)" : "");
+                return 2;
+            }
+            *(c == 'd' ? &o->duration_ns : c == 'w' ? &o->warmup_ns : &o->drain_ns) = ns;
+            break;
+        }
+        case 'r':
+            o->rate = strtod(optarg, &end);
+            if (*end || o->rate < 0 || o->rate > 1e9) {
+                fprintf(stderr, "vigil-bench: --rate wants events/s (0 = flat out)\n");
+                return 2;
+            }
+            break;
+        case 'p':
+        case 'k':
+        case 'I': {
+            long v = strtol(optarg, &end, 10);
+            long lo_ = c == 'k' ? 0 : 1, hi = c == 'p' ? BENCH_MAX_PRODUCERS : c == 'k' ? 1000 : 16;
+            if (*end || v < lo_ || v > hi) {
+                fprintf(stderr, "vigil-bench: -%c wants a number from %ld to %ld\n", c, lo_, hi);
+                return 2;
+            }
+            *(c == 'p' ? &o->producers : c == 'k' ? &o->rules : &o->io_threads) = (int)v;
+            break;
+        }
+        case 's':
+            if (strcmp(optarg, "file") == 0) {
+                o->sink = BENCH_SINK_FILE;
+            } else if (strcmp(optarg, "capture") == 0) {
+                o->sink = BENCH_SINK_CAPTURE;
+            } else if (strcmp(optarg, "discard") == 0) {
+                o->sink = BENCH_SINK_DISCARD;
+            } else {
+                fprintf(stderr, "vigil-bench: --sink is file, capture or discard\n");
+                return 2;
+            }
+            break;
+        case 't':
+            if (strcmp(optarg, "ipc") != 0 && strcmp(optarg, "tcp") != 0) {
+                fprintf(stderr, "vigil-bench: --transport is ipc or tcp\n");
+                return 2;
+            }
+            o->tcp = strcmp(optarg, "tcp") == 0;
+            break;
+        case 'F':
+            if (strcmp(optarg, "never") != 0 && strcmp(optarg, "batch") != 0 &&
+                strcmp(optarg, "always") != 0) {
+                fprintf(stderr, "vigil-bench: --fsync is never, batch or always\n");
+                return 2;
+            }
+            o->fsync_mode = optarg;
+            break;
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'P':
+            o->pid = (pid_t)strtol(optarg, &end, 10);
+            if (*end || o->pid <= 0) {
+                fprintf(stderr, "vigil-bench: --pid wants a process id\n");
+                return 2;
+            }
+            break;
+        case 'K':
+            o->keep = true;
+            break;
+        case 'B':
+            o->probe = true;
+            break;
+        case 'j':
+            o->json = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vigil-bench: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *sink_plugin(enum bench_sink s)
+{
+    return s == BENCH_SINK_FILE ? "file" : s == BENCH_SINK_CAPTURE ? "test_capture" : "discard";
+}
+
+static char *pipeline_yaml(const struct opts *o, const struct bench_vigild *v)
+{
+    char *rules = o->rules ? bench_rules_yaml(o->rules) : strdup("");
+    if (!rules) {
+        return NULL;
+    }
+    size_t cap = strlen(rules) + 2 * PATH_MAX + 512;
+    char *y = malloc(cap);
+    if (y) {
+        int n = snprintf(y, cap, "%ssinks:\n  - plugin: %s\n    name: bench\n", rules,
+                         sink_plugin(o->sink));
+        switch (o->sink) {
+        case BENCH_SINK_FILE:
+            snprintf(y + n, cap - (size_t)n,
+                     "    match: [bench., alert.]\n    path: %s/events.jsonl\n    format: json\n"
+                     "    fsync: %s\n    rotate: { size: 0 }\n",
+                     v->dir, o->fsync_mode);
+            break;
+        case BENCH_SINK_CAPTURE:
+            snprintf(y + n, cap - (size_t)n,
+                     "    match: [bench., alert.]\n    path: %s/events.jsonl\n", v->dir);
+            break;
+        case BENCH_SINK_DISCARD:
+            /* Only the bench's events, so that its delivered count is theirs. */
+            snprintf(y + n, cap - (size_t)n, "    match: [bench.]\n");
+            break;
+        }
+    }
+    free(rules);
+    return y;
+}
+
+/* ---- The run ---------------------------------------------------------------------------- */
+
+struct result {
+    uint64_t published, measured_in, arrived, measured_out, lost, duplicated;
+    bool dup_known, lat_known, drain_timed_out, interrupted;
+    double in_per_s, out_per_s, out_span_s;
+    uint64_t verdicts, judged;
+    double verdict_fraction;
+    double cpu_s, cpu_s_per_million;
+    double bench_cpu_s; /* the bench's own CPU over the same span */
+    int64_t rss_peak, rss_now;
+    uint64_t bad_lines, other_lines;
+    int vigild_status;
+    int producer_err;
+    struct bench_self_counters self; /* vigil.self: what changed during the run */
+};
+
+/* Waits until the sink has everything (or stops progressing, or the drain
+ * bound). Returns the mono time of the last progress seen. */
+static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct bench_self *s,
+                           const struct bench_self_counters *base, uint64_t self_interval_ns,
+                           uint64_t published, uint64_t since, struct result *r)
+{
+    uint64_t last_count = UINT64_MAX, last_change = since;
+    /* Without the file, progress is seen once per vigil.self period. */
+    uint64_t quiet = t ? QUIET_NS : QUIET_NS + 2 * self_interval_ns;
+    for (;;) {
+        uint64_t now = vigil_mono_ns(), count;
+        if (t) {
+            count = atomic_load(&t->distinct);
+            uint64_t ll = atomic_load(&t->last_line_mono);
+            if (ll > last_change) {
+                last_change = ll;
+            }
+        }
+        struct bench_self_counters now_c = bench_self_get(s);
+        struct bench_self_counters c = bench_self_since(&now_c, base);
+        if (!t) {
+            count = c.sink_out;
+        }
+        /* Complete also means the rules judged everything (our own
+         * daemon, whose rules all match the bench's events), so that the
+         * verdict counts are final. */
+        bool rules_done = o->config || o->rules == 0 || c.rules_in >= published;
+        if (count != last_count) {
+            if (last_count != UINT64_MAX && !t) {
+                last_change = now;
+            }
+            last_count = count;
+        }
+        if (count >= published && rules_done && now - last_change >= SETTLE_NS) {
+            return last_change;
+        }
+        if (now - last_change >= quiet) {
+            return last_change;
+        }
+        if (now - since >= o->drain_ns) {
+            r->drain_timed_out = true;
+            return last_change;
+        }
+        if (vigil_tool_stop) {
+            r->interrupted = true;
+            return last_change;
+        }
+        bench_sleep_ns(20000000);
+    }
+}
+
+/* One latency line (µs), or n/a when h is NULL or empty. */
+static void print_latency_text(const char *label, const struct bench_hist *h)
+{
+    if (!h || !h->count) {
+        printf("  %s n/a\n", label);
+        return;
+    }
+    printf("  %s min %.0f  mean %.0f  median %.0f  p95 %.0f  p99 %.0f  max %.0f  (%llu "
+           "samples)\n",
+           label, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
+static void print_latency_json(const char *key, const struct bench_hist *h)
+{
+    if (!h || !h->count) {
+        printf("\"%s\":null,", key);
+        return;
+    }
+    printf("\"%s\":{\"min\":%.1f,\"mean\":%.1f,\"median\":%.1f,\"p95\":%.1f,\"p99\":%.1f,"
+           "\"max\":%.1f,\"samples\":%llu},",
+           key, (double)h->min / 1e3, bench_hist_mean(h) / 1e3,
+           (double)bench_hist_quantile(h, 0.5) / 1e3, (double)bench_hist_quantile(h, 0.95) / 1e3,
+           (double)bench_hist_quantile(h, 0.99) / 1e3, (double)h->max / 1e3,
+           (unsigned long long)h->count);
+}
+
+static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
+                       const struct bench_probe *p, const struct bench_vigild *v)
+{
+    char rules[32];
+    snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
+    printf("vigil-bench: %d producer%s over %s, %s, sink %s (plugin %s), %.1f s measured after "
+           "%.1f s warm-up%s\n",
+           o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc",
+           o->config ? "the daemon's rules" : rules,
+           o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
+           o->config ? " (attached to a running vigild)" : "");
+    if (o->rate > 0) {
+        printf("  rate          %.0f events/s asked\n", o->rate);
+    } else {
+        printf("  rate          flat out\n");
+    }
+    printf("  events in     %.0f /s  (%llu published in the window, %llu in all)\n", r->in_per_s,
+           (unsigned long long)r->measured_in, (unsigned long long)r->published);
+    if (o->sink == BENCH_SINK_DISCARD) {
+        printf("  events out    %.0f /s  (%llu delivered from the window's start to the last "
+               "delivery, %.2f s; vigil.self every %.1f s)\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s,
+               (double)v->self_interval_ns / 1e9);
+    } else {
+        printf("  events out    %.0f /s  (%llu of the window's events arrived, the last %.2f s "
+               "after its start)\n",
+               r->out_per_s, (unsigned long long)r->measured_out, r->out_span_s);
+    }
+    printf("  lost          %llu%s\n", (unsigned long long)r->lost,
+           r->drain_timed_out ? "  (the drain timed out: still arriving?)" : "");
+    if (r->dup_known) {
+        printf("  duplicated    %llu\n", (unsigned long long)r->duplicated);
+    } else {
+        printf("  duplicated    n/a (discard sink)\n");
+    }
+    printf("  verdicts      %llu for %llu events judged (%.2f %%)\n",
+           (unsigned long long)r->verdicts, (unsigned long long)r->judged,
+           100.0 * r->verdict_fraction);
+    print_latency_text("latency (us) ", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_text("  to the bus  ", p ? &p->lat : NULL);
+    }
+    if (r->cpu_s >= 0) {
+        printf("  vigild CPU    %.3f s per million events (%.2f s)\n", r->cpu_s_per_million,
+               r->cpu_s);
+    } else {
+        printf("  vigild CPU    n/a\n");
+    }
+    printf("  bench CPU     %.3f s per million events (%.2f s: producers, reader, monitor)\n",
+           r->measured_in ? r->bench_cpu_s / ((double)r->measured_in / 1e6) : 0.0, r->bench_cpu_s);
+    if (r->rss_peak >= 0) {
+        printf("  vigild RSS    peak %.1f MiB (now %.1f MiB)\n", (double)r->rss_peak / 1048576.0,
+               (double)r->rss_now / 1048576.0);
+    } else {
+        printf("  vigild RSS    n/a\n");
+    }
+    const struct bench_self_counters *c = &r->self;
+    printf("  vigil.self    bus malformed %llu, seq gaps %llu, dropped %llu; sink failed %llu, "
+           "dropped %llu, retried %llu, spooled %llu%s\n",
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_failed,
+           (unsigned long long)c->sink_dropped, (unsigned long long)c->sink_retried,
+           (unsigned long long)c->sink_spooled, c->reports ? "" : " (no report received)");
+    if (r->bad_lines || r->other_lines) {
+        printf("  sink file     %llu unparsable lines, %llu lines of other sources\n",
+               (unsigned long long)r->bad_lines, (unsigned long long)r->other_lines);
+    }
+    if (r->vigild_status > 0) {
+        printf("  vigild exit   %d (see %s)\n", r->vigild_status, v->log);
+    }
+    if (r->producer_err) {
+        printf("  producers     stopped on an error: %s\n", zmq_strerror(r->producer_err));
+    }
+    if (r->interrupted) {
+        printf("  interrupted: figures are partial\n");
+    }
+}
+
+static void print_json(const struct opts *o, const struct result *r, struct bench_tail *t,
+                       const struct bench_probe *p)
+{
+    char rules[16] = "null"; /* attached: the daemon's own rules */
+    if (!o->config) {
+        snprintf(rules, sizeof rules, "%d", o->rules);
+    }
+    printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
+           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+           o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
+           o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9);
+    printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
+           "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
+           (unsigned long long)r->published, (unsigned long long)r->measured_in,
+           (unsigned long long)r->measured_out, r->in_per_s, r->out_per_s,
+           (unsigned long long)r->lost);
+    if (r->dup_known) {
+        printf("\"duplicated\":%llu,", (unsigned long long)r->duplicated);
+    } else {
+        printf("\"duplicated\":null,");
+    }
+    printf("\"verdicts\":%llu,\"verdict_fraction\":%.6f,", (unsigned long long)r->verdicts,
+           r->verdict_fraction);
+    print_latency_json("latency_us", r->lat_known ? &t->lat : NULL);
+    if (o->probe) {
+        print_latency_json("bus_latency_us", p ? &p->lat : NULL);
+    }
+    if (r->cpu_s >= 0) {
+        printf("\"cpu_s\":%.3f,\"cpu_s_per_million\":%.4f,", r->cpu_s, r->cpu_s_per_million);
+    } else {
+        printf("\"cpu_s\":null,\"cpu_s_per_million\":null,");
+    }
+    printf("\"bench_cpu_s\":%.3f,", r->bench_cpu_s);
+    if (r->rss_peak >= 0) {
+        printf("\"rss_peak_bytes\":%lld,", (long long)r->rss_peak);
+    } else {
+        printf("\"rss_peak_bytes\":null,");
+    }
+    const struct bench_self_counters *c = &r->self;
+    printf("\"vigil_self\":{\"reports\":%llu,\"bus_in\":%llu,\"bus_malformed\":%llu,"
+           "\"bus_lost\":%llu,"
+           "\"bus_dropped\":%llu,\"sink_delivered\":%llu,\"sink_failed\":%llu,"
+           "\"sink_dropped\":%llu,\"sink_retried\":%llu,\"sink_spooled\":%llu,"
+           "\"rules_in\":%llu,\"rules_out\":%llu},",
+           (unsigned long long)c->reports, (unsigned long long)c->bus_in,
+           (unsigned long long)c->bus_malformed, (unsigned long long)c->bus_lost,
+           (unsigned long long)c->bus_dropped, (unsigned long long)c->sink_out,
+           (unsigned long long)c->sink_failed, (unsigned long long)c->sink_dropped,
+           (unsigned long long)c->sink_retried, (unsigned long long)c->sink_spooled,
+           (unsigned long long)c->rules_in, (unsigned long long)c->rules_out);
+    char status[16] = "null"; /* attached: not ours to stop */
+    if (!o->config) {
+        snprintf(status, sizeof status, "%d", r->vigild_status);
+    }
+    printf("\"bad_lines\":%llu,\"drain_timed_out\":%s,\"interrupted\":%s,\"vigild_exit\":%s,"
+           "\"producer_error\":%s%s%s}\n",
+           (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
+           r->interrupted ? "true" : "false", status, r->producer_err ? "\"" : "",
+           r->producer_err ? zmq_strerror(r->producer_err) : "null", r->producer_err ? "\"" : "");
+}
+
+/* Names the first few (source, seq) that never arrived: where to look. */
+static void report_missing(const struct bench_tail *t, const struct bench_producers *ps)
+{
+    int shown = 0;
+    for (int i = 0; i < ps->n; i++) {
+        const struct bench_seqmap *m = &t->maps[i];
+        uint64_t missing = 0, first = 0, last = 0;
+        for (uint64_t seq = 1; seq <= ps->p[i].sent; seq++) {
+            uint64_t w = seq >> 6;
+            if (w >= m->nwords || !(m->bits[w] & (UINT64_C(1) << (seq & 63)))) {
+                first = first ? first : seq;
+                last = seq;
+                missing++;
+            }
+        }
+        if (missing) {
+            fprintf(stderr,
+                    "vigil-bench: %s: %llu of seq 1..%llu never arrived (first %llu, last %llu)\n",
+                    ps->p[i].source, (unsigned long long)missing, (unsigned long long)ps->p[i].sent,
+                    (unsigned long long)first, (unsigned long long)last);
+            shown++;
+        }
+    }
+    (void)shown;
+}
+
+static int run(const struct opts *o)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof host - 1);
+    struct bench_vigild v;
+    struct bench_producers *ps = calloc(1, sizeof *ps);
+    struct bench_tail *t = calloc(1, sizeof *t);
+    struct bench_self *s = calloc(1, sizeof *s);
+    struct bench_probe *pr = calloc(1, sizeof *pr);
+    struct result r = {.cpu_s = -1, .rss_peak = -1, .rss_now = -1};
+    bool file = o->sink != BENCH_SINK_DISCARD;
+    int rc = 3;
+    if (!ps || !t || !s || !pr) {
+        goto out_free;
+    }
+    memset(&v, 0, sizeof v);
+    if (o->config) {
+        if (bench_vigild_attach(&v, o->config, o->sink, o->pid) != 0) {
+            goto out;
+        }
+    } else {
+        if (bench_vigild_setup(&v, o->tcp) != 0) {
+            goto out;
+        }
+        snprintf(v.sink_name, sizeof v.sink_name, "bench");
+        snprintf(v.sink_path, sizeof v.sink_path, "%s/events.jsonl", v.dir);
+        char *body = pipeline_yaml(o, &v);
+        int st = body ? bench_vigild_start(&v, SELF_INTERVAL, body, "info") : -1;
+        free(body);
+        if (st != 0) {
+            goto out;
+        }
+    }
+    if (bench_producers_init(ps, o->producers, host) != 0) {
+        fprintf(stderr, "vigil-bench: cannot build the events\n");
+        goto out;
+    }
+    ps->zctx = zmq_ctx_new();
+    zmq_ctx_set(ps->zctx, ZMQ_IO_THREADS, o->io_threads);
+    ps->endpoint = v.publish;
+    ps->rate = o->rate;
+    snprintf(s->endpoint, sizeof s->endpoint, "%s", v.subscribe);
+    snprintf(s->sink_name, sizeof s->sink_name, "%s", v.sink_name);
+    if (bench_self_start(s, ps->zctx) != 0) {
+        goto out;
+    }
+    /* The counters before we publish: an attached daemon has a past, and
+     * our own one counts its start. */
+    if (v.self_interval_ns > 1000000000ull && !o->json) {
+        fprintf(stderr, "vigil-bench: waiting for a vigil.self report (every %.0f s)...\n",
+                (double)v.self_interval_ns / 1e9);
+    }
+    uint64_t give_up = vigil_mono_ns() + v.self_interval_ns + 2000000000ull;
+    while (bench_self_get(s).sink_reports == 0 && vigil_mono_ns() < give_up && !vigil_tool_stop) {
+        bench_sleep_ns(10000000);
+    }
+    bench_sleep_ns(100000000); /* the rest of that report (rules come after sinks) */
+    struct bench_self_counters base = bench_self_get(s);
+    if (base.sink_reports == 0) {
+        fprintf(stderr,
+                "vigil-bench: no vigil.self report of sink '%s' from %s: its counters are "
+                "missing from the results\n",
+                v.sink_name, v.subscribe);
+    }
+    uint64_t t0 = vigil_mono_ns() + CONNECT_NS;
+    uint64_t real_minus_mono = vigil_now_ns() - vigil_mono_ns();
+    uint64_t win_start = t0 + o->warmup_ns, win_end = win_start + o->duration_ns;
+    ps->t0 = t0;
+    ps->win_start_real = win_start + real_minus_mono;
+    ps->win_end_real = win_end + real_minus_mono;
+    if (file) {
+        snprintf(t->path, sizeof t->path, "%s", v.sink_path);
+        t->nproducers = o->producers;
+        t->win_start_real = ps->win_start_real;
+        t->win_end_real = ps->win_end_real;
+        t->from_end = o->config != NULL;
+        if (bench_tail_start(t) != 0) {
+            fprintf(stderr, "vigil-bench: %s\n", t->err);
+            goto out;
+        }
+    }
+    pr->win_start_real = ps->win_start_real;
+    pr->win_end_real = ps->win_end_real;
+    if (o->probe && bench_probe_start(pr, ps->zctx, v.subscribe) != 0) {
+        fprintf(stderr, "vigil-bench: cannot subscribe the probe to %s\n", v.subscribe);
+        goto out;
+    }
+    if (bench_producers_start(ps) != 0) {
+        fprintf(stderr, "vigil-bench: cannot start the producers\n");
+        goto out;
+    }
+    if (!o->json) {
+        fprintf(stderr, "vigil-bench: publishing for %.1f s (%.1f s warm-up)...\n",
+                (double)(o->warmup_ns + o->duration_ns) / 1e9, (double)o->warmup_ns / 1e9);
+    }
+    int64_t cpu0 = -1;
+    while (!vigil_tool_stop && vigil_mono_ns() < win_start) {
+        bench_sleep_ns(1000000);
+    }
+    if (v.pid > 0) {
+        cpu0 = bench_proc_cpu_ns(v.pid);
+    }
+    int64_t self_cpu0 = bench_proc_cpu_ns(getpid());
+    while (!vigil_tool_stop && vigil_mono_ns() < win_end) {
+        bench_sleep_ns(10000000);
+    }
+    if (vigil_tool_stop) {
+        atomic_store(&ps->stop, true);
+        r.interrupted = true;
+    }
+    bench_producers_join(ps);
+    uint64_t producers_done = vigil_mono_ns();
+    for (int i = 0; i < ps->n; i++) {
+        r.published += ps->p[i].sent;
+        r.measured_in += ps->p[i].sent - ps->p[i].warm_last;
+        if (ps->p[i].err && !r.producer_err) {
+            r.producer_err = ps->p[i].err;
+        }
+    }
+    r.in_per_s = (double)r.measured_in / ((double)o->duration_ns / 1e9);
+
+    uint64_t last = wait_drain(o, file ? t : NULL, s, &base, v.self_interval_ns, r.published,
+                               producers_done, &r);
+    r.bench_cpu_s = (double)(bench_proc_cpu_ns(getpid()) - self_cpu0) / 1e9;
+    if (v.pid > 0 && cpu0 >= 0) {
+        int64_t cpu1 = bench_proc_cpu_ns(v.pid);
+        if (cpu1 >= cpu0) {
+            r.cpu_s = (double)(cpu1 - cpu0) / 1e9;
+        }
+        r.rss_peak = bench_proc_status_bytes(v.pid, "VmHWM:");
+        r.rss_now = bench_proc_status_bytes(v.pid, "VmRSS:");
+    }
+    if (file) {
+        bench_tail_stop(t);
+        if (t->err[0]) {
+            fprintf(stderr, "vigil-bench: reading the sink's file: %s\n", t->err);
+        }
+        r.arrived = atomic_load(&t->distinct);
+        r.measured_out = t->measured;
+        r.duplicated = t->duplicated;
+        r.dup_known = r.lat_known = true;
+        r.bad_lines = t->bad_lines;
+        r.other_lines = t->other_lines;
+        uint64_t span = t->last_measured_mono > win_start ? t->last_measured_mono - win_start : 0;
+        r.out_span_s = (double)span / 1e9;
+    } else {
+        uint64_t abs_out = bench_self_get(s).sink_out;
+        r.arrived = abs_out > base.sink_out ? abs_out - base.sink_out : 0;
+        double at_start = bench_self_sink_out_at(s, win_start);
+        uint64_t done = bench_self_reached(s, abs_out);
+        if (!done) {
+            done = last;
+        }
+        r.measured_out = (double)abs_out > at_start ? (uint64_t)((double)abs_out - at_start) : 0;
+        r.out_span_s = done > win_start ? (double)(done - win_start) / 1e9 : 0;
+    }
+    r.out_per_s = r.out_span_s > 0 ? (double)r.measured_out / r.out_span_s : 0;
+    r.lost = r.published > r.arrived ? r.published - r.arrived : 0;
+    if (file && r.lost) {
+        report_missing(t, ps);
+    }
+    if (r.cpu_s >= 0 && r.measured_in > 0) {
+        r.cpu_s_per_million = r.cpu_s / ((double)r.measured_in / 1e6);
+    }
+    struct bench_self_counters end_c = bench_self_get(s);
+    r.self = bench_self_since(&end_c, &base);
+    r.verdicts = r.self.rules_out;
+    r.judged = r.self.rules_in;
+    if (file && t->verdicts > r.verdicts) {
+        r.verdicts = t->verdicts; /* an attached daemon's sink may take alert. too */
+    }
+    r.verdict_fraction = r.judged ? (double)r.verdicts / (double)r.judged : 0;
+    bench_self_stop(s);
+    bench_probe_stop(pr);
+    if (v.ours) {
+        r.vigild_status = bench_vigild_stop(&v);
+    }
+    if (o->json) {
+        print_json(o, &r, t, o->probe ? pr : NULL);
+    } else {
+        print_text(o, &r, t, o->probe ? pr : NULL, &v);
+    }
+    fflush(stdout);
+    rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;
+out:
+    /* Every socket on the producers' context is closed before fini
+     * terminates it (zmq_ctx_term waits for them). */
+    bench_self_fini(s);
+    bench_probe_stop(pr);
+    bench_producers_fini(ps);
+    bench_tail_fini(t);
+    bench_vigild_cleanup(&v, o->keep);
+out_free:
+    free(ps);
+    free(t);
+    free(s);
+    free(pr);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    vigil_tool_catch_signals();
+    if (argc > 1 && strcmp(argv[1], "collect") == 0) {
+        return bench_collect_main(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "selftest") == 0) {
+        return bench_selftest_main(argc - 1, argv + 1);
+    }
+    struct opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    return run(&o);
+}
