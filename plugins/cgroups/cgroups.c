@@ -29,7 +29,7 @@ static const struct vigil_option cg_options[] = {
      "at most this many cgroups are read per interval; the rest are counted and warned about"},
     {"namespaces", VIGIL_OPT_BOOL, "true", "publish cgroup.ns (the namespaces of the processes)"},
     {"psi", VIGIL_OPT_BOOL, "true",
-     "read the cgroup2 pressure files (a third of the reading cost where they exist)"},
+     "read the cgroup2 pressure files (a cgroup's only when the mount root's moved)"},
     {"ns_refresh", VIGIL_OPT_DURATION, "1m",
      "how often the namespaces of a process already seen are read again (new processes at "
      "once); 0s: at every collection"},
