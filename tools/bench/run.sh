@@ -140,8 +140,10 @@ if c and c.get("cgroups"):
         "<= 10", g["us_per_cgroup_median"] <= 10)
 if c and c.get("kvm"):
     k = c["kvm"]
-    row("kvm: us vigild CPU per collection (%.0f VMs, %d new processes)" % (k["vms"], k.get("new_processes", 0)),
-        "%.0f" % k["us_cpu_per_collection"], "", None)
+    per_vm = k.get("us_per_vm")
+    row("kvm: us plugin CPU per collection (%.0f VMs, %d new processes)" % (k["vms"], k.get("new_processes", 0)),
+        "%.0f%s" % (k["us_cpu_per_collection"], "" if per_vm is None else " (%.1f per VM)" % per_vm),
+        "", None)
 i = load("idle")
 if i:
     row("idle vigild (conf/vigil.yaml) VmRSS after %ss" % i["after_s"], "%.1f MiB" % (i["rss_bytes"] / 1048576),
