@@ -402,66 +402,14 @@ static uint32_t be(const unsigned char *p, int n)
     return x;
 }
 
+static int mp_well_formed(const unsigned char *p, const unsigned char *end);
+
+/* Plausible = not refused for its counts or lengths: nesting too deep and
+ * bytes after the object are msgpack_unpack's to refuse. */
 bool vigil_msgpack_plausible(const char *data, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)data, *end = p + len;
-    uint64_t pending = 1; /* objects still to read */
-    while (pending > 0) {
-        if (p >= end) {
-            return false;
-        }
-        unsigned c = *p++;
-        uint64_t skip = 0, items = 0;
-        int hdr = 0; /* bytes of length/count field after the type byte */
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-            /* fixint, nil, bool: the type byte is all */
-        } else if (c <= 0x8f) {
-            items = 2u * (c & 0x0f);
-        } else if (c <= 0x9f) {
-            items = c & 0x0f;
-        } else if (c <= 0xbf) {
-            skip = c & 0x1f;
-        } else if (c == 0xc1) {
-            return false; /* never used */
-        } else if (c <= 0xc6) { /* bin 8/16/32 */
-            hdr = 1 << (c - 0xc4);
-        } else if (c <= 0xc9) { /* ext 8/16/32: length, then a type byte */
-            hdr = 1 << (c - 0xc7);
-            skip = 1;
-        } else if (c <= 0xd3) { /* float 32/64, uint and int 8..64 */
-            static const uint8_t sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-            skip = sizes[c - 0xca];
-        } else if (c <= 0xd8) { /* fixext 1..16, plus the type byte */
-            skip = 1 + (1u << (c - 0xd4));
-        } else if (c <= 0xdb) { /* str 8/16/32 */
-            hdr = 1 << (c - 0xd9);
-        } else { /* array 16/32, map 16/32 */
-            hdr = (c == 0xdc || c == 0xde) ? 2 : 4;
-        }
-        if (hdr) {
-            if (end - p < hdr) {
-                return false;
-            }
-            uint32_t n = be(p, hdr);
-            p += hdr;
-            if (c >= 0xdc) {
-                items = c >= 0xde ? 2u * (uint64_t)n : n;
-            } else {
-                skip += n;
-            }
-        }
-        if (skip > (uint64_t)(end - p)) {
-            return false;
-        }
-        p += skip;
-        /* Every item takes at least one byte: a count beyond what is left is
-         * a lie that msgpack_unpack would allocate for before reading. */
-        if (items > (uint64_t)(end - p)) {
-            return false;
-        }
-        pending = pending - 1 + items;
-    }
-    return true;
+    const unsigned char *p = (const unsigned char *)data;
+    return mp_well_formed(p, p + len) != 0;
 }
 
 static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,

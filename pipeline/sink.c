@@ -25,6 +25,8 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -158,18 +160,40 @@ static void update_gauges(struct vigil_sink *s)
     }
 }
 
+/* One line at most `rl` allows, saying how many similar ones were not. */
+static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
+                        enum vigil_log_level lvl, const char *fmt, ...) VIGIL_PRINTF(4, 5);
+
+static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
+                        enum vigil_log_level lvl, const char *fmt, ...)
+{
+    uint64_t suppressed;
+    if (!vigil_ratelimit_ok(rl, vigil_mono_ns(), &suppressed)) {
+        return;
+    }
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (suppressed) {
+        vigil_log(lvl, s->h->component, "%s (%llu similar reports not logged)", msg,
+                  (unsigned long long)suppressed);
+    } else {
+        vigil_log(lvl, s->h->component, "%s", msg);
+    }
+}
+
 static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
                          enum vigil_log_level lvl, const char *what, int err)
 {
-    uint64_t suppressed;
-    if (vigil_ratelimit_ok(rl, vigil_mono_ns(), &suppressed)) {
-        char more[64] = "";
-        if (suppressed) {
-            snprintf(more, sizeof more, " (%llu similar reports not logged)",
-                     (unsigned long long)suppressed);
-        }
-        vigil_log(lvl, s->h->component, "%s: %s%s", what, vigil_strerror(err), more);
-    }
+    log_limited(s, rl, lvl, "%s: %s", what, vigil_strerror(err));
+}
+
+static struct timeval tv_of(uint64_t ns)
+{
+    return (struct timeval){.tv_sec = (time_t)(ns / 1000000000u),
+                            .tv_usec = (suseconds_t)(ns % 1000000000u / 1000u)};
 }
 
 /* ---- The spool side --------------------------------------------------------------------- */
@@ -177,7 +201,7 @@ static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
 static void arm_flush(struct vigil_sink *s)
 {
     if (vigil_spool_dirty(s->spool) && !evtimer_pending(s->flush_ev, NULL)) {
-        struct timeval tv = {0, SPOOL_FLUSH_MS * 1000};
+        struct timeval tv = tv_of(SPOOL_FLUSH_MS * 1000000ull);
         evtimer_add(s->flush_ev, &tv);
     }
 }
@@ -401,8 +425,7 @@ static void schedule_retry(struct vigil_sink *s)
         s->backoff_ns = s->backoff_ns * 2 > s->dc->max_backoff_ns ? s->dc->max_backoff_ns
                                                                   : s->backoff_ns * 2;
     }
-    struct timeval tv = {.tv_sec = (time_t)(delay / 1000000000u),
-                         .tv_usec = (suseconds_t)(delay % 1000000000u / 1000u)};
+    struct timeval tv = tv_of(delay);
     evtimer_add(s->retry_ev, &tv);
 }
 
@@ -426,17 +449,9 @@ static void finish(struct vigil_sink *s, int rc)
     vigil_count(&st->failed_total, failed);
     vigil_count(&st->retried_total, retried);
     if (failed || retried) {
-        uint64_t suppressed;
-        if (vigil_ratelimit_ok(&s->write_rl, vigil_mono_ns(), &suppressed)) {
-            char more[64] = "";
-            if (suppressed) {
-                snprintf(more, sizeof more, " (%llu similar reports not logged)",
-                         (unsigned long long)suppressed);
-            }
-            vigil_log(VIGIL_LOG_WARN, s->h->component,
-                      "write: %zu delivered, %zu to retry%s, %zu failed for good%s", ok, retried,
-                      rc < 0 ? " (the sink failed)" : "", failed, more);
-        }
+        log_limited(s, &s->write_rl, VIGIL_LOG_WARN,
+                    "write: %zu delivered, %zu to retry%s, %zu failed for good", ok, retried,
+                    rc < 0 ? " (the sink failed)" : "", failed);
     }
     s->n = keep;
     if (keep) {
@@ -495,9 +510,7 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
     if (!spooled && !s->stopping && s->dc->batch_wait_ns && s->q.count < s->dc->batch_max) {
         uint64_t waited = vigil_mono_ns() - s->first_wait_ns;
         if (waited < s->dc->batch_wait_ns) {
-            uint64_t left = s->dc->batch_wait_ns - waited;
-            struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
-                                 .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
+            struct timeval tv = tv_of(s->dc->batch_wait_ns - waited);
             evtimer_add(s->wait_ev, &tv);
             return;
         }
@@ -599,7 +612,7 @@ void vigil_sink_stop(struct vigil_host *h)
         finish_stop(s); /* failing: no point waiting */
         return;
     }
-    struct timeval tv = {.tv_sec = (time_t)(STOP_GRACE_NS / 1000000000u), .tv_usec = 0};
+    struct timeval tv = tv_of(STOP_GRACE_NS);
     evtimer_add(s->stop_ev, &tv);
     if (s->state == B_NONE) {
         pump_later(s);

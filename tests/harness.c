@@ -13,14 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now_s(void)
+double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
@@ -443,4 +443,34 @@ bool wait_self_value(const char *path, const char *instance, const char *key, do
     }
     fprintf(stderr, "vigil.self %s %s: %g, waited for %g\n", instance, key, x, min);
     return false;
+}
+
+int vd_fixture_setup(void **state)
+{
+    struct vd *v = calloc(1, sizeof *v);
+    *state = v;
+    return v ? 0 : -1;
+}
+
+int vd_fixture_teardown(void **state)
+{
+    vd_cleanup(*state);
+    free(*state);
+    return 0;
+}
+
+const char *vd_path(const struct vd *v, const char *name)
+{
+    static char p[8][PATH_MAX + 300];
+    static unsigned next;
+    char *out = p[next++ % 8];
+    snprintf(out, sizeof p[0], "%s/%s", v->dir, name);
+    return out;
+}
+
+void vd_dump_log(const struct vd *v)
+{
+    char *log = slurp(v->log);
+    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
+    free(log);
 }

@@ -30,6 +30,17 @@ int vd_start(struct vd *v);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
  * timeout, after SIGKILL) and the seconds it took. */
 int vd_stop(struct vd *v, int timeout_s, double *secs);
+/* cmocka setup/teardown for tests whose state is one struct vd. */
+int vd_fixture_setup(void **state);
+int vd_fixture_teardown(void **state);
+/* <dir>/<name>; the last 8 results stay valid. */
+const char *vd_path(const struct vd *v, const char *name);
+/* vigild's log on stderr, for a failing test. */
+void vd_dump_log(const struct vd *v);
+/* CLOCK_MONOTONIC in seconds; a sleep. */
+double now_s(void);
+void sleep_ms(int ms);
+
 /* kill -9 (a crash: nothing is flushed, no handler runs) and reap it. */
 void vd_kill9(struct vd *v);
 /* Kills vigild if running and removes the folder. */

@@ -19,34 +19,6 @@
 #include "event.h"
 #include "harness.h"
 
-static int setup(void **state)
-{
-    struct vd *v = calloc(1, sizeof *v);
-    *state = v;
-    return v ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    vd_cleanup(*state);
-    free(*state);
-    return 0;
-}
-
-static char *path_in(const struct vd *v, const char *name)
-{
-    static char p[PATH_MAX + 300];
-    snprintf(p, sizeof p, "%s/%s", v->dir, name);
-    return p;
-}
-
-static void dump_log(const struct vd *v)
-{
-    char *log = slurp(v->log);
-    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
-    free(log);
-}
-
 /* gen -> bus -> a sink inside the daemon: every event, in order, once. */
 static void test_gen_events_arrive_gapless(void **state)
 {
@@ -64,10 +36,10 @@ static void test_gen_events_arrive_gapless(void **state)
                               "    path: @DIR@/out.jsonl\n"),
                      0);
     if (vd_start(v) != 0) {
-        dump_log(v);
+        vd_dump_log(v);
         fail_msg("vigild did not start");
     }
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "\"topic\":\"gen.g1\"", 5000, 30));
     assert_true(seqs_complete(out, "g1", 5000));
     assert_true(json_lines_valid(out));
@@ -89,7 +61,7 @@ static void test_sink_retry_loses_nothing(void **state)
                               "    path: @DIR@/out.jsonl\n"),
                      0);
     assert_int_equal(vd_start(v), 0);
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "gen.g2", 1000, 30));
     assert_true(seqs_complete(out, "g2", 1000));
     assert_int_equal(vd_stop(v, 10, NULL), 0);
@@ -121,7 +93,7 @@ static void test_vigil_pub_events_arrive(void **state)
     }
     assert_int_equal(rc, 0);
     free(err);
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "\"topic\":\"test.pub\"", n, 30));
     assert_true(seqs_complete(out, "vigil-pub", n));
 
@@ -182,7 +154,7 @@ static void test_malformed_counted_not_fatal(void **state)
     zmq_close(push);
     zmq_ctx_term(zctx);
 
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "\"source\":\"after-junk\"", 1, 10));
     assert_true(wait_lines(out, "\"malformed_total\":3,", 1, 10));
     assert_int_equal(kill(v->pid, 0), 0);
@@ -288,7 +260,7 @@ static void test_sigterm_clean_and_lossless(void **state)
                               "  - { plugin: test_capture, match: gen., path: @DIR@/out.jsonl }\n"),
                      0);
     assert_int_equal(vd_start(v), 0);
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "gen.load", 20000, 30));
     double secs = 0;
     assert_int_equal(vd_stop(v, 10, &secs), 0);
@@ -369,10 +341,10 @@ static void test_rules_end_to_end(void **state)
                               "    path: @DIR@/out.jsonl\n"),
                      0);
     if (vd_start(v) != 0) {
-        dump_log(v);
+        vd_dump_log(v);
         fail_msg("vigild did not start");
     }
-    const char *out = path_in(v, "out.jsonl");
+    const char *out = vd_path(v, "out.jsonl");
     char *const tap[] = {VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "alert.", "-n", "3",
                          "--timeout", "20s", NULL};
     /* The tap runs in the background; give its subscription time to land. */
@@ -418,16 +390,16 @@ static void test_rules_end_to_end(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_loader_refusals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_check_reports_positions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vigil_tap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rules_end_to_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_loader_refusals, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_check_reports_positions, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vigil_tap, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_rules_end_to_end, vd_fixture_setup, vd_fixture_teardown),
     };
     return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
 }

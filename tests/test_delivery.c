@@ -22,36 +22,6 @@
 
 #include "harness.h"
 
-static int setup(void **state)
-{
-    struct vd *v = calloc(1, sizeof *v);
-    *state = v;
-    return v ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    vd_cleanup(*state);
-    free(*state);
-    return 0;
-}
-
-static const char *path_in(const struct vd *v, const char *name)
-{
-    static char p[8][PATH_MAX + 300];
-    static unsigned next;
-    char *out = p[next++ % 8];
-    snprintf(out, sizeof p[0], "%s/%s", v->dir, name);
-    return out;
-}
-
-static void dump_log(const struct vd *v)
-{
-    char *log = slurp(v->log);
-    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
-    free(log);
-}
-
 static void touch(const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -62,7 +32,7 @@ static void touch(const char *path)
 static void start(struct vd *v)
 {
     if (vd_start(v) != 0) {
-        dump_log(v);
+        vd_dump_log(v);
         fail_msg("vigild did not start");
     }
 }
@@ -127,28 +97,28 @@ static void outage(void **state, const char *extra)
 {
     struct vd *v = *state;
     setup_two_sinks(v, extra);
-    touch(path_in(v, "down"));
+    touch(vd_path(v, "down"));
     start(v);
     const size_t n = 30000;
     publish(v, "p1", n);
     /* The healthy sink is not held back by the failing one. */
-    assert_true(wait_lines(path_in(v, "steady.jsonl"), "\"source\":\"p1\"", n, 30));
-    assert_true(seqs_complete(path_in(v, "steady.jsonl"), "p1", n));
-    assert_true(wait_self_value(path_in(v, "self.jsonl"), "flaky", "spool_events", (double)n, 10));
+    assert_true(wait_lines(vd_path(v, "steady.jsonl"), "\"source\":\"p1\"", n, 30));
+    assert_true(seqs_complete(vd_path(v, "steady.jsonl"), "p1", n));
+    assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "spool_events", (double)n, 10));
     double x;
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "spooled_total", &x));
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spooled_total", &x));
     assert_true(x >= (double)n);
-    assert_int_equal(count_lines(path_in(v, "flaky.jsonl"), "\"source\":\"p1\""), 0);
+    assert_int_equal(count_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"p1\""), 0);
 
-    unlink(path_in(v, "down"));
-    assert_true(wait_lines(path_in(v, "flaky.jsonl"), "\"source\":\"p1\"", n, 30));
-    assert_true(seqs_complete(path_in(v, "flaky.jsonl"), "p1", n));
-    assert_true(wait_self_value(path_in(v, "self.jsonl"), "flaky", "out_total", (double)n, 10));
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "dropped_total", &x));
+    unlink(vd_path(v, "down"));
+    assert_true(wait_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"p1\"", n, 30));
+    assert_true(seqs_complete(vd_path(v, "flaky.jsonl"), "p1", n));
+    assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "out_total", (double)n, 10));
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "dropped_total", &x));
     assert_true(x == 0);
     /* Delivered spool segments are removed. */
     sleep(1);
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "spool_events", &x));
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spool_events", &x));
     assert_true(x == 0);
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
@@ -171,11 +141,11 @@ static void test_kill9_then_restart_delivers_spool(void **state)
 {
     struct vd *v = *state;
     setup_two_sinks(v, NULL);
-    touch(path_in(v, "down"));
+    touch(vd_path(v, "down"));
     start(v);
     const size_t n = 5000;
     publish(v, "k9", n);
-    assert_true(wait_self_value(path_in(v, "self.jsonl"), "flaky", "spool_events", (double)n, 10));
+    assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "spool_events", (double)n, 10));
     vd_kill9(v);
 
     /* A torn record at the tail of the newest segment. */
@@ -199,12 +169,12 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     fwrite("\x40\x00\x00\x00\x12\x34", 1, 6, f); /* a header promising 64 bytes, then nothing */
     fclose(f);
 
-    unlink(path_in(v, "down"));
+    unlink(vd_path(v, "down"));
     start(v);
-    assert_true(wait_lines(path_in(v, "flaky.jsonl"), "\"source\":\"k9\"", n, 30));
+    assert_true(wait_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"k9\"", n, 30));
     size_t dups = 0;
-    assert_true(seqs_at_least_once(path_in(v, "flaky.jsonl"), "k9", n, &dups));
-    assert_true(wait_self_value(path_in(v, "self.jsonl"), "flaky", "spool_corrupt_total", 1, 10));
+    assert_true(seqs_at_least_once(vd_path(v, "flaky.jsonl"), "k9", n, &dups));
+    assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "spool_corrupt_total", 1, 10));
     char *log = slurp(v->log);
     assert_non_null(strstr(log, "torn or corrupt"));
     assert_non_null(strstr(log, "left in the spool"));
@@ -218,11 +188,11 @@ static void test_sigterm_keeps_spool_for_next_start(void **state)
 {
     struct vd *v = *state;
     setup_two_sinks(v, NULL);
-    touch(path_in(v, "down"));
+    touch(vd_path(v, "down"));
     start(v);
     const size_t n = 2000;
     publish(v, "st", n);
-    assert_true(wait_lines(path_in(v, "steady.jsonl"), "\"source\":\"st\"", n, 30));
+    assert_true(wait_lines(vd_path(v, "steady.jsonl"), "\"source\":\"st\"", n, 30));
     double secs = 0;
     assert_int_equal(vd_stop(v, 10, &secs), 0);
     assert_true(secs < 3.0);
@@ -231,10 +201,10 @@ static void test_sigterm_keeps_spool_for_next_start(void **state)
     assert_null(strstr(log, "counted as dropped"));
     free(log);
 
-    unlink(path_in(v, "down"));
+    unlink(vd_path(v, "down"));
     start(v);
-    assert_true(wait_lines(path_in(v, "flaky.jsonl"), "\"source\":\"st\"", n, 30));
-    assert_true(seqs_complete(path_in(v, "flaky.jsonl"), "st", n));
+    assert_true(wait_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"st\"", n, 30));
+    assert_true(seqs_complete(vd_path(v, "flaky.jsonl"), "st", n));
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
@@ -244,27 +214,27 @@ static void test_spool_max_size_drops_counted(void **state)
 {
     struct vd *v = *state;
     setup_two_sinks(v, "    spool: { max_size: 64KiB }\n    queue: { max_events: 100 }\n");
-    touch(path_in(v, "down"));
+    touch(vd_path(v, "down"));
     start(v);
     const size_t n = 5000; /* ~200 bytes each on disk: 1 MB against 64 KiB */
     publish(v, "mx", n);
-    assert_true(wait_lines(path_in(v, "steady.jsonl"), "\"source\":\"mx\"", n, 30));
-    assert_true(wait_self_value(path_in(v, "self.jsonl"), "flaky", "dropped_total", 1, 10));
+    assert_true(wait_lines(vd_path(v, "steady.jsonl"), "\"source\":\"mx\"", n, 30));
+    assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "dropped_total", 1, 10));
     double bytes;
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "spool_bytes", &bytes));
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spool_bytes", &bytes));
     assert_true(bytes <= 64 * 1024);
-    unlink(path_in(v, "down"));
+    unlink(vd_path(v, "down"));
     /* Wait until nothing is held any more, then compare. */
     double held = 1, dropped = 0, out = 0;
     for (int i = 0; i < 200 && held > 0; i++) {
         usleep(100000);
-        self_value(path_in(v, "self.jsonl"), "flaky", "spool_events", &held);
+        self_value(vd_path(v, "self.jsonl"), "flaky", "spool_events", &held);
     }
     assert_true(held == 0);
     sleep(1);
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "dropped_total", &dropped));
-    assert_true(self_value(path_in(v, "self.jsonl"), "flaky", "out_total", &out));
-    size_t got = count_lines(path_in(v, "flaky.jsonl"), "\"source\":\"mx\"");
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "dropped_total", &dropped));
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "out_total", &out));
+    size_t got = count_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"mx\"");
     assert_true(dropped > 0);
     assert_int_equal((size_t)out, got);
     assert_int_equal(got + (size_t)dropped, n);
@@ -272,7 +242,7 @@ static void test_spool_max_size_drops_counted(void **state)
     assert_non_null(strstr(log, "over its max_size"));
     free(log);
     /* What arrived is the newest, in order. */
-    FILE *f = fopen(path_in(v, "flaky.jsonl"), "r");
+    FILE *f = fopen(vd_path(v, "flaky.jsonl"), "r");
     char *line = NULL;
     size_t cap = 0;
     unsigned long long prev = 0;
@@ -321,7 +291,7 @@ static void test_unusable_spool_refused(void **state)
                               "    path: @DIR@/x\n"
                               "    spool: { path: @DIR@/afile/spool }\n"),
                      0);
-    touch(path_in(v, "afile"));
+    touch(vd_path(v, "afile"));
     assert_int_not_equal(vd_start(v), 0);
     char *log = slurp(v->log);
     assert_non_null(strstr(log, "cannot create the spool folder"));
@@ -331,13 +301,13 @@ static void test_unusable_spool_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_outage_spools_and_recovers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_outage_async_sink, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_then_restart_delivers_spool, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_keeps_spool_for_next_start, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_spool_max_size_drops_counted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delivery_config_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unusable_spool_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outage_spools_and_recovers, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_async_sink, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_then_restart_delivers_spool, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_keeps_spool_for_next_start, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_spool_max_size_drops_counted, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_config_errors, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unusable_spool_refused, vd_fixture_setup, vd_fixture_teardown),
     };
     return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
 }

@@ -73,25 +73,12 @@ static struct vd *configure(void **state, const char *body)
     return &f->v;
 }
 
-static void dump_log(const struct vd *v)
-{
-    char *log = slurp(v->log);
-    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
-    free(log);
-}
-
 static void start(struct vd *v)
 {
     if (vd_start(v) != 0) {
-        dump_log(v);
+        vd_dump_log(v);
         fail_msg("vigild did not start");
     }
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
 }
 
 /* n events for vigil-pub: {"labels":{"i":"<i>","pad":"<pad bytes>"},...}. */
@@ -156,7 +143,7 @@ static bool wait_log(const struct vd *v, const char *needle, int timeout_s)
         }
         sleep_ms(20);
     }
-    dump_log(v);
+    vd_dump_log(v);
     return false;
 }
 

@@ -38,19 +38,6 @@ struct fx {
     pid_t pub;     /* a vigil-pub running in the background */
 };
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void reap(pid_t *pid)
 {
     if (*pid > 0) {
@@ -93,13 +80,6 @@ static int teardown(void **state)
     }
     free(f);
     return 0;
-}
-
-static void dump_log(const struct vd *v)
-{
-    char *log = slurp(v->log);
-    fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
-    free(log);
 }
 
 static void write_file(const char *path, const char *text)
@@ -230,7 +210,7 @@ static void requests_hold(const struct fx *f, const char *what, const char *code
 static void start(struct vd *v)
 {
     if (vd_start(v) != 0) {
-        dump_log(v);
+        vd_dump_log(v);
         fail_msg("vigild did not start");
     }
 }
