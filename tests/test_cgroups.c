@@ -958,6 +958,59 @@ static void test_host_hierarchies(void **state)
     assert_true(ns_ino(other, "net") != ns_ino(spin, "net"));
 }
 
+/* Counters that sum their descendants' (CPU usage, pressure, v1 blkio bytes)
+ * are read in a cgroup only when its parent's moved: a subtree that was idle
+ * for a while and then works must show the work at once, in the cgroup that
+ * works, and an idle sibling must keep being reported. */
+static void test_nested_idle_then_busy(void **state)
+{
+    (void)state;
+    if (!need_host_cgroups()) {
+        skip();
+    }
+    char top[80], rel_a[120], rel_b[120], dirs[MAX_MNTS][512], da[MAX_MNTS][512],
+        db[MAX_MNTS][512];
+    const char *dpa[MAX_MNTS], *dpb[MAX_MNTS];
+    snprintf(top, sizeof top, "/%s", F.name);
+    snprintf(rel_a, sizeof rel_a, "%s/a", top);
+    snprintf(rel_b, sizeof rel_b, "%s/b", top);
+    mk_everywhere(top, dirs, MAX_MNTS);
+    size_t na = mk_everywhere(rel_a, da, MAX_MNTS);
+    size_t nb = mk_everywhere(rel_b, db, MAX_MNTS);
+    dir_ptrs(da, na, dpa);
+    dir_ptrs(db, nb, dpb);
+    pid_t idle_a = spawn(KID_IDLE, dpa, na, NULL);
+    pid_t idle_b = spawn(KID_IDLE, dpb, nb, NULL);
+    assert_true(idle_a > 0 && idle_b > 0);
+
+    F.ph = ph_start("plugin: cgroups\nname: n\ninterval: 1s\n", "cgroup.");
+    assert_non_null(F.ph);
+    struct snap s;
+    stats_after(rel_a, 3, &s); /* the gates have seen the subtree stand still */
+    assert_true(val(&s, "cpu_usage_pct") < 5);
+    char p[700];
+    snprintf(p, sizeof p, "%s%s/cpu.pressure", host_v2() ? host_v2()->dir : "", rel_a);
+    bool psi = host_v2() && file_exists(p);
+    double stall0 = psi ? val(&s, "cpu_pressure_some_ns_total") : 0;
+
+    /* Three spinners on two cores: CPU, and CPU pressure, in a alone. */
+    pid_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = spawn(KID_SPIN, dpa, na, NULL);
+        assert_true(kids[i] > 0);
+    }
+    double ref;
+    stats_with_ref(rel_a, 1, kids, 3, &s, &ref);
+    assert_int_equal((int)val(&s, "processes"), 4);
+    assert_cpu_like(&s, ref, 30, 210);
+    if (psi) {
+        assert_true(val(&s, "cpu_pressure_some_ns_total") > stall0);
+    }
+    stats_after(rel_b, 0, &s);
+    assert_int_equal((int)val(&s, "processes"), 1);
+    assert_true(val(&s, "cpu_usage_pct") < 5);
+}
+
 /* Seen within `ms` (true) or not (false): any event of cgroup cg. */
 static bool seen_within(const char *cg, int ms)
 {
@@ -1534,6 +1587,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_host_hierarchies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_idle_then_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follows_the_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pure_v2_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pure_v1_mounts, setup, teardown),

@@ -351,6 +351,9 @@ int cg_read_procs(struct cgs *s, struct cg_node *n)
     return 0;
 }
 
+static void gate_update(struct cg_gate *g, bool ok, uint64_t v);
+static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h);
+
 /* v1 memory.limit_in_bytes says "unlimited" with the largest page-aligned
  * value (LONG_MAX rounded down to a page); older kernels used ULLONG_MAX. */
 static bool v1_unlimited(uint64_t v)
@@ -366,12 +369,12 @@ static void read_throttle_v1(struct cgs *s, struct cg_node *n, int h, struct cg_
 {
     struct cg_cached *c = &n->cached;
     if (!s->cache_files) {
-        c->valid &= (uint8_t)~(V_QUOTA | V_THROTTLE);
+        c->valid &= (uint16_t)~(V_QUOTA | V_THROTTLE);
         c->quota = true;
     } else if (!(c->valid & V_QUOTA)) {
         /* "-1" without a quota; an unreadable file: assume one. */
         c->quota = !(read_slot(s, n, S_CPU_QUOTA, h, false) > 0 && s->buf[0] == '-');
-        c->valid = (uint8_t)((c->valid | V_QUOTA) & ~V_THROTTLE);
+        c->valid = (uint16_t)((c->valid | V_QUOTA) & ~V_THROTTLE);
         if (!c->quota) {
             drop_slot(s, n, S_CPU_STAT);
         }
@@ -424,11 +427,17 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     int ha = n->src[G_CPUACCT], hc = n->src[G_CPU];
     bool acct_v2 = ha >= 0 && s->hier[ha].v2, cpu_v2 = hc >= 0 && s->hier[hc].v2;
     if (ha >= 0 && !acct_v2) {
-        uint64_t u, sy;
+        uint64_t u = 0, sy = 0;
         /* One file read instead of two, where it is short (a line per
-         * possible CPU): each read of a cgroup file costs ~2 us. */
-        bool all = s->cpuacct_all && read_slot(s, n, S_CPUACCT_ALL, ha, true) > 0 &&
-                   usage_all(s->buf, &u, &sy);
+         * possible CPU): each read of a cgroup file costs ~2 us. And only
+         * when the parent's usage moved (hier_fresh). */
+        bool all = false;
+        if (s->cpuacct_all) {
+            hier_fresh(s, n, HG_CPU, ha);
+            all = (n->cached.have & HAVE_CPU) != 0;
+            u = n->cached.user_ns;
+            sy = n->cached.system_ns;
+        }
         if (all || (read_u64(s, n, S_CPUACCT_USER, ha, &u) &&
                     read_u64(s, n, S_CPUACCT_SYS, ha, &sy))) {
             o->user_ns = u;
@@ -553,17 +562,9 @@ static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     if (!s->v1_io_active) {
         return; /* the kernel counts nothing: zeros would be a lie */
     }
-    /* The root's recursive totals sum every cgroup's (cg_read_globals). */
+    /* The parent's recursive totals sum this cgroup's (hier_fresh). */
     struct cg_cached *c = &n->cached;
-    if (s->io[0].reread || s->io[1].reread || !(c->valid & V_IO)) {
-        c->have &= ~(uint32_t)HAVE_IO;
-        if (read_slot(s, n, S_BLKIO, h, true) >= 0 ||
-            read_slot(s, n, S_BLKIO_FLAT, h, true) >= 0) {
-            blkio_sum(s->buf, &c->read_bytes, &c->write_bytes);
-            c->have |= HAVE_IO;
-        }
-        c->valid |= V_IO;
-    }
+    hier_fresh(s, n, HG_IO, h);
     if (c->have & HAVE_IO) {
         o->read_bytes = c->read_bytes;
         o->write_bytes = c->write_bytes;
@@ -572,24 +573,15 @@ static void read_io(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 }
 
 /* Pressure: a task stalled in a cgroup is stalled in each of its ancestors,
- * so while the mount root's some total stands still (to the microsecond),
- * so does every cgroup's. Memory pressure stands still on most hosts most of
- * the time, I/O pressure often. */
+ * so while the parent's some total stands still (to the microsecond), so
+ * does the cgroup's (hier_fresh). Memory pressure stands still on most hosts
+ * most of the time, and every pressure in an idle subtree. */
 static void read_psi(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
 {
-    static const int psi_slot[3] = {S2_PSI_CPU, S2_PSI_MEM, S2_PSI_IO};
     struct cg_cached *c = &n->cached;
     for (int i = 0; i < 3; i++) {
         uint32_t have = HAVE_PSI_CPU << i;
-        uint8_t valid = (uint8_t)(V_PSI << i);
-        if (s->psi_gate[i].reread || !(c->valid & valid)) {
-            c->have &= ~have;
-            if (read_slot(s, n, psi_slot[i], h, true) > 0 &&
-                psi_some_total(s->buf, &c->psi_us[i])) {
-                c->have |= have;
-            }
-            c->valid |= valid;
-        }
+        hier_fresh(s, n, HG_PSI + i, h);
         if (c->have & have) {
             o->psi_us[i] = c->psi_us[i];
             o->have |= have | HAVE_V2;
@@ -672,6 +664,89 @@ static void gate_update(struct cg_gate *g, bool ok, uint64_t v)
     g->known = ok;
 }
 
+/* ---- hierarchical gates ------------------------------------------------------ */
+
+/* Reads node n's counter of kind k from hierarchy h into n->cached (with its
+ * HAVE_ bit). True, with *gate, when the reading can vouch for the node's
+ * children: it sums theirs. */
+static bool read_kind(struct cgs *s, struct cg_node *n, int k, int h, uint64_t *gate)
+{
+    static const int psi_slot[3] = {S2_PSI_CPU, S2_PSI_MEM, S2_PSI_IO};
+    struct cg_cached *c = &n->cached;
+    if (k < HG_IO) {
+        uint32_t have = HAVE_PSI_CPU << k;
+        c->have &= ~have;
+        if (read_slot(s, n, psi_slot[k], h, true) > 0 && psi_some_total(s->buf, &c->psi_us[k])) {
+            c->have |= have;
+            *gate = c->psi_us[k];
+            return true;
+        }
+        return false;
+    }
+    if (k == HG_IO) {
+        c->have &= ~(uint32_t)HAVE_IO;
+        bool recursive = read_slot(s, n, S_BLKIO, h, true) >= 0;
+        if (recursive || read_slot(s, n, S_BLKIO_FLAT, h, true) >= 0) {
+            blkio_sum(s->buf, &c->read_bytes, &c->write_bytes);
+            c->have |= HAVE_IO;
+            *gate = c->read_bytes + c->write_bytes;
+        }
+        return recursive;
+    }
+    c->have &= ~(uint32_t)HAVE_CPU;
+    if (read_slot(s, n, S_CPUACCT_ALL, h, true) > 0 &&
+        usage_all(s->buf, &c->user_ns, &c->system_ns)) {
+        c->have |= HAVE_CPU;
+        *gate = c->user_ns + c->system_ns;
+        return true;
+    }
+    return false;
+}
+
+static const uint16_t kind_valid[HG_COUNT] = {V_PSI, V_PSI << 1, V_PSI << 2, V_IO, V_CPU};
+
+/* The gate above the top-level cgroups: read once per collection by
+ * cg_read_globals (pressure and blkio of the mount root); none for CPU. */
+static bool root_moved(const struct cgs *s, int k)
+{
+    if (k < HG_IO) {
+        return s->psi_gate[k].reread;
+    }
+    if (k == HG_IO) {
+        return s->io[0].reread || s->io[1].reread;
+    }
+    return true;
+}
+
+/* Brings node n's counter of kind k up to date for this collection, reading
+ * its file only when the parent's counter moved: pressure, v1 recursive
+ * blkio bytes and v1 cpuacct usage each sum the counters of the cgroup's
+ * descendants, so while a parent's stands still none of its descendants'
+ * moved, and a subtree of idle cgroups costs one read of each kind at its
+ * top. Returns whether n's own counter moved (then its children's are read).
+ * Like the root gates it looks back two collections, because parent and
+ * child are read one after the other, not at one instant. */
+static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h)
+{
+    struct cg_gate *g = &n->hg[k];
+    if (n->hg_gen[k] == s->gen) {
+        return g->reread;
+    }
+    n->hg_gen[k] = s->gen;
+    struct cg_node *p = cg_node_parent(s, n);
+    bool parent_moved =
+        p && (p->present & (1u << h)) ? hier_fresh(s, p, k, h) : root_moved(s, k);
+    if (!parent_moved && (n->cached.valid & kind_valid[k])) {
+        gate_update(g, g->known, g->value); /* stood still */
+        return g->reread;
+    }
+    uint64_t v = 0;
+    bool ok = read_kind(s, n, k, h, &v);
+    n->cached.valid |= kind_valid[k];
+    gate_update(g, ok, v);
+    return g->reread;
+}
+
 /* The some total (us) of the cgroup2 mount root's pressure file i. */
 static bool psi_root(struct cgs *s, int i, uint64_t *out)
 {
@@ -738,4 +813,7 @@ void cg_read_globals(struct cgs *s)
     }
     io_globals(s);
     s->cache_files = s->ino_fd >= 0 && !s->inotify_off;
+    if (++s->gen == 0) {
+        s->gen = 1; /* 0 marks "never" in a node's hg_gen */
+    }
 }

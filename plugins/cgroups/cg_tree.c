@@ -30,9 +30,9 @@ static uint32_t watch_mask(const struct cgs *s, unsigned h)
 static void file_written(struct cg_node *n, const char *name)
 {
     if (strcmp(name, "memory.limit_in_bytes") == 0) {
-        n->cached.valid &= (uint8_t)~V_LIMIT;
+        n->cached.valid &= (uint16_t)~V_LIMIT;
     } else if (strcmp(name, "cpu.cfs_quota_us") == 0) {
-        n->cached.valid &= (uint8_t)~(V_QUOTA | V_THROTTLE);
+        n->cached.valid &= (uint16_t)~(V_QUOTA | V_THROTTLE);
     }
 }
 
@@ -310,13 +310,30 @@ void cg_node_close_files(struct cgs *s, struct cg_node *n)
         n->fd[i] = FD_CLOSED;
     }
     n->cached.valid = 0;
+    memset(n->hg, 0, sizeof n->hg);
+    memset(n->hg_gen, 0, sizeof n->hg_gen);
 }
 
 void cg_tree_forget(struct cgs *s)
 {
     for (struct cg_node *n = s->head; n; n = n->next) {
         n->cached.valid = 0;
+        memset(n->hg, 0, sizeof n->hg);
+        memset(n->hg_gen, 0, sizeof n->hg_gen);
     }
+}
+
+struct cg_node *cg_node_parent(struct cgs *s, const struct cg_node *n)
+{
+    if (n->path_len <= 1) {
+        return NULL;
+    }
+    size_t len = n->path_len - 1;
+    while (len > 0 && n->path[len] != '/') {
+        len--;
+    }
+    len = len ? len : 1; /* "/a" -> "/" */
+    return node_find(s, n->path, len, hash_path(n->path, len));
 }
 
 static int present_in(const struct cg_node *n, int h)

@@ -107,16 +107,18 @@ enum {
     V_OOM = 1u << 3,      /* oom_kill: until the host's count moves (/proc/vmstat) */
     V_IO = 1u << 4,       /* v1 blkio bytes: until the root's recursive total moves */
     V_PSI = 1u << 5,      /* V_PSI << i, pressure i: until the mount root's moves */
+    V_CPU = 1u << 8,      /* v1 cpuacct.usage_all: until the parent's usage moves */
 };
 
 struct cg_cached {
-    uint8_t valid;
+    uint16_t valid;
     bool quota;    /* a v1 CPU quota is in force: cpu.stat moves */
     uint32_t have; /* HAVE_MEM_MAX, OOM, THROTTLE, IO, PSI_* among the values below */
     uint64_t mem_max_bytes, oom_kills;
     uint64_t periods, throttled, throttled_ns;
     uint64_t read_bytes, write_bytes;
     uint64_t psi_us[3];
+    uint64_t user_ns, system_ns; /* v1 cpuacct.usage_all, summed */
 };
 
 /* A counter of the whole host (or of the hierarchy's root) that moves
@@ -129,6 +131,13 @@ struct cg_gate {
     bool moved;  /* it moved at the previous collection */
     bool reread; /* this collection: read every cgroup's counter */
 };
+
+/* Counters that sum their descendants' (hierarchical): a node's own
+ * reading is the gate of its children's (cg_read.c). */
+enum { HG_PSI = 0, /* HG_PSI + i: pressure i (cgroup2) */
+       HG_IO = 3,  /* v1 blkio.throttle.io_service_bytes_recursive, read + write */
+       HG_CPU = 4, /* v1 cpuacct usage */
+       HG_COUNT = 5 };
 
 /* A process of a cgroup and its namespaces, cached between readings. */
 struct cg_proc {
@@ -160,6 +169,8 @@ struct cg_node {
     struct cg_sample cur;  /* this collection's reading, published after its batch */
     struct cg_sample last; /* the previous reading, for rates */
     struct cg_cached cached;
+    struct cg_gate hg[HG_COUNT]; /* its hierarchical counters as gates of its children */
+    uint32_t hg_gen[HG_COUNT];   /* the collection hg[k] is current for */
     struct cg_proc *procs; /* sorted by pid */
     size_t nprocs, cap_procs;
     struct cg_labels labels; /* strings live in `path`'s allocation */
@@ -245,6 +256,7 @@ struct cgs {
     long clk_tck;
     bool cpuacct_all; /* few CPUs: one cpuacct.usage_all instead of usage_user + usage_sys */
     uint64_t now_ns;   /* monotonic, at the start of the collection */
+    uint32_t gen;      /* collections so far (from 1): the age of hg[] */
     bool v1_io_active; /* v1 blkio counts I/O at all (see cg_read_globals) */
     bool v1_io_noted;
 
@@ -269,6 +281,8 @@ void cg_mounts_free(struct cgs *s);
  * when due). 0 or a negative errno. */
 int cg_tree_update(struct cgs *s);
 void cg_tree_free(struct cgs *s);
+/* The node of n's parent directory; NULL for "/" or when it is not tracked. */
+struct cg_node *cg_node_parent(struct cgs *s, const struct cg_node *n);
 /* Picks the hierarchy per group for a node after its presence changed. */
 void cg_node_route(struct cgs *s, struct cg_node *n);
 void cg_node_close_files(struct cgs *s, struct cg_node *n);

@@ -1,8 +1,10 @@
 /* vigil-bench collect: the cost of one collection pass of the cgroups source
- * over N cgroups it creates (vigil-bench-<pid>-NNNN in every hierarchy the
+ * over N cgroups it creates (vigil-bench-<pid>/cg-NNNN, under one parent as
+ * containers and VMs sit under /kubepods, /docker or /machine.slice, or
+ * vigil-bench-<pid>-NNNN at the top with --flat, in every hierarchy the
  * plugin reads: cgroup2 and the v1 cpu, cpuacct, memory, pids, blkio
- * hierarchies, whatever the layout), optionally with one sleeping process
- * in each, read from the plugin's own debug line ("collected N cgroups in
+ * hierarchies, whatever the layout), optionally with one process in each
+ * (sleeping, or with --active waking every 100 ms to do a little work), read from the plugin's own debug line ("collected N cgroups in
  * X us CPU"); and of the kvm source over the VMs present, from vigild's CPU
  * clock around its collections. Every cgroup and process it made is removed
  * at the end, also after Ctrl-C or a failure.
@@ -18,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -32,14 +35,15 @@
 struct collect_opts {
     int ncg, passes;
     uint64_t interval_ns;
-    bool procs, json, do_cgroups, do_kvm;
+    bool procs, active, flat, json, do_cgroups, do_kvm;
 };
 
 struct cg_set {
     char hier[MAX_HIER][PATH_MAX]; /* mount points we create in */
     int nhier;
     bool v1, v2;
-    char prefix[64]; /* vigil-bench-<pid>- */
+    char parent[64]; /* vigil-bench-<pid> when nested, else "" */
+    char prefix[96]; /* vigil-bench-<pid>/cg- or vigil-bench-<pid>- */
     int made;        /* dirs 0..made-1 exist (in every hierarchy) */
     pid_t *kids;
     int nkids;
@@ -164,6 +168,10 @@ static void cg_cleanup(struct cg_set *s)
         }
     }
     s->made = 0;
+    for (int h = 0; h < s->nhier && s->parent[0]; h++) {
+        snprintf(p, sizeof p, "%s/%s", s->hier[h], s->parent);
+        rmdir_retry(p);
+    }
     free(s->kids);
     s->kids = NULL;
 }
@@ -178,11 +186,23 @@ static void cg_remove_stale(const struct cg_set *s)
         }
         struct dirent *e;
         while ((e = readdir(d))) {
-            int pid, n;
-            if (sscanf(e->d_name, "vigil-bench-%d-%d", &pid, &n) == 2 && pid != getpid() &&
+            int pid;
+            if (sscanf(e->d_name, "vigil-bench-%d", &pid) == 1 && pid != getpid() &&
                 kill(pid, 0) != 0 && errno == ESRCH) {
                 char p[PATH_MAX + 256];
                 snprintf(p, sizeof p, "%s/%s", s->hier[h], e->d_name);
+                DIR *sub = opendir(p); /* a nested set: its children first */
+                struct dirent *c;
+                while (sub && (c = readdir(sub))) {
+                    if (strncmp(c->d_name, "cg-", 3) == 0) {
+                        char q[2 * PATH_MAX];
+                        snprintf(q, sizeof q, "%s/%s", p, c->d_name);
+                        rmdir_retry(q);
+                    }
+                }
+                if (sub) {
+                    closedir(sub);
+                }
                 rmdir_retry(p);
             }
         }
@@ -190,9 +210,32 @@ static void cg_remove_stale(const struct cg_set *s)
     }
 }
 
-static int cg_create(struct cg_set *s, int n, bool procs)
+/* A process of an --active cgroup: wakes every 100 ms (spread over the
+ * period by its index) and works ~20 us, so its cgroup's CPU usage moves
+ * at every collection, as a running container's does. */
+static void active_loop(int i)
+{
+    struct timespec ts = {0, (long)(i % 100) * 1000000L};
+    nanosleep(&ts, NULL);
+    for (;;) {
+        uint64_t end = vigil_mono_ns() + 20000;
+        while (vigil_mono_ns() < end) {
+        }
+        ts = (struct timespec){0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int cg_create(struct cg_set *s, int n, bool procs, bool active)
 {
     char p[PATH_MAX + 64];
+    for (int h = 0; h < s->nhier && s->parent[0]; h++) {
+        snprintf(p, sizeof p, "%s/%s", s->hier[h], s->parent);
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "vigil-bench: mkdir %s: %s\n", p, strerror(errno));
+            return -1;
+        }
+    }
     for (int i = 0; i < n && !vigil_tool_stop; i++) {
         for (int h = 0; h < s->nhier; h++) {
             cg_path(s, h, i, p, sizeof p);
@@ -225,6 +268,9 @@ static int cg_create(struct cg_set *s, int n, bool procs)
             prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
             if (getppid() != parent) {
                 _exit(0);
+            }
+            if (active) {
+                active_loop(i); /* its first wake-ups may come before the move: harmless */
             }
             for (;;) {
                 pause();
@@ -288,7 +334,12 @@ static int read_collections(const char *log, double *each, double *total, size_t
 static int measure_cgroups(const struct collect_opts *o)
 {
     struct cg_set s = {0};
-    snprintf(s.prefix, sizeof s.prefix, "vigil-bench-%d-", (int)getpid());
+    if (o->flat) {
+        snprintf(s.prefix, sizeof s.prefix, "vigil-bench-%d-", (int)getpid());
+    } else {
+        snprintf(s.parent, sizeof s.parent, "vigil-bench-%d", (int)getpid());
+        snprintf(s.prefix, sizeof s.prefix, "%s/cg-", s.parent);
+    }
     find_hierarchies(&s);
     if (s.nhier == 0) {
         if (o->json) {
@@ -303,10 +354,12 @@ static int measure_cgroups(const struct collect_opts *o)
     struct bench_vigild v = {0};
     int rc = 3;
     if (!o->json) {
-        fprintf(stderr, "vigil-bench: creating %d cgroups in %d hierarchies (%s)%s...\n", o->ncg,
-                s.nhier, layout, o->procs ? " with one process each" : "");
+        fprintf(stderr, "vigil-bench: creating %d cgroups in %d hierarchies (%s)%s%s...\n",
+                o->ncg, s.nhier, layout, o->flat ? " at the top" : " under one parent",
+                !o->procs ? "" : o->active ? " with one active process each"
+                                           : " with one sleeping process each");
     }
-    if (cg_create(&s, o->ncg, o->procs) != 0) {
+    if (cg_create(&s, o->ncg, o->procs, o->active) != 0) {
         fprintf(stderr, "vigil-bench: %s\n",
                 vigil_tool_stop ? "interrupted" : "could not create the cgroups (root needed)");
         goto out;
@@ -352,10 +405,11 @@ static int measure_cgroups(const struct collect_opts *o)
     double median = m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
     if (o->json) {
         printf("\"cgroups\":{\"layout\":\"%s\",\"hierarchies\":%d,\"cgroups\":%d,\"read\":%zu,"
-               "\"procs\":%s,\"interval_s\":%.3f,\"nofile_soft\":%llu,"
+               "\"nested\":%s,\"procs\":%s,\"interval_s\":%.3f,\"nofile_soft\":%llu,"
                "\"first_pass_us_per_cgroup\":%.2f,\"us_per_cgroup_median\":%.2f,"
                "\"us_per_cgroup_min\":%.2f,\"us_per_cgroup_max\":%.2f,\"passes_us_per_cgroup\":[",
-               layout, s.nhier, o->ncg, ncg[got - 1], o->procs ? "true" : "false",
+               layout, s.nhier, o->ncg, ncg[got - 1], o->flat ? "false" : "true",
+               !o->procs ? "false" : o->active ? "\"active\"" : "\"sleeping\"",
                (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur, each[0], median,
                sorted[0], sorted[m - 1]);
         for (int i = 1; i < got; i++) {
@@ -363,10 +417,12 @@ static int measure_cgroups(const struct collect_opts *o)
         }
         printf("]}");
     } else {
-        printf("cgroups: %d cgroups (%zu read per pass) in %d hierarchies (%s), %s, interval "
-               "%.1f s, RLIMIT_NOFILE %llu\n",
-               o->ncg, ncg[got - 1], s.nhier, layout,
-               o->procs ? "one sleeping process each" : "no processes",
+        printf("cgroups: %d cgroups (%zu read per pass) in %d hierarchies (%s), %s, %s, "
+               "interval %.1f s, RLIMIT_NOFILE %llu\n",
+               o->ncg, ncg[got - 1], s.nhier, layout, o->flat ? "at the top" : "under one parent",
+               !o->procs   ? "no processes"
+               : o->active ? "one active process each"
+                           : "one sleeping process each",
                (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur);
         printf("  first pass (full scan): %.2f us CPU per cgroup (%.0f us)\n", each[0], total[0]);
         printf("  next %d passes: median %.2f us CPU per cgroup per collection (min %.2f, max "
@@ -552,6 +608,8 @@ int bench_collect_main(int argc, char **argv)
     static const struct option lo[] = {
         {"cgroups", required_argument, NULL, 'n'},
         {"procs", no_argument, NULL, 'P'},
+        {"active", no_argument, NULL, 'A'},
+        {"flat", no_argument, NULL, 'F'},
         {"passes", required_argument, NULL, 'x'},
         {"interval", required_argument, NULL, 'i'},
         {"no-kvm", no_argument, NULL, 'K'},
@@ -576,6 +634,12 @@ int bench_collect_main(int argc, char **argv)
         case 'P':
             o.procs = true;
             break;
+        case 'A':
+            o.procs = o.active = true;
+            break;
+        case 'F':
+            o.flat = true;
+            break;
         case 'x':
             o.passes = (int)strtol(optarg, &end, 10);
             if (*end || o.passes < 1 || o.passes > MAX_PASSES) {
@@ -599,10 +663,13 @@ int bench_collect_main(int argc, char **argv)
             o.json = true;
             break;
         case 'h':
-            printf("usage: vigil-bench collect [--cgroups N] [--procs] [--passes P] "
-                   "[--interval D]\n"
-                   "                           [--no-kvm] [--no-cgroups] [--json]\n"
-                   "Creates N cgroups (default 1000; --procs: one sleeping process in each),\n"
+            printf("usage: vigil-bench collect [--cgroups N] [--procs|--active] [--flat] "
+                   "[--passes P]\n"
+                   "                           [--interval D] [--no-kvm] [--no-cgroups] "
+                   "[--json]\n"
+                   "Creates N cgroups (default 1000) under one parent (--flat: at the top;\n"
+                   "--procs: one sleeping process in each; --active: one that wakes every\n"
+                   "100 ms and works ~20 us, so every cgroup's CPU usage moves),\n"
                    "runs vigild with the cgroups source for P+1 passes (default 5) every D\n"
                    "(default 2s) and reports its CPU per cgroup per collection; then the kvm\n"
                    "source over the VMs present. Removes everything it made.\n");
