@@ -24,6 +24,14 @@
 size_t vigil_json_event(const char *topic, size_t topic_len, const msgpack_object *body, char *buf,
                         size_t cap);
 
+/* The same text from the body's msgpack bytes, without unpacking them
+ * (nothing allocated, no zone): for bodies that are exactly one object.
+ * Returns SIZE_MAX, with buf's contents unspecified, when the bytes are not
+ * one well-formed object; the caller then decodes and uses
+ * vigil_json_event (which also says why they do not decode). */
+size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                            char *buf, size_t cap);
+
 /* Same, for any msgpack value on its own. */
 size_t vigil_json_value(const msgpack_object *v, char *buf, size_t cap);
 

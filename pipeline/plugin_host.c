@@ -366,6 +366,16 @@ static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 
 static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap)
 {
+    const struct vigil_event_view *raw = raw_view(ev);
+    if (raw && raw->lazy_zone && raw->lazy_trusted) {
+        /* Checked by the bus and not decoded yet: written straight from the
+         * bytes, which costs a third of decoding first. */
+        size_t n = vigil_json_event_raw(raw->topic, raw->topic_len, raw->body, raw->body_len, buf,
+                                        cap);
+        if (n != SIZE_MAX) {
+            return n;
+        }
+    }
     const struct vigil_event_view *v = as_view(ev);
     if (!v) {
         if (cap) {

@@ -83,6 +83,15 @@ static const char *event(struct fx *f, const char *topic)
     size_t n = vigil_json_event(topic, strlen(topic), o, f->out, sizeof f->out);
     assert_true(n < sizeof f->out);
     assert_int_equal(n, strlen(f->out));
+    /* Straight from the bytes (the sinks' path): the very same text. */
+    char raw[sizeof f->out];
+    size_t rn = vigil_json_event_raw(topic, strlen(topic), f->sbuf.data, f->sbuf.size, raw,
+                                     sizeof raw);
+    assert_int_equal(rn, n);
+    assert_string_equal(raw, f->out);
+    /* Cut short, or with a byte more: refused. */
+    assert_true(vigil_json_event_raw(topic, strlen(topic), f->sbuf.data, f->sbuf.size - 1, raw,
+                                     sizeof raw) == SIZE_MAX);
     return f->out;
 }
 

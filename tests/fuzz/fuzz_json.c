@@ -93,13 +93,37 @@ static void check_msgpack(const uint8_t *data, size_t size)
         CHECK(vigil_json_event(topic, topic_len, &obj, half, cap) == need);
         CHECK(strlen(half) == cap - 1 && memcmp(half, buf, cap - 1) == 0);
         free(half);
+        /* Straight from the bytes: the same text for the object's own
+         * bytes, and a refusal when more bytes follow it. */
+        char *raw = malloc(need + 1);
+        CHECK(raw);
+        size_t rn = vigil_json_event_raw(topic, topic_len, (const char *)data, off, raw, need + 1);
+        if (rn != need || memcmp(raw, buf, need) != 0) {
+            fprintf(stderr, "raw rendering differs (%zu vs %zu bytes):\n%.*s\n%s\n", rn, need,
+                    rn == SIZE_MAX ? 0 : (int)rn, raw, buf);
+            abort();
+        }
+        if (off < size) {
+            CHECK(vigil_json_event_raw(topic, topic_len, (const char *)data, size, raw, need + 1) ==
+                  SIZE_MAX);
+        }
+        free(raw);
         free(buf);
+    } else if (rc == MSGPACK_UNPACK_CONTINUE) {
+        /* Cut short: refused, never read past. (Nesting deeper than
+         * msgpack-c goes is its refusal alone: the bus never passes it.) */
+        char small[256];
+        CHECK(vigil_json_event_raw("t", 1, (const char *)data, size, small, sizeof small) ==
+              SIZE_MAX);
     }
     msgpack_zone_free(zone);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    /* Anything at all: the raw renderer bounds-checks every read. */
+    char any[512];
+    (void)vigil_json_event_raw("t", 1, (const char *)data, size, any, sizeof any);
     check_json(data, size);
     check_msgpack(data, size);
     return 0;
