@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mp_read.h"
 #include "utf8.h"
 
 #define WRITE_MAX_DEPTH 128
@@ -389,161 +390,9 @@ struct rd {
     const unsigned char *p, *end;
 };
 
-static bool rd_n(struct rd *r, size_t n)
-{
-    return (size_t)(r->end - r->p) >= n;
-}
-
-static uint64_t rd_be(const unsigned char *p, int n)
-{
-    uint64_t x = 0;
-    for (int i = 0; i < n; i++) {
-        x = (x << 8) | p[i];
-    }
-    return x;
-}
-
-/* One object's header. kind: 'n' nil, 'b' bool (u), 'u' unsigned, 'i'
- * negative (i), 'f' float32 / 'd' float64 (f), 's' str or bin (s, u = len),
- * 'a' array / 'm' map (u = count), 'x' ext. False when truncated or 0xc1. */
-struct rd_obj {
-    char kind;
-    uint64_t u;
-    int64_t i;
-    double f;
-    const char *s;
-};
-
-static bool rd_head(struct rd *r, struct rd_obj *o)
-{
-    if (!rd_n(r, 1)) {
-        return false;
-    }
-    unsigned c = *r->p++;
-    int h = 0;
-    if (c <= 0x7f) {
-        o->kind = 'u';
-        o->u = c;
-        return true;
-    }
-    if (c >= 0xe0) {
-        o->kind = 'i';
-        o->i = (int64_t)c - 256;
-        return true;
-    }
-    if (c <= 0x8f || (c >= 0x90 && c <= 0x9f)) {
-        o->kind = c <= 0x8f ? 'm' : 'a';
-        o->u = c & 0x0f;
-        return true;
-    }
-    if (c <= 0xbf) {
-        o->kind = 's';
-        o->u = c & 0x1f;
-    } else if (c == 0xc0) {
-        o->kind = 'n';
-        return true;
-    } else if (c == 0xc2 || c == 0xc3) {
-        o->kind = 'b';
-        o->u = c == 0xc3;
-        return true;
-    } else if (c >= 0xc4 && c <= 0xc6) {
-        h = 1 << (c - 0xc4);
-        o->kind = 's';
-    } else if (c >= 0xd9 && c <= 0xdb) {
-        h = 1 << (c - 0xd9);
-        o->kind = 's';
-    } else if (c >= 0xc7 && c <= 0xc9) {
-        h = 1 << (c - 0xc7);
-        if (!rd_n(r, (size_t)h + 1)) {
-            return false;
-        }
-        o->kind = 'x';
-        o->u = rd_be(r->p, h) + 1; /* the type byte, then the data */
-        r->p += h;
-        h = 0;
-    } else if (c == 0xca || c == 0xcb) {
-        int n = c == 0xca ? 4 : 8;
-        if (!rd_n(r, (size_t)n)) {
-            return false;
-        }
-        uint64_t bits = rd_be(r->p, n);
-        r->p += n;
-        if (n == 4) {
-            uint32_t b32 = (uint32_t)bits;
-            float fl;
-            memcpy(&fl, &b32, sizeof fl);
-            o->kind = 'f';
-            o->f = fl;
-        } else {
-            memcpy(&o->f, &bits, sizeof o->f);
-            o->kind = 'd';
-        }
-        return true;
-    } else if (c >= 0xcc && c <= 0xd3) {
-        int n = 1 << ((c - 0xcc) & 3);
-        if (!rd_n(r, (size_t)n)) {
-            return false;
-        }
-        uint64_t v = rd_be(r->p, n);
-        r->p += n;
-        if (c >= 0xd0 && (v >> (8 * n - 1)) & 1) {
-            o->kind = 'i'; /* sign-extend; msgpack-c gives a signed int >= 0 as unsigned */
-            o->i = n == 8 ? (int64_t)v : (int64_t)(v | ~(uint64_t)0 << (8 * n));
-        } else {
-            o->kind = 'u';
-            o->u = v;
-        }
-        return true;
-    } else if (c >= 0xd4 && c <= 0xd8) {
-        o->kind = 'x';
-        o->u = 1 + (1u << (c - 0xd4));
-    } else if (c == 0xdc || c == 0xdd || c == 0xde || c == 0xdf) {
-        h = (c == 0xdc || c == 0xde) ? 2 : 4;
-        if (!rd_n(r, (size_t)h)) {
-            return false;
-        }
-        o->kind = c <= 0xdd ? 'a' : 'm';
-        o->u = rd_be(r->p, h);
-        r->p += h;
-        return true;
-    } else {
-        return false; /* 0xc1 */
-    }
-    if (h) {
-        if (!rd_n(r, (size_t)h)) {
-            return false;
-        }
-        o->u = rd_be(r->p, h);
-        r->p += h;
-    }
-    /* str, bin, ext: o->u bytes follow */
-    if (!rd_n(r, o->u)) {
-        return false;
-    }
-    o->s = (const char *)r->p;
-    r->p += o->u;
-    return true;
-}
-
-/* Skips one object (without recursion). */
 static bool rd_skip(struct rd *r)
 {
-    uint64_t pending = 1;
-    while (pending) {
-        struct rd_obj o = {0};
-        if (!rd_head(r, &o)) {
-            return false;
-        }
-        pending--;
-        if (o.kind == 'a' || o.kind == 'm') {
-            uint64_t add = o.kind == 'm' ? 2 * o.u : o.u;
-            if (add > (uint64_t)(r->end - r->p)) {
-                return false; /* each item takes a byte at least */
-            }
-            pending += add;
-        }
-    }
-    return true;
+    return mp_skip(&r->p, r->end);
 }
 
 static bool raw_value(struct out *o, struct rd *r);
@@ -551,12 +400,12 @@ static bool raw_value(struct out *o, struct rd *r);
 static bool raw_key(struct out *o, struct rd *r)
 {
     struct rd r0 = *r;
-    struct rd_obj k = {0};
-    if (!rd_head(r, &k)) {
+    struct mp_item k;
+    if (!mp_read(&r->p, r->end, &k)) {
         return false;
     }
-    if (k.kind == 's') {
-        write_str(o, k.s, k.u);
+    if (mp_is_str(&k)) {
+        write_str(o, k.s, k.n);
         return true;
     }
     *r = r0;
@@ -575,34 +424,34 @@ static bool raw_key(struct out *o, struct rd *r)
 static bool raw_value(struct out *o, struct rd *r)
 {
     struct rd r0 = *r;
-    struct rd_obj v = {0};
-    if (!rd_head(r, &v)) {
+    struct mp_item v;
+    if (!mp_read(&r->p, r->end, &v)) {
         return false;
     }
     switch (v.kind) {
-    case 'n':
+    case MP_NIL:
+    case MP_EXT:
         put(o, "null", 4);
         return true;
-    case 'b':
+    case MP_BOOL:
         put_lit(o, v.u ? "true" : "false");
         return true;
-    case 'u':
+    case MP_UINT:
         write_u64(o, v.u);
         return true;
-    case 'i':
+    case MP_NEG:
         write_i64(o, v.i);
         return true;
-    case 'f':
-    case 'd':
-        write_double(o, v.f, v.kind == 'f');
+    case MP_F32:
+    case MP_F64:
+        write_double(o, v.f, v.kind == MP_F32);
         return true;
-    case 's':
-        write_str(o, v.s, v.u);
+    case MP_STR:
+    case MP_BIN:
+        write_str(o, v.s, v.n);
         return true;
-    case 'x':
-        put(o, "null", 4);
-        return true;
-    default:
+    case MP_ARRAY:
+    case MP_MAP:
         break;
     }
     if (o->depth >= WRITE_MAX_DEPTH) {
@@ -610,7 +459,7 @@ static bool raw_value(struct out *o, struct rd *r)
         *r = r0;
         return rd_skip(r);
     }
-    bool map = v.kind == 'm', ok = true;
+    bool map = v.kind == MP_MAP, ok = true;
     o->depth++;
     put(o, map ? "{" : "[", 1);
     for (uint64_t i = 0; i < v.u && ok; i++) {
@@ -719,15 +568,15 @@ size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *bod
 {
     struct out o;
     struct rd r = {(const unsigned char *)body, (const unsigned char *)body + body_len};
-    struct rd_obj m = {0};
+    struct mp_item m;
 
     out_init(&o, cap ? buf : NULL, cap);
     put(&o, "{\"topic\":", 9);
     write_str(&o, topic ? topic : "", topic ? topic_len : 0);
-    if (!rd_head(&r, &m)) {
+    if (!mp_read(&r.p, r.end, &m)) {
         return SIZE_MAX;
     }
-    if (m.kind != 'm') {
+    if (m.kind != MP_MAP) {
         put(&o, ",\"body\":", 8);
         r.p = (const unsigned char *)body;
         if (!raw_value(&o, &r) || r.p != r.end) {
@@ -745,13 +594,13 @@ size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *bod
     }
     for (uint64_t i = 0; i < m.u; i++) {
         struct rd k0 = r;
-        struct rd_obj k = {0};
-        if (!rd_head(&r, &k)) {
+        struct mp_item k;
+        if (!mp_read(&r.p, r.end, &k)) {
             return SIZE_MAX;
         }
-        if (k.kind == 's') {
+        if (mp_is_str(&k)) {
             for (size_t j = 0; j < N_ENVELOPE; j++) {
-                if (!at[j] && k.u == envelope[j].len &&
+                if (!at[j] && k.n == envelope[j].len &&
                     memcmp(k.s, envelope[j].name, envelope[j].len) == 0) {
                     at[j] = r.p;
                     at_i[j] = i;
