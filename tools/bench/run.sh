@@ -1,8 +1,8 @@
 #!/bin/bash
 # Reproduces the README's benchmark figures (README, "Benchmarks"): builds a
 # Release tree in build-release, then runs
-#   1. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
-#   2. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
+#   1. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
+#   2. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
 #   3. flat out, 30 s, 10 rules, discard sink      (the pipeline without sink I/O)
 #   4. collect --cgroups 1000 --procs              (target: <= 10 us per cgroup;
 #      idle cgroups under one parent, then --active and --flat beside it)
@@ -54,8 +54,10 @@ run() {
 }
 
 if [[ -f $build/plugins/file.so ]]; then
-    run flatout_file --duration "$dur" --rules 10 --sink file
+    # Latency first: for about a minute after the flat-out run's gigabytes
+    # of writes this VM's disk lengthens the tail 2-3x (README, Benchmarks).
     run rate100k_file --duration "$dur" --rate 100000 --rules 10 --sink file
+    run flatout_file --duration "$dur" --rules 10 --sink file
 else
     echo "== the file sink plugin is not built here: file-sink runs skipped"
     echo null >"$out/flatout_file.json"
@@ -139,9 +141,9 @@ c = load("collect")
 for name, what, target in (("collect", "idle, one parent", True),
                            ("collect_active", "active, one parent", False),
                            ("collect_flat", "idle, at the top", False)):
-    d = c if name == "collect" else load(name)
-    if d and d.get("cgroups"):
-        g = d["cgroups"]
+    cg = c if name == "collect" else load(name)
+    if cg and cg.get("cgroups"):
+        g = cg["cgroups"]
         row("cgroups: us CPU per cgroup per collection (%d %s, %s)" % (g["cgroups"], what, g["layout"]),
             "%.2f (first pass %.1f)" % (g["us_per_cgroup_median"], g["first_pass_us_per_cgroup"]),
             "<= 10" if target else "", g["us_per_cgroup_median"] <= 10 if target else None)
