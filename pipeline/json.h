@@ -8,32 +8,28 @@
 #include <msgpack.h>
 #include <stddef.h>
 
-/* Renders an event as one JSON object without a trailing newline:
+/* Renders an event, its body given as msgpack bytes, as one JSON object
+ * without a trailing newline:
  *   {"topic":"…","ts":…,"host":"…","source":"…","seq":…,"labels":{…},
  *    "values":{…},"attrs":{…}, <other body keys in body order>}
  * Envelope keys come first in that order when the body has them (labels,
  * values and attrs are written as {} when absent); every other key of the
- * body follows in body order. `body` should be a map; anything else is
- * written as {"topic":…,"body":<value>}.
+ * body follows in body order (a repeated envelope key among them). A body
+ * that is not a map is written as {"topic":…,"body":<value>}.
+ * The bytes are read in place, never unpacked, and must be exactly one
+ * msgpack object: otherwise SIZE_MAX is returned and buf's contents are
+ * unspecified.
  * Strings (STR or BIN) are escaped per RFC 8259; bytes that are not valid
  * UTF-8 become U+FFFD. Doubles use the shortest of %.15g/%.17g that reads
  * back exactly; NaN and infinities become null. Non-string map keys are
  * written as strings of their JSON text.
  * snprintf semantics: returns the length needed (without the NUL), writes at
  * most cap bytes and NUL-terminates when cap > 0. Allocates nothing. */
-size_t vigil_json_event(const char *topic, size_t topic_len, const msgpack_object *body, char *buf,
-                        size_t cap);
+size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                        char *buf, size_t cap);
 
-/* The same text from the body's msgpack bytes, without unpacking them
- * (nothing allocated, no zone): for bodies that are exactly one object.
- * Returns SIZE_MAX, with buf's contents unspecified, when the bytes are not
- * one well-formed object; the caller then decodes and uses
- * vigil_json_event (which also says why they do not decode). */
-size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *body, size_t body_len,
-                            char *buf, size_t cap);
-
-/* Same, for any msgpack value on its own. */
-size_t vigil_json_value(const msgpack_object *v, char *buf, size_t cap);
+/* Same, for one msgpack value of its own. */
+size_t vigil_json_value(const char *data, size_t len, char *buf, size_t cap);
 
 /* Parses one JSON text (RFC 8259: object, array, string, number, true,
  * false, null; surrounding whitespace allowed) into *out, with every

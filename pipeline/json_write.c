@@ -266,89 +266,6 @@ static void write_str(struct out *o, const char *p, size_t n)
     put(o, "\"", 1);
 }
 
-static void write_value(struct out *o, const msgpack_object *v);
-
-static void write_key(struct out *o, const msgpack_object *k)
-{
-    if (k->type == MSGPACK_OBJECT_STR || k->type == MSGPACK_OBJECT_BIN) {
-        write_str(o, k->via.str.ptr, k->via.str.size);
-    } else if (o->quote >= KEY_MAX_QUOTE) {
-        put(o, "\"?\"", 3);
-    } else {
-        put(o, "\"", 1);
-        o->quote++;
-        write_value(o, k);
-        o->quote--;
-        put(o, "\"", 1);
-    }
-}
-
-static void write_value(struct out *o, const msgpack_object *v)
-{
-    switch (v->type) {
-    case MSGPACK_OBJECT_NIL:
-        put(o, "null", 4);
-        break;
-    case MSGPACK_OBJECT_BOOLEAN:
-        put_lit(o, v->via.boolean ? "true" : "false");
-        break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        write_u64(o, v->via.u64);
-        break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        write_i64(o, v->via.i64);
-        break;
-    case MSGPACK_OBJECT_FLOAT32:
-        write_double(o, v->via.f64, true);
-        break;
-    case MSGPACK_OBJECT_FLOAT64:
-        write_double(o, v->via.f64, false);
-        break;
-    case MSGPACK_OBJECT_STR:
-    case MSGPACK_OBJECT_BIN:
-        write_str(o, v->via.str.ptr, v->via.str.size);
-        break;
-    case MSGPACK_OBJECT_ARRAY:
-        if (o->depth >= WRITE_MAX_DEPTH) {
-            put(o, "null", 4);
-            break;
-        }
-        o->depth++;
-        put(o, "[", 1);
-        for (uint32_t i = 0; i < v->via.array.size; i++) {
-            if (i) {
-                put(o, ",", 1);
-            }
-            write_value(o, &v->via.array.ptr[i]);
-        }
-        put(o, "]", 1);
-        o->depth--;
-        break;
-    case MSGPACK_OBJECT_MAP:
-        if (o->depth >= WRITE_MAX_DEPTH) {
-            put(o, "null", 4);
-            break;
-        }
-        o->depth++;
-        put(o, "{", 1);
-        for (uint32_t i = 0; i < v->via.map.size; i++) {
-            if (i) {
-                put(o, ",", 1);
-            }
-            write_key(o, &v->via.map.ptr[i].key);
-            put(o, ":", 1);
-            write_value(o, &v->via.map.ptr[i].val);
-        }
-        put(o, "}", 1);
-        o->depth--;
-        break;
-    case MSGPACK_OBJECT_EXT:
-    default:
-        put(o, "null", 4);
-        break;
-    }
-}
-
 static void out_init(struct out *o, char *buf, size_t cap)
 {
     o->buf = buf;
@@ -366,34 +283,15 @@ static size_t out_finish(struct out *o)
     return o->len;
 }
 
-size_t vigil_json_value(const msgpack_object *v, char *buf, size_t cap)
-{
-    struct out o;
-
-    out_init(&o, cap ? buf : NULL, cap);
-    if (v) {
-        write_value(&o, v);
-    } else {
-        put(&o, "null", 4);
-    }
-    return out_finish(&o);
-}
-
-/* ---- Straight from msgpack bytes -------------------------------------------------
+/* ---- Values, straight from the msgpack bytes --------------------------------------
  *
- * The same text as write_value over what msgpack_unpack would make of the
- * bytes, without unpacking: no zone, no object tree (a third of a file
- * sink's time went to msgpack_unpack). Every read is bounds-checked; bytes
- * that are not one well-formed object make the caller fall back. */
+ * No unpacking: no zone, no object tree (msgpack_unpack was a third of a
+ * file sink's time). Every read is bounds-checked; bytes that are not one
+ * well-formed object make the whole rendering return SIZE_MAX. */
 
 struct rd {
     const unsigned char *p, *end;
 };
-
-static bool rd_skip(struct rd *r)
-{
-    return mp_skip(&r->p, r->end);
-}
 
 static bool raw_value(struct out *o, struct rd *r);
 
@@ -411,7 +309,7 @@ static bool raw_key(struct out *o, struct rd *r)
     *r = r0;
     if (o->quote >= KEY_MAX_QUOTE) {
         put(o, "\"?\"", 3);
-        return rd_skip(r);
+        return mp_skip(&r->p, r->end);
     }
     put(o, "\"", 1);
     o->quote++;
@@ -457,7 +355,7 @@ static bool raw_value(struct out *o, struct rd *r)
     if (o->depth >= WRITE_MAX_DEPTH) {
         put(o, "null", 4);
         *r = r0;
-        return rd_skip(r);
+        return mp_skip(&r->p, r->end);
     }
     bool map = v.kind == MP_MAP, ok = true;
     o->depth++;
@@ -488,82 +386,20 @@ static const struct {
 #define N_ENVELOPE (sizeof envelope / sizeof envelope[0])
 #define FIRST_MAP 4
 
-size_t vigil_json_event(const char *topic, size_t topic_len, const msgpack_object *body, char *buf,
-                        size_t cap)
+size_t vigil_json_value(const char *data, size_t len, char *buf, size_t cap)
 {
     struct out o;
-
+    struct rd r = {(const unsigned char *)data, (const unsigned char *)data + len};
     out_init(&o, cap ? buf : NULL, cap);
-    put(&o, "{\"topic\":", 9);
-    write_str(&o, topic ? topic : "", topic ? topic_len : 0);
-
-    if (!body || body->type != MSGPACK_OBJECT_MAP) {
-        put(&o, ",\"body\":", 8);
-        if (body) {
-            write_value(&o, body);
-        } else {
-            put(&o, "null", 4);
-        }
-        put(&o, "}", 1);
-        return out_finish(&o);
+    if (!raw_value(&o, &r) || r.p != r.end) {
+        return SIZE_MAX;
     }
-
-    /* The first occurrence of an envelope key is the envelope's; a repeated
-     * one is written with the other keys, so nothing in the body is lost. */
-    const msgpack_object_map *m = &body->via.map;
-    uint32_t at[N_ENVELOPE];
-    for (size_t j = 0; j < N_ENVELOPE; j++) {
-        at[j] = UINT32_MAX;
-    }
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key;
-        if (k->type != MSGPACK_OBJECT_STR && k->type != MSGPACK_OBJECT_BIN) {
-            continue;
-        }
-        for (size_t j = 0; j < N_ENVELOPE; j++) {
-            if (at[j] == UINT32_MAX && k->via.str.size == envelope[j].len &&
-                k->via.str.ptr[0] == envelope[j].name[0] && memcmp(k->via.str.ptr, envelope[j].name, envelope[j].len) == 0) {
-                at[j] = i;
-                break;
-            }
-        }
-    }
-
-    o.depth = 1; /* the event object itself */
-    for (size_t j = 0; j < N_ENVELOPE; j++) {
-        if (at[j] == UINT32_MAX && j < FIRST_MAP) {
-            continue;
-        }
-        put(&o, ",\"", 2);
-        put(&o, envelope[j].name, envelope[j].len);
-        put(&o, "\":", 2);
-        if (at[j] == UINT32_MAX) {
-            put(&o, "{}", 2);
-        } else {
-            write_value(&o, &m->ptr[at[j]].val);
-        }
-    }
-    for (uint32_t i = 0; i < m->size; i++) {
-        bool taken = false;
-        for (size_t j = 0; j < N_ENVELOPE; j++) {
-            taken |= at[j] == i;
-        }
-        if (taken) {
-            continue;
-        }
-        put(&o, ",", 1);
-        write_key(&o, &m->ptr[i].key);
-        put(&o, ":", 1);
-        write_value(&o, &m->ptr[i].val);
-    }
-    put(&o, "}", 1);
     return out_finish(&o);
 }
 
-/* vigil_json_event from the body's bytes: the envelope's values are found in
- * a first walk over the top-level pairs, then everything is written in the
- * same order as there. */
-size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *body, size_t body_len,
+/* The envelope's values are found in a first walk over the top-level pairs,
+ * then everything is written in the order the header gives. */
+size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, size_t body_len,
                             char *buf, size_t cap)
 {
     struct out o;
@@ -609,11 +445,11 @@ size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *bod
             }
         } else {
             r = k0;
-            if (!rd_skip(&r)) {
+            if (!mp_skip(&r.p, r.end)) {
                 return SIZE_MAX;
             }
         }
-        if (!rd_skip(&r)) {
+        if (!mp_skip(&r.p, r.end)) {
             return SIZE_MAX;
         }
     }
@@ -645,7 +481,7 @@ size_t vigil_json_event_raw(const char *topic, size_t topic_len, const char *bod
             taken |= at_i[j] == i;
         }
         if (taken) {
-            if (!rd_skip(&r) || !rd_skip(&r)) {
+            if (!mp_skip(&r.p, r.end) || !mp_skip(&r.p, r.end)) {
                 return SIZE_MAX;
             }
             continue;

@@ -366,24 +366,21 @@ static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 
 static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap)
 {
-    const struct vigil_event_view *raw = raw_view(ev);
-    if (raw && raw->lazy_zone && raw->lazy_trusted) {
-        /* Checked by the bus and not decoded yet: written straight from the
-         * bytes, which costs a third of decoding first. */
-        size_t n = vigil_json_event_raw(raw->topic, raw->topic_len, raw->body, raw->body_len, buf,
-                                        cap);
-        if (n != SIZE_MAX) {
-            return n;
+    /* From the bytes: no decoding, whether or not the event was decoded. */
+    const struct vigil_event_view *v = raw_view(ev);
+    size_t n = v ? vigil_json_event(v->topic, v->topic_len, v->body, v->body_len, buf, cap)
+                 : SIZE_MAX;
+    if (n == SIZE_MAX) {
+        if (v) {
+            vigil_log(VIGIL_LOG_ERROR, "sink", "an event of topic '%.*s' is not one msgpack object",
+                      (int)v->topic_len, v->topic);
         }
-    }
-    const struct vigil_event_view *v = as_view(ev);
-    if (!v) {
         if (cap) {
             buf[0] = '\0';
         }
         return 0;
     }
-    return vigil_json_event(v->topic, v->topic_len, &v->root, buf, cap);
+    return n;
 }
 
 const struct vigil_api vigil_host_api = {

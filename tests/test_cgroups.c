@@ -28,6 +28,7 @@
 
 #include <cmocka.h> /* after the headers it needs */
 
+#include "cgroup_rm.h"
 #include "log.h"
 #include "plugin_harness.h"
 
@@ -179,59 +180,6 @@ static bool mk(const char *path)
     return true;
 }
 
-static void kill_procs_in(const char *dir)
-{
-    char p[600];
-    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-    FILE *f = fopen(p, "r");
-    int pid;
-    while (f && fscanf(f, "%d", &pid) == 1) {
-        if (pid > 1 && pid != getpid()) {
-            kill(pid, SIGKILL);
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-}
-
-/* rmdir with retries: a killed process leaves its cgroup a moment later. */
-static void rmdir_retry(const char *dir)
-{
-    for (int i = 0; i < 100; i++) {
-        if (rmdir(dir) == 0 || errno == ENOENT) {
-            return;
-        }
-        if (errno != EBUSY) {
-            break;
-        }
-        kill_procs_in(dir);
-        usleep(20000);
-    }
-    fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
-}
-
-/* Removes a cgroup tree left by a crashed run, deepest first. */
-static void remove_tree(const char *dir, int depth)
-{
-    DIR *d = depth < 16 ? opendir(dir) : NULL;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            char sub[1024];
-            if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub) {
-                continue; /* not a path we made */
-            }
-            remove_tree(sub, depth + 1);
-        }
-    }
-    if (d) {
-        closedir(d);
-    }
-    kill_procs_in(dir);
-    rmdir_retry(dir);
-}
-
 /* A cgroup named vigil-test-<pid>-... of a run that is still going (another
  * ctest, another helper's build): not a leftover. */
 static bool of_live_run(const char *name)
@@ -265,7 +213,7 @@ static void clean_leftovers(void)
                     continue; /* not a path we made */
                 }
                 fprintf(stderr, "removing leftover cgroup %s\n", p);
-                remove_tree(p, 0);
+                vigil_cgroup_remove_tree(p);
             }
         }
         if (d) {
@@ -316,7 +264,7 @@ static int teardown(void **state)
         waitpid(F.kids[i], NULL, 0);
     }
     for (size_t i = F.ndirs; i-- > 0;) {
-        rmdir_retry(F.dirs[i]);
+        vigil_cgroup_rmdir(F.dirs[i]);
     }
     for (size_t i = F.nmnts; i-- > 0;) {
         if (umount2(F.mnts[i], MNT_DETACH) != 0) {
@@ -1124,8 +1072,8 @@ static void test_follows_the_tree(void **state)
         waitpid(kid, NULL, 0);
         forget_kid(kid);
         for (size_t i = 0; i < nd; i++) {
-            rmdir_retry(leaves[i]);
-            rmdir_retry(dirs[i]);
+            vigil_cgroup_rmdir(leaves[i]);
+            vigil_cgroup_rmdir(dirs[i]);
         }
         seen_within(rel, 700); /* what was already on its way */
         assert_false(seen_within(rel, 1500));

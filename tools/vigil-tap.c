@@ -30,17 +30,14 @@ static void usage(FILE *out)
             VIGIL_DEFAULT_SUBSCRIBE);
 }
 
-/* Prints one message; returns false if it was not a two-frame event. */
-static bool print_event(zmq_msg_t *topic, zmq_msg_t *body, msgpack_zone *zone, char **buf,
-                        size_t *cap)
+/* Prints one message; returns false if its body is not one msgpack object. */
+static bool print_event(zmq_msg_t *topic, zmq_msg_t *body, char **buf, size_t *cap)
 {
-    msgpack_object obj;
-    size_t off = 0;
-    if (msgpack_unpack(zmq_msg_data(body), zmq_msg_size(body), &off, zone, &obj) !=
-        MSGPACK_UNPACK_SUCCESS) {
+    size_t need = vigil_json_event(zmq_msg_data(topic), zmq_msg_size(topic), zmq_msg_data(body),
+                                   zmq_msg_size(body), *buf, *cap);
+    if (need == SIZE_MAX) {
         return false;
     }
-    size_t need = vigil_json_event(zmq_msg_data(topic), zmq_msg_size(topic), &obj, *buf, *cap);
     if (need >= *cap) {
         char *nb = realloc(*buf, need + 1);
         if (!nb) {
@@ -48,7 +45,8 @@ static bool print_event(zmq_msg_t *topic, zmq_msg_t *body, msgpack_zone *zone, c
         }
         *buf = nb;
         *cap = need + 1;
-        vigil_json_event(zmq_msg_data(topic), zmq_msg_size(topic), &obj, *buf, *cap);
+        vigil_json_event(zmq_msg_data(topic), zmq_msg_size(topic), zmq_msg_data(body),
+                         zmq_msg_size(body), *buf, *cap);
     }
     (*buf)[need] = '\n';
     fwrite(*buf, 1, need + 1, stdout);
@@ -140,8 +138,6 @@ int main(int argc, char **argv)
         zmq_setsockopt(sub, ZMQ_SUBSCRIBE, prefixes[i], strlen(prefixes[i]));
     }
 
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 64 * 1024);
     size_t cap = 64 * 1024;
     char *buf = malloc(cap);
     zmq_msg_t topic, body;
@@ -167,8 +163,7 @@ int main(int argc, char **argv)
         /* Drain what is there, then flush once. */
         while (zmq_msg_recv(&topic, sub, ZMQ_DONTWAIT) != -1) {
             bool ok = zmq_msg_more(&topic) && zmq_msg_recv(&body, sub, 0) != -1 &&
-                      !zmq_msg_more(&body) && print_event(&topic, &body, &zone, &buf, &cap);
-            msgpack_zone_clear(&zone);
+                      !zmq_msg_more(&body) && print_event(&topic, &body, &buf, &cap);
             if (!ok) {
                 bad++;
                 while (zmq_msg_more(&topic) && zmq_msg_recv(&topic, sub, 0) != -1) {
@@ -198,7 +193,6 @@ int main(int argc, char **argv)
     }
     zmq_msg_close(&topic);
     zmq_msg_close(&body);
-    msgpack_zone_destroy(&zone);
     free(buf);
     zmq_close(sub);
     zmq_ctx_term(zctx);

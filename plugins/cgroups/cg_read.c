@@ -733,7 +733,11 @@ static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h)
         return g->reread;
     }
     n->hg_gen[k] = s->gen;
-    struct cg_node *p = cg_node_parent(s, n);
+    if (n->parent_gen != s->gen) { /* the tree changes only between collections */
+        n->parent = cg_node_parent(s, n);
+        n->parent_gen = s->gen;
+    }
+    struct cg_node *p = n->parent;
     bool parent_moved =
         p && (p->present & (1u << h)) ? hier_fresh(s, p, k, h) : root_moved(s, k);
     if (!parent_moved && (n->cached.valid & kind_valid[k])) {

@@ -171,6 +171,8 @@ struct cg_node {
     struct cg_cached cached;
     struct cg_gate hg[HG_COUNT]; /* its hierarchical counters as gates of its children */
     uint32_t hg_gen[HG_COUNT];   /* the collection hg[k] is current for */
+    struct cg_node *parent;      /* its parent directory's node, found once per collection */
+    uint32_t parent_gen;         /* the collection `parent` was found in */
     struct cg_proc *procs; /* sorted by pid */
     size_t nprocs, cap_procs;
     struct cg_labels labels; /* strings live in `path`'s allocation */

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "../cgroup_rm.h"
 #include "../tool.h"
 #include "bench.h"
 #include "config.h"
@@ -116,41 +117,6 @@ static bool write_str(const char *path, const char *text)
     return fclose(f) == 0 && ok;
 }
 
-static void kill_procs_in(const char *dir)
-{
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s/cgroup.procs", dir) >= (int)sizeof p) {
-        return;
-    }
-    FILE *f = fopen(p, "r");
-    if (!f) {
-        return;
-    }
-    int pid;
-    while (fscanf(f, "%d", &pid) == 1) {
-        if (pid > 1 && pid != getpid()) {
-            kill(pid, SIGKILL);
-        }
-    }
-    fclose(f);
-}
-
-/* rmdir with retries: a killed process leaves its cgroup a moment later. */
-static void rmdir_retry(const char *dir)
-{
-    for (int i = 0; i < 100; i++) {
-        if (rmdir(dir) == 0 || errno == ENOENT) {
-            return;
-        }
-        if (errno != EBUSY) {
-            break;
-        }
-        kill_procs_in(dir);
-        bench_sleep_ns(20000000);
-    }
-    fprintf(stderr, "vigil-bench: cannot remove %s: %s\n", dir, strerror(errno));
-}
-
 static void cg_cleanup(struct cg_set *s)
 {
     for (int k = 0; k < s->nkids; k++) {
@@ -164,13 +130,13 @@ static void cg_cleanup(struct cg_set *s)
     for (int i = 0; i < s->made; i++) {
         for (int h = 0; h < s->nhier; h++) {
             cg_path(s, h, i, p, sizeof p);
-            rmdir_retry(p);
+            vigil_cgroup_rmdir(p);
         }
     }
     s->made = 0;
     for (int h = 0; h < s->nhier && s->parent[0]; h++) {
         snprintf(p, sizeof p, "%s/%s", s->hier[h], s->parent);
-        rmdir_retry(p);
+        vigil_cgroup_rmdir(p);
     }
     free(s->kids);
     s->kids = NULL;
@@ -191,19 +157,7 @@ static void cg_remove_stale(const struct cg_set *s)
                 kill(pid, 0) != 0 && errno == ESRCH) {
                 char p[PATH_MAX + 256];
                 snprintf(p, sizeof p, "%s/%s", s->hier[h], e->d_name);
-                DIR *sub = opendir(p); /* a nested set: its children first */
-                struct dirent *c;
-                while (sub && (c = readdir(sub))) {
-                    if (strncmp(c->d_name, "cg-", 3) == 0) {
-                        char q[2 * PATH_MAX];
-                        snprintf(q, sizeof q, "%s/%s", p, c->d_name);
-                        rmdir_retry(q);
-                    }
-                }
-                if (sub) {
-                    closedir(sub);
-                }
-                rmdir_retry(p);
+                vigil_cgroup_remove_tree(p); /* a nested set: its children first */
             }
         }
         closedir(d);

@@ -132,16 +132,8 @@ unsigned bench_producer_fill(struct bench_producer *p, uint64_t seq, uint64_t ts
 size_t bench_producer_json(const struct bench_producer *p, unsigned tmpl, char *buf, size_t cap)
 {
     const struct bench_tmpl *tm = &p->t[tmpl];
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 2048);
-    msgpack_object o;
-    size_t off = 0;
-    size_t n = 0;
-    if (msgpack_unpack(tm->body, tm->len, &off, &zone, &o) == MSGPACK_UNPACK_SUCCESS) {
-        n = vigil_json_event(BENCH_TOPIC, strlen(BENCH_TOPIC), &o, buf, cap);
-    }
-    msgpack_zone_destroy(&zone);
-    return n;
+    size_t n = vigil_json_event(BENCH_TOPIC, strlen(BENCH_TOPIC), tm->body, tm->len, buf, cap);
+    return n == SIZE_MAX ? 0 : n;
 }
 
 int bench_producers_init(struct bench_producers *ps, int n, const char *host)
