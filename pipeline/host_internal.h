@@ -36,6 +36,9 @@ struct vigil_host {
     uint64_t seq;
     struct event *collect_ev;
     struct vigil_ratelimit collect_rl;
+    bool batching;       /* between batch_begin() and batch_end() */
+    char *held;          /* kept events: [u16 topic len][u32 body len][topic][body]... */
+    size_t held_len, held_cap, held_n;
 
     /* Sinks (sink.c). */
     struct vigil_sink *sink;

@@ -289,6 +289,103 @@ static void api_event_attr_end(struct vigil_event *ev)
 
 /* Sends one event, waiting while the bus is full (the socket's send timeout
  * lets us notice a stop request). Nothing is dropped unless we stop. */
+static int send_event(struct vigil_host *h, const char *topic, size_t tl, const char *body,
+                      size_t len)
+{
+    while (zmq_send(h->sock, topic, tl, ZMQ_SNDMORE) == -1) {
+        if ((zmq_errno() != EAGAIN && zmq_errno() != EINTR) || atomic_load(&h->stopping)) {
+            return VIGIL_ESTOPPED;
+        }
+    }
+    /* Only the first frame of a message can meet the HWM. */
+    while (zmq_send(h->sock, body, len, 0) == -1) {
+        if (zmq_errno() != EINTR) {
+            return VIGIL_ESTOPPED;
+        }
+    }
+    vigil_count(&h->stats.out_total, 1);
+    return 0;
+}
+
+#define HELD_MAX_EVENTS 256
+#define HELD_MAX_BYTES (256u << 10)
+#define HELD_HEAD (sizeof(uint16_t) + sizeof(uint32_t))
+
+/* Sends the kept events back to back: the bus thread, slower per event than
+ * these sends, finds the next one queued instead of sleeping and being woken
+ * (an eventfd write and a cross-CPU wake-up) for each. */
+static int flush_held(struct vigil_host *h)
+{
+    int rc = 0;
+    size_t sent = 0;
+    for (size_t off = 0; off < h->held_len; sent++) {
+        uint16_t tl;
+        uint32_t bl;
+        memcpy(&tl, h->held + off, sizeof tl);
+        memcpy(&bl, h->held + off + sizeof tl, sizeof bl);
+        const char *topic = h->held + off + HELD_HEAD;
+        off += HELD_HEAD + tl + bl;
+        rc = send_event(h, topic, tl, topic + tl, bl);
+        if (rc != 0) {
+            break;
+        }
+    }
+    if (rc != 0) {
+        vigil_count(&h->stats.dropped_total, h->held_n - sent);
+    }
+    h->held_len = 0;
+    h->held_n = 0;
+    return rc;
+}
+
+/* Keeps one finished event for flush_held(). */
+static int hold_event(struct vigil_host *h, const char *topic, size_t tl, const char *body,
+                      size_t len)
+{
+    size_t need = h->held_len + HELD_HEAD + tl + len;
+    if (need > h->held_cap) {
+        size_t cap = h->held_cap ? h->held_cap : 16384;
+        while (cap < need) {
+            cap *= 2;
+        }
+        char *p = realloc(h->held, cap);
+        if (!p) {
+            int rc = flush_held(h); /* send what is kept, then this one alone */
+            rc = rc != 0 ? rc : send_event(h, topic, tl, body, len);
+            if (rc != 0) {
+                vigil_count(&h->stats.dropped_total, 1);
+            }
+            return rc;
+        }
+        h->held = p;
+        h->held_cap = cap;
+    }
+    uint16_t t16 = (uint16_t)tl;
+    uint32_t b32 = (uint32_t)len;
+    char *w = h->held + h->held_len;
+    memcpy(w, &t16, sizeof t16);
+    memcpy(w + sizeof t16, &b32, sizeof b32);
+    memcpy(w + HELD_HEAD, topic, tl);
+    memcpy(w + HELD_HEAD + tl, body, len);
+    h->held_len = need;
+    h->held_n++;
+    if (h->held_n >= HELD_MAX_EVENTS || h->held_len >= HELD_MAX_BYTES) {
+        return flush_held(h);
+    }
+    return 0;
+}
+
+static void api_batch_begin(struct vigil_host *h)
+{
+    h->batching = h->kind == VIGIL_SOURCE && h->sock;
+}
+
+static int api_batch_end(struct vigil_host *h)
+{
+    h->batching = false;
+    return h->held_n ? flush_held(h) : 0;
+}
+
 static int api_publish(struct vigil_host *h, struct vigil_event *ev)
 {
     struct vigil_event_builder *b = as_builder(ev);
@@ -310,20 +407,16 @@ static int api_publish(struct vigil_host *h, struct vigil_event *ev)
         vigil_count(&h->stats.errors_total, 1);
         return VIGIL_ETOOBIG;
     }
-    while (zmq_send(h->sock, b->topic, b->topic_len, ZMQ_SNDMORE) == -1) {
-        if ((zmq_errno() != EAGAIN && zmq_errno() != EINTR) || atomic_load(&h->stopping)) {
-            vigil_count(&h->stats.dropped_total, 1);
-            return VIGIL_ESTOPPED;
-        }
+    if (h->batching) {
+        h->seq++; /* the event has its seq: a later failed send is a counted drop */
+        return hold_event(h, b->topic, b->topic_len, body, len);
     }
-    while (zmq_send(h->sock, body, len, 0) == -1) {
-        if (zmq_errno() != EINTR) {
-            vigil_count(&h->stats.dropped_total, 1);
-            return VIGIL_ESTOPPED;
-        }
+    int rc = send_event(h, b->topic, b->topic_len, body, len);
+    if (rc != 0) {
+        vigil_count(&h->stats.dropped_total, 1);
+        return rc;
     }
     h->seq++;
-    vigil_count(&h->stats.out_total, 1);
     return 0;
 }
 
@@ -426,6 +519,8 @@ const struct vigil_api vigil_host_api = {
     .glob_valid = vigil_glob_valid,
     .write_done = vigil_sink_write_done,
     .retry_after = vigil_sink_retry_after,
+    .batch_begin = api_batch_begin,
+    .batch_end = api_batch_end,
 };
 
 /* ---- Instances ------------------------------------------------------------- */
@@ -505,6 +600,9 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct vigil_host *h = arg;
     int rc = h->desc->collect(h->state);
+    if (h->batching || h->held_n) {
+        api_batch_end(h); /* a batch left open: its events go out now */
+    }
     if (rc != 0) {
         vigil_count(&h->stats.errors_total, 1);
         uint64_t suppressed;
@@ -593,6 +691,9 @@ static void *instance_main(void *arg)
         h->desc->fini(h->state);
         h->finished = true;
     }
+    if (h->held_n) {
+        api_batch_end(h); /* a batch left open outside collect() */
+    }
     return NULL;
 }
 
@@ -661,6 +762,7 @@ void vigil_host_free(struct vigil_host *h)
         zmq_close(h->sock);
     }
     vigil_event_builder_fini(&h->builder);
+    free(h->held);
     vigil_plugin_close(h->dl);
     free(h);
 }

@@ -906,6 +906,27 @@ static void test_host_hierarchies(void **state)
     assert_true(ns_ino(other, "net") != ns_ino(spin, "net"));
 }
 
+/* Cgroups /<fixture>/a and /<fixture>/b, in every hierarchy we read. */
+struct siblings {
+    char rel_a[120], rel_b[120];
+    char da[MAX_MNTS][512], db[MAX_MNTS][512];
+    const char *dpa[MAX_MNTS], *dpb[MAX_MNTS];
+    size_t na, nb;
+};
+
+static void make_siblings(struct siblings *sb)
+{
+    char top[80], dirs[MAX_MNTS][512];
+    snprintf(top, sizeof top, "/%s", F.name);
+    snprintf(sb->rel_a, sizeof sb->rel_a, "%s/a", top);
+    snprintf(sb->rel_b, sizeof sb->rel_b, "%s/b", top);
+    mk_everywhere(top, dirs, MAX_MNTS);
+    sb->na = mk_everywhere(sb->rel_a, sb->da, MAX_MNTS);
+    sb->nb = mk_everywhere(sb->rel_b, sb->db, MAX_MNTS);
+    dir_ptrs(sb->da, sb->na, sb->dpa);
+    dir_ptrs(sb->db, sb->nb, sb->dpb);
+}
+
 /* Counters that sum their descendants' (CPU usage, pressure, v1 blkio bytes)
  * are read in a cgroup only when its parent's moved: a subtree that was idle
  * for a while and then works must show the work at once, in the cgroup that
@@ -916,17 +937,10 @@ static void test_nested_idle_then_busy(void **state)
     if (!need_host_cgroups()) {
         skip();
     }
-    char top[80], rel_a[120], rel_b[120], dirs[MAX_MNTS][512], da[MAX_MNTS][512],
-        db[MAX_MNTS][512];
-    const char *dpa[MAX_MNTS], *dpb[MAX_MNTS];
-    snprintf(top, sizeof top, "/%s", F.name);
-    snprintf(rel_a, sizeof rel_a, "%s/a", top);
-    snprintf(rel_b, sizeof rel_b, "%s/b", top);
-    mk_everywhere(top, dirs, MAX_MNTS);
-    size_t na = mk_everywhere(rel_a, da, MAX_MNTS);
-    size_t nb = mk_everywhere(rel_b, db, MAX_MNTS);
-    dir_ptrs(da, na, dpa);
-    dir_ptrs(db, nb, dpb);
+    struct siblings sb;
+    make_siblings(&sb);
+    const char *rel_a = sb.rel_a, *rel_b = sb.rel_b, **dpa = sb.dpa, **dpb = sb.dpb;
+    size_t na = sb.na, nb = sb.nb;
     pid_t idle_a = spawn(KID_IDLE, dpa, na, NULL);
     pid_t idle_b = spawn(KID_IDLE, dpb, nb, NULL);
     assert_true(idle_a > 0 && idle_b > 0);
@@ -957,6 +971,69 @@ static void test_nested_idle_then_busy(void **state)
     stats_after(rel_b, 0, &s);
     assert_int_equal((int)val(&s, "processes"), 1);
     assert_true(val(&s, "cpu_usage_pct") < 5);
+}
+
+/* The next stats events of cg until one says `want` processes (true), or
+ * ms pass (false, the last count printed). */
+static bool processes_become(const char *cg, int want, int ms)
+{
+    uint64_t end = vigil_mono_ns() + (uint64_t)ms * 1000000u;
+    struct snap s;
+    double got = -1;
+    while (vigil_mono_ns() < end) {
+        if (next_of("cgroup.stats", cg, 2000, &s) && has(&s, "processes", &got) &&
+            (int)got == want) {
+            return true;
+        }
+    }
+    fprintf(stderr, "%s: processes %g, not %d, within %d ms\n", cg, got, want, ms);
+    return false;
+}
+
+/* An idle cgroup's process list is not read again while nothing can have
+ * changed it (its parent's CPU usage stood still, no cgroup.procs was
+ * written): a sleeping process moved between two idle siblings, in cgroup2
+ * only (the v1 hierarchies, and their pids.current, do not see it), must
+ * show in both at the next collections; so must a process that exits. */
+static void test_idle_moves_and_exits(void **state)
+{
+    (void)state;
+    if (!need_host_cgroups()) {
+        skip();
+    }
+    const struct mnt *v2 = host_v2();
+    if (!v2) {
+        printf("SKIP: no cgroup2 hierarchy on this host (cgroup.procs is read at every "
+               "collection without one)\n");
+        skip();
+    }
+    struct siblings sb;
+    make_siblings(&sb);
+    const char *rel_a = sb.rel_a, *rel_b = sb.rel_b, **dpa = sb.dpa, **dpb = sb.dpb;
+    size_t na = sb.na, nb = sb.nb;
+    pid_t mover = spawn(KID_IDLE, dpa, na, NULL);
+    pid_t stay = spawn(KID_IDLE, dpa, na, NULL);
+    pid_t other = spawn(KID_IDLE, dpb, nb, NULL);
+    assert_true(mover > 0 && stay > 0 && other > 0);
+
+    F.ph = ph_start("plugin: cgroups\nname: n\ninterval: 1s\n", "cgroup.");
+    assert_non_null(F.ph);
+    struct snap s;
+    stats_after(rel_a, 3, &s); /* the parent's usage has stood still for a while */
+    assert_int_equal((int)val(&s, "processes"), 2);
+    stats_after(rel_b, 0, &s);
+    assert_int_equal((int)val(&s, "processes"), 1);
+
+    char procs[700], num[32];
+    snprintf(procs, sizeof procs, "%s%s/cgroup.procs", v2->dir, rel_b);
+    snprintf(num, sizeof num, "%d\n", (int)mover);
+    assert_true(write_file(procs, num));
+    assert_true(processes_become(rel_b, 2, 5000));
+    assert_true(processes_become(rel_a, 1, 5000));
+
+    kill(other, SIGKILL);
+    assert_true(killed_within(other, 5000));
+    assert_true(processes_become(rel_b, 1, 5000));
 }
 
 /* Seen within `ms` (true) or not (false): any event of cgroup cg. */
@@ -1536,6 +1613,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_host_hierarchies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_idle_then_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_moves_and_exits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follows_the_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pure_v2_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pure_v1_mounts, setup, teardown),

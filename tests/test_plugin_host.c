@@ -117,20 +117,26 @@ static void test_plugin_conf_error_positions(void **state)
 }
 
 /* A gen instance on its own thread, through a real bus to an inproc SUB. */
-static void test_gen_through_bus(void **state)
+/* gen's events through the host and the bus: every one, in seq order, with
+ * its labels and values. At `rate` 5000 a tick publishes a few events; at
+ * 2,000,000 one tick publishes hundreds in one batch (batch_begin/end),
+ * which the host sends in pieces of at most 256. */
+static void gen_through_bus(const char *rate, uint64_t count)
 {
-    (void)state;
     struct vigil_diag d;
     vigil_diag_init(&d);
-    struct vigil_config *c = config_from("sources:\n"
-                                         "  - plugin: gen\n"
-                                         "    name: unit\n"
-                                         "    rate: 5000\n"
-                                         "    count: 2000\n"
-                                         "    series: 3\n"
-                                         "    labels: { a: b }\n"
-                                         "    values: { k: 2.5 }\n",
-                                         &d);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "sources:\n"
+             "  - plugin: gen\n"
+             "    name: unit\n"
+             "    rate: %s\n"
+             "    count: %llu\n"
+             "    series: 3\n"
+             "    labels: { a: b }\n"
+             "    values: { k: 2.5 }\n",
+             rate, (unsigned long long)count);
+    struct vigil_config *c = config_from(yaml, &d);
     assert_int_equal(d.count, 0);
     char dir[] = "/tmp/vigil-ph.XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -161,7 +167,7 @@ static void test_gen_through_bus(void **state)
     msgpack_zone_init(&zone, 4096);
     int timeout = 10000;
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    for (uint64_t i = 1; i <= 2000; i++) {
+    for (uint64_t i = 1; i <= count; i++) {
         char topic[64], body[4096];
         int tl = zmq_recv(s, topic, sizeof topic, 0);
         int bl = zmq_recv(s, body, sizeof body, 0);
@@ -188,7 +194,10 @@ static void test_gen_through_bus(void **state)
         assert_int_equal(n, i - 1);
         msgpack_zone_clear(&zone);
     }
-    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->out_total), 2000);
+    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->out_total), count);
+    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->dropped_total), 0);
+    char extra[64];
+    assert_int_equal(zmq_recv(s, extra, sizeof extra, ZMQ_DONTWAIT), -1); /* nothing twice */
     vigil_host_free(h);
     assert_int_equal(vigil_bus_drain(bus, 2000), 0);
     assert_int_equal(vigil_counter_get(&vigil_bus_stats(bus)->lost_total), 0);
@@ -203,6 +212,18 @@ static void test_gen_through_bus(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_gen_through_bus(void **state)
+{
+    (void)state;
+    gen_through_bus("5000", 2000);
+}
+
+static void test_gen_batches_through_bus(void **state)
+{
+    (void)state;
+    gen_through_bus("2000000", 20000);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -212,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_options_checked_with_positions),
         cmocka_unit_test(test_plugin_conf_error_positions),
         cmocka_unit_test(test_gen_through_bus),
+        cmocka_unit_test(test_gen_batches_through_bus),
     };
     return cmocka_run_group_tests_name("plugin_host", tests, NULL, NULL);
 }

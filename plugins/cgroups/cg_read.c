@@ -354,6 +354,52 @@ int cg_read_procs(struct cgs *s, struct cg_node *n)
 static void gate_update(struct cg_gate *g, bool ok, uint64_t v);
 static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h);
 
+/* A cgroup's process list changes only when
+ *   - a process in it forks, exits, or a thread of it starts or ends: that
+ *     runs in the cgroup, so its CPU usage moves (cgroup2 counts usage_usec
+ *     by the task's cgroup2 cgroup, whatever the v1 hierarchies say); also a
+ *     child born in it by clone3(CLONE_INTO_CGROUP), which runs there;
+ *   - a process or thread is moved in or out: a write to the cgroup.procs or
+ *     cgroup.threads of the cgroup it moves to. Every directory of the
+ *     hierarchy has those two files watched (IN_MODIFY), so any such write
+ *     makes every cgroup's list be read again at the next collection.
+ * So the list read at an earlier collection stands while the parent's
+ * usage_usec stood still since then (hier_fresh: its usage sums the
+ * cgroup's, and reading the parent vouches for a whole idle subtree, as for
+ * the other hierarchical counters), no watched file was written, every
+ * directory of the hierarchy is followed (none beyond max_cgroups or
+ * CG_MAX_DEPTH, the mount shows the whole hierarchy, and vigild is in the
+ * initial cgroup namespace: a move done elsewhere writes a file we watch),
+ * and both of the cgroup's own files are watched. An idle cgroup then costs
+ * no cgroup.procs read. Its namespaces (cg_ns.c) change only by setns or
+ * unshare, which run in the cgroup too; their periodic refresh still reads
+ * the list. cg_read_begin's periodic refresh reads it now and then anyway. */
+bool cg_procs_still(struct cgs *s, struct cg_node *n)
+{
+    int h = n->src[G_PROCS];
+    if (!s->procs_watch || h < 0 || h != s->h_v2 || s->procs_reread || s->rescan_refused ||
+        s->tree_partial || !(n->cached.valid & V_PROCS) || !n->have_procs || n->pw[0] < 0 ||
+        n->pw[1] < 0) {
+        return false;
+    }
+    if (s->namespaces && n->npids > 0) {
+        if (n->nprocs != n->npids) {
+            return false; /* some namespaces were unreadable: try them again */
+        }
+        for (size_t i = 0; i < n->nprocs; i++) {
+            if (s->ns_refresh_ns > 0 && s->now_ns - n->procs[i].checked_ns >= s->ns_refresh_ns) {
+                return false;
+            }
+        }
+    }
+    if (n->parent_gen != s->gen) {
+        n->parent = cg_node_parent(s, n);
+        n->parent_gen = s->gen;
+    }
+    struct cg_node *p = n->parent;
+    return p && (p->present & (1u << h)) && !hier_fresh(s, p, HG_CPU2, h);
+}
+
 /* v1 memory.limit_in_bytes says "unlimited" with the largest page-aligned
  * value (LONG_MAX rounded down to a page); older kernels used ULLONG_MAX. */
 static bool v1_unlimited(uint64_t v)
@@ -693,6 +739,9 @@ static bool read_kind(struct cgs *s, struct cg_node *n, int k, int h, uint64_t *
         }
         return recursive;
     }
+    if (k == HG_CPU2) {
+        return read_slot(s, n, S2_CPU_STAT, h, true) > 0 && kv_u64(s->buf, "usage_usec", gate);
+    }
     c->have &= ~(uint32_t)HAVE_CPU;
     if (read_slot(s, n, S_CPUACCT_ALL, h, true) > 0 &&
         usage_all(s->buf, &c->user_ns, &c->system_ns)) {
@@ -703,7 +752,7 @@ static bool read_kind(struct cgs *s, struct cg_node *n, int k, int h, uint64_t *
     return false;
 }
 
-static const uint16_t kind_valid[HG_COUNT] = {V_PSI, V_PSI << 1, V_PSI << 2, V_IO, V_CPU};
+static const uint16_t kind_valid[HG_COUNT] = {V_PSI, V_PSI << 1, V_PSI << 2, V_IO, V_CPU, V_CPU2};
 
 /* The gate above the top-level cgroups: read once per collection by
  * cg_read_globals (pressure and blkio of the mount root); none for CPU. */
@@ -817,6 +866,8 @@ void cg_read_globals(struct cgs *s)
     }
     io_globals(s);
     s->cache_files = s->ino_fd >= 0 && !s->inotify_off;
+    s->procs_reread = s->procs_written || !s->cache_files;
+    s->procs_written = false;
     if (++s->gen == 0) {
         s->gen = 1; /* 0 marks "never" in a node's hg_gen */
     }

@@ -148,6 +148,7 @@ static struct cg_node *node_get(struct cgs *s, const char *path, size_t len)
     for (size_t i = 0; i < CG_MAX_HIER; i++) {
         n->wd[i] = -1;
     }
+    n->pw[0] = n->pw[1] = -1;
     for (size_t i = 0; i < G_COUNT; i++) {
         n->src[i] = -1;
     }
@@ -221,7 +222,7 @@ static struct cg_wd *wd_get(struct cgs *s, int wd)
     }
 }
 
-static int wd_put(struct cgs *s, int wd, struct cg_node *n, unsigned h)
+static int wd_put(struct cgs *s, int wd, struct cg_node *n, unsigned h, unsigned file)
 {
     if ((s->nwds + 1) * 2 > s->cap_wds) {
         size_t cap = s->cap_wds ? s->cap_wds * 2 : 1024;
@@ -252,7 +253,7 @@ static int wd_put(struct cgs *s, int wd, struct cg_node *n, unsigned h)
         w = &s->wds[j];
         s->nwds++;
     }
-    *w = (struct cg_wd){.wd = wd, .hier = (uint8_t)h, .node = n};
+    *w = (struct cg_wd){.wd = wd, .hier = (uint8_t)h, .file = (uint8_t)file, .node = n};
     return 0;
 }
 
@@ -291,6 +292,7 @@ static void inotify_stop(struct cgs *s)
         for (size_t i = 0; i < CG_MAX_HIER; i++) {
             n->wd[i] = -1;
         }
+        n->pw[0] = n->pw[1] = -1;
     }
     free(s->wds);
     s->wds = NULL;
@@ -396,6 +398,46 @@ static size_t identity(struct cgs *s, unsigned h, const char *rel)
     return n;
 }
 
+/* cgroup2: watches for writes to the directory's cgroup.procs and
+ * cgroup.threads, the only ways a process moves in or out but by forking or
+ * exiting (cg_procs_still). A node without both watches reads its
+ * cgroup.procs at every collection. `dir` is its path (len bytes) in p's
+ * buffer of sizeof s->path + 256 bytes. */
+static void watch_procs(struct cgs *s, struct cg_node *n, unsigned h, char *dir, size_t len)
+{
+    static const char *const file[2] = {"/cgroup.procs", "/cgroup.threads"};
+    for (unsigned i = 0; i < 2; i++) {
+        size_t fl = strlen(file[i]);
+        if (len + fl + 1 > sizeof s->path + 256) {
+            continue;
+        }
+        memcpy(dir + len, file[i], fl + 1);
+        int wd = inotify_add_watch(s->ino_fd, dir, IN_MODIFY | IN_DONT_FOLLOW);
+        dir[len] = '\0';
+        if (n->pw[i] >= 0 && n->pw[i] != wd) {
+            wd_del(s, n->pw[i]); /* re-created directory */
+        }
+        n->pw[i] = -1;
+        if (wd >= 0 && wd_put(s, wd, n, h, 1 + i) == 0) {
+            n->pw[i] = wd;
+        } else if (wd >= 0) {
+            inotify_rm_watch(s->ino_fd, wd);
+        }
+    }
+}
+
+/* Drops node n's cgroup.procs/cgroup.threads watches from the map (the
+ * kernel drops them with the directory). */
+static void unwatch_procs(struct cgs *s, struct cg_node *n)
+{
+    for (unsigned i = 0; i < 2; i++) {
+        if (n->pw[i] >= 0) {
+            wd_del(s, n->pw[i]);
+            n->pw[i] = -1;
+        }
+    }
+}
+
 static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *rel)
 {
     if (s->ino_fd < 0) {
@@ -423,12 +465,15 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
     if (n->wd[h] >= 0 && n->wd[h] != wd) {
         wd_del(s, n->wd[h]); /* re-created directory: a new watch */
     }
-    if (wd_put(s, wd, n, h) != 0) {
+    if (wd_put(s, wd, n, h, 0) != 0) {
         inotify_rm_watch(s->ino_fd, wd);
         s->rescan = true;
         return;
     }
     n->wd[h] = wd;
+    if (s->procs_watch && (int)h == s->h_v2) {
+        watch_procs(s, n, h, p, (size_t)len);
+    }
 }
 
 static void set_present(struct cgs *s, struct cg_node *n, unsigned h)
@@ -445,6 +490,9 @@ static void clear_present(struct cgs *s, struct cg_node *n, unsigned h)
     if (n->wd[h] >= 0) {
         wd_del(s, n->wd[h]); /* the kernel dropped the watch with the directory */
         n->wd[h] = -1;
+    }
+    if ((int)h == s->h_v2) {
+        unwatch_procs(s, n);
     }
     n->present &= ~(1u << h);
     if (!n->present) {
@@ -548,8 +596,12 @@ static int scan_hier(struct cgs *s, unsigned h, const char *start)
             for (ssize_t off = 0; off < got;) {
                 struct dirent64 *d = (struct dirent64 *)(s->dents + off);
                 off += d->d_reclen;
-                if (d->d_type != DT_DIR || deep || strcmp(d->d_name, ".") == 0 ||
+                if (d->d_type != DT_DIR || strcmp(d->d_name, ".") == 0 ||
                     strcmp(d->d_name, "..") == 0) {
+                    continue;
+                }
+                if (deep) {
+                    s->tree_partial = true; /* a process may move where we cannot see */
                     continue;
                 }
                 if (work_push(s, rel, d->d_name) != 0) {
@@ -570,6 +622,7 @@ static int full_scan(struct cgs *s)
     }
     s->rescan = false;
     s->rescan_refused = false;
+    s->tree_partial = false;
     int rc = 0;
     for (unsigned h = 0; h < s->nh && rc == 0; h++) {
         rc = scan_hier(s, h, "");
@@ -632,6 +685,7 @@ static int drain_inotify(struct cgs *s)
             off += (ssize_t)(sizeof *e + e->len);
             if (e->mask & IN_Q_OVERFLOW) {
                 s->rescan = true;
+                s->procs_written = true;
                 continue;
             }
             struct cg_wd *w = wd_get(s, e->wd);
@@ -640,6 +694,16 @@ static int drain_inotify(struct cgs *s)
             }
             struct cg_node *parent = w->node;
             unsigned h = w->hier;
+            if (w->file) {
+                /* A cgroup.procs or cgroup.threads written: a process moved
+                 * in, and out of some other cgroup, perhaps not watched. */
+                if (e->mask & IN_IGNORED) {
+                    parent->pw[w->file - 1] = -1;
+                    wd_del(s, e->wd);
+                }
+                s->procs_written = true;
+                continue;
+            }
             if (e->mask & IN_IGNORED) {
                 if (parent->wd[h] == e->wd) {
                     parent->wd[h] = -1;

@@ -291,11 +291,30 @@ static int publish_ns(struct cgs *s, const struct cg_node *n, uint64_t ts)
 
 /* ---- collection ---------------------------------------------------------- */
 
+/* Whether every move of a process between cgroup2 cgroups is a write to a
+ * file we can watch (cg_procs_still): the mount shows the whole hierarchy
+ * and vigild is in the initial cgroup namespace, so no directory it cannot
+ * see exists. */
+static bool procs_watchable(const struct cgs *s)
+{
+    if (s->h_v2 < 0 || s->hier[s->h_v2].prefix_len != 0) {
+        return false;
+    }
+    char ns[64];
+    ssize_t len = readlink("/proc/self/ns/cgroup", ns, sizeof ns - 1);
+    if (len <= 0) {
+        return false;
+    }
+    ns[len] = '\0';
+    return strcmp(ns, "cgroup:[4026531835]") == 0; /* the kernel's CGROUP_NS_INIT_INO */
+}
+
 static bool detect(struct cgs *s)
 {
     const char *why;
     int rc = cg_mounts_detect(s, "/proc/self/mountinfo", &why);
     if (rc > 0) {
+        s->procs_watch = procs_watchable(s);
         if (s->warned_mounts) {
             s->api->log(s->h, VIGIL_LOG_INFO, "cgroup hierarchies found under %s", s->root);
         }
@@ -327,8 +346,12 @@ static bool read_node(struct cgs *s, struct cg_node *n, size_t reported, bool *s
         return false;
     }
     cg_read_begin(s, n);
-    n->have_procs = cg_read_procs(s, n) == 0;
-    n->npids = n->have_procs ? s->npids : 0;
+    bool still = cg_procs_still(s, n); /* then npids and procs stand */
+    if (!still) {
+        n->have_procs = cg_read_procs(s, n) == 0;
+        n->npids = n->have_procs ? s->npids : 0;
+        n->cached.valid |= V_PROCS;
+    }
     if (!s->match && n->npids == 0) {
         n->have_prev = false; /* no processes: not one of the default set */
         return false;
@@ -340,7 +363,9 @@ static bool read_node(struct cgs *s, struct cg_node *n, size_t reported, bool *s
     }
     cg_read_sample(s, n, &n->cur);
     if (s->namespaces && n->npids > 0) {
-        cg_ns_collect(s, n, s->now_ns);
+        if (!still) {
+            cg_ns_collect(s, n, s->now_ns);
+        }
     } else {
         n->nprocs = 0; /* no cgroup.ns event */
     }
@@ -371,10 +396,11 @@ static int publish_node(struct cgs *s, struct cg_node *n, uint64_t real0, uint64
     return r;
 }
 
-/* Nodes read before their events are published. Publishing in bursts keeps
- * the bus thread busy instead of waking it for most events (an eventfd
- * write and a cross-CPU wake-up each, ~10% of a collection). Bounded so
- * that events leave soon after they were read. */
+/* Nodes read before their events are published. Publishing in bursts, held
+ * by the host and sent back to back (batch_begin/batch_end), keeps the bus
+ * thread busy instead of waking it for most events (an eventfd write and a
+ * cross-CPU wake-up each, ~10% of a collection). Bounded so that events
+ * leave soon after they were read. */
 #define BATCH 256
 
 static int cg_collect(void *state)
@@ -392,6 +418,7 @@ static int cg_collect(void *state)
     }
     cg_read_globals(s);
     uint64_t real0 = api->now_ns(), mono0 = s->now_ns;
+    bool batch_api = VIGIL_API_HAS(api, batch_end);
     size_t reported = 0, skipped = 0, events = 0;
     int last_err = 0;
     for (struct cg_node *first = s->head; first;) {
@@ -404,17 +431,23 @@ static int cg_collect(void *state)
             }
             skipped += over;
         }
+        if (batch_api) {
+            api->batch_begin(s->h);
+        }
         for (struct cg_node *m = first; m != n; m = m->next) {
             if (!m->report) {
                 continue;
             }
             int r = publish_node(s, m, real0, mono0, &events);
             if (r == VIGIL_ESTOPPED) {
-                return 0; /* the daemon is stopping: not a failure */
+                return 0; /* the daemon is stopping: not a failure (the host sends what it kept) */
             }
             if (r != 0) {
                 last_err = r;
             }
+        }
+        if (batch_api && api->batch_end(s->h) == VIGIL_ESTOPPED) {
+            return 0;
         }
         first = n;
     }

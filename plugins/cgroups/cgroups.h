@@ -108,6 +108,8 @@ enum {
     V_IO = 1u << 4,       /* v1 blkio bytes: until the root's recursive total moves */
     V_PSI = 1u << 5,      /* V_PSI << i, pressure i: until the mount root's moves */
     V_CPU = 1u << 8,      /* v1 cpuacct.usage_all: until the parent's usage moves */
+    V_CPU2 = 1u << 9,     /* cgroup2 cpu.stat usage_usec as a gate (HG_CPU2) */
+    V_PROCS = 1u << 10,   /* cgroup.procs read since the tree was last forgotten */
 };
 
 struct cg_cached {
@@ -137,7 +139,8 @@ struct cg_gate {
 enum { HG_PSI = 0, /* HG_PSI + i: pressure i (cgroup2) */
        HG_IO = 3,  /* v1 blkio.throttle.io_service_bytes_recursive, read + write */
        HG_CPU = 4, /* v1 cpuacct usage */
-       HG_COUNT = 5 };
+       HG_CPU2 = 5, /* cgroup2 cpu.stat usage_usec: vouches for cgroup.procs */
+       HG_COUNT = 6 };
 
 /* A process of a cgroup and its namespaces, cached between readings. */
 struct cg_proc {
@@ -158,6 +161,7 @@ struct cg_node {
     uint32_t present;    /* bit per hierarchy index */
     uint32_t seen;       /* bits set by the current full scan */
     int wd[CG_MAX_HIER]; /* inotify watch per hierarchy, -1 none */
+    int pw[2];           /* cgroup2: watches of its cgroup.procs, cgroup.threads; -1 none */
     int8_t src[G_COUNT]; /* hierarchy index per group, -1 none */
     bool matched;        /* an explicit `match` glob matches */
     bool have_prev;
@@ -184,6 +188,7 @@ struct cg_node {
 struct cg_wd {
     int wd; /* 0: empty slot */
     uint8_t hier;
+    uint8_t file; /* 0: the directory; 1 + i: the node's pw[i] file */
     struct cg_node *node;
 };
 
@@ -232,6 +237,10 @@ struct cgs {
     bool rescan;         /* a full scan is due */
     bool rescan_refused; /* the node bound turned directories away */
     bool inotify_off;    /* inotify failed: a full scan every collection */
+    bool tree_partial;   /* directories below CG_MAX_DEPTH were not followed */
+    bool procs_watch;    /* cgroup.procs may stand between moves (cg_procs_still) */
+    bool procs_written;  /* a watched cgroup.procs/cgroup.threads was written */
+    bool procs_reread;   /* ... before this collection: every cgroup.procs is read */
     size_t nodes_refused;
 
     /* Reused buffers: no allocation per cgroup once warm. */
@@ -296,6 +305,9 @@ void cg_tree_forget(struct cgs *s);
 /* cg_read.c: reads the node's cgroup.procs into s->pids / s->npids (sorted).
  * 0, or a negative errno when there is no readable cgroup.procs. */
 int cg_read_procs(struct cgs *s, struct cg_node *n);
+/* True when n's cgroup.procs cannot have changed since it was last read, so
+ * n->npids and n->procs stand (see cg_read.c). */
+bool cg_procs_still(struct cgs *s, struct cg_node *n);
 /* Once per collection, before the nodes. */
 void cg_read_globals(struct cgs *s);
 /* Before a node's files are read in a collection. */

@@ -82,11 +82,22 @@ static void gen_tick(evutil_socket_t fd, short what, void *arg)
     if (g->count > 0 && due > (uint64_t)g->count) {
         due = (uint64_t)g->count;
     }
-    while (g->published < due) {
-        if (publish_one(g, now) != 0) {
-            event_del(g->tick); /* stopping: the host is shutting down */
-            return;
-        }
+    /* A tick's events go to the bus back to back (one wake-up of the bus
+     * thread per burst, not per event). */
+    bool batch = VIGIL_API_HAS(g->api, batch_end) && due - g->published > 1;
+    if (batch) {
+        g->api->batch_begin(g->h);
+    }
+    int rc = 0;
+    while (g->published < due && rc == 0) {
+        rc = publish_one(g, now);
+    }
+    if (batch && g->api->batch_end(g->h) != 0) {
+        rc = VIGIL_ESTOPPED;
+    }
+    if (rc != 0) {
+        event_del(g->tick); /* stopping: the host is shutting down */
+        return;
     }
     if (g->count > 0 && g->published >= (uint64_t)g->count && !g->done) {
         g->done = true;
