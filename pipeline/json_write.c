@@ -41,7 +41,7 @@ struct out {
     unsigned depth;
 };
 
-static void put_plain(struct out *o, const char *p, size_t n)
+static inline void put_plain(struct out *o, const char *p, size_t n)
 {
     if (o->len < o->room) {
         size_t k = o->room - o->len;
@@ -70,11 +70,20 @@ static void put_quoted(struct out *o, const char *p, size_t n)
 
 static inline void put(struct out *o, const char *p, size_t n)
 {
-    if (o->quote) {
+    if (__builtin_expect(o->quote != 0, 0)) {
         put_quoted(o, p, n);
     } else {
         put_plain(o, p, n);
     }
+}
+
+/* One character that is not '"' or '\\' (punctuation): no quoting. */
+static inline void put_ch(struct out *o, char c)
+{
+    if (o->len < o->room) {
+        o->buf[o->len] = c;
+    }
+    o->len++;
 }
 
 static inline void put_lit(struct out *o, const char *s)
@@ -210,13 +219,18 @@ static void write_double(struct out *o, double d, bool f32)
 static void write_str(struct out *o, const char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* 1: a byte that ends a run of plain ASCII ('"', '\\', controls, and
+     * the first byte of a UTF-8 sequence, checked apart). */
+    static const unsigned char special[256] = {
+        [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+    };
     const unsigned char *s = (const unsigned char *)p;
     size_t start = 0, i = 0;
 
     put(o, "\"", 1);
     while (i < n) {
         unsigned char c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        if (!special[c]) {
             i++;
             continue;
         }
@@ -359,18 +373,18 @@ static bool raw_value(struct out *o, struct rd *r)
     }
     bool map = v.kind == MP_MAP, ok = true;
     o->depth++;
-    put(o, map ? "{" : "[", 1);
+    put_ch(o, map ? '{' : '[');
     for (uint64_t i = 0; i < v.u && ok; i++) {
         if (i) {
-            put(o, ",", 1);
+            put_ch(o, ',');
         }
         if (map) {
             ok = raw_key(o, r);
-            put(o, ":", 1);
+            put_ch(o, ':');
         }
         ok = ok && raw_value(o, r);
     }
-    put(o, map ? "}" : "]", 1);
+    put_ch(o, map ? '}' : ']');
     o->depth--;
     return ok;
 }
@@ -397,10 +411,81 @@ size_t vigil_json_value(const char *data, size_t len, char *buf, size_t cap)
     return out_finish(&o);
 }
 
-/* The envelope's values are found in a first walk over the top-level pairs,
- * then everything is written in the order the header gives. */
-size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, size_t body_len,
-                            char *buf, size_t cap)
+/* The index of key k among the envelope keys, or N_ENVELOPE. */
+static size_t envelope_index(const struct mp_item *k)
+{
+    if (!mp_is_str(k)) {
+        return N_ENVELOPE;
+    }
+    for (size_t j = 0; j < N_ENVELOPE; j++) {
+        if (k->n == envelope[j].len && memcmp(k->s, envelope[j].name, k->n) == 0) {
+            return j;
+        }
+    }
+    return N_ENVELOPE;
+}
+
+/* Writes ,"<envelope key j>": */
+static void put_envelope_key(struct out *o, size_t j)
+{
+    put(o, ",\"", 2);
+    put(o, envelope[j].name, envelope[j].len);
+    put(o, "\":", 2);
+}
+
+/* The `count` pairs at r written in one walk, for a body whose envelope keys
+ * come first and in output order, as every vigil builder writes them. 1 when
+ * done; 0 when the order differs (the caller starts over with two walks); -1
+ * when the bytes are malformed. */
+static int event_in_order(struct out *o, struct rd *r, uint64_t count)
+{
+    size_t next = 0; /* the envelope key due next */
+    for (uint64_t i = 0; i < count; i++) {
+        struct rd k0 = *r;
+        struct mp_item k;
+        if (!mp_read(&r->p, r->end, &k)) {
+            return -1;
+        }
+        size_t j = envelope_index(&k);
+        if (j < N_ENVELOPE && j < next) {
+            return 0; /* out of order, or twice */
+        }
+        size_t upto = j < N_ENVELOPE ? j : N_ENVELOPE;
+        for (; next < upto; next++) {
+            if (next >= FIRST_MAP) {
+                put_envelope_key(o, next);
+                put(o, "{}", 2);
+            }
+        }
+        if (j < N_ENVELOPE) {
+            put_envelope_key(o, j);
+            next = j + 1;
+        } else {
+            *r = k0;
+            put_ch(o, ',');
+            if (!raw_key(o, r)) {
+                return -1;
+            }
+            put_ch(o, ':');
+        }
+        if (!raw_value(o, r)) {
+            return -1;
+        }
+    }
+    for (; next < N_ENVELOPE; next++) {
+        if (next >= FIRST_MAP) {
+            put_envelope_key(o, next);
+            put(o, "{}", 2);
+        }
+    }
+    return 1;
+}
+
+/* The envelope's values are written first, in the order the header gives,
+ * then the other keys: in one walk when the body has them in that order,
+ * else the envelope's values are found in a first walk. */
+static size_t render_event(const char *topic, size_t topic_len, const char *body,
+                           size_t body_len, char *buf, size_t cap, bool one_walk)
 {
     struct out o;
     struct rd r = {(const unsigned char *)body, (const unsigned char *)body + body_len};
@@ -418,10 +503,23 @@ size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, s
         if (!raw_value(&o, &r) || r.p != r.end) {
             return SIZE_MAX;
         }
-        put(&o, "}", 1);
+        put_ch(&o, '}');
         return out_finish(&o);
     }
     const unsigned char *pairs = r.p;
+    size_t head_len = o.len;
+    o.depth = 1; /* the event object itself */
+    int in_order = one_walk ? event_in_order(&o, &r, m.u) : 0;
+    if (in_order < 0 || (in_order > 0 && r.p != r.end)) {
+        return SIZE_MAX; /* malformed, or bytes after the object */
+    }
+    if (in_order > 0) {
+        put_ch(&o, '}');
+        return out_finish(&o);
+    }
+    o.len = head_len;
+    o.depth = 0;
+    r.p = pairs;
     const unsigned char *at[N_ENVELOPE];
     uint64_t at_i[N_ENVELOPE];
     for (size_t j = 0; j < N_ENVELOPE; j++) {
@@ -435,13 +533,10 @@ size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, s
             return SIZE_MAX;
         }
         if (mp_is_str(&k)) {
-            for (size_t j = 0; j < N_ENVELOPE; j++) {
-                if (!at[j] && k.n == envelope[j].len &&
-                    memcmp(k.s, envelope[j].name, envelope[j].len) == 0) {
-                    at[j] = r.p;
-                    at_i[j] = i;
-                    break;
-                }
+            size_t j = envelope_index(&k);
+            if (j < N_ENVELOPE && !at[j]) {
+                at[j] = r.p;
+                at_i[j] = i;
             }
         } else {
             r = k0;
@@ -462,9 +557,7 @@ size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, s
         if (!at[j] && j < FIRST_MAP) {
             continue;
         }
-        put(&o, ",\"", 2);
-        put(&o, envelope[j].name, envelope[j].len);
-        put(&o, "\":", 2);
+        put_envelope_key(&o, j);
         if (!at[j]) {
             put(&o, "{}", 2);
             continue;
@@ -486,15 +579,27 @@ size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, s
             }
             continue;
         }
-        put(&o, ",", 1);
+        put_ch(&o, ',');
         if (!raw_key(&o, &r)) {
             return SIZE_MAX;
         }
-        put(&o, ":", 1);
+        put_ch(&o, ':');
         if (!raw_value(&o, &r)) {
             return SIZE_MAX;
         }
     }
-    put(&o, "}", 1);
+    put_ch(&o, '}');
     return out_finish(&o);
+}
+
+size_t vigil_json_event(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                        char *buf, size_t cap)
+{
+    return render_event(topic, topic_len, body, body_len, buf, cap, true);
+}
+
+size_t vigil_json_event_two_walks(const char *topic, size_t topic_len, const char *body,
+                                  size_t body_len, char *buf, size_t cap)
+{
+    return render_event(topic, topic_len, body, body_len, buf, cap, false);
 }

@@ -99,6 +99,17 @@ static void check_msgpack(const uint8_t *data, size_t size)
         CHECK(buf);
         CHECK(vigil_json_event(topic, topic_len, body, off, buf, need + 1) == need);
         CHECK(strlen(buf) == need);
+        {
+            char *ref = malloc(need + 1);
+            CHECK(ref);
+            size_t rn = vigil_json_event_two_walks(topic, topic_len, body, off, ref, need + 1);
+            if (rn != need || memcmp(ref, buf, need) != 0) {
+                fprintf(stderr, "one walk and two walks differ:\n%s\n%.*s\n", buf,
+                        rn == SIZE_MAX ? 0 : (int)rn, ref);
+                abort();
+            }
+            free(ref);
+        }
         if (vigil_json_parse(buf, need, zone, &parsed, err, sizeof err) != 0) {
             fprintf(stderr, "rendered event does not parse: %s\n%s\n", err, buf);
             abort();
