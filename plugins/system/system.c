@@ -951,7 +951,16 @@ static int system_collect(void *state)
     /* One observation time for every event of this collection, so a reader
      * can group them. */
     uint64_t ts = s->api->now_ns();
+    /* The events of /proc's files (one per CPU with per_cpu) go to the bus in
+     * one burst; not the filesystems', each after a statvfs that a hung
+     * network mount can block: what was read before it goes out first. */
+    bool batch = VIGIL_API_HAS(s->api, batch_end);
+    if (batch) {
+        s->api->batch_begin(s->h);
+    }
     int rc = publish_stats(s, ts, mono_ns());
+    int end = batch ? s->api->batch_end(s->h) : 0;
+    rc = rc != 0 ? rc : end;
     if (rc == 0) {
         rc = publish_disks(s, ts);
     }
