@@ -9,7 +9,10 @@ work=$(mktemp -d /tmp/vigil-readme.XXXXXX)
 pid=
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  jobs -p | xargs -r kill -9 2>/dev/null
+  # TERM, not KILL: timeout(1) passes TERM on to its command, while a
+  # killed timeout leaves it running (the subscriber loops forever).
+  jobs -p | xargs -r kill -TERM 2>/dev/null
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
