@@ -227,6 +227,18 @@ static void write_str(struct out *o, const char *p, size_t n)
     const unsigned char *s = (const unsigned char *)p;
     size_t start = 0, i = 0;
 
+    while (i < n && !special[s[i]]) {
+        i++;
+    }
+    if (i == n && !o->quote && o->len + n + 2 <= o->room) {
+        /* The common case: plain ASCII, no quoting, room for it all. */
+        char *w = o->buf + o->len;
+        w[0] = '"';
+        memcpy(w + 1, p, n);
+        w[n + 1] = '"';
+        o->len += n + 2;
+        return;
+    }
     put(o, "\"", 1);
     while (i < n) {
         unsigned char c = s[i];
@@ -394,8 +406,11 @@ static bool raw_value(struct out *o, struct rd *r)
 static const struct {
     const char *name;
     size_t len;
+    const char *json; /* ,"name": */
 } envelope[] = {
-    {"ts", 2}, {"host", 4}, {"source", 6}, {"seq", 3}, {"labels", 6}, {"values", 6}, {"attrs", 5},
+    {"ts", 2, ",\"ts\":"},         {"host", 4, ",\"host\":"},     {"source", 6, ",\"source\":"},
+    {"seq", 3, ",\"seq\":"},       {"labels", 6, ",\"labels\":"}, {"values", 6, ",\"values\":"},
+    {"attrs", 5, ",\"attrs\":"},
 };
 #define N_ENVELOPE (sizeof envelope / sizeof envelope[0])
 #define FIRST_MAP 4
@@ -428,9 +443,7 @@ static size_t envelope_index(const struct mp_item *k)
 /* Writes ,"<envelope key j>": */
 static void put_envelope_key(struct out *o, size_t j)
 {
-    put(o, ",\"", 2);
-    put(o, envelope[j].name, envelope[j].len);
-    put(o, "\":", 2);
+    put(o, envelope[j].json, envelope[j].len + 4);
 }
 
 /* The `count` pairs at r written in one walk, for a body whose envelope keys
