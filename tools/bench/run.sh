@@ -10,7 +10,7 @@
 #   6. the bench alone (selftest)
 # and prints a summary table. Every run's JSON is kept in build-release/bench/.
 #   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups; a smoke run)
-# Needs root (cgroups, /proc of the daemon). Takes about 4 minutes.
+# Needs root (cgroups, /proc of the daemon). Takes about 5 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -19,10 +19,12 @@ build=$src/build-release
 out=$build/bench
 dur=30s
 cgroups=1000
+passes=15 # single collections on a VM range from 0.7 to 3 times their median
 idle_s=20
 if [[ ${1:-} == --quick ]]; then
     dur=5s
     cgroups=200
+    passes=3
     idle_s=5
 fi
 
@@ -64,9 +66,9 @@ else
     echo null >"$out/rate100k_file.json"
 fi
 run flatout_discard --duration "$dur" --rules 10 --sink discard
-run collect collect --cgroups "$cgroups" --procs
-run collect_active collect --cgroups "$cgroups" --active --no-kvm
-run collect_flat collect --cgroups "$cgroups" --procs --flat --no-kvm
+run collect collect --cgroups "$cgroups" --procs --passes "$passes"
+run collect_active collect --cgroups "$cgroups" --active --no-kvm --passes "$passes"
+run collect_flat collect --cgroups "$cgroups" --procs --flat --no-kvm --passes "$passes"
 run selftest selftest
 
 echo "== idle: vigild -c conf/vigil.yaml (own endpoints), VmRSS after $idle_s s"
