@@ -198,11 +198,13 @@ struct vigil_api {
     /* Sources: between batch_begin() and batch_end(), publish() keeps the
      * finished events (seq already given) and they go to the bus back to
      * back at batch_end(), or as soon as 256 events or 256 KiB are kept. A
-     * source that publishes a burst (one event per cgroup, per VM) wakes
+     * source that publishes a burst (one event per cgroup, per CPU) wakes
      * the bus thread once per burst instead of about once per event.
      * publish() then returns 0 or the error of an early send; batch_end()
      * returns 0, VIGIL_ESTOPPED (the events not sent are counted dropped).
-     * Not nested. The host also sends what is kept when collect() returns. */
+     * Not nested. The host also sends what is kept when collect() returns.
+     * Read nothing that may block inside a batch: what was read before it
+     * would wait too. */
     void (*batch_begin)(struct vigil_host *h);
     int (*batch_end)(struct vigil_host *h);
 };
