@@ -358,7 +358,9 @@ static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h);
  *   - a process in it forks, exits, or a thread of it starts or ends: that
  *     runs in the cgroup, so its CPU usage moves (cgroup2 counts usage_usec
  *     by the task's cgroup2 cgroup, whatever the v1 hierarchies say); also a
- *     child born in it by clone3(CLONE_INTO_CGROUP), which runs there;
+ *     child born in it by clone3(CLONE_INTO_CGROUP), which runs there (only
+ *     a child that ran less than the microsecond usage_usec counts in before
+ *     sleeping would slip by, until the refreshes below);
  *   - a process or thread is moved in or out: a write to the cgroup.procs or
  *     cgroup.threads of the cgroup it moves to. Every directory of the
  *     hierarchy has those two files watched (IN_MODIFY), so any such write
