@@ -426,56 +426,15 @@ static int mp_well_formed(const unsigned char *p, const unsigned char *end)
     bool deep = false;
     uint64_t pending = 1;
     while (pending > 0) {
-        if (p >= end) {
-            return 0;
+        struct mp_item o;
+        if (!mp_read(&p, end, &o)) {
+            return 0; /* cut short, or the unused byte 0xc1 */
         }
-        unsigned c = *p++;
-        uint64_t skip = 0, items = 0;
-        int hdr = 0;
-        bool container = false;
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-        } else if (c <= 0x8f) {
-            items = 2u * (c & 0x0f);
-            container = true;
-        } else if (c <= 0x9f) {
-            items = c & 0x0f;
-            container = true;
-        } else if (c <= 0xbf) {
-            skip = c & 0x1f;
-        } else if (c == 0xc1) {
-            return 0;
-        } else if (c <= 0xc6) {
-            hdr = 1 << (c - 0xc4);
-        } else if (c <= 0xc9) {
-            hdr = 1 << (c - 0xc7);
-            skip = 1;
-        } else if (c <= 0xd3) {
-            static const uint8_t sizes[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-            skip = sizes[c - 0xca];
-        } else if (c <= 0xd8) {
-            skip = 1 + (1u << (c - 0xd4));
-        } else if (c <= 0xdb) {
-            hdr = 1 << (c - 0xd9);
-        } else {
-            hdr = (c == 0xdc || c == 0xde) ? 2 : 4;
-            container = true;
+        bool container = o.kind == MP_ARRAY || o.kind == MP_MAP;
+        uint64_t items = o.kind == MP_MAP ? 2 * o.u : container ? o.u : 0;
+        if (items > (uint64_t)(end - p)) {
+            return 0; /* each item takes a byte at least */
         }
-        if (hdr) {
-            if (end - p < hdr) {
-                return 0;
-            }
-            uint32_t n = (uint32_t)mp_be(p, hdr);
-            p += hdr;
-            if (container) {
-                items = c >= 0xde ? 2u * (uint64_t)n : n;
-            } else {
-                skip += n;
-            }
-        }
-        if (skip > (uint64_t)(end - p) || items > (uint64_t)(end - p)) {
-            return 0;
-        }
-        p += skip;
         pending = pending - 1 + items;
         if (deep) {
             continue;

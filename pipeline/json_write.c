@@ -446,6 +446,26 @@ static void put_envelope_key(struct out *o, size_t j)
     put(o, envelope[j].json, envelope[j].len + 4);
 }
 
+/* The maps among envelope keys [from, to) that the body lacks, as {}. */
+static void put_missing_maps(struct out *o, size_t from, size_t to)
+{
+    for (size_t j = from < FIRST_MAP ? FIRST_MAP : from; j < to; j++) {
+        put_envelope_key(o, j);
+        put(o, "{}", 2);
+    }
+}
+
+/* One key-value pair that is not the envelope's: ,key:value */
+static bool put_pair(struct out *o, struct rd *r)
+{
+    put_ch(o, ',');
+    if (!raw_key(o, r)) {
+        return false;
+    }
+    put_ch(o, ':');
+    return raw_value(o, r);
+}
+
 /* The `count` pairs at r written in one walk, for a body whose envelope keys
  * come first and in output order, as every vigil builder writes them. 1 when
  * done; 0 when the order differs (the caller starts over with two walks); -1
@@ -463,34 +483,22 @@ static int event_in_order(struct out *o, struct rd *r, uint64_t count)
         if (j < N_ENVELOPE && j < next) {
             return 0; /* out of order, or twice */
         }
-        size_t upto = j < N_ENVELOPE ? j : N_ENVELOPE;
-        for (; next < upto; next++) {
-            if (next >= FIRST_MAP) {
-                put_envelope_key(o, next);
-                put(o, "{}", 2);
-            }
-        }
+        put_missing_maps(o, next, j);
+        bool ok;
         if (j < N_ENVELOPE) {
             put_envelope_key(o, j);
             next = j + 1;
+            ok = raw_value(o, r);
         } else {
+            next = N_ENVELOPE; /* an envelope key after this one is out of order */
             *r = k0;
-            put_ch(o, ',');
-            if (!raw_key(o, r)) {
-                return -1;
-            }
-            put_ch(o, ':');
+            ok = put_pair(o, r);
         }
-        if (!raw_value(o, r)) {
+        if (!ok) {
             return -1;
         }
     }
-    for (; next < N_ENVELOPE; next++) {
-        if (next >= FIRST_MAP) {
-            put_envelope_key(o, next);
-            put(o, "{}", 2);
-        }
-    }
+    put_missing_maps(o, next, N_ENVELOPE);
     return 1;
 }
 
@@ -531,7 +539,6 @@ static size_t render_event(const char *topic, size_t topic_len, const char *body
         return out_finish(&o);
     }
     o.len = head_len;
-    o.depth = 0;
     r.p = pairs;
     const unsigned char *at[N_ENVELOPE];
     uint64_t at_i[N_ENVELOPE];
@@ -565,7 +572,6 @@ static size_t render_event(const char *topic, size_t topic_len, const char *body
         return SIZE_MAX; /* bytes after the object: not what decoding accepts */
     }
 
-    o.depth = 1; /* the event object itself */
     for (size_t j = 0; j < N_ENVELOPE; j++) {
         if (!at[j] && j < FIRST_MAP) {
             continue;
@@ -592,12 +598,7 @@ static size_t render_event(const char *topic, size_t topic_len, const char *body
             }
             continue;
         }
-        put_ch(&o, ',');
-        if (!raw_key(&o, &r)) {
-            return SIZE_MAX;
-        }
-        put_ch(&o, ':');
-        if (!raw_value(&o, &r)) {
+        if (!put_pair(&o, &r)) {
             return SIZE_MAX;
         }
     }

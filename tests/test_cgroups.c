@@ -1003,8 +1003,8 @@ static void test_idle_moves_and_exits(void **state)
     }
     const struct mnt *v2 = host_v2();
     if (!v2) {
-        printf("SKIP: no cgroup2 hierarchy on this host (cgroup.procs is read at every "
-               "collection without one)\n");
+        fprintf(stderr, "skipped: no cgroup2 hierarchy on this host (cgroup.procs is read at "
+                        "every collection without one)\n");
         skip();
     }
     struct siblings sb;

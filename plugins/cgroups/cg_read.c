@@ -354,6 +354,17 @@ int cg_read_procs(struct cgs *s, struct cg_node *n)
 static void gate_update(struct cg_gate *g, bool ok, uint64_t v);
 static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h);
 
+/* n's parent node, looked up once per collection (the tree changes only
+ * between collections). */
+static struct cg_node *parent_of(struct cgs *s, struct cg_node *n)
+{
+    if (n->parent_gen != s->gen) {
+        n->parent = cg_node_parent(s, n);
+        n->parent_gen = s->gen;
+    }
+    return n->parent;
+}
+
 /* A cgroup's process list changes only when
  *   - a process in it forks, exits, or a thread of it starts or ends: that
  *     runs in the cgroup, so its CPU usage moves (cgroup2 counts usage_usec
@@ -394,11 +405,7 @@ bool cg_procs_still(struct cgs *s, struct cg_node *n)
             }
         }
     }
-    if (n->parent_gen != s->gen) {
-        n->parent = cg_node_parent(s, n);
-        n->parent_gen = s->gen;
-    }
-    struct cg_node *p = n->parent;
+    struct cg_node *p = parent_of(s, n);
     return p && (p->present & (1u << h)) && !hier_fresh(s, p, HG_CPU2, h);
 }
 
@@ -784,11 +791,7 @@ static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h)
         return g->reread;
     }
     n->hg_gen[k] = s->gen;
-    if (n->parent_gen != s->gen) { /* the tree changes only between collections */
-        n->parent = cg_node_parent(s, n);
-        n->parent_gen = s->gen;
-    }
-    struct cg_node *p = n->parent;
+    struct cg_node *p = parent_of(s, n);
     bool parent_moved =
         p && (p->present & (1u << h)) ? hier_fresh(s, p, k, h) : root_moved(s, k);
     if (!parent_moved && (n->cached.valid & kind_valid[k])) {

@@ -401,14 +401,15 @@ static size_t identity(struct cgs *s, unsigned h, const char *rel)
 /* cgroup2: watches for writes to the directory's cgroup.procs and
  * cgroup.threads, the only ways a process moves in or out but by forking or
  * exiting (cg_procs_still). A node without both watches reads its
- * cgroup.procs at every collection. `dir` is its path (len bytes) in p's
- * buffer of sizeof s->path + 256 bytes. */
-static void watch_procs(struct cgs *s, struct cg_node *n, unsigned h, char *dir, size_t len)
+ * cgroup.procs at every collection. `dir` is its path, len bytes in a
+ * buffer of cap. */
+static void watch_procs(struct cgs *s, struct cg_node *n, unsigned h, char *dir, size_t len,
+                        size_t cap)
 {
     static const char *const file[2] = {"/cgroup.procs", "/cgroup.threads"};
     for (unsigned i = 0; i < 2; i++) {
         size_t fl = strlen(file[i]);
-        if (len + fl + 1 > sizeof s->path + 256) {
+        if (len + fl + 1 > cap) {
             continue;
         }
         memcpy(dir + len, file[i], fl + 1);
@@ -472,7 +473,7 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
     }
     n->wd[h] = wd;
     if (s->procs_watch && (int)h == s->h_v2) {
-        watch_procs(s, n, h, p, (size_t)len);
+        watch_procs(s, n, h, p, (size_t)len, sizeof p);
     }
 }
 
@@ -696,12 +697,14 @@ static int drain_inotify(struct cgs *s)
             unsigned h = w->hier;
             if (w->file) {
                 /* A cgroup.procs or cgroup.threads written: a process moved
-                 * in, and out of some other cgroup, perhaps not watched. */
+                 * in, and out of some other cgroup, perhaps not watched. (Gone
+                 * with its directory: that cgroup was empty.) */
                 if (e->mask & IN_IGNORED) {
                     parent->pw[w->file - 1] = -1;
                     wd_del(s, e->wd);
+                } else {
+                    s->procs_written = true;
                 }
-                s->procs_written = true;
                 continue;
             }
             if (e->mask & IN_IGNORED) {
