@@ -25,9 +25,21 @@ struct host_seq {
     uint64_t seq;
 };
 
+/* Which rules a topic's events go to, remembered per topic: matching every
+ * rule's prefixes against every event cost a memcmp per rule per event
+ * (with 50 rules, more than evaluating the few that match). */
+#define TOPIC_CACHE 16 /* direct-mapped by the topic's hash */
+struct topic_rules {
+    size_t len; /* 0: empty */
+    char topic[VIGIL_TOPIC_MAX];
+    size_t n;
+    uint32_t *idx; /* ascending rule indices; room for every rule */
+};
+
 struct vigil_rules {
     struct vigil_rule *rules;
     size_t n;
+    struct topic_rules topics[TOPIC_CACHE];
     char **prefixes;
     size_t nprefixes;
     char *source;
@@ -508,6 +520,9 @@ void vigil_rules_free(struct vigil_rules *r)
         rule_fini(&r->rules[i]);
     }
     free(r->rules);
+    for (size_t i = 0; i < TOPIC_CACHE; i++) {
+        free(r->topics[i].idx);
+    }
     for (size_t i = 0; i < r->nprefixes; i++) {
         free(r->prefixes[i]);
     }
@@ -549,6 +564,36 @@ static bool rule_matches(const struct vigil_rule *rule, const char *topic, size_
     return false;
 }
 
+static const struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
+{
+    if (len == 0 || len > VIGIL_TOPIC_MAX) {
+        return NULL;
+    }
+    struct topic_rules *t = &r->topics[vigil__hash(0, topic, len) % TOPIC_CACHE];
+    if (t->len == len && memcmp(t->topic, topic, len) == 0) {
+        return t;
+    }
+    if (!t->idx && !(t->idx = malloc((r->n ? r->n : 1) * sizeof *t->idx))) {
+        return NULL;
+    }
+    t->n = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (rule_matches(&r->rules[i], topic, len)) {
+            t->idx[t->n++] = (uint32_t)i;
+        }
+    }
+    memcpy(t->topic, topic, len);
+    t->len = len;
+    return t;
+}
+
+static void eval_rule(struct vigil_rule *rule, const struct vigil_event_view *ev, uint64_t now_ns,
+                      struct vigil_emit *out)
+{
+    vigil_count_own(&rule->stats.evaluated_total, 1);
+    rule->kind->eval(rule, ev, now_ns, out);
+}
+
 void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, uint64_t now_ns,
                       vigil_verdict_fn emit, void *arg)
 {
@@ -559,12 +604,17 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
         ev->source_len == r->source_len && memcmp(ev->source, r->source, ev->source_len) == 0) {
         return;
     }
-    for (size_t i = 0; i < r->n; i++) {
-        struct vigil_rule *rule = &r->rules[i];
-        if (rule_matches(rule, ev->topic, ev->topic_len)) {
-            vigil_count(&rule->stats.evaluated_total, 1);
-            rule->kind->eval(rule, ev, now_ns, &out);
+    const struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
+    if (!t) { /* no memory for the list: match as we go */
+        for (size_t i = 0; i < r->n; i++) {
+            if (rule_matches(&r->rules[i], ev->topic, ev->topic_len)) {
+                eval_rule(&r->rules[i], ev, now_ns, &out);
+            }
         }
+        return;
+    }
+    for (size_t k = 0; k < t->n; k++) {
+        eval_rule(&r->rules[t->idx[k]], ev, now_ns, &out);
     }
 }
 

@@ -136,7 +136,7 @@ static bool judge_batch(struct vigil_rules_stage *s)
             vigil_count(&s->stats.errors_total, 1);
             continue;
         }
-        vigil_count(&s->stats.in_total, 1);
+        vigil_count_own(&s->stats.in_total, 1);
         struct vigil_event_view v;
         const char *why;
         /* The bus checked it already: no second pre-scan. */

@@ -523,6 +523,74 @@ static void test_isolation_errors(void **state)
     expect_error(f, "r.yaml:5:21: isolation rule 'iso': 'network' is not a namespace kind");
 }
 
+/* ---- matching by topic ------------------------------------------------------------ */
+
+struct evaluated {
+    const char *names[8];
+    uint64_t n[8];
+};
+
+static void count_evaluated(void *arg, const char *name, const char *kind, const char *const *keys,
+                            const uint64_t *v, size_t n)
+{
+    (void)kind;
+    (void)n;
+    struct evaluated *e = arg;
+    assert_string_equal(keys[0], "evaluated_total");
+    for (size_t i = 0; i < 8 && e->names[i]; i++) {
+        if (strcmp(e->names[i], name) == 0) {
+            e->n[i] = v[0];
+        }
+    }
+}
+
+/* Each rule sees exactly the events whose topic starts with one of its
+ * match prefixes, also when more topics pass than the engine remembers the
+ * rule lists of (it keeps them per topic) and topics come interleaved. */
+static void test_match_by_topic_prefix(void **state)
+{
+    struct fx *f = *state;
+    static const char *const match[5][2] = {
+        {"cgroup.", NULL}, {"cgroup.stats", NULL}, {"kvm.", "tcp."}, {"t", NULL}, {"nothing.", NULL}};
+    char yaml[2048] = "rules:\n";
+    for (int i = 0; i < 5; i++) {
+        size_t len = strlen(yaml);
+        snprintf(yaml + len, sizeof yaml - len,
+                 "  - name: r%d\n    kind: threshold\n    match: [%s%s%s]\n"
+                 "    expr: values.x > 100\n",
+                 i, match[i][0], match[i][1] ? ", " : "", match[i][1] ? match[i][1] : "");
+    }
+    assert_int_equal(load(f, yaml), 0);
+    uint64_t want[5] = {0};
+    char topic[64];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 60; i++) {
+            static const char *const stems[] = {"cgroup.stats", "cgroup.ns", "kvm.vm",
+                                                "tcp.probe",    "top.x",     "other"};
+            snprintf(topic, sizeof topic, "%s.%d", stems[i % 6], i);
+            feed(f, topic, "h", NULL, "x=1", S);
+            for (int r = 0; r < 5; r++) {
+                for (int m = 0; m < 2 && match[r][m]; m++) {
+                    if (strncmp(topic, match[r][m], strlen(match[r][m])) == 0) {
+                        want[r]++;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    struct evaluated e = {.names = {"r0", "r1", "r2", "r3", "r4"}};
+    vigil_rules_stats(f->rules, count_evaluated, &e);
+    for (int r = 0; r < 5; r++) {
+        if (e.n[r] != want[r]) {
+            fail_msg("r%d evaluated %llu events, not %llu", r, (unsigned long long)e.n[r],
+                     (unsigned long long)want[r]);
+        }
+    }
+    assert_int_equal(want[4], 0);
+    assert_true(want[0] > 0 && want[1] > 0 && want[2] > 0 && want[3] > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -538,6 +606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_isolation_many_cgroups_cheap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation_when, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_match_by_topic_prefix, setup, teardown),
     };
     return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }
