@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -24,13 +25,19 @@
 #define BATCH_MAX 4096          /* messages per wake-up before looking at ctl */
 #define SEQ_TABLE_MAX 65536     /* (host, source) pairs tracked */
 #define QUIET_MS 50             /* drain: this long without input means empty */
-/* Wake-up coalescing under load: a drain that found a busy queue (at least
- * COALESCE_MIN events) waits COALESCE_NS before looking again, instead of
- * sleeping in poll until the very next message. Every event crosses the
- * bus, so this sets the rhythm of every stage after it: wake-ups carry
- * batches and the context switches (a third of the bus thread's time at
- * 400 k events/s) go. A light load (short drains) is not delayed at all:
- * there, latency matters more than the few wake-ups. */
+/* Wake-up coalescing (bus.coalesce): a drain that handed events on waits
+ * coalesce_ns before looking again, instead of sleeping in poll until the
+ * very next message. Every event crosses the bus, so this sets the rhythm
+ * of every stage after it: each rules and sink thread wakes at most once
+ * per window, for everything that came meanwhile, rather than once per
+ * producer's burst. A thread waking one on another CPU costs 15-20 us of
+ * CPU on a VM (vigil-bench selftest), so at 10-100 k events/s a 200-500 us
+ * window saves a quarter to half of the daemon's CPU, for a delay of about
+ * the window at most. Off by default (README). The first event after a
+ * quiet window is handed on at once. A drain that found a busy queue (at
+ * least COALESCE_MIN events) waits at least COALESCE_NS even with
+ * coalescing off: under load the wake-ups are what the threads would
+ * otherwise spend their time on. */
 #define COALESCE_MIN 32
 #define COALESCE_NS 50000
 
@@ -46,6 +53,7 @@ struct vigil_bus {
     void *pull, *xin, *xout, *ctl_main, *ctl_bus;
     unsigned xout_prefixes; /* prefixes outside subscribers hold (bus thread) */
     size_t max_event_bytes;
+    uint64_t coalesce_ns;
     pthread_t thread;
     bool started;
     unsigned expected_subs;
@@ -148,6 +156,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     }
     b->zctx = zctx;
     b->max_event_bytes = o->max_event_bytes;
+    b->coalesce_ns = o->coalesce_ns;
     b->malformed_rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 5};
     int one = 1;
 
@@ -334,7 +343,7 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         if (!send_inproc(b, topic, body)) {
             vigil_count(&b->stats.dropped_total, 1);
         }
-        vigil_count(&b->stats.out_total, 1);
+        vigil_count_own(&b->stats.out_total, 1);
         return;
     }
     zmq_msg_t t2, b2;
@@ -354,7 +363,7 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         zmq_msg_send(&b2, b->xout, 0);
     }
     zmq_msg_close(&b2);
-    vigil_count(&b->stats.out_total, 1);
+    vigil_count_own(&b->stats.out_total, 1);
 }
 
 /* Receives and handles up to BATCH_MAX messages; returns how many, or -1
@@ -366,7 +375,7 @@ static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         if (zmq_msg_recv(topic, b->pull, ZMQ_DONTWAIT) == -1) {
             return n == 0 ? -1 : n;
         }
-        vigil_count(&b->stats.in_total, 1);
+        vigil_count_own(&b->stats.in_total, 1);
         if (!zmq_msg_more(topic)) {
             report_malformed(b, topic, "one frame (expected topic + body)");
             continue;
@@ -476,8 +485,14 @@ static void *bus_main(void *arg)
             b->xout_prefixes -= gone < b->xout_prefixes ? gone : b->xout_prefixes;
         }
         int got = pump(b, &topic, &body);
-        if (got >= COALESCE_MIN && got < BATCH_MAX && !draining) {
-            struct timespec ts = {0, COALESCE_NS};
+        uint64_t wait = got <= 0 ? 0 : b->coalesce_ns;
+        if (got >= COALESCE_MIN && wait < COALESCE_NS) {
+            wait = COALESCE_NS;
+        }
+        /* A full batch means more is waiting; a drain for shutdown waits
+         * for nothing. */
+        if (wait && got < BATCH_MAX && !draining) {
+            struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
             nanosleep(&ts, NULL);
         }
         if (draining) {

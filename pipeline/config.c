@@ -27,6 +27,8 @@
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
 #define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
+#define DEFAULT_COALESCE_NS 0u          /* bus.coalesce: off (README: the trade-off) */
+#define MAX_COALESCE_NS 10000000u       /* the bus thread sleeps this long at most */
 #define MAX_HWM 10000000
 #define DEFAULT_MAX_EVENT_BYTES (64u << 10)
 #define MIN_MAX_EVENT_BYTES 256u
@@ -207,10 +209,18 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
                               vigil__conf_describe(v, buf, sizeof buf));
             else
                 ch->c->bus.max_event_bytes = size;
+        } else if (strcmp(k, "coalesce") == 0) {
+            uint64_t ns;
+            if (vigil_conf_duration(v, &ns) != 0 || ns > MAX_COALESCE_NS)
+                vigil_diag_at(ch->d, v,
+                              "'bus.coalesce' must be a duration from 0s to 10ms, not %s",
+                              vigil__conf_describe(v, buf, sizeof buf));
+            else
+                ch->c->bus.coalesce_ns = ns;
         } else {
             vigil__diag_key(ch->d, bus, i,
                      "unknown key '%s' in 'bus' (valid keys: publish, subscribe, hwm, "
-                     "max_event_bytes)",
+                     "max_event_bytes, coalesce)",
                      k);
         }
     }
@@ -620,6 +630,7 @@ static int set_defaults(struct vigil_config *c)
     c->bus.subscribe = strdup(VIGIL_DEFAULT_SUBSCRIBE);
     c->bus.hwm = DEFAULT_HWM;
     c->bus.max_event_bytes = DEFAULT_MAX_EVENT_BYTES;
+    c->bus.coalesce_ns = DEFAULT_COALESCE_NS;
     c->self_interval_ns = DEFAULT_INTERVAL_NS;
     if (!c->host || !c->plugin_dir || !c->state_dir || !c->bus.publish || !c->bus.subscribe)
         return -ENOMEM;

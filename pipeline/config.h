@@ -136,6 +136,7 @@ struct vigil_config {
         char *subscribe; /* XPUB endpoint for consumers */
         int hwm;         /* messages per socket, default 10000 */
         uint64_t max_event_bytes; /* default 64 KiB */
+        uint64_t coalesce_ns;     /* default 0: hand events on at once */
     } bus;
     uint64_t self_interval_ns; /* default 10s */
     struct vigil_instance_conf *sources;

@@ -252,6 +252,7 @@ static int start(struct daemon *dm)
         .subscribe = c->bus.subscribe,
         .hwm = c->bus.hwm,
         .max_event_bytes = c->bus.max_event_bytes,
+        .coalesce_ns = c->bus.coalesce_ns,
     };
     dm->bus = vigil_bus_new(dm->zctx, &bo, err, sizeof err);
     if (!dm->bus) {

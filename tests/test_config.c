@@ -702,6 +702,7 @@ static void test_config_defaults(void **state)
     assert_string_equal(f->c->bus.subscribe, VIGIL_DEFAULT_SUBSCRIBE);
     assert_int_equal(f->c->bus.hwm, 10000);
     assert_int_equal(f->c->bus.max_event_bytes, 65536);
+    assert_int_equal(f->c->bus.coalesce_ns, 0);
     assert_int_equal(f->c->self_interval_ns, 10000000000ull);
     assert_int_equal(f->c->nsources, 0);
     assert_int_equal(f->c->nsinks, 0);
@@ -864,14 +865,26 @@ static void test_config_bus_errors(void **state)
                     "  publish: http://x\n"
                     "  hwm: 0\n"
                     "  max_event_bytes: 100\n"
-                    "  speed: fast\n";
+                    "  speed: fast\n"
+                    "  coalesce: 20ms\n";
     assert_non_null(config(f, y));
     expect_msg(&f->d, "t.yaml:2:12: 'bus.publish' must be a ZeroMQ endpoint: ipc://PATH, "
                       "tcp://HOST:PORT or inproc://NAME, not 'http://x'");
     expect_msg(&f->d, "t.yaml:3:8: 'bus.hwm' must be an integer from 1 to 10000000");
     expect_msg(&f->d, "t.yaml:4:20: 'bus.max_event_bytes' must be a size from 256B to 256MiB");
     expect_msg(&f->d, "t.yaml:5:3: unknown key 'speed' in 'bus'");
-    assert_int_equal(f->d.count, 4);
+    expect_msg(&f->d, "t.yaml:6:13: 'bus.coalesce' must be a duration from 0s to 10ms, not '20ms'");
+    assert_int_equal(f->d.count, 5);
+
+    assert_non_null(config(f, "bus:\n  coalesce: soon\n"));
+    expect_msg(&f->d, "t.yaml:2:13: 'bus.coalesce' must be a duration from 0s to 10ms, not 'soon'");
+    size_t before = f->d.count;
+    assert_non_null(config(f, "bus:\n  coalesce: 1500us\n"));
+    assert_int_equal(f->d.count, before);
+    assert_int_equal(f->c->bus.coalesce_ns, 1500000);
+    assert_non_null(config(f, "bus:\n  coalesce: 0s\n"));
+    assert_int_equal(f->d.count, before);
+    assert_int_equal(f->c->bus.coalesce_ns, 0);
 
     assert_non_null(config(f, "bus:\n  publish: ipc:///x\n  subscribe: ipc:///x\n"));
     expect_msg(&f->d, "t.yaml:3:14: 'bus.publish' and 'bus.subscribe' must be different");

@@ -28,7 +28,7 @@ struct opts {
     int producers, rules, io_threads;
     enum bench_sink sink;
     bool tcp, json, keep, probe;
-    const char *config, *fsync_mode;
+    const char *config, *fsync_mode, *coalesce;
     pid_t pid;
 };
 
@@ -49,6 +49,8 @@ static void usage(FILE *out)
             "      --fsync M         the file sink's fsync: never, batch, always (default never)\n"
             "      --drain D         longest wait for the sink to catch up (default 60s)\n"
             "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
+            "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
+            "                        0s: every burst handed on at once)\n"
             "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
             "                        its first sink of the chosen plugin)\n"
             "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
@@ -79,6 +81,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"keep", no_argument, NULL, 'K'},
         {"json", no_argument, NULL, 'j'},
         {"probe", no_argument, NULL, 'B'},
+        {"coalesce", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -154,6 +157,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'c':
             o->config = optarg;
             break;
+        case 'C': {
+            uint64_t ns;
+            if (vigil_parse_duration(optarg, &ns) != 0 || ns > 10000000u || strlen(optarg) > 30) {
+                fprintf(stderr, "vigil-bench: --coalesce wants a duration from 0s to 10ms\n");
+                return 2;
+            }
+            o->coalesce = optarg;
+            break;
+        }
         case 'P':
             o->pid = (pid_t)strtol(optarg, &end, 10);
             if (*end || o->pid <= 0) {
@@ -177,6 +189,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             usage(stderr);
             return 2;
         }
+    }
+    if (o->coalesce && o->config) {
+        fprintf(stderr, "vigil-bench: --coalesce is for the vigild it starts, not with -c\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "vigil-bench: unexpected argument '%s'\n", argv[optind]);
@@ -326,12 +342,13 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     char rules[32];
     snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
     printf("vigil-bench: %d producer%s over %s, %s, sink %s (plugin %s), %.1f s measured after "
-           "%.1f s warm-up%s\n",
+           "%.1f s warm-up%s%s%s\n",
            o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc",
            o->config ? "the daemon's rules" : rules,
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
-           o->config ? " (attached to a running vigild)" : "");
+           o->config ? " (attached to a running vigild)" : "",
+           o->coalesce ? ", bus.coalesce " : "", o->coalesce ? o->coalesce : "");
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
     } else {
@@ -407,10 +424,12 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
         snprintf(rules, sizeof rules, "%d", o->rules);
     }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,",
+           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
+           "\"coalesce\":%s%s%s,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
            o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
-           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9);
+           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "",
+           o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "");
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -512,6 +531,7 @@ static int run(const struct opts *o)
             goto out;
         }
         snprintf(v.sink_name, sizeof v.sink_name, "bench");
+        snprintf(v.coalesce, sizeof v.coalesce, "%s", o->coalesce ? o->coalesce : "");
         snprintf(v.sink_path, sizeof v.sink_path, "%s/events.jsonl", v.dir);
         char *body = pipeline_yaml(o, &v);
         int st = body ? bench_vigild_start(&v, SELF_INTERVAL, body, "info") : -1;

@@ -192,6 +192,7 @@ struct bench_vigild {
     char subscribe[PATH_MAX];
     char sink_path[PATH_MAX]; /* file/capture sinks: the output file */
     char sink_name[128];
+    char coalesce[32];         /* bus.coalesce for one we start; "": vigild's default */
     uint64_t self_interval_ns; /* its vigil.self period */
     pid_t pid;                 /* 0: unknown (CPU and RSS not measured) */
     bool ours;                 /* we started it: we stop it */

@@ -4,13 +4,15 @@
 #   1. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
 #   2. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
 #   3. flat out, 30 s, 10 rules, discard sink      (the pipeline without sink I/O)
+#   3b. 10,000 events/s, 30 s, file sink            (CPU at a moderate rate)
+#   3c. 100,000 and 10,000 events/s with bus.coalesce 500us (CPU against latency)
 #   4. collect --cgroups 1000 --procs              (target: <= 10 us per cgroup;
 #      idle cgroups under one parent, then --active and --flat beside it)
 #   5. idle RSS of vigild with conf/vigil.yaml after 20 s (target: <= 8 MB)
 #   6. the bench alone (selftest)
 # and prints a summary table. Every run's JSON is kept in build-release/bench/.
 #   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups; a smoke run)
-# Needs root (cgroups, /proc of the daemon). Takes about 5 minutes.
+# Needs root (cgroups, /proc of the daemon). Takes about 8 minutes.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -66,6 +68,13 @@ else
     echo null >"$out/rate100k_file.json"
 fi
 run flatout_discard --duration "$dur" --rules 10 --sink discard
+if [[ -f $build/plugins/file.so ]]; then
+    run rate10k_file --duration "$dur" --rate 10000 --rules 10 --sink file
+    run rate100k_file_c500 --duration "$dur" --rate 100000 --rules 10 --sink file --coalesce 500us
+    run rate10k_file_c500 --duration "$dur" --rate 10000 --rules 10 --sink file --coalesce 500us
+else
+    for n in rate10k_file rate100k_file_c500 rate10k_file_c500; do echo null >"$out/$n.json"; done
+fi
 run collect collect --cgroups "$cgroups" --procs --passes "$passes"
 run collect_active collect --cgroups "$cgroups" --active --no-kvm --passes "$passes"
 run collect_flat collect --cgroups "$cgroups" --procs --flat --no-kvm --passes "$passes"
@@ -137,8 +146,24 @@ if r and r.get("latency_us"):
     row("100k/s, file sink: latency p50 / p99 / max (us)",
         "%.0f / %.0f / %.0f" % (l["median"], l["p99"], l["max"]), "p99 <= 1000", l["p99"] <= 1000)
     row("100k/s, file sink: lost", str(r["lost"]), "0", r["lost"] == 0)
+    row("100k/s, file sink: vigild CPU s per M events", "%.2f s" % r["cpu_s_per_million"], "", None)
 else:
     row("100k/s, file sink", "not run", "", None)
+r = load("rate10k_file")
+if r and r.get("cpu_s_per_million") is not None:
+    row("10k/s, file sink: vigild CPU s per M events, lost",
+        "%.1f s, %s" % (r["cpu_s_per_million"], r["lost"]), "", r["lost"] == 0)
+r = load("rate100k_file_c500")
+if r and r.get("latency_us") and r.get("cpu_s_per_million") is not None:
+    l = r["latency_us"]
+    row("100k/s, bus.coalesce 500us: p50 / p99 / max (us); vigild CPU s per M",
+        "%.0f / %.0f / %.0f; %.2f s" % (l["median"], l["p99"], l["max"], r["cpu_s_per_million"]),
+        "", r["lost"] == 0)
+r = load("rate10k_file_c500")
+if r and r.get("latency_us") and r.get("cpu_s_per_million") is not None:
+    l = r["latency_us"]
+    row("10k/s, bus.coalesce 500us: p50 / p99 (us); vigild CPU s per M",
+        "%.0f / %.0f; %.1f s" % (l["median"], l["p99"], r["cpu_s_per_million"]), "", r["lost"] == 0)
 c = load("collect")
 for name, what, target in (("collect", "idle, one parent", True),
                            ("collect_active", "active, one parent", False),
@@ -164,6 +189,10 @@ if s and s.get("producers_alone"):
     row("the bench alone: producers -> bare PULL, events/s", "%.0f" % s["producers_alone"]["events_per_s"], "", None)
 if s and s.get("reader_alone"):
     row("the bench alone: tail reader, lines/s", "%.0f" % s["reader_alone"]["lines_per_s"], "", None)
+if s and s.get("wakeup"):
+    wk = s["wakeup"]
+    row("this machine: us CPU per cross-thread wake-up (two CPUs / one)",
+        "%.1f / %.1f" % (wk["cpu_us"], wk["one_cpu_cpu_us"]), "", None)
 
 w = max(len(r[0]) for r in rows)
 v = max(len(r[1]) for r in rows)

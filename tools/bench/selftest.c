@@ -3,10 +3,17 @@
  *  1. the producers into a bare ZeroMQ PULL socket of our own (one thread
  *     that receives and counts, checking each producer's seq order);
  *  2. the tail reader over a file of JSON lines in the sink's exact shape
- *     (rendered with vigil_json_event, as the sinks do), from the page cache.
+ *     (rendered with vigil_json_event, as the sinks do), from the page cache;
+ *  3. what one thread waking another costs here (two threads passing a token
+ *     through two eventfds), on two CPUs and on one: vigild's stages hand
+ *     every burst of events across threads, so at moderate rates this, not
+ *     the per-event work, is most of its CPU.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +246,117 @@ out:
     return rc;
 }
 
+struct pingpong {
+    int to_peer, to_main;
+    unsigned rounds;
+};
+
+static void *pong_main(void *arg)
+{
+    struct pingpong *pp = arg;
+    uint64_t v;
+    for (unsigned i = 0; i < pp->rounds; i++) {
+        if (read(pp->to_peer, &v, sizeof v) != sizeof v) {
+            break;
+        }
+        v = 1;
+        if (write(pp->to_main, &v, sizeof v) != sizeof v) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Blocking token passes between two threads: each round is two wake-ups.
+ * With one_cpu, both run on the CPU this thread is on now (what a wake-up
+ * costs without another CPU being woken). 0 on success. */
+static int wakeup_cost(bool one_cpu, double *cpu_us, double *wall_us)
+{
+    struct pingpong pp = {.rounds = 20000};
+    pp.to_peer = eventfd(0, EFD_CLOEXEC);
+    pp.to_main = eventfd(0, EFD_CLOEXEC);
+    cpu_set_t old, one;
+    bool pinned = false;
+    int rc = -1;
+    if (pp.to_peer < 0 || pp.to_main < 0) {
+        goto out;
+    }
+    if (one_cpu) {
+        int cpu = sched_getcpu();
+        if (cpu < 0 || sched_getaffinity(0, sizeof old, &old) != 0) {
+            goto out;
+        }
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) != 0) {
+            goto out;
+        }
+        pinned = true; /* the peer inherits it */
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, pong_main, &pp) != 0) {
+        goto out;
+    }
+    uint64_t c0 = process_cpu_ns(), w0 = vigil_mono_ns();
+    unsigned i;
+    for (i = 0; i < pp.rounds; i++) {
+        uint64_t v = 1;
+        if (write(pp.to_peer, &v, sizeof v) != sizeof v ||
+            read(pp.to_main, &v, sizeof v) != sizeof v) {
+            break;
+        }
+    }
+    uint64_t c1 = process_cpu_ns(), w1 = vigil_mono_ns();
+    if (i < pp.rounds) {
+        uint64_t v = pp.rounds; /* let the peer finish its reads */
+        (void)!write(pp.to_peer, &v, sizeof v);
+    }
+    pthread_join(t, NULL);
+    if (i == pp.rounds) {
+        *cpu_us = (double)(c1 - c0) / 1e3 / (2.0 * pp.rounds);
+        *wall_us = (double)(w1 - w0) / 1e3 / (2.0 * pp.rounds);
+        rc = 0;
+    }
+out:
+    if (pinned) {
+        sched_setaffinity(0, sizeof old, &old);
+    }
+    if (pp.to_peer >= 0) {
+        close(pp.to_peer);
+    }
+    if (pp.to_main >= 0) {
+        close(pp.to_main);
+    }
+    return rc;
+}
+
+static int wakeups(bool json)
+{
+    double cpu2 = 0, wall2 = 0, cpu1 = 0, wall1 = 0;
+    if (wakeup_cost(false, &cpu2, &wall2) != 0 || wakeup_cost(true, &cpu1, &wall1) != 0) {
+        fprintf(stderr, "vigil-bench selftest: the wake-up probe could not run: %s\n",
+                strerror(errno));
+        return 3;
+    }
+    if (json) {
+        printf("{\"cpu_us\":%.2f,\"wall_us\":%.2f,\"one_cpu_cpu_us\":%.2f,"
+               "\"one_cpu_wall_us\":%.2f}",
+               cpu2, wall2, cpu1, wall1);
+    } else {
+        printf("one thread waking another (eventfd): %.1f us of CPU, %.1f us until it runs; "
+               "both on one CPU: %.1f us, %.1f us\n",
+               cpu2, wall2, cpu1, wall1);
+    }
+    return 0;
+}
+
 /* The reader's parser and the histogram on known input: odd hosts,
  * verdicts, foreign and broken lines, duplicates; quantiles within 0.5 %. */
 static int known_answers(void)
@@ -350,7 +468,8 @@ int bench_selftest_main(int argc, char **argv)
             printf("usage: vigil-bench selftest [-d DURATION] [-p PRODUCERS] [-t ipc|tcp]\n"
                    "                            [--io-threads N] [-n LINES] [--json]\n"
                    "The bench alone: producers into a bare ZeroMQ PULL for DURATION (default\n"
-                   "5s), then the tail reader over LINES (default 2000000) JSON lines.\n");
+                   "5s), then the tail reader over LINES (default 2000000) JSON lines,\n"
+                   "then the CPU and time one thread takes to wake another.\n");
             return 0;
         default:
             return 2;
@@ -371,7 +490,13 @@ int bench_selftest_main(int argc, char **argv)
     }
     int b = vigil_tool_stop ? 3 : reader_alone(lines, json);
     if (json) {
-        printf("%s}\n", b == 3 ? "null" : "");
+        printf("%s,\"wakeup\":", b == 3 ? "null" : "");
+        fflush(stdout);
     }
-    return a > b ? a : b;
+    int w = vigil_tool_stop ? 3 : wakeups(json);
+    if (json) {
+        printf("%s}\n", w == 3 ? "null" : "");
+    }
+    int rc = a > b ? a : b;
+    return rc > w ? rc : w;
 }

@@ -2,7 +2,8 @@
 # ctest smoke test of vigil-bench (correctness only, no timed thresholds):
 # a short run through a real vigild with the given sink must publish, lose
 # and duplicate nothing, and print one JSON object whose figures agree with
-# each other; the selftest's own counts must be exact.
+# each other; the selftest's own counts must be exact. The discard run has
+# the bus coalescing (bus.coalesce 500us): nothing may be lost that way either.
 #   smoke.sh BUILD_DIR SINK      (SINK: file, capture or discard)
 set -u
 build=$1
@@ -12,7 +13,9 @@ fail() {
     exit 1
 }
 
-out=$("$build/vigil-bench" --duration 2s --warmup 500ms --rate 10000 --sink "$sink" --json)
+extra=()
+[[ $sink == discard ]] && extra=(--coalesce 500us)
+out=$("$build/vigil-bench" --duration 2s --warmup 500ms --rate 10000 --sink "$sink" "${extra[@]}" --json)
 rc=$?
 echo "$out"
 [[ $rc -eq 0 ]] || fail "vigil-bench exited $rc"
@@ -31,6 +34,7 @@ check(r["vigil_self"]["rules_in"] == r["published"], "the rules judged %s of %s 
 check(0 < r["verdicts"] < r["published"] * 0.02, "verdicts %s for %s events" % (r["verdicts"], r["published"]))
 check(r["cpu_s_per_million"] is not None and r["rss_peak_bytes"] > 0, "no CPU/RSS of vigild")
 check(r["vigild_exit"] == 0, "vigild exited %s" % r["vigild_exit"])
+check(r["coalesce"] == ("500us" if sink == "discard" else None), "coalesce %s" % r["coalesce"])
 if sink == "discard":
     check(r["duplicated"] is None and r["latency_us"] is None, "discard has no duplicates/latency")
     check(r["vigil_self"]["sink_delivered"] == r["published"], "delivered %s of %s" % (r["vigil_self"]["sink_delivered"], r["published"]))
@@ -46,6 +50,14 @@ if bad:
     sys.exit(1)
 PY
 
-# The bench alone: every event sent is received in order, every line read.
-"$build/vigil-bench" selftest --duration 500ms --lines 20000 || fail "selftest"
+# The bench alone: every event sent is received in order, every line read;
+# the wake-up probe ran.
+self=$("$build/vigil-bench" selftest --duration 500ms --lines 20000 --json) || fail "selftest"
+echo "$self"
+/usr/bin/python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+w = s["wakeup"]
+sys.exit(0 if w and w["cpu_us"] > 0 and w["wall_us"] > 0 and w["one_cpu_cpu_us"] > 0 else 1)
+' "$self" || fail "selftest: no wake-up figures"
 echo "ok"

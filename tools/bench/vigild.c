@@ -261,9 +261,17 @@ static bool log_has(const char *path, const char *needle)
 int bench_vigild_setup(struct bench_vigild *v, bool tcp)
 {
     memset(v, 0, sizeof *v);
-    snprintf(v->dir, sizeof v->dir, "/tmp/vigil-bench.XXXXXX");
+    /* TMPDIR picks the file system the sink's file is written to. */
+    const char *tmp = getenv("TMPDIR");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    if ((size_t)snprintf(v->dir, sizeof v->dir, "%s/vigil-bench.XXXXXX", tmp) >= sizeof v->dir) {
+        fprintf(stderr, "vigil-bench: TMPDIR is too long: %s\n", tmp);
+        v->dir[0] = '\0';
+        return -1;
+    }
     if (!mkdtemp(v->dir)) {
-        fprintf(stderr, "vigil-bench: cannot make a temp folder: %s\n", strerror(errno));
+        fprintf(stderr, "vigil-bench: cannot make a temp folder in %s: %s\n", tmp,
+                strerror(errno));
         v->dir[0] = '\0';
         return -1;
     }
@@ -296,8 +304,10 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
     }
     int n = snprintf(yaml, cap,
                      "# written by vigil-bench\nplugin_dir: %s/plugins\nbus:\n  publish: %s\n"
-                     "  subscribe: %s\nself:\n  interval: %s\n",
-                     bench_build_dir(), v->publish, v->subscribe, self_interval);
+                     "  subscribe: %s\n%s%s%sself:\n  interval: %s\n",
+                     bench_build_dir(), v->publish, v->subscribe,
+                     v->coalesce[0] ? "  coalesce: " : "", v->coalesce, v->coalesce[0] ? "\n" : "",
+                     self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
     int rc = bench_write_file(v->cfg, yaml);
