@@ -41,6 +41,32 @@ struct out {
     unsigned depth;
 };
 
+/* n bytes that fit: keys, short labels and numbers are mostly under 16
+ * bytes, where a call to memcpy costs more than the copy. Two overlapping
+ * loads and stores cover any length in [4, 16]. */
+static inline void copy_short(char *d, const char *s, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++) {
+            d[i] = s[i];
+        }
+    } else {
+        memcpy(d, s, n);
+    }
+}
+
 static inline void put_plain(struct out *o, const char *p, size_t n)
 {
     if (o->len < o->room) {
@@ -113,7 +139,13 @@ static void write_u64(struct out *o, uint64_t u)
     } else {
         tmp[--i] = (char)('0' + u);
     }
-    put(o, tmp + i, sizeof tmp - i);
+    size_t n = sizeof tmp - i;
+    if (o->len + n <= o->room) { /* digits never need quoting */
+        copy_short(o->buf + o->len, tmp + i, n);
+        o->len += n;
+    } else {
+        put(o, tmp + i, n);
+    }
 }
 
 static void write_i64(struct out *o, int64_t v)
@@ -234,7 +266,7 @@ static void write_str(struct out *o, const char *p, size_t n)
         /* The common case: plain ASCII, no quoting, room for it all. */
         char *w = o->buf + o->len;
         w[0] = '"';
-        memcpy(w + 1, p, n);
+        copy_short(w + 1, p, n);
         w[n + 1] = '"';
         o->len += n + 2;
         return;

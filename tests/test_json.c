@@ -416,6 +416,40 @@ static void test_integers(void **state)
                                   "9223372036854775807,-1,0,7,-129]");
 }
 
+/* Strings and integers of every short length (the writer copies up to 16
+ * bytes without memcpy, in overlapping words), against snprintf, and cut
+ * short by every buffer size: the text is a prefix and never overruns. */
+static void test_every_short_length(void **state)
+{
+    struct fx *f = *state;
+    char want[512], s[48];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++) {
+            s[i] = (char)('a' + (i * 7 + n) % 26);
+        }
+        uint64_t u = 1;
+        for (size_t i = 0; i < n % 20; i++) {
+            u *= 10;
+        }
+        u = u - 1 + n; /* 19, 99, 999 ... and a few past each power */
+        msgpack_sbuffer_clear(&f->sbuf);
+        msgpack_pack_array(&f->pk, 2);
+        pk_strn(&f->pk, s, n);
+        msgpack_pack_uint64(&f->pk, u);
+        snprintf(want, sizeof want, "[\"%.*s\",%llu]", (int)n, s, (unsigned long long)u);
+        assert_string_equal(value(f), want);
+        size_t len = strlen(want);
+        for (size_t cap = 1; cap <= len + 1; cap++) {
+            char buf[128];
+            memset(buf, '#', sizeof buf);
+            assert_int_equal(vigil_json_value(f->sbuf.data, f->sbuf.size, buf, cap), len);
+            assert_int_equal(strlen(buf), cap - 1);
+            assert_memory_equal(buf, want, cap - 1);
+            assert_true(buf[cap] == '#');
+        }
+    }
+}
+
 static void test_nested_attrs(void **state)
 {
     struct fx *f = *state;
@@ -1039,6 +1073,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_doubles_match_printf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doubles_packed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_integers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_short_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_attrs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_non_string_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ext_is_null, setup, teardown),
