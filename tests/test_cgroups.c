@@ -466,6 +466,8 @@ struct snap {
     size_t n;
     char key[160][48];
     double val[160];
+    uint64_t ts;    /* the event's */
+    double ref_tol; /* set by stats_with_ref: how far from the reference is fine */
 };
 
 static void copy_str(const struct vigil_event_view *v, const char *path, char *dst, size_t cap)
@@ -516,6 +518,7 @@ static void snap_of(const struct vigil_event_view *v, struct snap *s)
     copy_str(v, "attrs.cgroup_version", s->version, sizeof s->version);
     copy_numbers(s, vigil_event_get(v, "values"), "");
     copy_numbers(s, vigil_event_get(v, "attrs"), "");
+    s->ts = v->ts;
 }
 
 static bool has(const struct snap *s, const char *key, double *out)
@@ -661,25 +664,40 @@ static uint64_t run_ns(const pid_t *pids, size_t n)
 /* Two consecutive stats events of cg, after `skip` more; *ref_pct gets the
  * CPU share the processes really had between the two events' arrival. The
  * plugin's cpu_usage_pct must agree with it: a fixed range would fail on a
- * loaded machine, where a spinning child gets less than a core. */
+ * loaded machine, where a spinning child gets less than a core. The plugin
+ * measured between its two collections (the events' ts), the reference
+ * between the two arrivals here: on a loaded machine those windows differ
+ * by the events' delays, and the spinners' share can change meanwhile, so
+ * out->ref_tol widens the 15 points by what that much time could move. */
 static void stats_with_ref(const char *cg, int skip, const pid_t *pids, size_t n, struct snap *out,
                            double *ref_pct)
 {
     stats_after(cg, skip, out);
-    uint64_t r1 = run_ns(pids, n), t1 = vigil_mono_ns();
+    uint64_t r1 = run_ns(pids, n), t1 = vigil_mono_ns(), late1 = vigil_now_ns(), ts1 = out->ts;
     assert_true(next_of("cgroup.stats", cg, 8000, out));
-    uint64_t r2 = run_ns(pids, n), t2 = vigil_mono_ns();
+    uint64_t r2 = run_ns(pids, n), t2 = vigil_mono_ns(), late2 = vigil_now_ns(), ts2 = out->ts;
     print_snap(out);
+    late1 = late1 > ts1 ? late1 - ts1 : 0;
+    late2 = late2 > ts2 ? late2 - ts2 : 0;
+    double window = ts2 > ts1 ? (double)(ts2 - ts1) : (double)(t2 - t1);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *ref_pct = 100.0 * (double)(r2 - r1) / (double)(t2 - t1);
-    fprintf(stderr, "  reference from /proc/<pid>/schedstat: %.1f%% of a core\n", *ref_pct);
+    out->ref_tol = 15 + 100.0 * (double)(cpus > 0 ? cpus : 1) * (double)(late1 + late2) / window;
+    fprintf(stderr,
+            "  reference from /proc/<pid>/schedstat: %.1f%% of a core (events %.1f and %.1f ms "
+            "late: within %.1f points)\n",
+            *ref_pct, (double)late1 / 1e6, (double)late2 / 1e6, out->ref_tol);
 }
 
 /* Near 100% of a core on an idle machine; what the child really got on a
- * busy one (within 15 points), and clearly busy in any case. */
+ * busy one (within 15 points, more when the events came late), and clearly
+ * busy in any case. */
 static void assert_cpu_like(const struct snap *s, double ref_pct, double lo, double hi)
 {
     double pct = val(s, "cpu_usage_pct");
-    assert_near(pct, ref_pct - 15, ref_pct + 15, "cpu_usage_pct against the children's run time");
+    double tol = s->ref_tol > 0 ? s->ref_tol : 15;
+    assert_near(pct, ref_pct - tol, ref_pct + tol,
+                "cpu_usage_pct against the children's run time");
     assert_near(pct, lo, hi, "cpu_usage_pct");
 }
 
