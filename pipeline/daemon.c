@@ -323,13 +323,18 @@ static int start(struct daemon *dm)
             return -1;
         }
     }
+    char coalesce[48] = "";
+    if (c->bus.coalesce_ns) { /* it delays events: say so where operators look */
+        snprintf(coalesce, sizeof coalesce, "; bus.coalesce %llu us",
+                 (unsigned long long)(c->bus.coalesce_ns / 1000u));
+    }
     vigil_log(VIGIL_LOG_INFO, "vigild",
               "vigild %s started on host %s: %zu source%s, %zu rule%s, %zu sink%s; publish %s, "
-              "subscribe %s",
+              "subscribe %s%s",
               VIGIL_VERSION, c->host, c->nsources, c->nsources == 1 ? "" : "s",
               dm->rules ? vigil_rules_count(dm->rules) : 0,
               dm->rules && vigil_rules_count(dm->rules) == 1 ? "" : "s", c->nsinks,
-              c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe);
+              c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe, coalesce);
     return 0;
 }
 

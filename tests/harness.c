@@ -57,6 +57,11 @@ char *slurp(const char *path)
 
 int vd_setup(struct vd *v, const char *self_interval, const char *body)
 {
+    return vd_setup_bus(v, self_interval, NULL, body);
+}
+
+int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body)
+{
     memset(v, 0, sizeof *v);
     snprintf(v->dir, sizeof v->dir, "/tmp/vigil-test.XXXXXX");
     if (!mkdtemp(v->dir)) {
@@ -70,8 +75,9 @@ int vd_setup(struct vd *v, const char *self_interval, const char *body)
     if (!f) {
         return -1;
     }
-    fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\nself:\n  interval: %s\n",
-            VIGIL_PLUGIN_DIR, v->pub, v->sub, self_interval ? self_interval : "10s");
+    fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\n%sself:\n  interval: %s\n",
+            VIGIL_PLUGIN_DIR, v->pub, v->sub, bus_keys ? bus_keys : "",
+            self_interval ? self_interval : "10s");
     for (const char *p = body; p && *p; p++) {
         if (strncmp(p, "@DIR@", 5) == 0) {
             fputs(v->dir, f);

@@ -24,6 +24,8 @@ struct vd {
  * sink spools go) unless body sets it; `body` adds sources/sinks/etc.
  * Every "@DIR@" in body becomes the folder. Returns 0 or -1. */
 int vd_setup(struct vd *v, const char *self_interval, const char *body);
+/* The same, with `bus_keys` ("  coalesce: 2ms\n") added to the bus section. */
+int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body);
 /* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
  * Returns 0, or -1 if it exited or did not start (see v->log). */
 int vd_start(struct vd *v);

@@ -19,22 +19,25 @@
 #include "event.h"
 #include "harness.h"
 
-/* gen -> bus -> a sink inside the daemon: every event, in order, once. */
-static void test_gen_events_arrive_gapless(void **state)
+/* gen (5,000 events at 20,000/s) -> bus -> a sink inside the daemon, the
+ * bus having `bus_keys`: every event arrives, in order, once. The daemon is
+ * left running for the caller to look at its log, and stopped after. */
+static void gen_arrives_gapless(struct vd *v, const char *bus_keys, const char *labels)
 {
-    struct vd *v = *state;
-    assert_int_equal(vd_setup(v, NULL,
-                              "sources:\n"
-                              "  - plugin: gen\n"
-                              "    name: g1\n"
-                              "    rate: 20000\n"
-                              "    count: 5000\n"
-                              "    labels: { quote: 'a \"b\" \\\\ c', utf8: \"h\\u00e9llo \\u65e5\" }\n"
-                              "sinks:\n"
-                              "  - plugin: test_capture\n"
-                              "    match: gen.\n"
-                              "    path: @DIR@/out.jsonl\n"),
-                     0);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "sources:\n"
+             "  - plugin: gen\n"
+             "    name: g1\n"
+             "    rate: 20000\n"
+             "    count: 5000\n"
+             "%s"
+             "sinks:\n"
+             "  - plugin: test_capture\n"
+             "    match: gen.\n"
+             "    path: @DIR@/out.jsonl\n",
+             labels ? labels : "");
+    assert_int_equal(vd_setup_bus(v, NULL, bus_keys, body), 0);
     if (vd_start(v) != 0) {
         vd_dump_log(v);
         fail_msg("vigild did not start");
@@ -43,6 +46,25 @@ static void test_gen_events_arrive_gapless(void **state)
     assert_true(wait_lines(out, "\"topic\":\"gen.g1\"", 5000, 30));
     assert_true(seqs_complete(out, "g1", 5000));
     assert_true(json_lines_valid(out));
+}
+
+static void test_gen_events_arrive_gapless(void **state)
+{
+    struct vd *v = *state;
+    gen_arrives_gapless(
+        v, NULL, "    labels: { quote: 'a \"b\" \\\\ c', utf8: \"h\\u00e9llo \\u65e5\" }\n");
+    assert_int_equal(count_lines(v->log, "bus.coalesce"), 0);
+    double secs;
+    assert_int_equal(vd_stop(v, 10, &secs), 0);
+}
+
+/* The same with the bus coalescing (bus.coalesce): the daemon says so when
+ * it starts, and still every event arrives, in order, once. */
+static void test_coalescing_bus_loses_nothing(void **state)
+{
+    struct vd *v = *state;
+    gen_arrives_gapless(v, "  coalesce: 2ms\n", NULL);
+    assert_int_equal(count_lines(v->log, "; bus.coalesce 2000 us"), 1);
     double secs;
     assert_int_equal(vd_stop(v, 10, &secs), 0);
 }
@@ -391,6 +413,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_coalescing_bus_loses_nothing, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, vd_fixture_setup, vd_fixture_teardown),
