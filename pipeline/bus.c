@@ -32,8 +32,8 @@
  * per window, for everything that came meanwhile, rather than once per
  * producer's burst. A thread waking one on another CPU costs 15-20 us of
  * CPU on a VM (vigil-bench selftest), so at 10-100 k events/s a 200-500 us
- * window saves a quarter to half of the daemon's CPU, for a delay of about
- * the window at most. Off by default (README). The first event after a
+ * window saves a fifth to a half of the daemon's CPU (README), for a delay
+ * of about the window at most. Off by default (README). The first event after a
  * quiet window is handed on at once. A drain that found a busy queue (at
  * least COALESCE_MIN events) waits at least COALESCE_NS even with
  * coalescing off: under load the wake-ups are what the threads would

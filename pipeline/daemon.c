@@ -63,7 +63,11 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         dm->sources[i] = vigil_host_new(&c->sources[i], VIGIL_SOURCE, &env, d);
     }
     if (c->rules && vigil_conf_len(c->rules) > 0) {
+        size_t before = d->count;
         dm->rules = vigil_rules_new(c->rules, "rules", d);
+        if (!dm->rules && d->count == before) {
+            vigil_diag_add(d, c->path, 0, 0, "out of memory for the rules");
+        }
     }
     if (d->count) {
         return; /* do not run any init when the config is already wrong */

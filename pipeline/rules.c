@@ -33,13 +33,14 @@ struct topic_rules {
     size_t len; /* 0: empty */
     char topic[VIGIL_TOPIC_MAX];
     size_t n;
-    uint32_t *idx; /* ascending rule indices; room for every rule */
+    uint32_t *idx; /* ascending rule indices, in topic_idx: room for every rule */
 };
 
 struct vigil_rules {
     struct vigil_rule *rules;
     size_t n;
     struct topic_rules topics[TOPIC_CACHE];
+    uint32_t *topic_idx; /* the slots' idx, made with the rules */
     char **prefixes;
     size_t nprefixes;
     char *source;
@@ -504,9 +505,14 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
         /* The tree is the config's; checking a rule fills in its defaults. */
         compile_rule(r, list, i, d);
     }
-    if (d->count > before) {
+    size_t room = r->n ? r->n : 1;
+    r->topic_idx = d->count > before ? NULL : malloc(TOPIC_CACHE * room * sizeof *r->topic_idx);
+    if (!r->topic_idx) {
         vigil_rules_free(r);
         return NULL;
+    }
+    for (size_t i = 0; i < TOPIC_CACHE; i++) {
+        r->topics[i].idx = r->topic_idx + i * room;
     }
     return r;
 }
@@ -520,9 +526,7 @@ void vigil_rules_free(struct vigil_rules *r)
         rule_fini(&r->rules[i]);
     }
     free(r->rules);
-    for (size_t i = 0; i < TOPIC_CACHE; i++) {
-        free(r->topics[i].idx);
-    }
+    free(r->topic_idx);
     for (size_t i = 0; i < r->nprefixes; i++) {
         free(r->prefixes[i]);
     }
@@ -564,6 +568,8 @@ static bool rule_matches(const struct vigil_rule *rule, const char *topic, size_
     return false;
 }
 
+/* The slot of the topic, its list made on a miss; NULL for a topic no slot
+ * can hold (the bus refuses those). */
 static const struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
 {
     if (len == 0 || len > VIGIL_TOPIC_MAX) {
@@ -572,9 +578,6 @@ static const struct topic_rules *topic_rules(struct vigil_rules *r, const char *
     struct topic_rules *t = &r->topics[vigil__hash(0, topic, len) % TOPIC_CACHE];
     if (t->len == len && memcmp(t->topic, topic, len) == 0) {
         return t;
-    }
-    if (!t->idx && !(t->idx = malloc((r->n ? r->n : 1) * sizeof *t->idx))) {
-        return NULL;
     }
     t->n = 0;
     for (size_t i = 0; i < r->n; i++) {
@@ -605,7 +608,7 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
         return;
     }
     const struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
-    if (!t) { /* no memory for the list: match as we go */
+    if (!t) { /* not a topic the bus lets through: match as we go */
         for (size_t i = 0; i < r->n; i++) {
             if (rule_matches(&r->rules[i], ev->topic, ev->topic_len)) {
                 eval_rule(&r->rules[i], ev, now_ns, &out);

@@ -15,9 +15,10 @@ static inline void vigil_count(vigil_counter *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/* For a counter only the calling thread ever writes (the per-event ones:
- * a locked add per event per rule was ~2 % of the pipeline): no read-modify-
- * write, but readers still never see a torn value. */
+/* For a counter only the calling thread ever writes (the per-event ones, one
+ * per rule per event in the rules): no locked read-modify-write (2.3 ns
+ * against 0.7 for this, in a loop), and readers still never see a torn
+ * value. */
 static inline void vigil_count_own(vigil_counter *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,

@@ -957,36 +957,34 @@ static void test_nested_idle_then_busy(void **state)
     }
     struct siblings sb;
     make_siblings(&sb);
-    const char *rel_a = sb.rel_a, *rel_b = sb.rel_b, **dpa = sb.dpa, **dpb = sb.dpb;
-    size_t na = sb.na, nb = sb.nb;
-    pid_t idle_a = spawn(KID_IDLE, dpa, na, NULL);
-    pid_t idle_b = spawn(KID_IDLE, dpb, nb, NULL);
+    pid_t idle_a = spawn(KID_IDLE, sb.dpa, sb.na, NULL);
+    pid_t idle_b = spawn(KID_IDLE, sb.dpb, sb.nb, NULL);
     assert_true(idle_a > 0 && idle_b > 0);
 
     F.ph = ph_start("plugin: cgroups\nname: n\ninterval: 1s\n", "cgroup.");
     assert_non_null(F.ph);
     struct snap s;
-    stats_after(rel_a, 3, &s); /* the gates have seen the subtree stand still */
+    stats_after(sb.rel_a, 3, &s); /* the gates have seen the subtree stand still */
     assert_true(val(&s, "cpu_usage_pct") < 5);
     char p[700];
-    snprintf(p, sizeof p, "%s%s/cpu.pressure", host_v2() ? host_v2()->dir : "", rel_a);
+    snprintf(p, sizeof p, "%s%s/cpu.pressure", host_v2() ? host_v2()->dir : "", sb.rel_a);
     bool psi = host_v2() && file_exists(p);
     double stall0 = psi ? val(&s, "cpu_pressure_some_ns_total") : 0;
 
     /* Three spinners on two cores: CPU, and CPU pressure, in a alone. */
     pid_t kids[3];
     for (int i = 0; i < 3; i++) {
-        kids[i] = spawn(KID_SPIN, dpa, na, NULL);
+        kids[i] = spawn(KID_SPIN, sb.dpa, sb.na, NULL);
         assert_true(kids[i] > 0);
     }
     double ref;
-    stats_with_ref(rel_a, 1, kids, 3, &s, &ref);
+    stats_with_ref(sb.rel_a, 1, kids, 3, &s, &ref);
     assert_int_equal((int)val(&s, "processes"), 4);
     assert_cpu_like(&s, ref, 30, 210);
     if (psi) {
         assert_true(val(&s, "cpu_pressure_some_ns_total") > stall0);
     }
-    stats_after(rel_b, 0, &s);
+    stats_after(sb.rel_b, 0, &s);
     assert_int_equal((int)val(&s, "processes"), 1);
     assert_true(val(&s, "cpu_usage_pct") < 5);
 }
@@ -1027,31 +1025,29 @@ static void test_idle_moves_and_exits(void **state)
     }
     struct siblings sb;
     make_siblings(&sb);
-    const char *rel_a = sb.rel_a, *rel_b = sb.rel_b, **dpa = sb.dpa, **dpb = sb.dpb;
-    size_t na = sb.na, nb = sb.nb;
-    pid_t mover = spawn(KID_IDLE, dpa, na, NULL);
-    pid_t stay = spawn(KID_IDLE, dpa, na, NULL);
-    pid_t other = spawn(KID_IDLE, dpb, nb, NULL);
+    pid_t mover = spawn(KID_IDLE, sb.dpa, sb.na, NULL);
+    pid_t stay = spawn(KID_IDLE, sb.dpa, sb.na, NULL);
+    pid_t other = spawn(KID_IDLE, sb.dpb, sb.nb, NULL);
     assert_true(mover > 0 && stay > 0 && other > 0);
 
     F.ph = ph_start("plugin: cgroups\nname: n\ninterval: 1s\n", "cgroup.");
     assert_non_null(F.ph);
     struct snap s;
-    stats_after(rel_a, 3, &s); /* the parent's usage has stood still for a while */
+    stats_after(sb.rel_a, 3, &s); /* the parent's usage has stood still for a while */
     assert_int_equal((int)val(&s, "processes"), 2);
-    stats_after(rel_b, 0, &s);
+    stats_after(sb.rel_b, 0, &s);
     assert_int_equal((int)val(&s, "processes"), 1);
 
     char procs[700], num[32];
-    snprintf(procs, sizeof procs, "%s%s/cgroup.procs", v2->dir, rel_b);
+    snprintf(procs, sizeof procs, "%s%s/cgroup.procs", v2->dir, sb.rel_b);
     snprintf(num, sizeof num, "%d\n", (int)mover);
     assert_true(write_file(procs, num));
-    assert_true(processes_become(rel_b, 2, 5000));
-    assert_true(processes_become(rel_a, 1, 5000));
+    assert_true(processes_become(sb.rel_b, 2, 5000));
+    assert_true(processes_become(sb.rel_a, 1, 5000));
 
     kill(other, SIGKILL);
     assert_true(killed_within(other, 5000));
-    assert_true(processes_become(rel_b, 1, 5000));
+    assert_true(processes_become(sb.rel_b, 1, 5000));
 }
 
 /* Seen within `ms` (true) or not (false): any event of cgroup cg. */

@@ -116,9 +116,8 @@ static void test_plugin_conf_error_positions(void **state)
     vigil_diag_fini(&d);
 }
 
-/* A gen instance on its own thread, through a real bus to an inproc SUB. */
-/* gen's events through the host and the bus: every one, in seq order, with
- * its labels and values. At `rate` 5000 a tick publishes a few events; at
+/* A gen instance on its own thread, through a real bus to an inproc SUB:
+ * every event, in seq order, with its labels and values. At `rate` 5000 a tick publishes a few events; at
  * 2,000,000 one tick publishes hundreds in one batch (batch_begin/end),
  * which the host sends in pieces of at most 256. */
 static void gen_through_bus(const char *rate, uint64_t count)

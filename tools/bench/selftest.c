@@ -280,7 +280,7 @@ static uint64_t process_cpu_ns(void)
 static int wakeup_cost(bool one_cpu, double *cpu_us, double *wall_us)
 {
     struct pingpong pp = {.rounds = 20000};
-    pp.to_peer = eventfd(0, EFD_CLOEXEC);
+    pp.to_peer = eventfd(0, EFD_CLOEXEC | EFD_SEMAPHORE); /* one read per write */
     pp.to_main = eventfd(0, EFD_CLOEXEC);
     cpu_set_t old, one;
     bool pinned = false;
@@ -315,7 +315,7 @@ static int wakeup_cost(bool one_cpu, double *cpu_us, double *wall_us)
     }
     uint64_t c1 = process_cpu_ns(), w1 = vigil_mono_ns();
     if (i < pp.rounds) {
-        uint64_t v = pp.rounds; /* let the peer finish its reads */
+        uint64_t v = pp.rounds; /* lets the peer finish its reads (a semaphore) */
         (void)!write(pp.to_peer, &v, sizeof v);
     }
     pthread_join(t, NULL);
