@@ -61,6 +61,13 @@ struct vigil_bus {
     struct vigil_bus_stats stats;
 
     /* Bus thread only. */
+    struct {
+        char topic[VIGIL_TOPIC_MAX];
+        size_t topic_len;
+        char *buf; /* [u32 len][body]..., handed to ZeroMQ when sent */
+        size_t len, cap;
+        unsigned n;
+    } batch;
     struct seq_entry *seq;
     size_t seq_cap, seq_used;
     struct vigil_ratelimit malformed_rl;
@@ -161,7 +168,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     int one = 1;
 
     b->pull = zsock(zctx, ZMQ_PULL, -1, o->hwm);
-    b->xin = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
+    b->xin = zsock(zctx, ZMQ_XPUB, vigil_bus_inproc_hwm(o->hwm), -1);
     b->xout = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
     b->ctl_bus = zsock(zctx, ZMQ_PAIR, -1, -1);
     b->ctl_main = zsock(zctx, ZMQ_PAIR, -1, -1);
@@ -336,39 +343,101 @@ static bool send_inproc(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
     return true;
 }
 
-static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+static void free_batch(void *data, void *hint)
 {
-    if (b->xout_prefixes == 0) {
-        /* Nobody outside: skip the copies and the XPUB's matching. */
-        if (!send_inproc(b, topic, body)) {
-            vigil_count(&b->stats.dropped_total, 1);
-        }
-        vigil_count_own(&b->stats.out_total, 1);
+    (void)hint;
+    free(data);
+}
+
+/* Hands the batch being built to the in-process stages (bus.h). */
+static void flush_batch(struct vigil_bus *b)
+{
+    if (b->batch.n == 0) {
         return;
     }
-    zmq_msg_t t2, b2;
-    zmq_msg_init(&t2);
-    zmq_msg_init(&b2);
-    zmq_msg_copy(&t2, topic);
-    zmq_msg_copy(&b2, body);
-    if (!send_inproc(b, topic, body)) {
-        vigil_count(&b->stats.dropped_total, 1);
+    unsigned n = b->batch.n;
+    b->batch.n = 0;
+    /* A batch that ended early gives its unused room back (shrinking in
+     * place is cheap), so queued messages hold about what they carry. */
+    char *buf = b->batch.buf;
+    if (b->batch.len < b->batch.cap / 2) {
+        char *smaller = realloc(buf, b->batch.len);
+        buf = smaller ? smaller : buf;
     }
-    if (zmq_msg_send(&t2, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+    b->batch.buf = NULL;
+    b->batch.cap = 0;
+    zmq_msg_t topic, body;
+    bool sent = false;
+    if (zmq_msg_init_size(&topic, b->batch.topic_len) == 0) {
+        memcpy(zmq_msg_data(&topic), b->batch.topic, b->batch.topic_len);
+        if (zmq_msg_init_data(&body, buf, b->batch.len, free_batch, NULL) == 0) {
+            buf = NULL; /* ZeroMQ's now, freed by the last stage done with it */
+            sent = send_inproc(b, &topic, &body);
+            if (!sent) {
+                zmq_msg_close(&body);
+            }
+        }
+        if (!sent) {
+            zmq_msg_close(&topic);
+        }
+    }
+    free(buf);
+    if (!sent) {
+        vigil_count(&b->stats.dropped_total, n);
+    }
+    vigil_count_own(&b->stats.out_total, n);
+}
+
+/* Adds an event to the batch for the in-process stages, sending the batch
+ * first when the topic changes or the event does not fit. */
+static void batch_event(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    size_t tl = zmq_msg_size(topic), bl = zmq_msg_size(body);
+    size_t rec = 4 + bl;
+    if (b->batch.n &&
+        (b->batch.n >= VIGIL_BUS_BATCH_EVENTS || b->batch.len + rec > b->batch.cap ||
+         tl != b->batch.topic_len || memcmp(zmq_msg_data(topic), b->batch.topic, tl) != 0)) {
+        flush_batch(b);
+    }
+    if (b->batch.n == 0) {
+        size_t cap = rec > VIGIL_BUS_BATCH_BYTES ? rec : VIGIL_BUS_BATCH_BYTES;
+        b->batch.buf = malloc(cap);
+        if (!b->batch.buf) {
+            vigil_count(&b->stats.dropped_total, 1);
+            vigil_count_own(&b->stats.out_total, 1);
+            return;
+        }
+        b->batch.cap = cap;
+        b->batch.len = 0;
+        b->batch.topic_len = tl; /* the bus checked: 1..VIGIL_TOPIC_MAX */
+        memcpy(b->batch.topic, zmq_msg_data(topic), tl);
+    }
+    uint32_t l32 = (uint32_t)bl;
+    memcpy(b->batch.buf + b->batch.len, &l32, sizeof l32);
+    memcpy(b->batch.buf + b->batch.len + sizeof l32, zmq_msg_data(body), bl);
+    b->batch.len += rec;
+    b->batch.n++;
+}
+
+static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    batch_event(b, topic, body);
+    if (b->xout_prefixes == 0) {
+        return; /* nobody outside: skip the XPUB's matching */
+    }
+    if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
         /* An outside subscriber is at its HWM: the event is lost for the
-         * outside, counted; the inside already has it. */
+         * outside, counted; the inside has it. */
         vigil_count(&b->stats.external_dropped_total, 1);
-        zmq_msg_close(&t2);
-    } else {
-        zmq_msg_send(&b2, b->xout, 0);
+        return;
     }
-    zmq_msg_close(&b2);
-    vigil_count_own(&b->stats.out_total, 1);
+    zmq_msg_send(body, b->xout, 0);
 }
 
 /* Receives and handles up to BATCH_MAX messages; returns how many, or -1
- * when the PULL socket was empty at once. */
-static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+ * when the PULL socket was empty at once. What it took is handed on before
+ * it returns. */
+static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = 0;
     for (; n < BATCH_MAX && !atomic_load(&b->stopping); n++) {
@@ -404,6 +473,13 @@ static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         }
         forward(b, topic, body);
     }
+    return n;
+}
+
+static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+{
+    int n = pump_some(b, topic, body);
+    flush_batch(b);
     return n;
 }
 
@@ -585,5 +661,6 @@ void vigil_bus_free(struct vigil_bus *b)
         free(b->seq[i].key);
     }
     free(b->seq);
+    free(b->batch.buf); /* only if the thread never started */
     free(b);
 }

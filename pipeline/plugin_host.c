@@ -641,7 +641,8 @@ int vigil_host_connect(struct vigil_host *h)
     if (!h->sock) {
         return -zmq_errno();
     }
-    zmq_setsockopt(h->sock, ZMQ_RCVHWM, &h->env.hwm, sizeof h->env.hwm);
+    int sub_hwm = vigil_bus_inproc_hwm(h->env.hwm); /* batches of events (bus.h) */
+    zmq_setsockopt(h->sock, ZMQ_RCVHWM, &sub_hwm, sizeof sub_hwm);
     zmq_setsockopt(h->sock, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_connect(h->sock, VIGIL_BUS_OUT) != 0) {
         return -zmq_errno();

@@ -124,30 +124,47 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Events in -------------------------------------------------------------------- */
 
-/* Judges up to BATCH_MAX events; returns false when the socket ran dry. */
-static bool judge_batch(struct vigil_rules_stage *s)
+/* Judges the events of one batch message (bus.h); returns how many. */
+static unsigned judge_message(struct vigil_rules_stage *s, uint64_t now)
 {
-    uint64_t now = vigil_now_ns(); /* one clock read per batch: rules need ms, not ns */
-    for (int i = 0; i < BATCH_MAX; i++) {
-        if (zmq_msg_recv(&s->topic, s->sub, ZMQ_DONTWAIT) == -1) {
-            return false;
-        }
-        if (!zmq_msg_more(&s->topic) || zmq_msg_recv(&s->body, s->sub, 0) == -1) {
-            vigil_count(&s->stats.errors_total, 1);
-            continue;
-        }
+    unsigned n = 0;
+    const char *topic = zmq_msg_data(&s->topic), *body;
+    size_t tl = zmq_msg_size(&s->topic), bl;
+    struct vigil_bus_batch it = vigil_bus_batch(zmq_msg_data(&s->body), zmq_msg_size(&s->body));
+    while (vigil_bus_batch_next(&it, &body, &bl)) {
+        n++;
         vigil_count_own(&s->stats.in_total, 1);
         struct vigil_event_view v;
         const char *why;
         /* The bus checked it already: no second pre-scan. */
-        if (vigil_event_decode_trusted(&v, zmq_msg_data(&s->topic), zmq_msg_size(&s->topic),
-                                       zmq_msg_data(&s->body), zmq_msg_size(&s->body), &s->zone,
-                                       &why) == 0) {
+        if (vigil_event_decode_trusted(&v, topic, tl, body, bl, &s->zone, &why) == 0) {
             vigil_rules_eval(s->rules, &v, now, on_verdict, s);
         } else {
             vigil_count(&s->stats.errors_total, 1);
         }
         msgpack_zone_clear(&s->zone);
+    }
+    if (it.p != it.end) {
+        vigil_count(&s->stats.errors_total, 1); /* a damaged batch: cannot happen */
+    }
+    return n;
+}
+
+/* Judges messages until about BATCH_MAX events; returns false when the
+ * socket ran dry. */
+static bool judge_batch(struct vigil_rules_stage *s)
+{
+    uint64_t now = vigil_now_ns(); /* one clock read per batch: rules need ms, not ns */
+    for (unsigned n = 0; n < BATCH_MAX;) {
+        if (zmq_msg_recv(&s->topic, s->sub, ZMQ_DONTWAIT) == -1) {
+            return false;
+        }
+        if (!zmq_msg_more(&s->topic) || zmq_msg_recv(&s->body, s->sub, 0) == -1 ||
+            zmq_msg_more(&s->body)) {
+            vigil_count(&s->stats.errors_total, 1);
+            continue;
+        }
+        n += judge_message(s, now);
     }
     return true;
 }
@@ -230,7 +247,8 @@ struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *
         return NULL;
     }
     int linger = 2000;
-    zmq_setsockopt(s->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    int sub_hwm = vigil_bus_inproc_hwm(hwm);
+    zmq_setsockopt(s->sub, ZMQ_RCVHWM, &sub_hwm, sizeof sub_hwm);
     zmq_setsockopt(s->push, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s->sub, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(s->push, ZMQ_LINGER, &linger, sizeof linger);

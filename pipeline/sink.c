@@ -31,6 +31,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "bus.h"
 #include "host_internal.h"
 #include "spool.h"
 
@@ -294,7 +295,8 @@ static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b
                  "queue full and the spool refuses events: dropping", -ENOSPC);
 }
 
-/* Reads up to READ_BURST messages; true when the socket ran dry. */
+/* Reads messages until about READ_BURST events; true when the socket ran
+ * dry. */
 static bool read_bus(struct vigil_sink *s)
 {
     zmq_msg_t t, b;
@@ -302,7 +304,7 @@ static bool read_bus(struct vigil_sink *s)
     zmq_msg_init(&b);
     bool dry = false;
     size_t n = 0;
-    for (; n < READ_BURST; n++) {
+    while (n < READ_BURST) {
         if (zmq_msg_recv(&t, s->h->sock, ZMQ_DONTWAIT) == -1) {
             dry = true;
             break;
@@ -311,7 +313,17 @@ static bool read_bus(struct vigil_sink *s)
             vigil_count(&s->h->stats.errors_total, 1); /* the bus checked it: cannot happen */
             continue;
         }
-        arrive(s, zmq_msg_data(&t), zmq_msg_size(&t), zmq_msg_data(&b), zmq_msg_size(&b));
+        /* A batch of events of one topic (bus.h). */
+        struct vigil_bus_batch it = vigil_bus_batch(zmq_msg_data(&b), zmq_msg_size(&b));
+        const char *body;
+        size_t bl;
+        while (vigil_bus_batch_next(&it, &body, &bl)) {
+            arrive(s, zmq_msg_data(&t), zmq_msg_size(&t), body, bl);
+            n++;
+        }
+        if (it.p != it.end) {
+            vigil_count(&s->h->stats.errors_total, 1);
+        }
     }
     zmq_msg_close(&t);
     zmq_msg_close(&b);

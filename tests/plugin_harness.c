@@ -22,7 +22,8 @@ struct ph {
     struct vigil_host *host;
     struct vigil_diag d;
     msgpack_zone zone;
-    zmq_msg_t topic, body;
+    zmq_msg_t topic, body; /* the last batch from the bus (bus.h) */
+    struct vigil_bus_batch it;
     struct vigil_event_view view;
 };
 
@@ -125,18 +126,29 @@ fail:
 
 const struct vigil_event_view *ph_next(struct ph *p, int timeout_ms)
 {
-    zmq_pollitem_t it = {.socket = p->sub, .events = ZMQ_POLLIN};
-    if (zmq_poll(&it, 1, timeout_ms) <= 0) {
-        return NULL;
-    }
-    if (zmq_msg_recv(&p->topic, p->sub, 0) < 0 || zmq_msg_recv(&p->body, p->sub, 0) < 0) {
-        return NULL;
+    const char *body, *why;
+    size_t bl;
+    if (!vigil_bus_batch_next(&p->it, &body, &bl)) {
+        if (p->it.p != p->it.end) {
+            fprintf(stderr, "ph_next: a damaged batch from the bus\n");
+            return NULL;
+        }
+        zmq_pollitem_t it = {.socket = p->sub, .events = ZMQ_POLLIN};
+        if (zmq_poll(&it, 1, timeout_ms) <= 0) {
+            return NULL;
+        }
+        if (zmq_msg_recv(&p->topic, p->sub, 0) < 0 || zmq_msg_recv(&p->body, p->sub, 0) < 0) {
+            return NULL;
+        }
+        p->it = vigil_bus_batch(zmq_msg_data(&p->body), zmq_msg_size(&p->body));
+        if (!vigil_bus_batch_next(&p->it, &body, &bl)) {
+            fprintf(stderr, "ph_next: an empty batch from the bus\n");
+            return NULL;
+        }
     }
     msgpack_zone_clear(&p->zone);
-    const char *why;
-    if (vigil_event_decode(&p->view, zmq_msg_data(&p->topic), zmq_msg_size(&p->topic),
-                           zmq_msg_data(&p->body), zmq_msg_size(&p->body), SIZE_MAX, &p->zone,
-                           &why) != 0) {
+    if (vigil_event_decode(&p->view, zmq_msg_data(&p->topic), zmq_msg_size(&p->topic), body,
+                           bl, SIZE_MAX, &p->zone, &why) != 0) {
         fprintf(stderr, "ph_next: malformed event: %s\n", why);
         return NULL;
     }
