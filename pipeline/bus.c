@@ -352,36 +352,34 @@ static void free_batch(void *data, void *hint)
 /* Hands the batch being built to the in-process stages (bus.h). */
 static void flush_batch(struct vigil_bus *b)
 {
-    if (b->batch.n == 0) {
+    unsigned n = b->batch.n;
+    if (n == 0) {
         return;
     }
-    unsigned n = b->batch.n;
     b->batch.n = 0;
     /* A batch that ended early gives its unused room back (shrinking in
      * place is cheap), so queued messages hold about what they carry. */
-    char *buf = b->batch.buf;
-    if (b->batch.len < b->batch.cap / 2) {
-        char *smaller = realloc(buf, b->batch.len);
-        buf = smaller ? smaller : buf;
+    char *buf = b->batch.buf, *smaller = NULL;
+    if (b->batch.len < b->batch.cap / 2 && (smaller = realloc(buf, b->batch.len))) {
+        buf = smaller;
     }
     b->batch.buf = NULL;
-    b->batch.cap = 0;
     zmq_msg_t topic, body;
     bool sent = false;
-    if (zmq_msg_init_size(&topic, b->batch.topic_len) == 0) {
-        memcpy(zmq_msg_data(&topic), b->batch.topic, b->batch.topic_len);
-        if (zmq_msg_init_data(&body, buf, b->batch.len, free_batch, NULL) == 0) {
-            buf = NULL; /* ZeroMQ's now, freed by the last stage done with it */
+    if (zmq_msg_init_data(&body, buf, b->batch.len, free_batch, NULL) != 0) {
+        free(buf);
+    } else { /* ZeroMQ's now, freed by the last stage done with it */
+        if (zmq_msg_init_size(&topic, b->batch.topic_len) == 0) {
+            memcpy(zmq_msg_data(&topic), b->batch.topic, b->batch.topic_len);
             sent = send_inproc(b, &topic, &body);
             if (!sent) {
-                zmq_msg_close(&body);
+                zmq_msg_close(&topic);
             }
         }
         if (!sent) {
-            zmq_msg_close(&topic);
+            zmq_msg_close(&body);
         }
     }
-    free(buf);
     if (!sent) {
         vigil_count(&b->stats.dropped_total, n);
     }
@@ -435,8 +433,7 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 }
 
 /* Receives and handles up to BATCH_MAX messages; returns how many, or -1
- * when the PULL socket was empty at once. What it took is handed on before
- * it returns. */
+ * when the PULL socket was empty at once. */
 static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = 0;
@@ -476,6 +473,8 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
     return n;
 }
 
+/* pump_some, then what it took is handed on: no event waits for a batch to
+ * fill. */
 static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = pump_some(b, topic, body);
@@ -661,6 +660,46 @@ void vigil_bus_free(struct vigil_bus *b)
         free(b->seq[i].key);
     }
     free(b->seq);
-    free(b->batch.buf); /* only if the thread never started */
     free(b);
+}
+
+/* ---- Reading batches (the stages' side) ------------------------------------ */
+
+void vigil_bus_reader_init(struct vigil_bus_reader *r)
+{
+    zmq_msg_init(&r->topic);
+    zmq_msg_init(&r->batch);
+    r->it = vigil_bus_batch(NULL, 0);
+}
+
+void vigil_bus_reader_fini(struct vigil_bus_reader *r)
+{
+    zmq_msg_close(&r->topic);
+    zmq_msg_close(&r->batch);
+}
+
+int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **topic,
+                          size_t *topic_len, const char **body, size_t *body_len)
+{
+    while (!vigil_bus_batch_next(&r->it, body, body_len)) {
+        bool damaged = r->it.p != r->it.end;
+        r->it = vigil_bus_batch(NULL, 0);
+        if (damaged) {
+            return -1;
+        }
+        if (zmq_msg_recv(&r->topic, sock, ZMQ_DONTWAIT) == -1) {
+            return 0;
+        }
+        bool two = zmq_msg_more(&r->topic) && zmq_msg_recv(&r->batch, sock, 0) != -1 &&
+                   !zmq_msg_more(&r->batch);
+        if (!two) {
+            while (zmq_msg_more(&r->batch) && zmq_msg_recv(&r->batch, sock, 0) != -1) {
+            }
+            return -1;
+        }
+        r->it = vigil_bus_batch(zmq_msg_data(&r->batch), zmq_msg_size(&r->batch));
+    }
+    *topic = zmq_msg_data(&r->topic);
+    *topic_len = zmq_msg_size(&r->topic);
+    return 1;
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "stats.h"
 
@@ -52,7 +53,7 @@ static inline struct vigil_bus_batch vigil_bus_batch(const void *frame, size_t l
 }
 
 /* The next event's body; false at the end, or at a damaged record (then
- * it->p != it->end: the caller counts an error). */
+ * it->p != it->end). */
 static inline bool vigil_bus_batch_next(struct vigil_bus_batch *it, const char **body,
                                         size_t *len)
 {
@@ -69,6 +70,24 @@ static inline bool vigil_bus_batch_next(struct vigil_bus_batch *it, const char *
     it->p += sizeof l + l;
     return true;
 }
+
+/* What an in-process subscriber of VIGIL_BUS_OUT reads with: it keeps the
+ * message it is in and hands out one event at a time. One per socket, used
+ * by that socket's thread. */
+struct vigil_bus_reader {
+    zmq_msg_t topic, batch;
+    struct vigil_bus_batch it;
+};
+
+void vigil_bus_reader_init(struct vigil_bus_reader *r);
+void vigil_bus_reader_fini(struct vigil_bus_reader *r);
+
+/* The next event, without waiting: 1 and the event's topic and body (valid
+ * until the next call); 0 when nothing is waiting; -1 for a message that is
+ * not a batch, or a batch's damaged rest, skipped (the bus never sends
+ * those: the caller counts an error). */
+int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **topic,
+                          size_t *topic_len, const char **body, size_t *body_len);
 
 struct vigil_bus_opts {
     const char *publish;   /* e.g. "ipc:///run/vigil/publish" */

@@ -38,7 +38,7 @@ struct vigil_rules_stage {
     bool running;
     struct vigil_stage_stats stats;
     msgpack_zone zone;
-    zmq_msg_t topic, body;
+    struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     struct pending *backlog; /* ring */
     size_t head, len;
     struct vigil_ratelimit rl;
@@ -124,16 +124,20 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Events in -------------------------------------------------------------------- */
 
-/* Judges the events of one batch message (bus.h); returns how many. */
-static unsigned judge_message(struct vigil_rules_stage *s, uint64_t now)
+/* Judges up to BATCH_MAX events; returns false when the socket ran dry. */
+static bool judge_batch(struct vigil_rules_stage *s)
 {
+    uint64_t now = vigil_now_ns(); /* one clock read per batch: rules need ms, not ns */
     unsigned n = 0;
-    const char *topic = zmq_msg_data(&s->topic), *body;
-    size_t tl = zmq_msg_size(&s->topic), bl;
-    struct vigil_bus_batch it = vigil_bus_batch(zmq_msg_data(&s->body), zmq_msg_size(&s->body));
-    while (vigil_bus_batch_next(&it, &body, &bl)) {
+    int rc = 1;
+    const char *topic, *body;
+    size_t tl, bl;
+    while (n < BATCH_MAX && (rc = vigil_bus_reader_next(&s->in, s->sub, &topic, &tl, &body, &bl))) {
+        if (rc < 0) {
+            vigil_count(&s->stats.errors_total, 1); /* the bus never sends those */
+            continue;
+        }
         n++;
-        vigil_count_own(&s->stats.in_total, 1);
         struct vigil_event_view v;
         const char *why;
         /* The bus checked it already: no second pre-scan. */
@@ -144,29 +148,8 @@ static unsigned judge_message(struct vigil_rules_stage *s, uint64_t now)
         }
         msgpack_zone_clear(&s->zone);
     }
-    if (it.p != it.end) {
-        vigil_count(&s->stats.errors_total, 1); /* a damaged batch: cannot happen */
-    }
-    return n;
-}
-
-/* Judges messages until about BATCH_MAX events; returns false when the
- * socket ran dry. */
-static bool judge_batch(struct vigil_rules_stage *s)
-{
-    uint64_t now = vigil_now_ns(); /* one clock read per batch: rules need ms, not ns */
-    for (unsigned n = 0; n < BATCH_MAX;) {
-        if (zmq_msg_recv(&s->topic, s->sub, ZMQ_DONTWAIT) == -1) {
-            return false;
-        }
-        if (!zmq_msg_more(&s->topic) || zmq_msg_recv(&s->body, s->sub, 0) == -1 ||
-            zmq_msg_more(&s->body)) {
-            vigil_count(&s->stats.errors_total, 1);
-            continue;
-        }
-        n += judge_message(s, now);
-    }
-    return true;
+    vigil_count_own(&s->stats.in_total, n);
+    return rc != 0;
 }
 
 /* ZMQ_FD is edge-triggered: drain, check ZMQ_EVENTS, re-arm when stopping
@@ -236,8 +219,7 @@ struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *
     s->rules = rules;
     s->rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 3};
     msgpack_zone_init(&s->zone, 64 * 1024);
-    zmq_msg_init(&s->topic);
-    zmq_msg_init(&s->body);
+    vigil_bus_reader_init(&s->in);
     s->backlog = calloc(BACKLOG_MAX, sizeof *s->backlog);
     s->base = event_base_new();
     s->sub = zmq_socket(zctx, ZMQ_SUB);
@@ -327,8 +309,7 @@ void vigil_rules_stage_free(struct vigil_rules_stage *s)
     if (s->push) {
         zmq_close(s->push);
     }
-    zmq_msg_close(&s->topic);
-    zmq_msg_close(&s->body);
+    vigil_bus_reader_fini(&s->in);
     msgpack_zone_destroy(&s->zone);
     free(s);
 }

@@ -63,6 +63,7 @@ struct vigil_sink {
     char *arena;
     size_t alen, acap;
     msgpack_zone zone;
+    struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     size_t n;                      /* unresolved events in batch[] */
     size_t *offs;                  /* 4 per event: topic off/len, body off/len */
     struct vigil_event_view *views;
@@ -295,40 +296,23 @@ static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b
                  "queue full and the spool refuses events: dropping", -ENOSPC);
 }
 
-/* Reads messages until about READ_BURST events; true when the socket ran
- * dry. */
+/* Reads up to READ_BURST events; true when the socket ran dry. */
 static bool read_bus(struct vigil_sink *s)
 {
-    zmq_msg_t t, b;
-    zmq_msg_init(&t);
-    zmq_msg_init(&b);
-    bool dry = false;
     size_t n = 0;
-    while (n < READ_BURST) {
-        if (zmq_msg_recv(&t, s->h->sock, ZMQ_DONTWAIT) == -1) {
-            dry = true;
-            break;
-        }
-        if (!zmq_msg_more(&t) || zmq_msg_recv(&b, s->h->sock, 0) == -1 || zmq_msg_more(&b)) {
-            vigil_count(&s->h->stats.errors_total, 1); /* the bus checked it: cannot happen */
+    int rc = 1;
+    const char *t, *b;
+    size_t tl, bl;
+    while (n < READ_BURST && (rc = vigil_bus_reader_next(&s->in, s->h->sock, &t, &tl, &b, &bl))) {
+        if (rc < 0) {
+            vigil_count(&s->h->stats.errors_total, 1); /* the bus never sends those */
             continue;
         }
-        /* A batch of events of one topic (bus.h). */
-        struct vigil_bus_batch it = vigil_bus_batch(zmq_msg_data(&b), zmq_msg_size(&b));
-        const char *body;
-        size_t bl;
-        while (vigil_bus_batch_next(&it, &body, &bl)) {
-            arrive(s, zmq_msg_data(&t), zmq_msg_size(&t), body, bl);
-            n++;
-        }
-        if (it.p != it.end) {
-            vigil_count(&s->h->stats.errors_total, 1);
-        }
+        arrive(s, t, tl, b, bl);
+        n++;
     }
-    zmq_msg_close(&t);
-    zmq_msg_close(&b);
     vigil_count(&s->h->stats.in_total, n);
-    return dry;
+    return rc == 0;
 }
 
 static bool bus_has_input(struct vigil_sink *s)
@@ -673,6 +657,7 @@ int vigil_sink_new(struct vigil_host *h)
     s->write_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
     s->spool_rl = s->drop_rl = s->write_rl;
     msgpack_zone_init(&s->zone, 256 * 1024); /* a batch of decoded events, reused */
+    vigil_bus_reader_init(&s->in);
     size_t max = s->dc->batch_max;
     s->offs = calloc(max, 4 * sizeof *s->offs);
     s->views = calloc(max, sizeof *s->views);
@@ -732,6 +717,7 @@ void vigil_sink_free(struct vigil_host *h)
     }
     vigil_spool_close(s->spool);
     msgpack_zone_destroy(&s->zone);
+    vigil_bus_reader_fini(&s->in);
     free(s->q.buf);
     free(s->arena);
     free(s->offs);

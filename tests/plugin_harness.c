@@ -22,8 +22,7 @@ struct ph {
     struct vigil_host *host;
     struct vigil_diag d;
     msgpack_zone zone;
-    zmq_msg_t topic, body; /* the last batch from the bus (bus.h) */
-    struct vigil_bus_batch it;
+    struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     struct vigil_event_view view;
 };
 
@@ -79,8 +78,7 @@ struct ph *ph_start(const char *instance, const char *prefix)
     }
     vigil_diag_init(&p->d);
     msgpack_zone_init(&p->zone, 64 * 1024);
-    zmq_msg_init(&p->topic);
-    zmq_msg_init(&p->body);
+    vigil_bus_reader_init(&p->in);
     snprintf(p->dir, sizeof p->dir, "/tmp/vigil-ph.XXXXXX");
     char *y = yaml_for(instance);
     if (!mkdtemp(p->dir) || !y) {
@@ -126,29 +124,23 @@ fail:
 
 const struct vigil_event_view *ph_next(struct ph *p, int timeout_ms)
 {
-    const char *body, *why;
-    size_t bl;
-    if (!vigil_bus_batch_next(&p->it, &body, &bl)) {
-        if (p->it.p != p->it.end) {
-            fprintf(stderr, "ph_next: a damaged batch from the bus\n");
-            return NULL;
-        }
+    const char *topic, *body, *why;
+    size_t tl, bl;
+    int rc = vigil_bus_reader_next(&p->in, p->sub, &topic, &tl, &body, &bl);
+    if (rc == 0) {
         zmq_pollitem_t it = {.socket = p->sub, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, timeout_ms) <= 0) {
             return NULL;
         }
-        if (zmq_msg_recv(&p->topic, p->sub, 0) < 0 || zmq_msg_recv(&p->body, p->sub, 0) < 0) {
-            return NULL;
-        }
-        p->it = vigil_bus_batch(zmq_msg_data(&p->body), zmq_msg_size(&p->body));
-        if (!vigil_bus_batch_next(&p->it, &body, &bl)) {
-            fprintf(stderr, "ph_next: an empty batch from the bus\n");
-            return NULL;
-        }
+        rc = vigil_bus_reader_next(&p->in, p->sub, &topic, &tl, &body, &bl);
+    }
+    if (rc != 1) {
+        fprintf(stderr, "ph_next: %s\n", rc < 0 ? "a message from the bus that is not a batch"
+                                                : "woken with nothing to read");
+        return NULL;
     }
     msgpack_zone_clear(&p->zone);
-    if (vigil_event_decode(&p->view, zmq_msg_data(&p->topic), zmq_msg_size(&p->topic), body,
-                           bl, SIZE_MAX, &p->zone, &why) != 0) {
+    if (vigil_event_decode(&p->view, topic, tl, body, bl, SIZE_MAX, &p->zone, &why) != 0) {
         fprintf(stderr, "ph_next: malformed event: %s\n", why);
         return NULL;
     }
@@ -165,8 +157,7 @@ void ph_stop(struct ph *p)
         zmq_close(p->sub);
     }
     vigil_bus_free(p->bus);
-    zmq_msg_close(&p->topic);
-    zmq_msg_close(&p->body);
+    vigil_bus_reader_fini(&p->in);
     if (p->zctx) {
         zmq_ctx_term(p->zctx);
     }

@@ -68,15 +68,12 @@ struct fx {
     void *reader_sock;
 };
 
-/* What the bus handed an in-process subscriber and the test has not read
- * yet: it batches events of one topic (bus.h); recv_msg hands them out one
- * at a time. One slot per in-process socket; freed at teardown. */
+/* The bus batches what it hands in-process subscribers (bus.h): recv_msg
+ * reads those sockets with a reader each, as the stages do. One slot per
+ * in-process socket; closed at teardown. */
 static struct pending {
     void *sock;
-    char topic[512];
-    size_t topic_len;
-    char *buf;
-    struct vigil_bus_batch it;
+    struct vigil_bus_reader in;
 } pend[MAX_SOCKS];
 
 static struct pending *pending_of(void *sock)
@@ -149,7 +146,9 @@ static int teardown(void **state)
         zmq_close(f->socks[i]);
     }
     for (int i = 0; i < MAX_SOCKS; i++) {
-        free(pend[i].buf);
+        if (pend[i].sock) {
+            vigil_bus_reader_fini(&pend[i].in);
+        }
     }
     memset(pend, 0, sizeof pend);
     zmq_ctx_term(f->zctx);
@@ -229,6 +228,7 @@ static void *sub_socket(struct fx *f, const char *endpoint, const char *prefix, 
         struct pending *slot = pending_of(NULL);
         assert_non_null(slot);
         slot->sock = s;
+        vigil_bus_reader_init(&slot->in);
         /* As the stages do: a mark in events becomes one in batches. */
         rcvhwm = rcvhwm > 0 ? vigil_bus_inproc_hwm(rcvhwm) : rcvhwm;
     }
@@ -297,57 +297,46 @@ static void send_event(struct fx *f, void *s, const char *topic, const char *hos
     send2(s, topic, strlen(topic), body, len);
 }
 
-/* Receives one event within timeout_ms; false if none came. From the
- * inproc side, the next event of the current batch, if any. */
+/* Receives one event within timeout_ms; false if none came. */
 static bool recv_msg(void *s, struct msg *m, int timeout_ms)
 {
     struct pending *pd = pending_of(s);
-    const char *body = NULL;
-    size_t bl = 0;
-    if (!pd || !pd->buf || !vigil_bus_batch_next(&pd->it, &body, &bl)) {
-        if (pd && pd->buf) {
-            assert_true(pd->it.p == pd->it.end); /* no damaged record */
-            free(pd->buf);
-            pd->buf = NULL;
+    if (pd) {
+        const char *t, *b;
+        size_t tl, bl;
+        int rc = vigil_bus_reader_next(&pd->in, s, &t, &tl, &b, &bl);
+        if (rc == 0) {
+            zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+            if (zmq_poll(&it, 1, timeout_ms) <= 0) {
+                return false;
+            }
+            rc = vigil_bus_reader_next(&pd->in, s, &t, &tl, &b, &bl);
         }
-        zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, timeout_ms) <= 0) {
-            return false;
-        }
-        zmq_msg_t t, b;
-        zmq_msg_init(&t);
-        zmq_msg_init(&b);
-        assert_true(zmq_msg_recv(&t, s, 0) >= 0);
-        assert_true(zmq_msg_size(&t) <= sizeof m->topic);
-        assert_true(zmq_msg_more(&t)); /* the bus only passes on two-frame messages */
-        assert_true(zmq_msg_recv(&b, s, 0) >= 0);
-        assert_false(zmq_msg_more(&b));
-        if (!pd) {
-            memcpy(m->topic, zmq_msg_data(&t), zmq_msg_size(&t));
-            m->topic_len = zmq_msg_size(&t);
-            assert_true(zmq_msg_size(&b) <= sizeof m->body);
-            memcpy(m->body, zmq_msg_data(&b), zmq_msg_size(&b));
-            m->body_len = zmq_msg_size(&b);
-            zmq_msg_close(&t);
-            zmq_msg_close(&b);
-            return true;
-        }
-        memcpy(pd->topic, zmq_msg_data(&t), zmq_msg_size(&t));
-        pd->topic_len = zmq_msg_size(&t);
-        pd->buf = malloc(zmq_msg_size(&b) + 1);
-        assert_non_null(pd->buf);
-        memcpy(pd->buf, zmq_msg_data(&b), zmq_msg_size(&b));
-        pd->it = vigil_bus_batch(pd->buf, zmq_msg_size(&b));
-        zmq_msg_close(&t);
-        zmq_msg_close(&b);
-        /* A batch holds at least one event. */
-        assert_true(vigil_bus_batch_next(&pd->it, &body, &bl));
+        assert_int_equal(rc, 1); /* the bus only passes on well-made batches */
+        assert_true(tl <= sizeof m->topic && bl <= sizeof m->body);
+        memcpy(m->topic, t, tl);
+        m->topic_len = tl;
+        memcpy(m->body, b, bl);
+        m->body_len = bl;
+        return true;
     }
-    memcpy(m->topic, pd->topic, pd->topic_len);
-    m->topic_len = pd->topic_len;
-    assert_true(bl <= sizeof m->body);
-    memcpy(m->body, body, bl);
-    m->body_len = bl;
+    /* Outside: one event per two-frame message. */
+    zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+    if (zmq_poll(&it, 1, timeout_ms) <= 0) {
+        return false;
+    }
+    int n = zmq_recv(s, m->topic, sizeof m->topic, 0);
+    assert_true(n >= 0 && (size_t)n <= sizeof m->topic);
+    m->topic_len = (size_t)n;
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+    assert_true(more); /* the bus only passes on two-frame messages */
+    n = zmq_recv(s, m->body, sizeof m->body, 0);
+    assert_true(n >= 0 && (size_t)n <= sizeof m->body);
+    m->body_len = (size_t)n;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+    assert_false(more);
     return true;
 }
 
@@ -1013,6 +1002,69 @@ static void test_inproc_batches(void **state)
     assert_int_equal(zmq_poll(it, 2, 50), 0); /* nothing twice */
 }
 
+/* A batch frame of the given bodies (bus.h); `cut` bytes short of the last. */
+static size_t make_batch(char *out, const char *const *bodies, int n, size_t cut)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t l = (uint32_t)strlen(bodies[i]);
+        memcpy(out + len, &l, sizeof l);
+        memcpy(out + len + sizeof l, bodies[i], l);
+        len += sizeof l + l;
+    }
+    return len - cut;
+}
+
+/* The stages' reader hands out a batch's events one by one and skips, one
+ * error each, what is not a batch: a one-frame message, one of three
+ * frames, and a batch's damaged rest (after its good events). */
+static void test_reader_skips_what_is_not_a_batch(void **state)
+{
+    struct fx *f = *state;
+    void *pub = track(f, zmq_socket(f->zctx, ZMQ_XPUB));
+    assert_int_equal(zmq_bind(pub, "inproc://test-reader"), 0);
+    void *sub = sub_socket(f, "inproc://test-reader", "", -1);
+    char sub_msg[8];
+    assert_true(zmq_recv(pub, sub_msg, sizeof sub_msg, 0) >= 1); /* it has joined */
+
+    char frame[256];
+    static const char *const one_bad[] = {"first", "cut"};
+    static const char *const two[] = {"second", "third"};
+    assert_int_equal(zmq_send(pub, "x", 1, 0), 1);
+    assert_int_equal(zmq_send(pub, "t", 1, ZMQ_SNDMORE), 1);
+    assert_true(zmq_send(pub, frame, make_batch(frame, two, 2, 0), ZMQ_SNDMORE) > 0);
+    assert_int_equal(zmq_send(pub, "extra", 5, 0), 5);
+    send2(pub, "t", 1, frame, make_batch(frame, one_bad, 2, 1));
+    send2(pub, "u", 1, frame, make_batch(frame, two, 2, 0));
+
+    struct vigil_bus_reader r;
+    vigil_bus_reader_init(&r);
+    static const char *const want[] = {"-1", "-1", "t:first", "-1", "u:second", "u:third"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const char *t, *b;
+        size_t tl, bl;
+        int rc;
+        for (int tries = 0; (rc = vigil_bus_reader_next(&r, sub, &t, &tl, &b, &bl)) == 0; tries++) {
+            assert_true(tries < RECV_MS);
+            sleep_ms(1);
+        }
+        char got[64];
+        if (rc == 1) {
+            snprintf(got, sizeof got, "%.*s:%.*s", (int)tl, t, (int)bl, b);
+        } else {
+            snprintf(got, sizeof got, "%d", rc);
+        }
+        if (strcmp(got, want[i]) != 0) {
+            fail_msg("read %zu gave %s, not %s", i + 1, got, want[i]);
+        }
+    }
+    const char *t, *b;
+    size_t tl, bl;
+    sleep_ms(20);
+    assert_int_equal(vigil_bus_reader_next(&r, sub, &t, &tl, &b, &bl), 0);
+    vigil_bus_reader_fini(&r);
+}
+
 /* An outside subscriber that stops reading loses events, counted; the inside
  * still gets every one. */
 static void test_external_drops_counted(void **state)
@@ -1295,6 +1347,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_external_drops_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalesce_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inproc_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_skips_what_is_not_a_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_bogus_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_bogus_subscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use, setup, teardown),
