@@ -29,7 +29,7 @@ struct daemon {
     struct vigil_config *cfg;
     void *zctx;
     struct vigil_bus *bus;
-    struct vigil_host **sources, **sinks;
+    struct vigil_instance **sources, **sinks;
     struct vigil_rules *rules; /* NULL when the config has none */
     struct vigil_rules_stage *rules_stage;
     void *self_push;
@@ -57,10 +57,10 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         return;
     }
     for (size_t i = 0; i < c->nsinks; i++) {
-        dm->sinks[i] = vigil_host_new(&c->sinks[i], VIGIL_SINK, &env, d);
+        dm->sinks[i] = vigil_instance_new(&c->sinks[i], VIGIL_SINK, &env, d);
     }
     for (size_t i = 0; i < c->nsources; i++) {
-        dm->sources[i] = vigil_host_new(&c->sources[i], VIGIL_SOURCE, &env, d);
+        dm->sources[i] = vigil_instance_new(&c->sources[i], VIGIL_SOURCE, &env, d);
     }
     if (c->rules && vigil_conf_len(c->rules) > 0) {
         size_t before = d->count;
@@ -73,10 +73,10 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         return; /* do not run any init when the config is already wrong */
     }
     for (size_t i = 0; i < c->nsinks; i++) {
-        vigil_host_init(dm->sinks[i], d);
+        vigil_instance_init(dm->sinks[i], d);
     }
     for (size_t i = 0; i < c->nsources; i++) {
-        vigil_host_init(dm->sources[i], d);
+        vigil_instance_init(dm->sources[i], d);
     }
 }
 
@@ -86,10 +86,10 @@ static void free_instances(struct daemon *dm)
         return;
     }
     for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
-        vigil_host_free(dm->sources[i]);
+        vigil_instance_free(dm->sources[i]);
     }
     for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
-        vigil_host_free(dm->sinks[i]);
+        vigil_instance_free(dm->sinks[i]);
     }
     free(dm->sources);
     free(dm->sinks);
@@ -148,14 +148,14 @@ static void self_publish(struct daemon *dm)
     dm->self_seq++;
 }
 
-static void self_stage(struct daemon *dm, struct vigil_host *h, const char *stage)
+static void self_stage(struct daemon *dm, struct vigil_instance *h, const char *stage)
 {
     struct vigil_event_builder *b = &dm->self;
-    struct vigil_stage_stats *s = vigil_host_stats(h);
+    struct vigil_stage_stats *s = vigil_instance_stats(h);
     vigil_event_begin(b, "vigil.self");
     vigil_event_add_label(b, "stage", stage);
-    vigil_event_add_label(b, "plugin", vigil_host_plugin_name(h));
-    vigil_event_add_label(b, "instance", vigil_host_instance(h));
+    vigil_event_add_label(b, "plugin", vigil_instance_plugin_name(h));
+    vigil_event_add_label(b, "instance", vigil_instance_name(h));
     if (strcmp(stage, "sink") == 0) {
         self_value(b, "in_total", &s->in_total);
         self_value(b, "retried_total", &s->retried_total);
@@ -265,21 +265,21 @@ static int start(struct daemon *dm)
     }
     unsigned subs = 0;
     for (size_t i = 0; i < c->nsinks; i++) {
-        int rc = vigil_host_connect(dm->sinks[i]);
+        int rc = vigil_instance_connect(dm->sinks[i]);
         if (rc == VIGIL_ECONFIG) {
             return -1; /* its spool: already said why */
         }
         if (rc < 0) {
-            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sinks[i]),
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sinks[i]),
                       "cannot connect to the bus: %s", zmq_strerror(-rc));
             return -1;
         }
         subs += (unsigned)rc;
     }
     for (size_t i = 0; i < c->nsources; i++) {
-        int rc = vigil_host_connect(dm->sources[i]);
+        int rc = vigil_instance_connect(dm->sources[i]);
         if (rc < 0) {
-            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sources[i]),
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sources[i]),
                       "cannot connect to the bus: %s", zmq_strerror(-rc));
             return -1;
         }
@@ -307,8 +307,8 @@ static int start(struct daemon *dm)
     /* Sinks first, and sources only once the bus has seen every sink's
      * subscription: otherwise the first events would reach no sink. */
     for (size_t i = 0; i < c->nsinks; i++) {
-        if (vigil_host_start(dm->sinks[i]) != 0) {
-            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sinks[i]), "cannot start thread");
+        if (vigil_instance_start(dm->sinks[i]) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sinks[i]), "cannot start thread");
             return -1;
         }
     }
@@ -321,8 +321,8 @@ static int start(struct daemon *dm)
                   READY_TIMEOUT_MS);
     }
     for (size_t i = 0; i < c->nsources; i++) {
-        if (vigil_host_start(dm->sources[i]) != 0) {
-            vigil_log(VIGIL_LOG_ERROR, vigil_host_component(dm->sources[i]),
+        if (vigil_instance_start(dm->sources[i]) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sources[i]),
                       "cannot start thread");
             return -1;
         }
@@ -356,7 +356,7 @@ static void drain(struct daemon *dm)
 static void stop(struct daemon *dm)
 {
     for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
-        vigil_host_stop(dm->sources[i]);
+        vigil_instance_stop(dm->sources[i]);
     }
     drain(dm);
     if (dm->rules_stage) {
@@ -365,10 +365,10 @@ static void stop(struct daemon *dm)
     }
     /* Sinks finish in parallel: each may spend its grace period delivering. */
     for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
-        vigil_host_stop_request(dm->sinks[i]);
+        vigil_instance_stop_request(dm->sinks[i]);
     }
     for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
-        vigil_host_stop(dm->sinks[i]);
+        vigil_instance_stop(dm->sinks[i]);
     }
 }
 
@@ -399,7 +399,7 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
                       "SIGHUP received: sinks reopen their files (reloading the config is not "
                       "supported; restart vigild to apply changes)");
             for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
-                vigil_host_reopen(dm->sinks[i]);
+                vigil_instance_reopen(dm->sinks[i]);
             }
         }
     }

@@ -13,7 +13,14 @@
 
 struct vigil_sink;
 
-struct vigil_host {
+/* api->log_limited(): one limiter per call site. */
+#define VIGIL_LOG_SITES 32
+struct vigil_log_site {
+    const char *fmt;
+    struct vigil_ratelimit rl;
+};
+
+struct vigil_instance {
     void *dl;
     const struct vigil_plugin *desc;
     const struct vigil_instance_conf *ic;
@@ -29,6 +36,7 @@ struct vigil_host {
     bool running;
     _Atomic bool stopping;
     struct vigil_stage_stats stats;
+    struct vigil_log_site log_sites[VIGIL_LOG_SITES];
     void *sock;
 
     /* Sources. */
@@ -47,17 +55,17 @@ struct vigil_host {
 /* Sink delivery (sink.c), all on the instance's thread but new/free. */
 /* After the SUB socket exists: opens the spool, makes the loop's events.
  * Logs what went wrong; 0 or a negative code. */
-int vigil_sink_new(struct vigil_host *h);
+int vigil_sink_new(struct vigil_instance *h);
 /* The thread starts: deliver the spool's leftovers, read the bus. */
-void vigil_sink_start(struct vigil_host *h);
+void vigil_sink_start(struct vigil_instance *h);
 /* Stop asked: read what the bus sent, deliver what can be delivered within
  * the grace period, spool the rest; breaks the loop when done. */
-void vigil_sink_stop(struct vigil_host *h);
+void vigil_sink_stop(struct vigil_instance *h);
 /* SIGHUP: the plugin's reopen() on the next loop turn. Any thread. */
-void vigil_sink_reopen(struct vigil_host *h);
-void vigil_sink_free(struct vigil_host *h);
+void vigil_sink_reopen(struct vigil_instance *h);
+void vigil_sink_free(struct vigil_instance *h);
 
-void vigil_sink_write_done(struct vigil_host *h);
-void vigil_sink_retry_after(struct vigil_host *h, uint64_t delay_ns);
+void vigil_sink_write_done(struct vigil_instance *h);
+void vigil_sink_retry_after(struct vigil_instance *h, uint64_t delay_ns);
 
 #endif

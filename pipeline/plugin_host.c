@@ -106,13 +106,13 @@ void vigil_plugin_close(void *handle)
 
 /* ---- Services for plugins --------------------------------------------------- */
 
-static void api_vlog(struct vigil_host *h, enum vigil_log_level level, const char *fmt,
+static void api_vlog(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
                      va_list ap)
 {
     vigil_vlog(level, h->component, fmt, ap);
 }
 
-static void api_log(struct vigil_host *h, enum vigil_log_level level, const char *fmt, ...)
+static void api_log(struct vigil_instance *h, enum vigil_log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -120,27 +120,61 @@ static void api_log(struct vigil_host *h, enum vigil_log_level level, const char
     va_end(ap);
 }
 
-static const char *api_instance_name(struct vigil_host *h)
+/* One limiter per call site (the format's address); sites past the table
+ * share its last slot, so a plugin with many sites is still bounded. */
+static void api_vlog_limited(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
+                             va_list ap)
+{
+    size_t i = 0;
+    while (i < VIGIL_LOG_SITES - 1 && h->log_sites[i].fmt && h->log_sites[i].fmt != fmt) {
+        i++;
+    }
+    struct vigil_log_site *site = &h->log_sites[i];
+    if (!site->fmt) {
+        site->fmt = fmt;
+        site->rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
+    }
+    uint64_t suppressed;
+    if (!vigil_ratelimit_ok(&site->rl, vigil_mono_ns(), &suppressed)) {
+        return;
+    }
+    vigil_vlog(level, h->component, fmt, ap);
+    if (suppressed) {
+        vigil_log(level, h->component, "(%llu similar messages suppressed)",
+                  (unsigned long long)suppressed);
+    }
+}
+
+static void api_log_limited(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
+                            ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    api_vlog_limited(h, level, fmt, ap);
+    va_end(ap);
+}
+
+static const char *api_instance_name(struct vigil_instance *h)
 {
     return h->ic->name;
 }
 
-static const char *api_host_name(struct vigil_host *h)
+static const char *api_host_name(struct vigil_instance *h)
 {
     return h->env.host_name;
 }
 
-static struct event_base *api_event_base(struct vigil_host *h)
+static struct event_base *api_event_base(struct vigil_instance *h)
 {
     return h->base;
 }
 
-static const struct vigil_conf *api_conf_root(struct vigil_host *h)
+static const struct vigil_conf *api_conf_root(struct vigil_instance *h)
 {
     return h->ic->own;
 }
 
-static void api_conf_error(struct vigil_host *h, const struct vigil_conf *n, const char *fmt, ...)
+static void api_conf_error(struct vigil_instance *h, const struct vigil_conf *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -151,11 +185,6 @@ static void api_conf_error(struct vigil_host *h, const struct vigil_conf *n, con
         vigil_vlog(VIGIL_LOG_ERROR, h->component, fmt, ap);
     }
     va_end(ap);
-}
-
-static struct vigil_event_builder *as_builder(struct vigil_event *ev)
-{
-    return ev && ev->kind == VIGIL_EVENT_BUILDER ? (struct vigil_event_builder *)ev : NULL;
 }
 
 /* Topic and body, which need no decoding. */
@@ -190,106 +219,15 @@ static const struct vigil_event_view *as_view(const struct vigil_event *ev)
     return v;
 }
 
-static struct vigil_event *api_event_begin(struct vigil_host *h, const char *topic)
+static struct vigil_event_builder *api_event_begin(struct vigil_instance *h, const char *topic)
 {
     vigil_event_begin(&h->builder, topic);
-    return &h->builder.base;
-}
-
-/* The builder wrappers ignore an event that is not a builder rather than
- * crash: a plugin bug should not take the daemon down. */
-
-static void api_event_ts(struct vigil_event *ev, uint64_t ts)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_set_ts(b, ts);
-    }
-}
-
-static void api_event_label(struct vigil_event *ev, const char *k, const char *v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_label(b, k, v);
-    }
-}
-
-static void api_event_value(struct vigil_event *ev, const char *k, double v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_value(b, k, v);
-    }
-}
-
-static void api_event_value_u64(struct vigil_event *ev, const char *k, uint64_t v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_value_u64(b, k, v);
-    }
-}
-
-static void api_event_attr_str(struct vigil_event *ev, const char *k, const char *v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_attr_str(b, k, v);
-    }
-}
-
-static void api_event_attr_i64(struct vigil_event *ev, const char *k, int64_t v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_attr_i64(b, k, v);
-    }
-}
-
-static void api_event_attr_f64(struct vigil_event *ev, const char *k, double v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_attr_f64(b, k, v);
-    }
-}
-
-static void api_event_attr_bool(struct vigil_event *ev, const char *k, bool v)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_add_attr_bool(b, k, v);
-    }
-}
-
-static void api_event_attr_map_begin(struct vigil_event *ev, const char *k)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_attr_map_begin(b, k);
-    }
-}
-
-static void api_event_attr_list_begin(struct vigil_event *ev, const char *k)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_attr_list_begin(b, k);
-    }
-}
-
-static void api_event_attr_end(struct vigil_event *ev)
-{
-    struct vigil_event_builder *b = as_builder(ev);
-    if (b) {
-        vigil_event_attr_end(b);
-    }
+    return &h->builder;
 }
 
 /* Sends one event, waiting while the bus is full (the socket's send timeout
  * lets us notice a stop request). Nothing is dropped unless we stop. */
-static int send_event(struct vigil_host *h, const char *topic, size_t tl, const char *body,
+static int send_event(struct vigil_instance *h, const char *topic, size_t tl, const char *body,
                       size_t len)
 {
     while (zmq_send(h->sock, topic, tl, ZMQ_SNDMORE) == -1) {
@@ -314,7 +252,7 @@ static int send_event(struct vigil_host *h, const char *topic, size_t tl, const 
 /* Sends the kept events back to back: the bus thread, slower per event than
  * these sends, finds the next one queued instead of sleeping and being woken
  * (an eventfd write and a cross-CPU wake-up) for each. */
-static int flush_held(struct vigil_host *h)
+static int flush_held(struct vigil_instance *h)
 {
     int rc = 0;
     size_t sent = 0;
@@ -339,7 +277,7 @@ static int flush_held(struct vigil_host *h)
 }
 
 /* Keeps one finished event for flush_held(). */
-static int hold_event(struct vigil_host *h, const char *topic, size_t tl, const char *body,
+static int hold_event(struct vigil_instance *h, const char *topic, size_t tl, const char *body,
                       size_t len)
 {
     size_t need = h->held_len + HELD_HEAD + tl + len;
@@ -375,22 +313,26 @@ static int hold_event(struct vigil_host *h, const char *topic, size_t tl, const 
     return 0;
 }
 
-static void api_batch_begin(struct vigil_host *h)
+static void api_batch_begin(struct vigil_instance *h)
 {
     h->batching = h->kind == VIGIL_SOURCE && h->sock;
 }
 
-static int api_batch_end(struct vigil_host *h)
+static int api_batch_end(struct vigil_instance *h)
 {
     h->batching = false;
     return h->held_n ? flush_held(h) : 0;
 }
 
-static int api_publish(struct vigil_host *h, struct vigil_event *ev)
+static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
 {
-    struct vigil_event_builder *b = as_builder(ev);
-    if (!b || !h->sock || h->kind != VIGIL_SOURCE) {
-        return VIGIL_ESTOPPED;
+    if (!b || b != &h->builder || h->kind != VIGIL_SOURCE) {
+        /* A sink publishing, or a builder that is not this instance's: a
+         * plugin bug, not a reason to stop. */
+        return VIGIL_EPLUGIN;
+    }
+    if (!h->sock) {
+        return VIGIL_ESTOPPED; /* vigild --check: nothing is connected */
     }
     const char *body;
     size_t len;
@@ -485,6 +427,9 @@ const struct vigil_api vigil_host_api = {
     .host_name = api_host_name,
     .event_base = api_event_base,
     .now_ns = vigil_now_ns,
+    .mono_ns = vigil_mono_ns,
+    .log_limited = api_log_limited,
+    .vlog_limited = api_vlog_limited,
     .conf_root = api_conf_root,
     .conf_get = vigil_conf_get,
     .conf_string = vigil_conf_string,
@@ -497,17 +442,17 @@ const struct vigil_api vigil_host_api = {
     .conf_at = vigil_conf_at,
     .conf_error = api_conf_error,
     .event_begin = api_event_begin,
-    .event_ts = api_event_ts,
-    .event_label = api_event_label,
-    .event_value = api_event_value,
-    .event_value_u64 = api_event_value_u64,
-    .event_attr_str = api_event_attr_str,
-    .event_attr_i64 = api_event_attr_i64,
-    .event_attr_f64 = api_event_attr_f64,
-    .event_attr_bool = api_event_attr_bool,
-    .event_attr_map_begin = api_event_attr_map_begin,
-    .event_attr_list_begin = api_event_attr_list_begin,
-    .event_attr_end = api_event_attr_end,
+    .event_ts = vigil_event_set_ts,
+    .event_label = vigil_event_add_label,
+    .event_value = vigil_event_add_value,
+    .event_value_u64 = vigil_event_add_value_u64,
+    .event_attr_str = vigil_event_add_attr_str,
+    .event_attr_i64 = vigil_event_add_attr_i64,
+    .event_attr_f64 = vigil_event_add_attr_f64,
+    .event_attr_bool = vigil_event_add_attr_bool,
+    .event_attr_map_begin = vigil_event_attr_map_begin,
+    .event_attr_list_begin = vigil_event_attr_list_begin,
+    .event_attr_end = vigil_event_attr_end,
     .publish = api_publish,
     .event_topic = api_event_topic,
     .event_get_str = api_event_get_str,
@@ -527,7 +472,7 @@ const struct vigil_api vigil_host_api = {
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
 
-struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
+struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
                                   const struct vigil_host_env *env, struct vigil_diag *d)
 {
     char err[PATH_MAX + 512];
@@ -547,7 +492,7 @@ struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vig
         dlclose(dl);
         return NULL;
     }
-    struct vigil_host *h = calloc(1, sizeof *h);
+    struct vigil_instance *h = calloc(1, sizeof *h);
     if (!h) {
         vigil_diag_add(d, at->file, at->line, at->col, "out of memory");
         dlclose(dl);
@@ -565,13 +510,13 @@ struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vig
     h->stop_ev = h->base ? event_new(h->base, -1, 0, stop_cb, h) : NULL;
     if (!h->stop_ev) {
         vigil_diag_add(d, at->file, at->line, at->col, "cannot create an event loop");
-        vigil_host_free(h);
+        vigil_instance_free(h);
         return NULL;
     }
     return h;
 }
 
-int vigil_host_init(struct vigil_host *h, struct vigil_diag *d)
+int vigil_instance_init(struct vigil_instance *h, struct vigil_diag *d)
 {
     size_t before = d->count;
     h->diag = d;
@@ -598,7 +543,7 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct vigil_host *h = arg;
+    struct vigil_instance *h = arg;
     int rc = h->desc->collect(h->state);
     if (h->batching || h->held_n) {
         api_batch_end(h); /* a batch left open: its events go out now */
@@ -613,7 +558,7 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-int vigil_host_connect(struct vigil_host *h)
+int vigil_instance_connect(struct vigil_instance *h)
 {
     void *zctx = h->env.zctx;
     int linger = 2000;
@@ -663,7 +608,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct vigil_host *h = arg;
+    struct vigil_instance *h = arg;
     if (h->kind == VIGIL_SINK) {
         vigil_sink_stop(h); /* breaks the loop once the sink is done */
         return;
@@ -673,7 +618,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 
 static void *instance_main(void *arg)
 {
-    struct vigil_host *h = arg;
+    struct vigil_instance *h = arg;
     event_add(h->stop_ev, NULL);
     if (h->collect_ev) {
         uint64_t ns = h->ic->interval_ns;
@@ -698,7 +643,7 @@ static void *instance_main(void *arg)
     return NULL;
 }
 
-int vigil_host_start(struct vigil_host *h)
+int vigil_instance_start(struct vigil_instance *h)
 {
     int rc = pthread_create(&h->thread, NULL, instance_main, h);
     if (rc == 0) {
@@ -715,36 +660,36 @@ int vigil_host_start(struct vigil_host *h)
     return 0;
 }
 
-void vigil_host_stop_request(struct vigil_host *h)
+void vigil_instance_stop_request(struct vigil_instance *h)
 {
     if (h && h->running && !atomic_exchange(&h->stopping, true)) {
         event_active(h->stop_ev, EV_TIMEOUT, 0);
     }
 }
 
-void vigil_host_stop(struct vigil_host *h)
+void vigil_instance_stop(struct vigil_instance *h)
 {
     if (!h || !h->running) {
         return;
     }
-    vigil_host_stop_request(h);
+    vigil_instance_stop_request(h);
     pthread_join(h->thread, NULL);
     h->running = false;
 }
 
-void vigil_host_reopen(struct vigil_host *h)
+void vigil_instance_reopen(struct vigil_instance *h)
 {
     if (h->kind == VIGIL_SINK) {
         vigil_sink_reopen(h);
     }
 }
 
-void vigil_host_free(struct vigil_host *h)
+void vigil_instance_free(struct vigil_instance *h)
 {
     if (!h) {
         return;
     }
-    vigil_host_stop(h);
+    vigil_instance_stop(h);
     if (h->inited && !h->finished) {
         h->desc->fini(h->state);
         h->finished = true;
@@ -768,22 +713,22 @@ void vigil_host_free(struct vigil_host *h)
     free(h);
 }
 
-const char *vigil_host_component(const struct vigil_host *h)
+const char *vigil_instance_component(const struct vigil_instance *h)
 {
     return h->component;
 }
 
-const char *vigil_host_plugin_name(const struct vigil_host *h)
+const char *vigil_instance_plugin_name(const struct vigil_instance *h)
 {
     return h->ic->plugin;
 }
 
-const char *vigil_host_instance(const struct vigil_host *h)
+const char *vigil_instance_name(const struct vigil_instance *h)
 {
     return h->ic->name;
 }
 
-struct vigil_stage_stats *vigil_host_stats(struct vigil_host *h)
+struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h)
 {
     return &h->stats;
 }

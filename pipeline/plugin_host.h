@@ -13,7 +13,7 @@
 #include "stats.h"
 #include "vigil/plugin.h"
 
-struct vigil_host;
+struct vigil_instance;
 
 /* Loads <dir>/<name>.so and checks its descriptor: the file exists, dlopen
  * works, it exports `vigil_plugin`, its abi and size match this host, its
@@ -36,39 +36,39 @@ struct vigil_host_env {
 /* Loads the instance's plugin and checks its own keys against the plugin's
  * option table; every problem goes to d at its file:line:col. Returns NULL
  * when the instance can't be set up. Main thread. */
-struct vigil_host *vigil_host_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
+struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
                                   const struct vigil_host_env *env, struct vigil_diag *d);
 
 /* Runs the plugin's init(); conf_error() reports go to d. 0 or negative. */
-int vigil_host_init(struct vigil_host *h, struct vigil_diag *d);
+int vigil_instance_init(struct vigil_instance *h, struct vigil_diag *d);
 
 /* Creates the instance's socket (needs env->zctx): a PUSH connected to the
  * bus for sources; a SUB subscribed to every `match` prefix for sinks.
  * Returns the number of subscriptions made (sinks), 0 (sources), or a
  * negative code. */
-int vigil_host_connect(struct vigil_host *h);
+int vigil_instance_connect(struct vigil_instance *h);
 
 /* Starts the instance's thread. */
-int vigil_host_start(struct vigil_host *h);
+int vigil_instance_start(struct vigil_instance *h);
 
 /* Asks the instance to stop and joins its thread. Sources stop collecting;
  * sinks first read everything already sent to them, deliver what they can
  * within a few seconds (at once if the destination is failing), and leave
  * the rest in their spool for the next start. */
-void vigil_host_stop(struct vigil_host *h);
-/* Only asks (any thread); vigil_host_stop() then joins. */
-void vigil_host_stop_request(struct vigil_host *h);
+void vigil_instance_stop(struct vigil_instance *h);
+/* Only asks (any thread); vigil_instance_stop() then joins. */
+void vigil_instance_stop_request(struct vigil_instance *h);
 /* SIGHUP: a sink's plugin reopens its files (its reopen(), if it has one). */
-void vigil_host_reopen(struct vigil_host *h);
+void vigil_instance_reopen(struct vigil_instance *h);
 
 /* Runs fini() if init succeeded and it has not run, closes the socket and
  * the plugin. NULL is fine. */
-void vigil_host_free(struct vigil_host *h);
+void vigil_instance_free(struct vigil_instance *h);
 
-const char *vigil_host_component(const struct vigil_host *h); /* "source:gen/gen" */
-const char *vigil_host_plugin_name(const struct vigil_host *h);
-const char *vigil_host_instance(const struct vigil_host *h);
-struct vigil_stage_stats *vigil_host_stats(struct vigil_host *h);
+const char *vigil_instance_component(const struct vigil_instance *h); /* "source:gen/gen" */
+const char *vigil_instance_plugin_name(const struct vigil_instance *h);
+const char *vigil_instance_name(const struct vigil_instance *h);
+struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h);
 
 /* The services table the host gives to plugins (for tests that drive a
  * plugin directly). */

@@ -51,7 +51,7 @@ struct memq {
 enum batch_state { B_NONE, B_INFLIGHT, B_WAITING };
 
 struct vigil_sink {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_delivery_conf *dc;
     struct memq q;
     struct vigil_spool *spool;
@@ -528,7 +528,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void vigil_sink_write_done(struct vigil_host *h)
+void vigil_sink_write_done(struct vigil_instance *h)
 {
     struct vigil_sink *s = h->sink;
     if (!s || s->state != B_INFLIGHT || s->done) {
@@ -537,7 +537,7 @@ void vigil_sink_write_done(struct vigil_host *h)
     finish(s, 0);
 }
 
-void vigil_sink_retry_after(struct vigil_host *h, uint64_t delay_ns)
+void vigil_sink_retry_after(struct vigil_instance *h, uint64_t delay_ns)
 {
     if (h->sink) {
         h->sink->retry_after_ns = delay_ns > RETRY_AFTER_MAX_NS ? RETRY_AFTER_MAX_NS : delay_ns;
@@ -596,7 +596,7 @@ static void stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
     finish_stop(arg);
 }
 
-void vigil_sink_stop(struct vigil_host *h)
+void vigil_sink_stop(struct vigil_instance *h)
 {
     struct vigil_sink *s = h->sink;
     s->stopping = true;
@@ -634,7 +634,7 @@ static void hup_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void vigil_sink_reopen(struct vigil_host *h)
+void vigil_sink_reopen(struct vigil_instance *h)
 {
     if (h->sink && h->running) {
         event_active(h->sink->hup_ev, EV_TIMEOUT, 0);
@@ -643,7 +643,7 @@ void vigil_sink_reopen(struct vigil_host *h)
 
 /* ---- Life cycle ---------------------------------------------------------------------------------- */
 
-int vigil_sink_new(struct vigil_host *h)
+int vigil_sink_new(struct vigil_instance *h)
 {
     struct vigil_sink *s = calloc(1, sizeof *s);
     if (!s) {
@@ -695,14 +695,14 @@ int vigil_sink_new(struct vigil_host *h)
     return 0;
 }
 
-void vigil_sink_start(struct vigil_host *h)
+void vigil_sink_start(struct vigil_instance *h)
 {
     struct vigil_sink *s = h->sink;
     event_add(s->sub_ev, NULL);
     event_active(s->sub_ev, EV_READ, 0);
 }
 
-void vigil_sink_free(struct vigil_host *h)
+void vigil_sink_free(struct vigil_instance *h)
 {
     struct vigil_sink *s = h->sink;
     if (!s) {

@@ -19,7 +19,7 @@ struct ph {
     void *zctx, *sub;
     struct vigil_bus *bus;
     struct vigil_config *cfg;
-    struct vigil_host *host;
+    struct vigil_instance *host;
     struct vigil_diag d;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
@@ -59,11 +59,11 @@ size_t ph_check(const char *instance, struct vigil_diag *d)
     struct vigil_host_env env = {.host_name = "test-host", .plugin_dir = c->plugin_dir,
                                  .hwm = 1000, .max_event_bytes = 65536};
     for (size_t i = 0; i < c->nsources; i++) {
-        struct vigil_host *h = vigil_host_new(&c->sources[i], VIGIL_SOURCE, &env, d);
+        struct vigil_instance *h = vigil_instance_new(&c->sources[i], VIGIL_SOURCE, &env, d);
         if (h) {
-            vigil_host_init(h, d);
+            vigil_instance_init(h, d);
         }
-        vigil_host_free(h);
+        vigil_instance_free(h);
     }
     vigil_config_free(c);
     return d->count;
@@ -110,9 +110,9 @@ struct ph *ph_start(const char *instance, const char *prefix)
     }
     struct vigil_host_env env = {.host_name = "test-host", .plugin_dir = p->cfg->plugin_dir,
                                  .zctx = p->zctx, .hwm = 10000, .max_event_bytes = 65536};
-    p->host = vigil_host_new(&p->cfg->sources[0], VIGIL_SOURCE, &env, &p->d);
-    if (!p->host || vigil_host_init(p->host, &p->d) != 0 || vigil_host_connect(p->host) != 0 ||
-        vigil_host_start(p->host) != 0) {
+    p->host = vigil_instance_new(&p->cfg->sources[0], VIGIL_SOURCE, &env, &p->d);
+    if (!p->host || vigil_instance_init(p->host, &p->d) != 0 || vigil_instance_connect(p->host) != 0 ||
+        vigil_instance_start(p->host) != 0) {
         goto fail;
     }
     return p;
@@ -152,7 +152,7 @@ void ph_stop(struct ph *p)
     if (!p) {
         return;
     }
-    vigil_host_free(p->host);
+    vigil_instance_free(p->host);
     if (p->sub) {
         zmq_close(p->sub);
     }

@@ -197,7 +197,7 @@ static void test_loader_refusals(void **state)
 {
     struct vd *v = *state;
     static const struct refusal cases[] = {
-        {"test_badabi", "sources", "test_badabi.so has plugin ABI 999", "this vigild has ABI 1"},
+        {"test_badabi", "sources", "test_badabi.so has plugin ABI 999", "this vigild has ABI 2"},
         {"test_badname", "sources", "test_badname.so declares the name 'someone_else'", NULL},
         {"test_nosym", "sources", "test_nosym.so does not export the symbol 'vigil_plugin'",
          NULL},

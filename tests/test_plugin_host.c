@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <event2/thread.h>
 #include <zmq.h>
@@ -37,7 +38,12 @@ static void test_loader_refusals(void **state)
                    VIGIL_PLUGIN_DIR "/missing_plugin.so: No such file or directory (looked in " VIGIL_PLUGIN_DIR);
     expect_refusal("test_notelf", VIGIL_SOURCE, "cannot load " VIGIL_PLUGIN_DIR "/test_notelf.so: ");
     expect_refusal("test_nosym", VIGIL_SOURCE, "does not export the symbol 'vigil_plugin'");
-    expect_refusal("test_badabi", VIGIL_SOURCE, "has plugin ABI 999, but this vigild has ABI 1");
+    expect_refusal("test_badabi", VIGIL_SOURCE, "has plugin ABI 999, but this vigild has ABI 2");
+    /* A plugin built against ABI 1's header (struct vigil_host, one event
+     * type) must be rebuilt, and the message says so with both numbers. */
+    expect_refusal("test_abi1", VIGIL_SOURCE,
+                   VIGIL_PLUGIN_DIR "/test_abi1.so has plugin ABI 1, but this vigild has ABI 2: "
+                                    "rebuild the plugin");
     expect_refusal("test_badname", VIGIL_SOURCE, "declares the name 'someone_else'");
     expect_refusal("test_badkind", VIGIL_SOURCE, "is a sink plugin, but is listed under sources");
     expect_refusal("gen", VIGIL_SINK, "is a source plugin, but is listed under sinks");
@@ -78,7 +84,7 @@ static void test_options_checked_with_positions(void **state)
     assert_int_equal(d.count, 0);
     struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
                                  .max_event_bytes = 65536};
-    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_null(h);
     assert_int_equal(d.count, 2);
     bool saw_rate = false, saw_bogus = false;
@@ -106,14 +112,81 @@ static void test_plugin_conf_error_positions(void **state)
                                          &d);
     struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
                                  .max_event_bytes = 65536};
-    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_non_null(h);
-    assert_int_not_equal(vigil_host_init(h, &d), 0);
+    assert_int_not_equal(vigil_instance_init(h, &d), 0);
     assert_int_equal(d.count, 1);
     assert_non_null(strstr(d.msgs[0], "/tmp/t.yaml:4:11: rate must be above 0"));
-    vigil_host_free(h);
+    vigil_instance_free(h);
     vigil_config_free(c);
     vigil_diag_fini(&d);
+}
+
+/* What a plugin can still get wrong through the API answers VIGIL_EPLUGIN
+ * (not VIGIL_ESTOPPED, which a source takes for shutdown), and the host's
+ * rate-limited log keeps one budget per call site. */
+static void test_api_misuse_and_log_limited(void **state)
+{
+    (void)state;
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    char path[] = "/tmp/vigil-test-capture-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char text[512];
+    snprintf(text, sizeof text, "sinks:\n  - plugin: test_capture\n    path: %s\n", path);
+    struct vigil_config *c = config_from(text, &d);
+    assert_non_null(c);
+    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
+                                 .max_event_bytes = 65536};
+    struct vigil_instance *h = vigil_instance_new(&c->sinks[0], VIGIL_SINK, &env, &d);
+    assert_non_null(h);
+    assert_int_equal(vigil_instance_init(h, &d), 0);
+    const struct vigil_api *api = &vigil_host_api;
+
+    struct vigil_event_builder *b = api->event_begin(h, "x.y");
+    assert_non_null(b);
+    assert_int_equal(api->publish(h, b), VIGIL_EPLUGIN); /* a sink publishing */
+    assert_int_equal(api->publish(h, NULL), VIGIL_EPLUGIN);
+    assert_string_equal(api->strerror(VIGIL_EPLUGIN), "plugin misused the host API or failed");
+
+    uint64_t t0 = api->mono_ns();
+    assert_true(t0 > 0 && api->mono_ns() >= t0);
+
+    /* Two call sites, 10 calls each: 3 lines each get through. */
+    char logpath[] = "/tmp/vigil-test-log-XXXXXX";
+    int lfd = mkstemp(logpath);
+    assert_true(lfd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(lfd, STDERR_FILENO);
+    for (int i = 0; i < 10; i++) {
+        api->log_limited(h, VIGIL_LOG_WARN, "site one %d", i);
+        api->log_limited(h, VIGIL_LOG_WARN, "site two %d", i);
+    }
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[8192] = "";
+    ssize_t n = pread(lfd, buf, sizeof buf - 1, 0);
+    close(lfd);
+    unlink(logpath);
+    assert_true(n > 0);
+    int one = 0, two = 0;
+    for (const char *p = buf; (p = strstr(p, "site ")) != NULL; p++) {
+        one += strncmp(p, "site one ", 9) == 0;
+        two += strncmp(p, "site two ", 9) == 0;
+    }
+    if (one != 3 || two != 3 || !strstr(buf, "[sink:test_capture/test_capture] site one 2")) {
+        fail_msg("expected 3 lines per site, got %d and %d:\n%s", one, two, buf);
+    }
+    assert_null(strstr(buf, "site one 3"));
+
+    vigil_instance_free(h);
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+    unlink(path);
 }
 
 /* A gen instance on its own thread, through a real bus to an inproc SUB:
@@ -156,11 +229,11 @@ static void gen_through_bus(const char *rate, uint64_t count)
 
     struct vigil_host_env env = {.host_name = "h1", .plugin_dir = c->plugin_dir, .zctx = zctx,
                                  .hwm = 1000, .max_event_bytes = 65536};
-    struct vigil_host *h = vigil_host_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_non_null(h);
-    assert_int_equal(vigil_host_init(h, &d), 0);
-    assert_int_equal(vigil_host_connect(h), 0);
-    assert_int_equal(vigil_host_start(h), 0);
+    assert_int_equal(vigil_instance_init(h, &d), 0);
+    assert_int_equal(vigil_instance_connect(h), 0);
+    assert_int_equal(vigil_instance_start(h), 0);
 
     msgpack_zone zone;
     msgpack_zone_init(&zone, 4096);
@@ -199,13 +272,13 @@ static void gen_through_bus(const char *rate, uint64_t count)
         assert_int_equal(n, i - 1);
         msgpack_zone_clear(&zone);
     }
-    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->out_total), count);
-    assert_int_equal(vigil_counter_get(&vigil_host_stats(h)->dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&vigil_instance_stats(h)->out_total), count);
+    assert_int_equal(vigil_counter_get(&vigil_instance_stats(h)->dropped_total), 0);
     const char *t, *b;
     size_t tl, bl;
     assert_int_equal(vigil_bus_reader_next(&in, s, &t, &tl, &b, &bl), 0); /* nothing twice */
     vigil_bus_reader_fini(&in);
-    vigil_host_free(h);
+    vigil_instance_free(h);
     assert_int_equal(vigil_bus_drain(bus, 2000), 0);
     assert_int_equal(vigil_counter_get(&vigil_bus_stats(bus)->lost_total), 0);
     zmq_close(s);
@@ -239,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_loader_accepts_gen),
         cmocka_unit_test(test_options_checked_with_positions),
         cmocka_unit_test(test_plugin_conf_error_positions),
+        cmocka_unit_test(test_api_misuse_and_log_limited),
         cmocka_unit_test(test_gen_through_bus),
         cmocka_unit_test(test_gen_batches_through_bus),
     };

@@ -80,7 +80,7 @@ static ssize_t pread_all(struct cgs *s, int fd)
             break;
         }
         if (s->buf_cap >= CG_BUF_MAX) {
-            cg_warn(s, &s->rl_big, "a cgroup file is over %u bytes; reading only that much",
+            cg_warn(s, "a cgroup file is over %u bytes; reading only that much",
                     CG_BUF_MAX);
             break;
         }
@@ -125,8 +125,7 @@ static void release_fds(struct cgs *s, size_t target)
  * some were released (worth another try). */
 static bool shrink_budget(struct cgs *s, int err)
 {
-    cg_warn(s, &s->rl_fds,
-            "out of file descriptors (%s; %zu cgroup files kept open): keeping at most %zu "
+    cg_warn(s, "out of file descriptors (%s; %zu cgroup files kept open): keeping at most %zu "
             "from now on; lower max_open_files or raise vigild's LimitNOFILE",
             strerror(err), s->open_fds, s->open_fds * 3 / 4);
     if (s->open_fds == 0) {
@@ -160,8 +159,7 @@ static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h, bool
             if (fd < 0) {
                 int err = errno;
                 if (err == EACCES || err == EPERM) {
-                    cg_warn(s, &s->rl_access,
-                            "cannot open %s/%s: %s (vigild needs to run as root to read "
+                    cg_warn(s, "cannot open %s/%s: %s (vigild needs to run as root to read "
                             "cgroup files)",
                             s->hier[h].mnt, s->path, strerror(err));
                 }
@@ -647,7 +645,7 @@ static void read_psi(struct cgs *s, struct cg_node *n, int h, struct cg_sample *
 void cg_read_sample(struct cgs *s, struct cg_node *n, struct cg_sample *o)
 {
     memset(o, 0, sizeof *o);
-    o->mono_ns = cg_mono_ns();
+    o->mono_ns = s->api->mono_ns();
     read_cpu(s, n, o);
     read_memory(s, n, o);
     int h = n->src[G_PIDS];

@@ -109,8 +109,7 @@ static struct cg_node *node_get(struct cgs *s, const char *path, size_t len)
     }
     if (s->nnodes >= s->max_nodes) {
         s->nodes_refused++;
-        cg_warn(s, &s->rl_nodes,
-                "tracking at most %zu cgroup directories (8 x max_cgroups + 1024); %s and "
+        cg_warn(s, "tracking at most %zu cgroup directories (8 x max_cgroups + 1024); %s and "
                 "others are not followed (%zu refused so far): raise max_cgroups",
                 s->max_nodes, path, s->nodes_refused);
         return NULL;
@@ -455,8 +454,7 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
         if (errno == ENOENT || errno == ENOTDIR) {
             return; /* gone already; its parent's event tells us */
         }
-        cg_warn(s, &s->rl_inotify,
-                "cannot watch %s with inotify: %s (fs.inotify.max_user_watches?); "
+        cg_warn(s, "cannot watch %s with inotify: %s (fs.inotify.max_user_watches?); "
                 "scanning every cgroup directory at each collection instead",
                 p, strerror(errno));
         s->inotify_off = true;
@@ -747,8 +745,7 @@ int cg_tree_update(struct cgs *s)
     if (s->ino_fd < 0 && !s->inotify_off) {
         s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (s->ino_fd < 0) {
-            cg_warn(s, &s->rl_inotify,
-                    "inotify is unavailable (%s): scanning every cgroup directory at each "
+            cg_warn(s, "inotify is unavailable (%s): scanning every cgroup directory at each "
                     "collection instead",
                     strerror(errno));
             s->inotify_off = true;

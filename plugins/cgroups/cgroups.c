@@ -16,7 +16,6 @@
 
 #include "cgroups.h"
 
-#define WARN_WINDOW_NS (600ull * 1000000000ull) /* one line per kind per 10 minutes */
 
 static const struct vigil_option cg_options[] = {
     {"root", VIGIL_OPT_STRING, "/sys/fs/cgroup",
@@ -38,13 +37,6 @@ static const struct vigil_option cg_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-uint64_t cg_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -52,31 +44,17 @@ static uint64_t thread_cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void cg_warn(struct cgs *s, struct cg_rl *rl, const char *fmt, ...)
+void cg_warn(struct cgs *s, const char *fmt, ...)
 {
-    uint64_t now = cg_mono_ns();
-    if (rl->next_ns && now < rl->next_ns) {
-        rl->suppressed++;
-        return;
-    }
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    s->api->vlog_limited(s->h, VIGIL_LOG_WARN, fmt, ap);
     va_end(ap);
-    if (rl->suppressed) {
-        s->api->log(s->h, VIGIL_LOG_WARN, "%s (%" PRIu64 " more like it in the last 10 minutes)",
-                    msg, rl->suppressed);
-    } else {
-        s->api->log(s->h, VIGIL_LOG_WARN, "%s", msg);
-    }
-    rl->next_ns = now + WARN_WINDOW_NS;
-    rl->suppressed = 0;
 }
 
 /* ---- events ---------------------------------------------------------------- */
 
-static void add_labels(struct cgs *s, struct vigil_event *ev, const struct cg_node *n)
+static void add_labels(struct cgs *s, struct vigil_event_builder *ev, const struct cg_node *n)
 {
     const struct vigil_api *api = s->api;
     api->event_label(ev, "cgroup", n->path);
@@ -113,7 +91,7 @@ static int publish_stats(struct cgs *s, const struct cg_node *n, uint64_t ts)
     double dt = p && c->mono_ns > p->mono_ns ? (double)(c->mono_ns - p->mono_ns) : 0;
     bool rate = dt > 0;
     uint64_t d, d2;
-    struct vigil_event *ev = api->event_begin(s->h, "cgroup.stats");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "cgroup.stats");
     api->event_ts(ev, ts);
     add_labels(s, ev, n);
     if (n->have_procs) {
@@ -201,7 +179,7 @@ static int publish_stats(struct cgs *s, const struct cg_node *n, uint64_t ts)
 
 /* The set's namespaces as a map kind -> inode (a kind the kernel lacks is
  * left out). */
-static void ns_map(struct cgs *s, struct vigil_event *ev, const char *key, const uint64_t *ino)
+static void ns_map(struct cgs *s, struct vigil_event_builder *ev, const char *key, const uint64_t *ino)
 {
     s->api->event_attr_map_begin(ev, key);
     for (int k = 0; k < CG_NS_KINDS; k++) {
@@ -234,7 +212,7 @@ static int publish_ns(struct cgs *s, const struct cg_node *n, uint64_t ts)
     if (s->nsets == 0) {
         return 0;
     }
-    struct vigil_event *ev = api->event_begin(s->h, "cgroup.ns");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "cgroup.ns");
     api->event_ts(ev, ts);
     add_labels(s, ev, n);
     api->event_value_u64(ev, "processes", n->nprocs);
@@ -321,7 +299,7 @@ static bool detect(struct cgs *s)
         s->warned_mounts = false;
         return true;
     }
-    cg_warn(s, &s->rl_mounts, "nothing to read under %s: %s%s%s; trying again every collection",
+    cg_warn(s, "nothing to read under %s: %s%s%s; trying again every collection",
             s->root, why ? why : "", rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
     s->warned_mounts = true;
     return false;
@@ -408,13 +386,13 @@ static int cg_collect(void *state)
     struct cgs *s = state;
     const struct vigil_api *api = s->api;
     uint64_t cpu0 = thread_cpu_ns();
-    s->now_ns = cg_mono_ns();
+    s->now_ns = s->api->mono_ns();
     if (s->nh == 0 && !detect(s)) {
         return 0;
     }
     int rc = cg_tree_update(s);
     if (rc != 0) {
-        cg_warn(s, &s->rl_inotify, "cannot follow the cgroup tree: %s", strerror(-rc));
+        cg_warn(s, "cannot follow the cgroup tree: %s", strerror(-rc));
     }
     cg_read_globals(s);
     uint64_t real0 = api->now_ns(), mono0 = s->now_ns;
@@ -453,8 +431,7 @@ static int cg_collect(void *state)
     }
     if (skipped) {
         s->skipped_total += skipped;
-        cg_warn(s, &s->rl_over,
-                "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
+        cg_warn(s, "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
                 " cgroup readings skipped in all): raise max_cgroups or narrow match",
                 skipped, s->max_cgroups, s->skipped_total);
     }
@@ -574,7 +551,7 @@ static void cg_fini(void *state)
     free(s);
 }
 
-static int cg_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int cg_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     struct cgs *s = calloc(1, sizeof *s);
     if (!s) {

@@ -192,12 +192,6 @@ struct cg_wd {
     struct cg_node *node;
 };
 
-/* A rate-limited warning: one line per window, counting the rest. */
-struct cg_rl {
-    uint64_t next_ns;
-    uint64_t suppressed;
-};
-
 /* A distinct set of namespaces among a cgroup's processes. */
 struct cg_set {
     uint64_t ino[CG_NS_KINDS];
@@ -207,7 +201,7 @@ struct cg_set {
 };
 
 struct cgs {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
 
     /* Options. */
@@ -272,15 +266,12 @@ struct cgs {
     bool v1_io_noted;
 
     /* Warnings. */
-    struct cg_rl rl_over, rl_access, rl_ns, rl_nodes, rl_big, rl_inotify, rl_mounts, rl_sets,
-        rl_fds;
     uint64_t skipped_total; /* cgroups not read because of max_cgroups */
     bool warned_mounts;
 };
 
 /* cgroups.c */
-void cg_warn(struct cgs *s, struct cg_rl *rl, const char *fmt, ...) VIGIL_PRINTF(3, 4);
-uint64_t cg_mono_ns(void);
+void cg_warn(struct cgs *s, const char *fmt, ...) VIGIL_PRINTF(2, 3);
 
 /* cg_mounts.c: finds the cgroup hierarchies mounted at or below s->root in
  * `mountinfo` (normally /proc/self/mountinfo) and opens them. Returns the

@@ -15,7 +15,7 @@
 #define TICK_MAX_NS 100000000ull /* 100 ms */
 
 struct gen {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     char topic[256];
     double rate;
@@ -43,7 +43,7 @@ static const struct vigil_option gen_options[] = {
 static int publish_one(struct gen *g, uint64_t now_ns)
 {
     const struct vigil_api *api = g->api;
-    struct vigil_event *ev = api->event_begin(g->h, g->topic);
+    struct vigil_event_builder *ev = api->event_begin(g->h, g->topic);
     uint64_t n = g->published;
     snprintf(g->series_buf, sizeof g->series_buf, "%llu",
              (unsigned long long)(n % (uint64_t)g->series));
@@ -107,7 +107,7 @@ static void gen_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static int gen_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int gen_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     const struct vigil_conf *root = api->conf_root(h);
     struct gen *g = calloc(1, sizeof *g);

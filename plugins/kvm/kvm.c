@@ -35,7 +35,6 @@ static const char *const method_names[] = {
     [KV_M_TRACEPOINT] = "tracepoint",
 };
 
-#define WARN_EVERY_NS (60ull * 1000000000ull)
 
 static const struct vigil_option kvm_options[] = {
     {"rescan", VIGIL_OPT_DURATION, "60s",
@@ -53,13 +52,6 @@ static const struct vigil_option kvm_options[] = {
     {"vms", VIGIL_OPT_LIST, NULL, "only VMs whose vm label matches one of these globs"},
     {NULL, 0, NULL, NULL},
 };
-
-uint64_t kv_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void kv_warn_once(struct kv_state *s, uint32_t bit, const char *fmt, ...)
 {
@@ -86,22 +78,12 @@ void kv_info_once(struct kv_state *s, uint32_t bit, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Warnings that can recur (per VM, per thread): at most one a minute. */
+/* Warnings that can recur (per VM, per thread): the host's limiter. */
 void kv_warn_rl(struct kv_state *s, const char *fmt, ...)
 {
-    uint64_t now = kv_mono_ns();
-    if (s->rl_ns && now - s->rl_ns < WARN_EVERY_NS) {
-        s->rl_suppressed++;
-        return;
-    }
-    if (s->rl_suppressed) {
-        s->api->log(s->h, VIGIL_LOG_WARN, "(%u similar warnings suppressed)", s->rl_suppressed);
-        s->rl_suppressed = 0;
-    }
-    s->rl_ns = now;
     va_list ap;
     va_start(ap, fmt);
-    s->api->vlog(s->h, VIGIL_LOG_WARN, fmt, ap);
+    s->api->vlog_limited(s->h, VIGIL_LOG_WARN, fmt, ap);
     va_end(ap);
 }
 
@@ -160,7 +142,7 @@ void kv_tally_update(struct kv_tally *t, const struct kv_counts *layers[KV_LAYER
 
 /* ---- config --------------------------------------------------------------- */
 
-static int kvm_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int kvm_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     const struct vigil_conf *root = api->conf_root(h);
     struct kv_state *s = calloc(1, sizeof *s);
@@ -278,7 +260,7 @@ static void prepare(struct kv_state *s, struct kv_vm *vm)
     }
 }
 
-static void put_reasons(struct kv_state *s, struct vigil_event *ev, const struct kv_tally *t)
+static void put_reasons(struct kv_state *s, struct vigil_event_builder *ev, const struct kv_tally *t)
 {
     for (int r = 0; r < KV_R_COUNT; r++) {
         if (t->known & (1u << r)) {
@@ -290,7 +272,7 @@ static void put_reasons(struct kv_state *s, struct vigil_event *ev, const struct
     }
 }
 
-static void put_labels(struct kv_state *s, struct vigil_event *ev, const struct kv_vm *vm)
+static void put_labels(struct kv_state *s, struct vigil_event_builder *ev, const struct kv_vm *vm)
 {
     s->api->event_label(ev, "pid", vm->pid_str);
     s->api->event_label(ev, "vm", vm->name);
@@ -311,7 +293,7 @@ static const char *exits_from(const struct kv_vm *vm)
 static int publish_vm(struct kv_state *s, struct kv_vm *vm)
 {
     const struct vigil_api *api = s->api;
-    struct vigil_event *ev = api->event_begin(s->h, "kvm.vm");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "kvm.vm");
     put_labels(s, ev, vm);
     api->event_value_u64(ev, "vcpus", vm->nvcpus);
     put_reasons(s, ev, &vm->tally);
@@ -343,7 +325,7 @@ static int publish_vm(struct kv_state *s, struct kv_vm *vm)
 static int publish_vcpu(struct kv_state *s, struct kv_vm *vm, struct kv_vcpu *v)
 {
     const struct vigil_api *api = s->api;
-    struct vigil_event *ev = api->event_begin(s->h, "kvm.vcpu");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "kvm.vcpu");
     put_labels(s, ev, vm);
     api->event_label(ev, "vcpu", v->index_str);
     if (v->tid) {
@@ -405,7 +387,7 @@ static int kvm_collect(void *state)
 {
     struct kv_state *s = state;
     uint64_t cpu0 = thread_cpu_ns();
-    uint64_t now = kv_mono_ns();
+    uint64_t now = s->api->mono_ns();
     bool full = s->nseen == 0 || s->rescan_ns == 0 || now - s->last_full_ns >= s->rescan_ns;
     for (size_t i = 0; i < s->nvm; i++) {
         s->vm[i]->seen = false;
@@ -427,7 +409,7 @@ static int kvm_collect(void *state)
      * only shutdown does. */
     size_t vcpus = 0;
     for (size_t i = 0; i < s->nvm; i++) {
-        if (!s->vm[i]->ignored && collect_vm(s, s->vm[i], kv_mono_ns()) == VIGIL_ESTOPPED) {
+        if (!s->vm[i]->ignored && collect_vm(s, s->vm[i], s->api->mono_ns()) == VIGIL_ESTOPPED) {
             return VIGIL_ESTOPPED;
         }
         vcpus += s->vm[i]->nvcpus;

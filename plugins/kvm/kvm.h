@@ -161,7 +161,7 @@ struct kv_seen {
 };
 
 struct kv_state {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     /* config */
     uint64_t rescan_ns;
@@ -184,8 +184,6 @@ struct kv_state {
     bool tp_tried, tp_ok, tp_filter_bad[KV_E_COUNT];
 
     uint32_t warned; /* KV_W_* bits: logged once */
-    uint64_t rl_ns;  /* rate limit of repeated warnings */
-    unsigned rl_suppressed;
 
     long clk_tck, page_size;
     struct kv_fds fds;         /* scanner scratch */
@@ -220,7 +218,6 @@ enum {
 void kv_warn_once(struct kv_state *s, uint32_t bit, const char *fmt, ...) VIGIL_PRINTF(3, 4);
 void kv_info_once(struct kv_state *s, uint32_t bit, const char *fmt, ...) VIGIL_PRINTF(3, 4);
 void kv_warn_rl(struct kv_state *s, const char *fmt, ...) VIGIL_PRINTF(2, 3);
-uint64_t kv_mono_ns(void);
 
 /* kvm_proc.c */
 int kv_scan(struct kv_state *s, uint64_t now_ns, bool full);

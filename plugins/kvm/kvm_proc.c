@@ -560,7 +560,7 @@ static void scan_process(struct kv_state *s, int pid)
             if (!vm) {
                 continue;
             }
-            vm->found_ns = kv_mono_ns();
+            vm->found_ns = s->api->mono_ns();
             /* An unwanted VM is kept too, ignored, so that it is not
              * looked at again on every scan. */
             vm->ignored = !vm_wanted(s, vm);

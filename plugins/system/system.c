@@ -100,7 +100,7 @@ struct warn_limit {
 };
 
 struct sys {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     bool per_cpu, include_pseudo;
     bool disks;               /* false with `mounts: []` */
@@ -363,7 +363,7 @@ static size_t parse_stat(struct sys *s, uint64_t *procs_running, uint64_t *procs
 
 /* Adds the cpu_*_pct values for the time between a and b. False (nothing
  * added) when there is no such time: no earlier sample, or the same tick. */
-static bool add_cpu_values(struct sys *s, struct vigil_event *ev, const struct cpu_sample *a,
+static bool add_cpu_values(struct sys *s, struct vigil_event_builder *ev, const struct cpu_sample *a,
                            const struct cpu_sample *b)
 {
     if (!a->valid || !b->valid) {
@@ -390,7 +390,7 @@ static bool add_cpu_values(struct sys *s, struct vigil_event *ev, const struct c
     return true;
 }
 
-static void add_memory_values(struct sys *s, struct vigil_event *ev)
+static void add_memory_values(struct sys *s, struct vigil_event_builder *ev)
 {
     const struct vigil_api *api = s->api;
     uint64_t m[M_N] = {0};
@@ -438,7 +438,7 @@ static void add_memory_values(struct sys *s, struct vigil_event *ev)
     }
 }
 
-static void add_load_values(struct sys *s, struct vigil_event *ev)
+static void add_load_values(struct sys *s, struct vigil_event_builder *ev)
 {
     const char *p = s->rb.p;
     double l1 = parse_decimal(&p);
@@ -463,7 +463,7 @@ static int publish_stats(struct sys *s, uint64_t ts, uint64_t now_mono)
     }
     double dt_s = s->prev_mono_ns ? (double)(now_mono - s->prev_mono_ns) / 1e9 : 0;
 
-    struct vigil_event *ev = api->event_begin(s->h, "system.stats");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "system.stats");
     api->event_ts(ev, ts);
     if (have_stat) {
         add_cpu_values(s, ev, &s->all_prev, &s->all_cur);
@@ -860,7 +860,7 @@ static int publish_disk(struct sys *s, struct mnt *m, uint64_t ts)
     uint64_t used = (st.f_blocks - bfree) * unit;
     uint64_t avail = (uint64_t)st.f_bavail * unit;
 
-    struct vigil_event *ev = api->event_begin(s->h, "system.disk");
+    struct vigil_event_builder *ev = api->event_begin(s->h, "system.disk");
     api->event_ts(ev, ts);
     api->event_label(ev, "mount", m->point);
     api->event_label(ev, "device", m->source);
@@ -1024,7 +1024,7 @@ static void system_fini(void *state)
     free(s);
 }
 
-static int system_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int system_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     const struct vigil_conf *root = api->conf_root(h);
     struct sys *s = calloc(1, sizeof *s);

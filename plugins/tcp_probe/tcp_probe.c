@@ -163,7 +163,7 @@ static void probe_finish(struct tp_target *t, enum tp_error e, const char *detai
         probe_reset(t);
         return;
     }
-    struct vigil_event *ev = api->event_begin(tp->h, TP_TOPIC);
+    struct vigil_event_builder *ev = api->event_begin(tp->h, TP_TOPIC);
     api->event_label(ev, "target", t->name);
     api->event_label(ev, "address", t->address);
     if (t->netns) {
@@ -541,7 +541,7 @@ static void tp_fini(void *state)
     free(tp);
 }
 
-static int tp_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int tp_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     struct tcp_probe *tp = calloc(1, sizeof *tp);
     if (!tp) {

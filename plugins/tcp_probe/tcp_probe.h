@@ -51,7 +51,7 @@ struct tp_target {
 };
 
 struct tcp_probe {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     struct event_base *base;
     struct evdns_base *dns; /* NULL when every target is an IP literal */

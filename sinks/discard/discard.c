@@ -10,7 +10,7 @@ static const struct vigil_option discard_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-static int discard_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int discard_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     (void)h;
     (void)api;

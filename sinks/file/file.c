@@ -40,7 +40,7 @@ struct ratelimit {
 };
 
 struct file_sink {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     const char *path; /* the config's string: valid until fini */
     size_t path_len;
@@ -720,7 +720,7 @@ static void file_fini(void *state)
     free(s);
 }
 
-static int file_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int file_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     static const char *const formats[] = {"json", "msgpack", NULL};
     static const char *const syncs[] = {"never", "batch", "always", NULL};

@@ -25,7 +25,7 @@
 #define ZONE_CHUNK_BYTES (64u * 1024u)
 
 struct syslog_sink {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     struct rfc5424_fmt fmt;
     struct net net;
@@ -61,7 +61,7 @@ static const struct vigil_option syslog_options[] = {
 };
 
 /* One string option (the host checked its type against the table). */
-static const char *conf_str(struct vigil_host *h, const struct vigil_api *api,
+static const char *conf_str(struct vigil_instance *h, const struct vigil_api *api,
                             const struct vigil_conf *root, const char *key, int *bad)
 {
     const char *s = "";
@@ -74,7 +74,7 @@ static const char *conf_str(struct vigil_host *h, const struct vigil_api *api,
 
 static int parse_options(struct syslog_sink *s, const struct vigil_conf *root)
 {
-    struct vigil_host *h = s->h;
+    struct vigil_instance *h = s->h;
     const struct vigil_api *api = s->api;
     int bad = 0;
     const char *why;
@@ -158,7 +158,7 @@ static void syslog_fini(void *state)
     free(s);
 }
 
-static int syslog_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int syslog_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     struct syslog_sink *s = calloc(1, sizeof *s);
     if (!s) {

@@ -247,7 +247,7 @@ static void webhook_fini(void *state)
     free(w);
 }
 
-static int webhook_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int webhook_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     const struct vigil_conf *root = api->conf_root(h);
     struct webhook *w = calloc(1, sizeof *w);

@@ -29,7 +29,7 @@ struct wh_buf {
 struct wh_sock; /* one socket libcurl asked us to watch (http.c) */
 
 struct webhook {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     enum wh_format format;
     char origin[256]; /* scheme://host:port, the only part of the URL we log */

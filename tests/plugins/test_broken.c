@@ -1,8 +1,10 @@
 /* One source built several ways, each wrong in one respect the loader must
  * refuse with a clear message: TEST_BROKEN selects which (see CMakeLists). */
+#include <stddef.h>
+
 #include "vigil/plugin.h"
 
-static int broken_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int broken_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     (void)h;
     (void)api;
@@ -19,6 +21,10 @@ static void broken_fini(void *state)
 VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
     .abi = 999, .size = sizeof(struct vigil_plugin), .kind = VIGIL_SOURCE,
     .name = "test_badabi", .init = broken_init, .fini = broken_fini};
+#elif TEST_BROKEN == 5 /* test_abi1: built against ABI 1's header */
+VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
+    .abi = 1, .size = offsetof(struct vigil_plugin, reopen), .kind = VIGIL_SOURCE,
+    .name = "test_abi1", .init = broken_init, .fini = broken_fini};
 #elif TEST_BROKEN == 2 /* test_badname: declares another name than its file */
 VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
     VIGIL_PLUGIN_DESCRIPTOR_FIELDS, .kind = VIGIL_SOURCE,

@@ -14,7 +14,7 @@
 #include "vigil/plugin.h"
 
 struct capture {
-    struct vigil_host *h;
+    struct vigil_instance *h;
     const struct vigil_api *api;
     FILE *f;
     int64_t retry_left;
@@ -36,7 +36,7 @@ static const struct vigil_option capture_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-static int capture_init(struct vigil_host *h, const struct vigil_api *api, void **state)
+static int capture_init(struct vigil_instance *h, const struct vigil_api *api, void **state)
 {
     const struct vigil_conf *root = api->conf_root(h);
     const char *path;

@@ -18,9 +18,13 @@ extern "C" {
 #endif
 
 /* Bumped on any incompatible change to struct vigil_plugin or struct
- * vigil_api. Compatible additions append fields and are detected by the
- * `size` fields instead. */
-#define VIGIL_PLUGIN_ABI 1
+ * vigil_api; the loader refuses a plugin of another ABI. Compatible additions
+ * append fields and are detected by the `size` fields instead.
+ * ABI 2: the instance handle is struct vigil_instance (ABI 1: vigil_host),
+ * sources build a struct vigil_event_builder and sinks read a const struct
+ * vigil_event, misuse answers VIGIL_EPLUGIN, and the host offers mono_ns()
+ * and log_limited(). */
+#define VIGIL_PLUGIN_ABI 2
 
 #if defined(__GNUC__)
 #define VIGIL_EXPORT __attribute__((visibility("default")))
@@ -31,10 +35,11 @@ extern "C" {
 #endif
 
 /* Opaque host objects. */
-struct vigil_host;  /* one plugin instance as the host sees it */
-struct vigil_event; /* an event being built (sources) or read (sinks) */
-struct vigil_conf;  /* one node of the instance's config subtree */
-struct event_base;  /* libevent; the instance's own loop */
+struct vigil_instance;      /* one plugin instance (not the machine: see host_name()) */
+struct vigil_event_builder; /* an event being built (sources) */
+struct vigil_event;         /* an event being read (sinks), always const */
+struct vigil_conf;          /* one node of the instance's config subtree */
+struct event_base;          /* libevent; the instance's own loop */
 
 enum vigil_plugin_kind { VIGIL_SOURCE = 1, VIGIL_SINK = 2 };
 
@@ -69,7 +74,7 @@ enum vigil_write_result {
     X(TOOBIG, -1005, "too big")                                               \
     X(STOPPED, -1006, "host is stopping")                                     \
     X(ABI, -1007, "plugin ABI mismatch")                                      \
-    X(PLUGIN, -1008, "plugin failed")
+    X(PLUGIN, -1008, "plugin misused the host API or failed")
 
 enum vigil_errno {
 #define VIGIL_ERRNO_ENUM(name, code, text) VIGIL_E##name = (code),
@@ -105,26 +110,37 @@ struct vigil_option {
  * Given to init() and valid until fini() returns. Every function may be
  * called from the instance's own thread; log() from any thread. */
 struct vigil_api {
-    uint32_t size; /* sizeof(struct vigil_api) of the host: check it before
-                      using a field appended after ABI 1 */
+    uint32_t size; /* sizeof(struct vigil_api) of the host: check it (with
+                      VIGIL_API_HAS) before using a field appended after
+                      ABI 2's first release */
 
     /* Logging, prefixed by the host with "[source:<plugin>/<instance>]". */
-    void (*log)(struct vigil_host *h, enum vigil_log_level level, const char *fmt, ...)
+    void (*log)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt, ...)
         VIGIL_PRINTF(3, 4);
-    void (*vlog)(struct vigil_host *h, enum vigil_log_level level, const char *fmt, va_list ap);
+    void (*vlog)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt, va_list ap);
     const char *(*strerror)(int err);
 
     /* Identity and loop. */
-    const char *(*instance_name)(struct vigil_host *h);
-    const char *(*host_name)(struct vigil_host *h);
-    struct event_base *(*event_base)(struct vigil_host *h);
-    uint64_t (*now_ns)(void); /* CLOCK_REALTIME, ns since the epoch */
+    const char *(*instance_name)(struct vigil_instance *h);
+    const char *(*host_name)(struct vigil_instance *h);
+    struct event_base *(*event_base)(struct vigil_instance *h);
+    uint64_t (*now_ns)(void);  /* CLOCK_REALTIME, ns since the epoch */
+    uint64_t (*mono_ns)(void); /* CLOCK_MONOTONIC, ns: for intervals and rates */
+
+    /* Like log(), for warnings that can repeat on every event or collection:
+     * at most 3 messages per call site (keyed by the address of fmt, so pass
+     * a literal) every 60 s; the next one that is let through says how many
+     * were suppressed. The instance's thread only. */
+    void (*log_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
+                        ...) VIGIL_PRINTF(3, 4);
+    void (*vlog_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
+                         va_list ap);
 
     /* Config. conf_root() is the instance's own mapping (the common keys
      * plugin/name/interval/match removed). Getters return 0, VIGIL_ETYPE or
      * VIGIL_ENOTFOUND (NULL node): the codes are negative themselves.
      * Strings stay valid until fini(). */
-    const struct vigil_conf *(*conf_root)(struct vigil_host *h);
+    const struct vigil_conf *(*conf_root)(struct vigil_instance *h);
     const struct vigil_conf *(*conf_get)(const struct vigil_conf *map, const char *key);
     int (*conf_string)(const struct vigil_conf *n, const char **out);
     int (*conf_int)(const struct vigil_conf *n, int64_t *out);
@@ -138,7 +154,7 @@ struct vigil_api {
     const struct vigil_conf *(*conf_at)(const struct vigil_conf *n, size_t i, const char **key_out);
     /* Reports a semantic error at the node's file:line:col (e.g. "rate must
      * be positive"). init() should then return VIGIL_ECONFIG. */
-    void (*conf_error)(struct vigil_host *h, const struct vigil_conf *n, const char *fmt, ...)
+    void (*conf_error)(struct vigil_instance *h, const struct vigil_conf *n, const char *fmt, ...)
         VIGIL_PRINTF(3, 4);
 
     /* Event builder (sources). begin() returns the instance's one reusable
@@ -146,22 +162,24 @@ struct vigil_api {
      * copy their arguments. publish() fills ts (unless set), host, source and
      * seq, hands the event to the bus and clears the builder; it blocks while
      * the bus is full (backpressure, nothing dropped) and returns 0,
-     * VIGIL_ESTOPPED during shutdown, or VIGIL_ETOOBIG. */
-    struct vigil_event *(*event_begin)(struct vigil_host *h, const char *topic);
-    void (*event_ts)(struct vigil_event *ev, uint64_t ts_ns);
-    void (*event_label)(struct vigil_event *ev, const char *key, const char *value);
-    void (*event_value)(struct vigil_event *ev, const char *key, double value);
-    void (*event_value_u64)(struct vigil_event *ev, const char *key, uint64_t value);
-    void (*event_attr_str)(struct vigil_event *ev, const char *key, const char *value);
-    void (*event_attr_i64)(struct vigil_event *ev, const char *key, int64_t value);
-    void (*event_attr_f64)(struct vigil_event *ev, const char *key, double value);
-    void (*event_attr_bool)(struct vigil_event *ev, const char *key, bool value);
+     * VIGIL_ESTOPPED during shutdown, VIGIL_ETOOBIG, VIGIL_EMALFORMED (the
+     * builder was misused: an unbalanced attr_end, too deep, too long a
+     * topic) or VIGIL_EPLUGIN (a sink called it, or a NULL builder). */
+    struct vigil_event_builder *(*event_begin)(struct vigil_instance *h, const char *topic);
+    void (*event_ts)(struct vigil_event_builder *ev, uint64_t ts_ns);
+    void (*event_label)(struct vigil_event_builder *ev, const char *key, const char *value);
+    void (*event_value)(struct vigil_event_builder *ev, const char *key, double value);
+    void (*event_value_u64)(struct vigil_event_builder *ev, const char *key, uint64_t value);
+    void (*event_attr_str)(struct vigil_event_builder *ev, const char *key, const char *value);
+    void (*event_attr_i64)(struct vigil_event_builder *ev, const char *key, int64_t value);
+    void (*event_attr_f64)(struct vigil_event_builder *ev, const char *key, double value);
+    void (*event_attr_bool)(struct vigil_event_builder *ev, const char *key, bool value);
     /* Nested attrs: open a map or list under `key` (NULL inside a list),
      * add items, close it with attr_end(). At most 8 levels. */
-    void (*event_attr_map_begin)(struct vigil_event *ev, const char *key);
-    void (*event_attr_list_begin)(struct vigil_event *ev, const char *key);
-    void (*event_attr_end)(struct vigil_event *ev);
-    int (*publish)(struct vigil_host *h, struct vigil_event *ev);
+    void (*event_attr_map_begin)(struct vigil_event_builder *ev, const char *key);
+    void (*event_attr_list_begin)(struct vigil_event_builder *ev, const char *key);
+    void (*event_attr_end)(struct vigil_event_builder *ev);
+    int (*publish)(struct vigil_instance *h, struct vigil_event_builder *ev);
 
     /* Event reader (sinks): events given to write() are valid only during
      * that call. Paths are dotted: "host", "seq", "labels.vm",
@@ -185,16 +203,14 @@ struct vigil_api {
     bool (*glob_match)(const char *pattern, const char *s, size_t len);
     bool (*glob_valid)(const char *pattern, const char **why);
 
-    /* ---- Appended after ABI 1's first release: check api->size. ---- */
-
     /* Sinks: completes a write() that returned VIGIL_WRITE_ASYNC; results[]
      * given to that write() must be filled. Call it from the instance's
      * thread, at most once per such write(). */
-    void (*write_done)(struct vigil_host *h);
+    void (*write_done)(struct vigil_instance *h);
     /* Sinks: the destination asked not to be retried before delay_ns from
      * now (HTTP Retry-After). The host waits at least that long (capped at
      * 10 minutes) before the next attempt, instead of its own backoff. */
-    void (*retry_after)(struct vigil_host *h, uint64_t delay_ns);
+    void (*retry_after)(struct vigil_instance *h, uint64_t delay_ns);
     /* Sources: between batch_begin() and batch_end(), publish() keeps the
      * finished events (seq already given) and they go to the bus back to
      * back at batch_end(), or as soon as 256 events or 256 KiB are kept. A
@@ -205,8 +221,8 @@ struct vigil_api {
      * Not nested. The host also sends what is kept when collect() returns.
      * Read nothing that may block inside a batch: what was read before it
      * would wait too. */
-    void (*batch_begin)(struct vigil_host *h);
-    int (*batch_end)(struct vigil_host *h);
+    void (*batch_begin)(struct vigil_instance *h);
+    int (*batch_end)(struct vigil_instance *h);
 };
 
 #define VIGIL_API_HAS(api, field)                                                            \
@@ -229,8 +245,7 @@ struct vigil_api {
  *   and valid until write() returns (or until write_done() when async).
  * fini: free state. Called once after a successful init, on the same thread
  *   that ran the instance.
- * reopen (sinks, optional; appended after ABI 1's first release, so present
- *   only when size covers it): vigild got SIGHUP (logrotate): reopen files.
+ * reopen (sinks, optional): vigild got SIGHUP (logrotate): reopen files.
  *   Runs on the instance's thread between writes. */
 struct vigil_plugin {
     uint32_t abi;  /* VIGIL_PLUGIN_ABI */
@@ -241,7 +256,7 @@ struct vigil_plugin {
     const char *description;
     const struct vigil_option *options;
 
-    int (*init)(struct vigil_host *h, const struct vigil_api *api, void **state);
+    int (*init)(struct vigil_instance *h, const struct vigil_api *api, void **state);
     int (*collect)(void *state);
     int (*write)(void *state, const struct vigil_event *const *events, size_t n,
                  enum vigil_write_result *results);
@@ -250,8 +265,8 @@ struct vigil_plugin {
     int (*reopen)(void *state);
 };
 
-/* The descriptor size of ABI 1's first release; larger ones add fields. */
-#define VIGIL_PLUGIN_SIZE_MIN offsetof(struct vigil_plugin, reopen)
+/* The descriptor size of ABI 2's first release; larger ones add fields. */
+#define VIGIL_PLUGIN_SIZE_MIN sizeof(struct vigil_plugin)
 
 #define VIGIL_PLUGIN_DESCRIPTOR_FIELDS .abi = VIGIL_PLUGIN_ABI, .size = sizeof(struct vigil_plugin)
 
