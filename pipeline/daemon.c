@@ -148,6 +148,11 @@ static void self_publish(struct daemon *dm)
     dm->self_seq++;
 }
 
+static void self_plugin_value(void *arg, const char *name, vigil_counter *value)
+{
+    self_value(arg, name, value);
+}
+
 static void self_stage(struct daemon *dm, struct vigil_instance *h, const char *stage)
 {
     struct vigil_event_builder *b = &dm->self;
@@ -169,6 +174,7 @@ static void self_stage(struct daemon *dm, struct vigil_instance *h, const char *
     self_value(b, "out_total", &s->out_total);
     self_value(b, "dropped_total", &s->dropped_total);
     self_value(b, "errors_total", &s->errors_total);
+    vigil_instance_each_counter(h, self_plugin_value, b);
     self_publish(dm);
 }
 

@@ -5,6 +5,7 @@
 #include "event.h"
 #include "mp_read.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "log.h"
@@ -12,18 +13,50 @@
 
 /* ---- Building -------------------------------------------------------------- */
 
+/* msgpack_sbuffer_write() answers -1 when it cannot grow, and the packers'
+ * callers ignore answers: remember the failure so finish() refuses the
+ * event instead of publishing a cut body. */
+static int write_to(struct vigil_event_builder *b, msgpack_sbuffer *sb, const char *buf,
+                    size_t len)
+{
+    if (msgpack_sbuffer_write(sb, buf, len) != 0) {
+        b->oom = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int write_labels(void *b, const char *buf, size_t len)
+{
+    return write_to(b, &((struct vigil_event_builder *)b)->labels, buf, len);
+}
+
+static int write_values(void *b, const char *buf, size_t len)
+{
+    return write_to(b, &((struct vigil_event_builder *)b)->values, buf, len);
+}
+
+static int write_attrs(void *b, const char *buf, size_t len)
+{
+    return write_to(b, &((struct vigil_event_builder *)b)->attrs, buf, len);
+}
+
+static int write_out(void *b, const char *buf, size_t len)
+{
+    return write_to(b, &((struct vigil_event_builder *)b)->out, buf, len);
+}
+
 void vigil_event_builder_init(struct vigil_event_builder *b)
 {
     memset(b, 0, sizeof *b);
-    b->base.kind = VIGIL_EVENT_BUILDER;
     msgpack_sbuffer_init(&b->labels);
     msgpack_sbuffer_init(&b->values);
     msgpack_sbuffer_init(&b->attrs);
     msgpack_sbuffer_init(&b->out);
-    msgpack_packer_init(&b->pl, &b->labels, msgpack_sbuffer_write);
-    msgpack_packer_init(&b->pv, &b->values, msgpack_sbuffer_write);
-    msgpack_packer_init(&b->pa, &b->attrs, msgpack_sbuffer_write);
-    msgpack_packer_init(&b->po, &b->out, msgpack_sbuffer_write);
+    msgpack_packer_init(&b->pl, b, write_labels);
+    msgpack_packer_init(&b->pv, b, write_values);
+    msgpack_packer_init(&b->pa, b, write_attrs);
+    msgpack_packer_init(&b->po, b, write_out);
 }
 
 void vigil_event_builder_fini(struct vigil_event_builder *b)
@@ -49,6 +82,7 @@ void vigil_event_begin(struct vigil_event_builder *b, const char *topic)
 {
     size_t n = topic ? strlen(topic) : 0;
     b->bad = false;
+    b->oom = false;
     b->why = NULL;
     b->has_ts = false;
     b->nlabels = b->nvalues = b->nattrs = 0;
@@ -227,6 +261,9 @@ void vigil_event_attr_end(struct vigil_event_builder *b)
         return;
     }
     b->depth--;
+    if (b->oom) {
+        return; /* the header to patch may not have been written */
+    }
     uint32_t n = b->stack[b->depth].n;
     unsigned char *p = (unsigned char *)b->attrs.data + b->stack[b->depth].off + 1;
     p[0] = (unsigned char)(n >> 24);
@@ -257,14 +294,17 @@ int vigil_event_finish(struct vigil_event_builder *b, const char *host, const ch
     msgpack_pack_uint64(pk, seq);
     pack_strn(pk, "labels", 6);
     msgpack_pack_map(pk, b->nlabels);
-    msgpack_sbuffer_write(&b->out, b->labels.data, b->labels.size);
+    write_out(b, b->labels.data, b->labels.size);
     pack_strn(pk, "values", 6);
     msgpack_pack_map(pk, b->nvalues);
-    msgpack_sbuffer_write(&b->out, b->values.data, b->values.size);
+    write_out(b, b->values.data, b->values.size);
     if (b->nattrs) {
         pack_strn(pk, "attrs", 5);
         msgpack_pack_map(pk, b->nattrs);
-        msgpack_sbuffer_write(&b->out, b->attrs.data, b->attrs.size);
+        write_out(b, b->attrs.data, b->attrs.size);
+    }
+    if (b->oom) {
+        return -ENOMEM;
     }
     *body = b->out.data;
     *len = b->out.size;
@@ -357,6 +397,100 @@ int vigil_msgpack_u64(const msgpack_object *o, uint64_t *out)
     }
     *out = o->via.u64;
     return 0;
+}
+
+int vigil_msgpack_i64(const msgpack_object *o, int64_t *out)
+{
+    if (!o) {
+        return VIGIL_ENOTFOUND;
+    }
+    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *out = o->via.i64;
+        return 0;
+    }
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > INT64_MAX) {
+        return VIGIL_ETYPE;
+    }
+    *out = (int64_t)o->via.u64;
+    return 0;
+}
+
+int vigil_msgpack_bool(const msgpack_object *o, bool *out)
+{
+    if (!o) {
+        return VIGIL_ENOTFOUND;
+    }
+    if (o->type != MSGPACK_OBJECT_BOOLEAN) {
+        return VIGIL_ETYPE;
+    }
+    *out = o->via.boolean;
+    return 0;
+}
+
+enum vigil_field_type vigil_msgpack_type(const msgpack_object *o)
+{
+    if (!o) {
+        return VIGIL_FIELD_ABSENT;
+    }
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return VIGIL_FIELD_NIL;
+    case MSGPACK_OBJECT_BOOLEAN:
+        return VIGIL_FIELD_BOOL;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return VIGIL_FIELD_UINT;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return VIGIL_FIELD_INT;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        return VIGIL_FIELD_DOUBLE;
+    case MSGPACK_OBJECT_STR:
+    case MSGPACK_OBJECT_BIN:
+        return VIGIL_FIELD_STR;
+    case MSGPACK_OBJECT_ARRAY:
+        return VIGIL_FIELD_LIST;
+    case MSGPACK_OBJECT_MAP:
+        return VIGIL_FIELD_MAP;
+    default:
+        return VIGIL_FIELD_OTHER;
+    }
+}
+
+size_t vigil_msgpack_len(const msgpack_object *o)
+{
+    if (!o) {
+        return 0;
+    }
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        return o->via.map.size;
+    }
+    return o->type == MSGPACK_OBJECT_ARRAY ? o->via.array.size : 0;
+}
+
+const msgpack_object *vigil_msgpack_at(const msgpack_object *o, size_t i, const char **key,
+                                       size_t *key_len)
+{
+    const char *k = NULL;
+    size_t kl = 0;
+    const msgpack_object *item = NULL;
+    if (i < vigil_msgpack_len(o)) {
+        if (o->type == MSGPACK_OBJECT_MAP) {
+            if (vigil_msgpack_str(&o->via.map.ptr[i].key, &k, &kl) != 0) {
+                k = NULL;
+                kl = 0;
+            }
+            item = &o->via.map.ptr[i].val;
+        } else {
+            item = &o->via.array.ptr[i];
+        }
+    }
+    if (key) {
+        *key = k;
+    }
+    if (key_len) {
+        *key_len = kl;
+    }
+    return item;
 }
 
 static bool key_is(const msgpack_object *k, const char *name, size_t n)
@@ -593,19 +727,16 @@ int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t top
 {
     if (!vigil_topic_valid(topic, topic_len)) {
         memset(v, 0, sizeof *v);
-        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
         return VIGIL_EMALFORMED;
     }
     if (body_len > max_body) {
         memset(v, 0, sizeof *v);
-        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "body larger than bus.max_event_bytes";
         return VIGIL_ETOOBIG;
     }
     if (!vigil_msgpack_plausible(body, body_len)) {
         memset(v, 0, sizeof *v);
-        v->base.kind = VIGIL_EVENT_VIEW;
         *reason = "body is not valid msgpack (or declares more items than it has bytes)";
         return VIGIL_EMALFORMED;
     }
@@ -713,7 +844,6 @@ static int decode(struct vigil_event_view *v, const char *topic, size_t topic_le
                   const char **reason)
 {
     memset(v, 0, sizeof *v);
-    v->base.kind = VIGIL_EVENT_VIEW;
     msgpack_unpack_return r;
     if (checked) {
         const unsigned char *b = (const unsigned char *)body, *e = b + body_len;
@@ -815,6 +945,9 @@ const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const ch
 {
     const msgpack_object *cur = &v->root;
     const char *p = path;
+    if (!*p) {
+        return cur;
+    }
     while (cur) {
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);

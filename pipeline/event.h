@@ -19,22 +19,15 @@
 #define VIGIL_TOPIC_MAX 255       /* bytes */
 #define VIGIL_ATTR_DEPTH_MAX 8
 
-enum vigil_event_kind { VIGIL_EVENT_BUILDER = 0x6275696c, VIGIL_EVENT_VIEW = 0x76696577 };
-
-/* What plugins see as opaque: both kinds start with it. */
-struct vigil_event {
-    uint32_t kind;
-};
-
 /* ---- Building ----------------------------------------------------------- */
 
 struct vigil_event_builder {
-    struct vigil_event base;
     char topic[VIGIL_TOPIC_MAX + 1];
     size_t topic_len;
     uint64_t ts;
     bool has_ts;
     bool bad;          /* misuse seen (nesting, too long a topic): publish refuses */
+    bool oom;          /* a buffer could not grow: publish answers -ENOMEM */
     const char *why;   /* what the misuse was */
     uint32_t nlabels, nvalues, nattrs;
     msgpack_sbuffer labels, values, attrs, out;
@@ -72,14 +65,14 @@ void vigil_event_attr_list_begin(struct vigil_event_builder *b, const char *key)
 void vigil_event_attr_end(struct vigil_event_builder *b);
 /* Packs the body with the envelope. ts is the builder's (or now). On success
  * body and len point into the builder, valid until the next begin(). Returns
- * 0, or VIGIL_EMALFORMED when the builder was misused (b->why says how). */
+ * 0, VIGIL_EMALFORMED when the builder was misused (b->why says how), or
+ * -ENOMEM when a buffer could not grow. */
 int vigil_event_finish(struct vigil_event_builder *b, const char *host, const char *source,
                        uint64_t seq, const char **body, size_t *len);
 
 /* ---- Checking and reading -------------------------------------------------- */
 
 struct vigil_event_view {
-    struct vigil_event base;
     const char *topic;
     size_t topic_len;
     const char *body;
@@ -94,6 +87,24 @@ struct vigil_event_view {
     msgpack_zone *lazy_zone;
     bool lazy_trusted;
 };
+
+/* What a sink plugin holds as an opaque const struct vigil_event: a view.
+ * The two helpers convert between the host's and the plugin's name. */
+struct vigil_event {
+    struct vigil_event_view view;
+};
+
+static inline const struct vigil_event *vigil_event_of(const struct vigil_event_view *v)
+{
+    return (const struct vigil_event *)v;
+}
+
+/* A view the host handed out (its memory, so writable: sinks decode it on
+ * first use). */
+static inline struct vigil_event_view *vigil_event_view_of(const struct vigil_event *ev)
+{
+    return (struct vigil_event_view *)&ev->view;
+}
 
 /* True when the topic is 1..VIGIL_TOPIC_MAX bytes of valid UTF-8 without
  * control characters or spaces. */
@@ -131,7 +142,8 @@ int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, si
  * first object are not looked at. */
 bool vigil_msgpack_plausible(const char *data, size_t len);
 
-/* Field by dotted path ("host", "labels.vm", "attrs.ns.net"); NULL if absent. */
+/* Field by dotted path ("host", "labels.vm", "attrs.ns.net"; "" is the
+ * whole body); NULL if absent. */
 const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const char *path);
 /* Value in a map by key (STR or BIN keys); NULL if absent. */
 const msgpack_object *vigil_msgpack_map_get(const msgpack_object *map, const char *key,
@@ -140,5 +152,14 @@ const msgpack_object *vigil_msgpack_map_get(const msgpack_object *map, const cha
 int vigil_msgpack_str(const msgpack_object *o, const char **s, size_t *len);
 int vigil_msgpack_double(const msgpack_object *o, double *out);
 int vigil_msgpack_u64(const msgpack_object *o, uint64_t *out);
+int vigil_msgpack_i64(const msgpack_object *o, int64_t *out); /* any integer that fits */
+int vigil_msgpack_bool(const msgpack_object *o, bool *out);
+enum vigil_field_type vigil_msgpack_type(const msgpack_object *o); /* ABSENT for NULL */
+/* Items of a map or array (0 otherwise, NULL too), and item i of one: for a
+ * map its value, with its key in *key and *key_len (NULL/0 when the key is not
+ * a string; both may be NULL). NULL past the end. */
+size_t vigil_msgpack_len(const msgpack_object *o);
+const msgpack_object *vigil_msgpack_at(const msgpack_object *o, size_t i, const char **key,
+                                       size_t *key_len);
 
 #endif

@@ -20,6 +20,14 @@ struct vigil_log_site {
     struct vigil_ratelimit rl;
 };
 
+/* api->counter_new(): the plugin's own counters in its vigil.self event. */
+#define VIGIL_PLUGIN_COUNTERS 16
+#define VIGIL_COUNTER_NAME_MAX 63
+struct vigil_plugin_counter {
+    char name[VIGIL_COUNTER_NAME_MAX + 1];
+    vigil_counter value;
+};
+
 struct vigil_instance {
     void *dl;
     const struct vigil_plugin *desc;
@@ -37,6 +45,8 @@ struct vigil_instance {
     _Atomic bool stopping;
     struct vigil_stage_stats stats;
     struct vigil_log_site log_sites[VIGIL_LOG_SITES];
+    struct vigil_plugin_counter counters[VIGIL_PLUGIN_COUNTERS];
+    int ncounters; /* set in init() only, read by the self reporter after */
     void *sock;
 
     /* Sources. */

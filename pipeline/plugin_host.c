@@ -187,19 +187,13 @@ static void api_conf_error(struct vigil_instance *h, const struct vigil_conf *n,
     va_end(ap);
 }
 
-/* Topic and body, which need no decoding. */
-static const struct vigil_event_view *raw_view(const struct vigil_event *ev)
-{
-    return ev && ev->kind == VIGIL_EVENT_VIEW ? (const struct vigil_event_view *)ev : NULL;
-}
-
 /* A sink's event, decoded on first use (sink.c hands them out undecoded). */
 static const struct vigil_event_view *as_view(const struct vigil_event *ev)
 {
-    if (!ev || ev->kind != VIGIL_EVENT_VIEW) {
+    if (!ev) {
         return NULL;
     }
-    struct vigil_event_view *v = (struct vigil_event_view *)ev; /* host memory */
+    struct vigil_event_view *v = vigil_event_view_of(ev);
     if (v->lazy_zone) {
         msgpack_zone *zone = v->lazy_zone;
         const char *why;
@@ -336,14 +330,15 @@ static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
     }
     const char *body;
     size_t len;
-    if (vigil_event_finish(b, h->env.host_name, h->ic->name, h->seq + 1, &body, &len) != 0) {
+    int rc = vigil_event_finish(b, h->env.host_name, h->ic->name, h->seq + 1, &body, &len);
+    if (rc != 0) {
         vigil_count(&h->stats.errors_total, 1);
         uint64_t suppressed;
         if (vigil_ratelimit_ok(&h->collect_rl, vigil_mono_ns(), &suppressed)) {
             vigil_log(VIGIL_LOG_ERROR, h->component, "event not published: %s (%llu more)",
-                      b->why, (unsigned long long)suppressed);
+                      rc == -ENOMEM ? "out of memory" : b->why, (unsigned long long)suppressed);
         }
-        return VIGIL_EMALFORMED;
+        return rc;
     }
     if (len > h->env.max_event_bytes) {
         vigil_count(&h->stats.errors_total, 1);
@@ -353,7 +348,7 @@ static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
         h->seq++; /* the event has its seq: a later failed send is a counted drop */
         return hold_event(h, b->topic, b->topic_len, body, len);
     }
-    int rc = send_event(h, b->topic, b->topic_len, body, len);
+    rc = send_event(h, b->topic, b->topic_len, body, len);
     if (rc != 0) {
         vigil_count(&h->stats.dropped_total, 1);
         return rc;
@@ -364,7 +359,7 @@ static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
 
 static const char *api_event_topic(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = raw_view(ev);
+    const struct vigil_event_view *v = ev ? &ev->view : NULL;
     if (!v) {
         *len = 0;
         return "";
@@ -394,7 +389,7 @@ static int api_event_get_u64(const struct vigil_event *ev, const char *path, uin
 
 static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 {
-    const struct vigil_event_view *v = raw_view(ev);
+    const struct vigil_event_view *v = ev ? &ev->view : NULL;
     *len = v ? v->body_len : 0;
     return v ? v->body : NULL;
 }
@@ -402,7 +397,7 @@ static const void *api_event_body(const struct vigil_event *ev, size_t *len)
 static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap)
 {
     /* From the bytes: no decoding, whether or not the event was decoded. */
-    const struct vigil_event_view *v = raw_view(ev);
+    const struct vigil_event_view *v = ev ? &ev->view : NULL;
     size_t n = v ? vigil_json_event(v->topic, v->topic_len, v->body, v->body_len, buf, cap)
                  : SIZE_MAX;
     if (n == SIZE_MAX) {
@@ -418,6 +413,124 @@ static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap
     return n;
 }
 
+/* A struct vigil_field is a msgpack object of a decoded event. */
+static const msgpack_object *as_obj(const struct vigil_field *f)
+{
+    return (const msgpack_object *)f;
+}
+
+static const struct vigil_field *api_event_field(const struct vigil_event *ev, const char *path)
+{
+    const struct vigil_event_view *v = as_view(ev);
+    return v ? (const struct vigil_field *)vigil_event_get(v, path) : NULL;
+}
+
+static size_t api_event_len(const struct vigil_field *f)
+{
+    return vigil_msgpack_len(as_obj(f));
+}
+
+static const struct vigil_field *api_event_at(const struct vigil_field *f, size_t i,
+                                              const char **key, size_t *key_len)
+{
+    return (const struct vigil_field *)vigil_msgpack_at(as_obj(f), i, key, key_len);
+}
+
+static enum vigil_field_type api_field_type(const struct vigil_field *f)
+{
+    return vigil_msgpack_type(as_obj(f));
+}
+
+static int api_field_str(const struct vigil_field *f, const char **out, size_t *len)
+{
+    return vigil_msgpack_str(as_obj(f), out, len);
+}
+
+static int api_field_double(const struct vigil_field *f, double *out)
+{
+    return vigil_msgpack_double(as_obj(f), out);
+}
+
+static int api_field_u64(const struct vigil_field *f, uint64_t *out)
+{
+    return vigil_msgpack_u64(as_obj(f), out);
+}
+
+static int api_field_i64(const struct vigil_field *f, int64_t *out)
+{
+    return vigil_msgpack_i64(as_obj(f), out);
+}
+
+static int api_field_bool(const struct vigil_field *f, bool *out)
+{
+    return vigil_msgpack_bool(as_obj(f), out);
+}
+
+/* ---- Counters for vigil.self ---------------------------------------------- */
+
+/* The host's own names in a stage's vigil.self event. */
+static const char *const host_counter_names[] = {
+    "in_total",     "out_total",     "dropped_total", "errors_total",
+    "retried_total", "failed_total",  "queue_depth",   "spooled_total",
+    "spool_events", "spool_bytes",   "spool_corrupt_total", NULL,
+};
+
+static int api_counter_new(struct vigil_instance *h, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > VIGIL_COUNTER_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != n) {
+        vigil_log(VIGIL_LOG_ERROR, h->component,
+                  "counter name '%s': use 1-%d characters of a-z, 0-9 and _",
+                  name ? name : "(null)", VIGIL_COUNTER_NAME_MAX);
+        return VIGIL_ECONFIG;
+    }
+    for (size_t i = 0; host_counter_names[i]; i++) {
+        if (strcmp(name, host_counter_names[i]) == 0) {
+            vigil_log(VIGIL_LOG_ERROR, h->component,
+                      "counter name '%s' is one of the host's own in vigil.self", name);
+            return VIGIL_ECONFIG;
+        }
+    }
+    for (int i = 0; i < h->ncounters; i++) {
+        if (strcmp(name, h->counters[i].name) == 0) {
+            vigil_log(VIGIL_LOG_ERROR, h->component, "counter '%s' is made twice", name);
+            return VIGIL_ECONFIG;
+        }
+    }
+    if (h->ncounters == VIGIL_PLUGIN_COUNTERS) {
+        vigil_log(VIGIL_LOG_ERROR, h->component, "counter '%s': at most %d counters", name,
+                  VIGIL_PLUGIN_COUNTERS);
+        return VIGIL_ETOOBIG;
+    }
+    struct vigil_plugin_counter *c = &h->counters[h->ncounters];
+    memcpy(c->name, name, n + 1);
+    atomic_store(&c->value, 0);
+    return h->ncounters++;
+}
+
+static void api_counter_add(struct vigil_instance *h, int id, uint64_t n)
+{
+    if (id >= 0 && id < h->ncounters) {
+        vigil_count_own(&h->counters[id].value, n);
+    }
+}
+
+static void api_counter_set(struct vigil_instance *h, int id, uint64_t value)
+{
+    if (id >= 0 && id < h->ncounters) {
+        atomic_store_explicit(&h->counters[id].value, value, memory_order_relaxed);
+    }
+}
+
+void vigil_instance_each_counter(struct vigil_instance *h,
+                                 void (*fn)(void *arg, const char *name, vigil_counter *value),
+                                 void *arg)
+{
+    for (int i = 0; i < h->ncounters; i++) {
+        fn(arg, h->counters[i].name, &h->counters[i].value);
+    }
+}
+
 const struct vigil_api vigil_host_api = {
     .size = sizeof(struct vigil_api),
     .log = api_log,
@@ -430,6 +543,9 @@ const struct vigil_api vigil_host_api = {
     .mono_ns = vigil_mono_ns,
     .log_limited = api_log_limited,
     .vlog_limited = api_vlog_limited,
+    .counter_new = api_counter_new,
+    .counter_add = api_counter_add,
+    .counter_set = api_counter_set,
     .conf_root = api_conf_root,
     .conf_get = vigil_conf_get,
     .conf_string = vigil_conf_string,
@@ -460,6 +576,15 @@ const struct vigil_api vigil_host_api = {
     .event_get_u64 = api_event_get_u64,
     .event_body = api_event_body,
     .event_json = api_event_json,
+    .event_field = api_event_field,
+    .event_len = api_event_len,
+    .event_at = api_event_at,
+    .field_type = api_field_type,
+    .field_str = api_field_str,
+    .field_double = api_field_double,
+    .field_u64 = api_field_u64,
+    .field_i64 = api_field_i64,
+    .field_bool = api_field_bool,
     .glob_match = vigil_glob_match,
     .glob_valid = vigil_glob_valid,
     .write_done = vigil_sink_write_done,

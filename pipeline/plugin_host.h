@@ -69,6 +69,11 @@ const char *vigil_instance_component(const struct vigil_instance *h); /* "source
 const char *vigil_instance_plugin_name(const struct vigil_instance *h);
 const char *vigil_instance_name(const struct vigil_instance *h);
 struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h);
+/* The plugin's own counters (api->counter_new), in the order it made them.
+ * Any thread once the instance runs. */
+void vigil_instance_each_counter(struct vigil_instance *h,
+                                 void (*fn)(void *arg, const char *name, vigil_counter *value),
+                                 void *arg);
 
 /* The services table the host gives to plugins (for tests that drive a
  * plugin directly). */

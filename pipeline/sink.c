@@ -391,14 +391,13 @@ static bool take_batch(struct vigil_sink *s)
         const size_t *o = &s->offs[4 * i];
         struct vigil_event_view *v = &s->views[i];
         memset(v, 0, sizeof *v);
-        v->base.kind = VIGIL_EVENT_VIEW;
         v->topic = s->arena + o[0];
         v->topic_len = o[1];
         v->body = s->arena + o[2];
         v->body_len = o[3];
         v->lazy_zone = &s->zone;
         v->lazy_trusted = !s->from_spool;
-        s->batch[i] = &v->base;
+        s->batch[i] = vigil_event_of(v);
     }
     s->n = n;
     return n > 0;

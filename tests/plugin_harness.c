@@ -147,6 +147,26 @@ const struct vigil_event_view *ph_next(struct ph *p, int timeout_ms)
     return &p->view;
 }
 
+struct counter_find {
+    const char *name;
+    uint64_t value;
+};
+
+static void find_counter(void *arg, const char *name, vigil_counter *value)
+{
+    struct counter_find *f = arg;
+    if (strcmp(name, f->name) == 0) {
+        f->value = vigil_counter_get(value);
+    }
+}
+
+uint64_t ph_counter(struct ph *p, const char *name)
+{
+    struct counter_find f = {.name = name, .value = UINT64_MAX};
+    vigil_instance_each_counter(p->host, find_counter, &f);
+    return f.value;
+}
+
 void ph_stop(struct ph *p)
 {
     if (!p) {

@@ -24,6 +24,9 @@ const struct vigil_event_view *ph_next(struct ph *p, int timeout_ms);
 
 /* Stops the instance and the bus, frees everything. NULL is fine. */
 void ph_stop(struct ph *p);
+/* The value of the plugin's own counter `name` (api->counter_new), as the
+ * vigil.self reporter reads it; UINT64_MAX when it has none of that name. */
+uint64_t ph_counter(struct ph *p, const char *name);
 
 /* Checks an instance as `vigild --check` would (config, plugin load, option
  * check, init, fini). Returns the number of errors; their messages, each

@@ -1495,11 +1495,17 @@ static void test_max_cgroups(void **state)
             snprintf(seen[nseen++], sizeof seen[0], "%s", cg);
         }
     }
+    /* Counted where an operator looks: in the instance's vigil.self. */
+    uint64_t skipped = F.ph ? ph_counter(F.ph, "skipped_total") : 0;
     char log[8192];
     log_collect(logfd, log, sizeof log);
     assert_true(events >= 3);
     assert_int_equal(nseen, 1); /* the same one cgroup, every interval */
     assert_non_null(strstr(log, "over max_cgroups=1 were not read"));
+    if (skipped == UINT64_MAX || skipped < 3) {
+        fail_msg("skipped_total is %llu after %zu collections", (unsigned long long)skipped,
+                 events);
+    }
 }
 
 /* ---- config errors --------------------------------------------------------------- */

@@ -189,6 +189,148 @@ static void test_api_misuse_and_log_limited(void **state)
     unlink(path);
 }
 
+/* A sink walks an event's maps through the API alone: the same items, keys
+ * and types a msgpack reader would see, in the body's order. */
+static void test_api_walks_events(void **state)
+{
+    (void)state;
+    const struct vigil_api *api = &vigil_host_api;
+    struct vigil_event_builder b;
+    vigil_event_builder_init(&b);
+    vigil_event_begin(&b, "walk.me");
+    vigil_event_add_label(&b, "vm", "web-1");
+    vigil_event_add_label(&b, "pid", "42");
+    vigil_event_add_value(&b, "cpu_pct", 12.5);
+    vigil_event_add_value_u64(&b, "exits_total", 7);
+    vigil_event_add_attr_i64(&b, "delta", -3);
+    vigil_event_add_attr_bool(&b, "up", true);
+    vigil_event_attr_list_begin(&b, "ns");
+    vigil_event_add_attr_str(&b, NULL, "net");
+    vigil_event_attr_end(&b);
+    const char *body;
+    size_t len;
+    assert_int_equal(vigil_event_finish(&b, "h1", "src", 9, &body, &len), 0);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    struct vigil_event_view v;
+    const char *why;
+    assert_int_equal(vigil_event_decode(&v, "walk.me", 7, body, len, 65536, &zone, &why), 0);
+    const struct vigil_event *ev = vigil_event_of(&v);
+
+    const struct vigil_field *top = api->event_field(ev, "");
+    assert_int_equal(api->field_type(top), VIGIL_FIELD_MAP);
+    assert_int_equal(api->event_len(top), 7); /* ts host source seq labels values attrs */
+    const char *k;
+    size_t kn;
+    assert_non_null(api->event_at(top, 6, &k, &kn));
+    assert_true(kn == 5 && memcmp(k, "attrs", 5) == 0);
+    assert_null(api->event_at(top, 7, &k, &kn));
+    assert_null(k);
+
+    const struct vigil_field *labels = api->event_field(ev, "labels");
+    assert_int_equal(api->event_len(labels), 2);
+    const char *sv;
+    size_t sn;
+    const struct vigil_field *f = api->event_at(labels, 1, &k, &kn);
+    assert_true(kn == 3 && memcmp(k, "pid", 3) == 0);
+    assert_int_equal(api->field_str(f, &sv, &sn), 0);
+    assert_true(sn == 2 && memcmp(sv, "42", 2) == 0);
+    double d;
+    assert_int_equal(api->field_double(f, &d), VIGIL_ETYPE);
+
+    const struct vigil_field *values = api->event_field(ev, "values");
+    uint64_t u;
+    int64_t i;
+    assert_int_equal(api->field_double(api->event_at(values, 0, NULL, NULL), &d), 0);
+    assert_true(d == 12.5);
+    f = api->event_at(values, 1, NULL, NULL);
+    assert_int_equal(api->field_type(f), VIGIL_FIELD_UINT);
+    assert_int_equal(api->field_u64(f, &u), 0);
+    assert_int_equal(u, 7);
+    assert_int_equal(api->field_i64(f, &i), 0);
+    assert_int_equal(i, 7);
+
+    f = api->event_field(ev, "attrs.delta");
+    assert_int_equal(api->field_type(f), VIGIL_FIELD_INT);
+    assert_int_equal(api->field_i64(f, &i), 0);
+    assert_int_equal(i, -3);
+    assert_int_equal(api->field_u64(f, &u), VIGIL_ETYPE);
+    bool bv = false;
+    assert_int_equal(api->field_bool(api->event_field(ev, "attrs.up"), &bv), 0);
+    assert_true(bv);
+    const struct vigil_field *ns = api->event_field(ev, "attrs.ns");
+    assert_int_equal(api->field_type(ns), VIGIL_FIELD_LIST);
+    assert_int_equal(api->event_len(ns), 1);
+    f = api->event_at(ns, 0, &k, &kn); /* a list item has no key */
+    assert_null(k);
+    assert_int_equal(kn, 0);
+    assert_int_equal(api->field_str(f, &sv, &sn), 0);
+    assert_true(sn == 3 && memcmp(sv, "net", 3) == 0);
+
+    /* Absent fields: NULL, counted as nothing, read as VIGIL_ENOTFOUND. */
+    f = api->event_field(ev, "labels.nope");
+    assert_null(f);
+    assert_int_equal(api->field_type(f), VIGIL_FIELD_ABSENT);
+    assert_int_equal(api->event_len(f), 0);
+    assert_null(api->event_at(f, 0, NULL, NULL));
+    assert_int_equal(api->field_str(f, &sv, &sn), VIGIL_ENOTFOUND);
+    assert_int_equal(api->event_len(api->event_field(ev, "host")), 0); /* a scalar */
+
+    msgpack_zone_destroy(&zone);
+    vigil_event_builder_fini(&b);
+}
+
+/* A plugin's own counters: names checked, ids stable, values added and set;
+ * what the self reporter reads is what the plugin counted. */
+static void count_into(void *arg, const char *name, vigil_counter *value)
+{
+    char *out = arg;
+    size_t len = strlen(out);
+    snprintf(out + len, 512 - len, "%s=%llu;", name,
+             (unsigned long long)vigil_counter_get(value));
+}
+
+static void test_api_counters(void **state)
+{
+    (void)state;
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_config *c = config_from("sources:\n  - plugin: gen\n", &d);
+    assert_non_null(c);
+    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
+                                 .max_event_bytes = 65536};
+    struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
+    assert_non_null(h);
+    const struct vigil_api *api = &vigil_host_api;
+    int a = api->counter_new(h, "skipped_total");
+    int b = api->counter_new(h, "tracked");
+    assert_int_equal(a, 0);
+    assert_int_equal(b, 1);
+    assert_int_equal(api->counter_new(h, "skipped_total"), VIGIL_ECONFIG); /* twice */
+    assert_int_equal(api->counter_new(h, "dropped_total"), VIGIL_ECONFIG); /* the host's */
+    assert_int_equal(api->counter_new(h, "Bad-Name"), VIGIL_ECONFIG);
+    assert_int_equal(api->counter_new(h, ""), VIGIL_ECONFIG);
+    assert_int_equal(api->counter_new(h, NULL), VIGIL_ECONFIG);
+    for (int i = 2; i < 16; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d", i);
+        assert_int_equal(api->counter_new(h, name), i);
+    }
+    assert_int_equal(api->counter_new(h, "one_too_many"), VIGIL_ETOOBIG);
+    api->counter_add(h, a, 3);
+    api->counter_add(h, a, 4);
+    api->counter_set(h, b, 9);
+    api->counter_set(h, b, 5);
+    api->counter_add(h, 99, 1); /* unknown ids do nothing */
+    api->counter_add(h, -1, 1);
+    char seen[512] = "";
+    vigil_instance_each_counter(h, count_into, seen);
+    assert_non_null(strstr(seen, "skipped_total=7;tracked=5;c2=0;"));
+    vigil_instance_free(h);
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+}
+
 /* A gen instance on its own thread, through a real bus to an inproc SUB:
  * every event, in seq order, with its labels and values. At `rate` 5000 a tick publishes a few events; at
  * 2,000,000 one tick publishes hundreds in one batch (batch_begin/end),
@@ -313,6 +455,8 @@ int main(void)
         cmocka_unit_test(test_options_checked_with_positions),
         cmocka_unit_test(test_plugin_conf_error_positions),
         cmocka_unit_test(test_api_misuse_and_log_limited),
+        cmocka_unit_test(test_api_walks_events),
+        cmocka_unit_test(test_api_counters),
         cmocka_unit_test(test_gen_through_bus),
         cmocka_unit_test(test_gen_batches_through_bus),
     };

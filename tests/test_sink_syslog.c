@@ -716,7 +716,7 @@ static void pack_types(msgpack_sbuffer *sb)
     msgpack_pack_map(&pk, 2);
     pack_str(&pk, "case");
     pack_str(&pk, "types");
-    pack_str(&pk, "binv"); /* a bin label value: no text, left out */
+    pack_str(&pk, "binv"); /* a bin label value: text, as everywhere in vigil */
     msgpack_pack_bin_with_body(&pk, "x", 1);
     pack_str(&pk, "values");
     msgpack_pack_map(&pk, 6);
@@ -756,7 +756,7 @@ static void pack_types(msgpack_sbuffer *sb)
     msgpack_pack_bin_with_body(&pk, "b", 1);
     pack_str(&pk, "ext");
     msgpack_pack_ext_with_body(&pk, "abcd", 4, 5);
-    msgpack_pack_bin_with_body(&pk, "bk", 2); /* a bin key: no name, left out */
+    msgpack_pack_bin_with_body(&pk, "bk", 2); /* a bin key: a name like a str one */
     msgpack_pack_uint64(&pk, 1);
     pack_str(&pk, "s");
     pack_str(&pk, "s\"]");
@@ -805,16 +805,17 @@ static void test_tcp_raw_bodies(void **state)
                "b\"");
     expect_has(f, F_SD, " label.k_=\"v\"");
     /* Scalars in the body's order, numbers as vigil's JSON writes them
-     * (the shortest of %.15g/%.17g that reads back); containers, nil, bin,
-     * ext and the message (it is MSG) left out. */
+     * (the shortest of %.15g/%.17g that reads back), bin as text (the host
+     * reads msgpack bin as a string everywhere); containers, nil, ext and
+     * the message (it is MSG) left out. */
     f = find_row(&rs, "test.types", "label.case=\"types\"");
     assert_non_null(f);
     expect_field(f, F_SD,
-                 "[" SD_ID " source=\"types\" seq=\"1\" label.case=\"types\" "
+                 "[" SD_ID " source=\"types\" seq=\"1\" label.case=\"types\" label.binv=\"x\" "
                  "value.u=\"18446744073709551615\" value.i=\"-9223372036854775808\" "
                  "value.d=\"1e+300\" value.h=\"-2.5\" value.f=\"0.10000000149011612\" "
-                 "value.z=\"0\" attr.t=\"true\" attr.f=\"false\" attr.p=\"7\" "
-                 "attr.s=\"s\\\"\\]\" attr.n=\"-1\" attr.x=\"0.30000000000000004\"]");
+                 "value.z=\"0\" attr.t=\"true\" attr.f=\"false\" attr.p=\"7\" attr.bin=\"b\" "
+                 "attr.bk=\"1\" attr.s=\"s\\\"\\]\" attr.n=\"-1\" attr.x=\"0.30000000000000004\"]");
     expect_field(f, F_MSG, "the message");
     rows_free(&rs);
     stop_vigild(c);

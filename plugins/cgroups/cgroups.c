@@ -396,7 +396,6 @@ static int cg_collect(void *state)
     }
     cg_read_globals(s);
     uint64_t real0 = api->now_ns(), mono0 = s->now_ns;
-    bool batch_api = VIGIL_API_HAS(api, batch_end);
     size_t reported = 0, skipped = 0, events = 0;
     int last_err = 0;
     for (struct cg_node *first = s->head; first;) {
@@ -409,9 +408,7 @@ static int cg_collect(void *state)
             }
             skipped += over;
         }
-        if (batch_api) {
-            api->batch_begin(s->h);
-        }
+        api->batch_begin(s->h);
         for (struct cg_node *m = first; m != n; m = m->next) {
             if (!m->report) {
                 continue;
@@ -424,13 +421,14 @@ static int cg_collect(void *state)
                 last_err = r;
             }
         }
-        if (batch_api && api->batch_end(s->h) == VIGIL_ESTOPPED) {
+        if (api->batch_end(s->h) == VIGIL_ESTOPPED) {
             return 0;
         }
         first = n;
     }
     if (skipped) {
         s->skipped_total += skipped;
+        api->counter_add(s->h, s->skipped_id, skipped);
         cg_warn(s, "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
                 " cgroup readings skipped in all): raise max_cgroups or narrow match",
                 skipped, s->max_cgroups, s->skipped_total);
@@ -574,6 +572,10 @@ static int cg_init(struct vigil_instance *h, const struct vigil_api *api, void *
     long cpus = sysconf(_SC_NPROCESSORS_CONF);
     s->cpuacct_all = cpus > 0 && cpus <= CG_CPUACCT_ALL_MAX_CPUS;
     int rc = read_options(s);
+    if (rc == 0) {
+        s->skipped_id = api->counter_new(h, "skipped_total");
+        rc = s->skipped_id < 0 ? s->skipped_id : 0;
+    }
     if (rc == 0) {
         s->buf_cap = 65536;
         s->buf = malloc(s->buf_cap);

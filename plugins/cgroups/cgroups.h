@@ -267,6 +267,7 @@ struct cgs {
 
     /* Warnings. */
     uint64_t skipped_total; /* cgroups not read because of max_cgroups */
+    int skipped_id;         /* the same, as a counter in vigil.self */
     bool warned_mounts;
 };
 

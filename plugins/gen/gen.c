@@ -84,7 +84,7 @@ static void gen_tick(evutil_socket_t fd, short what, void *arg)
     }
     /* A tick's events go to the bus back to back (one wake-up of the bus
      * thread per burst, not per event). */
-    bool batch = VIGIL_API_HAS(g->api, batch_end) && due - g->published > 1;
+    bool batch = due - g->published > 1;
     if (batch) {
         g->api->batch_begin(g->h);
     }

@@ -24,8 +24,6 @@
 #include "tcp_probe.h"
 
 #define TP_TOPIC "tcp.probe"
-#define TP_WARN_WINDOW_NS (60ull * 1000000000ull)
-#define TP_WARN_BURST 5
 /* fini waits this many loop passes for evdns to confirm cancelled lookups. */
 #define TP_CANCEL_PASSES 100
 /* Probes started per loop pass; see struct tcp_probe's `next`. */
@@ -67,13 +65,6 @@ static const char *const tp_error_names[] = {
     [TP_ERR_SOCKET] = "socket",
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static enum tp_error classify_errno(int e)
 {
     switch (e) {
@@ -97,33 +88,15 @@ static enum tp_error classify_errno(int e)
     }
 }
 
-/* Rate-limited warning: TP_WARN_BURST per minute per instance, then a count
- * of what was left out in the next one. */
+/* Warnings a target can repeat every interval: rate-limited per call site
+ * by the host. */
 static void tp_warn(struct tcp_probe *tp, const char *fmt, ...) VIGIL_PRINTF(2, 3);
 static void tp_warn(struct tcp_probe *tp, const char *fmt, ...)
 {
-    uint64_t now = mono_ns();
-    if (now - tp->warn_window_ns >= TP_WARN_WINDOW_NS || tp->warn_window_ns == 0) {
-        tp->warn_window_ns = now;
-        tp->warn_count = 0;
-    }
-    if (tp->warn_count >= TP_WARN_BURST) {
-        tp->warn_suppressed++;
-        return;
-    }
-    tp->warn_count++;
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    tp->api->vlog_limited(tp->h, VIGIL_LOG_WARN, fmt, ap);
     va_end(ap);
-    if (tp->warn_suppressed) {
-        tp->api->log(tp->h, VIGIL_LOG_WARN, "%s (%llu earlier warnings not logged)", msg,
-                     (unsigned long long)tp->warn_suppressed);
-        tp->warn_suppressed = 0;
-    } else {
-        tp->api->log(tp->h, VIGIL_LOG_WARN, "%s", msg);
-    }
 }
 
 /* Ends the probe in flight, if any: its socket, its events. */
@@ -158,7 +131,7 @@ static void probe_finish(struct tp_target *t, enum tp_error e, const char *detai
 {
     struct tcp_probe *tp = t->tp;
     const struct vigil_api *api = tp->api;
-    uint64_t now = mono_ns();
+    uint64_t now = api->mono_ns();
     if (tp->stopping) {
         probe_reset(t);
         return;
@@ -318,7 +291,7 @@ static void probe_connect(struct tp_target *t)
         probe_finish(t, err, why);
         return;
     }
-    t->connect_ns = mono_ns();
+    t->connect_ns = tp->api->mono_ns();
     if (connect(t->fd, (struct sockaddr *)&t->addr, t->addr_len) == 0) {
         probe_finish(t, TP_OK, NULL); /* loopback can complete at once */
         return;
@@ -377,7 +350,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
     t->addr_len = (socklen_t)res->ai_addrlen;
     evutil_freeaddrinfo(res);
     t->resolved = true;
-    t->resolve_ns = mono_ns();
+    t->resolve_ns = t->tp->api->mono_ns();
     probe_connect(t);
 }
 
@@ -410,7 +383,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 static void probe_start(struct tp_target *t)
 {
     struct tcp_probe *tp = t->tp;
-    t->start_ns = mono_ns();
+    t->start_ns = tp->api->mono_ns();
     t->resolved = false;
     struct timeval tv = {.tv_sec = (time_t)(t->timeout_ns / 1000000000u),
                          .tv_usec = (suseconds_t)(t->timeout_ns % 1000000000u / 1000u)};

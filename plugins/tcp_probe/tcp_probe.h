@@ -68,10 +68,6 @@ struct tcp_probe {
     bool home_tried; /* opening it failed once: do not retry every round */
     bool stopping;   /* fini has begun: publish nothing more */
     bool broken;     /* could not return to the home netns: start no probe */
-    /* Warnings: at most TP_WARN_BURST per minute, the rest counted. */
-    uint64_t warn_window_ns;
-    unsigned warn_count;
-    uint64_t warn_suppressed;
 };
 
 /* Reads and checks the instance's config into tp (targets, resolver).

@@ -27,17 +27,10 @@
  * the buffer without bound. */
 #define RECORD_MAX (64u << 20)
 #define BUF_INITIAL (64u << 10)
-#define LOG_INTERVAL_NS 10000000000ull /* one warning per 10 s per kind */
 #define ROTATE_RETRY_NS 1000000000ull  /* after a failed rotation */
-#define NS_PER_S 1000000000ull
 
 enum file_format { FORMAT_JSON, FORMAT_MSGPACK };
 enum file_fsync { FSYNC_NEVER, FSYNC_BATCH, FSYNC_ALWAYS };
-
-struct ratelimit {
-    uint64_t next_ns;
-    uint64_t suppressed;
-};
 
 struct file_sink {
     struct vigil_instance *h;
@@ -62,8 +55,6 @@ struct file_sink {
     size_t len, cap;
     size_t *idx, *ends;
     size_t nrec, rec_cap;
-
-    struct ratelimit io_rl, event_rl;
 };
 
 static const struct vigil_option file_options[] = {
@@ -80,32 +71,6 @@ static const struct vigil_option file_options[] = {
 };
 
 /* ---- Small helpers ---------------------------------------------------------- */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}
-
-/* True when a message may be logged now; counts the ones that may not.
- * *note is " (N similar messages not logged)" or "". */
-static bool ratelimit_ok(struct ratelimit *rl, char *note, size_t cap)
-{
-    uint64_t now = mono_ns();
-    if (now < rl->next_ns) {
-        rl->suppressed++;
-        return false;
-    }
-    note[0] = '\0';
-    if (rl->suppressed) {
-        snprintf(note, cap, " (%llu similar messages not logged)",
-                 (unsigned long long)rl->suppressed);
-    }
-    rl->suppressed = 0;
-    rl->next_ns = now + LOG_INTERVAL_NS;
-    return true;
-}
 
 /* What an operator can do about an I/O error. */
 static const char *io_hint(int err)
@@ -131,12 +96,9 @@ static const char *io_hint(int err)
 /* An I/O error, rate limited: events are held by the host meanwhile. */
 static void report_io(struct file_sink *s, const char *what, const char *path, int err)
 {
-    char note[64];
     s->failing = true;
-    if (ratelimit_ok(&s->io_rl, note, sizeof note)) {
-        s->api->log(s->h, VIGIL_LOG_WARN, "%s %s: %s (%s); events are held and retried%s", what,
-                    path, s->api->strerror(err), io_hint(err), note);
-    }
+    s->api->log_limited(s->h, VIGIL_LOG_WARN, "%s %s: %s (%s); events are held and retried", what,
+                        path, s->api->strerror(err), io_hint(err));
 }
 
 /* ---- Opening, rotating -------------------------------------------------------- */
@@ -281,7 +243,7 @@ static int rotate(struct file_sink *s)
     int rc = shift_files(s);
     if (rc != 0) {
         report_io(s, "cannot rotate", s->path, rc);
-        s->rotate_not_before_ns = mono_ns() + ROTATE_RETRY_NS;
+        s->rotate_not_before_ns = s->api->mono_ns() + ROTATE_RETRY_NS;
         return 0;
     }
     file_close(s);
@@ -299,7 +261,7 @@ static bool must_rotate(const struct file_sink *s, size_t rec)
 {
     uint64_t used = s->size + s->len;
     return s->rotate_bytes && s->regular && used > 0 && used + rec > s->rotate_bytes &&
-           mono_ns() >= s->rotate_not_before_ns;
+           s->api->mono_ns() >= s->rotate_not_before_ns;
 }
 
 /* ---- Records -------------------------------------------------------------------- */
@@ -521,11 +483,8 @@ static bool flush_chunk(struct file_sink *s, enum vigil_write_result *results, s
 
 static void report_event(struct file_sink *s, int rc)
 {
-    char note[64];
-    if (ratelimit_ok(&s->event_rl, note, sizeof note)) {
-        s->api->log(s->h, VIGIL_LOG_WARN, "an event cannot be written (%s); dropped%s",
-                    s->api->strerror(rc), note);
-    }
+    s->api->log_limited(s->h, VIGIL_LOG_WARN, "an event cannot be written (%s); dropped",
+                        s->api->strerror(rc));
 }
 
 static int file_write(void *state, const struct vigil_event *const *events, size_t n,

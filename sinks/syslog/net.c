@@ -176,19 +176,12 @@ int net_replay_init(struct net *n, uint64_t window_ns, size_t max_len)
     return 0;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Waits for a non-blocking connect; returns 0 or an errno. */
-static int connect_wait(int fd, uint64_t timeout_ns)
+static int connect_wait(struct net *n, int fd)
 {
-    uint64_t deadline = mono_ns() + timeout_ns;
+    uint64_t deadline = n->mono_ns() + n->timeout_ns;
     for (;;) {
-        uint64_t now = mono_ns();
+        uint64_t now = n->mono_ns();
         if (now >= deadline) {
             return ETIMEDOUT;
         }
@@ -219,7 +212,7 @@ static int open_one(struct net *n, int family, int type, int proto, const struct
     }
     int e = 0;
     if (connect(fd, sa, salen) != 0) {
-        e = errno == EINPROGRESS ? connect_wait(fd, n->timeout_ns) : errno;
+        e = errno == EINPROGRESS ? connect_wait(n, fd) : errno;
     }
     struct timeval tv = {.tv_sec = (time_t)(n->timeout_ns / 1000000000u),
                          .tv_usec = (suseconds_t)(n->timeout_ns % 1000000000u / 1000u)};
@@ -372,7 +365,7 @@ static int send_with_replay(struct net *n, char *msg, size_t len, size_t *sent)
         if (all_read) {
             replay_clear(&n->replay);
         }
-        replay_push(&n->replay, msg, len, mono_ns());
+        replay_push(&n->replay, msg, len, n->mono_ns());
     }
     return e;
 }
@@ -381,7 +374,7 @@ static int send_with_replay(struct net *n, char *msg, size_t len, size_t *sent)
 static void lost(struct net *n)
 {
     n->losses++;
-    n->last_armed = replay_arm(&n->replay, mono_ns());
+    n->last_armed = replay_arm(&n->replay, n->mono_ns());
 }
 
 static bool lossy_errno(int e)

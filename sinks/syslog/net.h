@@ -29,6 +29,7 @@ struct net {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix */
     struct addrinfo *ai;  /* resolved udp/tcp addresses, or NULL */
     uint64_t timeout_ns;  /* connect and send */
+    uint64_t (*mono_ns)(void); /* the host's monotonic clock (api->mono_ns) */
     int fd;               /* -1 while not connected */
     struct replay replay; /* tcp, unix: what to resend after a loss */
     char *scratch;        /* NET_HEADROOM + the longest message: a replay */

@@ -18,7 +18,6 @@
 #include "rfc5424.h"
 
 #include <math.h>
-#include <msgpack.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,28 +274,34 @@ static void put_param(struct sd *sd, const char *prefix, const char *k, size_t k
 }
 
 /* A scalar as parameter text; false for what has none (nil, containers,
- * bin, ext). */
-static bool scalar_text(const msgpack_object *v, char *tmp, size_t cap, const char **p, size_t *n)
+ * ext). */
+static bool scalar_text(const struct vigil_api *api, const struct vigil_field *v, char *tmp,
+                        size_t cap, const char **p, size_t *n)
 {
     int k;
-    switch (v->type) {
-    case MSGPACK_OBJECT_STR:
-        *p = v->via.str.ptr;
-        *n = v->via.str.size;
-        return true;
-    case MSGPACK_OBJECT_BOOLEAN:
-        *p = v->via.boolean ? "true" : "false";
+    uint64_t u;
+    int64_t i;
+    double d;
+    bool b;
+    switch (api->field_type(v)) {
+    case VIGIL_FIELD_STR:
+        return api->field_str(v, p, n) == 0;
+    case VIGIL_FIELD_BOOL:
+        api->field_bool(v, &b);
+        *p = b ? "true" : "false";
         *n = strlen(*p);
         return true;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        k = snprintf(tmp, cap, "%llu", (unsigned long long)v->via.u64);
+    case VIGIL_FIELD_UINT:
+        api->field_u64(v, &u);
+        k = snprintf(tmp, cap, "%llu", (unsigned long long)u);
         break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        k = snprintf(tmp, cap, "%lld", (long long)v->via.i64);
+    case VIGIL_FIELD_INT:
+        api->field_i64(v, &i);
+        k = snprintf(tmp, cap, "%lld", (long long)i);
         break;
-    case MSGPACK_OBJECT_FLOAT32: /* msgpack-c widens it to via.f64 */
-    case MSGPACK_OBJECT_FLOAT64:
-        k = format_double(tmp, cap, v->via.f64);
+    case VIGIL_FIELD_DOUBLE:
+        api->field_double(v, &d);
+        k = format_double(tmp, cap, d);
         break;
     default:
         return false;
@@ -306,59 +311,46 @@ static bool scalar_text(const msgpack_object *v, char *tmp, size_t cap, const ch
     return true;
 }
 
-static bool str_is(const msgpack_object *o, const char *s)
+static bool key_is(const char *k, size_t kn, const char *s)
 {
-    size_t n = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-           memcmp(o->via.str.ptr, s, n) == 0;
+    return k && kn == strlen(s) && memcmp(k, s, kn) == 0;
 }
 
 /* The scalar items of a map as prefix.key="value"; skip_key is left out. */
-static void put_map_params(struct sd *sd, const msgpack_object_map *m, const char *prefix,
-                           const char *skip_key)
+static void put_map_params(struct sd *sd, const struct vigil_api *api, const struct vigil_field *m,
+                           const char *prefix, const char *skip_key)
 {
     char tmp[64];
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key;
-        const char *p;
-        size_t n;
-        if (k->type != MSGPACK_OBJECT_STR || (skip_key && str_is(k, skip_key)) ||
-            !scalar_text(&m->ptr[i].val, tmp, sizeof tmp, &p, &n)) {
+    for (size_t i = 0; i < api->event_len(m); i++) {
+        const char *k, *p;
+        size_t kn, n;
+        const struct vigil_field *v = api->event_at(m, i, &k, &kn);
+        if (!k || (skip_key && key_is(k, kn, skip_key)) ||
+            !scalar_text(api, v, tmp, sizeof tmp, &p, &n)) {
             continue;
         }
-        put_param(sd, prefix, k->via.str.ptr, k->via.str.size, p, n);
+        put_param(sd, prefix, k, kn, p, n);
     }
 }
 
-/* labels, values and scalar attrs of the body, in the body's order. The
- * objects live in zone, cleared before returning: its first chunk is kept,
- * so an event that fits in it costs no allocation. */
-static void put_body_params(struct sd *sd, msgpack_zone *zone, const struct vigil_api *api,
+/* labels, values and scalar attrs of the body, in the body's order. */
+static void put_body_params(struct sd *sd, const struct vigil_api *api,
                             const struct vigil_event *ev, bool message_is_msg)
 {
-    size_t len, off = 0;
-    const char *body = api->event_body(ev, &len);
-    msgpack_object top;
-    /* The host decoded this body with msgpack_unpack too, so it unpacks;
-     * a failure (out of memory) only leaves the parameters out. */
-    msgpack_unpack_return rc =
-        body ? msgpack_unpack(body, len, &off, zone, &top) : MSGPACK_UNPACK_CONTINUE;
-    if ((rc == MSGPACK_UNPACK_SUCCESS || rc == MSGPACK_UNPACK_EXTRA_BYTES) &&
-        top.type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < top.via.map.size; i++) {
-            const msgpack_object *k = &top.via.map.ptr[i].key;
-            const msgpack_object *v = &top.via.map.ptr[i].val;
-            const char *prefix = str_is(k, "labels")   ? "label."
-                                 : str_is(k, "values") ? "value."
-                                 : str_is(k, "attrs")  ? "attr."
+    const struct vigil_field *top = api->event_field(ev, "");
+    for (size_t i = 0; i < api->event_len(top); i++) {
+        const char *k;
+        size_t kn;
+        const struct vigil_field *v = api->event_at(top, i, &k, &kn);
+        const char *prefix = key_is(k, kn, "labels")   ? "label."
+                             : key_is(k, kn, "values") ? "value."
+                             : key_is(k, kn, "attrs")  ? "attr."
                                                        : NULL;
-            if (prefix && v->type == MSGPACK_OBJECT_MAP) {
-                put_map_params(sd, &v->via.map, prefix,
-                               message_is_msg && prefix[0] == 'a' ? "message" : NULL);
-            }
+        if (prefix && api->field_type(v) == VIGIL_FIELD_MAP) {
+            put_map_params(sd, api, v, prefix,
+                           message_is_msg && prefix[0] == 'a' ? "message" : NULL);
         }
     }
-    msgpack_zone_clear(zone);
 }
 
 /* ---- The message -------------------------------------------------------------- */
@@ -378,7 +370,7 @@ static size_t whole_chars(const char *s, size_t n)
     return n;
 }
 
-size_t rfc5424_format(const struct rfc5424_fmt *f, msgpack_zone *zone, const struct vigil_api *api,
+size_t rfc5424_format(const struct rfc5424_fmt *f, const struct vigil_api *api,
                       const struct vigil_event *ev, char *buf, size_t *dropped_out)
 {
     struct out o = {.buf = buf, .cap = f->max_len};
@@ -425,7 +417,7 @@ size_t rfc5424_format(const struct rfc5424_fmt *f, msgpack_zone *zone, const str
     const char *msg;
     size_t msg_len;
     bool have_msg = api->event_get_str(ev, "attrs.message", &msg, &msg_len) == 0;
-    put_body_params(&sd, zone, api, ev, have_msg);
+    put_body_params(&sd, api, ev, have_msg);
     o.cap = f->max_len;
     if (sd.dropped) {
         n = (size_t)snprintf(tmp, sizeof tmp, " truncated=\"%zu\"", sd.dropped);

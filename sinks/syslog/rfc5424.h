@@ -1,6 +1,6 @@
 /* rfc5424: formats one vigil event as an RFC 5424 syslog message, into a
- * caller's buffer, reading the body with msgpack-c in a zone the caller
- * keeps (no allocation per event). The header fields are sanitised
+ * caller's buffer, reading the body through the host's event API (no
+ * allocation per event). The header fields are sanitised
  * to the RFC's character sets and lengths, STRUCTURED-DATA carries the
  * event's labels, values and scalar attrs, MSG its message or its JSON.
  */
@@ -11,8 +11,6 @@
 #include <stdint.h>
 
 #include "vigil/plugin.h"
-
-struct msgpack_zone;
 
 /* RFC 5424 §6 field limits (octets). */
 #define RFC5424_HOSTNAME_MAX 255
@@ -55,11 +53,8 @@ const char *rfc5424_check_ascii(const char *s, size_t max);
 
 /* Formats ev into buf, which must hold f->max_len + 1 bytes. Returns the
  * message length (at most f->max_len; no NUL is guaranteed). *dropped_out
- * gets the number of SD parameters left out because they did not fit.
- * zone (the caller's, from msgpack_zone_init) holds the unpacked body while
- * the parameters are written and is cleared before this returns. */
-size_t rfc5424_format(const struct rfc5424_fmt *f, struct msgpack_zone *zone,
-                      const struct vigil_api *api, const struct vigil_event *ev, char *buf,
-                      size_t *dropped_out);
+ * gets the number of SD parameters left out because they did not fit. */
+size_t rfc5424_format(const struct rfc5424_fmt *f, const struct vigil_api *api,
+                      const struct vigil_event *ev, char *buf, size_t *dropped_out);
 
 #endif

@@ -4,7 +4,6 @@
  * net.c; this file holds the options and the write loop.
  */
 #include <errno.h>
-#include <msgpack.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +17,6 @@
 
 #define MAX_MESSAGE_DGRAM 65507u /* the largest UDP payload over IPv4 */
 #define MAX_MESSAGE_STREAM (1024u * 1024u)
-#define WARN_INTERVAL_NS (60ull * 1000000000u)
-/* The zone's first chunk, kept across events: a body unpacks into it without
- * allocating up to ~1,300 items (an item takes 24 bytes, a map pair 48);
- * bigger ones borrow chunks that msgpack_zone_clear gives back. */
-#define ZONE_CHUNK_BYTES (64u * 1024u)
 
 struct syslog_sink {
     struct vigil_instance *h;
@@ -30,12 +24,9 @@ struct syslog_sink {
     struct rfc5424_fmt fmt;
     struct net net;
     char *buf;         /* NET_HEADROOM + max_len + 1: the one message buffer */
-    msgpack_zone zone; /* the event body, unpacked while one message is formatted */
-    bool zone_ready;
     bool down;         /* an outage was logged; log the recovery */
     uint64_t losses;   /* net.losses already logged */
-    uint64_t warn_ns;  /* when the last truncation/failure warning was logged */
-    uint64_t unlogged; /* truncations and failures since */
+    int truncated_id;  /* counter: messages whose parameters did not all fit */
 };
 
 static const struct vigil_option syslog_options[] = {
@@ -152,9 +143,6 @@ static void syslog_fini(void *state)
     struct syslog_sink *s = state;
     net_fini(&s->net);
     free(s->buf);
-    if (s->zone_ready) {
-        msgpack_zone_destroy(&s->zone);
-    }
     free(s);
 }
 
@@ -171,10 +159,13 @@ static int syslog_init(struct vigil_instance *h, const struct vigil_api *api, vo
     uint64_t replay_ns = 0;
     api->conf_duration(api->conf_get(api->conf_root(h), "replay"), &replay_ns);
     if (rc == 0) {
+        s->net.mono_ns = api->mono_ns; /* after net_parse(), which clears it */
         s->buf = malloc(NET_HEADROOM + s->fmt.max_len + 1);
-        s->zone_ready = msgpack_zone_init(&s->zone, ZONE_CHUNK_BYTES);
-        rc =
-            s->buf && s->zone_ready ? net_replay_init(&s->net, replay_ns, s->fmt.max_len) : -ENOMEM;
+        rc = s->buf ? net_replay_init(&s->net, replay_ns, s->fmt.max_len) : -ENOMEM;
+    }
+    if (rc == 0) {
+        s->truncated_id = api->counter_new(h, "truncated_total");
+        rc = s->truncated_id < 0 ? s->truncated_id : 0;
     }
     if (rc != 0) {
         syslog_fini(s);
@@ -184,20 +175,6 @@ static int syslog_init(struct vigil_instance *h, const struct vigil_api *api, vo
      * write connects. */
     *state = s;
     return 0;
-}
-
-/* Rate-limited warning for what the hot path may repeat. */
-static void warn_limited(struct syslog_sink *s, const char *what, const char *why)
-{
-    uint64_t now = s->api->now_ns();
-    if (s->warn_ns && now - s->warn_ns < WARN_INTERVAL_NS) {
-        s->unlogged++;
-        return;
-    }
-    s->api->log(s->h, VIGIL_LOG_WARN, "%s: %s (%llu similar reports in the last minute not logged)",
-                what, why, (unsigned long long)s->unlogged);
-    s->warn_ns = now;
-    s->unlogged = 0;
 }
 
 /* The server dropped a connection with messages perhaps unread. */
@@ -225,11 +202,13 @@ static int syslog_write(void *state, const struct vigil_event *const *events, si
     for (i = 0; i < n; i++) {
         char *msg = s->buf + NET_HEADROOM;
         size_t dropped;
-        size_t len = rfc5424_format(&s->fmt, &s->zone, s->api, events[i], msg, &dropped);
+        size_t len = rfc5424_format(&s->fmt, s->api, events[i], msg, &dropped);
         if (dropped) {
-            snprintf(why, sizeof why, "%zu structured-data parameters left out (max_message %zu)",
-                     dropped, s->fmt.max_len);
-            warn_limited(s, "message too long", why);
+            s->api->counter_add(s->h, s->truncated_id, 1);
+            s->api->log_limited(s->h, VIGIL_LOG_WARN,
+                                "message too long: %zu structured-data parameters left out "
+                                "(max_message %zu; counted in truncated_total)",
+                                dropped, s->fmt.max_len);
         }
         results[i] = net_send(&s->net, msg, len, why, sizeof why);
         if (s->net.losses != s->losses) {
@@ -242,7 +221,7 @@ static int syslog_write(void *state, const struct vigil_event *const *events, si
                 s->down = false;
             }
         } else if (results[i] == VIGIL_WRITE_FAIL) {
-            warn_limited(s, "event dropped", why);
+            s->api->log_limited(s->h, VIGIL_LOG_WARN, "event dropped: %s", why);
         } else {
             if (!s->down) {
                 s->api->log(s->h, VIGIL_LOG_WARN, "%s; events wait for a retry", why);

@@ -177,33 +177,6 @@ long wh_format_json(struct webhook *w, const struct vigil_event *const *events, 
 
 /* ---- format: alertmanager ----------------------------------------------------------- */
 
-static const msgpack_object *map_get(const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP) {
-        return NULL;
-    }
-    size_t n = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object *k = &map->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-            memcmp(k->via.str.ptr, key, n) == 0) {
-            return &map->via.map.ptr[i].val;
-        }
-    }
-    return NULL;
-}
-
-static bool is_str(const msgpack_object *o)
-{
-    return o && o->type == MSGPACK_OBJECT_STR;
-}
-
-static bool is_key(const msgpack_object *k, const char *s)
-{
-    size_t n = strlen(s);
-    return is_str(k) && k->via.str.size == n && memcmp(k->via.str.ptr, s, n) == 0;
-}
-
 /* Alertmanager (before its UTF-8 mode) refuses the whole request when one
  * label name is not [a-zA-Z_][a-zA-Z0-9_]*: write names in that alphabet. */
 static void label_name(struct wh_buf *b, const char *s, size_t n)
@@ -255,69 +228,60 @@ static void url_part(struct wh_buf *b, const char *s, size_t n)
     }
 }
 
-static bool number(const msgpack_object *o, double *out)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        *out = (double)o->via.u64;
-        return true;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        *out = (double)o->via.i64;
-        return true;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        *out = o->via.f64;
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* One string annotation from attrs, when the verdict has it. */
-static void annotation(struct wh_buf *b, const char *name, const msgpack_object *v, bool *first)
+static void annotation(struct wh_buf *b, const struct vigil_api *api, const struct vigil_event *ev,
+                       const char *name, const char *path, bool *first)
 {
-    if (!is_str(v)) {
+    const char *s;
+    size_t n;
+    if (api->event_get_str(ev, path, &s, &n) != 0) {
         return;
     }
     buf_puts(b, *first ? "\"" : ",\"");
     buf_puts(b, name);
     buf_puts(b, "\":");
-    json_str(b, v->via.str.ptr, v->via.str.size);
+    json_str(b, s, n);
     *first = false;
 }
 
-/* One alert object from a verdict's unpacked body. */
-static void alert(struct wh_buf *b, const msgpack_object *root, const char *topic, size_t topic_len)
+static bool key_is(const char *k, size_t kn, const char *s)
 {
-    const msgpack_object *labels = map_get(root, "labels");
-    const msgpack_object *values = map_get(root, "values");
-    const msgpack_object *attrs = map_get(root, "attrs");
-    const msgpack_object *host = map_get(root, "host");
-    const msgpack_object *rule = map_get(labels, "rule");
-    const msgpack_object *ts = map_get(root, "ts");
-    const msgpack_object *since = map_get(attrs, "since");
-    if (!is_str(rule)) {
-        rule = map_get(root, "source"); /* not from the rules engine: name the publisher */
+    return k && kn == strlen(s) && memcmp(k, s, kn) == 0;
+}
+
+/* One alert object from a verdict. */
+static void alert(struct wh_buf *b, const struct vigil_api *api, const struct vigil_event *ev,
+                  const char *topic, size_t topic_len)
+{
+    const char *rule_s, *host_s;
+    size_t rule_n, host_n;
+    /* Not from the rules engine: name the publisher. */
+    if (api->event_get_str(ev, "labels.rule", &rule_s, &rule_n) != 0 &&
+        api->event_get_str(ev, "source", &rule_s, &rule_n) != 0) {
+        rule_s = "vigil";
+        rule_n = 5;
     }
-    const char *rule_s = is_str(rule) ? rule->via.str.ptr : "vigil";
-    size_t rule_n = is_str(rule) ? rule->via.str.size : 5;
-    const char *host_s = is_str(host) ? host->via.str.ptr : "";
-    size_t host_n = is_str(host) ? host->via.str.size : 0;
+    if (api->event_get_str(ev, "host", &host_s, &host_n) != 0) {
+        host_s = "";
+        host_n = 0;
+    }
 
     buf_puts(b, "{\"labels\":{\"alertname\":");
     json_str(b, rule_s, rule_n);
     bool has_host = false;
-    for (uint32_t i = 0; labels && labels->type == MSGPACK_OBJECT_MAP && i < labels->via.map.size;
-         i++) {
-        const msgpack_object *k = &labels->via.map.ptr[i].key, *v = &labels->via.map.ptr[i].val;
-        if (!is_str(k) || !is_str(v) || is_key(k, "alertname")) {
+    const struct vigil_field *labels = api->event_field(ev, "labels");
+    for (size_t i = 0; i < api->event_len(labels); i++) {
+        const char *k, *v;
+        size_t kn, vn;
+        const struct vigil_field *f = api->event_at(labels, i, &k, &kn);
+        if (!k || api->field_str(f, &v, &vn) != 0 || key_is(k, kn, "alertname")) {
             continue;
         }
-        has_host |= is_key(k, "host");
+        has_host |= key_is(k, kn, "host");
         buf_put(b, ",", 1);
-        label_name(b, k->via.str.ptr, k->via.str.size);
+        label_name(b, k, kn);
         buf_put(b, ":", 1);
-        json_str(b, v->via.str.ptr, v->via.str.size);
+        json_str(b, v, vn);
     }
     if (!has_host) {
         buf_puts(b, ",\"host\":");
@@ -326,30 +290,34 @@ static void alert(struct wh_buf *b, const msgpack_object *root, const char *topi
 
     buf_puts(b, "},\"annotations\":{");
     bool first = true;
-    annotation(b, "summary", map_get(attrs, "message"), &first);
-    annotation(b, "fingerprint", map_get(attrs, "fingerprint"), &first);
-    annotation(b, "source_topic", map_get(attrs, "source_topic"), &first);
-    annotation(b, "reason", map_get(attrs, "reason"), &first);
-    for (uint32_t i = 0; values && values->type == MSGPACK_OBJECT_MAP && i < values->via.map.size;
-         i++) {
-        const msgpack_object *k = &values->via.map.ptr[i].key;
+    annotation(b, api, ev, "summary", "attrs.message", &first);
+    annotation(b, api, ev, "fingerprint", "attrs.fingerprint", &first);
+    annotation(b, api, ev, "source_topic", "attrs.source_topic", &first);
+    annotation(b, api, ev, "reason", "attrs.reason", &first);
+    const struct vigil_field *values = api->event_field(ev, "values");
+    for (size_t i = 0; i < api->event_len(values); i++) {
+        const char *k;
+        size_t kn;
         double d;
-        if (!is_str(k) || !number(&values->via.map.ptr[i].val, &d)) {
+        if (api->field_double(api->event_at(values, i, &k, &kn), &d) != 0 || !k) {
             continue;
         }
         char num[40];
         int len = snprintf(num, sizeof num, "%.15g", d);
         buf_puts(b, first ? "\"value_" : ",\"value_");
         first = false;
-        json_chars(b, k->via.str.ptr, k->via.str.size);
+        json_chars(b, k, kn);
         buf_puts(b, "\":");
         json_str(b, num, (size_t)len);
     }
 
-    uint64_t ts_ns = ts && ts->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? ts->via.u64 : 0;
-    uint64_t start_ns = since && since->type == MSGPACK_OBJECT_POSITIVE_INTEGER && since->via.u64
-                            ? since->via.u64
-                            : ts_ns;
+    uint64_t ts_ns, start_ns;
+    if (api->event_get_u64(ev, "ts", &ts_ns) != 0) {
+        ts_ns = 0;
+    }
+    if (api->event_get_u64(ev, "attrs.since", &start_ns) != 0 || start_ns == 0) {
+        start_ns = ts_ns;
+    }
     buf_puts(b, "},\"startsAt\":");
     rfc3339(b, start_ns);
     if (topic_len == 14 && memcmp(topic, "alert.resolved", 14) == 0) {
@@ -374,27 +342,21 @@ long wh_format_alertmanager(struct webhook *w, const struct vigil_event *const *
     const char *skipped_topic = "";
     size_t skipped_len = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t tl, bl;
+        size_t tl;
         const char *topic = w->api->event_topic(events[i], &tl);
-        const char *body = w->api->event_body(events[i], &bl);
-        msgpack_object root;
-        size_t off = 0;
-        if (tl < 6 || memcmp(topic, "alert.", 6) != 0 || !body ||
-            msgpack_unpack(body, bl, &off, &w->zone, &root) != MSGPACK_UNPACK_SUCCESS ||
-            root.type != MSGPACK_OBJECT_MAP) {
+        if (tl < 6 || memcmp(topic, "alert.", 6) != 0 ||
+            w->api->field_type(w->api->event_field(events[i], "")) != VIGIL_FIELD_MAP) {
             results[i] = VIGIL_WRITE_FAIL;
             if (skipped++ == 0) {
                 skipped_topic = topic;
                 skipped_len = tl;
             }
-            msgpack_zone_clear(&w->zone);
             continue;
         }
         if (sent > 0) {
             buf_put(b, ",", 1);
         }
-        alert(b, &root, topic, tl);
-        msgpack_zone_clear(&w->zone);
+        alert(b, w->api, events[i], topic, tl);
         results[i] = VIGIL_WRITE_RETRY;
         sent++;
     }

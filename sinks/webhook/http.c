@@ -50,7 +50,7 @@ static void finish(struct webhook *w, CURLcode rc)
         verdict = VIGIL_WRITE_RETRY;
         curl_off_t after_s = -1;
         curl_easy_getinfo(w->easy, CURLINFO_RETRY_AFTER, &after_s);
-        if (after_s > 0 && VIGIL_API_HAS(w->api, retry_after) && w->api->retry_after) {
+        if (after_s > 0) {
             w->api->retry_after(w->h, (uint64_t)after_s * 1000000000u);
         }
         char after[48] = "";
@@ -255,11 +255,6 @@ int wh_http_post(struct webhook *w, enum vigil_write_result *results, size_t n)
     w->errbuf[0] = '\0';
     curl_easy_setopt(w->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)w->body.len);
     curl_easy_setopt(w->easy, CURLOPT_POSTFIELDS, w->body.p);
-    if (!w->async) {
-        /* A host without write_done(): block this sink's thread instead. */
-        finish(w, curl_easy_perform(w->easy));
-        return 0;
-    }
     CURLMcode mc = curl_multi_add_handle(w->multi, w->easy);
     if (mc != CURLM_OK) {
         wh_warn(w, "cannot start a request: %s", curl_multi_strerror(mc));

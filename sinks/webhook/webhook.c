@@ -14,8 +14,6 @@
 
 #include "webhook.h"
 
-#define WH_LOG_WINDOW_NS 10000000000ull /* 10 s */
-#define WH_LOG_BURST 5
 
 static const struct vigil_option webhook_options[] = {
     {"url", VIGIL_OPT_STRING, NULL, "http:// or https:// URL to POST to (required)"},
@@ -30,33 +28,12 @@ static const struct vigil_option webhook_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
+/* Warnings a batch can repeat: rate-limited per call site by the host. */
 void wh_warn(struct webhook *w, const char *fmt, ...)
 {
-    uint64_t now = mono_ns();
-    if (now - w->log_window_ns >= WH_LOG_WINDOW_NS) {
-        if (w->log_suppressed) {
-            w->api->log(w->h, VIGIL_LOG_WARN, "%llu more warnings were not logged",
-                        w->log_suppressed);
-        }
-        w->log_window_ns = now;
-        w->log_count = 0;
-        w->log_suppressed = 0;
-    }
-    if (w->log_count >= WH_LOG_BURST) {
-        w->log_suppressed++;
-        return;
-    }
-    w->log_count++;
     va_list ap;
     va_start(ap, fmt);
-    w->api->vlog(w->h, VIGIL_LOG_WARN, fmt, ap);
+    w->api->vlog_limited(w->h, VIGIL_LOG_WARN, fmt, ap);
     va_end(ap);
 }
 
@@ -242,7 +219,6 @@ static void webhook_fini(void *state)
         explicit_bzero(s->data, strlen(s->data));
     }
     curl_slist_free_all(w->headers);
-    msgpack_zone_destroy(&w->zone);
     free(w->body.p);
     free(w);
 }
@@ -251,13 +227,11 @@ static int webhook_init(struct vigil_instance *h, const struct vigil_api *api, v
 {
     const struct vigil_conf *root = api->conf_root(h);
     struct webhook *w = calloc(1, sizeof *w);
-    if (!w || !msgpack_zone_init(&w->zone, 16 * 1024)) {
-        free(w);
+    if (!w) {
         return -ENOMEM;
     }
     w->h = h;
     w->api = api;
-    w->async = VIGIL_API_HAS(api, write_done) && api->write_done;
     struct wh_http_conf c = {0};
     int bad = 0;
     const struct vigil_conf *n = api->conf_get(root, "url");

@@ -6,7 +6,6 @@
 #define VIGIL_SINK_WEBHOOK_H
 
 #include <curl/curl.h>
-#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +32,6 @@ struct webhook {
     const struct vigil_api *api;
     enum wh_format format;
     char origin[256]; /* scheme://host:port, the only part of the URL we log */
-    bool async;       /* the host has write_done(): requests run on the loop */
 
     bool curl_inited; /* curl_global_init() done: fini undoes it */
     CURL *easy;       /* one handle for every request: its connection is kept alive */
@@ -44,7 +42,6 @@ struct webhook {
     char errbuf[CURL_ERROR_SIZE];
 
     struct wh_buf body;
-    msgpack_zone zone; /* alertmanager: unpacks one event at a time */
     char response[WH_RESPONSE_KEEP + 1];
     size_t response_len;
 
@@ -53,10 +50,6 @@ struct webhook {
     enum vigil_write_result *results;
     size_t n;
 
-    /* Rate limit of our own warnings: at most WH_LOG_BURST per window. */
-    uint64_t log_window_ns;
-    unsigned log_count;
-    unsigned long long log_suppressed;
 };
 
 /* format.c. Both fill w->body and set results[i] = VIGIL_WRITE_RETRY for

@@ -22,8 +22,9 @@ extern "C" {
  * append fields and are detected by the `size` fields instead.
  * ABI 2: the instance handle is struct vigil_instance (ABI 1: vigil_host),
  * sources build a struct vigil_event_builder and sinks read a const struct
- * vigil_event, misuse answers VIGIL_EPLUGIN, and the host offers mono_ns()
- * and log_limited(). */
+ * vigil_event (walked with event_field/event_len/event_at), misuse answers
+ * VIGIL_EPLUGIN, and the host offers mono_ns(), log_limited() and counters
+ * in vigil.self. */
 #define VIGIL_PLUGIN_ABI 2
 
 #if defined(__GNUC__)
@@ -38,6 +39,7 @@ extern "C" {
 struct vigil_instance;      /* one plugin instance (not the machine: see host_name()) */
 struct vigil_event_builder; /* an event being built (sources) */
 struct vigil_event;         /* an event being read (sinks), always const */
+struct vigil_field;         /* a value inside an event being read */
 struct vigil_conf;          /* one node of the instance's config subtree */
 struct event_base;          /* libevent; the instance's own loop */
 
@@ -80,6 +82,20 @@ enum vigil_errno {
 #define VIGIL_ERRNO_ENUM(name, code, text) VIGIL_E##name = (code),
     VIGIL_ERRNO_MAP(VIGIL_ERRNO_ENUM)
 #undef VIGIL_ERRNO_ENUM
+};
+
+/* What a field of an event being read holds (api->field_type()). */
+enum vigil_field_type {
+    VIGIL_FIELD_ABSENT = 0, /* no such field (a NULL field) */
+    VIGIL_FIELD_NIL,
+    VIGIL_FIELD_BOOL,
+    VIGIL_FIELD_UINT,   /* an integer >= 0 */
+    VIGIL_FIELD_INT,    /* an integer < 0 */
+    VIGIL_FIELD_DOUBLE,
+    VIGIL_FIELD_STR,    /* a string (msgpack str or bin) */
+    VIGIL_FIELD_LIST,
+    VIGIL_FIELD_MAP,
+    VIGIL_FIELD_OTHER,  /* a msgpack extension type */
 };
 
 /* ---- Options: the keys a plugin accepts -------------------------------
@@ -136,6 +152,18 @@ struct vigil_api {
     void (*vlog_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
                          va_list ap);
 
+    /* Counters of the plugin's own, reported in its instance's vigil.self
+     * event as values.<name> beside the host's (out_total, dropped_total,
+     * ...). counter_new() names one in init() (main thread): [a-z0-9_],
+     * 1..63 bytes, a count ending in _total, anything else a level; it
+     * returns the counter's id (>= 0), VIGIL_ECONFIG for a bad or repeated
+     * name or one of the host's own, VIGIL_ETOOBIG past 16 counters.
+     * counter_add() and counter_set() take that id, on the instance's
+     * thread; an unknown id does nothing. */
+    int (*counter_new)(struct vigil_instance *h, const char *name);
+    void (*counter_add)(struct vigil_instance *h, int id, uint64_t n);
+    void (*counter_set)(struct vigil_instance *h, int id, uint64_t value);
+
     /* Config. conf_root() is the instance's own mapping (the common keys
      * plugin/name/interval/match removed). Getters return 0, VIGIL_ETYPE or
      * VIGIL_ENOTFOUND (NULL node): the codes are negative themselves.
@@ -164,7 +192,8 @@ struct vigil_api {
      * the bus is full (backpressure, nothing dropped) and returns 0,
      * VIGIL_ESTOPPED during shutdown, VIGIL_ETOOBIG, VIGIL_EMALFORMED (the
      * builder was misused: an unbalanced attr_end, too deep, too long a
-     * topic) or VIGIL_EPLUGIN (a sink called it, or a NULL builder). */
+     * topic), -ENOMEM, or VIGIL_EPLUGIN (a sink called it, or a builder
+     * that is not this instance's). */
     struct vigil_event_builder *(*event_begin)(struct vigil_instance *h, const char *topic);
     void (*event_ts)(struct vigil_event_builder *ev, uint64_t ts_ns);
     void (*event_label)(struct vigil_event_builder *ev, const char *key, const char *value);
@@ -195,6 +224,26 @@ struct vigil_api {
      * length it needs (excluding the NUL); writes at most cap bytes, NUL
      * terminated when cap > 0, like snprintf. */
     size_t (*event_json)(const struct vigil_event *ev, char *buf, size_t cap);
+    /* Walking an event, as conf_len()/conf_at() walk config: event_field()
+     * gives the field at a dotted path ("labels", "attrs.ns"; "" is the
+     * whole body), NULL when absent. event_len() counts the items of a map
+     * or list (0 for anything else, NULL too); event_at() gives item i (NULL
+     * past the end) and, for a map, its key in *key_out and *key_len_out
+     * (not NUL-terminated; NULL for a key that is not a string). Both
+     * key_out and key_len_out may be NULL. The field_* readers answer 0,
+     * VIGIL_ETYPE, or VIGIL_ENOTFOUND for a NULL field: field_double() takes
+     * any number, field_u64() an integer >= 0, field_i64() any integer that
+     * fits. Fields live as long as their event. */
+    const struct vigil_field *(*event_field)(const struct vigil_event *ev, const char *path);
+    size_t (*event_len)(const struct vigil_field *f);
+    const struct vigil_field *(*event_at)(const struct vigil_field *f, size_t i,
+                                          const char **key_out, size_t *key_len_out);
+    enum vigil_field_type (*field_type)(const struct vigil_field *f);
+    int (*field_str)(const struct vigil_field *f, const char **out, size_t *len_out);
+    int (*field_double)(const struct vigil_field *f, double *out);
+    int (*field_u64)(const struct vigil_field *f, uint64_t *out);
+    int (*field_i64)(const struct vigil_field *f, int64_t *out);
+    int (*field_bool)(const struct vigil_field *f, bool *out);
 
     /* Glob match, the syntax every vigil pattern uses: `*` any run without
      * '/', `**` any run with '/', `?` one character but '/', `\x` a literal
