@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mountinfo.h"
 #include "vigil/plugin.h"
 
 #define READ_CAP_MIN 16384u
@@ -525,116 +526,35 @@ static int publish_stats(struct sys *s, uint64_t ts, uint64_t now_mono)
 
 /* ---- Disks ---------------------------------------------------------------- */
 
-/* Undoes mountinfo's octal escapes (\040 space, \011 tab, \012 newline,
- * \134 backslash) in place; returns the new length. */
-static size_t unescape(char *s)
-{
-    char *w = s;
-    for (const char *r = s; *r; r++) {
-        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-            r[3] >= '0' && r[3] <= '7') {
-            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-            r += 3;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    return (size_t)(w - s);
-}
-
-/* Splits the next space-separated field off *p (NUL-terminating it). */
-static char *next_field(char **p)
-{
-    char *f = *p;
-    if (!f || !*f) {
-        return NULL;
-    }
-    char *sp = strchr(f, ' ');
-    if (sp) {
-        *sp = '\0';
-        *p = sp + 1;
-    } else {
-        *p = f + strlen(f);
-    }
-    return f;
-}
-
-static bool has_option(const char *opts, const char *opt)
-{
-    size_t n = strlen(opt);
-    for (const char *p = opts; p && *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == n && strncmp(p, opt, n) == 0) {
-            return true;
-        }
-        p = comma ? comma + 1 : NULL;
-    }
-    return false;
-}
-
-/* Parses /proc/self/mountinfo in s->mrb into s->mnts:
- *   36 35 98:0 /root /mnt/point rw,noatime master:1 - ext4 /dev/sda1 rw
- * Malformed lines are skipped. */
+/* Parses /proc/self/mountinfo in s->mrb into s->mnts. Malformed lines are
+ * skipped. */
 static int parse_mountinfo(struct sys *s)
 {
     s->nmnts = 0;
-    for (char *line = s->mrb.p; *line;) {
-        char *eol = strchr(line, '\n');
-        if (eol) {
-            *eol = '\0';
-        }
-        char *next = eol ? eol + 1 : line + strlen(line);
-        char *p = line;
-        const char *id = next_field(&p);
-        const char *parent_id = next_field(&p);
-        char *dev = next_field(&p);
-        next_field(&p); /* root of the mount within its filesystem */
-        char *point = next_field(&p);
-        char *opts = next_field(&p);
-        char *f;
-        while ((f = next_field(&p)) && strcmp(f, "-") != 0) {
-            /* optional fields: shared:N, master:N, ... */
-        }
-        char *fstype = next_field(&p);
-        char *source = next_field(&p);
-        uint64_t maj = 0, min = 0;
-        bool dev_ok = false;
-        if (dev) { /* "major:minor" */
-            const char *d = dev;
-            maj = parse_u64(&d);
-            if (*d == ':') {
-                d++;
-                min = parse_u64(&d);
-                dev_ok = true;
+    char *cursor = s->mrb.p;
+    struct vigil_mountinfo mi;
+    while (vigil_mountinfo_next(&cursor, &mi)) {
+        if (s->nmnts == s->mnt_cap) {
+            size_t cap = s->mnt_cap ? s->mnt_cap * 2 : 64;
+            struct mnt *m = realloc(s->mnts, cap * sizeof *m);
+            if (!m) {
+                return -ENOMEM;
             }
+            s->mnts = m;
+            s->mnt_cap = cap;
         }
-        if (f && fstype && source && dev_ok && parent_id) {
-            if (s->nmnts == s->mnt_cap) {
-                size_t cap = s->mnt_cap ? s->mnt_cap * 2 : 64;
-                struct mnt *m = realloc(s->mnts, cap * sizeof *m);
-                if (!m) {
-                    return -ENOMEM;
-                }
-                s->mnts = m;
-                s->mnt_cap = cap;
-            }
-            struct mnt *m = &s->mnts[s->nmnts++];
-            m->point_len = unescape(point);
-            unescape(source);
-            m->point = point;
-            m->source = source;
-            m->fstype = fstype;
-            m->id = parse_u64(&id);
-            m->parent_id = parse_u64(&parent_id);
-            m->major = (uint32_t)maj;
-            m->minor = (uint32_t)min;
-            m->ro = has_option(opts, "ro");
-            m->selected = false;
-            m->warned = 0;
-        }
-        line = next;
+        struct mnt *m = &s->mnts[s->nmnts++];
+        m->point_len = mi.point_len;
+        m->point = mi.point;
+        m->source = mi.source;
+        m->fstype = mi.fstype;
+        m->id = mi.id;
+        m->parent_id = mi.parent_id;
+        m->major = mi.major;
+        m->minor = mi.minor;
+        m->ro = vigil_mountinfo_has_option(mi.opts, "ro");
+        m->selected = false;
+        m->warned = 0;
     }
     return 0;
 }
