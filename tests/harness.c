@@ -1,6 +1,7 @@
 /* Integration-test harness (see harness.h). */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -55,6 +56,32 @@ char *slurp(const char *path)
     return buf;
 }
 
+/* Links every shared object (.so) of `from` into the folder `into`, but for
+ * names it already holds. Returns 0 or -1. */
+static int link_plugins(const char *into, const char *from)
+{
+    DIR *d = opendir(from);
+    if (!d) {
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 3, ".so") != 0) {
+            continue;
+        }
+        char src[PATH_MAX], dst[PATH_MAX];
+        snprintf(src, sizeof src, "%s/%s", from, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", into, e->d_name);
+        if (symlink(src, dst) != 0 && errno != EEXIST) {
+            rc = -1;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
 int vd_setup(struct vd *v, const char *self_interval, const char *body)
 {
     return vd_setup_bus(v, self_interval, NULL, body);
@@ -71,12 +98,19 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
     snprintf(v->log, sizeof v->log, "%s/vigild.log", v->dir);
     snprintf(v->pub, sizeof v->pub, "ipc://%s/pub", v->dir);
     snprintf(v->sub, sizeof v->sub, "ipc://%s/sub", v->dir);
+    snprintf(v->plugins, sizeof v->plugins, "%s/plugins", v->dir);
+    /* The test plugins first: a build folder made before they moved out of
+     * the real plugin folder may still hold stale copies there. */
+    if (mkdir(v->plugins, 0755) != 0 || link_plugins(v->plugins, VIGIL_TEST_PLUGIN_DIR) != 0 ||
+        link_plugins(v->plugins, VIGIL_PLUGIN_DIR) != 0) {
+        return -1;
+    }
     FILE *f = fopen(v->cfg, "w");
     if (!f) {
         return -1;
     }
     fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\n%sself:\n  interval: %s\n",
-            VIGIL_PLUGIN_DIR, v->pub, v->sub, bus_keys ? bus_keys : "",
+            v->plugins, v->pub, v->sub, bus_keys ? bus_keys : "",
             self_interval ? self_interval : "10s");
     for (const char *p = body; p && *p; p++) {
         if (strncmp(p, "@DIR@", 5) == 0) {

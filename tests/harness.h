@@ -17,11 +17,15 @@ struct vd {
     char log[PATH_MAX];  /* vigild's stderr */
     char pub[PATH_MAX];  /* ipc://<dir>/pub */
     char sub[PATH_MAX];  /* ipc://<dir>/sub */
+    /* <dir>/plugins, the config's plugin_dir: links to the build's plugins
+     * and to the test plugins (tests/plugins), which build apart. */
+    char plugins[PATH_MAX];
 };
 
-/* Makes the folder and writes the config: plugin_dir, bus endpoints and
- * self.interval are set by the harness, and state_dir (<dir>/state, where
- * sink spools go) unless body sets it; `body` adds sources/sinks/etc.
+/* Makes the folder and writes the config: plugin_dir (v->plugins), bus
+ * endpoints and self.interval are set by the harness, and state_dir
+ * (<dir>/state, where sink spools go) unless body sets it; `body` adds
+ * sources/sinks/etc.
  * Every "@DIR@" in body becomes the folder. Returns 0 or -1. */
 int vd_setup(struct vd *v, const char *self_interval, const char *body);
 /* The same, with `bus_keys` ("  coalesce: 2ms\n") added to the bus section. */

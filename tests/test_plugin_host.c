@@ -20,11 +20,14 @@
 #include "log.h"
 #include "plugin_host.h"
 
-static void expect_refusal(const char *name, enum vigil_plugin_kind kind, const char *needle)
+/* The real plugins are in VIGIL_PLUGIN_DIR, the tests' (test_*) in
+ * VIGIL_TEST_PLUGIN_DIR. */
+static void expect_refusal(const char *dir, const char *name, enum vigil_plugin_kind kind,
+                           const char *needle)
 {
     char err[2048] = "";
     const struct vigil_plugin *desc = NULL;
-    void *dl = vigil_plugin_open(VIGIL_PLUGIN_DIR, name, kind, &desc, err, sizeof err);
+    void *dl = vigil_plugin_open(dir, name, kind, &desc, err, sizeof err);
     assert_null(dl);
     if (!strstr(err, needle)) {
         fail_msg("%s: expected '%s' in: %s", name, needle, err);
@@ -34,19 +37,26 @@ static void expect_refusal(const char *name, enum vigil_plugin_kind kind, const 
 static void test_loader_refusals(void **state)
 {
     (void)state;
-    expect_refusal("missing_plugin", VIGIL_SOURCE,
-                   VIGIL_PLUGIN_DIR "/missing_plugin.so: No such file or directory (looked in " VIGIL_PLUGIN_DIR);
-    expect_refusal("test_notelf", VIGIL_SOURCE, "cannot load " VIGIL_PLUGIN_DIR "/test_notelf.so: ");
-    expect_refusal("test_nosym", VIGIL_SOURCE, "does not export the symbol 'vigil_plugin'");
-    expect_refusal("test_badabi", VIGIL_SOURCE, "has plugin ABI 999, but this vigild has ABI 2");
+    expect_refusal(VIGIL_PLUGIN_DIR, "missing_plugin", VIGIL_SOURCE,
+                   VIGIL_PLUGIN_DIR "/missing_plugin.so: No such file or directory (looked in "
+                       VIGIL_PLUGIN_DIR);
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_notelf", VIGIL_SOURCE,
+                   "cannot load " VIGIL_TEST_PLUGIN_DIR "/test_notelf.so: ");
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_nosym", VIGIL_SOURCE,
+                   "does not export the symbol 'vigil_plugin'");
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_badabi", VIGIL_SOURCE,
+                   "has plugin ABI 999, but this vigild has ABI 2");
     /* A plugin built against ABI 1's header (struct vigil_host, one event
      * type) must be rebuilt, and the message says so with both numbers. */
-    expect_refusal("test_abi1", VIGIL_SOURCE,
-                   VIGIL_PLUGIN_DIR "/test_abi1.so has plugin ABI 1, but this vigild has ABI 2: "
-                                    "rebuild the plugin");
-    expect_refusal("test_badname", VIGIL_SOURCE, "declares the name 'someone_else'");
-    expect_refusal("test_badkind", VIGIL_SOURCE, "is a sink plugin, but is listed under sources");
-    expect_refusal("gen", VIGIL_SINK, "is a source plugin, but is listed under sinks");
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_abi1", VIGIL_SOURCE,
+                   VIGIL_TEST_PLUGIN_DIR "/test_abi1.so has plugin ABI 1, but this vigild has "
+                                         "ABI 2: rebuild the plugin");
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_badname", VIGIL_SOURCE,
+                   "declares the name 'someone_else'");
+    expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_badkind", VIGIL_SOURCE,
+                   "is a sink plugin, but is listed under sources");
+    expect_refusal(VIGIL_PLUGIN_DIR, "gen", VIGIL_SINK,
+                   "is a source plugin, but is listed under sinks");
 }
 
 static void test_loader_accepts_gen(void **state)
@@ -62,12 +72,18 @@ static void test_loader_accepts_gen(void **state)
     vigil_plugin_close(dl);
 }
 
-/* Builds a config from text; the caller frees it. */
-static struct vigil_config *config_from(const char *text, struct vigil_diag *d)
+/* Builds a config from text with plugin_dir `dir`; the caller frees it. */
+static struct vigil_config *config_in(const char *dir, const char *text, struct vigil_diag *d)
 {
     char buf[4096];
-    snprintf(buf, sizeof buf, "plugin_dir: %s\n%s", VIGIL_PLUGIN_DIR, text);
+    snprintf(buf, sizeof buf, "plugin_dir: %s\n%s", dir, text);
     return vigil_config_parse(buf, strlen(buf), "/tmp/t.yaml", d);
+}
+
+/* The same with the real plugins. */
+static struct vigil_config *config_from(const char *text, struct vigil_diag *d)
+{
+    return config_in(VIGIL_PLUGIN_DIR, text, d);
 }
 
 static void test_options_checked_with_positions(void **state)
@@ -136,7 +152,7 @@ static void test_api_misuse_and_log_limited(void **state)
     close(fd);
     char text[512];
     snprintf(text, sizeof text, "sinks:\n  - plugin: test_capture\n    path: %s\n", path);
-    struct vigil_config *c = config_from(text, &d);
+    struct vigil_config *c = config_in(VIGIL_TEST_PLUGIN_DIR, text, &d);
     assert_non_null(c);
     struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
                                  .max_event_bytes = 65536};

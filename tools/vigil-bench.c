@@ -533,6 +533,8 @@ static int run(const struct opts *o)
         snprintf(v.sink_name, sizeof v.sink_name, "bench");
         snprintf(v.coalesce, sizeof v.coalesce, "%s", o->coalesce ? o->coalesce : "");
         snprintf(v.sink_path, sizeof v.sink_path, "%s/events.jsonl", v.dir);
+        /* The capture sink is a test plugin: it builds apart from the real ones. */
+        v.test_plugins = o->sink == BENCH_SINK_CAPTURE;
         char *body = pipeline_yaml(o, &v);
         int st = body ? bench_vigild_start(&v, SELF_INTERVAL, body, "info") : -1;
         free(body);

@@ -10,22 +10,7 @@
 #include <unistd.h>
 
 #include "cgroups.h"
-
-/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
-            r[3] >= '0' && r[3] <= '7') {
-            *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-            r += 3;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-}
+#include "mountinfo.h"
 
 static bool under_root(const char *mnt, const char *root, size_t root_len)
 {
@@ -46,17 +31,9 @@ static unsigned v1_controllers(const char *super_opts)
                  {"pids", C_PIDS},
                  {"blkio", C_BLKIO}};
     unsigned ctrl = 0;
-    const char *p = super_opts;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
-            if (strlen(known[i].name) == n && strncmp(p, known[i].name, n) == 0) {
-                ctrl |= known[i].bit;
-            }
-        }
-        p += n;
-        if (*p == ',') {
-            p++;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        if (vigil_mountinfo_has_option(super_opts, known[i].name)) {
+            ctrl |= known[i].bit;
         }
     }
     return ctrl;
@@ -123,11 +100,11 @@ void cg_mounts_free(struct cgs *s)
 
 /* Adds one hierarchy; false when it is a second mount of one we have (same
  * device) or there is no room. */
-static int add_hier(struct cgs *s, char devs[][32], const char *dev, const char *root_field,
+static int add_hier(struct cgs *s, uint64_t *devs, uint64_t dev, const char *root_field,
                     const char *mnt, bool v2, unsigned ctrl)
 {
     for (size_t i = 0; i < s->nh; i++) {
-        if (strcmp(devs[i], dev) == 0) {
+        if (devs[i] == dev) {
             return 0; /* the same hierarchy mounted twice: the first one wins */
         }
         if (v2 && s->hier[i].v2) {
@@ -160,14 +137,14 @@ static int add_hier(struct cgs *s, char devs[][32], const char *dev, const char 
         memset(h, 0, sizeof *h);
         return err;
     }
-    snprintf(devs[s->nh], 32, "%s", dev);
+    devs[s->nh] = dev;
     s->nh++;
     return 1;
 }
 
 int cg_mounts_detect(struct cgs *s, const char *mountinfo, const char **why)
 {
-    char devs[CG_MAX_HIER][32];
+    uint64_t devs[CG_MAX_HIER]; /* major << 32 | minor of each hierarchy's mount */
     size_t len;
     cg_mounts_free(s);
     *why = NULL;
@@ -181,42 +158,21 @@ int cg_mounts_detect(struct cgs *s, const char *mountinfo, const char **why)
         root_len--; /* "/sys/fs/cgroup/" is "/sys/fs/cgroup" */
     }
     int rc = 0;
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) {
-            *next++ = '\0';
-        }
-        /* id parent maj:min root mountpoint opts [optional...] - fstype source superopts */
-        char *f[6];
-        char *save = NULL, *tok = strtok_r(line, " ", &save);
-        size_t nf = 0;
-        while (tok && nf < 6) {
-            f[nf++] = tok;
-            tok = strtok_r(NULL, " ", &save);
-        }
-        while (tok && strcmp(tok, "-") != 0) {
-            tok = strtok_r(NULL, " ", &save);
-        }
-        char *fstype = strtok_r(NULL, " ", &save);
-        char *source = strtok_r(NULL, " ", &save);
-        char *super = strtok_r(NULL, " ", &save);
-        if (nf < 6 || !fstype || !source || !super) {
+    char *cursor = text;
+    struct vigil_mountinfo m;
+    while (vigil_mountinfo_next(&cursor, &m)) {
+        bool v2 = strcmp(m.fstype, "cgroup2") == 0;
+        if (!v2 && strcmp(m.fstype, "cgroup") != 0) {
             continue;
         }
-        bool v2 = strcmp(fstype, "cgroup2") == 0;
-        if (!v2 && strcmp(fstype, "cgroup") != 0) {
+        if (!under_root(m.point, s->root, root_len)) {
             continue;
         }
-        unescape(f[3]);
-        unescape(f[4]);
-        if (!under_root(f[4], s->root, root_len)) {
-            continue;
-        }
-        unsigned ctrl = v2 ? 0 : v1_controllers(super);
+        unsigned ctrl = v2 ? 0 : v1_controllers(m.super_opts);
         if (!v2 && ctrl == 0) {
             continue; /* name=systemd, cpuset, devices, ...: nothing we read */
         }
-        rc = add_hier(s, devs, f[2], f[3], f[4], v2, ctrl);
+        rc = add_hier(s, devs, (uint64_t)m.major << 32 | m.minor, m.root, m.point, v2, ctrl);
         if (rc < 0) {
             break;
         }

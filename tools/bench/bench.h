@@ -193,6 +193,7 @@ struct bench_vigild {
     char sink_path[PATH_MAX]; /* file/capture sinks: the output file */
     char sink_name[128];
     char coalesce[32];         /* bus.coalesce for one we start; "": vigild's default */
+    bool test_plugins;         /* one we start: plugin_dir is the tests' (test_capture) */
     uint64_t self_interval_ns; /* its vigil.self period */
     pid_t pid;                 /* 0: unknown (CPU and RSS not measured) */
     bool ours;                 /* we started it: we stop it */

@@ -29,6 +29,7 @@
 #include "bench.h"
 #include "config.h"
 #include "log.h"
+#include "mountinfo.h"
 
 #define MAX_HIER 16
 #define MAX_PASSES 100
@@ -52,20 +53,6 @@ struct cg_set {
 
 /* ---- Hierarchies ------------------------------------------------------------------------ */
 
-static bool has_opt(const char *opts, const char *want)
-{
-    size_t n = strlen(want);
-    for (const char *p = opts; p && *p;) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        if (len == n && strncmp(p, want, n) == 0) {
-            return true;
-        }
-        p = c ? c + 1 : NULL;
-    }
-    return false;
-}
-
 /* The hierarchies the cgroups plugin reads values from, from mountinfo. */
 static void find_hierarchies(struct cg_set *s)
 {
@@ -88,7 +75,7 @@ static void find_hierarchies(struct cg_set *s)
             s->v2 = true;
         } else if (strcmp(fstype, "cgroup") == 0) {
             for (size_t i = 0; i < sizeof ctrls / sizeof ctrls[0]; i++) {
-                use |= has_opt(super, ctrls[i]);
+                use |= vigil_mountinfo_has_option(super, ctrls[i]);
             }
             s->v1 |= use;
         }

@@ -303,11 +303,11 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
         return -1;
     }
     int n = snprintf(yaml, cap,
-                     "# written by vigil-bench\nplugin_dir: %s/plugins\nbus:\n  publish: %s\n"
+                     "# written by vigil-bench\nplugin_dir: %s/%s\nbus:\n  publish: %s\n"
                      "  subscribe: %s\n%s%s%sself:\n  interval: %s\n",
-                     bench_build_dir(), v->publish, v->subscribe,
-                     v->coalesce[0] ? "  coalesce: " : "", v->coalesce, v->coalesce[0] ? "\n" : "",
-                     self_interval);
+                     bench_build_dir(), v->test_plugins ? "tests/plugins" : "plugins",
+                     v->publish, v->subscribe, v->coalesce[0] ? "  coalesce: " : "", v->coalesce,
+                     v->coalesce[0] ? "\n" : "", self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
     int rc = bench_write_file(v->cfg, yaml);

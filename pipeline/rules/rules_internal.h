@@ -1,7 +1,7 @@
 /* Shared by the rules engine (rules.c) and its rule kinds (rules_threshold.c,
  * rules_bound.c, rules_policy.c, rules_isolation.c): the rule object, the
- * kind table, verdict building, and the stateful alert machine that
- * threshold and bound share.
+ * kind table and verdict building. The stateful alert machine that
+ * threshold and bound share is in alert.h.
  */
 #ifndef VIGIL_RULES_INTERNAL_H
 #define VIGIL_RULES_INTERNAL_H
@@ -94,50 +94,6 @@ void vigil__verdict_values_of(struct vigil_emit *out, const struct vigil_expr *c
 /* Packs and hands the verdict to the engine's callback. */
 void vigil__verdict_emit(struct vigil_emit *out);
 struct vigil_event_builder *vigil__verdict_builder(struct vigil_emit *out);
-
-/* ---- The stateful alert machine (threshold, bound) ------------------------ */
-
-struct vigil_alerts; /* the series of one rule */
-
-struct vigil_alert_params {
-    uint64_t for_ns;      /* must hold this long before firing; 0 = at once */
-    uint64_t renotify_ns; /* repeat alert.fired while firing; 0 = never */
-    uint64_t stale_ns;    /* resolve a silent series after this; 0 = 5 x gap */
-    char **group_by;      /* labels that make a series; NULL = all labels */
-    size_t *group_len;    /* their lengths, so keys are built without strlen */
-    size_t ngroup;
-    size_t max_series;
-};
-
-/* Adds the rule's values to a verdict being built (threshold: the values its
- * expressions read; bound: the computed terms). */
-typedef void (*vigil_alert_values_fn)(void *ctx, struct vigil_emit *out,
-                                      const struct vigil_event_view *ev);
-
-struct vigil_alerts *vigil__alerts_new(const struct vigil_alert_params *p);
-void vigil__alerts_free(struct vigil_alerts *a);
-/* One observation of a series: `active` = the firing condition holds,
- * `clear` = the resolving condition holds (the engine passes !active when
- * the rule has no clear expression). */
-void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
-                           const struct vigil_event_view *ev, bool active, bool clear,
-                           uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values,
-                           void *ctx);
-void vigil__alerts_tick(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
-                        struct vigil_emit *out);
-/* Reads the common alert keys (for, renotify, stale, group_by, max_series)
- * from a rule's node. */
-int vigil__alert_params_read(const struct vigil_conf *node, struct vigil_alert_params *p,
-                             struct vigil_diag *d);
-void vigil__alert_params_fini(struct vigil_alert_params *p);
-
-/* Option table entries every stateful kind accepts. */
-#define VIGIL_ALERT_OPTIONS                                                                        \
-    {"for", VIGIL_OPT_DURATION, "0s", "condition must hold this long before firing"},             \
-        {"renotify", VIGIL_OPT_DURATION, "0s", "repeat alert.fired this often while firing"},     \
-        {"stale", VIGIL_OPT_DURATION, NULL, "resolve a series silent this long (default 5x gap)"}, \
-        {"group_by", VIGIL_OPT_LIST, NULL, "labels that make a series (default: all)"},           \
-        {"max_series", VIGIL_OPT_INT, "100000", "series tracked at most; more are counted"}
 
 /* A 64-bit hash for fingerprints and hash tables (rules.c). */
 uint64_t vigil__hash(uint64_t h, const void *data, size_t len);

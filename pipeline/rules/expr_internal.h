@@ -1,5 +1,5 @@
 /* The compiled form of a rule expression, shared by the compiler (expr.c,
- * expr_parse.c) and the evaluator (expr_eval.c): a flat array of
+ * expr_lex.c, expr_parse.c) and the evaluator (expr_eval.c): a flat array of
  * postfix operations over a small value stack, with every constant, list,
  * path segment and string in the same allocation as the header. Then the
  * compiler's own state. Nothing outside expr*.c uses this header.
@@ -95,8 +95,8 @@ struct vigil_expr {
      * and segment entries, path table and characters they point to. */
 };
 
-/* ---- The compiler's state, shared by expr.c (tokens, messages, packing)
- * and expr_parse.c (grammar, code) -------------------------------------------- */
+/* ---- The compiler's state, shared by expr_lex.c (tokens, messages),
+ * expr_parse.c (grammar, code) and expr.c (packing, reporting) --------------- */
 
 enum vx_tok_kind {
     K_END,
@@ -181,6 +181,8 @@ const char *vigil__expr_show(const struct vx_cc *c, size_t off, char *buf, size_
 #define VX_SHOW(c, off, b) vigil__expr_show((c), (off), (b), sizeof(b))
 /* Reads the next token into c->tok; false after a lexical error. */
 bool vigil__expr_next(struct vx_cc *c);
+/* Above: expr_lex.c, which calls nothing else of the compiler's. */
+
 /* expr_parse.c: parses the whole text into c's ops, checking that it is
  * what `want` asks for; false after an error (in c). */
 bool vigil__expr_parse(struct vx_cc *c, enum vigil_expr_want want);

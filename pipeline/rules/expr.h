@@ -31,7 +31,7 @@
 #include "config.h"
 #include "event.h"
 
-/* Details, as implemented (expr.c, expr_parse.c, expr_eval.c):
+/* Details, as implemented (expr.c, expr_lex.c, expr_parse.c, expr_eval.c):
  *
  * Paths: names of letters, digits and _, joined by '.'; the first starts
  * with a letter or _ and may not be true, false or in. topic, host, source,
