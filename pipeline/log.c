@@ -100,18 +100,26 @@ const char *vigil_strerror(int err)
     return "unknown error";
 }
 
-uint64_t vigil_now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t vigil_now_ns(void)
+{
+    return clock_ns(CLOCK_REALTIME);
 }
 
 uint64_t vigil_mono_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t vigil_thread_cpu_ns(void)
+{
+    return clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
 bool vigil_ratelimit_ok(struct vigil_ratelimit *rl, uint64_t now, uint64_t *suppressed_out)

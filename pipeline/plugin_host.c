@@ -541,6 +541,7 @@ const struct vigil_api vigil_host_api = {
     .event_base = api_event_base,
     .now_ns = vigil_now_ns,
     .mono_ns = vigil_mono_ns,
+    .thread_cpu_ns = vigil_thread_cpu_ns,
     .log_limited = api_log_limited,
     .vlog_limited = api_vlog_limited,
     .counter_new = api_counter_new,

@@ -37,13 +37,6 @@ static const struct vigil_option cg_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void cg_warn(struct cgs *s, const char *fmt, ...)
 {
     va_list ap;
@@ -385,7 +378,7 @@ static int cg_collect(void *state)
 {
     struct cgs *s = state;
     const struct vigil_api *api = s->api;
-    uint64_t cpu0 = thread_cpu_ns();
+    uint64_t cpu0 = s->api->thread_cpu_ns();
     s->now_ns = s->api->mono_ns();
     if (s->nh == 0 && !detect(s)) {
         return 0;
@@ -433,7 +426,7 @@ static int cg_collect(void *state)
                 " cgroup readings skipped in all): raise max_cgroups or narrow match",
                 skipped, s->max_cgroups, s->skipped_total);
     }
-    uint64_t cpu = thread_cpu_ns() - cpu0;
+    uint64_t cpu = s->api->thread_cpu_ns() - cpu0;
     api->log(s->h, VIGIL_LOG_DEBUG,
              "collected %zu cgroups in %.0f us CPU (%.2f us each, publishing %zu events "
              "included; %zu directories tracked, %zu files kept open)",

@@ -376,17 +376,10 @@ static int collect_vm(struct kv_state *s, struct kv_vm *vm, uint64_t now)
     return rc;
 }
 
-static uint64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int kvm_collect(void *state)
 {
     struct kv_state *s = state;
-    uint64_t cpu0 = thread_cpu_ns();
+    uint64_t cpu0 = s->api->thread_cpu_ns();
     uint64_t now = s->api->mono_ns();
     bool full = s->nseen == 0 || s->rescan_ns == 0 || now - s->last_full_ns >= s->rescan_ns;
     for (size_t i = 0; i < s->nvm; i++) {
@@ -416,7 +409,7 @@ static int kvm_collect(void *state)
     }
     /* The cost of a collection, for vigil-bench collect (same shape as the
      * cgroups source's line). */
-    double us = (double)(thread_cpu_ns() - cpu0) / 1e3;
+    double us = (double)(s->api->thread_cpu_ns() - cpu0) / 1e3;
     s->api->log(s->h, VIGIL_LOG_DEBUG,
                 "collected %zu VMs in %.0f us CPU (%.2f us each, %zu vCPUs; %s /proc scan)",
                 s->nvm, us, s->nvm ? us / (double)s->nvm : 0.0, vcpus, full ? "full" : "new-process");

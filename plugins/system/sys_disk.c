@@ -16,8 +16,6 @@
 #include "system.h"
 
 #define SLOW_STATVFS_NS 1000000000ull  /* a statvfs this slow is worth a warning */
-#define WARN_WINDOW_NS 600000000000ull /* disk warnings: at most WARN_BURST per 10 min */
-#define WARN_BURST 5
 
 /* Filesystems without a disk of their own (kernel interfaces, memory,
  * overlays of another filesystem, read-only images that are always full),
@@ -36,24 +34,6 @@ static const char *const pseudo_fstypes[] = {
     NULL,
 };
 /* clang-format on */
-
-/* True when a disk warning may be logged now; *skipped gets how many were
- * not logged since the last one. */
-static bool warn_ok(struct warn_limit *w, uint64_t now, unsigned long long *skipped)
-{
-    if (w->window_start_ns == 0 || now - w->window_start_ns >= WARN_WINDOW_NS) {
-        w->window_start_ns = now;
-        w->n = 0;
-    }
-    if (w->n >= WARN_BURST) {
-        w->suppressed++;
-        return false;
-    }
-    w->n++;
-    *skipped = w->suppressed;
-    w->suppressed = 0;
-    return true;
-}
 
 /* Parses /proc/self/mountinfo in s->mrb into s->mnts. Malformed lines are
  * skipped. */
@@ -250,31 +230,21 @@ static int select_mounts(struct sys *s)
     return 0;
 }
 
-/* Logs a problem with one mount once while it lasts (m->warned), and no
- * more than WARN_BURST such lines per window for all mounts together. */
+/* Logs a problem with one mount once while it lasts (m->warned); the host
+ * limits such lines per call site for all mounts together. */
 static void disk_warn(struct sys *s, struct mnt *m, uint8_t what, const char *fmt, ...)
     VIGIL_PRINTF(4, 5);
 
 static void disk_warn(struct sys *s, struct mnt *m, uint8_t what, const char *fmt, ...)
 {
-    unsigned long long skipped;
     if (m->warned & what) {
         return;
     }
     m->warned |= what;
-    if (!warn_ok(&s->disk_warn, s->api->mono_ns(), &skipped)) {
-        return;
-    }
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    s->api->vlog_limited(s->h, VIGIL_LOG_WARN, fmt, ap);
     va_end(ap);
-    if (skipped > 0) {
-        s->api->log(s->h, VIGIL_LOG_WARN, "%s (%llu similar not logged)", msg, skipped);
-    } else {
-        s->api->log(s->h, VIGIL_LOG_WARN, "%s", msg);
-    }
 }
 
 static int publish_disk(struct sys *s, struct mnt *m, uint64_t ts)

@@ -46,13 +46,6 @@ static const struct vigil_option system_options[] = {
     {NULL, 0, NULL, NULL},
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- Reading ------------------------------------------------------------ */
 
 /* Reads a whole /proc file into b, NUL-terminated, from a descriptor kept
@@ -416,12 +409,9 @@ static int system_collect(void *state)
     /* The events of /proc's files (one per CPU with per_cpu) go to the bus in
      * one burst; not the filesystems', each after a statvfs that a hung
      * network mount can block: what was read before it goes out first. */
-    bool batch = VIGIL_API_HAS(s->api, batch_end);
-    if (batch) {
-        s->api->batch_begin(s->h);
-    }
-    int rc = publish_stats(s, ts, mono_ns());
-    int end = batch ? s->api->batch_end(s->h) : 0;
+    s->api->batch_begin(s->h);
+    int rc = publish_stats(s, ts, s->api->mono_ns());
+    int end = s->api->batch_end(s->h);
     rc = rc != 0 ? rc : end;
     if (rc == 0) {
         rc = sys_publish_disks(s, ts);

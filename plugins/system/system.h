@@ -48,12 +48,6 @@ struct rbuf {
     size_t cap;
 };
 
-struct warn_limit {
-    uint64_t window_start_ns;
-    unsigned n;
-    unsigned long long suppressed;
-};
-
 struct sys {
     struct vigil_instance *h;
     const struct vigil_api *api;
@@ -82,7 +76,6 @@ struct sys {
     uint32_t *tab; /* open addressing: index+1 into mnts, 0 = empty */
     size_t tab_cap;
 
-    struct warn_limit disk_warn;
     struct {
         uint64_t id;
         uint8_t warned;

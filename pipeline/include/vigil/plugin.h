@@ -142,6 +142,7 @@ struct vigil_api {
     struct event_base *(*event_base)(struct vigil_instance *h);
     uint64_t (*now_ns)(void);  /* CLOCK_REALTIME, ns since the epoch */
     uint64_t (*mono_ns)(void); /* CLOCK_MONOTONIC, ns: for intervals and rates */
+    uint64_t (*thread_cpu_ns)(void); /* CPU time of the calling thread, ns: a collection's cost */
 
     /* Like log(), for warnings that can repeat on every event or collection:
      * at most 3 messages per call site (keyed by the address of fmt, so pass
