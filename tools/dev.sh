@@ -17,7 +17,7 @@ packages=(
   libcurl4-openssl-dev        # the webhook sink
   rsyslog openssl             # the syslog sink's tests talk to a real rsyslogd; TLS test certs
   clang libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes
-  python3 python3-zmq python3-msgpack  # JSON checks; the README's Python examples
+  python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md
   iproute2 procps
 )
 

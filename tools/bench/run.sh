@@ -1,5 +1,5 @@
 #!/bin/bash
-# Reproduces the README's benchmark figures (README, "Benchmarks"): builds a
+# Reproduces the benchmark figures of docs/benchmarks.md: builds a
 # Release tree in build-release, then runs
 #   1. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
 #   2. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
@@ -59,7 +59,7 @@ run() {
 
 if [[ -f $build/plugins/file.so ]]; then
     # Latency first: for about a minute after the flat-out run's gigabytes
-    # of writes this VM's disk lengthens the tail 2-3x (README, Benchmarks).
+    # of writes this VM's disk lengthens the tail 2-3x (docs/benchmarks.md).
     run rate100k_file --duration "$dur" --rate 100000 --rules 10 --sink file
     run flatout_file --duration "$dur" --rules 10 --sink file
 else
@@ -110,7 +110,7 @@ fi
 vigild_pid=
 
 echo
-echo "== summary ($(nproc) CPUs, $(uname -r); other work on the machine counts: see README)"
+echo "== summary ($(nproc) CPUs, $(uname -r); other work on the machine counts: see docs/benchmarks.md)"
 /usr/bin/python3 - "$out" <<'EOF'
 import json, os, sys
 
