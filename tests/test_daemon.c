@@ -186,6 +186,42 @@ static void test_malformed_counted_not_fatal(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
+/* A plugin's own counters (api->counter_new) reach its instance's
+ * vigil.self event beside the host's: the cgroups source's skipped_total. */
+static void test_plugin_counters_in_self(void **state)
+{
+    struct vd *v = *state;
+    assert_int_equal(vd_setup(v, "200ms",
+                              "sources:\n"
+                              "  - plugin: cgroups\n"
+                              "    interval: 200ms\n"
+                              "    max_cgroups: 1\n"
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: [vigil.self]\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    assert_int_equal(vd_start(v), 0);
+    const char *out = vd_path(v, "out.jsonl");
+    assert_true(wait_lines(out, "\"plugin\":\"cgroups\"", 1, 10));
+    assert_true(wait_lines(out, "\"skipped_total\":", 1, 10));
+    char *lines = slurp(out);
+    const char *at = strstr(lines, "\"skipped_total\":");
+    /* In the cgroups instance's own event, after the host's values. */
+    const char *start = at;
+    while (start > lines && start[-1] != '\n') {
+        start--;
+    }
+    const char *end = strchr(at, '\n');
+    char line[4096];
+    snprintf(line, sizeof line, "%.*s", (int)(end ? end - start : (long)strlen(start)), start);
+    if (!strstr(line, "\"plugin\":\"cgroups\"") || !strstr(line, "\"errors_total\":")) {
+        fail_msg("skipped_total not in the cgroups instance's vigil.self: %s", line);
+    }
+    free(lines);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
 struct refusal {
     const char *plugin;
     const char *section;
@@ -421,6 +457,8 @@ int main(void)
                                         vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_counters_in_self, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_loader_refusals, vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_check_reports_positions, vd_fixture_setup, vd_fixture_teardown),
