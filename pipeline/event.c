@@ -755,7 +755,7 @@ int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, si
  * msgpack_unpack's objects for bytes vigil_event_check accepted: the same
  * tree (types, values, strings pointing into the bytes, arrays in the zone),
  * built by a plain descent instead of msgpack-c's general state machine,
- * which was a third of the rules thread. Reads stay bounds-checked and the
+ * which was a large share of the rules thread. Reads stay bounds-checked and the
  * nesting bounded, so bytes that were not checked cost an error, not a
  * crash. */
 

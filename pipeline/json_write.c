@@ -160,7 +160,7 @@ static void write_i64(struct out *o, int64_t v)
 }
 
 /* Metrics are mostly short decimals (12.345, 0.25), and snprintf + strtod
- * cost ~300 ns for each. If some m / 10^k (k ≤ 15, |m| < 10^15) equals d
+ * are slow for each of them. If some m / 10^k (k ≤ 15, |m| < 10^15) equals d
  * under IEEE division, which rounds correctly like strtod does, then the
  * text of m with k decimals reads back as d; with |d| in [1e-4, 1e15) and at
  * most 15 significant digits it is also exactly what %.15g would print. The
@@ -343,7 +343,7 @@ static size_t out_finish(struct out *o)
 
 /* ---- Values, straight from the msgpack bytes --------------------------------------
  *
- * No unpacking: no zone, no object tree (msgpack_unpack was a third of a
+ * No unpacking: no zone, no object tree (msgpack_unpack was a large share of a
  * file sink's time). Every read is bounds-checked; bytes that are not one
  * well-formed object make the whole rendering return SIZE_MAX. */
 

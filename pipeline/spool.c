@@ -335,7 +335,7 @@ static int load(struct vigil_spool *s)
     size_t n = 0, cap = 0;
     struct dirent *e;
     int rc = 0;
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         char *end;
         uint64_t id = strtoull(e->d_name, &end, 16);
         if (end != e->d_name + 16 || strcmp(end, ".seg") != 0) {

@@ -66,7 +66,7 @@ static int link_plugins(const char *into, const char *from)
     }
     int rc = 0;
     struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL) {
+    while (rc == 0 && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
         if (n < 4 || strcmp(e->d_name + n - 3, ".so") != 0) {
             continue;
@@ -461,7 +461,7 @@ bool self_value(const char *path, const char *instance, const char *key, double 
     while (getline(&line, &cap, f) != -1) {
         const char *at;
         if (strstr(line, "\"topic\":\"vigil.self\"") && strstr(line, inst) &&
-            (at = strstr(line, k)) != NULL) {
+            (at = strstr(line, k))) {
             *out = strtod(at + strlen(k), NULL);
             found = true;
         }

@@ -184,7 +184,7 @@ void ph_stop(struct ph *p)
     vigil_config_free(p->cfg);
     vigil_diag_fini(&p->d);
     msgpack_zone_destroy(&p->zone);
-    if (p->dir[0] && strchr(p->dir, 'X') == NULL) {
+    if (p->dir[0] && !strchr(p->dir, 'X')) {
         char cmd[96];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", p->dir);
         if (system(cmd) != 0) {

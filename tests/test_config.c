@@ -29,7 +29,7 @@ struct fx {
 static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    if (f == NULL)
+    if (!f)
         return -1;
     vigil_diag_init(&f->d);
     *state = f;
@@ -967,10 +967,10 @@ struct files {
 static int files_setup(void **state)
 {
     struct files *fs = calloc(1, sizeof *fs);
-    if (fs == NULL)
+    if (!fs)
         return -1;
     strcpy(fs->top, "/tmp/test_config.XXXXXX");
-    if (mkdtemp(fs->top) == NULL) {
+    if (!mkdtemp(fs->top)) {
         free(fs);
         return -1;
     }

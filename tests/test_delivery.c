@@ -38,7 +38,7 @@ static uint64_t disk_bytes(const char *dir)
         return 0;
     }
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         struct stat st;
         char p[2 * PATH_MAX];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
@@ -199,7 +199,7 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     assert_non_null(d);
     struct dirent *e;
     char last[256] = "";
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         if (strstr(e->d_name, ".seg") && strcmp(e->d_name, last) > 0) {
             snprintf(last, sizeof last, "%s", e->d_name);
         }

@@ -111,7 +111,7 @@ static struct vigil_expr *compile_ok(const char *text, enum vigil_expr_want want
     struct vigil_diag d;
     vigil_diag_init(&d);
     struct vigil_expr *e = vigil_expr_compile(text, want, "r.yaml", 3, 9, false, &d);
-    if (e == NULL || d.count != 0) {
+    if (!e || d.count != 0) {
         fprintf(stderr, "compiling `%s`:\n", text);
         vigil_diag_print(&d, stderr);
     }
@@ -177,7 +177,7 @@ static void check_error(const char *text, enum vigil_expr_want want, int line, i
     } else {
         snprintf(prefix, sizeof prefix, "r.yaml: ");
     }
-    if (strncmp(d.msgs[0], prefix, strlen(prefix)) != 0 || strstr(d.msgs[0], part) == NULL) {
+    if (strncmp(d.msgs[0], prefix, strlen(prefix)) != 0 || !strstr(d.msgs[0], part)) {
         fail_msg("`%s`: got \"%s\", want prefix \"%s\" and \"%s\"", text, d.msgs[0], prefix, part);
     }
     vigil_diag_fini(&d);
@@ -980,7 +980,7 @@ static int bench(void)
         vigil_diag_init(&d);
         struct vigil_expr *e = vigil_expr_compile(
             exprs[k], k == 3 ? VIGIL_EXPR_NUMBER : VIGIL_EXPR_BOOL, "b", 1, 1, false, &d);
-        if (e == NULL) {
+        if (!e) {
             vigil_diag_print(&d, stderr);
             return 1;
         }

@@ -69,7 +69,7 @@ static bool wait_line(struct lines *l, const char *word, int timeout_ms)
     for (;;) {
         l->acc[l->len] = '\0';
         char *nl;
-        while ((nl = strchr(l->acc, '\n')) != NULL) {
+        while ((nl = strchr(l->acc, '\n'))) {
             *nl = '\0';
             bool hit = strcmp(l->acc, word) == 0;
             l->len -= (size_t)(nl + 1 - l->acc);

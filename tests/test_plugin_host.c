@@ -190,7 +190,7 @@ static void test_api_misuse_and_log_limited(void **state)
     unlink(logpath);
     assert_true(n > 0);
     int one = 0, two = 0;
-    for (const char *p = buf; (p = strstr(p, "site ")) != NULL; p++) {
+    for (const char *p = buf; (p = strstr(p, "site ")); p++) {
         one += strncmp(p, "site one ", 9) == 0;
         two += strncmp(p, "site two ", 9) == 0;
     }

@@ -515,7 +515,7 @@ static size_t logged_replays(const struct vd *v)
     static const char key[] = " sent within the replay window";
     char *log = slurp(v->log);
     size_t sum = 0;
-    for (char *p = log; p && (p = strstr(p, key)) != NULL; p += sizeof key - 1) {
+    for (char *p = log; p && (p = strstr(p, key)); p += sizeof key - 1) {
         char *q = p;
         while (q > log && q[-1] >= '0' && q[-1] <= '9') {
             q--;

@@ -94,7 +94,7 @@ static size_t count_files(const char *dir, const char *suffix)
     DIR *d = opendir(dir);
     size_t n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
+    while (d && (e = readdir(d))) {
         size_t l = strlen(e->d_name), sl = strlen(suffix);
         n += l > sl && strcmp(e->d_name + l - sl, suffix) == 0;
     }
@@ -110,7 +110,7 @@ static void last_segment(const char *dir, char *out, size_t len)
     DIR *d = opendir(dir);
     struct dirent *e;
     char best[256] = "";
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         if (strstr(e->d_name, ".seg") && strcmp(e->d_name, best) > 0) {
             snprintf(best, sizeof best, "%s", e->d_name);
         }

@@ -548,7 +548,7 @@ static void remove_leftovers(void)
         return;
     }
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         if (strncmp(e->d_name, NS_PREFIX, strlen(NS_PREFIX)) != 0) {
             continue;
         }
@@ -631,7 +631,7 @@ static void assert_threads_home(void)
     assert_non_null(d);
     struct dirent *e;
     int threads = 0;
-    while ((e = readdir(d)) != NULL) {
+    while ((e = readdir(d))) {
         if (e->d_name[0] == '.') {
             continue;
         }

@@ -261,7 +261,7 @@ int main(int argc, char **argv)
         struct vigil_event_view v;
         if (vigil_json_parse(line, (size_t)len, &zone, &o, err, sizeof err) != 0) {
             why = err;
-        } else if ((why = build(&p, &o, &topic)) == NULL &&
+        } else if (!(why = build(&p, &o, &topic)) &&
                    vigil_event_decode(&v, topic, strlen(topic), p.sb.data, p.sb.size, SIZE_MAX,
                                       &check_zone, &why) != 0) {
             /* The bus would drop it: say so here, with the line number. */

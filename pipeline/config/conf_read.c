@@ -26,7 +26,7 @@
 
 const struct vigil_conf *vigil_conf_get(const struct vigil_conf *map, const char *key)
 {
-    if (map == NULL || key == NULL || map->kind != VIGIL_CONF_MAP)
+    if (!map || !key || map->kind != VIGIL_CONF_MAP)
         return NULL;
     for (size_t i = 0; i < map->n; i++) {
         if (strcmp(map->keys[i], key) == 0)
@@ -37,7 +37,7 @@ const struct vigil_conf *vigil_conf_get(const struct vigil_conf *map, const char
 
 int vigil_conf_string(const struct vigil_conf *n, const char **out)
 {
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR)
         return VIGIL_ETYPE;
@@ -92,7 +92,7 @@ static int parse_int(const char *s, int64_t *out)
 
 int vigil_conf_int(const struct vigil_conf *n, int64_t *out)
 {
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
         return VIGIL_ETYPE;
@@ -101,7 +101,7 @@ int vigil_conf_int(const struct vigil_conf *n, int64_t *out)
 
 int vigil_conf_double(const struct vigil_conf *n, double *out)
 {
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
         return VIGIL_ETYPE;
@@ -122,7 +122,7 @@ int vigil_conf_bool(const struct vigil_conf *n, bool *out)
     static const char *const yes[] = {"true", "yes", "on"};
     static const char *const no[] = {"false", "no", "off"};
 
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
         return VIGIL_ETYPE;
@@ -217,10 +217,10 @@ int vigil_parse_duration(const char *s, uint64_t *out_ns)
     double frac;
     bool has_frac;
 
-    if (s == NULL)
+    if (!s)
         return VIGIL_ENOTFOUND;
     const char *p = parse_decimal(s, &whole, &frac, &has_frac);
-    if (p == NULL)
+    if (!p)
         return VIGIL_ETYPE;
     p = skip_blanks(p);
     if (*p == '\0')
@@ -252,10 +252,10 @@ int vigil_parse_size(const char *s, uint64_t *out_bytes)
     double frac;
     bool has_frac;
 
-    if (s == NULL)
+    if (!s)
         return VIGIL_ENOTFOUND;
     const char *p = parse_decimal(s, &whole, &frac, &has_frac);
-    if (p == NULL)
+    if (!p)
         return VIGIL_ETYPE;
     p = skip_blanks(p);
     /* Half a byte is a mistake, not something to round. */
@@ -268,7 +268,7 @@ int vigil_parse_size(const char *s, uint64_t *out_bytes)
  * the unit (or the parse) already says what it is. */
 int vigil_conf_duration(const struct vigil_conf *n, uint64_t *out_ns)
 {
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR)
         return VIGIL_ETYPE;
@@ -277,7 +277,7 @@ int vigil_conf_duration(const struct vigil_conf *n, uint64_t *out_ns)
 
 int vigil_conf_size(const struct vigil_conf *n, uint64_t *out_bytes)
 {
-    if (n == NULL)
+    if (!n)
         return VIGIL_ENOTFOUND;
     if (n->kind != VIGIL_CONF_SCALAR)
         return VIGIL_ETYPE;
@@ -286,22 +286,22 @@ int vigil_conf_size(const struct vigil_conf *n, uint64_t *out_bytes)
 
 size_t vigil_conf_len(const struct vigil_conf *n)
 {
-    if (n == NULL)
+    if (!n)
         return 0;
     return n->kind == VIGIL_CONF_SCALAR ? 1 : n->n;
 }
 
 const struct vigil_conf *vigil_conf_at(const struct vigil_conf *n, size_t i, const char **key_out)
 {
-    if (key_out != NULL)
+    if (key_out)
         *key_out = NULL;
-    if (n == NULL)
+    if (!n)
         return NULL;
     if (n->kind == VIGIL_CONF_SCALAR)
         return i == 0 ? n : NULL; /* a scalar is a list of one */
     if (i >= n->n)
         return NULL;
-    if (key_out != NULL && n->kind == VIGIL_CONF_MAP)
+    if (key_out && n->kind == VIGIL_CONF_MAP)
         *key_out = n->keys[i];
     return n->items[i];
 }
@@ -386,7 +386,7 @@ static void place(struct vigil_conf *n, const char *file, int line, int col)
     n->col = col;
     for (size_t i = 0; i < n->n; i++) {
         place(n->items[i], file, line, col);
-        if (n->key_lines != NULL && n->key_cols != NULL) {
+        if (n->key_lines && n->key_cols) {
             n->key_lines[i] = line;
             n->key_cols[i] = col;
         }
@@ -401,7 +401,7 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
     struct vigil_conf *v = vigil__conf_parse_doc(text, strlen(text), "default", NULL, true);
     char buf[64];
 
-    if (v == NULL) {
+    if (!v) {
         vigil_diag_at(d, map, "%s has a bad default for '%s': '%s' is not valid YAML",
                       what, opt->key, text);
         return 1;
@@ -410,7 +410,7 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
     place(v, map->file, map->line, map->col);
     free(tmp);
     char *key = strdup(opt->key);
-    if (key == NULL || vigil__conf_reserve(map, map->n + 1) != 0) {
+    if (!key || vigil__conf_reserve(map, map->n + 1) != 0) {
         free(key);
         vigil__conf_node_free(v);
         vigil_diag_at(d, map, "out of memory");
@@ -432,7 +432,7 @@ static char *valid_keys(const struct vigil_option *opts)
     for (const struct vigil_option *o = opts; o && o->key; o++)
         len += strlen(o->key) + 2;
     char *s = malloc(len > 5 ? len : 5);
-    if (s == NULL)
+    if (!s)
         return NULL;
     s[0] = '\0';
     for (const struct vigil_option *o = opts; o && o->key; o++) {
@@ -451,9 +451,9 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
     int errors = 0;
     char buf[64];
 
-    if (what == NULL)
+    if (!what)
         what = "?";
-    if (map == NULL)
+    if (!map)
         return 0;
     if (map->kind != VIGIL_CONF_MAP) {
         vigil_diag_at(d, map, "%s takes a map of keys, not %s", what,
@@ -463,9 +463,9 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
     size_t given = map->n; /* defaults appended below need no check */
     for (size_t i = 0; i < given; i++) {
         const struct vigil_option *opt = opts;
-        while (opt != NULL && opt->key != NULL && strcmp(opt->key, map->keys[i]) != 0)
+        while (opt && opt->key && strcmp(opt->key, map->keys[i]) != 0)
             opt++;
-        if (opt == NULL || opt->key == NULL) {
+        if (!opt || !opt->key) {
             char *keys = valid_keys(opts);
             vigil__diag_key(d, map, i, "unknown key '%s' for %s (valid keys: %s)", map->keys[i],
                      what, keys ? keys : "?");
@@ -481,7 +481,7 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
         }
     }
     for (const struct vigil_option *opt = opts; opt && opt->key; opt++) {
-        if (opt->default_value != NULL && vigil_conf_get(map, opt->key) == NULL)
+        if (opt->default_value && !vigil_conf_get(map, opt->key))
             errors += add_default(map, opt, what, d);
     }
     return errors;

@@ -40,7 +40,7 @@ void vigil_diag_init(struct vigil_diag *d)
 
 void vigil_diag_fini(struct vigil_diag *d)
 {
-    if (d == NULL)
+    if (!d)
         return;
     for (size_t i = 0; i < d->n; i++)
         free(d->msgs[i]);
@@ -60,12 +60,12 @@ static int format_prefix(char *buf, size_t cap, const char *file, int line, int 
 void vigil_diag_vadd(struct vigil_diag *d, const char *file, int line, int col, const char *fmt,
                      va_list ap)
 {
-    if (d == NULL)
+    if (!d)
         return;
     d->count++;
     if (d->n >= DIAG_MAX)
         return;
-    if (file == NULL)
+    if (!file)
         file = "<config>";
 
     va_list ap2;
@@ -77,7 +77,7 @@ void vigil_diag_vadd(struct vigil_diag *d, const char *file, int line, int col, 
         return;
     size_t len = (size_t)plen + (size_t)mlen;
     char *s = malloc(len + 1);
-    if (s == NULL)
+    if (!s)
         return; /* the message is lost but still counted */
     format_prefix(s, (size_t)plen + 1, file, line, col);
     vsnprintf(s + plen, (size_t)mlen + 1, fmt, ap);
@@ -87,7 +87,7 @@ void vigil_diag_vadd(struct vigil_diag *d, const char *file, int line, int col, 
         if (cap > DIAG_MAX)
             cap = DIAG_MAX;
         char **msgs = realloc(d->msgs, cap * sizeof *msgs);
-        if (msgs == NULL) {
+        if (!msgs) {
             free(s);
             return;
         }
@@ -109,7 +109,7 @@ void vigil_diag_at(struct vigil_diag *d, const struct vigil_conf *n, const char 
 {
     va_list ap;
     va_start(ap, fmt);
-    if (n != NULL)
+    if (n)
         vigil_diag_vadd(d, n->file, n->line, n->col, fmt, ap);
     else
         vigil_diag_vadd(d, NULL, 0, 0, fmt, ap);
@@ -121,7 +121,7 @@ void vigil__diag_key(struct vigil_diag *d, const struct vigil_conf *map, size_t 
 {
     va_list ap;
     va_start(ap, fmt);
-    if (map->key_lines != NULL && map->key_cols != NULL)
+    if (map->key_lines && map->key_cols)
         vigil_diag_vadd(d, map->file, map->key_lines[i], map->key_cols[i], fmt, ap);
     else
         vigil_diag_vadd(d, map->items[i]->file, map->items[i]->line, map->items[i]->col, fmt, ap);
@@ -141,7 +141,7 @@ void vigil_diag_print(const struct vigil_diag *d, FILE *out)
 struct vigil_conf *vigil__conf_node_new(enum vigil_conf_kind kind, const char *file, int line, int col)
 {
     struct vigil_conf *n = calloc(1, sizeof *n);
-    if (n == NULL)
+    if (!n)
         return NULL;
     n->kind = kind;
     n->file = file;
@@ -153,11 +153,11 @@ struct vigil_conf *vigil__conf_node_new(enum vigil_conf_kind kind, const char *f
 /* Frees a subtree but not the file name, which belongs to the document. */
 void vigil__conf_node_free(struct vigil_conf *n)
 {
-    if (n == NULL)
+    if (!n)
         return;
     for (size_t i = 0; i < n->n; i++) {
         vigil__conf_node_free(n->items[i]);
-        if (n->keys != NULL)
+        if (n->keys)
             free(n->keys[i]);
     }
     free(n->items);
@@ -170,7 +170,7 @@ void vigil__conf_node_free(struct vigil_conf *n)
 
 void vigil_conf_free(struct vigil_conf *root)
 {
-    if (root == NULL)
+    if (!root)
         return;
     char *file = (char *)root->file;
     vigil__conf_node_free(root);
@@ -184,23 +184,23 @@ int vigil__conf_reserve(struct vigil_conf *m, size_t cap)
     if (cap > SIZE_MAX / sizeof(void *))
         return -ENOMEM;
     struct vigil_conf **items = realloc(m->items, cap * sizeof *items);
-    if (items == NULL)
+    if (!items)
         return -ENOMEM;
     m->items = items;
     if (m->kind != VIGIL_CONF_MAP)
         return 0;
     char **keys = realloc(m->keys, cap * sizeof *keys);
-    if (keys == NULL)
+    if (!keys)
         return -ENOMEM;
     m->keys = keys;
-    if (m->key_lines == NULL && m->n > 0)
+    if (!m->key_lines && m->n > 0)
         return 0;
     int *lines = realloc(m->key_lines, cap * sizeof *lines);
-    if (lines == NULL)
+    if (!lines)
         return -ENOMEM;
     m->key_lines = lines;
     int *cols = realloc(m->key_cols, cap * sizeof *cols);
-    if (cols == NULL)
+    if (!cols)
         return -ENOMEM;
     m->key_cols = cols;
     return 0;
@@ -213,7 +213,7 @@ void vigil__conf_put(struct vigil_conf *m, char *key, int line, int col, struct 
     m->items[m->n] = v;
     if (m->kind == VIGIL_CONF_MAP) {
         m->keys[m->n] = key;
-        if (m->key_lines != NULL && m->key_cols != NULL) {
+        if (m->key_lines && m->key_cols) {
             m->key_lines[m->n] = line;
             m->key_cols[m->n] = col;
         }
@@ -244,7 +244,7 @@ size_t *vigil__first_occurrences(char *const *strs, size_t n)
         return NULL;
     struct indexed *v = malloc((n ? n : 1) * sizeof *v);
     size_t *first = malloc((n ? n : 1) * sizeof *first);
-    if (v == NULL || first == NULL) {
+    if (!v || !first) {
         free(v);
         free(first);
         return NULL;
@@ -337,7 +337,7 @@ static void report_yaml_error(struct builder *b)
     }
     line = clamp_int(p->problem_mark.line + 1);
     col = clamp_int(p->problem_mark.column + 1);
-    if (p->context != NULL)
+    if (p->context)
         fatal(b, line, col, "%s (%s at line %d)", p->problem ? p->problem : "invalid YAML",
               p->context, clamp_int(p->context_mark.line + 1));
     else
@@ -354,12 +354,12 @@ static bool next_event(struct builder *b, yaml_event_t *ev)
 
 static void trash(struct builder *b, struct vigil_conf *n)
 {
-    if (n == NULL)
+    if (!n)
         return;
     if (b->ntrash == b->captrash) {
         size_t cap = b->captrash ? b->captrash * 2 : 8;
         struct vigil_conf **t = realloc(b->trash, cap * sizeof *t);
-        if (t == NULL) {
+        if (!t) {
             /* Fatal, so no alias will be expanded again: freeing now is
              * safe. */
             vigil__conf_node_free(n);
@@ -377,13 +377,13 @@ static int add_anchor(struct builder *b, const yaml_char_t *name, const struct v
     if (b->nanchors == b->capanchors) {
         size_t cap = b->capanchors ? b->capanchors * 2 : 8;
         struct anchor *a = realloc(b->anchors, cap * sizeof *a);
-        if (a == NULL)
+        if (!a)
             goto oom;
         b->anchors = a;
         b->capanchors = cap;
     }
     char *copy = strdup((const char *)name);
-    if (copy == NULL)
+    if (!copy)
         goto oom;
     b->anchors[b->nanchors++] = (struct anchor){copy, n};
     return 0;
@@ -397,13 +397,13 @@ oom:
  * already checked tree) it fails only when out of memory. */
 static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *src, int depth)
 {
-    if (b != NULL) {
+    if (b) {
         if (depth > MAX_DEPTH) {
             fatal(b, b->alias_line, b->alias_col, "nested deeper than %d levels", MAX_DEPTH);
             return NULL;
         }
         size_t bytes = src->value ? strlen(src->value) : 0;
-        for (size_t i = 0; src->keys != NULL && i < src->n; i++)
+        for (size_t i = 0; src->keys && i < src->n; i++)
             bytes += strlen(src->keys[i]);
         b->alias_nodes++;
         b->alias_bytes += bytes;
@@ -414,15 +414,15 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
     }
 
     struct vigil_conf *n = vigil__conf_node_new(src->kind, src->file, src->line, src->col);
-    if (n == NULL)
+    if (!n)
         goto oom;
     n->quoted = src->quoted;
-    if (src->value != NULL && (n->value = strdup(src->value)) == NULL)
+    if (src->value && !(n->value = strdup(src->value)))
         goto oom;
     if (src->n > 0) {
         if (vigil__conf_reserve(n, src->n) != 0)
             goto oom;
-        if (src->key_lines == NULL || src->key_cols == NULL) {
+        if (!src->key_lines || !src->key_cols) {
             /* Keep the copy's key positions as unknown as the source's. */
             free(n->key_lines);
             free(n->key_cols);
@@ -431,10 +431,10 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
     }
     for (size_t i = 0; i < src->n; i++) {
         char *key = NULL;
-        if (n->kind == VIGIL_CONF_MAP && (key = strdup(src->keys[i])) == NULL)
+        if (n->kind == VIGIL_CONF_MAP && !(key = strdup(src->keys[i])))
             goto oom;
         struct vigil_conf *item = conf_copy(b, src->items[i], depth + 1);
-        if (item == NULL) {
+        if (!item) {
             free(key);
             goto fail;
         }
@@ -443,7 +443,7 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
     }
     return n;
 oom:
-    if (b != NULL)
+    if (b)
         out_of_memory(b);
 fail:
     vigil__conf_node_free(n);
@@ -456,21 +456,21 @@ static struct vigil_conf *build_scalar(struct builder *b, yaml_event_t *ev, int 
 {
     struct vigil_conf *n = vigil__conf_node_new(VIGIL_CONF_SCALAR, b->file, line, col);
     size_t len = ev->data.scalar.length;
-    if (n == NULL || (n->value = malloc(len + 1)) == NULL) {
+    if (!n || !(n->value = malloc(len + 1))) {
         vigil__conf_node_free(n);
         out_of_memory(b);
         return NULL;
     }
     memcpy(n->value, ev->data.scalar.value, len);
     n->value[len] = '\0';
-    if (memchr(n->value, '\0', len) != NULL)
+    if (memchr(n->value, '\0', len))
         vigil_diag_add(b->d, b->file, line, col,
                        "text with a NUL character (\\0) is not supported");
     /* Quoted and block scalars, and plain ones tagged as strings ("!!str 5",
      * "! 5"), are strings whatever they look like. */
     const char *tag = (const char *)ev->data.scalar.tag;
     n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
-                (tag != NULL && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0));
+                (tag && (strcmp(tag, YAML_STR_TAG) == 0 || strcmp(tag, "!") == 0));
     return n;
 }
 
@@ -480,7 +480,7 @@ static struct vigil_conf *build_list(struct builder *b, int line, int col, int d
     size_t cap = 0;
     yaml_event_t ev;
 
-    if (n == NULL) {
+    if (!n) {
         out_of_memory(b);
         return NULL;
     }
@@ -493,7 +493,7 @@ static struct vigil_conf *build_list(struct builder *b, int line, int col, int d
         }
         struct vigil_conf *item = build_node(b, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (item == NULL)
+        if (!item)
             goto fail;
         if (n->n == cap) {
             cap = cap ? cap * 2 : 4;
@@ -516,7 +516,7 @@ static void map_dedup(struct builder *b, struct vigil_conf *m)
     if (m->n < 2)
         return;
     size_t *first = vigil__first_occurrences(m->keys, m->n);
-    if (first == NULL) {
+    if (!first) {
         out_of_memory(b);
         return;
     }
@@ -561,7 +561,7 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
     size_t cap = 0;
     yaml_event_t ev;
 
-    if (n == NULL) {
+    if (!n) {
         out_of_memory(b);
         return NULL;
     }
@@ -572,10 +572,10 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
             yaml_event_delete(&ev);
             break;
         }
-        bool key_anchored = ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor != NULL;
+        bool key_anchored = ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor;
         struct vigil_conf *key = build_node(b, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (key == NULL)
+        if (!key)
             goto fail;
         if (!next_event(b, &ev)) {
             vigil__conf_node_free(key);
@@ -583,7 +583,7 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
         }
         struct vigil_conf *value = build_node(b, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (value == NULL) {
+        if (!value) {
             vigil__conf_node_free(key);
             goto fail;
         }
@@ -608,7 +608,7 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
             key->value = NULL;
             vigil__conf_node_free(key);
         }
-        if (text == NULL || b->failed) {
+        if (!text || b->failed) {
             free(text);
             vigil__conf_node_free(value);
             out_of_memory(b);
@@ -658,14 +658,14 @@ static struct vigil_conf *build_node(struct builder *b, yaml_event_t *ev, int de
                 break;
             }
         }
-        if (a == NULL) {
+        if (!a) {
             fatal(b, line, col, "unknown alias '*%s': no '&%s' before it", name, name);
             return NULL;
         }
         b->alias_line = line;
         b->alias_col = col;
         n = conf_copy(b, a->node, depth);
-        if (n != NULL) {
+        if (n) {
             /* Errors about the value point where it is used. */
             n->line = line;
             n->col = col;
@@ -690,7 +690,7 @@ static struct vigil_conf *build_node(struct builder *b, yaml_event_t *ev, int de
     }
     /* Registered only once complete, so "&a [*a]" is an unknown alias
      * rather than an endless copy. */
-    if (n != NULL && anchor != NULL && add_anchor(b, anchor, n) != 0) {
+    if (n && anchor && add_anchor(b, anchor, n) != 0) {
         vigil__conf_node_free(n);
         return NULL;
     }
@@ -699,7 +699,7 @@ static struct vigil_conf *build_node(struct builder *b, yaml_event_t *ev, int de
 
 bool vigil__conf_is_null(const struct vigil_conf *n)
 {
-    return n != NULL && n->kind == VIGIL_CONF_SCALAR && !n->quoted &&
+    return n && n->kind == VIGIL_CONF_SCALAR && !n->quoted &&
            (n->value[0] == '\0' || strcmp(n->value, "~") == 0 || strcmp(n->value, "null") == 0);
 }
 
@@ -711,14 +711,14 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
     struct builder b = {.text = text, .len = len, .d = d};
     struct vigil_conf *root = NULL;
     yaml_event_t ev;
-    char *file = strdup(name != NULL ? name : "<config>");
+    char *file = strdup(name ? name : "<config>");
 
-    if (file == NULL) {
+    if (!file) {
         vigil_diag_add(d, name, 0, 0, "out of memory");
         return NULL;
     }
     b.file = file;
-    if (text == NULL)
+    if (!text)
         b.text = text = "";
     if (!yaml_parser_initialize(&b.parser)) {
         out_of_memory(&b);
@@ -735,11 +735,11 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
     if (ev.type == YAML_STREAM_END_EVENT) {
         yaml_event_delete(&ev);
         root = vigil__conf_node_new(any_root ? VIGIL_CONF_SCALAR : VIGIL_CONF_MAP, file, 1, 1);
-        if (root != NULL && any_root && (root->value = strdup("")) == NULL) {
+        if (root && any_root && !(root->value = strdup(""))) {
             vigil__conf_node_free(root);
             root = NULL;
         }
-        if (root == NULL) {
+        if (!root) {
             out_of_memory(&b);
             goto fail;
         }
@@ -750,7 +750,7 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
         goto fail;
     root = build_node(&b, &ev, 1);
     yaml_event_delete(&ev);
-    if (root == NULL)
+    if (!root)
         goto fail;
     if (!next_event(&b, &ev)) /* document end */
         goto fail;
@@ -767,7 +767,7 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
 
     if (!any_root && vigil__conf_is_null(root)) {
         struct vigil_conf *map = vigil__conf_node_new(VIGIL_CONF_MAP, file, root->line, root->col);
-        if (map == NULL) {
+        if (!map) {
             out_of_memory(&b);
             goto fail;
         }
@@ -809,7 +809,7 @@ char *vigil__conf_read_file(const char *path, size_t *len_out, struct vigil_diag
     char *buf = NULL;
     size_t len = 0, cap = 0;
 
-    if (f == NULL) {
+    if (!f) {
         vigil_diag_add(d, path, 0, 0, "cannot open: %s", strerror(errno));
         return NULL;
     }
@@ -822,7 +822,7 @@ char *vigil__conf_read_file(const char *path, size_t *len_out, struct vigil_diag
             }
             cap = cap ? cap * 2 : 8192;
             char *nb = realloc(buf, cap);
-            if (nb == NULL) {
+            if (!nb) {
                 vigil_diag_add(d, path, 0, 0, "out of memory");
                 goto fail;
             }
@@ -851,7 +851,7 @@ struct vigil_conf *vigil_conf_load(const char *path, struct vigil_diag *d)
 {
     size_t len;
     char *text = vigil__conf_read_file(path, &len, d);
-    if (text == NULL)
+    if (!text)
         return NULL;
     struct vigil_conf *root = vigil_conf_parse(text, len, path, d);
     free(text);

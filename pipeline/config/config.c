@@ -27,7 +27,7 @@
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
 #define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
-#define DEFAULT_COALESCE_NS 0u          /* bus.coalesce: off (README: the trade-off) */
+#define DEFAULT_COALESCE_NS 0u          /* bus.coalesce: off (trade-off: docs/configuration.md) */
 #define MAX_COALESCE_NS 10000000u       /* the bus thread sleeps this long at most */
 #define MAX_HWM 10000000
 #define DEFAULT_MAX_EVENT_BYTES (64u << 10)
@@ -45,7 +45,7 @@ struct checker {
 static void set_string(struct checker *ch, char **field, const char *value)
 {
     char *s = strdup(value);
-    if (s == NULL) {
+    if (!s) {
         ch->oom = true;
         return;
     }
@@ -67,7 +67,7 @@ static char *path_join(const char *dir, const char *rel)
     bool slash = dl > 0 && dir[dl - 1] == '/';
     size_t len = dl + !slash + strlen(rel) + 1;
     char *s = malloc(len);
-    if (s != NULL)
+    if (s)
         snprintf(s, len, "%s%s%s", dir, slash ? "" : "/", rel);
     return s;
 }
@@ -77,20 +77,20 @@ static char *path_join(const char *dir, const char *rel)
 static char *dir_of(const char *name)
 {
     const char *slash = strrchr(name, '/');
-    char *dir = slash == NULL   ? strdup(".")
+    char *dir = !slash          ? strdup(".")
                 : slash == name ? strdup("/")
                                 : strndup(name, (size_t)(slash - name));
-    if (dir == NULL)
+    if (!dir)
         return NULL;
     char *real = realpath(dir, NULL);
-    if (real != NULL) {
+    if (real) {
         free(dir);
         return real;
     }
     if (dir[0] == '/')
         return dir;
     char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof cwd) == NULL)
+    if (!getcwd(cwd, sizeof cwd))
         return dir; /* the best there is */
     char *abs = path_join(cwd, dir);
     free(dir);
@@ -103,7 +103,7 @@ static bool name_chars_ok(const char *s, const char *extra)
         return false;
     for (; *s; s++) {
         bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-                  (*s >= '0' && *s <= '9') || strchr(extra, *s) != NULL;
+                  (*s >= '0' && *s <= '9') || strchr(extra, *s);
         if (!ok)
             return false;
     }
@@ -138,7 +138,7 @@ static void check_folder(struct checker *ch, const struct vigil_conf *v, const c
         return;
     }
     char *p = path_join(ch->c->dir, v->value);
-    if (p == NULL) {
+    if (!p) {
         ch->oom = true;
         return;
     }
@@ -295,12 +295,12 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
         return;
     }
     char **m = calloc(n, sizeof *m);
-    if (m == NULL) {
+    if (!m) {
         ch->oom = true;
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        if ((m[i] = strdup(vigil_conf_at(v, i, NULL)->value)) == NULL) {
+        if (!(m[i] = strdup(vigil_conf_at(v, i, NULL)->value))) {
             for (size_t j = 0; j < i; j++)
                 free(m[j]);
             free(m);
@@ -440,14 +440,14 @@ static void delivery_defaults(struct vigil_delivery_conf *dc)
 static struct vigil_conf *own_keys(struct vigil_conf *e, bool sink)
 {
     struct vigil_conf *own = vigil__conf_node_new(VIGIL_CONF_MAP, e->file, e->line, e->col);
-    if (own == NULL || vigil__conf_reserve(own, e->n ? e->n : 1) != 0)
+    if (!own || vigil__conf_reserve(own, e->n ? e->n : 1) != 0)
         goto oom;
     for (size_t i = 0; i < e->n; i++) {
         if (common_key(e->keys[i], sink))
             continue;
         char *key = strdup(e->keys[i]);
         struct vigil_conf *v = key ? vigil__conf_copy(e->items[i]) : NULL;
-        if (v == NULL) {
+        if (!v) {
             free(key);
             goto oom;
         }
@@ -516,23 +516,23 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
             check_delivery_map(ch, v, "batch", batch_keys, &inst->delivery);
         }
     }
-    if (plugin == NULL) {
+    if (!plugin) {
         vigil_diag_at(ch->d, e, "%s entry needs 'plugin' (which plugin to load from plugin_dir)",
                       kind);
         ok = false;
     }
     if (!ok)
         goto fail;
-    if (sink && inst->match == NULL) {
+    if (sink && !inst->match) {
         inst->match = calloc(1, sizeof *inst->match);
-        if (inst->match == NULL || (inst->match[0] = strdup("")) == NULL)
+        if (!inst->match || !(inst->match[0] = strdup("")))
             goto oom;
         inst->nmatch = 1;
     }
     inst->plugin = strdup(plugin->value);
     inst->name = strdup(name ? name->value : plugin->value);
     inst->own = own_keys(e, sink);
-    if (inst->plugin == NULL || inst->name == NULL || inst->own == NULL)
+    if (!inst->plugin || !inst->name || !inst->own)
         goto oom;
     inst->node = e;
     return true;
@@ -561,7 +561,7 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
         return;
     struct vigil_instance_conf *insts = calloc(list->n, sizeof *insts);
     char **names = calloc(list->n, sizeof *names);
-    if (insts == NULL || names == NULL) {
+    if (!insts || !names) {
         free(insts);
         free(names);
         ch->oom = true;
@@ -581,7 +581,7 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
         }
     }
     size_t *first = vigil__first_occurrences(names, n);
-    if (first == NULL) {
+    if (!first) {
         ch->oom = true;
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -589,9 +589,9 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
                 continue;
             const struct vigil_conf *at = vigil_conf_get(insts[i].node, "name");
             const struct vigil_conf *was = vigil_conf_get(insts[first[i]].node, "name");
-            if (at == NULL)
+            if (!at)
                 at = vigil_conf_get(insts[i].node, "plugin");
-            if (was == NULL)
+            if (!was)
                 was = vigil_conf_get(insts[first[i]].node, "plugin");
             vigil_diag_at(ch->d, at,
                           "duplicate %s name '%s' (first at line %d): give each %s its own 'name'",
@@ -640,13 +640,13 @@ static int set_defaults(struct vigil_config *c)
 struct vigil_config *vigil_config_parse(const char *text, size_t len, const char *name,
                                         struct vigil_diag *d)
 {
-    if (name == NULL)
+    if (!name)
         name = "<config>";
     struct vigil_conf *root = vigil_conf_parse(text, len, name, d);
-    if (root == NULL)
+    if (!root)
         return NULL;
     struct vigil_config *c = calloc(1, sizeof *c);
-    if (c == NULL) {
+    if (!c) {
         vigil_conf_free(root);
         vigil_diag_add(d, name, 0, 0, "out of memory");
         return NULL;
@@ -654,7 +654,7 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
     c->root = root;
     c->path = strdup(name);
     c->dir = dir_of(name);
-    if (c->path == NULL || c->dir == NULL || set_defaults(c) != 0)
+    if (!c->path || !c->dir || set_defaults(c) != 0)
         goto oom;
 
     struct checker ch = {.c = c, .d = d};
@@ -686,10 +686,10 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
     /* Spools default under state_dir, known only once the whole file is read. */
     for (size_t i = 0; i < c->nsinks && !ch.oom; i++) {
         struct vigil_instance_conf *inst = &c->sinks[i];
-        if (inst->delivery.spool_path == NULL) {
+        if (!inst->delivery.spool_path) {
             char rel[300];
             snprintf(rel, sizeof rel, "spool/%s", inst->name);
-            if ((inst->delivery.spool_path = path_join(c->state_dir, rel)) == NULL)
+            if (!(inst->delivery.spool_path = path_join(c->state_dir, rel)))
                 ch.oom = true;
         }
     }
@@ -706,7 +706,7 @@ struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
 {
     size_t len;
     char *text = vigil__conf_read_file(path, &len, d);
-    if (text == NULL)
+    if (!text)
         return NULL;
     struct vigil_config *c = vigil_config_parse(text, len, path, d);
     free(text);
@@ -715,7 +715,7 @@ struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
 
 void vigil_config_free(struct vigil_config *c)
 {
-    if (c == NULL)
+    if (!c)
         return;
     for (size_t i = 0; i < c->nsources; i++)
         instance_fini(&c->sources[i]);

@@ -22,7 +22,7 @@ static struct vigil_expr *pack(struct vx_cc *c)
     size_t o_paths = o_strs + c->nstrs * sizeof(struct vx_str);
     size_t o_pool = o_paths + c->npaths * sizeof(char *);
     char *blk = malloc(o_pool + c->npool);
-    if (blk == NULL) {
+    if (!blk) {
         vigil__expr_fail(c, 0, "out of memory compiling the expression");
         return NULL;
     }
@@ -89,7 +89,7 @@ static void report(const struct vx_cc *c, const char *file, int line, int col, b
             rcol++;
         }
     }
-    bool multiline = c->text != NULL && memchr(c->text, '\n', c->len) != NULL;
+    bool multiline = c->text && memchr(c->text, '\n', c->len);
     if (multiline || line <= 0 || col <= 0) {
         if (multiline) {
             char b[64];
@@ -113,7 +113,7 @@ struct vigil_expr *vigil_expr_compile(const char *text, enum vigil_expr_want wan
     struct vigil_expr *e = NULL;
 
     memset(&c, 0, sizeof c);
-    c.text = text != NULL ? text : "";
+    c.text = text ? text : "";
     c.len = strlen(c.text);
     if (c.len > VX_TEXT_MAX) {
         vigil__expr_fail(&c, 0, "the expression is longer than %d bytes", VX_TEXT_MAX);
@@ -134,7 +134,7 @@ struct vigil_expr *vigil_expr_compile(const char *text, enum vigil_expr_want wan
 struct vigil_expr *vigil_expr_compile_node(const struct vigil_conf *n, enum vigil_expr_want want,
                                            struct vigil_diag *d)
 {
-    if (n == NULL) {
+    if (!n) {
         vigil_diag_add(d, NULL, 0, 0, "an expression is missing");
         return NULL;
     }
@@ -143,7 +143,7 @@ struct vigil_expr *vigil_expr_compile_node(const struct vigil_conf *n, enum vigi
                       n->kind == VIGIL_CONF_MAP ? "map" : "list");
         return NULL;
     }
-    return vigil_expr_compile(n->value != NULL ? n->value : "", want, n->file, n->line, n->col,
+    return vigil_expr_compile(n->value ? n->value : "", want, n->file, n->line, n->col,
                               n->quoted, d);
 }
 
@@ -154,10 +154,10 @@ void vigil_expr_free(struct vigil_expr *e)
 
 size_t vigil_expr_npaths(const struct vigil_expr *e)
 {
-    return e != NULL ? e->npaths : 0;
+    return e ? e->npaths : 0;
 }
 
 const char *vigil_expr_path(const struct vigil_expr *e, size_t i)
 {
-    return e != NULL && i < e->npaths ? e->paths[i] : NULL;
+    return e && i < e->npaths ? e->paths[i] : NULL;
 }

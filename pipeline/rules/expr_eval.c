@@ -23,7 +23,7 @@ struct slot {
 
 static inline void set_obj(struct slot *s, const msgpack_object *o)
 {
-    if (o == NULL) {
+    if (!o) {
         s->t = T_MISSING;
         return;
     }
@@ -114,7 +114,7 @@ static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
     case GLOB_END:
         return len == n;
     case GLOB_STAR: /* the rest is "*": no '/' left */
-        return len == n || memchr(s + n, '/', len - n) == NULL;
+        return len == n || !memchr(s + n, '/', len - n);
     case GLOB_ANY: /* the rest is "**" */
         return true;
     default:
@@ -125,7 +125,7 @@ static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
 /* One linear scan of a map, comparing the length before the bytes. */
 static inline const msgpack_object *find(const msgpack_object *m, const char *key, uint32_t n)
 {
-    if (m == NULL || m->type != MSGPACK_OBJECT_MAP) {
+    if (!m || m->type != MSGPACK_OBJECT_MAP) {
         return NULL;
     }
     const msgpack_object_kv *kv = m->via.map.ptr, *end = kv + m->via.map.size;
@@ -325,7 +325,7 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             break;
         case OP_WALK: {
             const msgpack_object *o = base(v, op->sub);
-            for (uint32_t i = 0; o != NULL && i < op->n; i++) {
+            for (uint32_t i = 0; o && i < op->n; i++) {
                 o = find(o, op->u.strs[i].p, op->u.strs[i].len);
             }
             set_obj(top, o);
@@ -469,7 +469,7 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
 bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *v)
 {
     struct slot st[VX_STACK_MAX];
-    if (e == NULL || v == NULL) {
+    if (!e || !v) {
         return false;
     }
     return truthy(run(e, v, st));
@@ -478,7 +478,7 @@ bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *
 bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view *v, double *out)
 {
     struct slot st[VX_STACK_MAX];
-    if (e == NULL || v == NULL) {
+    if (!e || !v) {
         return false;
     }
     const struct slot *r = run(e, v, st);

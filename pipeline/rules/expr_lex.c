@@ -39,7 +39,7 @@ void *vigil__expr_grow(struct vx_cc *c, void *p, size_t *cap, size_t need, size_
         ncap *= 2;
     }
     void *q = realloc(p, ncap * size);
-    if (q == NULL) {
+    if (!q) {
         vigil__expr_fail(c, 0, "out of memory compiling the expression");
         return NULL;
     }
@@ -177,9 +177,9 @@ static bool lex_number(struct vx_cc *c, struct vx_tok *t)
     buf[n] = '\0';
     /* strtod reads the locale's decimal point; the language's is '.'. */
     const char *dp = localeconv()->decimal_point;
-    if (dp != NULL && dp[0] != '\0' && dp[0] != '.' && dp[1] == '\0') {
+    if (dp && dp[0] != '\0' && dp[0] != '.' && dp[1] == '\0') {
         char *dot = strchr(buf, '.');
-        if (dot != NULL) {
+        if (dot) {
             *dot = dp[0];
         }
     }
@@ -216,7 +216,7 @@ static bool lex_string(struct vx_cc *c, struct vx_tok *t)
     size_t start = c->pos, p = c->pos + 1;
     /* Decoding never lengthens the text: reserve the rest of it once. */
     char *pool = vigil__expr_grow(c, c->pool, &c->cappool, c->npool + (c->len - p) + 1, 1);
-    if (pool == NULL) {
+    if (!pool) {
         return false;
     }
     c->pool = pool;

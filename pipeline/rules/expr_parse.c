@@ -32,7 +32,7 @@ struct val {
 static struct vx_op *emit(struct vx_cc *c, enum vx_code code, int push, size_t at)
 {
     struct vx_op *ops = vigil__expr_grow(c, c->ops, &c->capops, c->nops + 1, sizeof *ops);
-    if (ops == NULL) {
+    if (!ops) {
         return NULL;
     }
     c->ops = ops;
@@ -137,7 +137,7 @@ static bool parse_unary(struct vx_cc *c, int depth, struct val *out)
         return false;
     }
     if (k == K_NOT) {
-        if (!need_cond(c, &o, "'!'") || emit(c, OP_NOT, 0, at) == NULL) {
+        if (!need_cond(c, &o, "'!'") || !emit(c, OP_NOT, 0, at)) {
             return false;
         }
         *out = (struct val){TY_BOOL, at, o.first, false};
@@ -147,12 +147,12 @@ static bool parse_unary(struct vx_cc *c, int depth, struct val *out)
         return false;
     }
     struct vx_op *op = only_op(c, &o, OP_NUM);
-    if (op != NULL) { /* fold: -5 is a literal */
+    if (op) { /* fold: -5 is a literal */
         op->u.num = -op->u.num;
         *out = (struct val){TY_NUM, at, o.first, o.lit};
         return true;
     }
-    if (emit(c, OP_NEG, 0, at) == NULL) {
+    if (!emit(c, OP_NEG, 0, at)) {
         return false;
     }
     *out = (struct val){TY_NUM, at, o.first, false};
@@ -186,7 +186,7 @@ static bool arith(struct vx_cc *c, struct val *l, const struct val *r, enum vx_t
         return false;
     }
     struct vx_op *b = only_op(c, r, OP_NUM);
-    if (b != NULL && l->first == r->first - 1 && l->first >= c->barrier &&
+    if (b && l->first == r->first - 1 && l->first >= c->barrier &&
         c->ops[l->first].code == OP_NUM) {
         if ((k == K_SLASH || k == K_PCT) && b->u.num == 0) {
             return vigil__expr_fail(c, at, "division by zero");
@@ -197,7 +197,7 @@ static bool arith(struct vx_cc *c, struct val *l, const struct val *r, enum vx_t
         *l = (struct val){TY_NUM, at, l->first, true};
         return true;
     }
-    if (emit(c, codes[i], -1, at) == NULL) {
+    if (!emit(c, codes[i], -1, at)) {
         return false;
     }
     *l = (struct val){TY_NUM, at, l->first, false};
@@ -264,13 +264,13 @@ static bool finish_cmp(struct vx_cc *c, int depth, const struct val *l, enum vx_
     }
     /* A constant on the right is folded into the comparison. */
     struct vx_op *op = only_op(c, &r, OP_NUM);
-    if (op == NULL) {
+    if (!op) {
         op = only_op(c, &r, OP_STR);
     }
-    if (op != NULL) {
+    if (op) {
         op->code = op->code == OP_NUM ? OP_CMPK_NUM : OP_CMPK_STR;
         c->sp--;
-    } else if ((op = emit(c, OP_CMP, -1, at)) == NULL) {
+    } else if (!(op = emit(c, OP_CMP, -1, at))) {
         return false;
     }
     op->sub = cmp;
@@ -290,7 +290,7 @@ static bool finish_glob(struct vx_cc *c, int depth, const struct val *l)
         return false;
     }
     struct vx_op *op = only_op(c, &r, OP_STR);
-    if (op == NULL) {
+    if (!op) {
         return vigil__expr_fail(
             c, r.at, "'~' needs a quoted glob pattern on its right, as in ~ \"web-*\", but %s",
             WHAT(c, &r, b));
@@ -363,7 +363,7 @@ static bool finish_in(struct vx_cc *c, const struct val *l, size_t at)
         }
         if (et == TY_NUM) {
             double *nums = vigil__expr_grow(c, c->nums, &c->capnums, c->nnums + 1, sizeof *nums);
-            if (nums == NULL) {
+            if (!nums) {
                 return false;
             }
             c->nums = nums;
@@ -371,7 +371,7 @@ static bool finish_in(struct vx_cc *c, const struct val *l, size_t at)
         } else {
             struct vx_sref *strs =
                 vigil__expr_grow(c, c->strs, &c->capstrs, c->nstrs + 1, sizeof *strs);
-            if (strs == NULL) {
+            if (!strs) {
                 return false;
             }
             c->strs = strs;
@@ -405,7 +405,7 @@ static bool finish_in(struct vx_cc *c, const struct val *l, size_t at)
                                 WHAT(c, l, b), lt == TY_NUM ? "numbers" : "strings");
     }
     struct vx_op *op = emit(c, lt == TY_NUM ? OP_IN_NUM : OP_IN_STR, 0, at);
-    if (op == NULL) {
+    if (!op) {
         return false;
     }
     op->n = n;
@@ -469,18 +469,18 @@ static bool parse_logic(struct vx_cc *c, int depth, struct val *out, enum vx_tok
         if (!need_cond(c, out, name)) {
             return false;
         }
-        if (out->ty == TY_ANY && emit(c, OP_TRUTHY, 0, out->at) == NULL) {
+        if (out->ty == TY_ANY && !emit(c, OP_TRUTHY, 0, out->at)) {
             return false;
         }
         size_t jump = c->nops;
-        if (emit(c, k == K_OR ? OP_OR : OP_AND, -1, at) == NULL || !vigil__expr_next(c)) {
+        if (!emit(c, k == K_OR ? OP_OR : OP_AND, -1, at) || !vigil__expr_next(c)) {
             return false;
         }
         ok = k == K_OR ? parse_logic(c, depth, &r, K_AND) : parse_cmp(c, depth, &r);
         if (!ok || !need_cond(c, &r, name)) {
             return false;
         }
-        if (r.ty == TY_ANY && emit(c, OP_TRUTHY, 0, r.at) == NULL) {
+        if (r.ty == TY_ANY && !emit(c, OP_TRUTHY, 0, r.at)) {
             return false;
         }
         c->ops[jump].n = (uint32_t)c->nops;
@@ -563,7 +563,7 @@ static bool parse_call(struct vx_cc *c, int depth, const struct vx_tok *name, st
         return true;
     }
     struct vx_op *op = emit(c, codes[f], 1 - (int)n, name->off);
-    if (op == NULL) {
+    if (!op) {
         return false;
     }
     op->n = n;
@@ -592,12 +592,12 @@ static bool parse_path(struct vx_cc *c, const struct vx_tok *t, struct val *out)
     if (i == c->npaths) {
         struct vx_sref *paths =
             vigil__expr_grow(c, c->paths, &c->cappaths, c->npaths + 1, sizeof *paths);
-        if (paths == NULL) {
+        if (!paths) {
             return false;
         }
         c->paths = paths;
         char *pool = vigil__expr_grow(c, c->pool, &c->cappool, c->npool + n + 1, 1);
-        if (pool == NULL) {
+        if (!pool) {
             return false;
         }
         c->pool = pool;
@@ -627,7 +627,7 @@ static bool parse_path(struct vx_cc *c, const struct vx_tok *t, struct val *out)
     }
     uint8_t base = BASE_ROOT;
     size_t from = 0; /* where the segments to walk start */
-    if (dot != NULL) {
+    if (dot) {
         if (word_is(s, head, "labels")) {
             base = BASE_LABELS;
         } else if (word_is(s, head, "values")) {
@@ -645,7 +645,7 @@ static bool parse_path(struct vx_cc *c, const struct vx_tok *t, struct val *out)
     }
     if (nseg == 1) {
         struct vx_op *op = emit(c, OP_KEY, 1, t->off);
-        if (op == NULL) {
+        if (!op) {
             return false;
         }
         op->sub = base;
@@ -654,7 +654,7 @@ static bool parse_path(struct vx_cc *c, const struct vx_tok *t, struct val *out)
         return true;
     }
     struct vx_sref *strs = vigil__expr_grow(c, c->strs, &c->capstrs, c->nstrs + nseg, sizeof *strs);
-    if (strs == NULL) {
+    if (!strs) {
         return false;
     }
     c->strs = strs;
@@ -666,7 +666,7 @@ static bool parse_path(struct vx_cc *c, const struct vx_tok *t, struct val *out)
         }
     }
     struct vx_op *op = emit(c, OP_WALK, 1, t->off);
-    if (op == NULL) {
+    if (!op) {
         return false;
     }
     op->sub = base;
@@ -686,7 +686,7 @@ static bool parse_primary(struct vx_cc *c, int depth, struct val *out)
     case K_TRUE:
     case K_FALSE:
         op = emit(c, t.kind == K_NUM ? OP_NUM : t.kind == K_STR ? OP_STR : OP_BOOL, 1, t.off);
-        if (op == NULL) {
+        if (!op) {
             return false;
         }
         if (t.kind == K_NUM) {

@@ -27,7 +27,8 @@ struct host_seq {
 
 /* Which rules a topic's events go to, remembered per topic: matching every
  * rule's prefixes against every event cost a memcmp per rule per event
- * (with 50 rules, more than evaluating the few that match). */
+ * (with many rules, more than evaluating the few that match: docs/rules.md,
+ * Cost). */
 #define TOPIC_CACHE 16 /* direct-mapped by the topic's hash */
 struct topic_rules {
     size_t len; /* 0: empty */

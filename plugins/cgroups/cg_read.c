@@ -1,8 +1,8 @@
 /* cgroups: reading one cgroup's files, v1 and v2, into a sample. Each file is
  * read with one pread(2) into a reused buffer; descriptors of the files read
  * at every collection stay open while the budget allows (a re-read
- * regenerates the contents), which costs a third of open/read/close. Every
- * cgroupfs read costs ~2 us of cache misses on a large host, so files whose
+ * regenerates the contents), which costs much less than open/read/close. Every
+ * cgroupfs read still costs cache misses on a large host, so files whose
  * values change only on a write we are told about (inotify) or on an event the
  * host counts (an OOM kill) are read only when they may have changed.
  */
@@ -482,7 +482,7 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     if (ha >= 0 && !acct_v2) {
         uint64_t u = 0, sy = 0;
         /* One file read instead of two, where it is short (a line per
-         * possible CPU): each read of a cgroup file costs ~2 us. And only
+         * possible CPU): each read of a cgroup file costs cache misses. And only
          * when the parent's usage moved (hier_fresh). */
         bool all = false;
         if (s->cpuacct_all) {

@@ -370,7 +370,7 @@ static int publish_node(struct cgs *s, struct cg_node *n, uint64_t real0, uint64
 /* Nodes read before their events are published. Publishing in bursts, held
  * by the host and sent back to back (batch_begin/batch_end), keeps the bus
  * thread busy instead of waking it for most events (an eventfd write and a
- * cross-CPU wake-up each, ~10% of a collection). Bounded so that events
+ * cross-CPU wake-up each, a sizeable share of a collection). Bounded so that events
  * leave soon after they were read. */
 #define BATCH 256
 

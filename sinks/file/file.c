@@ -647,7 +647,7 @@ static void check_writable(struct file_sink *s)
     int rc = access(p, W_OK) == 0 ? 0 : -errno;
     /* A missing file (or folder) is made later: ask its nearest ancestor. */
     char *slash;
-    while (rc == -ENOENT && (slash = strrchr(p, '/')) != NULL) {
+    while (rc == -ENOENT && (slash = strrchr(p, '/'))) {
         bool root = slash == p;
         slash[root] = '\0';
         rc = access(p, W_OK | X_OK) == 0 ? 0 : -errno;

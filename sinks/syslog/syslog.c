@@ -77,7 +77,7 @@ static int parse_options(struct syslog_sink *s, const struct vigil_conf *root)
         bad++;
     }
     const char *address = conf_str(h, api, root, "address", &bad);
-    if ((why = net_parse(&s->net, address, timeout_ns)) != NULL) {
+    if ((why = net_parse(&s->net, address, timeout_ns))) {
         api->conf_error(h, api->conf_get(root, "address"), "address '%s': %s", address, why);
         bad++;
     }
@@ -108,14 +108,14 @@ static int parse_options(struct syslog_sink *s, const struct vigil_conf *root)
         bad++;
     }
     const char *app = conf_str(h, api, root, "app_name", &bad);
-    if ((why = rfc5424_check_ascii(app, RFC5424_APP_NAME_MAX)) != NULL) {
+    if ((why = rfc5424_check_ascii(app, RFC5424_APP_NAME_MAX))) {
         api->conf_error(h, api->conf_get(root, "app_name"), "app_name '%s' %s (1 to 48)", app, why);
         bad++;
     } else {
         snprintf(s->fmt.app_name, sizeof s->fmt.app_name, "%s", app);
     }
     const char *sd_id = conf_str(h, api, root, "sd_id", &bad);
-    if ((why = rfc5424_check_sd_name(sd_id, 1)) != NULL) {
+    if ((why = rfc5424_check_sd_name(sd_id, 1))) {
         api->conf_error(h, api->conf_get(root, "sd_id"), "sd_id '%s' %s", sd_id, why);
         bad++;
     } else {

@@ -68,7 +68,7 @@ static void check_view(const struct vigil_event_view *v, const char *topic, size
             size_t sn;
             CHECK(vigil_msgpack_str(&v->labels->via.map.ptr[i].key, &k, &kn) == 0);
             CHECK(vigil_msgpack_str(&v->labels->via.map.ptr[i].val, &s, &sn) == 0);
-            CHECK(vigil_msgpack_map_get(v->labels, k, kn) != NULL);
+            CHECK(vigil_msgpack_map_get(v->labels, k, kn));
         }
     }
     if (v->values) {
@@ -177,11 +177,11 @@ static void decode_one(const char *topic, size_t topic_len, const char *body, si
         CHECK(vigil_event_decode_trusted(&t, topic, topic_len, body, body_len, zone(), &why) ==
               0);
         CHECK(same_tree(&t.root, &v.root));
-        CHECK(t.labels == NULL ? v.labels == NULL : same_tree(t.labels, v.labels));
+        CHECK(!t.labels ? !v.labels : same_tree(t.labels, v.labels));
         CHECK(t.ts == v.ts && t.seq == v.seq && t.host == v.host && t.source == v.source);
     } else {
         CHECK(rc == VIGIL_EMALFORMED || rc == VIGIL_ETOOBIG);
-        CHECK(reason != NULL && reason[0] != '\0');
+        CHECK(reason && reason[0] != '\0');
     }
     msgpack_zone_clear(zone());
 }
@@ -249,10 +249,10 @@ static void build_one(const uint8_t *d, size_t n)
     size_t len;
     int rc = vigil_event_finish(&b, "host", "fuzz/f", n, &body, &len);
     if (rc != 0) {
-        CHECK(rc == VIGIL_EMALFORMED && b.bad && b.why != NULL);
+        CHECK(rc == VIGIL_EMALFORMED && b.bad && b.why);
         return;
     }
-    CHECK(!b.bad && b.why == NULL && depth == 0);
+    CHECK(!b.bad && !b.why && depth == 0);
     struct vigil_event_view v;
     const char *reason = NULL;
     msgpack_zone_clear(zone());
@@ -265,7 +265,7 @@ static void build_one(const uint8_t *d, size_t n)
     CHECK(v.seq == n);
     CHECK(v.labels && v.labels->via.map.size == nlabels);
     CHECK(v.values && v.values->via.map.size == nvalues);
-    CHECK(top_attrs ? v.attrs && v.attrs->via.map.size == top_attrs : v.attrs == NULL);
+    CHECK(top_attrs ? v.attrs && v.attrs->via.map.size == top_attrs : !v.attrs);
     msgpack_zone_clear(zone());
 }
 

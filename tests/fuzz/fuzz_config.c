@@ -43,9 +43,9 @@ static void walk(const struct vigil_conf *n)
     for (size_t k = 0; k <= len; k++) { /* one past the end on purpose */
         const char *key = NULL;
         const struct vigil_conf *item = vigil_conf_at(n, k, &key);
-        if (item != NULL && item != n)
+        if (item && item != n)
             walk(item);
-        if (key != NULL && k < 4) /* a lookup per key would be quadratic */
+        if (key && k < 4) /* a lookup per key would be quadratic */
             (void)vigil_conf_get(n, key);
     }
 }
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vigil_diag_init(&d);
 
     struct vigil_config *c = vigil_config_parse((const char *)data, size, "fuzz.yaml", &d);
-    if (c != NULL) {
+    if (c) {
         if (c->nsources > 0) {
             (void)vigil_conf_check_options(c->sources[0].own, fuzz_opts, "fuzz", &d);
             walk(c->sources[0].own);
@@ -69,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The command-line parsers take C strings. */
     char *text = malloc(size + 1);
-    if (text != NULL) {
+    if (text) {
         memcpy(text, data, size);
         text[size] = '\0';
         uint64_t u;
@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     FILE *null = fopen("/dev/null", "w");
-    if (null != NULL) {
+    if (null) {
         vigil_diag_print(&d, null);
         fclose(null);
     }

@@ -53,7 +53,7 @@ static void build(void)
     const char *body;
     size_t len;
     fx = calloc(1, sizeof *fx);
-    if (fx == NULL) {
+    if (!fx) {
         abort();
     }
     for (int i = 0; i < NEVENTS; i++) {
@@ -131,17 +131,17 @@ static void run(const char *text, enum vigil_expr_want want, int line, int col, 
     struct vigil_diag d;
     vigil_diag_init(&d);
     struct vigil_expr *e = vigil_expr_compile(text, want, "f.yaml", line, col, quoted, &d);
-    check((e == NULL) == (d.count == 1) && d.count <= 1);
+    check((!e) == (d.count == 1) && d.count <= 1);
     if (d.n == 1) {
         check(strncmp(d.msgs[0], "f.yaml:", 7) == 0);
     }
-    if (e != NULL) {
+    if (e) {
         size_t n = vigil_expr_npaths(e);
         for (size_t i = 0; i < n; i++) {
             const char *p = vigil_expr_path(e, i);
-            check(p != NULL && strstr(text, p) != NULL);
+            check(p && strstr(text, p));
         }
-        check(vigil_expr_path(e, n) == NULL);
+        check(!vigil_expr_path(e, n));
         for (int i = 0; evaluate && i < NEVENTS; i++) {
             double x = 0, y = 0;
             bool t = vigil_expr_true(e, &fx->v[i]);
@@ -157,14 +157,14 @@ static void run(const char *text, enum vigil_expr_want want, int line, int col, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (fx == NULL) {
+    if (!fx) {
         build();
     }
     if (size > 4096) {
         return 0;
     }
     char *text = malloc(size + 1);
-    if (text == NULL) {
+    if (!text) {
         return 0;
     }
     memcpy(text, data, size);
