@@ -1,6 +1,7 @@
 /* The bus thread: PULL -> check -> XPUB (inproc, lossless) + XPUB (outside,
- * counted drops). See bus.h for the contract and ../shared/ZEROMQ.md for why
- * the sockets are set up the way they are.
+ * counted drops). See bus.h for the contract. The socket options below are
+ * chosen so that no event is lost unseen: ZeroMQ drops silently at a full
+ * high-water mark unless told otherwise.
  */
 #include "bus.h"
 
@@ -30,10 +31,11 @@
  * very next message. Every event crosses the bus, so this sets the rhythm
  * of every stage after it: each rules and sink thread wakes at most once
  * per window, for everything that came meanwhile, rather than once per
- * producer's burst. A thread waking one on another CPU costs 15-20 us of
- * CPU on a VM (vigil-bench selftest), so at 10-100 k events/s a 200-500 us
- * window saves a fifth to a half of the daemon's CPU (README), for a delay
- * of about the window at most. Off by default (README). The first event after a
+ * producer's burst. A thread waking one on another CPU is expensive, more so
+ * on a VM (vigil-bench selftest measures it), so at moderate rates a short
+ * window saves a large share of the daemon's CPU (docs/benchmarks.md), for a
+ * delay of about the window at most. Off by default (docs/configuration.md).
+ * The first event after a
  * quiet window is handed on at once. A drain that found a busy queue (at
  * least COALESCE_MIN events) waits at least COALESCE_NS even with
  * coalescing off: under load the wake-ups are what the threads would
@@ -64,9 +66,7 @@ struct vigil_bus {
     struct {
         char topic[VIGIL_TOPIC_MAX];
         size_t topic_len;
-        char *buf; /* [u32 len][body]..., handed to ZeroMQ when sent */
-        size_t len, cap;
-        unsigned n;
+        struct vigil_record_buf recs; /* handed to ZeroMQ when sent */
     } batch;
     struct seq_entry *seq;
     size_t seq_cap, seq_used;
@@ -165,6 +165,8 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     b->max_event_bytes = o->max_event_bytes;
     b->coalesce_ns = o->coalesce_ns;
     b->malformed_rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 5};
+    vigil_record_init(&b->batch.recs, VIGIL_BUS_BATCH_EVENTS, VIGIL_BUS_BATCH_BYTES,
+                      VIGIL_RECORD_ONE_ANY_SIZE);
     int one = 1;
 
     b->pull = zsock(zctx, ZMQ_PULL, -1, o->hwm);
@@ -352,21 +354,14 @@ static void free_batch(void *data, void *hint)
 /* Hands the batch being built to the in-process stages (bus.h). */
 static void flush_batch(struct vigil_bus *b)
 {
-    unsigned n = b->batch.n;
+    size_t n = vigil_record_count(&b->batch.recs), len;
     if (n == 0) {
         return;
     }
-    b->batch.n = 0;
-    /* A batch that ended early gives its unused room back (shrinking in
-     * place is cheap), so queued messages hold about what they carry. */
-    char *buf = b->batch.buf, *smaller = NULL;
-    if (b->batch.len < b->batch.cap / 2 && (smaller = realloc(buf, b->batch.len))) {
-        buf = smaller;
-    }
-    b->batch.buf = NULL;
+    char *buf = vigil_record_detach(&b->batch.recs, &len);
     zmq_msg_t topic, body;
     bool sent = false;
-    if (zmq_msg_init_data(&body, buf, b->batch.len, free_batch, NULL) != 0) {
+    if (zmq_msg_init_data(&body, buf, len, free_batch, NULL) != 0) {
         free(buf);
     } else { /* ZeroMQ's now, freed by the last stage done with it */
         if (zmq_msg_init_size(&topic, b->batch.topic_len) == 0) {
@@ -387,34 +382,30 @@ static void flush_batch(struct vigil_bus *b)
 }
 
 /* Adds an event to the batch for the in-process stages, sending the batch
- * first when the topic changes or the event does not fit. */
+ * first when the topic changes or the event does not fit. The topic travels
+ * once, in the message's first frame: the records' own topics are empty. */
 static void batch_event(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
-    size_t tl = zmq_msg_size(topic), bl = zmq_msg_size(body);
-    size_t rec = 4 + bl;
-    if (b->batch.n &&
-        (b->batch.n >= VIGIL_BUS_BATCH_EVENTS || b->batch.len + rec > b->batch.cap ||
-         tl != b->batch.topic_len || memcmp(zmq_msg_data(topic), b->batch.topic, tl) != 0)) {
+    struct vigil_record_buf *recs = &b->batch.recs;
+    size_t tl = zmq_msg_size(topic);
+    if (vigil_record_count(recs) &&
+        (tl != b->batch.topic_len || memcmp(zmq_msg_data(topic), b->batch.topic, tl) != 0)) {
         flush_batch(b);
     }
-    if (b->batch.n == 0) {
-        size_t cap = rec > VIGIL_BUS_BATCH_BYTES ? rec : VIGIL_BUS_BATCH_BYTES;
-        b->batch.buf = malloc(cap);
-        if (!b->batch.buf) {
-            vigil_count(&b->stats.dropped_total, 1);
-            vigil_count_own(&b->stats.out_total, 1);
-            return;
-        }
-        b->batch.cap = cap;
-        b->batch.len = 0;
+    int rc = vigil_record_append(recs, NULL, 0, zmq_msg_data(body), zmq_msg_size(body));
+    if (rc == -ENOBUFS) {
+        flush_batch(b);
+        rc = vigil_record_append(recs, NULL, 0, zmq_msg_data(body), zmq_msg_size(body));
+    }
+    if (rc != 0) {
+        vigil_count(&b->stats.dropped_total, 1);
+        vigil_count_own(&b->stats.out_total, 1);
+        return;
+    }
+    if (vigil_record_count(recs) == 1) {
         b->batch.topic_len = tl; /* the bus checked: 1..VIGIL_TOPIC_MAX */
         memcpy(b->batch.topic, zmq_msg_data(topic), tl);
     }
-    uint32_t l32 = (uint32_t)bl;
-    memcpy(b->batch.buf + b->batch.len, &l32, sizeof l32);
-    memcpy(b->batch.buf + b->batch.len + sizeof l32, zmq_msg_data(body), bl);
-    b->batch.len += rec;
-    b->batch.n++;
 }
 
 static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
@@ -660,6 +651,7 @@ void vigil_bus_free(struct vigil_bus *b)
         free(b->seq[i].key);
     }
     free(b->seq);
+    vigil_record_fini(&b->batch.recs);
     free(b);
 }
 
@@ -669,7 +661,7 @@ void vigil_bus_reader_init(struct vigil_bus_reader *r)
 {
     zmq_msg_init(&r->topic);
     zmq_msg_init(&r->batch);
-    r->it = vigil_bus_batch(NULL, 0);
+    r->it = vigil_record_iter_bytes(NULL, 0);
 }
 
 void vigil_bus_reader_fini(struct vigil_bus_reader *r)
@@ -681,9 +673,10 @@ void vigil_bus_reader_fini(struct vigil_bus_reader *r)
 int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **topic,
                           size_t *topic_len, const char **body, size_t *body_len)
 {
-    while (!vigil_bus_batch_next(&r->it, body, body_len)) {
-        bool damaged = r->it.p != r->it.end;
-        r->it = vigil_bus_batch(NULL, 0);
+    struct vigil_record rec;
+    while (!vigil_record_next(&r->it, &rec)) {
+        bool damaged = vigil_record_iter_damaged(&r->it);
+        r->it = vigil_record_iter_bytes(NULL, 0);
         if (damaged) {
             return -1;
         }
@@ -697,9 +690,14 @@ int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **t
             }
             return -1;
         }
-        r->it = vigil_bus_batch(zmq_msg_data(&r->batch), zmq_msg_size(&r->batch));
+        r->it = vigil_record_iter_bytes(zmq_msg_data(&r->batch), zmq_msg_size(&r->batch));
+    }
+    if (rec.topic_len) {
+        return -1;
     }
     *topic = zmq_msg_data(&r->topic);
     *topic_len = zmq_msg_size(&r->topic);
+    *body = rec.body;
+    *body_len = rec.body_len;
     return 1;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "record.h"
 #include "stats.h"
 
 #define VIGIL_BUS_IN "inproc://vigil.bus.publish"
@@ -22,14 +23,15 @@
 
 /* What the in-process stages receive on VIGIL_BUS_OUT is batched: every
  * message is two frames, the topic, then one or more events of that topic
- * back to back, each as a 4-byte length (host byte order) and the msgpack
- * body. Consecutive events with the same topic share a message (up to
+ * back to back, each a record (record.h) whose own topic is empty (the first
+ * frame names it): a 4-byte topic length of 0, a 4-byte body length (host
+ * byte order), then the msgpack body. Consecutive events with the same topic share a message (up to
  * VIGIL_BUS_BATCH_EVENTS events or VIGIL_BUS_BATCH_BYTES, or one event of
  * any size), so order is kept and prefix filtering still happens in
- * ZeroMQ, on the topic frame. Handing 300-byte events from an inproc XPUB
- * to two SUB threads costs about 1.1 us of CPU per event one per message,
- * 0.14 us in batches of 64 (README, Benchmarks). The outside subscribe
- * endpoint keeps one event per message. */
+ * ZeroMQ, on the topic frame. Handing events from an inproc XPUB to SUB
+ * threads one per message costs many times more CPU per event than in
+ * batches (docs/benchmarks.md). The outside subscribe endpoint keeps one
+ * event per message. */
 #define VIGIL_BUS_BATCH_EVENTS 64
 #define VIGIL_BUS_BATCH_BYTES (64u * 1024u)
 
@@ -42,41 +44,12 @@ static inline int vigil_bus_inproc_hwm(int hwm)
     return h < 4 ? 4 : h;
 }
 
-/* Walks the events of a batch frame. */
-struct vigil_bus_batch {
-    const char *p, *end;
-};
-
-static inline struct vigil_bus_batch vigil_bus_batch(const void *frame, size_t len)
-{
-    return (struct vigil_bus_batch){(const char *)frame, (const char *)frame + len};
-}
-
-/* The next event's body; false at the end, or at a damaged record (then
- * it->p != it->end). */
-static inline bool vigil_bus_batch_next(struct vigil_bus_batch *it, const char **body,
-                                        size_t *len)
-{
-    uint32_t l;
-    if ((size_t)(it->end - it->p) < sizeof l) {
-        return false;
-    }
-    memcpy(&l, it->p, sizeof l);
-    if (l > (size_t)(it->end - it->p) - sizeof l) {
-        return false;
-    }
-    *body = it->p + sizeof l;
-    *len = l;
-    it->p += sizeof l + l;
-    return true;
-}
-
 /* What an in-process subscriber of VIGIL_BUS_OUT reads with: it keeps the
  * message it is in and hands out one event at a time. One per socket, used
  * by that socket's thread. */
 struct vigil_bus_reader {
     zmq_msg_t topic, batch;
-    struct vigil_bus_batch it;
+    struct vigil_record_iter it;
 };
 
 void vigil_bus_reader_init(struct vigil_bus_reader *r);
@@ -84,8 +57,8 @@ void vigil_bus_reader_fini(struct vigil_bus_reader *r);
 
 /* The next event, without waiting: 1 and the event's topic and body (valid
  * until the next call); 0 when nothing is waiting; -1 for a message that is
- * not a batch, or a batch's damaged rest, skipped (the bus never sends
- * those: the caller counts an error). */
+ * not a batch, a batch's damaged rest, or a record with a topic of its own,
+ * skipped (the bus never sends those: the caller counts an error). */
 int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **topic,
                           size_t *topic_len, const char **body, size_t *body_len);
 

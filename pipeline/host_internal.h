@@ -10,6 +10,7 @@
 #include "event.h"
 #include "log.h"
 #include "plugin_host.h"
+#include "record.h"
 
 struct vigil_sink;
 
@@ -55,8 +56,7 @@ struct vigil_instance {
     struct event *collect_ev;
     struct vigil_ratelimit collect_rl;
     bool batching;       /* between batch_begin() and batch_end() */
-    char *held;          /* kept events: [u16 topic len][u32 body len][topic][body]... */
-    size_t held_len, held_cap, held_n;
+    struct vigil_record_buf held; /* kept events */
 
     /* Sinks (sink.c). */
     struct vigil_sink *sink;

@@ -241,7 +241,6 @@ static int send_event(struct vigil_instance *h, const char *topic, size_t tl, co
 
 #define HELD_MAX_EVENTS 256
 #define HELD_MAX_BYTES (256u << 10)
-#define HELD_HEAD (sizeof(uint16_t) + sizeof(uint32_t))
 
 /* Sends the kept events back to back: the bus thread, slower per event than
  * these sends, finds the next one queued instead of sleeping and being woken
@@ -250,59 +249,42 @@ static int flush_held(struct vigil_instance *h)
 {
     int rc = 0;
     size_t sent = 0;
-    for (size_t off = 0; off < h->held_len; sent++) {
-        uint16_t tl;
-        uint32_t bl;
-        memcpy(&tl, h->held + off, sizeof tl);
-        memcpy(&bl, h->held + off + sizeof tl, sizeof bl);
-        const char *topic = h->held + off + HELD_HEAD;
-        off += HELD_HEAD + tl + bl;
-        rc = send_event(h, topic, tl, topic + tl, bl);
+    struct vigil_record r;
+    struct vigil_record_iter it = vigil_record_iter(&h->held);
+    while (vigil_record_next(&it, &r)) {
+        rc = send_event(h, r.topic, r.topic_len, r.body, r.body_len);
         if (rc != 0) {
             break;
         }
+        sent++;
     }
     if (rc != 0) {
-        vigil_count(&h->stats.dropped_total, h->held_n - sent);
+        vigil_count(&h->stats.dropped_total, vigil_record_count(&h->held) - sent);
     }
-    h->held_len = 0;
-    h->held_n = 0;
+    vigil_record_clear(&h->held);
     return rc;
 }
 
-/* Keeps one finished event for flush_held(). */
+/* Keeps one finished event for flush_held(); a full buffer is sent first. */
 static int hold_event(struct vigil_instance *h, const char *topic, size_t tl, const char *body,
                       size_t len)
 {
-    size_t need = h->held_len + HELD_HEAD + tl + len;
-    if (need > h->held_cap) {
-        size_t cap = h->held_cap ? h->held_cap : 16384;
-        while (cap < need) {
-            cap *= 2;
-        }
-        char *p = realloc(h->held, cap);
-        if (!p) {
-            int rc = flush_held(h); /* send what is kept, then this one alone */
-            rc = rc != 0 ? rc : send_event(h, topic, tl, body, len);
-            if (rc != 0) {
-                vigil_count(&h->stats.dropped_total, 1);
-            }
+    int rc = vigil_record_append(&h->held, topic, tl, body, len);
+    if (rc == -ENOBUFS) {
+        rc = flush_held(h);
+        if (rc != 0) {
+            vigil_count(&h->stats.dropped_total, 1);
             return rc;
         }
-        h->held = p;
-        h->held_cap = cap;
+        rc = vigil_record_append(&h->held, topic, tl, body, len);
     }
-    uint16_t t16 = (uint16_t)tl;
-    uint32_t b32 = (uint32_t)len;
-    char *w = h->held + h->held_len;
-    memcpy(w, &t16, sizeof t16);
-    memcpy(w + sizeof t16, &b32, sizeof b32);
-    memcpy(w + HELD_HEAD, topic, tl);
-    memcpy(w + HELD_HEAD + tl, body, len);
-    h->held_len = need;
-    h->held_n++;
-    if (h->held_n >= HELD_MAX_EVENTS || h->held_len >= HELD_MAX_BYTES) {
-        return flush_held(h);
+    if (rc != 0) {
+        rc = flush_held(h); /* no memory: send what is kept, then this one alone */
+        rc = rc != 0 ? rc : send_event(h, topic, tl, body, len);
+        if (rc != 0) {
+            vigil_count(&h->stats.dropped_total, 1);
+        }
+        return rc;
     }
     return 0;
 }
@@ -315,7 +297,7 @@ static void api_batch_begin(struct vigil_instance *h)
 static int api_batch_end(struct vigil_instance *h)
 {
     h->batching = false;
-    return h->held_n ? flush_held(h) : 0;
+    return vigil_record_count(&h->held) ? flush_held(h) : 0;
 }
 
 static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
@@ -632,6 +614,7 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic, 
     snprintf(h->component, sizeof h->component, "%s:%s/%s", kind_name(kind), ic->plugin, ic->name);
     h->collect_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
     vigil_event_builder_init(&h->builder);
+    vigil_record_init(&h->held, HELD_MAX_EVENTS, HELD_MAX_BYTES, VIGIL_RECORD_ONE_ANY_SIZE);
     h->base = event_base_new();
     h->stop_ev = h->base ? event_new(h->base, -1, 0, stop_cb, h) : NULL;
     if (!h->stop_ev) {
@@ -671,7 +654,7 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct vigil_instance *h = arg;
     int rc = h->desc->collect(h->state);
-    if (h->batching || h->held_n) {
+    if (h->batching || vigil_record_count(&h->held)) {
         api_batch_end(h); /* a batch left open: its events go out now */
     }
     if (rc != 0) {
@@ -763,7 +746,7 @@ static void *instance_main(void *arg)
         h->desc->fini(h->state);
         h->finished = true;
     }
-    if (h->held_n) {
+    if (vigil_record_count(&h->held)) {
         api_batch_end(h); /* a batch left open outside collect() */
     }
     return NULL;
@@ -834,7 +817,7 @@ void vigil_instance_free(struct vigil_instance *h)
         zmq_close(h->sock);
     }
     vigil_event_builder_fini(&h->builder);
-    free(h->held);
+    vigil_record_fini(&h->held);
     vigil_plugin_close(h->dl);
     free(h);
 }

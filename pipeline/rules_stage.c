@@ -17,17 +17,13 @@
 
 #include "bus.h"
 #include "log.h"
+#include "record.h"
 
 #define BATCH_MAX 1024
 #define BACKLOG_MAX 65536
 #define TICK_MS 1000
 #define FLUSH_RETRY_MS 10
 #define STOP_GRACE_MS 3000
-
-struct pending {
-    char *topic; /* topic and body in one allocation */
-    size_t topic_len, body_len;
-};
 
 struct vigil_rules_stage {
     struct vigil_rules *rules;
@@ -39,8 +35,7 @@ struct vigil_rules_stage {
     struct vigil_stage_stats stats;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
-    struct pending *backlog; /* ring */
-    size_t head, len;
+    struct vigil_record_buf backlog; /* verdicts waiting for room on the bus */
     struct vigil_ratelimit rl;
 };
 
@@ -62,14 +57,12 @@ static bool send_now(struct vigil_rules_stage *s, const char *topic, size_t tl, 
 /* Sends what waits, in order; true when nothing is left. */
 static bool flush_backlog(struct vigil_rules_stage *s)
 {
-    while (s->len) {
-        struct pending *p = &s->backlog[s->head];
-        if (!send_now(s, p->topic, p->topic_len, p->topic + p->topic_len, p->body_len)) {
+    struct vigil_record r;
+    while (vigil_record_front(&s->backlog, &r)) {
+        if (!send_now(s, r.topic, r.topic_len, r.body, r.body_len)) {
             return false;
         }
-        free(p->topic);
-        s->head = (s->head + 1) % BACKLOG_MAX;
-        s->len--;
+        vigil_record_pop(&s->backlog);
     }
     atomic_store(&s->stats.queue_depth, 0);
     return true;
@@ -79,10 +72,11 @@ static void on_verdict(void *arg, const char *topic, const char *body, size_t le
 {
     struct vigil_rules_stage *s = arg;
     size_t tl = strlen(topic);
-    if (s->len == 0 && send_now(s, topic, tl, body, len)) {
+    if (vigil_record_count(&s->backlog) == 0 && send_now(s, topic, tl, body, len)) {
         return;
     }
-    if (s->len == BACKLOG_MAX) {
+    int rc = vigil_record_append(&s->backlog, topic, tl, body, len);
+    if (rc == -ENOBUFS) {
         vigil_count(&s->stats.dropped_total, 1);
         uint64_t suppressed;
         if (vigil_ratelimit_ok(&s->rl, vigil_mono_ns(), &suppressed)) {
@@ -93,18 +87,11 @@ static void on_verdict(void *arg, const char *topic, const char *body, size_t le
         }
         return;
     }
-    struct pending *p = &s->backlog[(s->head + s->len) % BACKLOG_MAX];
-    p->topic = malloc(tl + len);
-    if (!p->topic) {
+    if (rc != 0) {
         vigil_count(&s->stats.dropped_total, 1);
         return;
     }
-    memcpy(p->topic, topic, tl);
-    memcpy(p->topic + tl, body, len);
-    p->topic_len = tl;
-    p->body_len = len;
-    s->len++;
-    atomic_store(&s->stats.queue_depth, s->len);
+    atomic_store(&s->stats.queue_depth, vigil_record_count(&s->backlog));
     if (!evtimer_pending(s->flush_ev, NULL)) {
         struct timeval tv = {0, FLUSH_RETRY_MS * 1000};
         evtimer_add(s->flush_ev, &tv);
@@ -188,10 +175,11 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         struct timespec ts = {0, FLUSH_RETRY_MS * 1000000};
         nanosleep(&ts, NULL);
     }
-    if (s->len) {
+    size_t left = vigil_record_count(&s->backlog);
+    if (left) {
         vigil_log(VIGIL_LOG_ERROR, "rules", "stopping with %zu verdicts not handed to the bus",
-                  s->len);
-        vigil_count(&s->stats.dropped_total, s->len);
+                  left);
+        vigil_count(&s->stats.dropped_total, left);
     }
     event_base_loopbreak(s->base);
 }
@@ -220,11 +208,12 @@ struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *
     s->rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 3};
     msgpack_zone_init(&s->zone, 64 * 1024);
     vigil_bus_reader_init(&s->in);
-    s->backlog = calloc(BACKLOG_MAX, sizeof *s->backlog);
+    /* A bound in verdicts only, as the backlog always had. */
+    vigil_record_init(&s->backlog, BACKLOG_MAX, SIZE_MAX, 0);
     s->base = event_base_new();
     s->sub = zmq_socket(zctx, ZMQ_SUB);
     s->push = zmq_socket(zctx, ZMQ_PUSH);
-    if (!s->backlog || !s->base || !s->sub || !s->push) {
+    if (!s->base || !s->sub || !s->push) {
         vigil_rules_stage_free(s);
         return NULL;
     }
@@ -299,10 +288,7 @@ void vigil_rules_stage_free(struct vigil_rules_stage *s)
     if (s->base) {
         event_base_free(s->base);
     }
-    for (size_t i = 0; i < s->len; i++) {
-        free(s->backlog[(s->head + i) % BACKLOG_MAX].topic);
-    }
-    free(s->backlog);
+    vigil_record_fini(&s->backlog);
     if (s->sub) {
         zmq_close(s->sub);
     }

@@ -40,32 +40,22 @@
 #define RETRY_AFTER_MAX_NS (600ull * 1000000000ull)
 #define READ_BURST 4096 /* messages read per loop turn, for fairness */
 
-/* The memory queue: records [u32 topic_len][u32 body_len][topic][body]
- * between head and tail of one buffer, compacted when it runs out. */
-struct memq {
-    char *buf;
-    size_t head, tail, cap;
-    size_t count;
-};
-
 enum batch_state { B_NONE, B_INFLIGHT, B_WAITING };
 
 struct vigil_sink {
     struct vigil_instance *h;
     const struct vigil_delivery_conf *dc;
-    struct memq q;
+    struct vigil_record_buf q; /* the memory queue: queue.max_events, queue.max_bytes */
     struct vigil_spool *spool;
     struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev;
 
     /* The batch in the plugin's hands: copies in arena, decoded views. */
     enum batch_state state;
     bool from_spool;
-    char *arena;
-    size_t alen, acap;
+    struct vigil_record_buf arena;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     size_t n;                      /* unresolved events in batch[] */
-    size_t *offs;                  /* 4 per event: topic off/len, body off/len */
     struct vigil_event_view *views;
     const struct vigil_event **batch;
     enum vigil_write_result *results;
@@ -78,78 +68,12 @@ struct vigil_sink {
     uint64_t spool_dropped_seen;
 };
 
-/* ---- The memory queue ------------------------------------------------------------ */
-
-static bool memq_push(struct vigil_sink *s, const void *t, size_t tl, const void *b, size_t bl)
-{
-    struct memq *q = &s->q;
-    size_t rec = 8 + tl + bl;
-    if (q->count >= s->dc->queue_events || (q->tail - q->head) + rec > s->dc->queue_bytes) {
-        return false;
-    }
-    if (q->tail + rec > q->cap) {
-        if (q->head > 0) {
-            memmove(q->buf, q->buf + q->head, q->tail - q->head);
-            q->tail -= q->head;
-            q->head = 0;
-        }
-        if (q->tail + rec > q->cap) {
-            size_t c = q->cap ? q->cap : 64 * 1024;
-            while (c < q->tail + rec) {
-                c *= 2;
-            }
-            char *nb = realloc(q->buf, c);
-            if (!nb) {
-                return false;
-            }
-            q->buf = nb;
-            q->cap = c;
-        }
-    }
-    char *p = q->buf + q->tail;
-    uint32_t l32[2] = {(uint32_t)tl, (uint32_t)bl};
-    memcpy(p, l32, 8);
-    memcpy(p + 8, t, tl);
-    memcpy(p + 8 + tl, b, bl);
-    q->tail += rec;
-    q->count++;
-    return true;
-}
-
-/* The oldest record; false when empty. Valid until the next push. */
-static bool memq_front(struct vigil_sink *s, const char **t, size_t *tl, const char **b,
-                       size_t *bl)
-{
-    struct memq *q = &s->q;
-    if (!q->count) {
-        return false;
-    }
-    uint32_t l32[2];
-    memcpy(l32, q->buf + q->head, 8);
-    *t = q->buf + q->head + 8;
-    *tl = l32[0];
-    *b = *t + l32[0];
-    *bl = l32[1];
-    return true;
-}
-
-static void memq_pop(struct vigil_sink *s)
-{
-    struct memq *q = &s->q;
-    uint32_t l32[2];
-    memcpy(l32, q->buf + q->head, 8);
-    q->head += 8 + (size_t)l32[0] + l32[1];
-    if (--q->count == 0) {
-        q->head = q->tail = 0;
-    }
-}
-
 /* ---- Counters ------------------------------------------------------------------------- */
 
 static void update_gauges(struct vigil_sink *s)
 {
     struct vigil_stage_stats *st = &s->h->stats;
-    size_t held = s->q.count + (s->state != B_NONE && !s->from_spool ? s->n : 0);
+    size_t held = vigil_record_count(&s->q) + (s->state != B_NONE && !s->from_spool ? s->n : 0);
     atomic_store_explicit(&st->queue_depth, held, memory_order_relaxed);
     struct vigil_spool_counts c;
     vigil_spool_counts(s->spool, &c);
@@ -254,10 +178,10 @@ static void spill(struct vigil_sink *s)
         vigil_spool_mark_read(s->spool);
         s->from_spool = true;
     }
-    const char *t, *b;
-    size_t tl, bl;
-    while (memq_front(s, &t, &tl, &b, &bl) && spool_put(s, t, tl, b, bl)) {
-        memq_pop(s);
+    struct vigil_record r;
+    while (vigil_record_front(&s->q, &r) &&
+           spool_put(s, r.topic, r.topic_len, r.body, r.body_len)) {
+        vigil_record_pop(&s->q);
     }
     int rc = vigil_spool_flush(s->spool, true);
     if (rc != 0) {
@@ -271,24 +195,24 @@ static void spill(struct vigil_sink *s)
 
 static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
 {
-    if (s->q.count == 0 && !vigil_spool_empty(s->spool)) {
+    if (vigil_record_count(&s->q) == 0 && !vigil_spool_empty(s->spool)) {
         if (spool_put(s, t, tl, b, bl)) {
             arm_flush(s);
             return;
         }
     }
-    if (s->q.count == 0) {
+    if (vigil_record_count(&s->q) == 0) {
         s->first_wait_ns = vigil_mono_ns();
     }
-    if (memq_push(s, t, tl, b, bl)) {
+    if (vigil_record_append(&s->q, t, tl, b, bl) == 0) {
         return;
     }
     spill(s); /* full: the destination is slow or down */
-    if (s->q.count == 0 && spool_put(s, t, tl, b, bl)) {
+    if (vigil_record_count(&s->q) == 0 && spool_put(s, t, tl, b, bl)) {
         arm_flush(s);
         return;
     }
-    if (memq_push(s, t, tl, b, bl)) {
+    if (vigil_record_append(&s->q, t, tl, b, bl) == 0) {
         return;
     }
     vigil_count(&s->h->stats.dropped_total, 1);
@@ -331,55 +255,28 @@ static void pump_later(struct vigil_sink *s)
     event_active(s->pump_ev, EV_TIMEOUT, 0);
 }
 
-static int arena_add(struct vigil_sink *s, size_t i, const char *t, size_t tl, const char *b,
-                     size_t bl)
-{
-    if (s->alen + tl + bl > s->acap) {
-        size_t c = s->acap ? s->acap : 64 * 1024;
-        while (c < s->alen + tl + bl) {
-            c *= 2;
-        }
-        char *a = realloc(s->arena, c);
-        if (!a) {
-            return -ENOMEM;
-        }
-        s->arena = a;
-        s->acap = c;
-    }
-    s->offs[4 * i] = s->alen;
-    s->offs[4 * i + 1] = tl;
-    memcpy(s->arena + s->alen, t, tl);
-    s->alen += tl;
-    s->offs[4 * i + 2] = s->alen;
-    s->offs[4 * i + 3] = bl;
-    memcpy(s->arena + s->alen, b, bl);
-    s->alen += bl;
-    return 0;
-}
-
 /* Fills the batch from the spool or the queue; false when there is none. */
 static bool take_batch(struct vigil_sink *s)
 {
     size_t max = s->dc->batch_max, n = 0;
-    s->alen = 0;
+    vigil_record_clear(&s->arena);
     s->from_spool = vigil_spool_has_unread(s->spool);
     if (s->from_spool) {
         struct vigil_spool_rec r;
         while (n < max && vigil_spool_read(s->spool, &r) == 1) {
-            if (arena_add(s, n, r.topic, r.topic_len, r.body, r.body_len) == 0) {
+            if (vigil_record_append(&s->arena, r.topic, r.topic_len, r.body, r.body_len) == 0) {
                 n++;
             } else {
                 vigil_count(&s->h->stats.dropped_total, 1);
             }
         }
     } else {
-        const char *t, *b;
-        size_t tl, bl;
-        while (n < max && memq_front(s, &t, &tl, &b, &bl)) {
-            if (arena_add(s, n, t, tl, b, bl) != 0) {
+        struct vigil_record r;
+        while (n < max && vigil_record_front(&s->q, &r)) {
+            if (vigil_record_append(&s->arena, r.topic, r.topic_len, r.body, r.body_len) != 0) {
                 break; /* stays queued */
             }
-            memq_pop(s);
+            vigil_record_pop(&s->q);
             n++;
         }
     }
@@ -387,14 +284,15 @@ static bool take_batch(struct vigil_sink *s)
      * on first use (plugin_host.c), so a sink that never reads fields pays
      * nothing; what the bus forwarded was checked there, what comes from
      * the disk is checked again. */
-    for (size_t i = 0; i < n; i++) {
-        const size_t *o = &s->offs[4 * i];
+    struct vigil_record r;
+    struct vigil_record_iter it = vigil_record_iter(&s->arena);
+    for (size_t i = 0; i < n && vigil_record_next(&it, &r); i++) {
         struct vigil_event_view *v = &s->views[i];
         memset(v, 0, sizeof *v);
-        v->topic = s->arena + o[0];
-        v->topic_len = o[1];
-        v->body = s->arena + o[2];
-        v->body_len = o[3];
+        v->topic = r.topic;
+        v->topic_len = r.topic_len;
+        v->body = r.body;
+        v->body_len = r.body_len;
         v->lazy_zone = &s->zone;
         v->lazy_trusted = !s->from_spool;
         s->batch[i] = vigil_event_of(v);
@@ -496,13 +394,14 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     bool spooled = vigil_spool_has_unread(s->spool);
-    if (!spooled && s->q.count == 0) {
+    if (!spooled && vigil_record_count(&s->q) == 0) {
         if (s->stopping) {
             finish_stop(s);
         }
         return;
     }
-    if (!spooled && !s->stopping && s->dc->batch_wait_ns && s->q.count < s->dc->batch_max) {
+    if (!spooled && !s->stopping && s->dc->batch_wait_ns &&
+        vigil_record_count(&s->q) < s->dc->batch_max) {
         uint64_t waited = vigil_mono_ns() - s->first_wait_ns;
         if (waited < s->dc->batch_wait_ns) {
             struct timeval tv = tv_of(s->dc->batch_wait_ns - waited);
@@ -572,7 +471,7 @@ static void finish_stop(struct vigil_sink *s)
     spill(s);
     struct vigil_spool_counts c;
     vigil_spool_counts(s->spool, &c);
-    size_t left = s->q.count + (s->from_spool ? 0 : s->n);
+    size_t left = vigil_record_count(&s->q) + (s->from_spool ? 0 : s->n);
     if (left) {
         vigil_log(VIGIL_LOG_ERROR, s->h->component,
                   "stopping with %zu events the spool refused (counted as dropped)", left);
@@ -658,7 +557,8 @@ int vigil_sink_new(struct vigil_instance *h)
     msgpack_zone_init(&s->zone, 256 * 1024); /* a batch of decoded events, reused */
     vigil_bus_reader_init(&s->in);
     size_t max = s->dc->batch_max;
-    s->offs = calloc(max, 4 * sizeof *s->offs);
+    vigil_record_init(&s->q, s->dc->queue_events, s->dc->queue_bytes, 0);
+    vigil_record_init(&s->arena, max, SIZE_MAX, 0);
     s->views = calloc(max, sizeof *s->views);
     s->batch = calloc(max, sizeof *s->batch);
     s->results = calloc(max, sizeof *s->results);
@@ -672,8 +572,8 @@ int vigil_sink_new(struct vigil_instance *h)
     s->pump_ev = event_new(h->base, -1, 0, pump_cb, s);
     s->stop_ev = evtimer_new(h->base, stop_deadline_cb, s);
     s->hup_ev = event_new(h->base, -1, 0, hup_cb, s);
-    if (!s->offs || !s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev ||
-        !s->flush_ev || !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
+    if (!s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev || !s->flush_ev ||
+        !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
         return -ENOMEM;
     }
     char err[512];
@@ -717,9 +617,8 @@ void vigil_sink_free(struct vigil_instance *h)
     vigil_spool_close(s->spool);
     msgpack_zone_destroy(&s->zone);
     vigil_bus_reader_fini(&s->in);
-    free(s->q.buf);
-    free(s->arena);
-    free(s->offs);
+    vigil_record_fini(&s->q);
+    vigil_record_fini(&s->arena);
     free(s->views);
     free(s->batch);
     free(s->results);

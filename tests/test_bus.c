@@ -902,13 +902,15 @@ static unsigned check_batch(struct fx *f, void *s, const char *want, uint64_t *s
     assert_true(zmq_msg_more(&t));
     assert_true(zmq_msg_recv(&b, s, 0) >= 0);
     assert_false(zmq_msg_more(&b));
-    struct vigil_bus_batch it = vigil_bus_batch(zmq_msg_data(&b), zmq_msg_size(&b));
-    const char *body;
-    size_t bl;
+    struct vigil_record_iter it = vigil_record_iter_bytes(zmq_msg_data(&b), zmq_msg_size(&b));
+    struct vigil_record r;
     unsigned n = 0;
     bool big = false;
-    while (vigil_bus_batch_next(&it, &body, &bl)) {
+    while (vigil_record_next(&it, &r)) {
+        const char *body = r.body;
+        size_t bl = r.body_len;
         n++;
+        assert_int_equal(r.topic_len, 0); /* the topic is the first frame */
         big |= bl > VIGIL_BUS_BATCH_BYTES;
         struct vigil_event_view v;
         const char *why = NULL;
@@ -931,7 +933,7 @@ static unsigned check_batch(struct fx *f, void *s, const char *want, uint64_t *s
                      (const char *)zmq_msg_data(&t));
         }
     }
-    assert_true(it.p == it.end);
+    assert_false(vigil_record_iter_damaged(&it));
     assert_true(n >= 1 && n <= VIGIL_BUS_BATCH_EVENTS);
     if (big && n != 1) {
         fail_msg("an event over %u bytes shared a batch with %u others", VIGIL_BUS_BATCH_BYTES,
@@ -1002,22 +1004,24 @@ static void test_inproc_batches(void **state)
     assert_int_equal(zmq_poll(it, 2, 50), 0); /* nothing twice */
 }
 
-/* A batch frame of the given bodies (bus.h); `cut` bytes short of the last. */
+/* A batch frame of the given bodies (bus.h): records with an empty topic,
+ * written by hand; `cut` bytes short of the last. */
 static size_t make_batch(char *out, const char *const *bodies, int n, size_t cut)
 {
     size_t len = 0;
     for (int i = 0; i < n; i++) {
-        uint32_t l = (uint32_t)strlen(bodies[i]);
-        memcpy(out + len, &l, sizeof l);
-        memcpy(out + len + sizeof l, bodies[i], l);
-        len += sizeof l + l;
+        uint32_t l[2] = {0, (uint32_t)strlen(bodies[i])};
+        memcpy(out + len, l, sizeof l);
+        memcpy(out + len + sizeof l, bodies[i], l[1]);
+        len += sizeof l + l[1];
     }
     return len - cut;
 }
 
 /* The stages' reader hands out a batch's events one by one and skips, one
  * error each, what is not a batch: a one-frame message, one of three
- * frames, and a batch's damaged rest (after its good events). */
+ * frames, a batch's damaged rest (after its good events), and a record with
+ * a topic of its own (before the good one after it). */
 static void test_reader_skips_what_is_not_a_batch(void **state)
 {
     struct fx *f = *state;
@@ -1036,10 +1040,18 @@ static void test_reader_skips_what_is_not_a_batch(void **state)
     assert_int_equal(zmq_send(pub, "extra", 5, 0), 5);
     send2(pub, "t", 1, frame, make_batch(frame, one_bad, 2, 1));
     send2(pub, "u", 1, frame, make_batch(frame, two, 2, 0));
+    static const char *const fourth[] = {"fourth"};
+    uint32_t own[2] = {1, 3};
+    memcpy(frame, own, sizeof own);
+    memcpy(frame + sizeof own, "zown", 4);
+    size_t len = sizeof own + 4;
+    len += make_batch(frame + len, fourth, 1, 0);
+    send2(pub, "v", 1, frame, len);
 
     struct vigil_bus_reader r;
     vigil_bus_reader_init(&r);
-    static const char *const want[] = {"-1", "-1", "t:first", "-1", "u:second", "u:third"};
+    static const char *const want[] = {"-1",       "-1",      "t:first", "-1",
+                                       "u:second", "u:third", "-1",      "v:fourth"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         const char *t, *b;
         size_t tl, bl;

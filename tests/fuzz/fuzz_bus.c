@@ -1,8 +1,10 @@
 /* libFuzzer target for pipeline/event.c, the checker every bus message goes
- * through. The input is tried four ways: split into topic and body (first
- * byte = topic length), whole as a body under topic "t", as extra keys after
- * a valid envelope, and as a script of builder calls whose finished body the
- * checker must accept. */
+ * through, and pipeline/record.c, the records the bus batches events in. The
+ * input is tried five ways: split into topic and body (first byte = topic
+ * length), whole as a body under topic "t", as extra keys after a valid
+ * envelope, as a script of builder calls whose finished body the checker
+ * must accept, and as a batch frame of records. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "event.h"
+#include "record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -269,6 +272,60 @@ static void build_one(const uint8_t *d, size_t n)
     msgpack_zone_clear(zone());
 }
 
+/* Takes the oldest record of rb, which must be the next one `want` walks. */
+static void pop_same(struct vigil_record_buf *rb, struct vigil_record_iter *want)
+{
+    struct vigil_record got, w;
+    CHECK(vigil_record_front(rb, &got));
+    CHECK(vigil_record_next(want, &w));
+    CHECK(got.topic_len == w.topic_len && got.body_len == w.body_len);
+    CHECK(memcmp(got.topic, w.topic, w.topic_len) == 0);
+    CHECK(memcmp(got.body, w.body, w.body_len) == 0);
+    vigil_record_pop(rb);
+}
+
+/* The input as a batch frame of the in-process bus, walked as a stage's
+ * reader walks it: every record lies inside the input, a walk that stops
+ * short says so, and the records, appended to a small bounded buffer that is
+ * consumed from the front whenever a bound says no, come back whole and in
+ * order. An empty record topic is the frame's topic, "t". */
+static void walk_batch(const uint8_t *d, size_t n)
+{
+    static struct vigil_record_buf rb;
+    static bool ready;
+    if (!ready) {
+        vigil_record_init(&rb, 8, 512, VIGIL_RECORD_ONE_ANY_SIZE);
+        ready = true;
+    }
+    vigil_record_clear(&rb);
+    const char *at = (const char *)d, *end = (const char *)d + n;
+    struct vigil_record_iter it = vigil_record_iter_bytes(d, n);
+    struct vigil_record_iter want = it;
+    struct vigil_record r;
+    while (vigil_record_next(&it, &r)) {
+        CHECK(r.topic == at + VIGIL_RECORD_HEAD && r.body == r.topic + r.topic_len);
+        CHECK(r.body_len <= (size_t)(end - r.body));
+        at = r.body + r.body_len;
+        int rc = vigil_record_append(&rb, r.topic, r.topic_len, r.body, r.body_len);
+        while (rc == -ENOBUFS) {
+            CHECK(vigil_record_count(&rb) > 0);
+            pop_same(&rb, &want);
+            rc = vigil_record_append(&rb, r.topic, r.topic_len, r.body, r.body_len);
+        }
+        CHECK(rc == 0);
+        CHECK(vigil_record_count(&rb) <= 8);
+        CHECK(vigil_record_count(&rb) == 1 || vigil_record_bytes(&rb) <= 512);
+        if (r.topic_len == 0) {
+            decode_one("t", 1, r.body, r.body_len);
+        }
+    }
+    CHECK(vigil_record_iter_damaged(&it) == (at != end));
+    while (vigil_record_count(&rb)) {
+        pop_same(&rb, &want);
+    }
+    CHECK(!vigil_record_next(&want, &r));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 0) {
@@ -281,5 +338,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     decode_one("t", 1, (const char *)data, size);
     decode_enveloped(data, size);
     build_one(data, size);
+    walk_batch(data, size);
     return 0;
 }
