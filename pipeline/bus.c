@@ -23,9 +23,9 @@
 #include "log.h"
 
 #define BUS_CTL "inproc://vigil.bus.ctl"
-#define BATCH_MAX 4096          /* messages per wake-up before looking at ctl */
-#define SEQ_TABLE_MAX 65536     /* (host, source) pairs tracked */
-#define QUIET_MS 50             /* drain: this long without input means empty */
+#define BATCH_MAX 4096      /* messages per wake-up before looking at ctl */
+#define SEQ_TABLE_MAX 65536 /* (host, source) pairs tracked */
+#define QUIET_MS 50         /* drain: this long without input means empty */
 /* Wake-up coalescing (bus.coalesce): a drain that handed events on waits
  * coalesce_ns before looking again, instead of sleeping in poll until the
  * very next message. Every event crosses the bus, so this sets the rhythm
@@ -45,7 +45,7 @@
 
 struct seq_entry {
     uint64_t hash;
-    char *key; /* host bytes then source bytes; NULL when the slot is free */
+    char *key;                /* host bytes then source bytes; NULL when the slot is free */
     size_t key_len, host_len; /* host_len too: either may contain NUL bytes */
     uint64_t last;
 };
@@ -139,8 +139,7 @@ static int prepare_ipc(const char *endpoint, char *err, size_t errlen)
     return 0;
 }
 
-static int bind_endpoint(void *s, const char *endpoint, const char *what, char *err,
-                         size_t errlen)
+static int bind_endpoint(void *s, const char *endpoint, const char *what, char *err, size_t errlen)
 {
     if (strncmp(endpoint, "ipc://", 6) == 0 && prepare_ipc(endpoint, err, errlen) != 0) {
         return -1;

@@ -67,7 +67,7 @@ struct vigil_bus_opts {
     const char *subscribe; /* e.g. "tcp://0.0.0.0:7451" */
     int hwm;               /* messages, per socket */
     size_t max_event_bytes;
-    uint64_t coalesce_ns;  /* after handing events on, wait this long before the next */
+    uint64_t coalesce_ns; /* after handing events on, wait this long before the next */
 };
 
 struct vigil_bus;

@@ -244,7 +244,8 @@ static void self_report(struct daemon *dm)
     vigil_event_add_label(b, "stage", "daemon");
     vigil_event_add_label(b, "version", VIGIL_VERSION);
     vigil_event_add_value(b, "uptime_s", (double)(vigil_mono_ns() - dm->started_mono) / 1e9);
-    vigil_event_add_value_u64(b, "rss_bytes", (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE));
+    vigil_event_add_value_u64(b, "rss_bytes",
+                              (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE));
     vigil_event_add_value(b, "cpu_user_s", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6);
     vigil_event_add_value(b, "cpu_system_s",
                           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
@@ -314,7 +315,8 @@ static int start(struct daemon *dm)
      * subscription: otherwise the first events would reach no sink. */
     for (size_t i = 0; i < c->nsinks; i++) {
         if (vigil_instance_start(dm->sinks[i]) != 0) {
-            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sinks[i]), "cannot start thread");
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(dm->sinks[i]),
+                      "cannot start thread");
             return -1;
         }
     }
@@ -351,8 +353,8 @@ static int start(struct daemon *dm)
 static void drain(struct daemon *dm)
 {
     if (dm->bus && vigil_bus_drain(dm->bus, DRAIN_TIMEOUT_MS) != 0) {
-        vigil_log(VIGIL_LOG_WARN, "bus", "producers were still sending after %d ms; stopping anyway",
-                  DRAIN_TIMEOUT_MS);
+        vigil_log(VIGIL_LOG_WARN, "bus",
+                  "producers were still sending after %d ms; stopping anyway", DRAIN_TIMEOUT_MS);
     }
 }
 

@@ -16,8 +16,7 @@
 /* msgpack_sbuffer_write() answers -1 when it cannot grow, and the packers'
  * callers ignore answers: remember the failure so finish() refuses the
  * event instead of publishing a cut body. */
-static int write_to(struct vigil_event_builder *b, msgpack_sbuffer *sb, const char *buf,
-                    size_t len)
+static int write_to(struct vigil_event_builder *b, msgpack_sbuffer *sb, const char *buf, size_t len)
 {
     if (msgpack_sbuffer_write(sb, buf, len) != 0) {
         b->oom = true;
@@ -538,9 +537,8 @@ bool vigil_msgpack_plausible(const char *data, size_t len)
     return mp_well_formed(p, p + len) != 0;
 }
 
-static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
-                  const char *body, size_t body_len, msgpack_zone *zone, bool checked,
-                  const char **reason);
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len, const char *body,
+                  size_t body_len, msgpack_zone *zone, bool checked, const char **reason);
 
 /* ---- The bus's checker: msgpack_unpack's acceptance without unpacking ---- */
 
@@ -839,9 +837,8 @@ static bool tu_obj(const unsigned char **pp, const unsigned char *end, msgpack_z
     return true;
 }
 
-static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
-                  const char *body, size_t body_len, msgpack_zone *zone, bool checked,
-                  const char **reason)
+static int decode(struct vigil_event_view *v, const char *topic, size_t topic_len, const char *body,
+                  size_t body_len, msgpack_zone *zone, bool checked, const char **reason)
 {
     memset(v, 0, sizeof *v);
     msgpack_unpack_return r;

@@ -16,7 +16,7 @@
 
 #include "vigil/plugin.h"
 
-#define VIGIL_TOPIC_MAX 255       /* bytes */
+#define VIGIL_TOPIC_MAX 255 /* bytes */
 #define VIGIL_ATTR_DEPTH_MAX 8
 
 /* ---- Building ----------------------------------------------------------- */
@@ -26,14 +26,14 @@ struct vigil_event_builder {
     size_t topic_len;
     uint64_t ts;
     bool has_ts;
-    bool bad;          /* misuse seen (nesting, too long a topic): publish refuses */
-    bool oom;          /* a buffer could not grow: publish answers -ENOMEM */
-    const char *why;   /* what the misuse was */
+    bool bad;        /* misuse seen (nesting, too long a topic): publish refuses */
+    bool oom;        /* a buffer could not grow: publish answers -ENOMEM */
+    const char *why; /* what the misuse was */
     uint32_t nlabels, nvalues, nattrs;
     msgpack_sbuffer labels, values, attrs, out;
     msgpack_packer pl, pv, pa, po;
     struct {
-        size_t off;   /* where the map32/array32 header is in attrs */
+        size_t off; /* where the map32/array32 header is in attrs */
         uint32_t n;
         bool is_map;
     } stack[VIGIL_ATTR_DEPTH_MAX];

@@ -55,7 +55,7 @@ struct vigil_instance {
     uint64_t seq;
     struct event *collect_ev;
     struct vigil_ratelimit collect_rl;
-    bool batching;       /* between batch_begin() and batch_end() */
+    bool batching;                /* between batch_begin() and batch_end() */
     struct vigil_record_buf held; /* kept events */
 
     /* Sinks (sink.c). */

@@ -10,7 +10,6 @@
  */
 #include "json.h"
 
-
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -527,8 +526,11 @@ int vigil_json_parse(const char *text, size_t len, msgpack_zone *zone, msgpack_o
                      char *err, size_t errlen)
 {
     struct parser p = {
-        .s = (const unsigned char *)text, .len = text ? len : 0, .zone = zone,
-        .err = err, .errlen = errlen,
+        .s = (const unsigned char *)text,
+        .len = text ? len : 0,
+        .zone = zone,
+        .err = err,
+        .errlen = errlen,
     };
     msgpack_object v;
 

@@ -17,7 +17,6 @@
  */
 #include "json.h"
 
-
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -254,7 +253,10 @@ static void write_str(struct out *o, const char *p, size_t n)
     /* 1: a byte that ends a run of plain ASCII ('"', '\\', controls, and
      * the first byte of a UTF-8 sequence, checked apart). */
     static const unsigned char special[256] = {
-        [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xff] = 1,
+        [0 ... 0x1f] = 1,
+        ['"'] = 1,
+        ['\\'] = 1,
+        [0x80 ... 0xff] = 1,
     };
     const unsigned char *s = (const unsigned char *)p;
     size_t start = 0, i = 0;
@@ -440,8 +442,8 @@ static const struct {
     size_t len;
     const char *json; /* ,"name": */
 } envelope[] = {
-    {"ts", 2, ",\"ts\":"},         {"host", 4, ",\"host\":"},     {"source", 6, ",\"source\":"},
-    {"seq", 3, ",\"seq\":"},       {"labels", 6, ",\"labels\":"}, {"values", 6, ",\"values\":"},
+    {"ts", 2, ",\"ts\":"},       {"host", 4, ",\"host\":"},     {"source", 6, ",\"source\":"},
+    {"seq", 3, ",\"seq\":"},     {"labels", 6, ",\"labels\":"}, {"values", 6, ",\"values\":"},
     {"attrs", 5, ",\"attrs\":"},
 };
 #define N_ENVELOPE (sizeof envelope / sizeof envelope[0])
@@ -537,8 +539,8 @@ static int event_in_order(struct out *o, struct rd *r, uint64_t count)
 /* The envelope's values are written first, in the order the header gives,
  * then the other keys: in one walk when the body has them in that order,
  * else the envelope's values are found in a first walk. */
-static size_t render_event(const char *topic, size_t topic_len, const char *body,
-                           size_t body_len, char *buf, size_t cap, bool one_walk)
+static size_t render_event(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                           char *buf, size_t cap, bool one_walk)
 {
     struct out o;
     struct rd r = {(const unsigned char *)body, (const unsigned char *)body + body_len};

@@ -25,8 +25,8 @@ void vigil_vlog(enum vigil_log_level level, const char *component, const char *f
 /* Names an error code: a VIGIL_E* value or a negated errno. */
 const char *vigil_strerror(int err);
 
-uint64_t vigil_now_ns(void);  /* CLOCK_REALTIME */
-uint64_t vigil_mono_ns(void); /* CLOCK_MONOTONIC */
+uint64_t vigil_now_ns(void);        /* CLOCK_REALTIME */
+uint64_t vigil_mono_ns(void);       /* CLOCK_MONOTONIC */
 uint64_t vigil_thread_cpu_ns(void); /* CLOCK_THREAD_CPUTIME_ID: the calling thread's CPU */
 
 /* At most `burst` messages per `window_ns`; the rest are counted. */

@@ -9,14 +9,13 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: vigild [-c FILE] [--check] [-l LEVEL]\n"
-            "  -c, --config FILE   the config file (default /etc/vigil/vigil.yaml)\n"
-            "      --check         check the config and its plugins, print every error as\n"
-            "                      FILE:LINE:COL: message, exit 0 if valid, 1 if not\n"
-            "  -l, --log-level L   error, warn, info (default) or debug\n"
-            "  -V, --version       print the version\n"
-            "  -h, --help          this text\n");
+    fprintf(out, "usage: vigild [-c FILE] [--check] [-l LEVEL]\n"
+                 "  -c, --config FILE   the config file (default /etc/vigil/vigil.yaml)\n"
+                 "      --check         check the config and its plugins, print every error as\n"
+                 "                      FILE:LINE:COL: message, exit 0 if valid, 1 if not\n"
+                 "  -l, --log-level L   error, warn, info (default) or debug\n"
+                 "  -V, --version       print the version\n"
+                 "  -h, --help          this text\n");
 }
 
 int main(int argc, char **argv)

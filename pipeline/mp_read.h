@@ -11,16 +11,28 @@
 #include <stdint.h>
 #include <string.h>
 
-enum mp_kind { MP_NIL, MP_BOOL, MP_UINT, MP_NEG, MP_F32, MP_F64, MP_STR, MP_BIN, MP_EXT, MP_ARRAY, MP_MAP };
+enum mp_kind {
+    MP_NIL,
+    MP_BOOL,
+    MP_UINT,
+    MP_NEG,
+    MP_F32,
+    MP_F64,
+    MP_STR,
+    MP_BIN,
+    MP_EXT,
+    MP_ARRAY,
+    MP_MAP
+};
 
 struct mp_item {
     enum mp_kind kind;
-    uint64_t u;       /* MP_UINT: the value; MP_BOOL: 0/1; MP_ARRAY, MP_MAP: the count */
-    int64_t i;        /* MP_NEG */
-    double f;         /* MP_F32, MP_F64 */
-    const char *s;    /* MP_STR, MP_BIN; MP_EXT: its data */
-    uint32_t n;       /* length at s */
-    int8_t ext_type;  /* MP_EXT */
+    uint64_t u;      /* MP_UINT: the value; MP_BOOL: 0/1; MP_ARRAY, MP_MAP: the count */
+    int64_t i;       /* MP_NEG */
+    double f;        /* MP_F32, MP_F64 */
+    const char *s;   /* MP_STR, MP_BIN; MP_EXT: its data */
+    uint32_t n;      /* length at s */
+    int8_t ext_type; /* MP_EXT */
 };
 
 static inline uint64_t mp_be(const unsigned char *p, int n)

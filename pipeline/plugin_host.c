@@ -47,8 +47,9 @@ void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kin
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *e = dlerror();
-        snprintf(err, errlen, "plugin '%s': cannot load %s: %s (check its dependencies with 'ldd %s')",
-                 name, path, e ? e : "unknown dlopen error", path);
+        snprintf(err, errlen,
+                 "plugin '%s': cannot load %s: %s (check its dependencies with 'ldd %s')", name,
+                 path, e ? e : "unknown dlopen error", path);
         return NULL;
     }
     const struct vigil_plugin *p = dlsym(dl, "vigil_plugin");
@@ -81,8 +82,8 @@ void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kin
         goto fail;
     }
     if (p->kind != kind) {
-        snprintf(err, errlen, "plugin '%s': %s is a %s plugin, but is listed under %ss", name,
-                 path, kind_name(p->kind), kind_name(kind));
+        snprintf(err, errlen, "plugin '%s': %s is a %s plugin, but is listed under %ss", name, path,
+                 kind_name(p->kind), kind_name(kind));
         goto fail;
     }
     if (!p->init || !p->fini || (kind == VIGIL_SINK && !p->write)) {
@@ -174,7 +175,8 @@ static const struct vigil_conf *api_conf_root(struct vigil_instance *h)
     return h->ic->own;
 }
 
-static void api_conf_error(struct vigil_instance *h, const struct vigil_conf *n, const char *fmt, ...)
+static void api_conf_error(struct vigil_instance *h, const struct vigil_conf *n, const char *fmt,
+                           ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -198,11 +200,10 @@ static const struct vigil_event_view *as_view(const struct vigil_event *ev)
         msgpack_zone *zone = v->lazy_zone;
         const char *why;
         struct vigil_event_view d;
-        int rc = v->lazy_trusted
-                     ? vigil_event_decode_trusted(&d, v->topic, v->topic_len, v->body,
-                                                  v->body_len, zone, &why)
-                     : vigil_event_decode(&d, v->topic, v->topic_len, v->body, v->body_len,
-                                          SIZE_MAX, zone, &why);
+        int rc = v->lazy_trusted ? vigil_event_decode_trusted(&d, v->topic, v->topic_len, v->body,
+                                                              v->body_len, zone, &why)
+                                 : vigil_event_decode(&d, v->topic, v->topic_len, v->body,
+                                                      v->body_len, SIZE_MAX, zone, &why);
         if (rc != 0) {
             vigil_log(VIGIL_LOG_ERROR, "sink", "an event of topic '%.*s' does not decode: %s",
                       (int)v->topic_len, v->topic, why);
@@ -380,8 +381,8 @@ static size_t api_event_json(const struct vigil_event *ev, char *buf, size_t cap
 {
     /* From the bytes: no decoding, whether or not the event was decoded. */
     const struct vigil_event_view *v = ev ? &ev->view : NULL;
-    size_t n = v ? vigil_json_event(v->topic, v->topic_len, v->body, v->body_len, buf, cap)
-                 : SIZE_MAX;
+    size_t n =
+        v ? vigil_json_event(v->topic, v->topic_len, v->body, v->body_len, buf, cap) : SIZE_MAX;
     if (n == SIZE_MAX) {
         if (v) {
             vigil_log(VIGIL_LOG_ERROR, "sink", "an event of topic '%.*s' is not one msgpack object",
@@ -452,15 +453,16 @@ static int api_field_bool(const struct vigil_field *f, bool *out)
 
 /* The host's own names in a stage's vigil.self event. */
 static const char *const host_counter_names[] = {
-    "in_total",     "out_total",     "dropped_total", "errors_total",
-    "retried_total", "failed_total",  "queue_depth",   "spooled_total",
-    "spool_events", "spool_bytes",   "spool_corrupt_total", NULL,
+    "in_total",      "out_total",    "dropped_total",       "errors_total",
+    "retried_total", "failed_total", "queue_depth",         "spooled_total",
+    "spool_events",  "spool_bytes",  "spool_corrupt_total", NULL,
 };
 
 static int api_counter_new(struct vigil_instance *h, const char *name)
 {
     size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > VIGIL_COUNTER_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != n) {
+    if (n == 0 || n > VIGIL_COUNTER_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != n) {
         vigil_log(VIGIL_LOG_ERROR, h->component,
                   "counter name '%s': use 1-%d characters of a-z, 0-9 and _",
                   name ? name : "(null)", VIGIL_COUNTER_NAME_MAX);
@@ -580,8 +582,9 @@ const struct vigil_api vigil_host_api = {
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
 
-struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
-                                  const struct vigil_host_env *env, struct vigil_diag *d)
+struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
+                                          enum vigil_plugin_kind kind,
+                                          const struct vigil_host_env *env, struct vigil_diag *d)
 {
     char err[PATH_MAX + 512];
     const struct vigil_plugin *desc = NULL;
@@ -758,8 +761,7 @@ int vigil_instance_start(struct vigil_instance *h)
     if (rc == 0) {
         /* "src:<instance>" / "sink:<instance>", cut to the 15 bytes Linux keeps. */
         char name[16];
-        snprintf(name, sizeof name, "%s:%s", h->kind == VIGIL_SOURCE ? "src" : "sink",
-                 h->ic->name);
+        snprintf(name, sizeof name, "%s:%s", h->kind == VIGIL_SOURCE ? "src" : "sink", h->ic->name);
         pthread_setname_np(h->thread, name);
     }
     if (rc != 0) {

@@ -28,7 +28,7 @@ void vigil_plugin_close(void *handle);
 struct vigil_host_env {
     const char *host_name;
     const char *plugin_dir;
-    void *zctx;             /* NULL under --check: publish() is refused */
+    void *zctx; /* NULL under --check: publish() is refused */
     int hwm;
     size_t max_event_bytes;
 };
@@ -36,8 +36,9 @@ struct vigil_host_env {
 /* Loads the instance's plugin and checks its own keys against the plugin's
  * option table; every problem goes to d at its file:line:col. Returns NULL
  * when the instance can't be set up. Main thread. */
-struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic, enum vigil_plugin_kind kind,
-                                  const struct vigil_host_env *env, struct vigil_diag *d);
+struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
+                                          enum vigil_plugin_kind kind,
+                                          const struct vigil_host_env *env, struct vigil_diag *d);
 
 /* Runs the plugin's init(); conf_error() reports go to d. 0 or negative. */
 int vigil_instance_init(struct vigil_instance *h, struct vigil_diag *d);

@@ -34,7 +34,7 @@ struct vigil_rules_stage {
     bool running;
     struct vigil_stage_stats stats;
     msgpack_zone zone;
-    struct vigil_bus_reader in; /* batches from the bus (bus.h) */
+    struct vigil_bus_reader in;      /* batches from the bus (bus.h) */
     struct vigil_record_buf backlog; /* verdicts waiting for room on the bus */
     struct vigil_ratelimit rl;
 };

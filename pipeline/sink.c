@@ -55,7 +55,7 @@ struct vigil_sink {
     struct vigil_record_buf arena;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
-    size_t n;                      /* unresolved events in batch[] */
+    size_t n;                   /* unresolved events in batch[] */
     struct vigil_event_view *views;
     const struct vigil_event **batch;
     enum vigil_write_result *results;
@@ -87,11 +87,11 @@ static void update_gauges(struct vigil_sink *s)
 }
 
 /* One line at most `rl` allows, saying how many similar ones were not. */
-static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
-                        enum vigil_log_level lvl, const char *fmt, ...) VIGIL_PRINTF(4, 5);
+static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl, enum vigil_log_level lvl,
+                        const char *fmt, ...) VIGIL_PRINTF(4, 5);
 
-static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
-                        enum vigil_log_level lvl, const char *fmt, ...)
+static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl, enum vigil_log_level lvl,
+                        const char *fmt, ...)
 {
     uint64_t suppressed;
     if (!vigil_ratelimit_ok(rl, vigil_mono_ns(), &suppressed)) {
@@ -110,8 +110,8 @@ static void log_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
     }
 }
 
-static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl,
-                         enum vigil_log_level lvl, const char *what, int err)
+static void warn_limited(struct vigil_sink *s, struct vigil_ratelimit *rl, enum vigil_log_level lvl,
+                         const char *what, int err)
 {
     log_limited(s, rl, lvl, "%s: %s", what, vigil_strerror(err));
 }
@@ -315,8 +315,8 @@ static void schedule_retry(struct vigil_sink *s)
         s->rng ^= s->rng >> 7;
         s->rng ^= s->rng << 17;
         delay = s->backoff_ns / 2 + s->rng % (s->backoff_ns / 2 + 1);
-        s->backoff_ns = s->backoff_ns * 2 > s->dc->max_backoff_ns ? s->dc->max_backoff_ns
-                                                                  : s->backoff_ns * 2;
+        s->backoff_ns =
+            s->backoff_ns * 2 > s->dc->max_backoff_ns ? s->dc->max_backoff_ns : s->backoff_ns * 2;
     }
     struct timeval tv = tv_of(delay);
     evtimer_add(s->retry_ev, &tv);
@@ -360,8 +360,7 @@ static void finish(struct vigil_sink *s, int rc)
     if (s->from_spool) {
         int crc = vigil_spool_commit(s->spool);
         if (crc != 0) {
-            warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot save the spool's cursor",
-                         crc);
+            warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot save the spool's cursor", crc);
         }
     }
     s->state = B_NONE;
@@ -513,7 +512,8 @@ void vigil_sink_stop(struct vigil_instance *h)
     }
 }
 
-/* ---- SIGHUP ----------------------------------------------------------------------------------- */
+/* ---- SIGHUP -----------------------------------------------------------------------------------
+ */
 
 static void hup_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -524,8 +524,7 @@ static void hup_cb(evutil_socket_t fd, short what, void *arg)
     if (d->size >= offsetof(struct vigil_plugin, reopen) + sizeof d->reopen && d->reopen) {
         int rc = d->reopen(s->h->state);
         if (rc != 0) {
-            vigil_log(VIGIL_LOG_ERROR, s->h->component, "reopen failed: %s",
-                      vigil_strerror(rc));
+            vigil_log(VIGIL_LOG_ERROR, s->h->component, "reopen failed: %s", vigil_strerror(rc));
         } else {
             vigil_log(VIGIL_LOG_INFO, s->h->component, "reopened (SIGHUP)");
         }
@@ -539,7 +538,8 @@ void vigil_sink_reopen(struct vigil_instance *h)
     }
 }
 
-/* ---- Life cycle ---------------------------------------------------------------------------------- */
+/* ---- Life cycle
+ * ---------------------------------------------------------------------------------- */
 
 int vigil_sink_new(struct vigil_instance *h)
 {

@@ -440,8 +440,7 @@ void vigil_spool_close(struct vigil_spool *s)
         int rc = vigil_spool_flush(s, true);
         if (rc != 0) {
             vigil_log(VIGIL_LOG_ERROR, s->component,
-                      "spool: %zu buffered bytes could not be written: %s", s->wlen,
-                      strerror(-rc));
+                      "spool: %zu buffered bytes could not be written: %s", s->wlen, strerror(-rc));
         }
         close(s->wfd);
     }
@@ -533,8 +532,8 @@ static int new_wseg(struct vigil_spool *s)
     return 0;
 }
 
-int vigil_spool_append(struct vigil_spool *s, const char *topic, size_t topic_len,
-                       const char *body, size_t body_len)
+int vigil_spool_append(struct vigil_spool *s, const char *topic, size_t topic_len, const char *body,
+                       size_t body_len)
 {
     uint64_t rec = REC_HDR + (uint64_t)topic_len + body_len;
     if (rec + SEG_HDR > s->max_bytes || rec > UINT32_MAX) {
@@ -752,8 +751,8 @@ int vigil_spool_commit(struct vigil_spool *s)
     /* Segments wholly delivered go; the one being appended to stays unless
      * everything is delivered. */
     bool all = vigil_spool_empty(s);
-    while (s->nseg && s->segs[0].ncommit == s->segs[0].nrec &&
-           (all || !is_wseg(s, &s->segs[0])) && (s->nseg > 1 || all)) {
+    while (s->nseg && s->segs[0].ncommit == s->segs[0].nrec && (all || !is_wseg(s, &s->segs[0])) &&
+           (s->nseg > 1 || all)) {
         remove_head(s);
     }
     return 0;

@@ -47,8 +47,8 @@ void vigil_spool_close(struct vigil_spool *s);
 /* Appends one record (buffered). When the spool would exceed max_bytes the
  * oldest segments are removed, their unread records counted as dropped.
  * Returns 0 or a negative errno (nothing appended). */
-int vigil_spool_append(struct vigil_spool *s, const char *topic, size_t topic_len,
-                       const char *body, size_t body_len);
+int vigil_spool_append(struct vigil_spool *s, const char *topic, size_t topic_len, const char *body,
+                       size_t body_len);
 /* Writes buffered records to the file; with sync, also fdatasync(). */
 int vigil_spool_flush(struct vigil_spool *s, bool sync);
 /* True when records are buffered but not yet written. */

@@ -31,31 +31,31 @@ static inline uint64_t vigil_counter_get(vigil_counter *c)
 }
 
 struct vigil_bus_stats {
-    vigil_counter in_total;        /* messages received on the publish side */
-    vigil_counter out_total;       /* valid events republished */
-    vigil_counter malformed_total; /* dropped: wrong frames, topic, body, size */
-    vigil_counter lost_total;      /* seq gaps seen per (host, source) */
-    vigil_counter seq_resets_total;/* seq went backwards: a producer restarted */
-    vigil_counter dropped_total;   /* valid events the daemon's own stages did
-                                      not get (shutdown, a full bus) */
+    vigil_counter in_total;               /* messages received on the publish side */
+    vigil_counter out_total;              /* valid events republished */
+    vigil_counter malformed_total;        /* dropped: wrong frames, topic, body, size */
+    vigil_counter lost_total;             /* seq gaps seen per (host, source) */
+    vigil_counter seq_resets_total;       /* seq went backwards: a producer restarted */
+    vigil_counter dropped_total;          /* valid events the daemon's own stages did
+                                             not get (shutdown, a full bus) */
     vigil_counter external_dropped_total; /* valid events an outside subscriber
                                       had no room for (its HWM) */
-    vigil_counter untracked_total; /* events of sources past the seq table's bound */
-    vigil_counter sources_tracked; /* (host, source) pairs in the seq table */
+    vigil_counter untracked_total;        /* events of sources past the seq table's bound */
+    vigil_counter sources_tracked;        /* (host, source) pairs in the seq table */
 };
 
 /* One source or sink instance. */
 struct vigil_stage_stats {
-    vigil_counter in_total;      /* sinks: events received */
-    vigil_counter out_total;     /* sources: events published; sinks: delivered */
-    vigil_counter dropped_total; /* events lost by this stage (e.g. at shutdown) */
-    vigil_counter errors_total;  /* collect()/write() errors, malformed input */
-    vigil_counter retried_total; /* sinks: events a write() asked to retry */
-    vigil_counter failed_total;  /* sinks: events a write() refused for good */
-    vigil_counter queue_depth;   /* sinks: events held in memory, undelivered */
-    vigil_counter spooled_total; /* sinks: events written to the disk spool */
-    vigil_counter spool_events;  /* sinks: events in the spool now */
-    vigil_counter spool_bytes;   /* sinks: bytes of the spool's files now */
+    vigil_counter in_total;            /* sinks: events received */
+    vigil_counter out_total;           /* sources: events published; sinks: delivered */
+    vigil_counter dropped_total;       /* events lost by this stage (e.g. at shutdown) */
+    vigil_counter errors_total;        /* collect()/write() errors, malformed input */
+    vigil_counter retried_total;       /* sinks: events a write() asked to retry */
+    vigil_counter failed_total;        /* sinks: events a write() refused for good */
+    vigil_counter queue_depth;         /* sinks: events held in memory, undelivered */
+    vigil_counter spooled_total;       /* sinks: events written to the disk spool */
+    vigil_counter spool_events;        /* sinks: events in the spool now */
+    vigil_counter spool_bytes;         /* sinks: bytes of the spool's files now */
     vigil_counter spool_corrupt_total; /* sinks: torn/corrupt spool tails cut */
 };
 

@@ -12,11 +12,11 @@
 
 struct vd {
     pid_t pid;
-    char dir[256];       /* the test's own temporary folder */
-    char cfg[PATH_MAX];  /* <dir>/vigil.yaml */
-    char log[PATH_MAX];  /* vigild's stderr */
-    char pub[PATH_MAX];  /* ipc://<dir>/pub */
-    char sub[PATH_MAX];  /* ipc://<dir>/sub */
+    char dir[256];      /* the test's own temporary folder */
+    char cfg[PATH_MAX]; /* <dir>/vigil.yaml */
+    char log[PATH_MAX]; /* vigild's stderr */
+    char pub[PATH_MAX]; /* ipc://<dir>/pub */
+    char sub[PATH_MAX]; /* ipc://<dir>/sub */
     /* <dir>/plugins, the config's plugin_dir: links to the build's plugins
      * and to the test plugins (tests/plugins), which build apart. */
     char plugins[PATH_MAX];

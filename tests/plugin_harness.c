@@ -1,15 +1,15 @@
 /* Plugin harness (see plugin_harness.h). */
 #include "plugin_harness.h"
 
+#include <event2/thread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cmocka.h>
-#include <event2/thread.h>
 #include <zmq.h>
+#include <cmocka.h>
 
 #include "bus.h"
 #include "plugin_host.h"
@@ -56,8 +56,10 @@ size_t ph_check(const char *instance, struct vigil_diag *d)
         vigil_config_free(c);
         return d->count ? d->count : 1;
     }
-    struct vigil_host_env env = {.host_name = "test-host", .plugin_dir = c->plugin_dir,
-                                 .hwm = 1000, .max_event_bytes = 65536};
+    struct vigil_host_env env = {.host_name = "test-host",
+                                 .plugin_dir = c->plugin_dir,
+                                 .hwm = 1000,
+                                 .max_event_bytes = 65536};
     for (size_t i = 0; i < c->nsources; i++) {
         struct vigil_instance *h = vigil_instance_new(&c->sources[i], VIGIL_SOURCE, &env, d);
         if (h) {
@@ -95,8 +97,8 @@ struct ph *ph_start(const char *instance, const char *prefix)
     snprintf(pub, sizeof pub, "ipc://%s/p", p->dir);
     snprintf(sub, sizeof sub, "ipc://%s/s", p->dir);
     p->zctx = zmq_ctx_new();
-    struct vigil_bus_opts bo = {.publish = pub, .subscribe = sub, .hwm = 10000,
-                                .max_event_bytes = 65536};
+    struct vigil_bus_opts bo = {
+        .publish = pub, .subscribe = sub, .hwm = 10000, .max_event_bytes = 65536};
     p->bus = vigil_bus_new(p->zctx, &bo, err, sizeof err);
     if (!p->bus) {
         fprintf(stderr, "ph_start: %s\n", err);
@@ -108,11 +110,14 @@ struct ph *ph_start(const char *instance, const char *prefix)
     if (vigil_bus_start(p->bus, 1) != 0 || vigil_bus_wait_ready(p->bus, 5000) != 0) {
         goto fail;
     }
-    struct vigil_host_env env = {.host_name = "test-host", .plugin_dir = p->cfg->plugin_dir,
-                                 .zctx = p->zctx, .hwm = 10000, .max_event_bytes = 65536};
+    struct vigil_host_env env = {.host_name = "test-host",
+                                 .plugin_dir = p->cfg->plugin_dir,
+                                 .zctx = p->zctx,
+                                 .hwm = 10000,
+                                 .max_event_bytes = 65536};
     p->host = vigil_instance_new(&p->cfg->sources[0], VIGIL_SOURCE, &env, &p->d);
-    if (!p->host || vigil_instance_init(p->host, &p->d) != 0 || vigil_instance_connect(p->host) != 0 ||
-        vigil_instance_start(p->host) != 0) {
+    if (!p->host || vigil_instance_init(p->host, &p->d) != 0 ||
+        vigil_instance_connect(p->host) != 0 || vigil_instance_start(p->host) != 0) {
         goto fail;
     }
     return p;
@@ -135,8 +140,9 @@ const struct vigil_event_view *ph_next(struct ph *p, int timeout_ms)
         rc = vigil_bus_reader_next(&p->in, p->sub, &topic, &tl, &body, &bl);
     }
     if (rc != 1) {
-        fprintf(stderr, "ph_next: %s\n", rc < 0 ? "a message from the bus that is not a batch"
-                                                : "woken with nothing to read");
+        fprintf(stderr, "ph_next: %s\n",
+                rc < 0 ? "a message from the bus that is not a batch"
+                       : "woken with nothing to read");
         return NULL;
     }
     msgpack_zone_clear(&p->zone);

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <zmq.h>
+#include <cmocka.h>
 
 #include "bus.h"
 #include "event.h"
@@ -29,8 +29,8 @@
 
 #define MAX_SOCKS 16
 #define MAX_PRODUCERS 4
-#define WAIT_MS 2000     /* bounded wait for counters the bus thread updates */
-#define RECV_MS 5000     /* a subscriber that gets nothing for this long fails */
+#define WAIT_MS 2000 /* bounded wait for counters the bus thread updates */
+#define RECV_MS 5000 /* a subscriber that gets nothing for this long fails */
 #define BODY_MAX 8192
 
 struct producer {
@@ -42,9 +42,9 @@ struct producer {
     uint64_t first_seq;
     unsigned n;
     int sndhwm;
-    size_t pad;           /* bytes of attrs.pad per event */
+    size_t pad; /* bytes of attrs.pad per event */
     _Atomic unsigned sent;
-    int err;              /* zmq errno if a send failed */
+    int err; /* zmq errno if a send failed */
 };
 
 struct fx {
@@ -193,10 +193,14 @@ static void *track(struct fx *f, void *s)
 
 static uint64_t coalesce_ns; /* for the next new_bus: 0, as the tests' buses are */
 
-static struct vigil_bus *new_bus(struct fx *f, const char *pub, const char *sub, int hwm, size_t max)
+static struct vigil_bus *new_bus(struct fx *f, const char *pub, const char *sub, int hwm,
+                                 size_t max)
 {
-    struct vigil_bus_opts o = {.publish = pub, .subscribe = sub, .hwm = hwm,
-                               .max_event_bytes = max, .coalesce_ns = coalesce_ns};
+    struct vigil_bus_opts o = {.publish = pub,
+                               .subscribe = sub,
+                               .hwm = hwm,
+                               .max_event_bytes = max,
+                               .coalesce_ns = coalesce_ns};
     coalesce_ns = 0;
     f->err[0] = '\0';
     return vigil_bus_new(f->zctx, &o, f->err, sizeof f->err);
@@ -472,7 +476,7 @@ static void test_pass_through(void **state)
     void *push_in = push_socket(f, VIGIL_BUS_IN);
     unsigned probes = join_external(f, push_ipc, ext_sub);
 
-    const char *topics[] = {"gen.a", "kvm.vm", "gen", "gen.b", "xgen.c", "gen.\xc3\xa9t\xc3\xa9",
+    const char *topics[] = {"gen.a",  "kvm.vm", "gen", "gen.b", "xgen.c", "gen.\xc3\xa9t\xc3\xa9",
                             "gen.end"};
     const size_t ntopics = sizeof topics / sizeof topics[0];
     const char *want[] = {"gen.a", "gen.b", "gen.\xc3\xa9t\xc3\xa9", "gen.end"};
@@ -507,8 +511,8 @@ static void test_pass_through(void **state)
                 struct msg m;
                 recv_real(subs[s], &m);
                 if (!topic_is(&m, want[i])) {
-                    fail_msg("round %d sub %d: got topic %.*s, want %s", round, s,
-                             (int)m.topic_len, m.topic, want[i]);
+                    fail_msg("round %d sub %d: got topic %.*s, want %s", round, s, (int)m.topic_len,
+                             m.topic, want[i]);
                 }
                 assert_int_equal(m.body_len, lens[i]);
                 assert_memory_equal(m.body, bodies[i], lens[i]);
@@ -671,8 +675,8 @@ static void test_malformed_counted_and_dropped(void **state)
             fail_msg("after \"%s\" the bus passed nothing on", cases[i].name);
         }
         if (!topic_is(&m, "ok") || seq_of(f, &m) != i + 1) {
-            fail_msg("after \"%s\" the subscriber got something else (topic %.*s)",
-                     cases[i].name, (int)m.topic_len, m.topic);
+            fail_msg("after \"%s\" the subscriber got something else (topic %.*s)", cases[i].name,
+                     (int)m.topic_len, m.topic);
         }
         if (wait_count(&f->st->malformed_total, i + 1) != i + 1) {
             fail_msg("\"%s\" was not counted as malformed", cases[i].name);
@@ -717,8 +721,8 @@ static void test_seq_gaps_and_resets(void **state)
         const char *host, *source;
         uint64_t seq;
     } steps[] = {
-        {"h", "s", 1},   {"h", "t", 100}, {"h", "s", 2},  {"h2", "s", 7}, {"h", "t", 101},
-        {"h", "s", 3},   {"h2", "s", 8},  {"h", "t", 102}, {"h", "s", 6}, {"h2", "s", 9},
+        {"h", "s", 1}, {"h", "t", 100}, {"h", "s", 2},   {"h2", "s", 7}, {"h", "t", 101},
+        {"h", "s", 3}, {"h2", "s", 8},  {"h", "t", 102}, {"h", "s", 6},  {"h2", "s", 9},
     };
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         send_event(f, push, "t", steps[i].host, steps[i].source, steps[i].seq, 0);
@@ -795,7 +799,8 @@ static void test_seq_sources_with_nul_bytes_are_distinct(void **state)
     msgpack_sbuffer_destroy(&sb);
     uint64_t deadline = now_ms() + WAIT_MS, out, malformed;
     while ((out = vigil_counter_get(&f->st->out_total)) +
-                   (malformed = vigil_counter_get(&f->st->malformed_total)) < 6 &&
+                   (malformed = vigil_counter_get(&f->st->malformed_total)) <
+               6 &&
            now_ms() < deadline) {
         sleep_ms(1);
     }
@@ -915,8 +920,8 @@ static unsigned check_batch(struct fx *f, void *s, const char *want, uint64_t *s
         struct vigil_event_view v;
         const char *why = NULL;
         msgpack_zone_clear(&f->zone);
-        if (vigil_event_decode(&v, zmq_msg_data(&t), zmq_msg_size(&t), body, bl, 1 << 20,
-                               &f->zone, &why) != 0) {
+        if (vigil_event_decode(&v, zmq_msg_data(&t), zmq_msg_size(&t), body, bl, 1 << 20, &f->zone,
+                               &why) != 0) {
             fail_msg("event %u of a batch does not decode: %s", n, why);
         }
         do {

@@ -696,8 +696,7 @@ static void assert_cpu_like(const struct snap *s, double ref_pct, double lo, dou
 {
     double pct = val(s, "cpu_usage_pct");
     double tol = s->ref_tol > 0 ? s->ref_tol : 15;
-    assert_near(pct, ref_pct - tol, ref_pct + tol,
-                "cpu_usage_pct against the children's run time");
+    assert_near(pct, ref_pct - tol, ref_pct + tol, "cpu_usage_pct against the children's run time");
     assert_near(pct, lo, hi, "cpu_usage_pct");
 }
 

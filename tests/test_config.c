@@ -29,8 +29,9 @@ struct fx {
 static int fx_setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    if (!f)
+    if (!f) {
         return -1;
+    }
     vigil_diag_init(&f->d);
     *state = f;
     return 0;
@@ -48,16 +49,18 @@ static int fx_teardown(void **state)
 
 static void dump(const struct vigil_diag *d)
 {
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
         print_message("  diag: %s\n", d->msgs[i]);
+    }
 }
 
 /* Fails unless some message starts with `prefix`. */
 static void expect_msg(const struct vigil_diag *d, const char *prefix)
 {
     for (size_t i = 0; i < d->n; i++) {
-        if (strncmp(d->msgs[i], prefix, strlen(prefix)) == 0)
+        if (strncmp(d->msgs[i], prefix, strlen(prefix)) == 0) {
             return;
+        }
     }
     dump(d);
     fail_msg("no message starts with \"%s\"", prefix);
@@ -117,8 +120,9 @@ static void test_diag_format(void **state)
 static void test_diag_bounded(void **state)
 {
     struct fx *f = *state;
-    for (int i = 0; i < 1005; i++)
+    for (int i = 0; i < 1005; i++) {
         vigil_diag_add(&f->d, "x", i + 1, 1, "error %d", i);
+    }
     assert_int_equal(f->d.count, 1005);
     assert_int_equal(f->d.n, 1000);
     assert_string_equal(f->d.msgs[999], "x:1000:1: error 999");
@@ -284,10 +288,11 @@ static void test_tree_billion_laughs(void **state)
     char y[4096];
     size_t len = 0;
     len += (size_t)snprintf(y + len, sizeof y - len, "a0: &a0 [lol, lol, lol, lol, lol]\n");
-    for (int i = 1; i < 10; i++)
+    for (int i = 1; i < 10; i++) {
         len += (size_t)snprintf(y + len, sizeof y - len,
                                 "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i,
                                 i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_null(tree(f, y));
@@ -302,8 +307,9 @@ static void test_tree_too_deep(void **state)
 {
     struct fx *f = *state;
     char y[1024] = "a: ";
-    for (int i = 0; i < 300; i++)
+    for (int i = 0; i < 300; i++) {
         strcat(y, "[");
+    }
     assert_null(tree(f, y)); /* never closed, but the depth limit comes first */
     assert_non_null(strstr(f->d.msgs[0], "nested deeper than"));
 }
@@ -368,10 +374,12 @@ static void test_read_int(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t v = 12345;
         int rc = vigil_conf_int(scalar(f, cases[i].text), &v);
-        if (rc != cases[i].rc)
+        if (rc != cases[i].rc) {
             fail_msg("int '%s': rc %d, want %d", cases[i].text, rc, cases[i].rc);
-        if (rc == 0 && v != cases[i].v)
+        }
+        if (rc == 0 && v != cases[i].v) {
             fail_msg("int '%s': %lld", cases[i].text, (long long)v);
+        }
     }
     int64_t v;
     assert_int_equal(vigil_conf_int(NULL, &v), VIGIL_ENOTFOUND);
@@ -414,8 +422,9 @@ static void test_read_bool(void **state)
         assert_false(v);
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (vigil_conf_bool(scalar(f, bad[i]), &v) != VIGIL_ETYPE)
+        if (vigil_conf_bool(scalar(f, bad[i]), &v) != VIGIL_ETYPE) {
             fail_msg("bool '%s' accepted", bad[i]);
+        }
     }
     assert_int_equal(vigil_conf_bool(NULL, &v), VIGIL_ENOTFOUND);
 }
@@ -454,10 +463,12 @@ static void test_read_duration(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t ns = 12345;
         int rc = vigil_conf_duration(scalar(f, cases[i].text), &ns);
-        if (rc != cases[i].rc)
+        if (rc != cases[i].rc) {
             fail_msg("duration '%s': rc %d, want %d", cases[i].text, rc, cases[i].rc);
-        if (rc == 0 && ns != cases[i].ns)
+        }
+        if (rc == 0 && ns != cases[i].ns) {
             fail_msg("duration '%s': %llu", cases[i].text, (unsigned long long)ns);
+        }
     }
     uint64_t ns;
     assert_int_equal(vigil_conf_duration(NULL, &ns), VIGIL_ENOTFOUND);
@@ -509,10 +520,12 @@ static void test_read_size(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t b = 12345;
         int rc = vigil_conf_size(scalar(f, cases[i].text), &b);
-        if (rc != cases[i].rc)
+        if (rc != cases[i].rc) {
             fail_msg("size '%s': rc %d, want %d", cases[i].text, rc, cases[i].rc);
-        if (rc == 0 && b != cases[i].bytes)
+        }
+        if (rc == 0 && b != cases[i].bytes) {
             fail_msg("size '%s': %llu", cases[i].text, (unsigned long long)b);
+        }
     }
     uint64_t b;
     assert_int_equal(vigil_conf_size(NULL, &b), VIGIL_ENOTFOUND);
@@ -967,8 +980,9 @@ struct files {
 static int files_setup(void **state)
 {
     struct files *fs = calloc(1, sizeof *fs);
-    if (!fs)
+    if (!fs) {
         return -1;
+    }
     strcpy(fs->top, "/tmp/test_config.XXXXXX");
     if (!mkdtemp(fs->top)) {
         free(fs);

@@ -3,18 +3,18 @@
  * endpoints (harness.c), so nothing leaks between tests.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cmocka.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include <cmocka.h>
 
 #include "event.h"
 #include "harness.h"
@@ -51,8 +51,8 @@ static void gen_arrives_gapless(struct vd *v, const char *bus_keys, const char *
 static void test_gen_events_arrive_gapless(void **state)
 {
     struct vd *v = *state;
-    gen_arrives_gapless(
-        v, NULL, "    labels: { quote: 'a \"b\" \\\\ c', utf8: \"h\\u00e9llo \\u65e5\" }\n");
+    gen_arrives_gapless(v, NULL,
+                        "    labels: { quote: 'a \"b\" \\\\ c', utf8: \"h\\u00e9llo \\u65e5\" }\n");
     assert_int_equal(count_lines(v->log, "bus.coalesce"), 0);
     double secs;
     assert_int_equal(vd_stop(v, 10, &secs), 0);
@@ -120,8 +120,8 @@ static void test_vigil_pub_events_arrive(void **state)
     assert_true(seqs_complete(out, "vigil-pub", n));
 
     const char bad[] = "{\"values\":{\"x\":1}}\nnot json\n[1,2]\n{\"values\":{\"y\":\"str\"}}\n";
-    char *const argv2[] = {VIGIL_BUILD_DIR "/vigil-pub", "-e", v->pub, "-t", "test.bad",
-                           "--source", "pub2", NULL};
+    char *const argv2[] = {
+        VIGIL_BUILD_DIR "/vigil-pub", "-e", v->pub, "-t", "test.bad", "--source", "pub2", NULL};
     rc = run(argv2, bad, sizeof bad - 1, NULL, &err, 30);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "stdin:2:"));
@@ -157,10 +157,10 @@ static void test_malformed_counted_not_fatal(void **state)
     for (size_t i = 0; i < sizeof junk; i++) {
         junk[i] = (unsigned char)rand();
     }
-    zmq_send(push, junk, sizeof junk, 0);                 /* one frame */
-    zmq_send(push, "test.x", 6, ZMQ_SNDMORE);             /* random body */
+    zmq_send(push, junk, sizeof junk, 0);     /* one frame */
+    zmq_send(push, "test.x", 6, ZMQ_SNDMORE); /* random body */
     zmq_send(push, junk, sizeof junk, 0);
-    zmq_send(push, "bad topic", 9, ZMQ_SNDMORE);          /* space in topic */
+    zmq_send(push, "bad topic", 9, ZMQ_SNDMORE); /* space in topic */
     zmq_send(push, "\x80", 1, 0);
     /* Then a good event, built as a source would. */
     struct vigil_event_builder b;
@@ -235,8 +235,7 @@ static void test_loader_refusals(void **state)
     static const struct refusal cases[] = {
         {"test_badabi", "sources", "test_badabi.so has plugin ABI 999", "this vigild has ABI 2"},
         {"test_badname", "sources", "test_badname.so declares the name 'someone_else'", NULL},
-        {"test_nosym", "sources", "test_nosym.so does not export the symbol 'vigil_plugin'",
-         NULL},
+        {"test_nosym", "sources", "test_nosym.so does not export the symbol 'vigil_plugin'", NULL},
         {"test_badkind", "sources", "test_badkind.so is a sink plugin", NULL},
         {"test_notelf", "sources", "cannot load %s/test_notelf.so", "ldd"},
         {"no_such_plugin", "sinks", "%s/no_such_plugin.so", "looked in %s"},
@@ -343,8 +342,16 @@ static void test_vigil_tap(void **state)
     struct vd *v = *state;
     assert_int_equal(vd_setup(v, NULL, "sources:\n  - { plugin: gen, name: t, rate: 200 }\n"), 0);
     assert_int_equal(vd_start(v), 0);
-    char *const argv[] = {VIGIL_BUILD_DIR "/vigil-tap", "-c", v->cfg, "-t", "gen.", "-n", "20",
-                          "--timeout", "20s", NULL};
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigil-tap",
+                          "-c",
+                          v->cfg,
+                          "-t",
+                          "gen.",
+                          "-n",
+                          "20",
+                          "--timeout",
+                          "20s",
+                          NULL};
     char *out = NULL, *err = NULL;
     assert_int_equal(run(argv, NULL, 0, &out, &err, 30), 0);
     size_t lines = 0;
@@ -354,8 +361,8 @@ static void test_vigil_tap(void **state)
     assert_int_equal(lines, 20);
     free(out);
     free(err);
-    char *const argv2[] = {VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "nothing.",
-                           "--timeout", "500ms", NULL};
+    char *const argv2[] = {
+        VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "nothing.", "--timeout", "500ms", NULL};
     assert_int_equal(run(argv2, NULL, 0, &out, &err, 30), 1);
     assert_string_equal(out, "");
     free(out);
@@ -407,8 +414,16 @@ static void test_rules_end_to_end(void **state)
         fail_msg("vigild did not start");
     }
     const char *out = vd_path(v, "out.jsonl");
-    char *const tap[] = {VIGIL_BUILD_DIR "/vigil-tap", "-e", v->sub, "-t", "alert.", "-n", "3",
-                         "--timeout", "20s", NULL};
+    char *const tap[] = {VIGIL_BUILD_DIR "/vigil-tap",
+                         "-e",
+                         v->sub,
+                         "-t",
+                         "alert.",
+                         "-n",
+                         "3",
+                         "--timeout",
+                         "20s",
+                         NULL};
     /* The tap runs in the background; give its subscription time to land. */
     char tap_out[PATH_MAX + 320];
     snprintf(tap_out, sizeof tap_out, "%s/tap.jsonl", v->dir);
@@ -429,8 +444,8 @@ static void test_rules_end_to_end(void **state)
     assert_int_equal(run(pub, in, sizeof in - 1, NULL, NULL, 30), 0);
     const char acc[] = "{\"labels\":{\"subject\":\"admin:al\",\"action\":\"x\"}}\n"
                        "{\"labels\":{\"subject\":\"guest:bo\",\"action\":\"x\"}}\n";
-    char *const pub2[] = {VIGIL_BUILD_DIR "/vigil-pub", "-c", v->cfg, "-t", "test.access",
-                          "--source", "p2", NULL};
+    char *const pub2[] = {
+        VIGIL_BUILD_DIR "/vigil-pub", "-c", v->cfg, "-t", "test.access", "--source", "p2", NULL};
     assert_int_equal(run(pub2, acc, sizeof acc - 1, NULL, NULL, 30), 0);
     int st;
     assert_int_equal(waitpid(tp, &st, 0), tp);
@@ -452,20 +467,29 @@ static void test_rules_end_to_end(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_coalescing_bus_loses_nothing, vd_fixture_setup,
                                         vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sink_retry_loses_nothing, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_vigil_pub_events_arrive, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_plugin_counters_in_self, vd_fixture_setup,
                                         vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_loader_refusals, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_check_reports_positions, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_counted_not_fatal, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_loader_refusals, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_check_reports_positions, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_clean_and_lossless, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_vigil_tap, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_rules_end_to_end, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoint_in_use_refused, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_rules_end_to_end, vd_fixture_setup,
+                                        vd_fixture_teardown),
     };
     return cmocka_run_group_tests_name("daemon", tests, NULL, NULL);
 }

@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cmocka.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h>
 
 #include "harness.h"
 
@@ -81,15 +81,15 @@ static void publish(const struct vd *v, const char *source, size_t n)
     char *in = malloc(cap);
     assert_non_null(in);
     for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(in + len, cap - len,
-                                "{\"labels\":{\"i\":\"%zu\",\"pad\":\"%s\"},\"values\":{\"x\":%zu}}\n",
-                                i, "................................................................",
-                                i);
+        len += (size_t)snprintf(
+            in + len, cap - len,
+            "{\"labels\":{\"i\":\"%zu\",\"pad\":\"%s\"},\"values\":{\"x\":%zu}}\n", i,
+            "................................................................", i);
     }
     char src[128];
     snprintf(src, sizeof src, "%s", source);
-    char *const argv[] = {VIGIL_BUILD_DIR "/vigil-pub", "-c", (char *)v->cfg, "-t", "test.d",
-                          "--source", src, NULL};
+    char *const argv[] = {
+        VIGIL_BUILD_DIR "/vigil-pub", "-c", (char *)v->cfg, "-t", "test.d", "--source", src, NULL};
     char *err = NULL;
     int rc = run(argv, in, len, NULL, &err, 60);
     if (rc != 0) {
@@ -321,7 +321,8 @@ static void test_delivery_config_errors(void **state)
     assert_non_null(strstr(err, "vigil.yaml:11:24: 'spool.max_size' must be a size"));
     assert_non_null(strstr(err, "vigil.yaml:11:30: unknown key 'pth' in 'spool' (valid keys: path, "
                                 "max_size)"));
-    assert_non_null(strstr(err, "vigil.yaml:12:26: 'batch.max_events' must be from 1 to 65536, not '0'"));
+    assert_non_null(
+        strstr(err, "vigil.yaml:12:26: 'batch.max_events' must be from 1 to 65536, not '0'"));
     free(err);
 }
 
@@ -345,13 +346,20 @@ static void test_unusable_spool_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_outage_spools_and_recovers, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_outage_async_sink, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_then_restart_delivers_spool, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_keeps_spool_for_next_start, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_spool_max_size_drops_counted, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_delivery_config_errors, vd_fixture_setup, vd_fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_unusable_spool_refused, vd_fixture_setup, vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_spools_and_recovers, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_outage_async_sink, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_then_restart_delivers_spool, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_keeps_spool_for_next_start, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_spool_max_size_drops_counted, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_config_errors, vd_fixture_setup,
+                                        vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unusable_spool_refused, vd_fixture_setup,
+                                        vd_fixture_teardown),
     };
     return cmocka_run_group_tests_name("delivery", tests, NULL, NULL);
 }

@@ -95,8 +95,7 @@ static double get_double(const struct vigil_event_view *v, const char *path)
 }
 
 /* Decodes a body (from the builder or hand-packed); the zone is cleared first. */
-static int decode_topic(struct fx *f, const char *topic, const char *body, size_t len,
-                        size_t max)
+static int decode_topic(struct fx *f, const char *topic, const char *body, size_t len, size_t max)
 {
     msgpack_zone_clear(&f->zone);
     f->reason = NULL;
@@ -255,16 +254,14 @@ static void test_labels_and_values(void **state)
     assert_true(get_double(&f->v, "values.cpu_usage_pct") == 12.5);
     assert_true(get_double(&f->v, "values.neg") == -3.25);
     assert_true(get_double(&f->v, "values.zero") == 0.0);
-    assert_int_equal(vigil_event_get(&f->v, "values.cpu_usage_pct")->type,
-                     MSGPACK_OBJECT_FLOAT64);
+    assert_int_equal(vigil_event_get(&f->v, "values.cpu_usage_pct")->type, MSGPACK_OBJECT_FLOAT64);
     /* u64 values stay exact integers. */
     assert_int_equal(get_u64(&f->v, "values.exits_total"), UINT64_MAX);
     assert_int_equal(get_u64(&f->v, "values.small"), 3);
     assert_true(get_double(&f->v, "values.small") == 3.0);
     uint64_t u;
     assert_int_equal(vigil_msgpack_u64(vigil_event_get(&f->v, "values.neg"), &u), VIGIL_ETYPE);
-    assert_int_equal(vigil_msgpack_u64(vigil_event_get(&f->v, "values.nope"), &u),
-                     VIGIL_ENOTFOUND);
+    assert_int_equal(vigil_msgpack_u64(vigil_event_get(&f->v, "values.nope"), &u), VIGIL_ENOTFOUND);
 }
 
 /* attrs: every scalar kind, and map-in-list-in-map. */
@@ -390,11 +387,11 @@ static void test_paths(void **state)
     assert_ptr_equal(vigil_event_get(&f->v, "labels"), f->v.labels);
     assert_ptr_equal(vigil_event_get(&f->v, "attrs"), f->v.attrs);
 
-    assert_null(vigil_event_get(&f->v, "labels.y"));   /* wrong map */
-    assert_null(vigil_event_get(&f->v, "host.x"));     /* through a string */
+    assert_null(vigil_event_get(&f->v, "labels.y")); /* wrong map */
+    assert_null(vigil_event_get(&f->v, "host.x"));   /* through a string */
     assert_null(vigil_event_get(&f->v, "attrs.ns.net.more"));
     assert_null(vigil_event_get(&f->v, "attrs.ns.ne"));
-    assert_null(vigil_event_get(&f->v, "hos"));         /* prefix is not a match */
+    assert_null(vigil_event_get(&f->v, "hos")); /* prefix is not a match */
     assert_null(vigil_event_get(&f->v, "hostx"));
     assert_ptr_equal(vigil_event_get(&f->v, ""), &f->v.root); /* the whole body */
     assert_null(vigil_event_get(&f->v, "labels."));
@@ -437,8 +434,7 @@ static void test_builder_reuse(void **state)
             vigil_event_attr_end(&f->b);
             const char *body;
             size_t len;
-            assert_int_equal(vigil_event_finish(&f->b, "h", "s", i, &body, &len),
-                             VIGIL_EMALFORMED);
+            assert_int_equal(vigil_event_finish(&f->b, "h", "s", i, &body, &len), VIGIL_EMALFORMED);
             continue;
         }
         uint64_t before = vigil_now_ns();
@@ -543,7 +539,7 @@ static void test_misuse_null_keys(void **state)
 
     vigil_event_begin(&f->b, "t");
     vigil_event_attr_list_begin(&f->b, "l");
-    vigil_event_attr_map_begin(&f->b, NULL); /* fine: a list item */
+    vigil_event_attr_map_begin(&f->b, NULL);  /* fine: a list item */
     vigil_event_add_attr_i64(&f->b, NULL, 1); /* not fine: in the map */
     vigil_event_attr_end(&f->b);
     vigil_event_attr_end(&f->b);
@@ -627,41 +623,44 @@ static void test_topic_valid(void **state)
 static void test_topic_utf8(void **state)
 {
     (void)state;
-    assert_true(tv("caf\xc3\xa9"));                  /* é */
-    assert_true(tv("\xe6\x97\xa5\xe6\x9c\xac.vm"));  /* 日本 */
-    assert_true(tv("x.\xf0\x9f\x98\x80"));           /* U+1F600 */
-    assert_true(tv("\xc2\xa0"));                     /* U+00A0, first after C1 */
-    assert_true(tv("\xdf\xbf"));                     /* U+07FF */
-    assert_true(tv("\xe0\xa0\x80"));                 /* U+0800 */
-    assert_true(tv("\xed\x9f\xbf"));                 /* U+D7FF */
-    assert_true(tv("\xee\x80\x80"));                 /* U+E000 */
-    assert_true(tv("\xef\xbf\xbf"));                 /* U+FFFF */
-    assert_true(tv("\xf0\x90\x80\x80"));             /* U+10000 */
-    assert_true(tv("\xf4\x8f\xbf\xbf"));             /* U+10FFFF */
+    assert_true(tv("caf\xc3\xa9"));                 /* é */
+    assert_true(tv("\xe6\x97\xa5\xe6\x9c\xac.vm")); /* 日本 */
+    assert_true(tv("x.\xf0\x9f\x98\x80"));          /* U+1F600 */
+    assert_true(tv("\xc2\xa0"));                    /* U+00A0, first after C1 */
+    assert_true(tv("\xdf\xbf"));                    /* U+07FF */
+    assert_true(tv("\xe0\xa0\x80"));                /* U+0800 */
+    assert_true(tv("\xed\x9f\xbf"));                /* U+D7FF */
+    assert_true(tv("\xee\x80\x80"));                /* U+E000 */
+    assert_true(tv("\xef\xbf\xbf"));                /* U+FFFF */
+    assert_true(tv("\xf0\x90\x80\x80"));            /* U+10000 */
+    assert_true(tv("\xf4\x8f\xbf\xbf"));            /* U+10FFFF */
 
-    assert_false(tv("\x80"));                        /* lone continuation */
-    assert_false(tv("a\xbf" "b"));
-    assert_false(tv("caf\xc3"));                     /* truncated at the end */
+    assert_false(tv("\x80")); /* lone continuation */
+    assert_false(tv("a\xbf"
+                    "b"));
+    assert_false(tv("caf\xc3")); /* truncated at the end */
     assert_false(tv("\xe6\x97"));
     assert_false(tv("\xf0\x9f\x98"));
-    assert_false(tv("\xe6\x97" "a"));                /* truncated mid-string */
-    assert_false(tv("\xc3" "a"));
-    assert_false(tv("\xc0\x80"));                    /* overlong NUL */
-    assert_false(tv("\xc1\xbf"));                    /* overlong */
-    assert_false(tv("\xe0\x80\x80"));                /* overlong */
-    assert_false(tv("\xe0\x9f\xbf"));                /* overlong U+07FF */
-    assert_false(tv("\xf0\x80\x80\x80"));            /* overlong */
-    assert_false(tv("\xf0\x8f\xbf\xbf"));            /* overlong U+FFFF */
-    assert_false(tv("\xed\xa0\x80"));                /* surrogate U+D800 */
-    assert_false(tv("\xed\xbf\xbf"));                /* surrogate U+DFFF */
-    assert_false(tv("\xf4\x90\x80\x80"));            /* > U+10FFFF */
+    assert_false(tv("\xe6\x97"
+                    "a")); /* truncated mid-string */
+    assert_false(tv("\xc3"
+                    "a"));
+    assert_false(tv("\xc0\x80"));         /* overlong NUL */
+    assert_false(tv("\xc1\xbf"));         /* overlong */
+    assert_false(tv("\xe0\x80\x80"));     /* overlong */
+    assert_false(tv("\xe0\x9f\xbf"));     /* overlong U+07FF */
+    assert_false(tv("\xf0\x80\x80\x80")); /* overlong */
+    assert_false(tv("\xf0\x8f\xbf\xbf")); /* overlong U+FFFF */
+    assert_false(tv("\xed\xa0\x80"));     /* surrogate U+D800 */
+    assert_false(tv("\xed\xbf\xbf"));     /* surrogate U+DFFF */
+    assert_false(tv("\xf4\x90\x80\x80")); /* > U+10FFFF */
     assert_false(tv("\xf5\x80\x80\x80"));
-    assert_false(tv("\xf8\x88\x80\x80\x80"));        /* 5-byte form */
+    assert_false(tv("\xf8\x88\x80\x80\x80")); /* 5-byte form */
     assert_false(tv("\xfe"));
     assert_false(tv("\xff"));
-    assert_false(tv("\xc2\x80"));                    /* C1 controls U+0080 */
-    assert_false(tv("\xc2\x85"));                    /* NEL */
-    assert_false(tv("\xc2\x9f"));                    /* U+009F */
+    assert_false(tv("\xc2\x80")); /* C1 controls U+0080 */
+    assert_false(tv("\xc2\x85")); /* NEL */
+    assert_false(tv("\xc2\x9f")); /* U+009F */
 
     /* A multi-byte character that ends exactly at byte 255 is fine; one
      * that would run past `len` is not. */
@@ -796,10 +795,18 @@ static void test_refuse_ts_seq_types(void **state)
         env(f, NO_TS, 1);
         pk_str(&f->pk, "ts");
         switch (k) {
-        case 0: msgpack_pack_int64(&f->pk, -1); break;
-        case 1: msgpack_pack_double(&f->pk, 1.0); break;
-        case 2: pk_str(&f->pk, "1700000000"); break;
-        default: msgpack_pack_nil(&f->pk); break;
+        case 0:
+            msgpack_pack_int64(&f->pk, -1);
+            break;
+        case 1:
+            msgpack_pack_double(&f->pk, 1.0);
+            break;
+        case 2:
+            pk_str(&f->pk, "1700000000");
+            break;
+        default:
+            msgpack_pack_nil(&f->pk);
+            break;
         }
         expect_refused(f, VIGIL_EMALFORMED, "ts is not an unsigned integer");
     }
@@ -808,9 +815,15 @@ static void test_refuse_ts_seq_types(void **state)
         env(f, NO_SEQ, 1);
         pk_str(&f->pk, "seq");
         switch (k) {
-        case 0: msgpack_pack_int64(&f->pk, -5); break;
-        case 1: msgpack_pack_float(&f->pk, 2.0f); break;
-        default: msgpack_pack_true(&f->pk); break;
+        case 0:
+            msgpack_pack_int64(&f->pk, -5);
+            break;
+        case 1:
+            msgpack_pack_float(&f->pk, 2.0f);
+            break;
+        default:
+            msgpack_pack_true(&f->pk);
+            break;
         }
         expect_refused(f, VIGIL_EMALFORMED, "seq is not an unsigned integer");
     }
@@ -989,8 +1002,8 @@ static void test_refuse_huge_declared_counts_cheaply(void **state)
         skip();
     }
     msgpack_zone_clear(&f->zone);
-    int rc = vigil_event_decode(&f->v, "t", 1, (const char *)body, sizeof body, MAX_BODY,
-                                &f->zone, &f->reason);
+    int rc = vigil_event_decode(&f->v, "t", 1, (const char *)body, sizeof body, MAX_BODY, &f->zone,
+                                &f->reason);
     long grew_kb = vm_size_kb() - before; /* measured while the zone still holds it */
     msgpack_zone_clear(&f->zone);
     assert_int_equal(rc, VIGIL_EMALFORMED);
@@ -1180,8 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuse_attrs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_duplicate_envelope_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_non_string_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refuse_huge_declared_counts_cheaply, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_huge_declared_counts_cheaply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_bin_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_unknown_keys_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),

@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <math.h>
+#include <cmocka.h>
 
 #include "json.h"
 
@@ -83,8 +83,8 @@ static const msgpack_object *unpacked(struct fx *f)
 static const char *event(struct fx *f, const char *topic)
 {
     (void)unpacked(f); /* msgpack-c takes it whole, too */
-    size_t n = vigil_json_event(topic, strlen(topic), f->sbuf.data, f->sbuf.size, f->out,
-                                sizeof f->out);
+    size_t n =
+        vigil_json_event(topic, strlen(topic), f->sbuf.data, f->sbuf.size, f->out, sizeof f->out);
     assert_true(n < sizeof f->out);
     assert_int_equal(n, strlen(f->out));
     /* Cut short: refused. */
@@ -179,8 +179,9 @@ static void test_event_missing_envelope(void **state)
     msgpack_pack_int(&f->pk, 1);
     pk_str(&f->pk, "ts");
     msgpack_pack_uint64(&f->pk, 5);
-    assert_string_equal(event(f, "t"),
-                        "{\"topic\":\"t\",\"ts\":5,\"labels\":{},\"values\":{},\"attrs\":{},\"x\":1}");
+    assert_string_equal(
+        event(f, "t"),
+        "{\"topic\":\"t\",\"ts\":5,\"labels\":{},\"values\":{},\"attrs\":{},\"x\":1}");
 }
 
 static void test_event_empty_map_and_topic(void **state)
@@ -190,8 +191,7 @@ static void test_event_empty_map_and_topic(void **state)
     msgpack_pack_map(&f->pk, 0);
     size_t n = vigil_json_event(NULL, 0, f->sbuf.data, f->sbuf.size, f->out, sizeof f->out);
     assert_int_equal(n, strlen(f->out));
-    assert_string_equal(f->out,
-                        "{\"topic\":\"\",\"labels\":{},\"values\":{},\"attrs\":{}}");
+    assert_string_equal(f->out, "{\"topic\":\"\",\"labels\":{},\"values\":{},\"attrs\":{}}");
     /* The topic is escaped like any string and need not be NUL-terminated. */
     n = vigil_json_event("a\"bXYZ", 3, f->sbuf.data, f->sbuf.size, f->out, sizeof f->out);
     assert_string_equal(f->out, "{\"topic\":\"a\\\"b\",\"labels\":{},\"values\":{},\"attrs\":{}}");
@@ -247,8 +247,7 @@ static void test_escaping(void **state)
     static const char s[] = "q\"b\\n\nt\tr\rb\bf\f\x01\x1f\x7f/ end";
 
     pk_strn(&f->pk, s, sizeof s - 1);
-    assert_string_equal(value(f),
-                        "\"q\\\"b\\\\n\\nt\\tr\\rb\\bf\\f\\u0001\\u001f\x7f/ end\"");
+    assert_string_equal(value(f), "\"q\\\"b\\\\n\\nt\\tr\\rb\\bf\\f\\u0001\\u001f\x7f/ end\"");
 }
 
 static void test_nul_in_string(void **state)
@@ -265,7 +264,8 @@ static void test_utf8_valid_passes(void **state)
 
     /* é, €, U+1F600, U+10FFFF, U+2028 */
     pk_str(&f->pk, "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF\xE2\x80\xA8");
-    assert_string_equal(value(f), "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF\xE2\x80\xA8\"");
+    assert_string_equal(value(f),
+                        "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF\xE2\x80\xA8\"");
 }
 
 #define FFFD "\xEF\xBF\xBD"
@@ -285,7 +285,7 @@ static void test_utf8_invalid(void **state)
         {"\xE0\x80\xAF", 3, "\"" FFFD FFFD FFFD "\""},          /* overlong */
         {"\xED\xA0\x80", 3, "\"" FFFD FFFD FFFD "\""},          /* UTF-16 surrogate */
         {"\xF4\x90\x80\x80", 4, "\"" FFFD FFFD FFFD FFFD "\""}, /* past U+10FFFF */
-        {"\x80x\"", 3, "\"" FFFD "x\\\"\""},                     /* lone continuation */
+        {"\x80x\"", 3, "\"" FFFD "x\\\"\""},                    /* lone continuation */
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -362,7 +362,7 @@ static void test_doubles_match_printf(void **state)
             memcpy(&d, &r, sizeof d); /* any bit pattern */
         } else {
             /* a short decimal, like most metrics: m / 10^k */
-            static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+            static const double p10[] = {1,   1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,
                                          1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17};
             uint64_t m = (r >> 8) % (uint64_t)p10[1 + (r & 15)];
             d = (double)m / p10[(r >> 4) % 18];
@@ -474,9 +474,9 @@ static void test_nested_attrs(void **state)
     msgpack_pack_array(pk, 2);
     msgpack_pack_array(pk, 0);
     msgpack_pack_map(pk, 0);
-    assert_string_equal(event(f, "t"),
-                        "{\"topic\":\"t\",\"labels\":{},\"values\":{},\"attrs\":{\"disks\":["
-                        "{\"dev\":\"vda\",\"ro\":false},{\"dev\":\"vdb\"}],\"m\":{\"a\":[[],{}]}}}");
+    assert_string_equal(
+        event(f, "t"), "{\"topic\":\"t\",\"labels\":{},\"values\":{},\"attrs\":{\"disks\":["
+                       "{\"dev\":\"vda\",\"ro\":false},{\"dev\":\"vdb\"}],\"m\":{\"a\":[[],{}]}}}");
 }
 
 static void test_non_string_keys(void **state)
@@ -533,7 +533,9 @@ static void test_not_one_object(void **state)
     assert_true(vigil_json_value("\xc0\xc0", 2, f->out, sizeof f->out) == SIZE_MAX);
     assert_true(vigil_json_value("\xc1", 1, f->out, sizeof f->out) == SIZE_MAX);
     assert_true(vigil_json_value("\x92\x01", 2, f->out, sizeof f->out) == SIZE_MAX);
-    assert_true(vigil_json_value("\xda\x00\x05" "ab", 5, f->out, sizeof f->out) == SIZE_MAX);
+    assert_true(vigil_json_value("\xda\x00\x05"
+                                 "ab",
+                                 5, f->out, sizeof f->out) == SIZE_MAX);
     assert_true(vigil_json_event("t", 1, NULL, 0, f->out, sizeof f->out) == SIZE_MAX);
     assert_true(vigil_json_event("t", 1, "\x81\xa1k", 3, f->out, sizeof f->out) == SIZE_MAX);
 }
@@ -595,7 +597,10 @@ static void test_buffer_too_small(void **state)
 
     /* the same for a value that is cut in the middle of an escape */
     char v[5];
-    assert_int_equal(vigil_json_value("\xa3" "a\n\x01", 4, v, sizeof v), 11);
+    assert_int_equal(vigil_json_value("\xa3"
+                                      "a\n\x01",
+                                      4, v, sizeof v),
+                     11);
     assert_string_equal(v, "\"a\\n");
 }
 
@@ -706,11 +711,14 @@ static void test_parse_numbers(void **state)
     assert_true(f->obj.via.f64 == 0.0);
 
     /* longer than the parser's stack copy */
-    assert_int_equal(parse(f, "0.1000000000000000000000000000000000000000000000000000000000000000000000001"), 0);
+    assert_int_equal(
+        parse(f, "0.1000000000000000000000000000000000000000000000000000000000000000000000001"), 0);
     assert_true(f->obj.via.f64 == 0.1);
-    assert_int_equal(parse(f, "123456789012345678901234567890123456789012345678901234567890123456789"), 0);
+    assert_int_equal(
+        parse(f, "123456789012345678901234567890123456789012345678901234567890123456789"), 0);
     assert_int_equal(f->obj.type, MSGPACK_OBJECT_FLOAT64);
-    assert_true(f->obj.via.f64 == 123456789012345678901234567890123456789012345678901234567890123456789.0);
+    assert_true(f->obj.via.f64 ==
+                123456789012345678901234567890123456789012345678901234567890123456789.0);
 }
 
 static void test_parse_strings(void **state)
@@ -845,7 +853,9 @@ static void test_parse_rejects(void **state)
         {"\"\xC0\xAF\"", "column 2: invalid UTF-8 in string"},
         {"\"\xED\xA0\x80\"", "column 2: invalid UTF-8 in string"},
         {"\"\xE2\x82\"", "column 2: invalid UTF-8 in string"},
-        {"\xEF\xBB\xBF" "1", "column 1: expected a JSON value, found byte 0xef"},
+        {"\xEF\xBB\xBF"
+         "1",
+         "column 1: expected a JSON value, found byte 0xef"},
         {"\v1", "column 1: expected a JSON value, found byte 0x0b"},
         {"[1,\n  2,\n  ]", "line 3, column 3: trailing comma before ']'"},
     };
@@ -870,8 +880,8 @@ static void test_parse_nul_byte(void **state)
 
     /* the length counts, not the NUL */
     assert_int_equal(vigil_json_parse("1\0", 2, f->zone, &f->obj, f->err, sizeof f->err), -1);
-    assert_string_equal(f->err,
-                        "column 2: expected the end of input after the JSON value, found byte 0x00");
+    assert_string_equal(
+        f->err, "column 2: expected the end of input after the JSON value, found byte 0x00");
     assert_int_equal(vigil_json_parse("[1]xyz", 3, f->zone, &f->obj, f->err, sizeof f->err), 0);
     assert_int_equal(vigil_json_parse("\"a\0b\"", 5, f->zone, &f->obj, f->err, sizeof f->err), -1);
     assert_string_equal(f->err, "column 3: control character 0x00 in string (write it as \\u0000)");

@@ -29,11 +29,11 @@ static void test_lines(void **state)
          36, 35, 98, 1, "/root", "/mnt/point", "rw,noatime", "ext4", "/dev/sda1",
          "rw,errors=remount-ro"},
         /* none, and no newline after the last line */
-        {"25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate", 25, 1, 0, 22,
-         "/", "/sys/fs/cgroup", "rw,nosuid", "cgroup2", "cgroup2", "rw,nsdelegate"},
+        {"25 1 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate", 25, 1, 0, 22, "/",
+         "/sys/fs/cgroup", "rw,nosuid", "cgroup2", "cgroup2", "rw,nsdelegate"},
         /* octal escapes in the root, the mount point and the source */
-        {"40 36 0:50 /a\\134b /mnt/my\\040disk\\011x rw - fuse.x my\\040src rw\n", 40, 36, 0,
-         50, "/a\\b", "/mnt/my disk\tx", "rw", "fuse.x", "my src", "rw"},
+        {"40 36 0:50 /a\\134b /mnt/my\\040disk\\011x rw - fuse.x my\\040src rw\n", 40, 36, 0, 50,
+         "/a\\b", "/mnt/my disk\tx", "rw", "fuse.x", "my src", "rw"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char text[256];

@@ -2,6 +2,7 @@
  * checking of a plugin's own keys with positions, and a real gen instance
  * run on its thread, publishing through a real in-process bus.
  */
+#include <event2/thread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cmocka.h>
-#include <event2/thread.h>
 #include <zmq.h>
+#include <cmocka.h>
 
 #include "bus.h"
 #include "config.h"
@@ -38,8 +38,8 @@ static void test_loader_refusals(void **state)
 {
     (void)state;
     expect_refusal(VIGIL_PLUGIN_DIR, "missing_plugin", VIGIL_SOURCE,
-                   VIGIL_PLUGIN_DIR "/missing_plugin.so: No such file or directory (looked in "
-                       VIGIL_PLUGIN_DIR);
+                   VIGIL_PLUGIN_DIR
+                   "/missing_plugin.so: No such file or directory (looked in " VIGIL_PLUGIN_DIR);
     expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_notelf", VIGIL_SOURCE,
                    "cannot load " VIGIL_TEST_PLUGIN_DIR "/test_notelf.so: ");
     expect_refusal(VIGIL_TEST_PLUGIN_DIR, "test_nosym", VIGIL_SOURCE,
@@ -98,8 +98,8 @@ static void test_options_checked_with_positions(void **state)
                                          &d);
     assert_non_null(c);
     assert_int_equal(d.count, 0);
-    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
-                                 .max_event_bytes = 65536};
+    struct vigil_host_env env = {
+        .host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100, .max_event_bytes = 65536};
     struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_null(h);
     assert_int_equal(d.count, 2);
@@ -126,8 +126,8 @@ static void test_plugin_conf_error_positions(void **state)
                                          "  - plugin: gen\n"
                                          "    rate: -5\n",
                                          &d);
-    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
-                                 .max_event_bytes = 65536};
+    struct vigil_host_env env = {
+        .host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100, .max_event_bytes = 65536};
     struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_non_null(h);
     assert_int_not_equal(vigil_instance_init(h, &d), 0);
@@ -154,8 +154,8 @@ static void test_api_misuse_and_log_limited(void **state)
     snprintf(text, sizeof text, "sinks:\n  - plugin: test_capture\n    path: %s\n", path);
     struct vigil_config *c = config_in(VIGIL_TEST_PLUGIN_DIR, text, &d);
     assert_non_null(c);
-    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
-                                 .max_event_bytes = 65536};
+    struct vigil_host_env env = {
+        .host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100, .max_event_bytes = 65536};
     struct vigil_instance *h = vigil_instance_new(&c->sinks[0], VIGIL_SINK, &env, &d);
     assert_non_null(h);
     assert_int_equal(vigil_instance_init(h, &d), 0);
@@ -302,8 +302,7 @@ static void count_into(void *arg, const char *name, vigil_counter *value)
 {
     char *out = arg;
     size_t len = strlen(out);
-    snprintf(out + len, 512 - len, "%s=%llu;", name,
-             (unsigned long long)vigil_counter_get(value));
+    snprintf(out + len, 512 - len, "%s=%llu;", name, (unsigned long long)vigil_counter_get(value));
 }
 
 static void test_api_counters(void **state)
@@ -313,8 +312,8 @@ static void test_api_counters(void **state)
     vigil_diag_init(&d);
     struct vigil_config *c = config_from("sources:\n  - plugin: gen\n", &d);
     assert_non_null(c);
-    struct vigil_host_env env = {.host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100,
-                                 .max_event_bytes = 65536};
+    struct vigil_host_env env = {
+        .host_name = "h", .plugin_dir = c->plugin_dir, .hwm = 100, .max_event_bytes = 65536};
     struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_non_null(h);
     const struct vigil_api *api = &vigil_host_api;
@@ -348,9 +347,9 @@ static void test_api_counters(void **state)
 }
 
 /* A gen instance on its own thread, through a real bus to an inproc SUB:
- * every event, in seq order, with its labels and values. At `rate` 5000 a tick publishes a few events; at
- * 2,000,000 one tick publishes hundreds in one batch (batch_begin/end),
- * which the host sends in pieces of at most 256. */
+ * every event, in seq order, with its labels and values. At `rate` 5000 a tick publishes a few
+ * events; at 2,000,000 one tick publishes hundreds in one batch (batch_begin/end), which the host
+ * sends in pieces of at most 256. */
 static void gen_through_bus(const char *rate, uint64_t count)
 {
     struct vigil_diag d;
@@ -375,8 +374,8 @@ static void gen_through_bus(const char *rate, uint64_t count)
     snprintf(sub, sizeof sub, "ipc://%s/s", dir);
     void *zctx = zmq_ctx_new();
     char err[512];
-    struct vigil_bus_opts bo = {.publish = pub, .subscribe = sub, .hwm = 1000,
-                                .max_event_bytes = 65536};
+    struct vigil_bus_opts bo = {
+        .publish = pub, .subscribe = sub, .hwm = 1000, .max_event_bytes = 65536};
     struct vigil_bus *bus = vigil_bus_new(zctx, &bo, err, sizeof err);
     assert_non_null(bus);
     void *s = zmq_socket(zctx, ZMQ_SUB);
@@ -385,8 +384,11 @@ static void gen_through_bus(const char *rate, uint64_t count)
     assert_int_equal(vigil_bus_start(bus, 1), 0);
     assert_int_equal(vigil_bus_wait_ready(bus, 5000), 0);
 
-    struct vigil_host_env env = {.host_name = "h1", .plugin_dir = c->plugin_dir, .zctx = zctx,
-                                 .hwm = 1000, .max_event_bytes = 65536};
+    struct vigil_host_env env = {.host_name = "h1",
+                                 .plugin_dir = c->plugin_dir,
+                                 .zctx = zctx,
+                                 .hwm = 1000,
+                                 .max_event_bytes = 65536};
     struct vigil_instance *h = vigil_instance_new(&c->sources[0], VIGIL_SOURCE, &env, &d);
     assert_non_null(h);
     assert_int_equal(vigil_instance_init(h, &d), 0);

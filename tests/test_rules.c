@@ -121,9 +121,8 @@ static void feed(struct fx *f, const char *topic, const char *host, const char *
     struct vigil_event_view v;
     const char *why;
     msgpack_zone_clear(&f->zone);
-    assert_int_equal(vigil_event_decode(&v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone,
-                                        &why),
-                     0);
+    assert_int_equal(
+        vigil_event_decode(&v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone, &why), 0);
     vigil_rules_eval(f->rules, &v, now, collect, f);
 }
 
@@ -164,15 +163,16 @@ static double num_at(struct fx *f, size_t i, const char *path)
 
 /* ---- threshold ------------------------------------------------------------------ */
 
-static const char *threshold_yaml = "rules:\n"
-                                    "  - name: hot\n"
-                                    "    kind: threshold\n"
-                                    "    match: cgroup.stats\n"
-                                    "    expr: values.cpu_usage_pct > 90\n"
-                                    "    clear: values.cpu_usage_pct < 70\n"
-                                    "    for: 30s\n"
-                                    "    severity: critical\n"
-                                    "    message: '{labels.container} at {values.cpu_usage_pct}%'\n";
+static const char *threshold_yaml =
+    "rules:\n"
+    "  - name: hot\n"
+    "    kind: threshold\n"
+    "    match: cgroup.stats\n"
+    "    expr: values.cpu_usage_pct > 90\n"
+    "    clear: values.cpu_usage_pct < 70\n"
+    "    for: 30s\n"
+    "    severity: critical\n"
+    "    message: '{labels.container} at {values.cpu_usage_pct}%'\n";
 
 static void test_threshold_for_and_hysteresis(void **state)
 {
@@ -285,7 +285,7 @@ static void test_threshold_config_errors(void **state)
                         "  - name: a\n"
                         "    kind: thresh\n"
                         "    match: y\n") >= 3);
-    expect_error(f, "r.yaml:5:");  /* the bad expression */
+    expect_error(f, "r.yaml:5:"); /* the bad expression */
     expect_error(f, "r.yaml:6:5: unknown key 'fore' for threshold rule 'a'");
     expect_error(f, "r.yaml:7:11: duplicate rule name 'a'");
 }
@@ -319,7 +319,8 @@ static void test_bound(void **state)
     /* A missing term: not judged, nothing changes. */
     feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=1", t + 2 * S);
     assert_int_equal(f->nv, 1);
-    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=1,exits_per_s=1,memory_overhead_bytes=1", t + 3 * S);
+    feed(f, "kvm.vm", "h", "vm=a", "host_cpu_pct=1,exits_per_s=1,memory_overhead_bytes=1",
+         t + 3 * S);
     assert_int_equal(f->nv, 2);
     assert_string_equal(f->v[1].topic, "alert.resolved");
 }
@@ -340,17 +341,18 @@ static void test_bound_config_errors(void **state)
 
 /* ---- policy ------------------------------------------------------------------------ */
 
-static const char *policy_yaml = "rules:\n"
-                                 "  - name: access\n"
-                                 "    kind: policy\n"
-                                 "    match: access\n"
-                                 "    history: 2\n"
-                                 "    rules:\n"
-                                 "      - deny: { subject: 'guest:*', action: [write, delete] }\n"
-                                 "        id: no-guest-writes\n"
-                                 "      - allow: { subject: '*', action: read, resource: '/srv/**' }\n"
-                                 "      - allow: { subject: 'admin:*' }\n"
-                                 "        when: values.mfa == 1\n";
+static const char *policy_yaml =
+    "rules:\n"
+    "  - name: access\n"
+    "    kind: policy\n"
+    "    match: access\n"
+    "    history: 2\n"
+    "    rules:\n"
+    "      - deny: { subject: 'guest:*', action: [write, delete] }\n"
+    "        id: no-guest-writes\n"
+    "      - allow: { subject: '*', action: read, resource: '/srv/**' }\n"
+    "      - allow: { subject: 'admin:*' }\n"
+    "        when: values.mfa == 1\n";
 
 static void test_policy(void **state)
 {
@@ -550,8 +552,11 @@ static void count_evaluated(void *arg, const char *name, const char *kind, const
 static void test_match_by_topic_prefix(void **state)
 {
     struct fx *f = *state;
-    static const char *const match[5][2] = {
-        {"cgroup.", NULL}, {"cgroup.stats", NULL}, {"kvm.", "tcp."}, {"t", NULL}, {"nothing.", NULL}};
+    static const char *const match[5][2] = {{"cgroup.", NULL},
+                                            {"cgroup.stats", NULL},
+                                            {"kvm.", "tcp."},
+                                            {"t", NULL},
+                                            {"nothing.", NULL}};
     char yaml[2048] = "rules:\n";
     for (int i = 0; i < 5; i++) {
         size_t len = strlen(yaml);
@@ -595,7 +600,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threshold_for_and_hysteresis, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_threshold_pending_cancelled_and_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threshold_pending_cancelled_and_series, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_threshold_renotify_and_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threshold_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),

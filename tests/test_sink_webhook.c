@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include <cmocka.h> /* after setjmp.h, stdarg.h and stddef.h, which it needs */
 #include <time.h>
 #include <unistd.h>
+#include <cmocka.h> /* after setjmp.h, stdarg.h and stddef.h, which it needs */
 
 #include "harness.h"
 

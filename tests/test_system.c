@@ -243,8 +243,8 @@ static bool all_within(const struct ev_copy *e, const char *const *names, const 
     for (size_t i = 0; i < n; i++) {
         double x = val(e, names[i]);
         if (!within(x, lo[i], hi[i], slack[i])) {
-            snprintf(why, why_cap, "%s = %.3f, the test read %.3f before and %.3f after",
-                     names[i], x, lo[i], hi[i]);
+            snprintf(why, why_cap, "%s = %.3f, the test read %.3f before and %.3f after", names[i],
+                     x, lo[i], hi[i]);
             fprintf(stderr, "attempt %d: %s\n", attempt + 1, why);
             return false;
         }

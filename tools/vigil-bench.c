@@ -347,8 +347,8 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
            o->config ? "the daemon's rules" : rules,
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
-           o->config ? " (attached to a running vigild)" : "",
-           o->coalesce ? ", bus.coalesce " : "", o->coalesce ? o->coalesce : "");
+           o->config ? " (attached to a running vigild)" : "", o->coalesce ? ", bus.coalesce " : "",
+           o->coalesce ? o->coalesce : "");
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
     } else {

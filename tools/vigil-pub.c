@@ -169,10 +169,10 @@ static bool wait_connected(void *zctx, void *push, const char *endpoint)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},   {"endpoint", required_argument, NULL, 'e'},
-        {"topic", required_argument, NULL, 't'},    {"interval", required_argument, NULL, 'i'},
-        {"source", required_argument, NULL, 's'},   {"host", required_argument, NULL, 'H'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"endpoint", required_argument, NULL, 'e'},
+        {"topic", required_argument, NULL, 't'},  {"interval", required_argument, NULL, 'i'},
+        {"source", required_argument, NULL, 's'}, {"host", required_argument, NULL, 'H'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *endpoint_arg = NULL;
     uint64_t interval_ns = 0;

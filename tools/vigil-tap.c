@@ -19,15 +19,16 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: vigil-tap [-c FILE | -e ENDPOINT] [-t PREFIX]... [-n COUNT] [--timeout DURATION]\n"
-            "  -c, --config FILE     read the subscribe endpoint from a vigil config\n"
-            "  -e, --endpoint EP     the bus's subscribe endpoint (default %s)\n"
-            "  -t, --topic PREFIX    only topics starting with PREFIX (repeatable; default all)\n"
-            "  -n, --count N         exit 0 after N events\n"
-            "      --timeout D       give up after D (e.g. 5s): exit 0 if anything was printed\n"
-            "                        and no COUNT was given, else 1\n",
-            VIGIL_DEFAULT_SUBSCRIBE);
+    fprintf(
+        out,
+        "usage: vigil-tap [-c FILE | -e ENDPOINT] [-t PREFIX]... [-n COUNT] [--timeout DURATION]\n"
+        "  -c, --config FILE     read the subscribe endpoint from a vigil config\n"
+        "  -e, --endpoint EP     the bus's subscribe endpoint (default %s)\n"
+        "  -t, --topic PREFIX    only topics starting with PREFIX (repeatable; default all)\n"
+        "  -n, --count N         exit 0 after N events\n"
+        "      --timeout D       give up after D (e.g. 5s): exit 0 if anything was printed\n"
+        "                        and no COUNT was given, else 1\n",
+        VIGIL_DEFAULT_SUBSCRIBE);
 }
 
 /* Prints one message; returns false if its body is not one msgpack object. */
@@ -57,9 +58,12 @@ static bool print_event(zmq_msg_t *topic, zmq_msg_t *body, char **buf, size_t *c
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"endpoint", required_argument, NULL, 'e'},
-        {"topic", required_argument, NULL, 't'},   {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"endpoint", required_argument, NULL, 'e'},
+        {"topic", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *endpoint_arg = NULL;

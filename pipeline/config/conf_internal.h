@@ -34,7 +34,7 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
 /* Reads a whole config file (bounded); NULL after a diag message. */
 char *vigil__conf_read_file(const char *path, size_t *len_out, struct vigil_diag *d);
 /* A message at where key i of `map` was written (or at its value). */
-void vigil__diag_key(struct vigil_diag *d, const struct vigil_conf *map, size_t i,
-                     const char *fmt, ...) VIGIL_PRINTF(4, 5);
+void vigil__diag_key(struct vigil_diag *d, const struct vigil_conf *map, size_t i, const char *fmt,
+                     ...) VIGIL_PRINTF(4, 5);
 
 #endif

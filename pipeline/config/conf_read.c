@@ -7,8 +7,8 @@
 #define _GNU_SOURCE
 #endif
 
-#include "config.h"
 #include "conf_internal.h"
+#include "config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,38 +21,44 @@
 
 #include <yaml.h>
 
-
 /* ---- Readers ------------------------------------------------------------------ */
 
 const struct vigil_conf *vigil_conf_get(const struct vigil_conf *map, const char *key)
 {
-    if (!map || !key || map->kind != VIGIL_CONF_MAP)
+    if (!map || !key || map->kind != VIGIL_CONF_MAP) {
         return NULL;
+    }
     for (size_t i = 0; i < map->n; i++) {
-        if (strcmp(map->keys[i], key) == 0)
+        if (strcmp(map->keys[i], key) == 0) {
             return map->items[i];
+        }
     }
     return NULL;
 }
 
 int vigil_conf_string(const struct vigil_conf *n, const char **out)
 {
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR) {
         return VIGIL_ETYPE;
+    }
     *out = n->value;
     return 0;
 }
 
 static int digit_value(char c)
 {
-    if (c >= '0' && c <= '9')
+    if (c >= '0' && c <= '9') {
         return c - '0';
-    if (c >= 'a' && c <= 'f')
+    }
+    if (c >= 'a' && c <= 'f') {
         return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
+    }
+    if (c >= 'A' && c <= 'F') {
         return c - 'A' + 10;
+    }
     return 99;
 }
 
@@ -62,29 +68,35 @@ static int parse_int(const char *s, int64_t *out)
     unsigned base = 10;
     uint64_t v = 0;
 
-    if (*s == '-' || *s == '+')
+    if (*s == '-' || *s == '+') {
         neg = *s++ == '-';
+    }
     if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
         base = 16;
         s += 2;
     }
-    if (*s == '\0')
+    if (*s == '\0') {
         return VIGIL_ETYPE;
+    }
     for (; *s != '\0'; s++) {
         unsigned dv = (unsigned)digit_value(*s);
-        if (dv >= base)
+        if (dv >= base) {
             return VIGIL_ETYPE;
-        if (v > (UINT64_MAX - dv) / base)
+        }
+        if (v > (UINT64_MAX - dv) / base) {
             return VIGIL_ETYPE;
+        }
         v = v * base + dv;
     }
     if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1)
+        if (v > (uint64_t)INT64_MAX + 1) {
             return VIGIL_ETYPE;
+        }
         *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
     } else {
-        if (v > INT64_MAX)
+        if (v > INT64_MAX) {
             return VIGIL_ETYPE;
+        }
         *out = (int64_t)v;
     }
     return 0;
@@ -92,27 +104,33 @@ static int parse_int(const char *s, int64_t *out)
 
 int vigil_conf_int(const struct vigil_conf *n, int64_t *out)
 {
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR || n->quoted) {
         return VIGIL_ETYPE;
+    }
     return parse_int(n->value, out);
 }
 
 int vigil_conf_double(const struct vigil_conf *n, double *out)
 {
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR || n->quoted) {
         return VIGIL_ETYPE;
+    }
     const char *s = n->value;
     /* strtod would skip leading blanks and accept "inf" and "nan". */
-    if (*s == '\0' || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9')))
+    if (*s == '\0' || !(*s == '-' || *s == '+' || *s == '.' || (*s >= '0' && *s <= '9'))) {
         return VIGIL_ETYPE;
+    }
     char *end;
     double v = strtod(s, &end);
-    if (*end != '\0' || !isfinite(v))
+    if (*end != '\0' || !isfinite(v)) {
         return VIGIL_ETYPE;
+    }
     *out = v;
     return 0;
 }
@@ -122,10 +140,12 @@ int vigil_conf_bool(const struct vigil_conf *n, bool *out)
     static const char *const yes[] = {"true", "yes", "on"};
     static const char *const no[] = {"false", "no", "off"};
 
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR || n->quoted)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR || n->quoted) {
         return VIGIL_ETYPE;
+    }
     for (size_t i = 0; i < 3; i++) {
         if (strcasecmp(n->value, yes[i]) == 0) {
             *out = true;
@@ -149,8 +169,9 @@ static const char *parse_decimal(const char *s, uint64_t *whole, double *frac, b
 
     for (; *s >= '0' && *s <= '9'; s++) {
         unsigned dv = (unsigned)(*s - '0');
-        if (w > (UINT64_MAX - dv) / 10)
+        if (w > (UINT64_MAX - dv) / 10) {
             return NULL;
+        }
         w = w * 10 + dv;
         digits = true;
     }
@@ -163,8 +184,9 @@ static const char *parse_decimal(const char *s, uint64_t *whole, double *frac, b
             *has_frac = true;
         }
     }
-    if (!digits)
+    if (!digits) {
         return NULL;
+    }
     *whole = w;
     *frac = f;
     return s;
@@ -180,15 +202,18 @@ static int scale_by_unit(uint64_t whole, double frac, const char *rest, const st
                          size_t nunits, uint64_t *out)
 {
     for (size_t i = 0; i < nunits; i++) {
-        if (strcmp(rest, units[i].name) != 0)
+        if (strcmp(rest, units[i].name) != 0) {
             continue;
+        }
         uint64_t m = units[i].mult;
-        if (m != 0 && whole > UINT64_MAX / m)
+        if (m != 0 && whole > UINT64_MAX / m) {
             return VIGIL_ETYPE;
+        }
         /* frac × m < m <= 2^50, well inside a double's exact range. */
         uint64_t part = (uint64_t)(frac * (double)m + 0.5);
-        if (whole * m > UINT64_MAX - part)
+        if (whole * m > UINT64_MAX - part) {
             return VIGIL_ETYPE;
+        }
         *out = whole * m + part;
         return 0;
     }
@@ -197,8 +222,9 @@ static int scale_by_unit(uint64_t whole, double frac, const char *rest, const st
 
 static const char *skip_blanks(const char *s)
 {
-    while (*s == ' ' || *s == '\t')
+    while (*s == ' ' || *s == '\t') {
         s++;
+    }
     return s;
 }
 
@@ -217,14 +243,17 @@ int vigil_parse_duration(const char *s, uint64_t *out_ns)
     double frac;
     bool has_frac;
 
-    if (!s)
+    if (!s) {
         return VIGIL_ENOTFOUND;
+    }
     const char *p = parse_decimal(s, &whole, &frac, &has_frac);
-    if (!p)
+    if (!p) {
         return VIGIL_ETYPE;
+    }
     p = skip_blanks(p);
-    if (*p == '\0')
+    if (*p == '\0') {
         return VIGIL_ETYPE; /* a bare number: seconds? milliseconds? say it */
+    }
     return scale_by_unit(whole, frac, p, units, sizeof units / sizeof units[0], out_ns);
 }
 
@@ -252,15 +281,18 @@ int vigil_parse_size(const char *s, uint64_t *out_bytes)
     double frac;
     bool has_frac;
 
-    if (!s)
+    if (!s) {
         return VIGIL_ENOTFOUND;
+    }
     const char *p = parse_decimal(s, &whole, &frac, &has_frac);
-    if (!p)
+    if (!p) {
         return VIGIL_ETYPE;
+    }
     p = skip_blanks(p);
     /* Half a byte is a mistake, not something to round. */
-    if (has_frac && (*p == '\0' || strcmp(p, "B") == 0))
+    if (has_frac && (*p == '\0' || strcmp(p, "B") == 0)) {
         return VIGIL_ETYPE;
+    }
     return scale_by_unit(whole, frac, p, units, sizeof units / sizeof units[0], out_bytes);
 }
 
@@ -268,41 +300,51 @@ int vigil_parse_size(const char *s, uint64_t *out_bytes)
  * the unit (or the parse) already says what it is. */
 int vigil_conf_duration(const struct vigil_conf *n, uint64_t *out_ns)
 {
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR) {
         return VIGIL_ETYPE;
+    }
     return vigil_parse_duration(n->value, out_ns);
 }
 
 int vigil_conf_size(const struct vigil_conf *n, uint64_t *out_bytes)
 {
-    if (!n)
+    if (!n) {
         return VIGIL_ENOTFOUND;
-    if (n->kind != VIGIL_CONF_SCALAR)
+    }
+    if (n->kind != VIGIL_CONF_SCALAR) {
         return VIGIL_ETYPE;
+    }
     return vigil_parse_size(n->value, out_bytes);
 }
 
 size_t vigil_conf_len(const struct vigil_conf *n)
 {
-    if (!n)
+    if (!n) {
         return 0;
+    }
     return n->kind == VIGIL_CONF_SCALAR ? 1 : n->n;
 }
 
 const struct vigil_conf *vigil_conf_at(const struct vigil_conf *n, size_t i, const char **key_out)
 {
-    if (key_out)
+    if (key_out) {
         *key_out = NULL;
-    if (!n)
+    }
+    if (!n) {
         return NULL;
-    if (n->kind == VIGIL_CONF_SCALAR)
+    }
+    if (n->kind == VIGIL_CONF_SCALAR) {
         return i == 0 ? n : NULL; /* a scalar is a list of one */
-    if (i >= n->n)
+    }
+    if (i >= n->n) {
         return NULL;
-    if (key_out && n->kind == VIGIL_CONF_MAP)
+    }
+    if (key_out && n->kind == VIGIL_CONF_MAP) {
         *key_out = n->keys[i];
+    }
     return n->items[i];
 }
 
@@ -312,15 +354,18 @@ const struct vigil_conf *vigil_conf_at(const struct vigil_conf *n, size_t i, con
  * cut so that one message stays one readable line. */
 const char *vigil__conf_describe(const struct vigil_conf *n, char *buf, size_t cap)
 {
-    if (n->kind != VIGIL_CONF_SCALAR)
+    if (n->kind != VIGIL_CONF_SCALAR) {
         return vigil__conf_kind_words(n);
-    if (n->value[0] == '\0')
+    }
+    if (n->value[0] == '\0') {
         return n->quoted ? "an empty string" : "an empty value";
+    }
     size_t len = strcspn(n->value, "\n");
-    if (len > 40 || n->value[len] != '\0')
+    if (len > 40 || n->value[len] != '\0') {
         snprintf(buf, cap, "'%.*s...'", (int)(len > 40 ? 40 : len), n->value);
-    else
+    } else {
         snprintf(buf, cap, "'%s'", n->value);
+    }
     return buf;
 }
 
@@ -402,8 +447,8 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
     char buf[64];
 
     if (!v) {
-        vigil_diag_at(d, map, "%s has a bad default for '%s': '%s' is not valid YAML",
-                      what, opt->key, text);
+        vigil_diag_at(d, map, "%s has a bad default for '%s': '%s' is not valid YAML", what,
+                      opt->key, text);
         return 1;
     }
     char *tmp = (char *)v->file;
@@ -429,19 +474,23 @@ static int add_default(struct vigil_conf *map, const struct vigil_option *opt, c
 static char *valid_keys(const struct vigil_option *opts)
 {
     size_t len = 1;
-    for (const struct vigil_option *o = opts; o && o->key; o++)
+    for (const struct vigil_option *o = opts; o && o->key; o++) {
         len += strlen(o->key) + 2;
+    }
     char *s = malloc(len > 5 ? len : 5);
-    if (!s)
+    if (!s) {
         return NULL;
+    }
     s[0] = '\0';
     for (const struct vigil_option *o = opts; o && o->key; o++) {
-        if (o != opts)
+        if (o != opts) {
             strcat(s, ", ");
+        }
         strcat(s, o->key);
     }
-    if (s[0] == '\0')
+    if (s[0] == '\0') {
         strcpy(s, "none");
+    }
     return s;
 }
 
@@ -451,10 +500,12 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
     int errors = 0;
     char buf[64];
 
-    if (!what)
+    if (!what) {
         what = "?";
-    if (!map)
+    }
+    if (!map) {
         return 0;
+    }
     if (map->kind != VIGIL_CONF_MAP) {
         vigil_diag_at(d, map, "%s takes a map of keys, not %s", what,
                       vigil__conf_describe(map, buf, sizeof buf));
@@ -463,12 +514,13 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
     size_t given = map->n; /* defaults appended below need no check */
     for (size_t i = 0; i < given; i++) {
         const struct vigil_option *opt = opts;
-        while (opt && opt->key && strcmp(opt->key, map->keys[i]) != 0)
+        while (opt && opt->key && strcmp(opt->key, map->keys[i]) != 0) {
             opt++;
+        }
         if (!opt || !opt->key) {
             char *keys = valid_keys(opts);
             vigil__diag_key(d, map, i, "unknown key '%s' for %s (valid keys: %s)", map->keys[i],
-                     what, keys ? keys : "?");
+                            what, keys ? keys : "?");
             free(keys);
             errors++;
             continue;
@@ -481,8 +533,9 @@ int vigil_conf_check_options(struct vigil_conf *map, const struct vigil_option *
         }
     }
     for (const struct vigil_option *opt = opts; opt && opt->key; opt++) {
-        if (opt->default_value && !vigil_conf_get(map, opt->key))
+        if (opt->default_value && !vigil_conf_get(map, opt->key)) {
             errors += add_default(map, opt, what, d);
+        }
     }
     return errors;
 }

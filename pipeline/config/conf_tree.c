@@ -7,8 +7,8 @@
 #define _GNU_SOURCE
 #endif
 
-#include "config.h"
 #include "conf_internal.h"
+#include "config.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,7 +20,6 @@
 #include <unistd.h>
 
 #include <yaml.h>
-
 
 #define DIAG_MAX 1000
 /* Bounds against hostile or broken input: nesting (every walk of the tree
@@ -40,52 +39,62 @@ void vigil_diag_init(struct vigil_diag *d)
 
 void vigil_diag_fini(struct vigil_diag *d)
 {
-    if (!d)
+    if (!d) {
         return;
-    for (size_t i = 0; i < d->n; i++)
+    }
+    for (size_t i = 0; i < d->n; i++) {
         free(d->msgs[i]);
+    }
     free(d->msgs);
     memset(d, 0, sizeof *d);
 }
 
 static int format_prefix(char *buf, size_t cap, const char *file, int line, int col)
 {
-    if (line > 0 && col > 0)
+    if (line > 0 && col > 0) {
         return snprintf(buf, cap, "%s:%d:%d: ", file, line, col);
-    if (line > 0)
+    }
+    if (line > 0) {
         return snprintf(buf, cap, "%s:%d: ", file, line);
+    }
     return snprintf(buf, cap, "%s: ", file);
 }
 
 void vigil_diag_vadd(struct vigil_diag *d, const char *file, int line, int col, const char *fmt,
                      va_list ap)
 {
-    if (!d)
+    if (!d) {
         return;
+    }
     d->count++;
-    if (d->n >= DIAG_MAX)
+    if (d->n >= DIAG_MAX) {
         return;
-    if (!file)
+    }
+    if (!file) {
         file = "<config>";
+    }
 
     va_list ap2;
     va_copy(ap2, ap);
     int mlen = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     int plen = format_prefix(NULL, 0, file, line, col);
-    if (mlen < 0 || plen < 0)
+    if (mlen < 0 || plen < 0) {
         return;
+    }
     size_t len = (size_t)plen + (size_t)mlen;
     char *s = malloc(len + 1);
-    if (!s)
+    if (!s) {
         return; /* the message is lost but still counted */
+    }
     format_prefix(s, (size_t)plen + 1, file, line, col);
     vsnprintf(s + plen, (size_t)mlen + 1, fmt, ap);
 
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 16;
-        if (cap > DIAG_MAX)
+        if (cap > DIAG_MAX) {
             cap = DIAG_MAX;
+        }
         char **msgs = realloc(d->msgs, cap * sizeof *msgs);
         if (!msgs) {
             free(s);
@@ -109,40 +118,47 @@ void vigil_diag_at(struct vigil_diag *d, const struct vigil_conf *n, const char 
 {
     va_list ap;
     va_start(ap, fmt);
-    if (n)
+    if (n) {
         vigil_diag_vadd(d, n->file, n->line, n->col, fmt, ap);
-    else
+    } else {
         vigil_diag_vadd(d, NULL, 0, 0, fmt, ap);
+    }
     va_end(ap);
 }
 
 /* At where key i of `map` was written, or at its value if that is unknown. */
-void vigil__diag_key(struct vigil_diag *d, const struct vigil_conf *map, size_t i, const char *fmt, ...)
+void vigil__diag_key(struct vigil_diag *d, const struct vigil_conf *map, size_t i, const char *fmt,
+                     ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (map->key_lines && map->key_cols)
+    if (map->key_lines && map->key_cols) {
         vigil_diag_vadd(d, map->file, map->key_lines[i], map->key_cols[i], fmt, ap);
-    else
+    } else {
         vigil_diag_vadd(d, map->items[i]->file, map->items[i]->line, map->items[i]->col, fmt, ap);
+    }
     va_end(ap);
 }
 
 void vigil_diag_print(const struct vigil_diag *d, FILE *out)
 {
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
         fprintf(out, "%s\n", d->msgs[i]);
-    if (d->count > d->n)
+    }
+    if (d->count > d->n) {
         fprintf(out, "(%zu more errors not shown)\n", d->count - d->n);
+    }
 }
 
 /* ---- Nodes ------------------------------------------------------------------- */
 
-struct vigil_conf *vigil__conf_node_new(enum vigil_conf_kind kind, const char *file, int line, int col)
+struct vigil_conf *vigil__conf_node_new(enum vigil_conf_kind kind, const char *file, int line,
+                                        int col)
 {
     struct vigil_conf *n = calloc(1, sizeof *n);
-    if (!n)
+    if (!n) {
         return NULL;
+    }
     n->kind = kind;
     n->file = file;
     n->line = line;
@@ -153,12 +169,14 @@ struct vigil_conf *vigil__conf_node_new(enum vigil_conf_kind kind, const char *f
 /* Frees a subtree but not the file name, which belongs to the document. */
 void vigil__conf_node_free(struct vigil_conf *n)
 {
-    if (!n)
+    if (!n) {
         return;
+    }
     for (size_t i = 0; i < n->n; i++) {
         vigil__conf_node_free(n->items[i]);
-        if (n->keys)
+        if (n->keys) {
             free(n->keys[i]);
+        }
     }
     free(n->items);
     free(n->keys);
@@ -170,8 +188,9 @@ void vigil__conf_node_free(struct vigil_conf *n)
 
 void vigil_conf_free(struct vigil_conf *root)
 {
-    if (!root)
+    if (!root) {
         return;
+    }
     char *file = (char *)root->file;
     vigil__conf_node_free(root);
     free(file);
@@ -181,27 +200,34 @@ void vigil_conf_free(struct vigil_conf *root)
  * positions are kept only if the map already has them or is new. */
 int vigil__conf_reserve(struct vigil_conf *m, size_t cap)
 {
-    if (cap > SIZE_MAX / sizeof(void *))
+    if (cap > SIZE_MAX / sizeof(void *)) {
         return -ENOMEM;
+    }
     struct vigil_conf **items = realloc(m->items, cap * sizeof *items);
-    if (!items)
+    if (!items) {
         return -ENOMEM;
+    }
     m->items = items;
-    if (m->kind != VIGIL_CONF_MAP)
+    if (m->kind != VIGIL_CONF_MAP) {
         return 0;
+    }
     char **keys = realloc(m->keys, cap * sizeof *keys);
-    if (!keys)
+    if (!keys) {
         return -ENOMEM;
+    }
     m->keys = keys;
-    if (!m->key_lines && m->n > 0)
+    if (!m->key_lines && m->n > 0) {
         return 0;
+    }
     int *lines = realloc(m->key_lines, cap * sizeof *lines);
-    if (!lines)
+    if (!lines) {
         return -ENOMEM;
+    }
     m->key_lines = lines;
     int *cols = realloc(m->key_cols, cap * sizeof *cols);
-    if (!cols)
+    if (!cols) {
         return -ENOMEM;
+    }
     m->key_cols = cols;
     return 0;
 }
@@ -233,15 +259,17 @@ static int indexed_cmp(const void *a, const void *b)
 {
     const struct indexed *x = a, *y = b;
     int c = strcmp(x->s, y->s);
-    if (c != 0)
+    if (c != 0) {
         return c;
+    }
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
 size_t *vigil__first_occurrences(char *const *strs, size_t n)
 {
-    if (n > SIZE_MAX / sizeof(struct indexed))
+    if (n > SIZE_MAX / sizeof(struct indexed)) {
         return NULL;
+    }
     struct indexed *v = malloc((n ? n : 1) * sizeof *v);
     size_t *first = malloc((n ? n : 1) * sizeof *first);
     if (!v || !first) {
@@ -249,8 +277,9 @@ size_t *vigil__first_occurrences(char *const *strs, size_t n)
         free(first);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         v[i] = (struct indexed){strs[i], i};
+    }
     qsort(v, n, sizeof *v, indexed_cmp);
     for (size_t i = 0; i < n; i++) {
         bool same = i > 0 && strcmp(v[i].s, v[i - 1].s) == 0;
@@ -292,8 +321,9 @@ static int clamp_int(size_t v)
 
 static void VIGIL_PRINTF(4, 5) fatal(struct builder *b, int line, int col, const char *fmt, ...)
 {
-    if (b->failed)
+    if (b->failed) {
         return; /* report only the first: the rest follows from it */
+    }
     b->failed = true;
     va_list ap;
     va_start(ap, fmt);
@@ -328,34 +358,38 @@ static void report_yaml_error(struct builder *b)
             }
         }
         col = clamp_int((size_t)(b->text + end - (nl ? nl + 1 : b->text)) + 1);
-        if (p->problem_value != -1)
+        if (p->problem_value != -1) {
             fatal(b, line, col, "%s (byte 0x%02x)", p->problem ? p->problem : "unreadable text",
                   (unsigned)p->problem_value & 0xff);
-        else
+        } else {
             fatal(b, line, col, "%s", p->problem ? p->problem : "unreadable text");
+        }
         return;
     }
     line = clamp_int(p->problem_mark.line + 1);
     col = clamp_int(p->problem_mark.column + 1);
-    if (p->context)
+    if (p->context) {
         fatal(b, line, col, "%s (%s at line %d)", p->problem ? p->problem : "invalid YAML",
               p->context, clamp_int(p->context_mark.line + 1));
-    else
+    } else {
         fatal(b, line, col, "%s", p->problem ? p->problem : "invalid YAML");
+    }
 }
 
 static bool next_event(struct builder *b, yaml_event_t *ev)
 {
-    if (yaml_parser_parse(&b->parser, ev))
+    if (yaml_parser_parse(&b->parser, ev)) {
         return true;
+    }
     report_yaml_error(b);
     return false;
 }
 
 static void trash(struct builder *b, struct vigil_conf *n)
 {
-    if (!n)
+    if (!n) {
         return;
+    }
     if (b->ntrash == b->captrash) {
         size_t cap = b->captrash ? b->captrash * 2 : 8;
         struct vigil_conf **t = realloc(b->trash, cap * sizeof *t);
@@ -377,14 +411,16 @@ static int add_anchor(struct builder *b, const yaml_char_t *name, const struct v
     if (b->nanchors == b->capanchors) {
         size_t cap = b->capanchors ? b->capanchors * 2 : 8;
         struct anchor *a = realloc(b->anchors, cap * sizeof *a);
-        if (!a)
+        if (!a) {
             goto oom;
+        }
         b->anchors = a;
         b->capanchors = cap;
     }
     char *copy = strdup((const char *)name);
-    if (!copy)
+    if (!copy) {
         goto oom;
+    }
     b->anchors[b->nanchors++] = (struct anchor){copy, n};
     return 0;
 oom:
@@ -403,8 +439,9 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
             return NULL;
         }
         size_t bytes = src->value ? strlen(src->value) : 0;
-        for (size_t i = 0; src->keys && i < src->n; i++)
+        for (size_t i = 0; src->keys && i < src->n; i++) {
             bytes += strlen(src->keys[i]);
+        }
         b->alias_nodes++;
         b->alias_bytes += bytes;
         if (b->alias_nodes > MAX_ALIAS_NODES || b->alias_bytes > MAX_ALIAS_BYTES) {
@@ -414,14 +451,17 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
     }
 
     struct vigil_conf *n = vigil__conf_node_new(src->kind, src->file, src->line, src->col);
-    if (!n)
+    if (!n) {
         goto oom;
+    }
     n->quoted = src->quoted;
-    if (src->value && !(n->value = strdup(src->value)))
+    if (src->value && !(n->value = strdup(src->value))) {
         goto oom;
+    }
     if (src->n > 0) {
-        if (vigil__conf_reserve(n, src->n) != 0)
+        if (vigil__conf_reserve(n, src->n) != 0) {
             goto oom;
+        }
         if (!src->key_lines || !src->key_cols) {
             /* Keep the copy's key positions as unknown as the source's. */
             free(n->key_lines);
@@ -431,20 +471,22 @@ static struct vigil_conf *conf_copy(struct builder *b, const struct vigil_conf *
     }
     for (size_t i = 0; i < src->n; i++) {
         char *key = NULL;
-        if (n->kind == VIGIL_CONF_MAP && !(key = strdup(src->keys[i])))
+        if (n->kind == VIGIL_CONF_MAP && !(key = strdup(src->keys[i]))) {
             goto oom;
+        }
         struct vigil_conf *item = conf_copy(b, src->items[i], depth + 1);
         if (!item) {
             free(key);
             goto fail;
         }
-        vigil__conf_put(n, key, n->key_lines ? src->key_lines[i] : 0, n->key_cols ? src->key_cols[i] : 0,
-                 item);
+        vigil__conf_put(n, key, n->key_lines ? src->key_lines[i] : 0,
+                        n->key_cols ? src->key_cols[i] : 0, item);
     }
     return n;
 oom:
-    if (b)
+    if (b) {
         out_of_memory(b);
+    }
 fail:
     vigil__conf_node_free(n);
     return NULL;
@@ -463,9 +505,10 @@ static struct vigil_conf *build_scalar(struct builder *b, yaml_event_t *ev, int 
     }
     memcpy(n->value, ev->data.scalar.value, len);
     n->value[len] = '\0';
-    if (memchr(n->value, '\0', len))
+    if (memchr(n->value, '\0', len)) {
         vigil_diag_add(b->d, b->file, line, col,
                        "text with a NUL character (\\0) is not supported");
+    }
     /* Quoted and block scalars, and plain ones tagged as strings ("!!str 5",
      * "! 5"), are strings whatever they look like. */
     const char *tag = (const char *)ev->data.scalar.tag;
@@ -485,16 +528,18 @@ static struct vigil_conf *build_list(struct builder *b, int line, int col, int d
         return NULL;
     }
     for (;;) {
-        if (!next_event(b, &ev))
+        if (!next_event(b, &ev)) {
             goto fail;
+        }
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
             return n;
         }
         struct vigil_conf *item = build_node(b, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (!item)
+        if (!item) {
             goto fail;
+        }
         if (n->n == cap) {
             cap = cap ? cap * 2 : 4;
             if (vigil__conf_reserve(n, cap) != 0) {
@@ -513,18 +558,20 @@ fail:
 /* Drops the second and later of equal keys, each with an error at its key. */
 static void map_dedup(struct builder *b, struct vigil_conf *m)
 {
-    if (m->n < 2)
+    if (m->n < 2) {
         return;
+    }
     size_t *first = vigil__first_occurrences(m->keys, m->n);
     if (!first) {
         out_of_memory(b);
         return;
     }
     for (size_t i = 0; i < m->n; i++) {
-        if (first[i] != i)
+        if (first[i] != i) {
             vigil_diag_add(b->d, b->file, m->key_lines[i], m->key_cols[i],
                            "duplicate key '%s' (first at line %d)", m->keys[i],
                            m->key_lines[first[i]]);
+        }
     }
     size_t w = 0;
     for (size_t i = 0; i < m->n; i++) {
@@ -566,8 +613,9 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
         return NULL;
     }
     for (;;) {
-        if (!next_event(b, &ev))
+        if (!next_event(b, &ev)) {
             goto fail;
+        }
         if (ev.type == YAML_MAPPING_END_EVENT) {
             yaml_event_delete(&ev);
             break;
@@ -575,8 +623,9 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
         bool key_anchored = ev.type == YAML_SCALAR_EVENT && ev.data.scalar.anchor;
         struct vigil_conf *key = build_node(b, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (!key)
+        if (!key) {
             goto fail;
+        }
         if (!next_event(b, &ev)) {
             vigil__conf_node_free(key);
             goto fail;
@@ -593,8 +642,9 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
                            "a key must be a plain string, not %s", vigil__conf_kind_words(key));
             trash(b, key);
             trash(b, value);
-            if (b->failed)
+            if (b->failed) {
                 goto fail;
+            }
             continue;
         }
         int kline = key->line, kcol = key->col;
@@ -626,8 +676,9 @@ static struct vigil_conf *build_map(struct builder *b, int line, int col, int de
         vigil__conf_put(n, text, kline, kcol, value);
     }
     map_dedup(b, n);
-    if (b->failed)
+    if (b->failed) {
         goto fail;
+    }
     return n;
 fail:
     vigil__conf_node_free(n);
@@ -706,7 +757,7 @@ bool vigil__conf_is_null(const struct vigil_conf *n)
 /* One document. With `any_root` the top may be anything and an empty text
  * is an empty plain scalar (option defaults); without, it is a map. */
 struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const char *name,
-                                    struct vigil_diag *d, bool any_root)
+                                         struct vigil_diag *d, bool any_root)
 {
     struct builder b = {.text = text, .len = len, .d = d};
     struct vigil_conf *root = NULL;
@@ -718,8 +769,9 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
         return NULL;
     }
     b.file = file;
-    if (!text)
+    if (!text) {
         b.text = text = "";
+    }
     if (!yaml_parser_initialize(&b.parser)) {
         out_of_memory(&b);
         free(file);
@@ -727,11 +779,13 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
     }
     yaml_parser_set_input_string(&b.parser, (const unsigned char *)text, len);
 
-    if (!next_event(&b, &ev)) /* stream start */
+    if (!next_event(&b, &ev)) { /* stream start */
         goto fail;
+    }
     yaml_event_delete(&ev);
-    if (!next_event(&b, &ev))
+    if (!next_event(&b, &ev)) {
         goto fail;
+    }
     if (ev.type == YAML_STREAM_END_EVENT) {
         yaml_event_delete(&ev);
         root = vigil__conf_node_new(any_root ? VIGIL_CONF_SCALAR : VIGIL_CONF_MAP, file, 1, 1);
@@ -746,17 +800,21 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
         goto done;
     }
     yaml_event_delete(&ev); /* document start */
-    if (!next_event(&b, &ev))
+    if (!next_event(&b, &ev)) {
         goto fail;
+    }
     root = build_node(&b, &ev, 1);
     yaml_event_delete(&ev);
-    if (!root)
+    if (!root) {
         goto fail;
-    if (!next_event(&b, &ev)) /* document end */
+    }
+    if (!next_event(&b, &ev)) { /* document end */
         goto fail;
+    }
     yaml_event_delete(&ev);
-    if (!next_event(&b, &ev))
+    if (!next_event(&b, &ev)) {
         goto fail;
+    }
     if (ev.type != YAML_STREAM_END_EVENT) {
         fatal(&b, clamp_int(ev.start_mark.line + 1), clamp_int(ev.start_mark.column + 1),
               "a second YAML document: the file must hold exactly one");
@@ -781,11 +839,13 @@ struct vigil_conf *vigil__conf_parse_doc(const char *text, size_t len, const cha
 
 done:
     yaml_parser_delete(&b.parser);
-    for (size_t i = 0; i < b.ntrash; i++)
+    for (size_t i = 0; i < b.ntrash; i++) {
         vigil__conf_node_free(b.trash[i]);
+    }
     free(b.trash);
-    for (size_t i = 0; i < b.nanchors; i++)
+    for (size_t i = 0; i < b.nanchors; i++) {
         free(b.anchors[i].name);
+    }
     free(b.anchors);
     return root;
 
@@ -830,8 +890,9 @@ char *vigil__conf_read_file(const char *path, size_t *len_out, struct vigil_diag
         }
         size_t got = fread(buf + len, 1, cap - len - 1, f);
         len += got;
-        if (got == 0)
+        if (got == 0) {
             break;
+        }
     }
     if (ferror(f)) {
         vigil_diag_add(d, path, 0, 0, "cannot read: %s", strerror(errno));
@@ -851,8 +912,9 @@ struct vigil_conf *vigil_conf_load(const char *path, struct vigil_diag *d)
 {
     size_t len;
     char *text = vigil__conf_read_file(path, &len, d);
-    if (!text)
+    if (!text) {
         return NULL;
+    }
     struct vigil_conf *root = vigil_conf_parse(text, len, path, d);
     free(text);
     return root;

@@ -21,14 +21,12 @@
 
 #include <yaml.h>
 
-
-
 #define DEFAULT_INTERVAL_NS (10 * NS_PER_S)
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
 #define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
-#define DEFAULT_COALESCE_NS 0u          /* bus.coalesce: off (trade-off: docs/configuration.md) */
-#define MAX_COALESCE_NS 10000000u       /* the bus thread sleeps this long at most */
+#define DEFAULT_COALESCE_NS 0u    /* bus.coalesce: off (trade-off: docs/configuration.md) */
+#define MAX_COALESCE_NS 10000000u /* the bus thread sleeps this long at most */
 #define MAX_HWM 10000000
 #define DEFAULT_MAX_EVENT_BYTES (64u << 10)
 #define MIN_MAX_EVENT_BYTES 256u
@@ -58,17 +56,20 @@ static char *path_join(const char *dir, const char *rel)
 {
     while (rel[0] == '.' && rel[1] == '/') {
         rel += 2;
-        while (*rel == '/')
+        while (*rel == '/') {
             rel++;
+        }
     }
-    if (strcmp(rel, ".") == 0 || rel[0] == '\0')
+    if (strcmp(rel, ".") == 0 || rel[0] == '\0') {
         return strdup(dir);
+    }
     size_t dl = strlen(dir);
     bool slash = dl > 0 && dir[dl - 1] == '/';
     size_t len = dl + !slash + strlen(rel) + 1;
     char *s = malloc(len);
-    if (s)
+    if (s) {
         snprintf(s, len, "%s%s%s", dir, slash ? "" : "/", rel);
+    }
     return s;
 }
 
@@ -80,18 +81,21 @@ static char *dir_of(const char *name)
     char *dir = !slash          ? strdup(".")
                 : slash == name ? strdup("/")
                                 : strndup(name, (size_t)(slash - name));
-    if (!dir)
+    if (!dir) {
         return NULL;
+    }
     char *real = realpath(dir, NULL);
     if (real) {
         free(dir);
         return real;
     }
-    if (dir[0] == '/')
+    if (dir[0] == '/') {
         return dir;
+    }
     char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd))
+    if (!getcwd(cwd, sizeof cwd)) {
         return dir; /* the best there is */
+    }
     char *abs = path_join(cwd, dir);
     free(dir);
     return abs;
@@ -99,13 +103,15 @@ static char *dir_of(const char *name)
 
 static bool name_chars_ok(const char *s, const char *extra)
 {
-    if (*s == '\0')
+    if (*s == '\0') {
         return false;
+    }
     for (; *s; s++) {
         bool ok = (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
                   (*s >= '0' && *s <= '9') || strchr(extra, *s);
-        if (!ok)
+        if (!ok) {
             return false;
+        }
     }
     return true;
 }
@@ -151,8 +157,9 @@ static bool endpoint_ok(const char *s)
     static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
     for (size_t i = 0; i < 3; i++) {
         size_t l = strlen(schemes[i]);
-        if (strncmp(s, schemes[i], l) == 0 && s[l] != '\0')
+        if (strncmp(s, schemes[i], l) == 0 && s[l] != '\0') {
             return true;
+        }
     }
     return false;
 }
@@ -176,10 +183,12 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
     const struct vigil_conf *pub = NULL, *sub = NULL;
     char buf[64];
 
-    if (vigil__conf_is_null(bus))
+    if (vigil__conf_is_null(bus)) {
         return;
+    }
     if (bus->kind != VIGIL_CONF_MAP) {
-        vigil_diag_at(ch->d, bus, "'bus' must be a map, not %s", vigil__conf_describe(bus, buf, sizeof buf));
+        vigil_diag_at(ch->d, bus, "'bus' must be a map, not %s",
+                      vigil__conf_describe(bus, buf, sizeof buf));
         return;
     }
     for (size_t i = 0; i < bus->n; i++) {
@@ -193,35 +202,37 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
             check_endpoint(ch, v, k, &ch->c->bus.subscribe);
         } else if (strcmp(k, "hwm") == 0) {
             int64_t hwm;
-            if (vigil_conf_int(v, &hwm) != 0 || hwm < 1 || hwm > MAX_HWM)
+            if (vigil_conf_int(v, &hwm) != 0 || hwm < 1 || hwm > MAX_HWM) {
                 vigil_diag_at(ch->d, v,
                               "'bus.hwm' must be an integer from 1 to %d (messages queued per "
                               "socket), not %s",
                               MAX_HWM, vigil__conf_describe(v, buf, sizeof buf));
-            else
+            } else {
                 ch->c->bus.hwm = (int)hwm;
+            }
         } else if (strcmp(k, "max_event_bytes") == 0) {
             uint64_t size;
             if (vigil_conf_size(v, &size) != 0 || size < MIN_MAX_EVENT_BYTES ||
-                size > MAX_MAX_EVENT_BYTES)
+                size > MAX_MAX_EVENT_BYTES) {
                 vigil_diag_at(ch->d, v,
                               "'bus.max_event_bytes' must be a size from 256B to 256MiB, not %s",
                               vigil__conf_describe(v, buf, sizeof buf));
-            else
+            } else {
                 ch->c->bus.max_event_bytes = size;
+            }
         } else if (strcmp(k, "coalesce") == 0) {
             uint64_t ns;
-            if (vigil_conf_duration(v, &ns) != 0 || ns > MAX_COALESCE_NS)
-                vigil_diag_at(ch->d, v,
-                              "'bus.coalesce' must be a duration from 0s to 10ms, not %s",
+            if (vigil_conf_duration(v, &ns) != 0 || ns > MAX_COALESCE_NS) {
+                vigil_diag_at(ch->d, v, "'bus.coalesce' must be a duration from 0s to 10ms, not %s",
                               vigil__conf_describe(v, buf, sizeof buf));
-            else
+            } else {
                 ch->c->bus.coalesce_ns = ns;
+            }
         } else {
             vigil__diag_key(ch->d, bus, i,
-                     "unknown key '%s' in 'bus' (valid keys: publish, subscribe, hwm, "
-                     "max_event_bytes, coalesce)",
-                     k);
+                            "unknown key '%s' in 'bus' (valid keys: publish, subscribe, hwm, "
+                            "max_event_bytes, coalesce)",
+                            k);
         }
     }
     if (strcmp(ch->c->bus.publish, ch->c->bus.subscribe) == 0) {
@@ -239,30 +250,34 @@ static void check_interval(struct checker *ch, const struct vigil_conf *v, const
 {
     char buf[64];
     uint64_t ns;
-    if (vigil_conf_duration(v, &ns) != 0)
+    if (vigil_conf_duration(v, &ns) != 0) {
         vigil_diag_at(ch->d, v, "%s must be a duration such as 250ms or 5m, not %s", what,
                       vigil__conf_describe(v, buf, sizeof buf));
-    else if (ns == 0)
+    } else if (ns == 0) {
         vigil_diag_at(ch->d, v, "%s must be more than 0", what);
-    else
+    } else {
         *out = ns;
+    }
 }
 
 static void check_self(struct checker *ch, const struct vigil_conf *self)
 {
     char buf[64];
-    if (vigil__conf_is_null(self))
+    if (vigil__conf_is_null(self)) {
         return;
+    }
     if (self->kind != VIGIL_CONF_MAP) {
-        vigil_diag_at(ch->d, self, "'self' must be a map, not %s", vigil__conf_describe(self, buf, sizeof buf));
+        vigil_diag_at(ch->d, self, "'self' must be a map, not %s",
+                      vigil__conf_describe(self, buf, sizeof buf));
         return;
     }
     for (size_t i = 0; i < self->n; i++) {
-        if (strcmp(self->keys[i], "interval") == 0)
+        if (strcmp(self->keys[i], "interval") == 0) {
             check_interval(ch, self->items[i], "'self.interval'", &ch->c->self_interval_ns);
-        else
+        } else {
             vigil__diag_key(ch->d, self, i, "unknown key '%s' in 'self' (valid keys: interval)",
-                     self->keys[i]);
+                            self->keys[i]);
+        }
     }
 }
 
@@ -270,8 +285,9 @@ static void instance_fini(struct vigil_instance_conf *inst)
 {
     free(inst->plugin);
     free(inst->name);
-    for (size_t i = 0; i < inst->nmatch; i++)
+    for (size_t i = 0; i < inst->nmatch; i++) {
         free(inst->match[i]);
+    }
     free(inst->match);
     free(inst->delivery.spool_path);
     vigil__conf_node_free(inst->own);
@@ -284,14 +300,16 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
     char buf[64];
     size_t n = vigil_conf_len(v);
     bool ok = v->kind != VIGIL_CONF_MAP && n > 0;
-    for (size_t i = 0; ok && i < n; i++)
+    for (size_t i = 0; ok && i < n; i++) {
         ok = vigil_conf_at(v, i, NULL)->kind == VIGIL_CONF_SCALAR;
+    }
     if (!ok) {
         vigil_diag_at(ch->d, v,
                       "'match' must be a topic prefix or a list of them, not %s (leave it out "
                       "to receive everything)",
-                      v->kind == VIGIL_CONF_LIST && n == 0 ? "an empty list"
-                                                           : vigil__conf_describe(v, buf, sizeof buf));
+                      v->kind == VIGIL_CONF_LIST && n == 0
+                          ? "an empty list"
+                          : vigil__conf_describe(v, buf, sizeof buf));
         return;
     }
     char **m = calloc(n, sizeof *m);
@@ -301,15 +319,17 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
     }
     for (size_t i = 0; i < n; i++) {
         if (!(m[i] = strdup(vigil_conf_at(v, i, NULL)->value))) {
-            for (size_t j = 0; j < i; j++)
+            for (size_t j = 0; j < i; j++) {
                 free(m[j]);
+            }
             free(m);
             ch->oom = true;
             return;
         }
     }
-    for (size_t i = 0; i < inst->nmatch; i++)
+    for (size_t i = 0; i < inst->nmatch; i++) {
         free(inst->match[i]);
+    }
     free(inst->match);
     inst->match = m;
     inst->nmatch = n;
@@ -318,9 +338,9 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
 static bool common_key(const char *k, bool sink)
 {
     return strcmp(k, "plugin") == 0 || strcmp(k, "name") == 0 || strcmp(k, "interval") == 0 ||
-           (sink && (strcmp(k, "match") == 0 || strcmp(k, "queue") == 0 ||
-                     strcmp(k, "spool") == 0 || strcmp(k, "retry") == 0 ||
-                     strcmp(k, "batch") == 0));
+           (sink &&
+            (strcmp(k, "match") == 0 || strcmp(k, "queue") == 0 || strcmp(k, "spool") == 0 ||
+             strcmp(k, "retry") == 0 || strcmp(k, "batch") == 0));
 }
 
 /* ---- A sink's delivery keys ---------------------------------------------------- */
@@ -335,7 +355,10 @@ struct dkey {
     const char *range; /* min and max as written in config */
 };
 
-#define DK(k, t, f, lo, hi, r) {k, t, offsetof(struct vigil_delivery_conf, f), lo, hi, r}
+#define DK(k, t, f, lo, hi, r)                                                                     \
+    {                                                                                              \
+        k, t, offsetof(struct vigil_delivery_conf, f), lo, hi, r                                   \
+    }
 
 static const struct dkey queue_keys[] = {
     DK("max_events", DK_COUNT, queue_events, 1, 100000000, "1 to 100000000"),
@@ -372,8 +395,9 @@ static void check_dkey(struct checker *ch, const struct vigil_conf *v, const cha
     case DK_COUNT: {
         int64_t i = 0;
         rc = vigil_conf_int(v, &i);
-        if (rc == 0 && i < 0)
+        if (rc == 0 && i < 0) {
             rc = VIGIL_ETYPE;
+        }
         x = (uint64_t)i;
         want = "a whole number";
         break;
@@ -409,18 +433,20 @@ static void check_delivery_map(struct checker *ch, const struct vigil_conf *v, c
     }
     for (size_t i = 0; i < v->n; i++) {
         const struct dkey *k = keys;
-        while (k->key && strcmp(k->key, v->keys[i]) != 0)
+        while (k->key && strcmp(k->key, v->keys[i]) != 0) {
             k++;
+        }
         if (k->key) {
             check_dkey(ch, v->items[i], sect, k, dc);
             continue;
         }
         char valid[128] = "";
-        for (k = keys; k->key; k++)
+        for (k = keys; k->key; k++) {
             snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s",
                      k == keys ? "" : ", ", k->key);
-        vigil__diag_key(ch->d, v, i, "unknown key '%s' in '%s' (valid keys: %s)", v->keys[i],
-                        sect, valid);
+        }
+        vigil__diag_key(ch->d, v, i, "unknown key '%s' in '%s' (valid keys: %s)", v->keys[i], sect,
+                        valid);
     }
 }
 
@@ -440,11 +466,13 @@ static void delivery_defaults(struct vigil_delivery_conf *dc)
 static struct vigil_conf *own_keys(struct vigil_conf *e, bool sink)
 {
     struct vigil_conf *own = vigil__conf_node_new(VIGIL_CONF_MAP, e->file, e->line, e->col);
-    if (!own || vigil__conf_reserve(own, e->n ? e->n : 1) != 0)
+    if (!own || vigil__conf_reserve(own, e->n ? e->n : 1) != 0) {
         goto oom;
+    }
     for (size_t i = 0; i < e->n; i++) {
-        if (common_key(e->keys[i], sink))
+        if (common_key(e->keys[i], sink)) {
             continue;
+        }
         char *key = strdup(e->keys[i]);
         struct vigil_conf *v = key ? vigil__conf_copy(e->items[i]) : NULL;
         if (!v) {
@@ -452,7 +480,7 @@ static struct vigil_conf *own_keys(struct vigil_conf *e, bool sink)
             goto oom;
         }
         vigil__conf_put(own, key, e->key_lines ? e->key_lines[i] : e->items[i]->line,
-                 e->key_cols ? e->key_cols[i] : e->items[i]->col, v);
+                        e->key_cols ? e->key_cols[i] : e->items[i]->col, v);
     }
     return own;
 oom:
@@ -497,11 +525,12 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
                 name = v;
             }
         } else if (strcmp(k, "interval") == 0) {
-            if (sink)
+            if (sink) {
                 vigil__diag_key(ch->d, e, i,
-                         "'interval' is for sources: a sink writes events as they arrive");
-            else
+                                "'interval' is for sources: a sink writes events as they arrive");
+            } else {
                 check_interval(ch, v, "'interval'", &inst->interval_ns);
+            }
         } else if (strcmp(k, "match") == 0 && sink) {
             check_match(ch, v, inst); /* a source's match is its plugin's own key */
         } else if (sink && strcmp(k, "queue") == 0) {
@@ -510,8 +539,9 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
             check_delivery_map(ch, v, "spool", spool_keys, &inst->delivery);
         } else if (sink && strcmp(k, "retry") == 0) {
             check_delivery_map(ch, v, "retry", retry_keys, &inst->delivery);
-            if (inst->delivery.min_backoff_ns > inst->delivery.max_backoff_ns)
+            if (inst->delivery.min_backoff_ns > inst->delivery.max_backoff_ns) {
                 vigil_diag_at(ch->d, v, "'retry.min_backoff' is more than 'retry.max_backoff'");
+            }
         } else if (sink && strcmp(k, "batch") == 0) {
             check_delivery_map(ch, v, "batch", batch_keys, &inst->delivery);
         }
@@ -521,19 +551,22 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
                       kind);
         ok = false;
     }
-    if (!ok)
+    if (!ok) {
         goto fail;
+    }
     if (sink && !inst->match) {
         inst->match = calloc(1, sizeof *inst->match);
-        if (!inst->match || !(inst->match[0] = strdup("")))
+        if (!inst->match || !(inst->match[0] = strdup(""))) {
             goto oom;
+        }
         inst->nmatch = 1;
     }
     inst->plugin = strdup(plugin->value);
     inst->name = strdup(name ? name->value : plugin->value);
     inst->own = own_keys(e, sink);
-    if (!inst->plugin || !inst->name || !inst->own)
+    if (!inst->plugin || !inst->name || !inst->own) {
         goto oom;
+    }
     inst->node = e;
     return true;
 oom:
@@ -550,15 +583,17 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
     const char *kind = sink ? "sink" : "source";
     char buf[64];
 
-    if (vigil__conf_is_null(list))
+    if (vigil__conf_is_null(list)) {
         return;
+    }
     if (list->kind != VIGIL_CONF_LIST) {
         vigil_diag_at(ch->d, list, "'%s' must be a list of entries (- plugin: NAME ...), not %s",
                       what, vigil__conf_describe(list, buf, sizeof buf));
         return;
     }
-    if (list->n == 0)
+    if (list->n == 0) {
         return;
+    }
     struct vigil_instance_conf *insts = calloc(list->n, sizeof *insts);
     char **names = calloc(list->n, sizeof *names);
     if (!insts || !names) {
@@ -585,14 +620,17 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
         ch->oom = true;
     } else {
         for (size_t i = 0; i < n; i++) {
-            if (first[i] == i)
+            if (first[i] == i) {
                 continue;
+            }
             const struct vigil_conf *at = vigil_conf_get(insts[i].node, "name");
             const struct vigil_conf *was = vigil_conf_get(insts[first[i]].node, "name");
-            if (!at)
+            if (!at) {
                 at = vigil_conf_get(insts[i].node, "plugin");
-            if (!was)
+            }
+            if (!was) {
                 was = vigil_conf_get(insts[first[i]].node, "plugin");
+            }
             vigil_diag_at(ch->d, at,
                           "duplicate %s name '%s' (first at line %d): give each %s its own 'name'",
                           kind, insts[i].name, was->line, kind);
@@ -607,8 +645,9 @@ static void check_instances(struct checker *ch, struct vigil_conf *list, bool si
 static void check_rules(struct checker *ch, struct vigil_conf *v)
 {
     char buf[64];
-    if (vigil__conf_is_null(v))
+    if (vigil__conf_is_null(v)) {
         return;
+    }
     if (v->kind != VIGIL_CONF_LIST) {
         vigil_diag_at(ch->d, v, "'rules' must be a list of rules, not %s",
                       vigil__conf_describe(v, buf, sizeof buf));
@@ -620,8 +659,9 @@ static void check_rules(struct checker *ch, struct vigil_conf *v)
 static int set_defaults(struct vigil_config *c)
 {
     char host[256];
-    if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+    if (gethostname(host, sizeof host) != 0 || host[0] == '\0') {
         strcpy(host, "localhost");
+    }
     host[sizeof host - 1] = '\0'; /* POSIX leaves truncation unterminated */
     c->host = strdup(host);
     c->plugin_dir = strdup(DEFAULT_PLUGIN_DIR);
@@ -632,19 +672,22 @@ static int set_defaults(struct vigil_config *c)
     c->bus.max_event_bytes = DEFAULT_MAX_EVENT_BYTES;
     c->bus.coalesce_ns = DEFAULT_COALESCE_NS;
     c->self_interval_ns = DEFAULT_INTERVAL_NS;
-    if (!c->host || !c->plugin_dir || !c->state_dir || !c->bus.publish || !c->bus.subscribe)
+    if (!c->host || !c->plugin_dir || !c->state_dir || !c->bus.publish || !c->bus.subscribe) {
         return -ENOMEM;
+    }
     return 0;
 }
 
 struct vigil_config *vigil_config_parse(const char *text, size_t len, const char *name,
                                         struct vigil_diag *d)
 {
-    if (!name)
+    if (!name) {
         name = "<config>";
+    }
     struct vigil_conf *root = vigil_conf_parse(text, len, name, d);
-    if (!root)
+    if (!root) {
         return NULL;
+    }
     struct vigil_config *c = calloc(1, sizeof *c);
     if (!c) {
         vigil_conf_free(root);
@@ -654,34 +697,36 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
     c->root = root;
     c->path = strdup(name);
     c->dir = dir_of(name);
-    if (!c->path || !c->dir || set_defaults(c) != 0)
+    if (!c->path || !c->dir || set_defaults(c) != 0) {
         goto oom;
+    }
 
     struct checker ch = {.c = c, .d = d};
     for (size_t i = 0; i < root->n && !ch.oom; i++) {
         const char *k = root->keys[i];
         struct vigil_conf *v = root->items[i];
-        if (strcmp(k, "host") == 0)
+        if (strcmp(k, "host") == 0) {
             check_host(&ch, v);
-        else if (strcmp(k, "plugin_dir") == 0)
+        } else if (strcmp(k, "plugin_dir") == 0) {
             check_folder(&ch, v, "plugin_dir", &c->plugin_dir);
-        else if (strcmp(k, "state_dir") == 0)
+        } else if (strcmp(k, "state_dir") == 0) {
             check_folder(&ch, v, "state_dir", &c->state_dir);
-        else if (strcmp(k, "bus") == 0)
+        } else if (strcmp(k, "bus") == 0) {
             check_bus(&ch, v);
-        else if (strcmp(k, "self") == 0)
+        } else if (strcmp(k, "self") == 0) {
             check_self(&ch, v);
-        else if (strcmp(k, "sources") == 0)
+        } else if (strcmp(k, "sources") == 0) {
             check_instances(&ch, v, false, &c->sources, &c->nsources);
-        else if (strcmp(k, "sinks") == 0)
+        } else if (strcmp(k, "sinks") == 0) {
             check_instances(&ch, v, true, &c->sinks, &c->nsinks);
-        else if (strcmp(k, "rules") == 0)
+        } else if (strcmp(k, "rules") == 0) {
             check_rules(&ch, v);
-        else
+        } else {
             vigil__diag_key(d, root, i,
-                     "unknown top-level key '%s' (valid keys: host, plugin_dir, state_dir, "
-                     "bus, self, sources, rules, sinks)",
-                     k);
+                            "unknown top-level key '%s' (valid keys: host, plugin_dir, state_dir, "
+                            "bus, self, sources, rules, sinks)",
+                            k);
+        }
     }
     /* Spools default under state_dir, known only once the whole file is read. */
     for (size_t i = 0; i < c->nsinks && !ch.oom; i++) {
@@ -689,12 +734,14 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
         if (!inst->delivery.spool_path) {
             char rel[300];
             snprintf(rel, sizeof rel, "spool/%s", inst->name);
-            if (!(inst->delivery.spool_path = path_join(c->state_dir, rel)))
+            if (!(inst->delivery.spool_path = path_join(c->state_dir, rel))) {
                 ch.oom = true;
+            }
         }
     }
-    if (ch.oom)
+    if (ch.oom) {
         goto oom;
+    }
     return c;
 oom:
     vigil_diag_add(d, name, 0, 0, "out of memory");
@@ -706,8 +753,9 @@ struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
 {
     size_t len;
     char *text = vigil__conf_read_file(path, &len, d);
-    if (!text)
+    if (!text) {
         return NULL;
+    }
     struct vigil_config *c = vigil_config_parse(text, len, path, d);
     free(text);
     return c;
@@ -715,13 +763,16 @@ struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
 
 void vigil_config_free(struct vigil_config *c)
 {
-    if (!c)
+    if (!c) {
         return;
-    for (size_t i = 0; i < c->nsources; i++)
+    }
+    for (size_t i = 0; i < c->nsources; i++) {
         instance_fini(&c->sources[i]);
+    }
     free(c->sources);
-    for (size_t i = 0; i < c->nsinks; i++)
+    for (size_t i = 0; i < c->nsinks; i++) {
         instance_fini(&c->sinks[i]);
+    }
     free(c->sinks);
     free(c->path);
     free(c->dir);

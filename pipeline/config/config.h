@@ -112,16 +112,16 @@ struct vigil_delivery_conf {
 };
 
 struct vigil_instance_conf {
-    char *plugin;       /* plugin name: loads <plugin_dir>/<plugin>.so */
-    char *name;         /* instance name, unique among sources / sinks */
+    char *plugin;         /* plugin name: loads <plugin_dir>/<plugin>.so */
+    char *name;           /* instance name, unique among sources / sinks */
     uint64_t interval_ns; /* sources: collect() period, default 10s */
-    char **match;       /* sinks: topic prefixes; default one "" (all) */
+    char **match;         /* sinks: topic prefixes; default one "" (all) */
     size_t nmatch;
-    struct vigil_conf *node; /* the entry as written (for positions) */
-    struct vigil_conf *own;  /* the plugin's own keys: the entry minus
-                                plugin/name/interval/match (and for sinks
-                                queue/spool/retry/batch); a map owned by
-                                this struct */
+    struct vigil_conf *node;             /* the entry as written (for positions) */
+    struct vigil_conf *own;              /* the plugin's own keys: the entry minus
+                                            plugin/name/interval/match (and for sinks
+                                            queue/spool/retry/batch); a map owned by
+                                            this struct */
     struct vigil_delivery_conf delivery; /* sinks */
 };
 
@@ -132,9 +132,9 @@ struct vigil_config {
     char *plugin_dir; /* absolute or resolved against dir */
     char *state_dir;  /* default /var/lib/vigil; sink spools live here */
     struct {
-        char *publish;   /* PULL endpoint for producers */
-        char *subscribe; /* XPUB endpoint for consumers */
-        int hwm;         /* messages per socket, default 10000 */
+        char *publish;            /* PULL endpoint for producers */
+        char *subscribe;          /* XPUB endpoint for consumers */
+        int hwm;                  /* messages per socket, default 10000 */
         uint64_t max_event_bytes; /* default 64 KiB */
         uint64_t coalesce_ns;     /* default 0: hand events on at once */
     } bus;

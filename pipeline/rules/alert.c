@@ -335,9 +335,8 @@ static void resolved(struct vigil_rule *rule, struct series *s, const struct vig
 /* ---- The machine ------------------------------------------------------------------ */
 
 void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
-                           const struct vigil_event_view *ev, bool active, bool clear,
-                           uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values,
-                           void *ctx)
+                           const struct vigil_event_view *ev, bool active, bool clear, uint64_t now,
+                           struct vigil_emit *out, vigil_alert_values_fn values, void *ctx)
 {
     if (!active && a->n == 0) {
         return; /* nothing pending or firing: nothing to look up */

@@ -35,9 +35,8 @@ void vigil__alerts_free(struct vigil_alerts *a);
  * `clear` = the resolving condition holds (the engine passes !active when
  * the rule has no clear expression). */
 void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
-                           const struct vigil_event_view *ev, bool active, bool clear,
-                           uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values,
-                           void *ctx);
+                           const struct vigil_event_view *ev, bool active, bool clear, uint64_t now,
+                           struct vigil_emit *out, vigil_alert_values_fn values, void *ctx);
 void vigil__alerts_tick(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
                         struct vigil_emit *out);
 /* Reads the common alert keys (for, renotify, stale, group_by, max_series)
@@ -48,10 +47,12 @@ void vigil__alert_params_fini(struct vigil_alert_params *p);
 
 /* Option table entries every stateful kind accepts. */
 #define VIGIL_ALERT_OPTIONS                                                                        \
-    {"for", VIGIL_OPT_DURATION, "0s", "condition must hold this long before firing"},             \
-        {"renotify", VIGIL_OPT_DURATION, "0s", "repeat alert.fired this often while firing"},     \
+    {"for", VIGIL_OPT_DURATION, "0s", "condition must hold this long before firing"},              \
+        {"renotify", VIGIL_OPT_DURATION, "0s", "repeat alert.fired this often while firing"},      \
         {"stale", VIGIL_OPT_DURATION, NULL, "resolve a series silent this long (default 5x gap)"}, \
-        {"group_by", VIGIL_OPT_LIST, NULL, "labels that make a series (default: all)"},           \
-        {"max_series", VIGIL_OPT_INT, "100000", "series tracked at most; more are counted"}
+        {"group_by", VIGIL_OPT_LIST, NULL, "labels that make a series (default: all)"},            \
+    {                                                                                              \
+        "max_series", VIGIL_OPT_INT, "100000", "series tracked at most; more are counted"          \
+    }
 
 #endif

@@ -143,8 +143,8 @@ struct vigil_expr *vigil_expr_compile_node(const struct vigil_conf *n, enum vigi
                       n->kind == VIGIL_CONF_MAP ? "map" : "list");
         return NULL;
     }
-    return vigil_expr_compile(n->value ? n->value : "", want, n->file, n->line, n->col,
-                              n->quoted, d);
+    return vigil_expr_compile(n->value ? n->value : "", want, n->file, n->line, n->col, n->quoted,
+                              d);
 }
 
 void vigil_expr_free(struct vigil_expr *e)

@@ -94,9 +94,8 @@ enum vigil_expr_want {
  * caret lands on the token itself (pass quoted = true when the YAML scalar
  * was quoted: the text then starts one column after `col`). Caller owns
  * the result. */
-struct vigil_expr *vigil_expr_compile(const char *text, enum vigil_expr_want want,
-                                      const char *file, int line, int col, bool quoted,
-                                      struct vigil_diag *d);
+struct vigil_expr *vigil_expr_compile(const char *text, enum vigil_expr_want want, const char *file,
+                                      int line, int col, bool quoted, struct vigil_diag *d);
 
 /* The same from a config node (a scalar). */
 struct vigil_expr *vigil_expr_compile_node(const struct vigil_conf *n, enum vigil_expr_want want,

@@ -83,7 +83,7 @@ uint64_t vigil__hash(uint64_t h, const void *data, size_t len)
 /* ---- Templates --------------------------------------------------------------- */
 
 struct tseg {
-    char *text;  /* a literal, or a path when is_path */
+    char *text; /* a literal, or a path when is_path */
     bool is_path;
 };
 
@@ -129,14 +129,15 @@ struct vigil_template *vigil__template_compile(const struct vigil_conf *n, struc
         }
         const char *close = strchr(open, '}');
         if (!close || close == open + 1) {
-            vigil_diag_at(d, n, "message: '{' at offset %zu has no field name and closing '}' "
-                                "(write {labels.name} or {values.name})",
+            vigil_diag_at(d, n,
+                          "message: '{' at offset %zu has no field name and closing '}' "
+                          "(write {labels.name} or {values.name})",
                           (size_t)(open - s));
             vigil__template_free(t);
             return NULL;
         }
-        t->segs[t->n++] = (struct tseg){.text = strndup(open + 1, (size_t)(close - open - 1)),
-                                        .is_path = true};
+        t->segs[t->n++] =
+            (struct tseg){.text = strndup(open + 1, (size_t)(close - open - 1)), .is_path = true};
         p = close + 1;
     }
     return t;
@@ -197,7 +198,8 @@ static void add_labels_from(struct vigil_event_builder *b, const msgpack_object 
         const char *k, *v;
         size_t kn, vn;
         if (vigil_msgpack_str(&labels->via.map.ptr[i].key, &k, &kn) == 0 &&
-            vigil_msgpack_str(&labels->via.map.ptr[i].val, &v, &vn) == 0 && !reserved_label(k, kn)) {
+            vigil_msgpack_str(&labels->via.map.ptr[i].val, &v, &vn) == 0 &&
+            !reserved_label(k, kn)) {
             vigil_event_add_label_n(b, k, kn, v, vn);
         }
     }
@@ -634,9 +636,9 @@ void vigil_rules_tick(struct vigil_rules *r, uint64_t now_ns, vigil_verdict_fn e
 
 void vigil_rules_stats(struct vigil_rules *r, vigil_rule_stats_fn fn, void *arg)
 {
-    static const char *const keys[] = {"evaluated_total", "fired_total",   "resolved_total",
+    static const char *const keys[] = {"evaluated_total",  "fired_total",   "resolved_total",
                                        "violations_total", "allowed_total", "series",
-                                       "dropped_total",   "history"};
+                                       "dropped_total",    "history"};
     for (size_t i = 0; i < r->n; i++) {
         struct vigil_rule_stats *s = &r->rules[i].stats;
         uint64_t v[] = {

@@ -98,7 +98,8 @@ static int bound_compile(struct vigil_rule *rule, const struct vigil_conf *node,
         struct term *t = &b->terms[b->n++];
         t->name = strdup(name);
         t->expr = vigil_expr_compile_node(e, VIGIL_EXPR_NUMBER, d);
-        ok &= t->name && t->expr && number_for(weights, "weights", name, rule->name, &t->weight, d) &&
+        ok &= t->name && t->expr &&
+              number_for(weights, "weights", name, rule->name, &t->weight, d) &&
               number_for(max, "max", name, rule->name, &t->max, d);
         b->overhead_max += t->weight * t->max;
     }

@@ -26,14 +26,14 @@ void vigil__template_free(struct vigil_template *t);
 
 /* Per-rule counters reported in vigil.self. */
 struct vigil_rule_stats {
-    vigil_counter evaluated_total; /* events judged */
-    vigil_counter fired_total;     /* alert.fired published (renotify included) */
-    vigil_counter resolved_total;  /* alert.resolved published */
+    vigil_counter evaluated_total;  /* events judged */
+    vigil_counter fired_total;      /* alert.fired published (renotify included) */
+    vigil_counter resolved_total;   /* alert.resolved published */
     vigil_counter violations_total; /* alert.violation published */
-    vigil_counter allowed_total;   /* policy: allowed decisions (not published) */
-    vigil_counter series;          /* stateful: series pending or firing now */
-    vigil_counter dropped_total;   /* series or pairs not tracked: past a bound */
-    vigil_counter history;         /* policy: violations held in its history */
+    vigil_counter allowed_total;    /* policy: allowed decisions (not published) */
+    vigil_counter series;           /* stateful: series pending or firing now */
+    vigil_counter dropped_total;    /* series or pairs not tracked: past a bound */
+    vigil_counter history;          /* policy: violations held in its history */
 };
 
 struct vigil_rule_kind {

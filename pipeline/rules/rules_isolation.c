@@ -19,7 +19,7 @@ struct member {
     char *name; /* the key label's value, e.g. the cgroup path */
     uint64_t name_hash;
     size_t next_same_bucket; /* name index chain; SIZE_MAX ends it */
-    char **exempt; /* values of the exempt_same labels ("" when absent) */
+    char **exempt;           /* values of the exempt_same labels ("" when absent) */
     uint64_t inode[KINDS_MAX][INODES_MAX];
     size_t ninode[KINDS_MAX];
     uint64_t last_seen;
@@ -42,12 +42,12 @@ struct pair { /* reported pairs: (lo, hi, kind) -> the inode reported */
 };
 
 struct isolation {
-    char *key;           /* label naming the cgroup, default "cgroup" */
-    char **distinct;     /* namespace kinds, e.g. net, pid */
+    char *key;       /* label naming the cgroup, default "cgroup" */
+    char **distinct; /* namespace kinds, e.g. net, pid */
     size_t ndistinct;
-    char **exempt_same;  /* labels: pairs that agree on all of them are fine */
+    char **exempt_same; /* labels: pairs that agree on all of them are fine */
     size_t nexempt;
-    char **ignore;       /* globs over the key: cgroups never judged */
+    char **ignore; /* globs over the key: cgroups never judged */
     size_t nignore;
     struct vigil_expr *when; /* only events for which it holds are judged */
     uint64_t stale_ns;
@@ -156,7 +156,8 @@ static int isolation_compile(struct vigil_rule *rule, const struct vigil_conf *n
         return VIGIL_ECONFIG;
     }
     s->distinct = read_list(dn, &s->ndistinct, false, rule->name, d);
-    s->exempt_same = read_list(vigil_conf_get(node, "exempt_same"), &s->nexempt, false, rule->name, d);
+    s->exempt_same =
+        read_list(vigil_conf_get(node, "exempt_same"), &s->nexempt, false, rule->name, d);
     s->ignore = read_list(vigil_conf_get(node, "ignore"), &s->nignore, true, rule->name, d);
     const char *key = "cgroup";
     vigil_conf_string(vigil_conf_get(node, "key"), &key);
@@ -170,7 +171,8 @@ static int isolation_compile(struct vigil_rule *rule, const struct vigil_conf *n
     int64_t max = 100000;
     vigil_conf_int(vigil_conf_get(node, "max_cgroups"), &max);
     s->max_members = max > 0 ? (size_t)max : 1;
-    static const char *const known[] = {"net", "pid", "mnt", "ipc", "uts", "user", "cgroup", "time"};
+    static const char *const known[] = {"net", "pid",  "mnt",    "ipc",
+                                        "uts", "user", "cgroup", "time"};
     bool ok = s->distinct && s->exempt_same && s->ignore && s->key;
     for (size_t i = 0; ok && i < s->ndistinct; i++) {
         bool found = false;
@@ -258,8 +260,8 @@ static bool slot_add(struct slot *x, size_t m)
 static struct pair **pair_ref(struct isolation *s, size_t a, size_t b, int kind)
 {
     size_t lo = a < b ? a : b, hi = a < b ? b : a;
-    size_t bucket = (lo * 2654435761u + hi * 40503u + (size_t)kind) %
-                    (sizeof s->pairs / sizeof s->pairs[0]);
+    size_t bucket =
+        (lo * 2654435761u + hi * 40503u + (size_t)kind) % (sizeof s->pairs / sizeof s->pairs[0]);
     struct pair **pp = &s->pairs[bucket];
     while (*pp && !((*pp)->lo == lo && (*pp)->hi == hi && (*pp)->kind == kind)) {
         pp = &(*pp)->next;
@@ -293,7 +295,8 @@ static size_t name_bucket(const struct isolation *s, uint64_t h)
 
 static size_t member_find(struct isolation *s, const char *name, size_t len, uint64_t h)
 {
-    for (size_t i = s->by_name[name_bucket(s, h)]; i != SIZE_MAX; i = s->members[i].next_same_bucket) {
+    for (size_t i = s->by_name[name_bucket(s, h)]; i != SIZE_MAX;
+         i = s->members[i].next_same_bucket) {
         const struct member *mb = &s->members[i];
         if (mb->name_hash == h && strlen(mb->name) == len && memcmp(mb->name, name, len) == 0) {
             return i;
@@ -441,14 +444,14 @@ static bool same_set(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
     return true;
 }
 
-static void isolation_eval(struct vigil_rule *rule, const struct vigil_event_view *ev,
-                           uint64_t now, struct vigil_emit *out)
+static void isolation_eval(struct vigil_rule *rule, const struct vigil_event_view *ev, uint64_t now,
+                           struct vigil_emit *out)
 {
     struct isolation *s = rule->impl;
     const char *name;
     size_t len;
-    if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, s->key, strlen(s->key)), &name,
-                          &len) != 0) {
+    if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, s->key, strlen(s->key)), &name, &len) !=
+        0) {
         return; /* not about a cgroup */
     }
     for (size_t i = 0; i < s->nignore; i++) {
@@ -474,9 +477,9 @@ static void isolation_eval(struct vigil_rule *rule, const struct vigil_event_vie
     for (size_t i = 0; i < s->nexempt; i++) {
         const char *v = "";
         size_t vn = 0;
-        vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, s->exempt_same[i],
-                                                strlen(s->exempt_same[i])),
-                          &v, &vn);
+        vigil_msgpack_str(
+            vigil_msgpack_map_get(ev->labels, s->exempt_same[i], strlen(s->exempt_same[i])), &v,
+            &vn);
         if (!mb->exempt[i] || strlen(mb->exempt[i]) != vn || memcmp(mb->exempt[i], v, vn) != 0) {
             free(mb->exempt[i]);
             mb->exempt[i] = strndup(v, vn);

@@ -117,8 +117,8 @@ static bool read_entry(struct entry *e, const struct vigil_conf *n, size_t index
     }
     const struct vigil_conf *allow = vigil_conf_get(n, "allow"), *deny = vigil_conf_get(n, "deny");
     if (!allow == !deny) {
-        vigil_diag_at(d, n, "policy rule '%s': entry %zu needs exactly one of allow: or deny:", rule,
-                      index);
+        vigil_diag_at(
+            d, n, "policy rule '%s': entry %zu needs exactly one of allow: or deny:", rule, index);
         return false;
     }
     e->allow = allow != NULL;
@@ -128,8 +128,10 @@ static bool read_entry(struct entry *e, const struct vigil_conf *n, size_t index
         const char *k;
         const struct vigil_conf *v = vigil_conf_at(n, i, &k);
         if (strcmp(k, "allow") && strcmp(k, "deny") && strcmp(k, "when") && strcmp(k, "id")) {
-            vigil_diag_at(d, v, "policy rule '%s': unknown key '%s' in entry %zu (allow, deny, "
-                                "when, id)", rule, k, index);
+            vigil_diag_at(d, v,
+                          "policy rule '%s': unknown key '%s' in entry %zu (allow, deny, "
+                          "when, id)",
+                          rule, k, index);
             ok = false;
         }
     }

@@ -71,8 +71,8 @@ static void threshold_values(void *ctx, struct vigil_emit *out, const struct vig
     vigil__verdict_values_of(out, used, 2, ev);
 }
 
-static void threshold_eval(struct vigil_rule *rule, const struct vigil_event_view *ev,
-                           uint64_t now, struct vigil_emit *out)
+static void threshold_eval(struct vigil_rule *rule, const struct vigil_event_view *ev, uint64_t now,
+                           struct vigil_emit *out)
 {
     struct threshold *t = rule->impl;
     bool active = vigil_expr_true(t->expr, ev);

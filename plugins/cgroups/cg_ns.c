@@ -93,7 +93,8 @@ void cg_ns_group(struct cgs *s, const struct cg_node *n)
         }
     }
     if (overflow) {
-        cg_warn(s, "%s: processes in more than %d distinct namespace sets; %zu processes in "
+        cg_warn(s,
+                "%s: processes in more than %d distinct namespace sets; %zu processes in "
                 "further sets are not reported",
                 n->path, CG_MAX_SETS, overflow);
     }
@@ -120,9 +121,11 @@ void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns)
         }
         int rc = read_ns(pid, dst->ino);
         if (rc == -EACCES) {
-            cg_warn(s, "cannot read the namespaces of pid %d in %s: permission denied (vigild "
-                    "needs root or CAP_SYS_PTRACE); processes it cannot read are left out of cgroup.ns",
-                    (int)pid, n->path);
+            cg_warn(
+                s,
+                "cannot read the namespaces of pid %d in %s: permission denied (vigild "
+                "needs root or CAP_SYS_PTRACE); processes it cannot read are left out of cgroup.ns",
+                (int)pid, n->path);
             continue;
         }
         if (rc != 0) {

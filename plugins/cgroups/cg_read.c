@@ -80,8 +80,7 @@ static ssize_t pread_all(struct cgs *s, int fd)
             break;
         }
         if (s->buf_cap >= CG_BUF_MAX) {
-            cg_warn(s, "a cgroup file is over %u bytes; reading only that much",
-                    CG_BUF_MAX);
+            cg_warn(s, "a cgroup file is over %u bytes; reading only that much", CG_BUF_MAX);
             break;
         }
         char *nb = realloc(s->buf, s->buf_cap * 2);
@@ -125,7 +124,8 @@ static void release_fds(struct cgs *s, size_t target)
  * some were released (worth another try). */
 static bool shrink_budget(struct cgs *s, int err)
 {
-    cg_warn(s, "out of file descriptors (%s; %zu cgroup files kept open): keeping at most %zu "
+    cg_warn(s,
+            "out of file descriptors (%s; %zu cgroup files kept open): keeping at most %zu "
             "from now on; lower max_open_files or raise vigild's LimitNOFILE",
             strerror(err), s->open_fds, s->open_fds * 3 / 4);
     if (s->open_fds == 0) {
@@ -159,7 +159,8 @@ static ssize_t read_slot(struct cgs *s, struct cg_node *n, int slot, int h, bool
             if (fd < 0) {
                 int err = errno;
                 if (err == EACCES || err == EPERM) {
-                    cg_warn(s, "cannot open %s/%s: %s (vigild needs to run as root to read "
+                    cg_warn(s,
+                            "cannot open %s/%s: %s (vigild needs to run as root to read "
                             "cgroup files)",
                             s->hier[h].mnt, s->path, strerror(err));
                 }
@@ -422,7 +423,7 @@ static void read_throttle_v1(struct cgs *s, struct cg_node *n, int h, struct cg_
 {
     struct cg_cached *c = &n->cached;
     if (!s->cache_files) {
-        c->valid &= (uint16_t)~(V_QUOTA | V_THROTTLE);
+        c->valid &= (uint16_t) ~(V_QUOTA | V_THROTTLE);
         c->quota = true;
     } else if (!(c->valid & V_QUOTA)) {
         /* "-1" without a quota; an unreadable file: assume one. */
@@ -491,8 +492,8 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
             u = n->cached.user_ns;
             sy = n->cached.system_ns;
         }
-        if (all || (read_u64(s, n, S_CPUACCT_USER, ha, &u) &&
-                    read_u64(s, n, S_CPUACCT_SYS, ha, &sy))) {
+        if (all ||
+            (read_u64(s, n, S_CPUACCT_USER, ha, &u) && read_u64(s, n, S_CPUACCT_SYS, ha, &sy))) {
             o->user_ns = u;
             o->system_ns = sy;
             o->usage_ns = u + sy; /* cpuacct.usage is this same sum */
@@ -575,8 +576,8 @@ static void read_memory(struct cgs *s, struct cg_node *n, struct cg_sample *o)
          * which inotify reports (IN_MODIFY, cg_tree.c). */
         if (!s->cache_files || !(c->valid & V_LIMIT)) {
             c->have &= ~(uint32_t)HAVE_MEM_MAX;
-            if (read_slot(s, n, S_MEM_LIMIT, h, !s->cache_files) > 0 &&
-                parse_u64(s->buf, &v) && !v1_unlimited(v)) {
+            if (read_slot(s, n, S_MEM_LIMIT, h, !s->cache_files) > 0 && parse_u64(s->buf, &v) &&
+                !v1_unlimited(v)) {
                 c->mem_max_bytes = v;
                 c->have |= HAVE_MEM_MAX;
             }
@@ -790,8 +791,7 @@ static bool hier_fresh(struct cgs *s, struct cg_node *n, int k, int h)
     }
     n->hg_gen[k] = s->gen;
     struct cg_node *p = parent_of(s, n);
-    bool parent_moved =
-        p && (p->present & (1u << h)) ? hier_fresh(s, p, k, h) : root_moved(s, k);
+    bool parent_moved = p && (p->present & (1u << h)) ? hier_fresh(s, p, k, h) : root_moved(s, k);
     if (!parent_moved && (n->cached.valid & kind_valid[k])) {
         gate_update(g, g->known, g->value); /* stood still */
         return g->reread;

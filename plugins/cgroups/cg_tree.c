@@ -32,7 +32,7 @@ static void file_written(struct cg_node *n, const char *name)
     if (strcmp(name, "memory.limit_in_bytes") == 0) {
         n->cached.valid &= (uint16_t)~V_LIMIT;
     } else if (strcmp(name, "cpu.cfs_quota_us") == 0) {
-        n->cached.valid &= (uint16_t)~(V_QUOTA | V_THROTTLE);
+        n->cached.valid &= (uint16_t) ~(V_QUOTA | V_THROTTLE);
     }
 }
 
@@ -109,7 +109,8 @@ static struct cg_node *node_get(struct cgs *s, const char *path, size_t len)
     }
     if (s->nnodes >= s->max_nodes) {
         s->nodes_refused++;
-        cg_warn(s, "tracking at most %zu cgroup directories (8 x max_cgroups + 1024); %s and "
+        cg_warn(s,
+                "tracking at most %zu cgroup directories (8 x max_cgroups + 1024); %s and "
                 "others are not followed (%zu refused so far): raise max_cgroups",
                 s->max_nodes, path, s->nodes_refused);
         return NULL;
@@ -454,7 +455,8 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
         if (errno == ENOENT || errno == ENOTDIR) {
             return; /* gone already; its parent's event tells us */
         }
-        cg_warn(s, "cannot watch %s with inotify: %s (fs.inotify.max_user_watches?); "
+        cg_warn(s,
+                "cannot watch %s with inotify: %s (fs.inotify.max_user_watches?); "
                 "scanning every cgroup directory at each collection instead",
                 p, strerror(errno));
         s->inotify_off = true;
@@ -745,7 +747,8 @@ int cg_tree_update(struct cgs *s)
     if (s->ino_fd < 0 && !s->inotify_off) {
         s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (s->ino_fd < 0) {
-            cg_warn(s, "inotify is unavailable (%s): scanning every cgroup directory at each "
+            cg_warn(s,
+                    "inotify is unavailable (%s): scanning every cgroup directory at each "
                     "collection instead",
                     strerror(errno));
             s->inotify_off = true;

@@ -16,7 +16,6 @@
 
 #include "cgroups.h"
 
-
 static const struct vigil_option cg_options[] = {
     {"root", VIGIL_OPT_STRING, "/sys/fs/cgroup",
      "where cgroups are mounted: the cgroup and cgroup2 mounts at or below it are read "
@@ -172,7 +171,8 @@ static int publish_stats(struct cgs *s, const struct cg_node *n, uint64_t ts)
 
 /* The set's namespaces as a map kind -> inode (a kind the kernel lacks is
  * left out). */
-static void ns_map(struct cgs *s, struct vigil_event_builder *ev, const char *key, const uint64_t *ino)
+static void ns_map(struct cgs *s, struct vigil_event_builder *ev, const char *key,
+                   const uint64_t *ino)
 {
     s->api->event_attr_map_begin(ev, key);
     for (int k = 0; k < CG_NS_KINDS; k++) {
@@ -292,8 +292,8 @@ static bool detect(struct cgs *s)
         s->warned_mounts = false;
         return true;
     }
-    cg_warn(s, "nothing to read under %s: %s%s%s; trying again every collection",
-            s->root, why ? why : "", rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
+    cg_warn(s, "nothing to read under %s: %s%s%s; trying again every collection", s->root,
+            why ? why : "", rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
     s->warned_mounts = true;
     return false;
 }
@@ -422,7 +422,8 @@ static int cg_collect(void *state)
     if (skipped) {
         s->skipped_total += skipped;
         api->counter_add(s->h, s->skipped_id, skipped);
-        cg_warn(s, "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
+        cg_warn(s,
+                "%zu cgroups over max_cgroups=%" PRId64 " were not read this interval (%" PRIu64
                 " cgroup readings skipped in all): raise max_cgroups or narrow match",
                 skipped, s->max_cgroups, s->skipped_total);
     }

@@ -14,13 +14,13 @@
 
 #include "vigil/plugin.h"
 
-#define CG_MAX_HIER 8         /* cgroup2 plus the v1 hierarchies we read */
-#define CG_NS_KINDS 7         /* net pid mnt ipc uts user cgroup */
-#define CG_MAX_DEPTH 64       /* deeper directories are not followed */
-#define CG_BUF_MAX (8u << 20) /* largest file we read (a huge cgroup.procs) */
-#define CG_MAX_SETS 256       /* namespace sets told apart per cgroup */
-#define CG_SETS_DETAIL 32     /* sets detailed in attrs.sets of a cgroup.ns event */
-#define CG_SAMPLE_PIDS 16     /* pids listed per cgroup and per set in cgroup.ns */
+#define CG_MAX_HIER 8             /* cgroup2 plus the v1 hierarchies we read */
+#define CG_NS_KINDS 7             /* net pid mnt ipc uts user cgroup */
+#define CG_MAX_DEPTH 64           /* deeper directories are not followed */
+#define CG_BUF_MAX (8u << 20)     /* largest file we read (a huge cgroup.procs) */
+#define CG_MAX_SETS 256           /* namespace sets told apart per cgroup */
+#define CG_SETS_DETAIL 32         /* sets detailed in attrs.sets of a cgroup.ns event */
+#define CG_SAMPLE_PIDS 16         /* pids listed per cgroup and per set in cgroup.ns */
 #define CG_CPUACCT_ALL_MAX_CPUS 8 /* v1: cpuacct.usage_all up to this many possible CPUs */
 
 /* v1 controllers we read; a v1 hierarchy is tracked when it has one. */
@@ -136,11 +136,13 @@ struct cg_gate {
 
 /* Counters that sum their descendants' (hierarchical): a node's own
  * reading is the gate of its children's (cg_read.c). */
-enum { HG_PSI = 0, /* HG_PSI + i: pressure i (cgroup2) */
-       HG_IO = 3,  /* v1 blkio.throttle.io_service_bytes_recursive, read + write */
-       HG_CPU = 4, /* v1 cpuacct usage */
-       HG_CPU2 = 5, /* cgroup2 cpu.stat usage_usec: vouches for cgroup.procs */
-       HG_COUNT = 6 };
+enum {
+    HG_PSI = 0,  /* HG_PSI + i: pressure i (cgroup2) */
+    HG_IO = 3,   /* v1 blkio.throttle.io_service_bytes_recursive, read + write */
+    HG_CPU = 4,  /* v1 cpuacct usage */
+    HG_CPU2 = 5, /* cgroup2 cpu.stat usage_usec: vouches for cgroup.procs */
+    HG_COUNT = 6
+};
 
 /* A process of a cgroup and its namespaces, cached between readings. */
 struct cg_proc {
@@ -177,7 +179,7 @@ struct cg_node {
     uint32_t hg_gen[HG_COUNT];   /* the collection hg[k] is current for */
     struct cg_node *parent;      /* its parent directory's node, found once per collection */
     uint32_t parent_gen;         /* the collection `parent` was found in */
-    struct cg_proc *procs; /* sorted by pid */
+    struct cg_proc *procs;       /* sorted by pid */
     size_t nprocs, cap_procs;
     struct cg_labels labels; /* strings live in `path`'s allocation */
     size_t path_len;
@@ -252,14 +254,14 @@ struct cgs {
     struct cg_set *sets;
     size_t nsets, cap_sets;
     size_t open_fds;
-    bool cache_files;  /* inotify follows the tree: the V_LIMIT/V_QUOTA shortcuts hold */
-    int vmstat_fd;          /* /proc/vmstat, -1 when unreadable */
-    int psi_root_fd[3];     /* cpu, memory, io.pressure of the cgroup2 mount's root */
+    bool cache_files;           /* inotify follows the tree: the V_LIMIT/V_QUOTA shortcuts hold */
+    int vmstat_fd;              /* /proc/vmstat, -1 when unreadable */
+    int psi_root_fd[3];         /* cpu, memory, io.pressure of the cgroup2 mount's root */
     struct cg_gate oom;         /* /proc/vmstat oom_kill */
     struct cg_gate psi_gate[3]; /* the cgroup2 root's some totals */
     struct cg_gate io[2];       /* the v1 blkio root's recursive read and write bytes */
     long clk_tck;
-    bool cpuacct_all; /* few CPUs: one cpuacct.usage_all instead of usage_user + usage_sys */
+    bool cpuacct_all;  /* few CPUs: one cpuacct.usage_all instead of usage_user + usage_sys */
     uint64_t now_ns;   /* monotonic, at the start of the collection */
     uint32_t gen;      /* collections so far (from 1): the age of hg[] */
     bool v1_io_active; /* v1 blkio counts I/O at all (see cg_read_globals) */

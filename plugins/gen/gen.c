@@ -122,7 +122,8 @@ static int gen_init(struct vigil_instance *h, const struct vigil_api *api, void 
     api->conf_int(api->conf_get(root, "series"), &g->series);
     api->conf_duration(api->conf_get(root, "period"), &g->period_ns);
     if (!(g->rate > 0 && g->rate <= 1e7)) {
-        api->conf_error(h, api->conf_get(root, "rate"), "rate must be above 0 and at most 10000000");
+        api->conf_error(h, api->conf_get(root, "rate"),
+                        "rate must be above 0 and at most 10000000");
         bad++;
     }
     if (g->count < 0) {

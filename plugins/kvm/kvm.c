@@ -35,7 +35,6 @@ static const char *const method_names[] = {
     [KV_M_TRACEPOINT] = "tracepoint",
 };
 
-
 static const struct vigil_option kvm_options[] = {
     {"rescan", VIGIL_OPT_DURATION, "60s",
      "period of the full /proc scan for VMs; in between, only processes that appeared since "
@@ -260,7 +259,8 @@ static void prepare(struct kv_state *s, struct kv_vm *vm)
     }
 }
 
-static void put_reasons(struct kv_state *s, struct vigil_event_builder *ev, const struct kv_tally *t)
+static void put_reasons(struct kv_state *s, struct vigil_event_builder *ev,
+                        const struct kv_tally *t)
 {
     for (int r = 0; r < KV_R_COUNT; r++) {
         if (t->known & (1u << r)) {
@@ -411,8 +411,8 @@ static int kvm_collect(void *state)
      * cgroups source's line). */
     double us = (double)(s->api->thread_cpu_ns() - cpu0) / 1e3;
     s->api->log(s->h, VIGIL_LOG_DEBUG,
-                "collected %zu VMs in %.0f us CPU (%.2f us each, %zu vCPUs; %s /proc scan)",
-                s->nvm, us, s->nvm ? us / (double)s->nvm : 0.0, vcpus, full ? "full" : "new-process");
+                "collected %zu VMs in %.0f us CPU (%.2f us each, %zu vCPUs; %s /proc scan)", s->nvm,
+                us, s->nvm ? us / (double)s->nvm : 0.0, vcpus, full ? "full" : "new-process");
     return 0;
 }
 

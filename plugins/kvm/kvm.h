@@ -122,9 +122,9 @@ struct kv_vm {
     bool primary; /* lowest VM fd of its process: gets the process's vCPUs */
     enum kv_method method;
     bool trace_on; /* trace layer active (as method or beside stats) */
-    bool seen;    /* its process was scanned in this collection */
-    bool gone;    /* its pid was reused: drop it */
-    bool ignored; /* not matched by `vms` */
+    bool seen;     /* its process was scanned in this collection */
+    bool gone;     /* its pid was reused: drop it */
+    bool ignored;  /* not matched by `vms` */
 
     struct kv_vcpu *vcpus;
     size_t nvcpus, vcpu_cap;

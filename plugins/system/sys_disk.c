@@ -15,7 +15,7 @@
 #include "mountinfo.h"
 #include "system.h"
 
-#define SLOW_STATVFS_NS 1000000000ull  /* a statvfs this slow is worth a warning */
+#define SLOW_STATVFS_NS 1000000000ull /* a statvfs this slow is worth a warning */
 
 /* Filesystems without a disk of their own (kernel interfaces, memory,
  * overlays of another filesystem, read-only images that are always full),

@@ -238,8 +238,8 @@ static size_t parse_stat(struct sys *s, uint64_t *procs_running, uint64_t *procs
 
 /* Adds the cpu_*_pct values for the time between a and b. False (nothing
  * added) when there is no such time: no earlier sample, or the same tick. */
-static bool add_cpu_values(struct sys *s, struct vigil_event_builder *ev, const struct cpu_sample *a,
-                           const struct cpu_sample *b)
+static bool add_cpu_values(struct sys *s, struct vigil_event_builder *ev,
+                           const struct cpu_sample *a, const struct cpu_sample *b)
 {
     if (!a->valid || !b->valid) {
         return false;

@@ -27,7 +27,7 @@
  * the buffer without bound. */
 #define RECORD_MAX (64u << 20)
 #define BUF_INITIAL (64u << 10)
-#define ROTATE_RETRY_NS 1000000000ull  /* after a failed rotation */
+#define ROTATE_RETRY_NS 1000000000ull /* after a failed rotation */
 
 enum file_format { FORMAT_JSON, FORMAT_MSGPACK };
 enum file_fsync { FSYNC_NEVER, FSYNC_BATCH, FSYNC_ALWAYS };

@@ -27,15 +27,15 @@ struct net {
     char url[320];           /* the address as configured, for messages */
     char host[256], port[8]; /* udp, tcp */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix */
-    struct addrinfo *ai;  /* resolved udp/tcp addresses, or NULL */
-    uint64_t timeout_ns;  /* connect and send */
+    struct addrinfo *ai;       /* resolved udp/tcp addresses, or NULL */
+    uint64_t timeout_ns;       /* connect and send */
     uint64_t (*mono_ns)(void); /* the host's monotonic clock (api->mono_ns) */
-    int fd;               /* -1 while not connected */
-    struct replay replay; /* tcp, unix: what to resend after a loss */
-    char *scratch;        /* NET_HEADROOM + the longest message: a replay */
-    uint64_t replayed;    /* messages sent again, in all */
-    uint64_t losses;      /* connections that ended with messages unread */
-    size_t last_armed;    /* messages marked for resending at the last loss */
+    int fd;                    /* -1 while not connected */
+    struct replay replay;      /* tcp, unix: what to resend after a loss */
+    char *scratch;             /* NET_HEADROOM + the longest message: a replay */
+    uint64_t replayed;         /* messages sent again, in all */
+    uint64_t losses;           /* connections that ended with messages unread */
+    size_t last_armed;         /* messages marked for resending at the last loss */
 };
 
 /* Parses unix:///path, udp://host[:port] or tcp://host[:port] (port 514 if

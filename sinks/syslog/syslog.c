@@ -23,10 +23,10 @@ struct syslog_sink {
     const struct vigil_api *api;
     struct rfc5424_fmt fmt;
     struct net net;
-    char *buf;         /* NET_HEADROOM + max_len + 1: the one message buffer */
-    bool down;         /* an outage was logged; log the recovery */
-    uint64_t losses;   /* net.losses already logged */
-    int truncated_id;  /* counter: messages whose parameters did not all fit */
+    char *buf;        /* NET_HEADROOM + max_len + 1: the one message buffer */
+    bool down;        /* an outage was logged; log the recovery */
+    uint64_t losses;  /* net.losses already logged */
+    int truncated_id; /* counter: messages whose parameters did not all fit */
 };
 
 static const struct vigil_option syslog_options[] = {

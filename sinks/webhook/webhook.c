@@ -14,7 +14,6 @@
 
 #include "webhook.h"
 
-
 static const struct vigil_option webhook_options[] = {
     {"url", VIGIL_OPT_STRING, NULL, "http:// or https:// URL to POST to (required)"},
     {"format", VIGIL_OPT_STRING, "json",

@@ -49,7 +49,6 @@ struct webhook {
     bool in_flight;
     enum vigil_write_result *results;
     size_t n;
-
 };
 
 /* format.c. Both fill w->body and set results[i] = VIGIL_WRITE_RETRY for

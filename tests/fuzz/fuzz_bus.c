@@ -18,12 +18,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_BODY (64 * 1024)
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static msgpack_zone *zone(void)
@@ -47,8 +47,7 @@ static void check_str(const msgpack_object *o, const char *s, size_t n)
 
 /* What an accepted view promises to its readers. */
 static void check_view(const struct vigil_event_view *v, const char *topic, size_t topic_len,
-                       const char *body, size_t body_len, const uint8_t *path_src,
-                       size_t path_n)
+                       const char *body, size_t body_len, const uint8_t *path_src, size_t path_n)
 {
     uint64_t u;
     double d;
@@ -82,9 +81,18 @@ static void check_view(const struct vigil_event_view *v, const char *topic, size
     if (v->attrs) {
         CHECK(v->attrs->type == MSGPACK_OBJECT_MAP);
     }
-    static const char *const paths[] = {"labels.vm", "values.cpu_usage_pct", "attrs.ns.net",
-                                        "attrs.a.b.c.d.e.f.g.h.i", "", ".", "..", "host.x",
-                                        "labels.", ".labels", "a..b", "ts.x.y"};
+    static const char *const paths[] = {"labels.vm",
+                                        "values.cpu_usage_pct",
+                                        "attrs.ns.net",
+                                        "attrs.a.b.c.d.e.f.g.h.i",
+                                        "",
+                                        ".",
+                                        "..",
+                                        "host.x",
+                                        "labels.",
+                                        ".labels",
+                                        "a..b",
+                                        "ts.x.y"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         const msgpack_object *o = vigil_event_get(v, paths[i]);
         if (o) {
@@ -165,8 +173,8 @@ static void decode_one(const char *topic, size_t topic_len, const char *body, si
     const char *why = NULL;
     int crc = vigil_event_check(topic, topic_len, body, body_len, MAX_BODY, &head, &why);
     if (crc != rc || (rc != 0 && strcmp(why, reason) != 0)) {
-        fprintf(stderr, "decode: %d (%s), check: %d (%s)\n", rc, rc ? reason : "",
-                crc, crc ? why : "");
+        fprintf(stderr, "decode: %d (%s), check: %d (%s)\n", rc, rc ? reason : "", crc,
+                crc ? why : "");
         abort();
     }
     if (rc == 0) {
@@ -177,8 +185,7 @@ static void decode_one(const char *topic, size_t topic_len, const char *body, si
         /* The stages after the bus decode with their own unpacker: the
          * very tree msgpack_unpack made. */
         struct vigil_event_view t;
-        CHECK(vigil_event_decode_trusted(&t, topic, topic_len, body, body_len, zone(), &why) ==
-              0);
+        CHECK(vigil_event_decode_trusted(&t, topic, topic_len, body, body_len, zone(), &why) == 0);
         CHECK(same_tree(&t.root, &v.root));
         CHECK(!t.labels ? !v.labels : same_tree(t.labels, v.labels));
         CHECK(t.ts == v.ts && t.seq == v.seq && t.host == v.host && t.source == v.source);
@@ -226,18 +233,44 @@ static void build_one(const uint8_t *d, size_t n)
         uint8_t arg = d[i++];
         const char *key = arg % 17 == 0 ? NULL : keys[arg % 7];
         switch (op % 12) {
-        case 0: vigil_event_add_label(&b, key, keys[(arg >> 3) % 7]); nlabels++; break;
-        case 1: vigil_event_add_value(&b, key, (double)arg / 3.0); nvalues++; break;
-        case 2: vigil_event_add_value_u64(&b, key, (uint64_t)arg << 40); nvalues++; break;
-        case 3: vigil_event_add_attr_str(&b, key, keys[(arg >> 2) % 7]); break;
-        case 4: vigil_event_add_attr_i64(&b, key, -(int64_t)arg * 1000003); break;
-        case 5: vigil_event_add_attr_f64(&b, key, arg * 0.5); break;
-        case 6: vigil_event_add_attr_bool(&b, key, arg & 1); break;
-        case 7: vigil_event_attr_map_begin(&b, key); break;
-        case 8: vigil_event_attr_list_begin(&b, key); break;
-        case 9: vigil_event_attr_end(&b); break;
-        case 10: vigil_event_set_ts(&b, (uint64_t)arg * 1000000007u); break;
-        default: break;
+        case 0:
+            vigil_event_add_label(&b, key, keys[(arg >> 3) % 7]);
+            nlabels++;
+            break;
+        case 1:
+            vigil_event_add_value(&b, key, (double)arg / 3.0);
+            nvalues++;
+            break;
+        case 2:
+            vigil_event_add_value_u64(&b, key, (uint64_t)arg << 40);
+            nvalues++;
+            break;
+        case 3:
+            vigil_event_add_attr_str(&b, key, keys[(arg >> 2) % 7]);
+            break;
+        case 4:
+            vigil_event_add_attr_i64(&b, key, -(int64_t)arg * 1000003);
+            break;
+        case 5:
+            vigil_event_add_attr_f64(&b, key, arg * 0.5);
+            break;
+        case 6:
+            vigil_event_add_attr_bool(&b, key, arg & 1);
+            break;
+        case 7:
+            vigil_event_attr_map_begin(&b, key);
+            break;
+        case 8:
+            vigil_event_attr_list_begin(&b, key);
+            break;
+        case 9:
+            vigil_event_attr_end(&b);
+            break;
+        case 10:
+            vigil_event_set_ts(&b, (uint64_t)arg * 1000000007u);
+            break;
+        default:
+            break;
         }
         if (op % 12 >= 3 && op % 12 <= 8 && depth == 0) {
             top_attrs++;

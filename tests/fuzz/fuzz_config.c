@@ -43,10 +43,12 @@ static void walk(const struct vigil_conf *n)
     for (size_t k = 0; k <= len; k++) { /* one past the end on purpose */
         const char *key = NULL;
         const struct vigil_conf *item = vigil_conf_at(n, k, &key);
-        if (item && item != n)
+        if (item && item != n) {
             walk(item);
-        if (key && k < 4) /* a lookup per key would be quadratic */
+        }
+        if (key && k < 4) { /* a lookup per key would be quadratic */
             (void)vigil_conf_get(n, key);
+        }
     }
 }
 
@@ -61,8 +63,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)vigil_conf_check_options(c->sources[0].own, fuzz_opts, "fuzz", &d);
             walk(c->sources[0].own);
         }
-        if (c->nsinks > 0)
+        if (c->nsinks > 0) {
             (void)vigil_conf_check_options(c->sinks[0].own, NULL, "fuzz", &d);
+        }
         walk(c->root);
     }
     vigil_config_free(c);

@@ -14,12 +14,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
-            abort();                                                                       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* The object's msgpack bytes as msgpack-c packs them; caller destroys. */
@@ -129,8 +129,8 @@ static void check_msgpack(const uint8_t *data, size_t size)
         CHECK(again);
         size_t an = vigil_json_event(topic, topic_len, sb.data, sb.size, again, need + 1);
         if (an != need || memcmp(again, buf, need) != 0) {
-            fprintf(stderr, "re-packed rendering differs (%zu vs %zu bytes):\n%.*s\n%s\n", an,
-                    need, an == SIZE_MAX ? 0 : (int)an, again, buf);
+            fprintf(stderr, "re-packed rendering differs (%zu vs %zu bytes):\n%.*s\n%s\n", an, need,
+                    an == SIZE_MAX ? 0 : (int)an, again, buf);
             abort();
         }
         msgpack_sbuffer_destroy(&sb);
@@ -144,8 +144,7 @@ static void check_msgpack(const uint8_t *data, size_t size)
         /* Cut short: refused, never read past. (Nesting deeper than
          * msgpack-c goes is its refusal alone: the bus never passes it.) */
         char small[256];
-        CHECK(vigil_json_event("t", 1, (const char *)data, size, small, sizeof small) ==
-              SIZE_MAX);
+        CHECK(vigil_json_event("t", 1, (const char *)data, size, small, sizeof small) == SIZE_MAX);
     }
     msgpack_zone_free(zone);
 }

@@ -37,30 +37,32 @@ static char *rules_yaml(int n)
     for (int i = 0; i < n; i++) {
         switch (i % KINDS) {
         case 0:
-            len += (size_t)snprintf(y + len, cap - len,
-                                    "  - name: cpu%d\n    kind: threshold\n    match: cgroup.stats\n"
-                                    "    expr: values.cpu_usage_pct > %d && labels.container ~ "
-                                    "\"web-*\"\n    for: 30s\n",
-                                    i, 90 + i % 9);
+            len +=
+                (size_t)snprintf(y + len, cap - len,
+                                 "  - name: cpu%d\n    kind: threshold\n    match: cgroup.stats\n"
+                                 "    expr: values.cpu_usage_pct > %d && labels.container ~ "
+                                 "\"web-*\"\n    for: 30s\n",
+                                 i, 90 + i % 9);
             break;
         case 1:
-            len += (size_t)snprintf(
-                y + len, cap - len,
-                "  - name: bound%d\n    kind: bound\n    match: kvm.vm\n"
-                "    weights: { H: 1.0, C: 0.001, M: 0.000000001 }\n"
-                "    terms: { H: values.host_cpu_pct, C: values.exits_per_s, M: "
-                "values.memory_overhead_bytes }\n"
-                "    max: { H: 20, C: 10000, M: 1000000000 }\n",
-                i);
+            len +=
+                (size_t)snprintf(y + len, cap - len,
+                                 "  - name: bound%d\n    kind: bound\n    match: kvm.vm\n"
+                                 "    weights: { H: 1.0, C: 0.001, M: 0.000000001 }\n"
+                                 "    terms: { H: values.host_cpu_pct, C: values.exits_per_s, M: "
+                                 "values.memory_overhead_bytes }\n"
+                                 "    max: { H: 20, C: 10000, M: 1000000000 }\n",
+                                 i);
             break;
         default:
-            len += (size_t)snprintf(y + len, cap - len,
-                                    "  - name: policy%d\n    kind: policy\n    match: access\n"
-                                    "    rules:\n"
-                                    "      - deny: { subject: 'guest:*', action: [write, delete] }\n"
-                                    "      - allow: { subject: '*', action: read }\n"
-                                    "      - allow: { subject: 'admin:*' }\n",
-                                    i);
+            len +=
+                (size_t)snprintf(y + len, cap - len,
+                                 "  - name: policy%d\n    kind: policy\n    match: access\n"
+                                 "    rules:\n"
+                                 "      - deny: { subject: 'guest:*', action: [write, delete] }\n"
+                                 "      - allow: { subject: '*', action: read }\n"
+                                 "      - allow: { subject: 'admin:*' }\n",
+                                 i);
             break;
         }
     }
@@ -89,8 +91,7 @@ static void build_samples(struct sample *s, size_t n, bool hot)
             vigil_event_add_label(&b, "cgroup", "/kubepods/burstable/pod1/x");
             vigil_event_add_label(&b, "container", name);
             /* web-0..web-4 stay hot: they fire once `for` has held. */
-            vigil_event_add_value(&b, "cpu_usage_pct",
-                                  hot && i % 50 < 5 ? 99.0 : (double)(i % 90));
+            vigil_event_add_value(&b, "cpu_usage_pct", hot && i % 50 < 5 ? 99.0 : (double)(i % 90));
             vigil_event_add_value(&b, "memory_current_bytes", 1e8);
             break;
         case 1:
@@ -132,8 +133,8 @@ int main(int argc, char **argv)
         int nrules = counts[c % (sizeof counts / sizeof counts[0])];
         char *y = rules_yaml(nrules);
         struct vigil_conf *root = vigil_conf_parse(y, strlen(y), "bench.yaml", &d);
-        struct vigil_rules *r = root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d)
-                                     : NULL;
+        struct vigil_rules *r =
+            root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
         if (!r) {
             vigil_diag_print(&d, stderr);
             return 1;
@@ -153,8 +154,7 @@ int main(int argc, char **argv)
         }
         double secs = (double)(vigil_mono_ns() - t0) / 1e9;
         printf("%-7s %-6d %14.0f %12.1f %10zu\n", hot ? "storm" : "quiet", nrules,
-               (double)events / secs,
-               secs * 1e9 / (double)events, verdicts);
+               (double)events / secs, secs * 1e9 / (double)events, verdicts);
         vigil_rules_free(r);
         vigil_conf_free(root);
         free(y);

@@ -4,10 +4,10 @@
  * vigil-bench-<pid>-NNNN at the top with --flat, in every hierarchy the
  * plugin reads: cgroup2 and the v1 cpu, cpuacct, memory, pids, blkio
  * hierarchies, whatever the layout), optionally with one process in each
- * (sleeping, or with --active waking every 100 ms to do a little work), read from the plugin's own debug line ("collected N cgroups in
- * X us CPU"); and of the kvm source over the VMs present, from vigild's CPU
- * clock around its collections. Every cgroup and process it made is removed
- * at the end, also after Ctrl-C or a failure.
+ * (sleeping, or with --active waking every 100 ms to do a little work), read from the plugin's own
+ * debug line ("collected N cgroups in X us CPU"); and of the kvm source over the VMs present, from
+ * vigild's CPU clock around its collections. Every cgroup and process it made is removed at the
+ * end, also after Ctrl-C or a failure.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -295,10 +295,11 @@ static int measure_cgroups(const struct collect_opts *o)
     struct bench_vigild v = {0};
     int rc = 3;
     if (!o->json) {
-        fprintf(stderr, "vigil-bench: creating %d cgroups in %d hierarchies (%s)%s%s...\n",
-                o->ncg, s.nhier, layout, o->flat ? " at the top" : " under one parent",
-                !o->procs ? "" : o->active ? " with one active process each"
-                                           : " with one sleeping process each");
+        fprintf(stderr, "vigil-bench: creating %d cgroups in %d hierarchies (%s)%s%s...\n", o->ncg,
+                s.nhier, layout, o->flat ? " at the top" : " under one parent",
+                !o->procs   ? ""
+                : o->active ? " with one active process each"
+                            : " with one sleeping process each");
     }
     if (cg_create(&s, o->ncg, o->procs, o->active) != 0) {
         fprintf(stderr, "vigil-bench: %s\n",
@@ -350,7 +351,9 @@ static int measure_cgroups(const struct collect_opts *o)
                "\"first_pass_us_per_cgroup\":%.2f,\"us_per_cgroup_median\":%.2f,"
                "\"us_per_cgroup_min\":%.2f,\"us_per_cgroup_max\":%.2f,\"passes_us_per_cgroup\":[",
                layout, s.nhier, o->ncg, ncg[got - 1], o->flat ? "false" : "true",
-               !o->procs ? "false" : o->active ? "\"active\"" : "\"sleeping\"",
+               !o->procs   ? "false"
+               : o->active ? "\"active\""
+                           : "\"sleeping\"",
                (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur, each[0], median,
                sorted[0], sorted[m - 1]);
         for (int i = 1; i < got; i++) {
@@ -513,8 +516,7 @@ static int measure_kvm(const struct collect_opts *o)
         printf("\"kvm\":{\"vms\":%.1f,\"passes\":%d,\"interval_s\":%.3f,"
                "\"us_cpu_per_collection\":%.1f,\"vigild_us_cpu_per_collection\":%.1f,"
                "\"processes\":%zu,\"new_processes\":%zu,",
-               vms, plugin_n, (double)o->interval_ns / 1e9, plugin_us, per_pass_us, npids1,
-               fresh);
+               vms, plugin_n, (double)o->interval_ns / 1e9, plugin_us, per_pass_us, npids1, fresh);
         if (plugin_vms > 0) {
             printf("\"us_per_vm\":%.1f}", plugin_us / (double)plugin_vms);
         } else {

@@ -12,11 +12,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <sched.h>
-#include <sys/eventfd.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 

@@ -270,8 +270,7 @@ int bench_vigild_setup(struct bench_vigild *v, bool tcp)
         return -1;
     }
     if (!mkdtemp(v->dir)) {
-        fprintf(stderr, "vigil-bench: cannot make a temp folder in %s: %s\n", tmp,
-                strerror(errno));
+        fprintf(stderr, "vigil-bench: cannot make a temp folder in %s: %s\n", tmp, strerror(errno));
         v->dir[0] = '\0';
         return -1;
     }
@@ -305,8 +304,8 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
     int n = snprintf(yaml, cap,
                      "# written by vigil-bench\nplugin_dir: %s/%s\nbus:\n  publish: %s\n"
                      "  subscribe: %s\n%s%s%sself:\n  interval: %s\n",
-                     bench_build_dir(), v->test_plugins ? "tests/plugins" : "plugins",
-                     v->publish, v->subscribe, v->coalesce[0] ? "  coalesce: " : "", v->coalesce,
+                     bench_build_dir(), v->test_plugins ? "tests/plugins" : "plugins", v->publish,
+                     v->subscribe, v->coalesce[0] ? "  coalesce: " : "", v->coalesce,
                      v->coalesce[0] ? "\n" : "", self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);

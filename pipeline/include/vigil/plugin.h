@@ -68,14 +68,14 @@ enum vigil_write_result {
 
 /* Error codes: 0 or a negative number. Codes that are not listed here are
  * negated errno values. api->strerror() names either kind. */
-#define VIGIL_ERRNO_MAP(X)                                                    \
-    X(CONFIG, -1001, "invalid configuration")                                 \
-    X(TYPE, -1002, "value has the wrong type")                                \
-    X(NOTFOUND, -1003, "no such key")                                         \
-    X(MALFORMED, -1004, "malformed event")                                    \
-    X(TOOBIG, -1005, "too big")                                               \
-    X(STOPPED, -1006, "host is stopping")                                     \
-    X(ABI, -1007, "plugin ABI mismatch")                                      \
+#define VIGIL_ERRNO_MAP(X)                                                                         \
+    X(CONFIG, -1001, "invalid configuration")                                                      \
+    X(TYPE, -1002, "value has the wrong type")                                                     \
+    X(NOTFOUND, -1003, "no such key")                                                              \
+    X(MALFORMED, -1004, "malformed event")                                                         \
+    X(TOOBIG, -1005, "too big")                                                                    \
+    X(STOPPED, -1006, "host is stopping")                                                          \
+    X(ABI, -1007, "plugin ABI mismatch")                                                           \
     X(PLUGIN, -1008, "plugin misused the host API or failed")
 
 enum vigil_errno {
@@ -89,13 +89,13 @@ enum vigil_field_type {
     VIGIL_FIELD_ABSENT = 0, /* no such field (a NULL field) */
     VIGIL_FIELD_NIL,
     VIGIL_FIELD_BOOL,
-    VIGIL_FIELD_UINT,   /* an integer >= 0 */
-    VIGIL_FIELD_INT,    /* an integer < 0 */
+    VIGIL_FIELD_UINT, /* an integer >= 0 */
+    VIGIL_FIELD_INT,  /* an integer < 0 */
     VIGIL_FIELD_DOUBLE,
-    VIGIL_FIELD_STR,    /* a string (msgpack str or bin) */
+    VIGIL_FIELD_STR, /* a string (msgpack str or bin) */
     VIGIL_FIELD_LIST,
     VIGIL_FIELD_MAP,
-    VIGIL_FIELD_OTHER,  /* a msgpack extension type */
+    VIGIL_FIELD_OTHER, /* a msgpack extension type */
 };
 
 /* ---- Options: the keys a plugin accepts -------------------------------
@@ -140,16 +140,16 @@ struct vigil_api {
     const char *(*instance_name)(struct vigil_instance *h);
     const char *(*host_name)(struct vigil_instance *h);
     struct event_base *(*event_base)(struct vigil_instance *h);
-    uint64_t (*now_ns)(void);  /* CLOCK_REALTIME, ns since the epoch */
-    uint64_t (*mono_ns)(void); /* CLOCK_MONOTONIC, ns: for intervals and rates */
+    uint64_t (*now_ns)(void);        /* CLOCK_REALTIME, ns since the epoch */
+    uint64_t (*mono_ns)(void);       /* CLOCK_MONOTONIC, ns: for intervals and rates */
     uint64_t (*thread_cpu_ns)(void); /* CPU time of the calling thread, ns: a collection's cost */
 
     /* Like log(), for warnings that can repeat on every event or collection:
      * at most 3 messages per call site (keyed by the address of fmt, so pass
      * a literal) every 60 s; the next one that is let through says how many
      * were suppressed. The instance's thread only. */
-    void (*log_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
-                        ...) VIGIL_PRINTF(3, 4);
+    void (*log_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt, ...)
+        VIGIL_PRINTF(3, 4);
     void (*vlog_limited)(struct vigil_instance *h, enum vigil_log_level level, const char *fmt,
                          va_list ap);
 
@@ -275,7 +275,7 @@ struct vigil_api {
     int (*batch_end)(struct vigil_instance *h);
 };
 
-#define VIGIL_API_HAS(api, field)                                                            \
+#define VIGIL_API_HAS(api, field)                                                                  \
     ((api)->size >= offsetof(struct vigil_api, field) + sizeof((api)->field))
 
 /* ---- The descriptor -------------------------------------------------------
