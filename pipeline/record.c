@@ -26,33 +26,39 @@ void vigil_record_fini(struct vigil_record_buf *rb)
     vigil_record_clear(rb);
 }
 
-/* Makes room for `rec` more bytes at the tail: first by moving the live
- * records to the start, then by growing (doubling, but not past the byte
- * bound unless one record needs it). */
+/* Makes room for `rec` more bytes at the tail. Moving the live records to
+ * the start pays only when it frees at least as much as it moves, so a
+ * buffer more than half full grows instead (doubling, up to twice its byte
+ * bound, or what one record needs): appending stays cheap per byte even
+ * when a queue runs near its bound for a long time. */
 static int make_room(struct vigil_record_buf *rb, size_t rec)
 {
-    if (rb->head > 0) {
-        memmove(rb->buf, rb->buf + rb->head, rb->tail - rb->head);
-        rb->tail -= rb->head;
-        rb->head = 0;
-        if (rec <= rb->cap - rb->tail) {
-            return 0;
+    size_t live = rb->tail - rb->head;
+    size_t need = live + rec;
+    size_t limit = rb->max_bytes > SIZE_MAX / 2 ? SIZE_MAX : 2 * rb->max_bytes;
+    if (need > rb->cap || (need > rb->cap / 2 && rb->cap < limit)) {
+        size_t c = rb->cap ? rb->cap : FIRST_CAP;
+        while (c < 2 * need && c < limit) {
+            c = c > SIZE_MAX / 2 ? SIZE_MAX : c * 2;
         }
+        if (c > limit) {
+            c = limit;
+        }
+        if (c < need) {
+            c = need;
+        }
+        char *p = realloc(rb->buf, c);
+        if (!p) {
+            return -ENOMEM;
+        }
+        rb->buf = p;
+        rb->cap = c;
     }
-    size_t need = rb->tail + rec;
-    size_t c = rb->cap ? rb->cap : FIRST_CAP;
-    while (c < need) {
-        c = c > SIZE_MAX / 2 ? need : c * 2;
+    if (rb->head > 0) {
+        memmove(rb->buf, rb->buf + rb->head, live);
+        rb->tail = live;
+        rb->head = 0;
     }
-    if (c > rb->max_bytes) {
-        c = need > rb->max_bytes ? need : rb->max_bytes;
-    }
-    char *p = realloc(rb->buf, c);
-    if (!p) {
-        return -ENOMEM;
-    }
-    rb->buf = p;
-    rb->cap = c;
     return 0;
 }
 

@@ -33,9 +33,10 @@ struct vigil_record {
 #define VIGIL_RECORD_ONE_ANY_SIZE 1u
 
 /* An ordered buffer of records: appended at the tail, consumed from the
- * front. Its memory grows when a record does not fit (after moving what is
- * live to the start) and is kept for reuse: in steady state nothing is
- * allocated. Not thread-safe: one thread owns it. */
+ * front. Its memory grows when a record does not fit (to at most twice the
+ * byte bound, so that moving the live records to the start stays rare) and
+ * is kept for reuse: in steady state nothing is allocated. Not thread-safe:
+ * one thread owns it. */
 struct vigil_record_buf {
     char *buf;
     size_t head, tail, cap; /* live records in buf[head, tail) */

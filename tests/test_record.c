@@ -116,12 +116,17 @@ static void test_byte_bound(void **state)
     assert_int_equal(vigil_record_bytes(rb), one);
     assert_int_equal(put(rb, 1, 100), 0);
     assert_int_equal(vigil_record_bytes(rb), 2 * one);
+    /* Full, it keeps as much room again as is live: moving the live records
+     * to the front happens once per that many bytes, not on every append. */
+    assert_true(rb->cap >= 2 * vigil_record_bytes(rb));
     assert_int_equal(vigil_record_append(rb, NULL, 0, NULL, 0), -ENOBUFS);
     assert_int_equal(vigil_record_count(rb), 2);
     vigil_record_pop(rb);
     assert_int_equal(vigil_record_bytes(rb), one);
     assert_int_equal(put(rb, 2, 100), 0);
-    assert_true(rb->cap <= 2 * one); /* growth stops at the bound */
+    /* Growth stops at twice the bound: room to compact rarely, not on
+     * every append, when the buffer runs full. */
+    assert_true(rb->cap <= 4 * one);
 }
 
 /* Without ONE_ANY_SIZE a record over the byte bound never fits. */
@@ -200,7 +205,7 @@ static void test_wrap_and_consume(void **state)
             assert_int_equal(rb->cap, cap);
         }
     }
-    assert_true(cap <= bound);
+    assert_true(cap <= 2 * bound);
     while (vigil_record_count(rb)) {
         struct vigil_record r;
         assert_true(vigil_record_front(rb, &r));
