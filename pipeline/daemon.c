@@ -258,6 +258,13 @@ static int start(struct daemon *dm)
 {
     struct vigil_config *c = dm->cfg;
     char err[1024];
+    /* Accepted by the config's schema, not served yet: refuse rather than
+     * run without what the operator asked for. */
+    if (c->bus.curve_secret_key || c->bus.ingest) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "%s: not served by this vigild yet; remove it from %s",
+                  c->bus.curve_secret_key ? "bus.curve" : "bus.ingest", c->path);
+        return -1;
+    }
     struct vigil_bus_opts bo = {
         .publish = c->bus.publish,
         .subscribe = c->bus.subscribe,

@@ -903,6 +903,53 @@ static void test_config_bus_errors(void **state)
     expect_msg(&f->d, "t.yaml:3:14: 'bus.publish' and 'bus.subscribe' must be different");
 }
 
+/* The fleet's keys: bus.ingest, bus.curve, and no network endpoint in
+ * plaintext unless it says so. */
+static void test_config_bus_fleet(void **state)
+{
+    struct fx *f = *state;
+    size_t before = f->d.count;
+    assert_non_null(config(f, "bus:\n"
+                              "  ingest: tcp://127.0.0.1:7070\n"
+                              "  publish: tcp://localhost:7071\n"));
+    assert_int_equal(f->d.count, before); /* loopback: fine without CURVE */
+    assert_string_equal(f->c->bus.ingest, "tcp://127.0.0.1:7070");
+    assert_null(f->c->bus.curve_secret_key);
+
+    assert_non_null(config(f, "bus:\n"
+                              "  ingest: tcp://0.0.0.0:7070\n"
+                              "  subscribe: tcp://*:7072\n"
+                              "  publish: {endpoint: 'tcp://[::]:7071', plaintext: true}\n"));
+    expect_msg(&f->d, "t.yaml:2:11: 'bus.ingest' (tcp://0.0.0.0:7070) is reachable from the "
+                      "network: configure 'bus.curve'");
+    expect_msg(&f->d, "t.yaml:3:14: 'bus.subscribe' (tcp://*:7072) is reachable");
+    assert_int_equal(f->d.count, before + 2); /* publish said plaintext: true */
+    assert_true(f->c->bus.publish_plaintext);
+    assert_string_equal(f->c->bus.publish, "tcp://[::]:7071");
+
+    before = f->d.count;
+    assert_non_null(config(f, "bus:\n"
+                              "  ingest: tcp://0.0.0.0:7070\n"
+                              "  curve: {secret_key: keys/vigil.key, authorized_keys: /etc/ak}\n"));
+    assert_int_equal(f->d.count, before);
+    assert_non_null(strstr(f->c->bus.curve_secret_key, "/keys/vigil.key"));
+    assert_string_equal(f->c->bus.curve_authorized_keys, "/etc/ak");
+
+    assert_non_null(config(f,
+                           "bus:\n"
+                           "  curve: {secret_key: k}\n"
+                           "  ingest: {endpoint: tcp://127.0.0.1:1, plaintext: maybe, port: 2}\n"));
+    expect_msg(&f->d, "t.yaml:2:10: 'bus.curve' needs authorized_keys (make a keypair with "
+                      "vigil-keygen DIR)");
+    expect_msg(&f->d, "t.yaml:3:52: 'bus.ingest.plaintext' must be true or false");
+    expect_msg(&f->d, "t.yaml:3:59: unknown key 'port' in 'bus.ingest'");
+    assert_non_null(config(f, "bus:\n  ingest: {plaintext: true}\n  curve: 12\n"));
+    expect_msg(&f->d, "t.yaml:2:11: 'bus.ingest' needs 'endpoint'");
+    expect_msg(&f->d, "t.yaml:3:10: 'bus.curve' must be a map");
+    assert_non_null(config(f, "bus:\n  publish: ipc:///a\n  ingest: ipc:///a\n"));
+    expect_msg(&f->d, "t.yaml:3:11: 'bus.ingest' must be an endpoint of its own");
+}
+
 static void test_config_wrong_shapes(void **state)
 {
     struct fx *f = *state;
@@ -1102,12 +1149,19 @@ int main(void)
         T(test_options_bad_default), T(test_options_no_keys),
     };
     const struct CMUnitTest schema_tests[] = {
-        T(test_config_defaults),        T(test_config_full),
-        T(test_config_unknown_top_key), T(test_config_bad_self_interval),
-        T(test_config_sources_errors),  T(test_config_sinks_errors),
-        T(test_config_bus_errors),      T(test_config_wrong_shapes),
-        T(test_config_empty_sections),  T(test_config_all_errors_in_one_run),
-        T(test_config_parse_fails),     T(test_config_plugin_dir_relative_to_name),
+        T(test_config_defaults),
+        T(test_config_full),
+        T(test_config_unknown_top_key),
+        T(test_config_bad_self_interval),
+        T(test_config_sources_errors),
+        T(test_config_sinks_errors),
+        T(test_config_bus_errors),
+        T(test_config_bus_fleet),
+        T(test_config_wrong_shapes),
+        T(test_config_empty_sections),
+        T(test_config_all_errors_in_one_run),
+        T(test_config_parse_fails),
+        T(test_config_plugin_dir_relative_to_name),
     };
 #undef T
 #define F(fn) cmocka_unit_test_setup_teardown(fn, files_setup, files_teardown)

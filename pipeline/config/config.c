@@ -129,13 +129,14 @@ static void check_host(struct checker *ch, const struct vigil_conf *v)
     set_string(ch, &ch->c->host, v->value);
 }
 
-/* A folder, absolute or relative to the config file's folder. */
-static void check_folder(struct checker *ch, const struct vigil_conf *v, const char *what,
-                         char **field)
+/* A path ("a folder", "a file"), absolute or relative to the config file's
+ * folder. */
+static void check_path(struct checker *ch, const struct vigil_conf *v, const char *what,
+                       const char *noun, char **field)
 {
     char buf[64];
     if (v->kind != VIGIL_CONF_SCALAR || v->value[0] == '\0') {
-        vigil_diag_at(ch->d, v, "'%s' must be a folder, not %s", what,
+        vigil_diag_at(ch->d, v, "'%s' must be %s, not %s", what, noun,
                       vigil__conf_describe(v, buf, sizeof buf));
         return;
     }
@@ -152,6 +153,12 @@ static void check_folder(struct checker *ch, const struct vigil_conf *v, const c
     *field = p;
 }
 
+static void check_folder(struct checker *ch, const struct vigil_conf *v, const char *what,
+                         char **field)
+{
+    check_path(ch, v, what, "a folder", field);
+}
+
 static bool endpoint_ok(const char *s)
 {
     static const char *const schemes[] = {"ipc://", "tcp://", "inproc://"};
@@ -164,10 +171,50 @@ static bool endpoint_ok(const char *s)
     return false;
 }
 
+/* True for tcp://HOST:PORT whose HOST is not a loopback address: such an
+ * endpoint is reachable from the network. */
+bool vigil_endpoint_is_remote(const char *endpoint)
+{
+    if (strncmp(endpoint, "tcp://", 6) != 0) {
+        return false;
+    }
+    const char *h = endpoint + 6;
+    static const char *const loopback[] = {"127.", "localhost:", "[::1]:", "lo:", NULL};
+    for (size_t i = 0; loopback[i]; i++) {
+        if (strncmp(h, loopback[i], strlen(loopback[i])) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void check_endpoint(struct checker *ch, const struct vigil_conf *v, const char *key,
-                           char **field)
+                           char **field, bool *plaintext)
 {
     char buf[64];
+    if (v->kind == VIGIL_CONF_MAP) {
+        const struct vigil_conf *ep = NULL;
+        for (size_t i = 0; i < v->n; i++) {
+            const char *k = v->keys[i];
+            if (strcmp(k, "endpoint") == 0) {
+                ep = v->items[i];
+            } else if (strcmp(k, "plaintext") == 0) {
+                if (vigil_conf_bool(v->items[i], plaintext) != 0) {
+                    vigil_diag_at(ch->d, v->items[i], "'bus.%s.plaintext' must be true or false",
+                                  key);
+                }
+            } else {
+                vigil__diag_key(ch->d, v, i,
+                                "unknown key '%s' in 'bus.%s' (valid keys: endpoint, plaintext)", k,
+                                key);
+            }
+        }
+        if (!ep) {
+            vigil_diag_at(ch->d, v, "'bus.%s' needs 'endpoint'", key);
+            return;
+        }
+        v = ep;
+    }
     if (v->kind != VIGIL_CONF_SCALAR || !endpoint_ok(v->value)) {
         vigil_diag_at(ch->d, v,
                       "'bus.%s' must be a ZeroMQ endpoint: ipc://PATH, tcp://HOST:PORT or "
@@ -178,9 +225,45 @@ static void check_endpoint(struct checker *ch, const struct vigil_conf *v, const
     set_string(ch, field, v->value);
 }
 
+/* bus.curve: { secret_key: FILE, authorized_keys: FILE }, both required. */
+static void check_curve(struct checker *ch, const struct vigil_conf *v)
+{
+    char buf[64];
+    if (v->kind != VIGIL_CONF_MAP) {
+        vigil_diag_at(ch->d, v,
+                      "'bus.curve' must be a map {secret_key: FILE, authorized_keys: FILE}, not %s",
+                      vigil__conf_describe(v, buf, sizeof buf));
+        return;
+    }
+    bool have_secret = false, have_auth = false;
+    for (size_t i = 0; i < v->n; i++) {
+        const char *k = v->keys[i];
+        if (strcmp(k, "secret_key") == 0) {
+            have_secret = true;
+            check_path(ch, v->items[i], "bus.curve.secret_key", "a file",
+                       &ch->c->bus.curve_secret_key);
+        } else if (strcmp(k, "authorized_keys") == 0) {
+            have_auth = true;
+            check_path(ch, v->items[i], "bus.curve.authorized_keys", "a file",
+                       &ch->c->bus.curve_authorized_keys);
+        } else {
+            vigil__diag_key(ch->d, v, i,
+                            "unknown key '%s' in 'bus.curve' (valid keys: secret_key, "
+                            "authorized_keys)",
+                            k);
+        }
+    }
+    if (!have_secret || !have_auth) {
+        vigil_diag_at(ch->d, v, "'bus.curve' needs %s (make a keypair with vigil-keygen DIR)",
+                      !have_secret && !have_auth ? "secret_key and authorized_keys"
+                      : !have_secret             ? "secret_key"
+                                                 : "authorized_keys");
+    }
+}
+
 static void check_bus(struct checker *ch, const struct vigil_conf *bus)
 {
-    const struct vigil_conf *pub = NULL, *sub = NULL;
+    const struct vigil_conf *pub = NULL, *sub = NULL, *ing = NULL, *curve = NULL;
     char buf[64];
 
     if (vigil__conf_is_null(bus)) {
@@ -196,10 +279,16 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
         const struct vigil_conf *v = bus->items[i];
         if (strcmp(k, "publish") == 0) {
             pub = v;
-            check_endpoint(ch, v, k, &ch->c->bus.publish);
+            check_endpoint(ch, v, k, &ch->c->bus.publish, &ch->c->bus.publish_plaintext);
         } else if (strcmp(k, "subscribe") == 0) {
             sub = v;
-            check_endpoint(ch, v, k, &ch->c->bus.subscribe);
+            check_endpoint(ch, v, k, &ch->c->bus.subscribe, &ch->c->bus.subscribe_plaintext);
+        } else if (strcmp(k, "ingest") == 0) {
+            ing = v;
+            check_endpoint(ch, v, k, &ch->c->bus.ingest, &ch->c->bus.ingest_plaintext);
+        } else if (strcmp(k, "curve") == 0) {
+            curve = v;
+            check_curve(ch, v);
         } else if (strcmp(k, "hwm") == 0) {
             int64_t hwm;
             if (vigil_conf_int(v, &hwm) != 0 || hwm < 1 || hwm > MAX_HWM) {
@@ -230,8 +319,8 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
             }
         } else {
             vigil__diag_key(ch->d, bus, i,
-                            "unknown key '%s' in 'bus' (valid keys: publish, subscribe, hwm, "
-                            "max_event_bytes, coalesce)",
+                            "unknown key '%s' in 'bus' (valid keys: publish, subscribe, ingest, "
+                            "curve, hwm, max_event_bytes, coalesce)",
                             k);
         }
     }
@@ -241,6 +330,31 @@ static void check_bus(struct checker *ch, const struct vigil_conf *bus)
                       "'bus.publish' and 'bus.subscribe' must be different endpoints (both are "
                       "'%s')",
                       ch->c->bus.publish);
+    }
+    if (ch->c->bus.ingest && (strcmp(ch->c->bus.ingest, ch->c->bus.publish) == 0 ||
+                              strcmp(ch->c->bus.ingest, ch->c->bus.subscribe) == 0)) {
+        vigil_diag_at(ch->d, ing, "'bus.ingest' must be an endpoint of its own (it is '%s')",
+                      ch->c->bus.ingest);
+    }
+    /* Nothing reachable from the network in plaintext by accident. */
+    const struct {
+        const struct vigil_conf *at;
+        const char *key, *endpoint;
+        bool plaintext;
+    } eps[] = {
+        {pub, "publish", ch->c->bus.publish, ch->c->bus.publish_plaintext},
+        {sub, "subscribe", ch->c->bus.subscribe, ch->c->bus.subscribe_plaintext},
+        {ing, "ingest", ch->c->bus.ingest, ch->c->bus.ingest_plaintext},
+    };
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++) {
+        if (eps[i].at && eps[i].endpoint && vigil_endpoint_is_remote(eps[i].endpoint) && !curve &&
+            !eps[i].plaintext) {
+            vigil_diag_at(ch->d, eps[i].at,
+                          "'bus.%s' (%s) is reachable from the network: configure 'bus.curve' "
+                          "(secret_key, authorized_keys), bind it to a loopback address, or say "
+                          "'plaintext: true' ({endpoint: %s, plaintext: true}) to accept anyone",
+                          eps[i].key, eps[i].endpoint, eps[i].endpoint);
+        }
     }
 }
 
@@ -781,6 +895,9 @@ void vigil_config_free(struct vigil_config *c)
     free(c->state_dir);
     free(c->bus.publish);
     free(c->bus.subscribe);
+    free(c->bus.ingest);
+    free(c->bus.curve_secret_key);
+    free(c->bus.curve_authorized_keys);
     vigil_conf_free(c->root);
     free(c);
 }

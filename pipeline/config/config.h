@@ -134,6 +134,12 @@ struct vigil_config {
     struct {
         char *publish;            /* PULL endpoint for producers */
         char *subscribe;          /* XPUB endpoint for consumers */
+        char *ingest;             /* ROUTER endpoint for agents' forward sinks, or NULL */
+        bool publish_plaintext;   /* {endpoint, plaintext: true}: a network endpoint */
+        bool subscribe_plaintext; /*   without CURVE, on purpose */
+        bool ingest_plaintext;
+        char *curve_secret_key;      /* bus.curve: this daemon's secret key file, or NULL */
+        char *curve_authorized_keys; /* and the public keys it lets in */
         int hwm;                  /* messages per socket, default 10000 */
         uint64_t max_event_bytes; /* default 64 KiB */
         uint64_t coalesce_ns;     /* default 0: hand events on at once */
@@ -146,6 +152,9 @@ struct vigil_config {
     struct vigil_conf *rules; /* the `rules:` list as written, or NULL */
     struct vigil_conf *root;
 };
+
+/* True for a tcp:// endpoint on an address other than loopback. */
+bool vigil_endpoint_is_remote(const char *endpoint);
 
 #define VIGIL_DEFAULT_PUBLISH "ipc:///run/vigil/publish"
 #define VIGIL_DEFAULT_SUBSCRIBE "ipc:///run/vigil/subscribe"
