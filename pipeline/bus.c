@@ -43,13 +43,6 @@
 #define COALESCE_MIN 32
 #define COALESCE_NS 50000
 
-struct seq_entry {
-    uint64_t hash;
-    char *key;                /* host bytes then source bytes; NULL when the slot is free */
-    size_t key_len, host_len; /* host_len too: either may contain NUL bytes */
-    uint64_t last;
-};
-
 struct vigil_bus {
     void *zctx;
     void *pull, *xin, *xout, *ctl_main, *ctl_bus;
@@ -68,8 +61,7 @@ struct vigil_bus {
         size_t topic_len;
         struct vigil_record_buf recs; /* handed to ZeroMQ when sent */
     } batch;
-    struct seq_entry *seq;
-    size_t seq_cap, seq_used;
+    struct vigil_seqtab seq;
     struct vigil_ratelimit malformed_rl;
 };
 
@@ -162,6 +154,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     }
     b->zctx = zctx;
     b->max_event_bytes = o->max_event_bytes;
+    vigil_seqtab_init(&b->seq, SEQ_TABLE_MAX);
     b->coalesce_ns = o->coalesce_ns;
     b->malformed_rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 5};
     vigil_record_init(&b->batch.recs, VIGIL_BUS_BATCH_EVENTS, VIGIL_BUS_BATCH_BYTES,
@@ -218,90 +211,25 @@ struct vigil_bus_stats *vigil_bus_stats(struct vigil_bus *b)
 
 /* ---- Sequence tracking ----------------------------------------------------- */
 
-static uint64_t fnv1a(const char *a, size_t an, const char *b, size_t bn)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < an; i++) {
-        h = (h ^ (unsigned char)a[i]) * 1099511628211ull;
-    }
-    h = (h ^ 0) * 1099511628211ull;
-    for (size_t i = 0; i < bn; i++) {
-        h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
-    }
-    return h;
-}
-
-static bool seq_grow(struct vigil_bus *b)
-{
-    size_t cap = b->seq_cap ? b->seq_cap * 2 : 256;
-    struct seq_entry *t = calloc(cap, sizeof *t);
-    if (!t) {
-        return false;
-    }
-    for (size_t i = 0; i < b->seq_cap; i++) {
-        if (b->seq[i].key) {
-            size_t j = b->seq[i].hash & (cap - 1);
-            while (t[j].key) {
-                j = (j + 1) & (cap - 1);
-            }
-            t[j] = b->seq[i];
-        }
-    }
-    free(b->seq);
-    b->seq = t;
-    b->seq_cap = cap;
-    return true;
-}
-
 /* Counts gaps in a source's seq. The first event of a source sets the base;
  * a seq that does not advance means the producer restarted (or repeats). */
 static void seq_track(struct vigil_bus *b, const struct vigil_event_head *v)
 {
-    uint64_t h = fnv1a(v->host, v->host_len, v->source, v->source_len);
-    size_t key_len = v->host_len + 1 + v->source_len;
-    if (b->seq_cap) {
-        for (size_t j = h & (b->seq_cap - 1);; j = (j + 1) & (b->seq_cap - 1)) {
-            struct seq_entry *e = &b->seq[j];
-            if (!e->key) {
-                break;
-            }
-            if (e->hash == h && e->key_len == key_len && e->host_len == v->host_len &&
-                memcmp(e->key, v->host, v->host_len) == 0 &&
-                memcmp(e->key + v->host_len + 1, v->source, v->source_len) == 0) {
-                if (v->seq > e->last + 1) {
-                    vigil_count(&b->stats.lost_total, v->seq - e->last - 1);
-                } else if (v->seq <= e->last) {
-                    vigil_count(&b->stats.seq_resets_total, 1);
-                }
-                e->last = v->seq;
-                return;
-            }
-        }
-    }
-    if (b->seq_used >= SEQ_TABLE_MAX) {
+    int added;
+    struct vigil_seq_entry *e =
+        vigil_seqtab_get(&b->seq, v->host, v->host_len, v->source, v->source_len, &added);
+    if (!e) {
         vigil_count(&b->stats.untracked_total, 1);
         return;
     }
-    if ((b->seq_used + 1) * 2 > b->seq_cap && !seq_grow(b)) {
-        vigil_count(&b->stats.untracked_total, 1);
-        return;
+    if (added) {
+        vigil_count(&b->stats.sources_tracked, 1);
+    } else if (v->seq > e->last_seq + 1) {
+        vigil_count(&b->stats.lost_total, v->seq - e->last_seq - 1);
+    } else if (v->seq <= e->last_seq) {
+        vigil_count(&b->stats.seq_resets_total, 1);
     }
-    char *key = malloc(key_len);
-    if (!key) {
-        vigil_count(&b->stats.untracked_total, 1);
-        return;
-    }
-    memcpy(key, v->host, v->host_len);
-    key[v->host_len] = '\0';
-    memcpy(key + v->host_len + 1, v->source, v->source_len);
-    size_t j = h & (b->seq_cap - 1);
-    while (b->seq[j].key) {
-        j = (j + 1) & (b->seq_cap - 1);
-    }
-    b->seq[j] = (struct seq_entry){
-        .hash = h, .key = key, .key_len = key_len, .host_len = v->host_len, .last = v->seq};
-    b->seq_used++;
-    vigil_count(&b->stats.sources_tracked, 1);
+    e->last_seq = v->seq;
 }
 
 /* ---- The loop ------------------------------------------------------------ */
@@ -646,10 +574,7 @@ void vigil_bus_free(struct vigil_bus *b)
     zmq_close(b->xout);
     zmq_close(b->ctl_bus);
     zmq_close(b->ctl_main);
-    for (size_t i = 0; i < b->seq_cap; i++) {
-        free(b->seq[i].key);
-    }
-    free(b->seq);
+    vigil_seqtab_fini(&b->seq);
     vigil_record_fini(&b->batch.recs);
     free(b);
 }

@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "record.h"
+#include "seqtab.h"
 #include "stats.h"
 
 #define VIGIL_BUS_IN "inproc://vigil.bus.publish"

@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "config.h"
 #include "event.h"
+#include "ingest.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "rules.h"
@@ -32,6 +33,7 @@ struct daemon {
     struct vigil_instance **sources, **sinks;
     struct vigil_rules *rules; /* NULL when the config has none */
     struct vigil_rules_stage *rules_stage;
+    struct vigil_ingest *ingest; /* NULL without bus.ingest */
     void *self_push;
     struct vigil_event_builder self;
     uint64_t self_seq;
@@ -95,6 +97,7 @@ static void free_instances(struct daemon *dm)
     free(dm->sinks);
     dm->sources = dm->sinks = NULL;
     vigil_rules_stage_free(dm->rules_stage);
+    vigil_ingest_free(dm->ingest);
     dm->rules_stage = NULL;
     vigil_rules_free(dm->rules);
     dm->rules = NULL;
@@ -193,6 +196,22 @@ static void self_rule(void *arg, const char *rule, const char *kind, const char 
     self_publish(dm);
 }
 
+static void self_agent(void *arg, const char *agent, struct vigil_agent_stats *s)
+{
+    struct daemon *dm = arg;
+    struct vigil_event_builder *b = &dm->self;
+    vigil_event_begin(b, "vigil.self");
+    vigil_event_add_label(b, "stage", "agent");
+    vigil_event_add_label(b, "agent", agent);
+    self_value(b, "batches_total", &s->batches_total);
+    self_value(b, "events_total", &s->events_total);
+    self_value(b, "refused_total", &s->refused_total);
+    self_value(b, "duplicates_total", &s->duplicates_total);
+    uint64_t seen = vigil_counter_get(&s->last_seen_mono);
+    vigil_event_add_value(b, "last_seen_s", (double)(vigil_mono_ns() - seen) / 1e9);
+    self_publish(dm);
+}
+
 static void self_report(struct daemon *dm)
 {
     struct vigil_event_builder *b = &dm->self;
@@ -215,6 +234,16 @@ static void self_report(struct daemon *dm)
     }
     for (size_t i = 0; i < dm->cfg->nsinks; i++) {
         self_stage(dm, dm->sinks[i], "sink");
+    }
+    if (dm->ingest) {
+        struct vigil_ingest_stats *is = vigil_ingest_stats(dm->ingest);
+        vigil_event_begin(b, "vigil.self");
+        vigil_event_add_label(b, "stage", "ingest");
+        self_value(b, "bad_batches_total", &is->bad_batches_total);
+        self_value(b, "untracked_total", &is->untracked_total);
+        self_value(b, "agents_untracked_total", &is->agents_untracked_total);
+        self_publish(dm);
+        vigil_ingest_each_agent(dm->ingest, self_agent, dm);
     }
     if (dm->rules_stage) {
         struct vigil_stage_stats *rs = vigil_rules_stage_stats(dm->rules_stage);
@@ -260,9 +289,9 @@ static int start(struct daemon *dm)
     char err[1024];
     /* Accepted by the config's schema, not served yet: refuse rather than
      * run without what the operator asked for. */
-    if (c->bus.curve_secret_key || c->bus.ingest) {
-        vigil_log(VIGIL_LOG_ERROR, "vigild", "%s: not served by this vigild yet; remove it from %s",
-                  c->bus.curve_secret_key ? "bus.curve" : "bus.ingest", c->path);
+    if (c->bus.curve_secret_key) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild",
+                  "bus.curve: not served by this vigild yet; remove it from %s", c->path);
         return -1;
     }
     struct vigil_bus_opts bo = {
@@ -306,6 +335,22 @@ static int start(struct daemon *dm)
         }
         subs += vigil_rules_stage_subscriptions(dm->rules_stage);
     }
+    if (c->bus.ingest) {
+        struct vigil_ingest_opts io = {.endpoint = c->bus.ingest,
+                                       .hwm = c->bus.hwm,
+                                       .max_event_bytes = c->bus.max_event_bytes};
+        dm->ingest = vigil_ingest_new(dm->zctx, &io, err, sizeof err);
+        if (!dm->ingest) {
+            vigil_log(VIGIL_LOG_ERROR, "ingest", "%s", err);
+            return -1;
+        }
+        if (c->bus.ingest_plaintext && vigil_endpoint_is_remote(c->bus.ingest)) {
+            vigil_log(VIGIL_LOG_WARN, "ingest",
+                      "bus.ingest %s takes batches from anyone who can reach it (plaintext: "
+                      "true)",
+                      c->bus.ingest);
+        }
+    }
     dm->self_push = zmq_socket(dm->zctx, ZMQ_PUSH);
     int linger = 1000;
     zmq_setsockopt(dm->self_push, ZMQ_LINGER, &linger, sizeof linger);
@@ -334,6 +379,10 @@ static int start(struct daemon *dm)
     if (vigil_bus_wait_ready(dm->bus, READY_TIMEOUT_MS) != 0) {
         vigil_log(VIGIL_LOG_WARN, "bus", "not every sink subscription arrived within %d ms",
                   READY_TIMEOUT_MS);
+    }
+    if (dm->ingest && vigil_ingest_start(dm->ingest) != 0) {
+        vigil_log(VIGIL_LOG_ERROR, "ingest", "cannot start thread");
+        return -1;
     }
     for (size_t i = 0; i < c->nsources; i++) {
         if (vigil_instance_start(dm->sources[i]) != 0) {
@@ -370,6 +419,7 @@ static void drain(struct daemon *dm)
  * sinks deliver what they hold, then the bus closes. */
 static void stop(struct daemon *dm)
 {
+    vigil_ingest_stop(dm->ingest);
     for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
         vigil_instance_stop(dm->sources[i]);
     }

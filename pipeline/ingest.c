@@ -1,0 +1,385 @@
+/* The ingest endpoint (ingest.h): one thread with a ROUTER for the agents
+ * and a PUSH into the bus, like a source's. A batch is decoded, each event
+ * checked (vigil_event_check, as the bus does) and looked up by (host,
+ * source, seq), and the ack goes back only after every new event was handed
+ * to the bus.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bus.h"
+#include "event.h"
+#include "fleet/wire.h"
+#include "log.h"
+#include "seqtab.h"
+
+#define SOURCES_MAX 65536 /* (host, source) pairs remembered for resent events */
+#define AGENTS_MAX 4096
+#define AGENT_NAME_MAX 127
+#define POLL_MS 100 /* how soon a stop request is seen */
+
+struct agent {
+    char name[AGENT_NAME_MAX + 1];
+    struct vigil_agent_stats s;
+};
+
+struct vigil_ingest {
+    void *router, *push;
+    size_t max_event_bytes;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stopping;
+    struct vigil_ingest_stats stats;
+
+    pthread_mutex_t lock; /* agents: grown by the thread, read by the self reporter */
+    struct agent *agents;
+    size_t nagents, agents_cap;
+
+    /* Ingest thread only. */
+    struct vigil_seqtab seen;
+    struct vigil_wire_ack_buf ack;
+    uint32_t *refused; /* VIGIL_WIRE_MAX_EVENTS indices */
+    struct vigil_ratelimit log_rl;
+};
+
+struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts *o, char *err,
+                                      size_t errlen)
+{
+    struct vigil_ingest *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&g->lock, NULL);
+    g->max_event_bytes = o->max_event_bytes;
+    vigil_seqtab_init(&g->seen, SOURCES_MAX);
+    vigil_wire_ack_buf_init(&g->ack);
+    g->log_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 5};
+    g->refused = malloc(VIGIL_WIRE_MAX_EVENTS * sizeof *g->refused);
+    g->router = zmq_socket(zctx, ZMQ_ROUTER);
+    g->push = zmq_socket(zctx, ZMQ_PUSH);
+    if (!g->refused || !g->router || !g->push) {
+        snprintf(err, errlen, "cannot create the ingest sockets: %s",
+                 g->refused ? zmq_strerror(zmq_errno()) : "out of memory");
+        vigil_ingest_free(g);
+        return NULL;
+    }
+    int zero = 0, one = 1, timeout = POLL_MS;
+    /* Acks to an agent that went away are dropped, not queued; a reconnecting
+     * agent takes its identity over. */
+    zmq_setsockopt(g->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(g->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    zmq_setsockopt(g->router, ZMQ_RCVHWM, &o->hwm, sizeof o->hwm);
+    zmq_setsockopt(g->push, ZMQ_SNDHWM, &o->hwm, sizeof o->hwm);
+    zmq_setsockopt(g->push, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(g->push, ZMQ_LINGER, &timeout, sizeof timeout);
+    if (zmq_bind(g->router, o->endpoint) != 0) {
+        snprintf(err, errlen, "cannot bind bus.ingest %s: %s", o->endpoint,
+                 zmq_strerror(zmq_errno()));
+        vigil_ingest_free(g);
+        return NULL;
+    }
+    if (zmq_connect(g->push, VIGIL_BUS_IN) != 0) {
+        snprintf(err, errlen, "cannot connect the ingest endpoint to the bus: %s",
+                 zmq_strerror(zmq_errno()));
+        vigil_ingest_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* ---- Agents ------------------------------------------------------------------ */
+
+/* The agent a batch came from: its CURVE key's name when the bus has CURVE,
+ * else the peer's address. NULL past AGENTS_MAX. */
+static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
+{
+    const char *name = zmq_msg_gets(m, "User-Id");
+    if (!name || !*name) {
+        name = zmq_msg_gets(m, "Peer-Address");
+    }
+    if (!name || !*name) {
+        name = "unknown";
+    }
+    for (size_t i = 0; i < g->nagents; i++) {
+        if (strcmp(g->agents[i].name, name) == 0) {
+            return &g->agents[i].s;
+        }
+    }
+    if (g->nagents == AGENTS_MAX) {
+        return NULL;
+    }
+    pthread_mutex_lock(&g->lock);
+    if (g->nagents == g->agents_cap) {
+        size_t cap = g->agents_cap ? g->agents_cap * 2 : 16;
+        struct agent *a = realloc(g->agents, cap * sizeof *a);
+        if (!a) {
+            pthread_mutex_unlock(&g->lock);
+            return NULL;
+        }
+        g->agents = a;
+        g->agents_cap = cap;
+    }
+    struct agent *a = &g->agents[g->nagents];
+    memset(a, 0, sizeof *a);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    g->nagents++;
+    pthread_mutex_unlock(&g->lock);
+    vigil_log(VIGIL_LOG_INFO, "ingest", "first batch from agent %s", a->name);
+    return &a->s;
+}
+
+void vigil_ingest_each_agent(struct vigil_ingest *g,
+                             void (*fn)(void *arg, const char *agent, struct vigil_agent_stats *s),
+                             void *arg)
+{
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = 0; i < g->nagents; i++) {
+        fn(arg, g->agents[i].name, &g->agents[i].s);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- One batch --------------------------------------------------------------- */
+
+/* Hands one event to the bus, waiting while it is full; false when a stop
+ * came first. */
+static bool hand_on(struct vigil_ingest *g, const struct vigil_wire_event *e)
+{
+    while (zmq_send(g->push, e->topic, e->topic_len, ZMQ_SNDMORE) == -1) {
+        if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
+            return false;
+        }
+    }
+    /* The second frame of a started message is queued at once. */
+    return zmq_send(g->push, e->body, e->body_len, 0) != -1;
+}
+
+/* True when the event came before: its source's seq did not advance and
+ * its time is not later than what was seen last, as when an agent sends
+ * again a batch whose ack it did not get. A producer that restarted also
+ * starts its seq again, but with a later ts: that is published. */
+static bool seen_before(struct vigil_ingest *g, const struct vigil_event_head *h)
+{
+    int added;
+    struct vigil_seq_entry *e =
+        vigil_seqtab_get(&g->seen, h->host, h->host_len, h->source, h->source_len, &added);
+    if (!e) {
+        vigil_count(&g->stats.untracked_total, 1);
+        return false;
+    }
+    if (!added && h->seq <= e->last_seq && h->ts <= e->last_ts) {
+        return true;
+    }
+    e->last_seq = h->seq;
+    e->last_ts = h->ts;
+    return false;
+}
+
+static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
+{
+    /* A ROUTER drops what it cannot route (the agent went away): the agent
+     * then sends the batch again and the events are recognised. */
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, id);
+    if (zmq_msg_send(&copy, g->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close(&copy);
+        return;
+    }
+    zmq_send(g->router, g->ack.head, VIGIL_WIRE_HEAD_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(g->router, g->ack.data, g->ack.len, ZMQ_DONTWAIT);
+}
+
+/* The batch id of a frame 1 that may be damaged: 0 when unreadable. */
+static uint64_t batch_id_of(const unsigned char *p, size_t len)
+{
+    if (len != VIGIL_WIRE_HEAD_LEN || memcmp(p, VIGIL_WIRE_BATCH_MAGIC, 4) != 0) {
+        return 0;
+    }
+    uint64_t id = 0;
+    for (int i = 4; i < 12; i++) {
+        id = id << 8 | p[i];
+    }
+    return id;
+}
+
+static void bad_batch(struct vigil_ingest *g, const char *agent, const struct vigil_wire_error *e)
+{
+    vigil_count(&g->stats.bad_batches_total, 1);
+    uint64_t suppressed;
+    if (vigil_ratelimit_ok(&g->log_rl, vigil_mono_ns(), &suppressed)) {
+        vigil_log(VIGIL_LOG_WARN, "ingest",
+                  "a batch from %s cannot be read (%s: %s): none of it was published "
+                  "(%llu more like it not logged)",
+                  agent, vigil_wire_reason_name(e->reason), e->why, (unsigned long long)suppressed);
+    }
+}
+
+/* Returns false when a stop interrupted the batch (then it is not acked). */
+static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, zmq_msg_t *recs,
+                       bool extra_frames)
+{
+    struct vigil_agent_stats *as = agent_of(g, head);
+    const char *agent = zmq_msg_gets(head, "Peer-Address");
+    agent = agent ? agent : "an agent";
+    if (!as) {
+        vigil_count(&g->stats.agents_untracked_total, 1);
+    }
+    struct vigil_wire_batch_view v;
+    struct vigil_wire_error err;
+    int rc;
+    if (extra_frames) {
+        err = (struct vigil_wire_error){.reason = VIGIL_WIRE_BAD_FRAMES,
+                                        .why = "a batch is exactly two frames"};
+        rc = VIGIL_EMALFORMED;
+    } else {
+        rc = vigil_wire_batch_decode(&v, zmq_msg_data(head), zmq_msg_size(head), zmq_msg_data(recs),
+                                     zmq_msg_size(recs), 0, &err);
+    }
+    uint64_t bid = batch_id_of(zmq_msg_data(head), zmq_msg_size(head));
+    if (rc != 0) {
+        bad_batch(g, agent, &err);
+        if (vigil_wire_ack_error(&g->ack, err.reason == VIGIL_WIRE_BAD_HEADER ? 0 : bid, err.reason,
+                                 err.detail) == 0) {
+            send_ack(g, id);
+        }
+        return true;
+    }
+    size_t nrefused = 0, index = 0, published = 0, dups = 0;
+    struct vigil_wire_event e;
+    while (vigil_wire_batch_next(&v, &e)) {
+        struct vigil_event_head h;
+        const char *why;
+        if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
+                              &why) != 0) {
+            g->refused[nrefused++] = (uint32_t)index;
+        } else if (seen_before(g, &h)) {
+            dups++;
+        } else if (hand_on(g, &e)) {
+            published++;
+        } else {
+            return false;
+        }
+        index++;
+    }
+    if (as) {
+        vigil_count(&as->batches_total, 1);
+        vigil_count(&as->events_total, published);
+        vigil_count(&as->refused_total, nrefused);
+        vigil_count(&as->duplicates_total, dups);
+        atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
+    }
+    rc = nrefused ? vigil_wire_ack_refused(&g->ack, v.id, v.count, g->refused, nrefused)
+                  : vigil_wire_ack_ok(&g->ack, v.id);
+    if (rc == 0) {
+        send_ack(g, id);
+    }
+    return true;
+}
+
+/* ---- The thread ---------------------------------------------------------------- */
+
+/* Reads one message from the ROUTER: the agent's id, then its frames.
+ * Returns false when nothing was waiting. */
+static bool read_one(struct vigil_ingest *g)
+{
+    zmq_msg_t part[3];
+    size_t n = 0;
+    bool more = true, extra = false;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, g->router, n == 0 ? ZMQ_DONTWAIT : 0) == -1) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < 3) {
+            part[n++] = m;
+        } else {
+            extra = true; /* drained, and the batch refused */
+            zmq_msg_close(&m);
+        }
+    }
+    if (n == 0) {
+        return false;
+    }
+    if (n >= 2) {
+        zmq_msg_t empty;
+        zmq_msg_init(&empty);
+        take_batch(g, &part[0], &part[1], n == 3 ? &part[2] : &empty, extra || n == 2);
+        zmq_msg_close(&empty);
+    }
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_close(&part[i]);
+    }
+    return true;
+}
+
+static void *ingest_main(void *arg)
+{
+    struct vigil_ingest *g = arg;
+    zmq_pollitem_t item = {.socket = g->router, .events = ZMQ_POLLIN};
+    while (!atomic_load(&g->stopping)) {
+        if (zmq_poll(&item, 1, POLL_MS) <= 0) {
+            continue;
+        }
+        while (!atomic_load(&g->stopping) && read_one(g)) {
+        }
+    }
+    return NULL;
+}
+
+int vigil_ingest_start(struct vigil_ingest *g)
+{
+    int rc = pthread_create(&g->thread, NULL, ingest_main, g);
+    if (rc != 0) {
+        return -rc;
+    }
+    g->started = true;
+    return 0;
+}
+
+void vigil_ingest_stop(struct vigil_ingest *g)
+{
+    if (!g || !g->started) {
+        return;
+    }
+    atomic_store(&g->stopping, true);
+    pthread_join(g->thread, NULL);
+    g->started = false;
+}
+
+void vigil_ingest_free(struct vigil_ingest *g)
+{
+    if (!g) {
+        return;
+    }
+    vigil_ingest_stop(g);
+    if (g->router) {
+        zmq_close(g->router);
+    }
+    if (g->push) {
+        zmq_close(g->push);
+    }
+    vigil_seqtab_fini(&g->seen);
+    vigil_wire_ack_buf_fini(&g->ack);
+    free(g->refused);
+    free(g->agents);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+struct vigil_ingest_stats *vigil_ingest_stats(struct vigil_ingest *g)
+{
+    return &g->stats;
+}

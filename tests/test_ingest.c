@@ -1,0 +1,238 @@
+/* The central's ingest endpoint (bus.ingest) in the real vigild: a DEALER
+ * in the test speaks the forward protocol (pipeline/fleet/wire.h) to it,
+ * and a capture sink shows what reached the central's bus.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+#include <cmocka.h>
+
+#include "event.h"
+#include "fleet/wire.h"
+#include "harness.h"
+
+struct fx {
+    struct vd v;
+    char ingest[128];
+    void *zctx, *dealer;
+    struct vigil_wire_batch batch;
+    uint64_t next_id;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    static int n;
+    snprintf(f->ingest, sizeof f->ingest, "ipc:///tmp/vigil-ingest-%d-%d", (int)getpid(), n++);
+    char bus_keys[256];
+    snprintf(bus_keys, sizeof bus_keys, "  ingest: %s\n", f->ingest);
+    if (vd_setup_bus(&f->v, "200ms", bus_keys,
+                     "sinks:\n"
+                     "  - plugin: test_capture\n"
+                     "    match: [fleet., vigil.self]\n"
+                     "    path: @DIR@/out.jsonl\n") != 0 ||
+        vd_start(&f->v) != 0) {
+        vd_dump_log(&f->v);
+        return -1;
+    }
+    f->zctx = zmq_ctx_new();
+    f->dealer = zmq_socket(f->zctx, ZMQ_DEALER);
+    int linger = 0, timeout = 10000;
+    zmq_setsockopt(f->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(f->dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    if (zmq_connect(f->dealer, f->ingest) != 0) {
+        return -1;
+    }
+    vigil_wire_batch_init(&f->batch, 0);
+    f->next_id = 1000;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (!f) {
+        return 0;
+    }
+    zmq_close(f->dealer);
+    zmq_ctx_term(f->zctx);
+    vigil_wire_batch_fini(&f->batch);
+    vd_cleanup(&f->v);
+    unlink(f->ingest + strlen("ipc://"));
+    free(f);
+    return 0;
+}
+
+/* Adds one event of source `src` with this seq and ts to the batch. */
+static void add_event(struct fx *f, const char *src, uint64_t seq, uint64_t ts)
+{
+    struct vigil_event_builder b;
+    vigil_event_builder_init(&b);
+    vigil_event_begin(&b, "fleet.test");
+    vigil_event_set_ts(&b, ts);
+    vigil_event_add_label(&b, "k", "v");
+    const char *body;
+    size_t len;
+    assert_int_equal(vigil_event_finish(&b, "agent-host", src, seq, &body, &len), 0);
+    assert_int_equal(vigil_wire_batch_add(&f->batch, "fleet.test", 10, body, len), 0);
+    vigil_event_builder_fini(&b);
+}
+
+static void send_frames(struct fx *f, const void *head, size_t hl, const void *body, size_t bl)
+{
+    assert_int_equal(zmq_send(f->dealer, head, hl, ZMQ_SNDMORE), (int)hl);
+    assert_int_equal(zmq_send(f->dealer, body, bl, 0), (int)bl);
+}
+
+/* Receives one ack; returns its status and fills *a (pointing into buf). */
+static void recv_ack(struct fx *f, struct vigil_wire_ack *a, unsigned char *buf, size_t cap,
+                     size_t n_events)
+{
+    unsigned char head[64];
+    int hl = zmq_recv(f->dealer, head, sizeof head, 0);
+    assert_true(hl > 0);
+    int more;
+    size_t ms = sizeof more;
+    zmq_getsockopt(f->dealer, ZMQ_RCVMORE, &more, &ms);
+    assert_true(more);
+    int bl = zmq_recv(f->dealer, buf, cap, 0);
+    assert_true(bl >= 0);
+    struct vigil_wire_error err;
+    if (vigil_wire_ack_decode(a, head, (size_t)hl, buf, (size_t)bl, n_events, &err) != 0) {
+        fail_msg("the ack does not decode: %s", err.why);
+    }
+}
+
+static uint64_t send_batch(struct fx *f)
+{
+    uint64_t id = f->next_id;
+    send_frames(f, f->batch.head, VIGIL_WIRE_HEAD_LEN, f->batch.data, f->batch.len);
+    return id;
+}
+
+static void begin(struct fx *f)
+{
+    assert_int_equal(vigil_wire_batch_begin(&f->batch, ++f->next_id), 0);
+}
+
+/* A batch is acked once its events are in the bus; the same events sent
+ * again (the ack was lost) are acked and not published twice; a producer
+ * that restarted (seq again from 1, a later ts) is published. */
+static void test_acked_once_and_resends_recognised(void **state)
+{
+    struct fx *f = *state;
+    const uint64_t t0 = 1700000000000000000ull;
+    begin(f);
+    for (uint64_t s = 1; s <= 3; s++) {
+        add_event(f, "g", s, t0 + s);
+    }
+    uint64_t id = send_batch(f);
+    struct vigil_wire_ack a;
+    unsigned char buf[1024];
+    recv_ack(f, &a, buf, sizeof buf, 3);
+    assert_int_equal(a.id, id);
+    assert_int_equal(a.status, VIGIL_WIRE_OK);
+    const char *out = vd_path(&f->v, "out.jsonl");
+    assert_true(wait_lines(out, "\"topic\":\"fleet.test\"", 3, 10));
+
+    /* Resent under a new id, with one new event after them. */
+    begin(f);
+    for (uint64_t s = 1; s <= 4; s++) {
+        add_event(f, "g", s, t0 + s);
+    }
+    id = send_batch(f);
+    recv_ack(f, &a, buf, sizeof buf, 4);
+    assert_int_equal(a.id, id);
+    assert_int_equal(a.status, VIGIL_WIRE_OK);
+    assert_true(wait_lines(out, "\"topic\":\"fleet.test\"", 4, 10));
+
+    /* The producer restarted: seq 1 again, observed later. */
+    begin(f);
+    add_event(f, "g", 1, t0 + 100);
+    send_batch(f);
+    recv_ack(f, &a, buf, sizeof buf, 1);
+    assert_int_equal(a.status, VIGIL_WIRE_OK);
+    assert_true(wait_lines(out, "\"topic\":\"fleet.test\"", 5, 10));
+
+    /* Counted per agent in vigil.self: 3 duplicates, 5 published. */
+    assert_true(wait_lines(out, "\"duplicates_total\":3,", 1, 10));
+    assert_true(wait_lines(out, "\"stage\":\"agent\"", 1, 10));
+    sleep_ms(500);
+    assert_int_equal(count_lines(out, "\"topic\":\"fleet.test\""), 5);
+    char *all = slurp(out);
+    assert_non_null(strstr(all, "\"events_total\":5,"));
+    free(all);
+}
+
+/* A malformed event is refused by index, the others published; a batch
+ * that cannot be read is refused whole, saying why. */
+static void test_refusals(void **state)
+{
+    struct fx *f = *state;
+    begin(f);
+    add_event(f, "r", 1, 1700000000000000001ull);
+    assert_int_equal(vigil_wire_batch_add(&f->batch, "fleet.test", 10, "\xc1\xc1", 2), 0);
+    add_event(f, "r", 2, 1700000000000000002ull);
+    uint64_t id = send_batch(f);
+    struct vigil_wire_ack a;
+    unsigned char buf[1024];
+    recv_ack(f, &a, buf, sizeof buf, 3);
+    assert_int_equal(a.id, id);
+    assert_int_equal(a.status, VIGIL_WIRE_REFUSED);
+    assert_int_equal(a.n_refused, 1);
+    assert_int_equal(vigil_wire_ack_refused_at(&a, 0), 1);
+    const char *out = vd_path(&f->v, "out.jsonl");
+    assert_true(wait_lines(out, "\"source\":\"r\"", 2, 10));
+    assert_true(wait_lines(out, "\"refused_total\":1,", 1, 10));
+
+    /* A header that is not the protocol's: ERROR, bad header, id 0. */
+    send_frames(f, "HELLO", 5, "x", 1);
+    recv_ack(f, &a, buf, sizeof buf, 0);
+    assert_int_equal(a.status, VIGIL_WIRE_ERROR);
+    assert_int_equal(a.reason, VIGIL_WIRE_BAD_HEADER);
+    assert_int_equal(a.id, 0);
+
+    /* A damaged record: ERROR, bad record, the batch's own id. */
+    begin(f);
+    add_event(f, "r", 3, 1700000000000000003ull);
+    id = f->next_id;
+    send_frames(f, f->batch.head, VIGIL_WIRE_HEAD_LEN, f->batch.data, f->batch.len - 1);
+    recv_ack(f, &a, buf, sizeof buf, 0);
+    assert_int_equal(a.status, VIGIL_WIRE_ERROR);
+    assert_int_equal(a.reason, VIGIL_WIRE_BAD_RECORD);
+    assert_int_equal(a.id, id);
+
+    /* Three frames: ERROR, bad frames. */
+    begin(f);
+    id = f->next_id;
+    assert_int_equal(zmq_send(f->dealer, f->batch.head, VIGIL_WIRE_HEAD_LEN, ZMQ_SNDMORE),
+                     VIGIL_WIRE_HEAD_LEN);
+    assert_int_equal(zmq_send(f->dealer, "", 0, ZMQ_SNDMORE), 0);
+    assert_int_equal(zmq_send(f->dealer, "", 0, 0), 0);
+    recv_ack(f, &a, buf, sizeof buf, 0);
+    assert_int_equal(a.status, VIGIL_WIRE_ERROR);
+    assert_int_equal(a.reason, VIGIL_WIRE_BAD_FRAMES);
+    assert_int_equal(a.id, id);
+
+    /* None of those published anything, and the daemon is still there. */
+    sleep_ms(300);
+    assert_int_equal(count_lines(out, "\"source\":\"r\""), 2);
+    assert_true(wait_lines(out, "\"bad_batches_total\":3,", 1, 10));
+    assert_int_equal(vd_stop(&f->v, 10, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_acked_once_and_resends_recognised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
