@@ -131,6 +131,20 @@ static int prepare_ipc(const char *endpoint, char *err, size_t errlen)
     return 0;
 }
 
+int vigil_bus_curve_server(void *s, const char *endpoint, const char *secret_z85)
+{
+    if (!secret_z85 || strncmp(endpoint, "tcp://", 6) != 0) {
+        return 0;
+    }
+    int one = 1;
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, secret_z85, strlen(secret_z85)) != 0 ||
+        zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "vigil", 5) != 0) {
+        return -zmq_errno();
+    }
+    return 0;
+}
+
 static int bind_endpoint(void *s, const char *endpoint, const char *what, char *err, size_t errlen)
 {
     if (strncmp(endpoint, "ipc://", 6) == 0 && prepare_ipc(endpoint, err, errlen) != 0) {
@@ -181,6 +195,12 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
      * EAGAIN, which we count. */
     zmq_setsockopt(b->xout, ZMQ_XPUB_NODROP, &one, sizeof one);
 
+    if (vigil_bus_curve_server(b->pull, o->publish, o->curve_secret_z85) != 0 ||
+        vigil_bus_curve_server(b->xout, o->subscribe, o->curve_secret_z85) != 0) {
+        snprintf(err, errlen, "cannot make the bus's tcp endpoints CURVE servers: %s",
+                 zmq_strerror(zmq_errno()));
+        goto fail;
+    }
     if (bind_endpoint(b->pull, VIGIL_BUS_IN, "publish", err, errlen) != 0 ||
         bind_endpoint(b->pull, o->publish, "publish", err, errlen) != 0 ||
         bind_endpoint(b->xin, VIGIL_BUS_OUT, "subscribe", err, errlen) != 0 ||

@@ -69,7 +69,15 @@ struct vigil_bus_opts {
     int hwm;               /* messages, per socket */
     size_t max_event_bytes;
     uint64_t coalesce_ns; /* after handing events on, wait this long before the next */
+    /* With bus.curve: this daemon's secret key (Z85). The tcp:// endpoints
+     * among publish and subscribe are then CURVE servers whose clients the
+     * ZAP handler (zap.h) admits; NULL: none is. */
+    const char *curve_secret_z85;
 };
+
+/* Makes s a CURVE server with secret_z85 when endpoint is tcp:// (ipc is
+ * guarded by the file system, inproc by the process). Before bind. */
+int vigil_bus_curve_server(void *s, const char *endpoint, const char *secret_z85);
 
 struct vigil_bus;
 

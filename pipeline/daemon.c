@@ -16,12 +16,15 @@
 
 #include "bus.h"
 #include "config.h"
+#include "curve/endpoint.h"
+#include "curve/keys.h"
 #include "event.h"
 #include "ingest.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "rules.h"
 #include "rules_stage.h"
+#include "zap.h"
 
 #define READY_TIMEOUT_MS 5000
 #define DRAIN_TIMEOUT_MS 3000
@@ -34,6 +37,7 @@ struct daemon {
     struct vigil_rules *rules; /* NULL when the config has none */
     struct vigil_rules_stage *rules_stage;
     struct vigil_ingest *ingest; /* NULL without bus.ingest */
+    struct vigil_zap *zap;       /* NULL without bus.curve */
     void *self_push;
     struct vigil_event_builder self;
     uint64_t self_seq;
@@ -98,6 +102,7 @@ static void free_instances(struct daemon *dm)
     dm->sources = dm->sinks = NULL;
     vigil_rules_stage_free(dm->rules_stage);
     vigil_ingest_free(dm->ingest);
+    vigil_zap_free(dm->zap);
     dm->rules_stage = NULL;
     vigil_rules_free(dm->rules);
     dm->rules = NULL;
@@ -235,6 +240,15 @@ static void self_report(struct daemon *dm)
     for (size_t i = 0; i < dm->cfg->nsinks; i++) {
         self_stage(dm, dm->sinks[i], "sink");
     }
+    if (dm->zap) {
+        struct vigil_zap_stats *zs = vigil_zap_stats(dm->zap);
+        vigil_event_begin(b, "vigil.self");
+        vigil_event_add_label(b, "stage", "curve");
+        self_value(b, "accepted_total", &zs->accepted_total);
+        self_value(b, "auth_refused_total", &zs->auth_refused_total);
+        vigil_event_add_value_u64(b, "keys", vigil_zap_keys(dm->zap));
+        self_publish(dm);
+    }
     if (dm->ingest) {
         struct vigil_ingest_stats *is = vigil_ingest_stats(dm->ingest);
         vigil_event_begin(b, "vigil.self");
@@ -283,26 +297,56 @@ static void self_report(struct daemon *dm)
 
 /* ---- Run ---------------------------------------------------------------------- */
 
+/* Network endpoints without CURVE are there because the config said
+ * plaintext: true; say so where operators look. */
+static void warn_plaintext(const struct vigil_config *c)
+{
+    const char *eps[][2] = {
+        {"publish", c->bus.publish}, {"subscribe", c->bus.subscribe}, {"ingest", c->bus.ingest}};
+    for (size_t i = 0; i < 3 && !c->bus.curve_secret_key; i++) {
+        if (eps[i][1] && vigil_endpoint_is_remote(eps[i][1])) {
+            vigil_log(VIGIL_LOG_WARN, "vigild",
+                      "bus.%s %s is open to anyone who can reach it, unencrypted (plaintext: "
+                      "true)",
+                      eps[i][0], eps[i][1]);
+        }
+    }
+}
+
 static int start(struct daemon *dm)
 {
     struct vigil_config *c = dm->cfg;
     char err[1024];
-    /* Accepted by the config's schema, not served yet: refuse rather than
-     * run without what the operator asked for. */
+    /* CURVE first: the authenticator must be there before the first
+     * connection can arrive, and a bad key file stops the start. */
+    struct vigil_keypair kp = {0};
     if (c->bus.curve_secret_key) {
-        vigil_log(VIGIL_LOG_ERROR, "vigild",
-                  "bus.curve: not served by this vigild yet; remove it from %s", c->path);
-        return -1;
+        if (vigil_key_read_secret(c->bus.curve_secret_key, NULL, &kp, err, sizeof err) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "curve", "bus.curve.secret_key: %s", err);
+            return -1;
+        }
+        dm->zap = vigil_zap_new(dm->zctx, c->bus.curve_authorized_keys, err, sizeof err);
+        if (!dm->zap || vigil_zap_start(dm->zap) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "curve", "bus.curve.authorized_keys: %s",
+                      dm->zap ? "cannot start the authenticator's thread" : err);
+            vigil_keypair_clear(&kp);
+            return -1;
+        }
+        vigil_log(VIGIL_LOG_INFO, "curve", "CURVE on the bus's tcp endpoints; %zu keys from %s",
+                  vigil_zap_keys(dm->zap), c->bus.curve_authorized_keys);
     }
+    const char *secret = c->bus.curve_secret_key ? kp.secret_z85 : NULL;
     struct vigil_bus_opts bo = {
         .publish = c->bus.publish,
         .subscribe = c->bus.subscribe,
         .hwm = c->bus.hwm,
         .max_event_bytes = c->bus.max_event_bytes,
         .coalesce_ns = c->bus.coalesce_ns,
+        .curve_secret_z85 = secret,
     };
     dm->bus = vigil_bus_new(dm->zctx, &bo, err, sizeof err);
     if (!dm->bus) {
+        vigil_keypair_clear(&kp);
         vigil_log(VIGIL_LOG_ERROR, "vigild", "%s", err);
         return -1;
     }
@@ -338,19 +382,16 @@ static int start(struct daemon *dm)
     if (c->bus.ingest) {
         struct vigil_ingest_opts io = {.endpoint = c->bus.ingest,
                                        .hwm = c->bus.hwm,
-                                       .max_event_bytes = c->bus.max_event_bytes};
+                                       .max_event_bytes = c->bus.max_event_bytes,
+                                       .curve_secret_z85 = secret};
         dm->ingest = vigil_ingest_new(dm->zctx, &io, err, sizeof err);
         if (!dm->ingest) {
             vigil_log(VIGIL_LOG_ERROR, "ingest", "%s", err);
             return -1;
         }
-        if (c->bus.ingest_plaintext && vigil_endpoint_is_remote(c->bus.ingest)) {
-            vigil_log(VIGIL_LOG_WARN, "ingest",
-                      "bus.ingest %s takes batches from anyone who can reach it (plaintext: "
-                      "true)",
-                      c->bus.ingest);
-        }
     }
+    vigil_keypair_clear(&kp); /* the sockets keep their own copies */
+    warn_plaintext(c);
     dm->self_push = zmq_socket(dm->zctx, ZMQ_PUSH);
     int linger = 1000;
     zmq_setsockopt(dm->self_push, ZMQ_LINGER, &linger, sizeof linger);
@@ -465,6 +506,16 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
                       "supported; restart vigild to apply changes)");
             for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
                 vigil_instance_reopen(dm->sinks[i]);
+            }
+            if (dm->zap) {
+                char err[1024];
+                if (vigil_zap_reload(dm->zap, err, sizeof err) != 0) {
+                    vigil_log(VIGIL_LOG_ERROR, "curve",
+                              "authorized_keys not reloaded, the keys in use stay: %s", err);
+                } else {
+                    vigil_log(VIGIL_LOG_INFO, "curve", "authorized_keys reloaded: %zu keys",
+                              vigil_zap_keys(dm->zap));
+                }
             }
         }
     }

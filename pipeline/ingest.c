@@ -81,6 +81,12 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     zmq_setsockopt(g->push, ZMQ_SNDHWM, &o->hwm, sizeof o->hwm);
     zmq_setsockopt(g->push, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(g->push, ZMQ_LINGER, &timeout, sizeof timeout);
+    if (vigil_bus_curve_server(g->router, o->endpoint, o->curve_secret_z85) != 0) {
+        snprintf(err, errlen, "cannot make bus.ingest a CURVE server: %s",
+                 zmq_strerror(zmq_errno()));
+        vigil_ingest_free(g);
+        return NULL;
+    }
     if (zmq_bind(g->router, o->endpoint) != 0) {
         snprintf(err, errlen, "cannot bind bus.ingest %s: %s", o->endpoint,
                  zmq_strerror(zmq_errno()));

@@ -17,6 +17,7 @@ struct vigil_ingest_opts {
     const char *endpoint; /* e.g. "tcp://0.0.0.0:7070" */
     int hwm;              /* messages, per socket */
     size_t max_event_bytes;
+    const char *curve_secret_z85; /* bus.curve: a tcp endpoint is a CURVE server */
 };
 
 /* Per agent (the peer's address, or its CURVE key's name), for vigil.self. */

@@ -1,6 +1,9 @@
 /* Integration-test harness (see harness.h). */
 #include "harness.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -513,4 +516,29 @@ void vd_dump_log(const struct vd *v)
     char *log = slurp(v->log);
     fprintf(stderr, "---- vigild log ----\n%s--------------------\n", log ? log : "(none)");
     free(log);
+}
+
+bool vd_started(struct vd *v)
+{
+    if (vd_start(v) == 0) {
+        return true;
+    }
+    vd_dump_log(v);
+    return false;
+}
+
+int free_loopback_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+        port = ntohs(sa.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
 }

@@ -33,6 +33,11 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
 /* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
  * Returns 0, or -1 if it exited or did not start (see v->log). */
 int vd_start(struct vd *v);
+/* vd_start(), printing vigild's log when it did not start: for
+ * assert_true(vd_started(v)). */
+bool vd_started(struct vd *v);
+/* A loopback tcp port nothing listens on now, or -1. */
+int free_loopback_port(void);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
  * timeout, after SIGKILL) and the seconds it took. */
 int vd_stop(struct vd *v, int timeout_s, double *secs);

@@ -499,10 +499,16 @@ static void test_config_errors(void **state)
          ":10:15: ", "inflight must be 1..64"},
         {"sinks:\n  - plugin: forward\n    endpoint: tcp://127.0.0.1:7070\n    timeout: 0s\n",
          ":10:14: ", "at least 1ms"},
-        /* CURVE keys are not accepted yet: refused, never ignored. */
+        /* CURVE wants both keys; a missing key file is named. */
         {"sinks:\n  - plugin: forward\n    endpoint: tcp://127.0.0.1:7070\n"
          "    server_key: /etc/vigil/central.pub\n",
-         ":10:5: ", "server_key"},
+         ":10:17: ", "CURVE needs both server_key"},
+        {"sinks:\n  - plugin: forward\n    endpoint: tcp://127.0.0.1:7070\n"
+         "    server_key: /nonexistent/central.pub\n    key: /nonexistent/vigil.key\n",
+         ":10:17: ", "server_key: /nonexistent/central.pub"},
+        /* Off this host without keys: refused unless it says plaintext. */
+        {"sinks:\n  - plugin: forward\n    endpoint: tcp://192.0.2.1:7070\n",
+         ":9:15: ", "is off this host: give server_key and key"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         vd_cleanup(&f->v);

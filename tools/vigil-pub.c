@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "      --interval D     pause D (e.g. 100ms) between events\n"
             "      --source NAME    source of events that lack one (default vigil-pub)\n"
             "      --host NAME      host of events that lack one (default this host)\n"
+            "      --server-key FILE  the central's public key (vigil.pub): CURVE, with --key\n"
+            "      --key FILE       your secret key (vigil.key, mode 0600; from vigil-keygen)\n"
             "Each line is a JSON object: {\"labels\": {...}, \"values\": {...}, ...}.\n"
             "Lines that are not are reported and skipped; the exit status is then 1.\n",
             VIGIL_DEFAULT_PUBLISH);
@@ -169,12 +171,18 @@ static bool wait_connected(void *zctx, void *push, const char *endpoint)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"endpoint", required_argument, NULL, 'e'},
-        {"topic", required_argument, NULL, 't'},  {"interval", required_argument, NULL, 'i'},
-        {"source", required_argument, NULL, 's'}, {"host", required_argument, NULL, 'H'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"endpoint", required_argument, NULL, 'e'},
+        {"topic", required_argument, NULL, 't'},
+        {"interval", required_argument, NULL, 'i'},
+        {"source", required_argument, NULL, 's'},
+        {"host", required_argument, NULL, 'H'},
+        {"server-key", required_argument, NULL, 'S'},
+        {"key", required_argument, NULL, 'K'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *endpoint_arg = NULL;
+    const char *config = NULL, *endpoint_arg = NULL, *server_key = NULL, *key = NULL;
     uint64_t interval_ns = 0;
     char hostname[256] = "localhost";
     gethostname(hostname, sizeof hostname - 1);
@@ -211,6 +219,12 @@ int main(int argc, char **argv)
         case 'H':
             p.host = optarg;
             break;
+        case 'S':
+            server_key = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -233,7 +247,8 @@ int main(int argc, char **argv)
     void *push = zmq_socket(zctx, ZMQ_PUSH);
     int linger = LINGER_MS;
     zmq_setsockopt(push, ZMQ_LINGER, &linger, sizeof linger);
-    if (!wait_connected(zctx, push, endpoint)) {
+    if (vigil_tool_curve("vigil-pub", push, server_key, key) != 0 ||
+        !wait_connected(zctx, push, endpoint)) {
         zmq_close(push);
         zmq_ctx_term(zctx);
         free(endpoint);

@@ -27,7 +27,9 @@ static void usage(FILE *out)
         "  -t, --topic PREFIX    only topics starting with PREFIX (repeatable; default all)\n"
         "  -n, --count N         exit 0 after N events\n"
         "      --timeout D       give up after D (e.g. 5s): exit 0 if anything was printed\n"
-        "                        and no COUNT was given, else 1\n",
+        "                        and no COUNT was given, else 1\n"
+        "      --server-key FILE the central's public key (vigil.pub): CURVE, with --key\n"
+        "      --key FILE        your secret key (vigil.key, mode 0600; from vigil-keygen)\n",
         VIGIL_DEFAULT_SUBSCRIBE);
 }
 
@@ -63,10 +65,12 @@ int main(int argc, char **argv)
         {"topic", required_argument, NULL, 't'},
         {"count", required_argument, NULL, 'n'},
         {"timeout", required_argument, NULL, 'T'},
+        {"server-key", required_argument, NULL, 'S'},
+        {"key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *endpoint_arg = NULL;
+    const char *config = NULL, *endpoint_arg = NULL, *server_key = NULL, *key = NULL;
     const char *prefixes[MAX_PREFIXES];
     size_t nprefixes = 0;
     unsigned long long count = 0;
@@ -104,6 +108,12 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'S':
+            server_key = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -127,6 +137,12 @@ int main(int argc, char **argv)
     int hwm = 100000, linger = 0;
     zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    if (vigil_tool_curve("vigil-tap", sub, server_key, key) != 0) {
+        zmq_close(sub);
+        zmq_ctx_term(zctx);
+        free(endpoint);
+        return 2;
+    }
     if (zmq_connect(sub, endpoint) != 0) {
         fprintf(stderr, "vigil-tap: cannot connect to %s: %s\n", endpoint,
                 zmq_strerror(zmq_errno()));

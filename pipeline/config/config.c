@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "conf_internal.h"
+#include "curve/endpoint.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -169,23 +170,6 @@ static bool endpoint_ok(const char *s)
         }
     }
     return false;
-}
-
-/* True for tcp://HOST:PORT whose HOST is not a loopback address: such an
- * endpoint is reachable from the network. */
-bool vigil_endpoint_is_remote(const char *endpoint)
-{
-    if (strncmp(endpoint, "tcp://", 6) != 0) {
-        return false;
-    }
-    const char *h = endpoint + 6;
-    static const char *const loopback[] = {"127.", "localhost:", "[::1]:", "lo:", NULL};
-    for (size_t i = 0; loopback[i]; i++) {
-        if (strncmp(h, loopback[i], strlen(loopback[i])) == 0) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static void check_endpoint(struct checker *ch, const struct vigil_conf *v, const char *key,

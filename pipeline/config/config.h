@@ -140,9 +140,9 @@ struct vigil_config {
         bool ingest_plaintext;
         char *curve_secret_key;      /* bus.curve: this daemon's secret key file, or NULL */
         char *curve_authorized_keys; /* and the public keys it lets in */
-        int hwm;                  /* messages per socket, default 10000 */
-        uint64_t max_event_bytes; /* default 64 KiB */
-        uint64_t coalesce_ns;     /* default 0: hand events on at once */
+        int hwm;                     /* messages per socket, default 10000 */
+        uint64_t max_event_bytes;    /* default 64 KiB */
+        uint64_t coalesce_ns;        /* default 0: hand events on at once */
     } bus;
     uint64_t self_interval_ns; /* default 10s */
     struct vigil_instance_conf *sources;
@@ -152,9 +152,6 @@ struct vigil_config {
     struct vigil_conf *rules; /* the `rules:` list as written, or NULL */
     struct vigil_conf *root;
 };
-
-/* True for a tcp:// endpoint on an address other than loopback. */
-bool vigil_endpoint_is_remote(const char *endpoint);
 
 #define VIGIL_DEFAULT_PUBLISH "ipc:///run/vigil/publish"
 #define VIGIL_DEFAULT_SUBSCRIBE "ipc:///run/vigil/subscribe"

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "curve/endpoint.h"
+#include "curve/keys.h"
 #include "vigil/plugin.h"
 #include "wire.h"
 
@@ -20,11 +22,14 @@
 #define FWD_RECV_BURST 1024 /* acks read per loop turn, for fairness */
 #define NS_PER_MS 1000000ull
 
-/* CURVE: `server_key` (the central's public key file) and `key` (this
- * agent's keypair) belong in this table once pipeline/curve/ reads key
- * files. Until then they are not listed, so a config that names them is
- * refused at its file:line:col rather than silently sent in plaintext. */
 static const struct vigil_option forward_options[] = {
+    {"server_key", VIGIL_OPT_STRING, NULL,
+     "the central's public key file (its vigil.pub): CURVE, with `key`"},
+    {"key", VIGIL_OPT_STRING, NULL,
+     "this agent's secret key file (vigil.key, mode 0600; from vigil-keygen)"},
+    {"plaintext", VIGIL_OPT_BOOL, "false",
+     "allow a tcp endpoint off this host without CURVE (anyone on the path reads and "
+     "can forge it)"},
     {"endpoint", VIGIL_OPT_STRING, NULL,
      "the central's bus.ingest endpoint, tcp://HOST:PORT or ipc://PATH (required)"},
     {"timeout", VIGIL_OPT_DURATION, "5s",
@@ -46,6 +51,9 @@ struct forward {
     struct vigil_instance *h;
     const struct vigil_api *api;
     const char *endpoint;
+    bool curve; /* server_key and key given */
+    char server_z85[VIGIL_KEY_Z85_SIZE];
+    struct vigil_keypair kp; /* cleared at fini */
     uint64_t timeout_ns;
     int inflight_max;
     int64_t hwm; /* 0: libzmq's default */
@@ -99,6 +107,49 @@ static bool endpoint_ok(const char *e, const char **why)
     return true;
 }
 
+/* server_key and key, both or neither; a tcp endpoint off this host needs
+ * them or plaintext: true. Key files are read here, so --check finds a
+ * missing one or a secret key others may read. Returns the errors made. */
+static int read_keys(struct forward *w, const struct vigil_conf *root)
+{
+    const struct vigil_api *api = w->api;
+    const struct vigil_conf *sn = api->conf_get(root, "server_key");
+    const struct vigil_conf *kn = api->conf_get(root, "key");
+    const char *spath = NULL, *kpath = NULL;
+    char err[512];
+    bool plaintext = false;
+    api->conf_bool(api->conf_get(root, "plaintext"), &plaintext);
+    api->conf_string(sn, &spath);
+    api->conf_string(kn, &kpath);
+    if (!spath != !kpath) {
+        api->conf_error(w->h, sn ? sn : kn,
+                        "CURVE needs both server_key (the central's vigil.pub) and key (this "
+                        "agent's vigil.key)");
+        return 1;
+    }
+    if (!spath) {
+        if (w->endpoint && !plaintext && vigil_endpoint_is_remote(w->endpoint)) {
+            api->conf_error(w->h, api->conf_get(root, "endpoint"),
+                            "endpoint %s is off this host: give server_key and key (CURVE), or "
+                            "say plaintext: true",
+                            w->endpoint);
+            return 1;
+        }
+        return 0;
+    }
+    int bad = 0;
+    if (vigil_key_read_public(spath, w->server_z85, err, sizeof err) != 0) {
+        api->conf_error(w->h, sn, "server_key: %s", err);
+        bad++;
+    }
+    if (vigil_key_read_secret(kpath, NULL, &w->kp, err, sizeof err) != 0) {
+        api->conf_error(w->h, kn, "key: %s", err);
+        bad++;
+    }
+    w->curve = bad == 0;
+    return bad;
+}
+
 static int read_config(struct forward *w)
 {
     const struct vigil_api *api = w->api;
@@ -114,6 +165,7 @@ static int read_config(struct forward *w)
         api->conf_error(w->h, n, "endpoint '%s': %s", w->endpoint, why);
         bad++;
     }
+    bad += read_keys(w, root);
     n = api->conf_get(root, "timeout");
     api->conf_duration(n, &w->timeout_ns);
     if (w->timeout_ns < NS_PER_MS) {
@@ -202,6 +254,11 @@ static int open_socket(struct forward *w)
              set_int(w->sock, ZMQ_HEARTBEAT_TIMEOUT, 5000) | set_int(w->sock, ZMQ_TCP_KEEPALIVE, 1);
     if (w->hwm) {
         rc |= set_int(w->sock, ZMQ_SNDHWM, (int)w->hwm) | set_int(w->sock, ZMQ_RCVHWM, (int)w->hwm);
+    }
+    if (w->curve) {
+        rc |= zmq_setsockopt(w->sock, ZMQ_CURVE_SERVERKEY, w->server_z85, VIGIL_KEY_Z85_LEN) |
+              zmq_setsockopt(w->sock, ZMQ_CURVE_PUBLICKEY, w->kp.public_z85, VIGIL_KEY_Z85_LEN) |
+              zmq_setsockopt(w->sock, ZMQ_CURVE_SECRETKEY, w->kp.secret_z85, VIGIL_KEY_Z85_LEN);
     }
     if (rc != 0) {
         rc = -errno;
@@ -622,6 +679,7 @@ static void forward_fini(void *state)
         zmq_ctx_term(w->zctx);
     }
     vigil_wire_batch_fini(&w->enc);
+    vigil_keypair_clear(&w->kp);
     free(w->idx);
     free(w);
 }
