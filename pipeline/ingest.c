@@ -169,25 +169,85 @@ static bool hand_on(struct vigil_ingest *g, const struct vigil_wire_event *e)
     return zmq_send(g->push, e->body, e->body_len, 0) != -1;
 }
 
-/* True when the event came before: its source's seq did not advance and
- * its time is not later than what was seen last, as when an agent sends
- * again a batch whose ack it did not get. A producer that restarted also
- * starts its seq again, but with a later ts: that is published. */
-static bool seen_before(struct vigil_ingest *g, const struct vigil_event_head *h)
+/* Which of a source's recent seqs were published: a window of WINDOW_SEQS
+ * bits ending at its highest seq. Events of one source can reach the
+ * central out of order (a batch lost with a broken connection, the next
+ * one sent on the new connection, the lost one sent again later), so
+ * "not above the highest" does not mean "published". */
+#define WINDOW_SEQS 4096
+struct seq_window {
+    uint64_t bits[WINDOW_SEQS / 64]; /* bit (seq % WINDOW_SEQS) */
+};
+
+static bool window_has(const struct seq_window *w, uint64_t seq)
+{
+    return w->bits[(seq % WINDOW_SEQS) / 64] >> (seq % 64) & 1;
+}
+
+static void window_set(struct seq_window *w, uint64_t seq)
+{
+    w->bits[(seq % WINDOW_SEQS) / 64] |= 1ull << (seq % 64);
+}
+
+/* Moves the window's top from `from` up to `to`: the seqs it passes over
+ * are not published yet. */
+static void window_advance(struct seq_window *w, uint64_t from, uint64_t to)
+{
+    if (to - from >= WINDOW_SEQS) {
+        memset(w->bits, 0, sizeof w->bits);
+        return;
+    }
+    for (uint64_t s = from + 1; s <= to; s++) {
+        w->bits[(s % WINDOW_SEQS) / 64] &= ~(1ull << (s % 64));
+    }
+}
+
+/* True when the event was published before, as when an agent sends again
+ * a batch whose ack it did not get; then it is acked, not published again.
+ * *entry gets the source's entry for mark_published() (NULL: untracked). */
+static bool seen_before(struct vigil_ingest *g, const struct vigil_event_head *h,
+                        struct vigil_seq_entry **entry)
 {
     int added;
     struct vigil_seq_entry *e =
         vigil_seqtab_get(&g->seen, h->host, h->host_len, h->source, h->source_len, &added);
+    if (e && !e->data && !(e->data = calloc(1, sizeof(struct seq_window)))) {
+        e = NULL;
+    }
+    *entry = e;
     if (!e) {
         vigil_count(&g->stats.untracked_total, 1);
         return false;
     }
-    if (!added && h->seq <= e->last_seq && h->ts <= e->last_ts) {
-        return true;
+    if (added || h->seq > e->last_seq) {
+        return false;
     }
-    e->last_seq = h->seq;
-    e->last_ts = h->ts;
-    return false;
+    /* A producer that restarted starts its seq again, at a later ts; an
+     * event below the window is too old to tell: both are published (at
+     * least once). */
+    return e->last_seq - h->seq < WINDOW_SEQS && window_has(e->data, h->seq) && h->ts <= e->last_ts;
+}
+
+static void mark_published(struct vigil_seq_entry *e, const struct vigil_event_head *h)
+{
+    if (!e) {
+        return;
+    }
+    struct seq_window *w = e->data;
+    if (h->seq > e->last_seq) {
+        window_advance(w, e->last_seq, h->seq);
+        e->last_seq = h->seq;
+    } else if (h->ts > e->last_ts) {
+        /* The seq went back while time went on: the producer restarted. */
+        memset(w->bits, 0, sizeof w->bits);
+        e->last_seq = h->seq;
+    }
+    if (h->ts > e->last_ts) {
+        e->last_ts = h->ts;
+    }
+    if (e->last_seq - h->seq < WINDOW_SEQS) {
+        window_set(w, h->seq);
+    }
 }
 
 static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
@@ -264,13 +324,15 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
     struct vigil_wire_event e;
     while (vigil_wire_batch_next(&v, &e)) {
         struct vigil_event_head h;
+        struct vigil_seq_entry *src;
         const char *why;
         if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
                               &why) != 0) {
             g->refused[nrefused++] = (uint32_t)index;
-        } else if (seen_before(g, &h)) {
+        } else if (seen_before(g, &h, &src)) {
             dups++;
         } else if (hand_on(g, &e)) {
+            mark_published(src, &h);
             published++;
         } else {
             return false;

@@ -17,6 +17,7 @@ void vigil_seqtab_fini(struct vigil_seqtab *t)
 {
     for (size_t i = 0; i < t->cap; i++) {
         free(t->slots[i].key);
+        free(t->slots[i].data);
     }
     free(t->slots);
     *t = (struct vigil_seqtab){.max = t->max};

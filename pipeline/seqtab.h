@@ -15,6 +15,7 @@ struct vigil_seq_entry {
     char *key;                /* host bytes, NUL, source bytes; NULL when the slot is free */
     size_t key_len, host_len; /* host_len too: either may contain NUL bytes */
     uint64_t last_seq, last_ts;
+    void *data; /* the caller's, malloc'ed: freed with the table */
 };
 
 struct vigil_seqtab {

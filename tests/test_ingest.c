@@ -171,6 +171,39 @@ static void test_acked_once_and_resends_recognised(void **state)
     free(all);
 }
 
+/* Events of one source may come out of order (a batch lost with a broken
+ * connection, the next one already through): the late ones are published,
+ * not taken for duplicates; sent again, all of them are recognised. */
+static void test_late_events_published_once(void **state)
+{
+    struct fx *f = *state;
+    const uint64_t t0 = 1700000000000000000ull;
+    static const uint64_t order[][2] = {{1, 2}, {5, 6}, {3, 4}, {3, 6}};
+    struct vigil_wire_ack a;
+    unsigned char buf[1024];
+    for (size_t i = 0; i < 4; i++) {
+        begin(f);
+        for (uint64_t s = order[i][0]; s <= order[i][1]; s++) {
+            add_event(f, "o", s, t0 + s);
+        }
+        send_batch(f);
+        recv_ack(f, &a, buf, sizeof buf, order[i][1] - order[i][0] + 1);
+        assert_int_equal(a.status, VIGIL_WIRE_OK);
+    }
+    const char *out = vd_path(&f->v, "out.jsonl");
+    assert_true(wait_lines(out, "\"source\":\"o\"", 6, 10));
+    assert_true(wait_lines(out, "\"duplicates_total\":4,", 1, 10));
+    sleep_ms(300);
+    assert_int_equal(count_lines(out, "\"source\":\"o\""), 6);
+    for (int s = 1; s <= 6; s++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "\"source\":\"o\",\"seq\":%d,", s);
+        if (count_lines(out, needle) != 1) {
+            fail_msg("seq %d of source o is there %zu times", s, count_lines(out, needle));
+        }
+    }
+}
+
 /* A malformed event is refused by index, the others published; a batch
  * that cannot be read is refused whole, saying why. */
 static void test_refusals(void **state)
@@ -232,6 +265,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_acked_once_and_resends_recognised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_events_published_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
