@@ -108,6 +108,26 @@ static void free_instances(struct daemon *dm)
     dm->rules = NULL;
 }
 
+/* bus.curve's files, read as the start will read them, so --check finds a
+ * missing file, a bad authorized_keys line or a secret key others may read. */
+static void check_keys(const struct vigil_config *c, struct vigil_diag *d)
+{
+    if (!c->bus.curve_secret_key || !c->bus.curve_authorized_keys) {
+        return;
+    }
+    char err[1024];
+    struct vigil_keypair kp;
+    if (vigil_key_read_secret(c->bus.curve_secret_key, NULL, &kp, err, sizeof err) != 0) {
+        vigil_diag_at(d, c->bus.curve_secret_at, "bus.curve.secret_key: %s", err);
+    }
+    vigil_keypair_clear(&kp);
+    struct vigil_authkeys *ak = NULL;
+    if (vigil_authkeys_load(c->bus.curve_authorized_keys, &ak, err, sizeof err) != 0) {
+        vigil_diag_at(d, c->bus.curve_authorized_at, "bus.curve.authorized_keys: %s", err);
+    }
+    vigil_authkeys_free(ak);
+}
+
 int vigil_daemon_check(const char *path)
 {
     struct vigil_diag d;
@@ -116,6 +136,7 @@ int vigil_daemon_check(const char *path)
     struct daemon dm = {0};
     dm.cfg = vigil_config_load(path, &d);
     if (dm.cfg) {
+        check_keys(dm.cfg, &d);
         load_instances(&dm, &d);
         free_instances(&dm);
         vigil_config_free(dm.cfg);
@@ -551,6 +572,7 @@ int vigil_daemon_run(const char *path)
     dm.cfg = vigil_config_load(path, &d);
     if (dm.cfg) {
         dm.zctx = zmq_ctx_new();
+        check_keys(dm.cfg, &d);
         load_instances(&dm, &d);
     }
     if (d.count || !dm.cfg) {

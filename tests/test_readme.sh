@@ -96,8 +96,14 @@ fi
 
 # The default config and every example the docs point to are valid, with
 # the plugins of this build (plugin_dir rewritten to it).
+# The fleet examples name key files under /etc/vigil: made here with the
+# build's vigil-keygen, in the test's folder.
+mkdir -p "$work/etc"
+"$build/vigil-keygen" "$work/etc/keys" >/dev/null || fail "vigil-keygen failed"
+cp "$work/etc/keys/vigil.pub" "$work/etc/keys/central.pub"
+printf '%s agent-1\n' "$(head -c 40 "$work/etc/keys/vigil.pub")" >"$work/etc/authorized_keys"
 for f in "$src/conf/vigil.yaml" "$src"/conf/examples/*.yaml; do
-  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#" "$f" >"$work/example.yaml"
+  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/etc/vigil/#$work/etc/#g" "$f" >"$work/example.yaml"
   VIGIL_SIEM_TOKEN=example "$build/vigild" --check -c "$work/example.yaml" >"$work/check.out" 2>&1 ||
     fail "vigild --check refused $f: $(cat "$work/check.out")"
 done

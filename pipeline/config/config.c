@@ -226,10 +226,12 @@ static void check_curve(struct checker *ch, const struct vigil_conf *v)
             have_secret = true;
             check_path(ch, v->items[i], "bus.curve.secret_key", "a file",
                        &ch->c->bus.curve_secret_key);
+            ch->c->bus.curve_secret_at = v->items[i];
         } else if (strcmp(k, "authorized_keys") == 0) {
             have_auth = true;
             check_path(ch, v->items[i], "bus.curve.authorized_keys", "a file",
                        &ch->c->bus.curve_authorized_keys);
+            ch->c->bus.curve_authorized_at = v->items[i];
         } else {
             vigil__diag_key(ch->d, v, i,
                             "unknown key '%s' in 'bus.curve' (valid keys: secret_key, "

@@ -140,9 +140,10 @@ struct vigil_config {
         bool ingest_plaintext;
         char *curve_secret_key;      /* bus.curve: this daemon's secret key file, or NULL */
         char *curve_authorized_keys; /* and the public keys it lets in */
-        int hwm;                     /* messages per socket, default 10000 */
-        uint64_t max_event_bytes;    /* default 64 KiB */
-        uint64_t coalesce_ns;        /* default 0: hand events on at once */
+        const struct vigil_conf *curve_secret_at, *curve_authorized_at; /* positions */
+        int hwm;                  /* messages per socket, default 10000 */
+        uint64_t max_event_bytes; /* default 64 KiB */
+        uint64_t coalesce_ns;     /* default 0: hand events on at once */
     } bus;
     uint64_t self_interval_ns; /* default 10s */
     struct vigil_instance_conf *sources;
