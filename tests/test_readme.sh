@@ -90,7 +90,7 @@ pid=
 
 # Every relative link of the README and the docs resolves (file and heading).
 if command -v python3 >/dev/null; then
-  (cd "$src" && python3 tools/check_doc_links.py README.md docs/*.md plugins/*/README.md sinks/*/README.md >"$work/links.out") ||
+  (cd "$src" && python3 tools/check_doc_links.py README.md docs/*.md plugins/*/README.md sinks/*/README.md conf/kubernetes/README.md >"$work/links.out") ||
     fail "broken links: $(cat "$work/links.out")"
 fi
 

@@ -28,13 +28,37 @@ setup() {
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
   done
-  ((${#missing[@]} == 0)) && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  echo "dev.sh: installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  # node and npm: Debian's nodejs and npm, unless a node with its npm is
+  # there already (NodeSource's nodejs carries npm, and conflicts with Debian's).
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+  if ((${#missing[@]} > 0)); then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    echo "dev.sh: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  setup_npm
+}
+
+# The npm packages of the Kubernetes manifests' test (tests/k8s/: the
+# kubernetes-models validator), as locked in its package-lock.json: installed
+# when node_modules is missing or older than the lock, quietly. Without node
+# and npm (setup() installs them) this says so and goes on (the test then
+# skips, saying why).
+setup_npm() {
+  local dir=$root/tests/k8s
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    echo "dev.sh: node/npm not installed: the k8s test will be skipped"
+    return 0
+  fi
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+    [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    return 0
+  fi
+  echo "dev.sh: installing the npm packages of tests/k8s"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
 # build DIR [cmake options...]
