@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -112,8 +113,17 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
     if (!f) {
         return -1;
     }
-    fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\n%sself:\n  interval: %s\n",
-            v->plugins, v->pub, v->sub, bus_keys ? bus_keys : "",
+    /* bus_keys may name its own subscribe endpoint (tcp, for another host). */
+    const char *own_sub = bus_keys ? strstr(bus_keys, "  subscribe: ") : NULL;
+    if (own_sub) {
+        own_sub += strlen("  subscribe: ");
+        snprintf(v->sub, sizeof v->sub, "%.*s", (int)strcspn(own_sub, "\n"), own_sub);
+        fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n", v->plugins, v->pub);
+    } else {
+        fprintf(f, "plugin_dir: %s\nbus:\n  publish: %s\n  subscribe: %s\n", v->plugins, v->pub,
+                v->sub);
+    }
+    fprintf(f, "%sself:\n  interval: %s\n", bus_keys ? bus_keys : "",
             self_interval ? self_interval : "10s");
     for (const char *p = body; p && *p; p++) {
         if (strncmp(p, "@DIR@", 5) == 0) {
@@ -132,11 +142,40 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
     return 0;
 }
 
-int vd_start(struct vd *v)
+/* The ip(8) program of iproute2, or NULL. */
+const char *ip_tool(void)
+{
+    static const char *const where[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        if (access(where[i], X_OK) == 0) {
+            return where[i];
+        }
+    }
+    return NULL;
+}
+
+/* True when /proc says pid runs the build's vigild (not ip, not a shell). */
+static bool runs_vigild(pid_t pid)
+{
+    char link[64], exe[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(link, exe, sizeof exe - 1);
+    if (n <= 0) {
+        return false;
+    }
+    exe[n] = '\0';
+    return n >= 7 && strcmp(exe + n - 7, "/vigild") == 0;
+}
+
+static int start_in(struct vd *v, const char *netns)
 {
     char *before = slurp(v->log);
     size_t skip = before ? strlen(before) : 0;
     free(before);
+    const char *ip = netns ? ip_tool() : NULL;
+    if (netns && !ip) {
+        return -1;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         return -1;
@@ -145,7 +184,17 @@ int vd_start(struct vd *v)
         int fd = open(v->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(VIGIL_BUILD_DIR "/vigild", "vigild", "-c", v->cfg, (char *)NULL);
+        if (netns) {
+            /* A test killed before its teardown must not leave a vigild
+             * running in a namespace only it knew about. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            /* `ip netns exec` enters the namespace and execs its command
+             * (no fork), so this pid becomes vigild's: checked below. */
+            execl(ip, "ip", "netns", "exec", netns, VIGIL_BUILD_DIR "/vigild", "-c", v->cfg,
+                  (char *)NULL);
+        } else {
+            execl(VIGIL_BUILD_DIR "/vigild", "vigild", "-c", v->cfg, (char *)NULL);
+        }
         _exit(127);
     }
     v->pid = pid;
@@ -157,6 +206,10 @@ int vd_start(struct vd *v)
         bool up = log && strlen(log) > skip && strstr(log + skip, " started on host ");
         free(log);
         if (up) {
+            if (netns && !runs_vigild(pid)) {
+                fprintf(stderr, "pid %d is not vigild: signals would miss it\n", (int)pid);
+                return -1;
+            }
             return 0;
         }
         int st;
@@ -167,6 +220,16 @@ int vd_start(struct vd *v)
         sleep_ms(20);
     }
     return -1;
+}
+
+int vd_start(struct vd *v)
+{
+    return start_in(v, NULL);
+}
+
+int vd_start_netns(struct vd *v, const char *netns)
+{
+    return start_in(v, netns);
 }
 
 int vd_stop(struct vd *v, int timeout_s, double *secs)
@@ -210,15 +273,20 @@ void vd_cleanup(struct vd *v)
         v->pid = 0;
     }
     if (v->dir[0]) {
-        char cmd[PATH_MAX + 16];
         if (getenv("VIGIL_KEEP_TEST_DIRS")) {
             fprintf(stderr, "kept %s\n", v->dir);
             return;
         }
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", v->dir);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "could not remove %s\n", v->dir);
-        }
+        remove_tree(v->dir);
+    }
+}
+
+void remove_tree(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", dir);
     }
 }
 
@@ -520,7 +588,12 @@ void vd_dump_log(const struct vd *v)
 
 bool vd_started(struct vd *v)
 {
-    if (vd_start(v) == 0) {
+    return vd_started_netns(v, NULL);
+}
+
+bool vd_started_netns(struct vd *v, const char *netns)
+{
+    if (start_in(v, netns) == 0) {
         return true;
     }
     vd_dump_log(v);

@@ -28,7 +28,8 @@ struct vd {
  * sources/sinks/etc.
  * Every "@DIR@" in body becomes the folder. Returns 0 or -1. */
 int vd_setup(struct vd *v, const char *self_interval, const char *body);
-/* The same, with `bus_keys` ("  coalesce: 2ms\n") added to the bus section. */
+/* The same, with `bus_keys` ("  coalesce: 2ms\n") added to the bus section;
+ * a "  subscribe: EP\n" there replaces the ipc one (and sets v->sub). */
 int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body);
 /* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
  * Returns 0, or -1 if it exited or did not start (see v->log). */
@@ -36,6 +37,13 @@ int vd_start(struct vd *v);
 /* vd_start(), printing vigild's log when it did not start: for
  * assert_true(vd_started(v)). */
 bool vd_started(struct vd *v);
+/* The same inside the network namespace `netns` (`ip netns exec`, root
+ * only); v->pid is vigild's own (checked), so vd_stop and vd_kill9 reach
+ * it. vigild gets SIGKILL if the test process dies first. */
+int vd_start_netns(struct vd *v, const char *netns);
+bool vd_started_netns(struct vd *v, const char *netns);
+/* The path of iproute2's ip(8), or NULL. */
+const char *ip_tool(void);
 /* A loopback tcp port nothing listens on now, or -1. */
 int free_loopback_port(void);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
@@ -56,6 +64,8 @@ void sleep_ms(int ms);
 void vd_kill9(struct vd *v);
 /* Kills vigild if running and removes the folder. */
 void vd_cleanup(struct vd *v);
+/* rm -rf dir (nothing for ""), saying so when it fails. */
+void remove_tree(const char *dir);
 
 /* Runs argv with stdin from `in` (may be NULL), collecting stdout and stderr
  * (caller frees); kills it after timeout_s. Returns its exit status, or -1. */

@@ -132,11 +132,7 @@ static int teardown(void **state)
         vd_cleanup(&f->agent);
         vd_cleanup(&f->stranger);
         vd_cleanup(&f->central);
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->keys);
-        if (f->keys[0] && system(cmd) != 0) {
-            fprintf(stderr, "could not remove %s\n", f->keys);
-        }
+        remove_tree(f->keys);
         free(f);
     }
     return 0;
