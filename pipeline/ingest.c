@@ -413,6 +413,7 @@ int vigil_ingest_start(struct vigil_ingest *g)
     if (rc != 0) {
         return -rc;
     }
+    pthread_setname_np(g->thread, "vigil-ingest"); /* what top -H and perf show */
     g->started = true;
     return 0;
 }

@@ -151,6 +151,7 @@ int vigil_zap_start(struct vigil_zap *z)
     if (rc != 0) {
         return -rc;
     }
+    pthread_setname_np(z->thread, "vigil-zap");
     z->started = true;
     return 0;
 }

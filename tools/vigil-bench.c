@@ -5,10 +5,13 @@
  * a running one with -c) and reports human-readable text or one JSON object.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -17,7 +20,10 @@
 #include "log.h"
 #include "tool.h"
 
-#define QUIET_NS 2000000000ull  /* drain: no progress this long = done */
+#define QUIET_NS 2000000000ull /* drain: no progress this long = done */
+/* --forward: longer than the forward sink's ack timeout plus a retry's
+ * backoff, so that a stalled hop shows as a long gap, not as loss. */
+#define QUIET_FORWARD_NS 12000000000ull
 #define SETTLE_NS 300000000ull  /* drain: complete and quiet this long = done */
 #define CONNECT_NS 300000000ull /* between starting producers and t0 */
 #define SELF_INTERVAL "100ms"   /* our vigild's vigil.self period */
@@ -28,6 +34,8 @@ struct opts {
     int producers, rules, io_threads;
     enum bench_sink sink;
     bool tcp, json, keep, probe;
+    bool forward, curve; /* producers -> agent vigild -> forward sink -> central vigild */
+    int forward_batch;   /* the forward sink's batch.max_events; 0: its default */
     const char *config, *fsync_mode, *coalesce;
     pid_t pid;
 };
@@ -47,7 +55,8 @@ static void usage(FILE *out)
             "                        or discard (no I/O; counts from vigil.self) (default file)\n"
             "  -t, --transport T     ipc or tcp (loopback) (default ipc)\n"
             "      --fsync M         the file sink's fsync: never, batch, always (default never)\n"
-            "      --drain D         longest wait for the sink to catch up (default 60s)\n"
+            "      --drain D         longest wait for the sink to catch up (default 60s;\n"
+            "                        --forward: 600s)\n"
             "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
             "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
             "                        0s: every burst handed on at once)\n"
@@ -58,6 +67,11 @@ static void usage(FILE *out)
             "      --keep            keep the temp folder (config, vigild log, sink file)\n"
             "      --probe           also time the events at the bus's output (a SUB socket):\n"
             "                        the latency up to the bus, apart from the rest\n"
+            "      --forward         a fleet: producers -> an agent vigild (no rules, a forward\n"
+            "                        sink) -> tcp loopback -> a central vigild (bus.ingest, the\n"
+            "                        rules, the sink); CPU and RSS of each\n"
+            "      --curve           --forward with CURVE on the hop (keys by vigil-keygen)\n"
+            "      --forward-batch N the forward sink's batch.max_events (default: the sink's)\n"
             "  -j, --json            one JSON object instead of text\n"
             "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
             "2 usage; 3 could not run.\n");
@@ -82,6 +96,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"json", no_argument, NULL, 'j'},
         {"probe", no_argument, NULL, 'B'},
         {"coalesce", required_argument, NULL, 'C'},
+        {"forward", no_argument, NULL, 'W'},
+        {"curve", no_argument, NULL, 'V'},
+        {"forward-batch", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -94,6 +111,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .fsync_mode = "never"};
     int c;
     char *end;
+    bool drain_set = false;
     while ((c = getopt_long(argc, argv, "d:w:r:p:k:s:t:c:jh", lo, NULL)) != -1) {
         switch (c) {
         case 'd':
@@ -106,6 +124,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 return 2;
             }
             *(c == 'd' ? &o->duration_ns : c == 'w' ? &o->warmup_ns : &o->drain_ns) = ns;
+            drain_set = drain_set || c == 'D';
             break;
         }
         case 'r':
@@ -179,6 +198,22 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'B':
             o->probe = true;
             break;
+        case 'W':
+            o->forward = true;
+            break;
+        case 'V':
+            o->forward = o->curve = true;
+            break;
+        case 'X': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 65536) {
+                fprintf(stderr, "vigil-bench: --forward-batch wants a number from 1 to 65536\n");
+                return 2;
+            }
+            o->forward_batch = (int)v;
+            o->forward = true;
+            break;
+        }
         case 'j':
             o->json = true;
             break;
@@ -192,6 +227,15 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     }
     if (o->coalesce && o->config) {
         fprintf(stderr, "vigil-bench: --coalesce is for the vigild it starts, not with -c\n");
+        return 2;
+    }
+    if (o->forward && !drain_set) {
+        /* Flat out the agent takes events faster than it forwards them and
+         * keeps the rest in its spool: the drain is most of the run. */
+        o->drain_ns = 600000000000ull;
+    }
+    if (o->forward && o->config) {
+        fprintf(stderr, "vigil-bench: --forward starts its own two daemons, not with -c\n");
         return 2;
     }
     if (optind < argc) {
@@ -239,6 +283,116 @@ static char *pipeline_yaml(const struct opts *o, const struct bench_vigild *v)
     return y;
 }
 
+/* ---- A fleet (--forward) ---------------------------------------------------------------- */
+
+/* Runs the built vigil-keygen DIR, its output into `log`. Returns 0 or -1. */
+static int keygen(const char *dir, const char *log)
+{
+    char prog[PATH_MAX];
+    snprintf(prog, sizeof prog, "%s/vigil-keygen", bench_build_dir());
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(prog, "vigil-keygen", dir, (char *)NULL);
+        fprintf(stderr, "vigil-bench: cannot run %s: %s\n", prog, strerror(errno));
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "vigil-bench: %s %s failed (see %s)\n", prog, dir, log);
+        return -1;
+    }
+    return 0;
+}
+
+/* The central's bus lines: ingest on a free loopback port and, with
+ * --curve, keypairs for the central and the agent and an authorized_keys
+ * that lists the agent, all in the central's temp folder. The central's
+ * publish and subscribe stay ipc, so that the bench's monitor and reader
+ * need no keys. Sets *port. Returns 0 or -1 after printing why. */
+static int central_bus(const struct opts *o, struct bench_vigild *v, int *port)
+{
+    *port = bench_free_tcp_port();
+    if (*port < 0) {
+        fprintf(stderr, "vigil-bench: cannot find a free loopback port\n");
+        return -1;
+    }
+    int n = snprintf(v->bus_extra, sizeof v->bus_extra, "  ingest: tcp://127.0.0.1:%d\n", *port);
+    if (!o->curve) {
+        return 0;
+    }
+    char dir[PATH_MAX], ak[PATH_MAX], pub[64] = "";
+    snprintf(dir, sizeof dir, "%s/keys", v->dir);
+    if (mkdir(dir, 0700) != 0) {
+        fprintf(stderr, "vigil-bench: cannot make %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    snprintf(dir, sizeof dir, "%s/keys/central", v->dir);
+    char adir[PATH_MAX];
+    snprintf(adir, sizeof adir, "%s/keys/agent", v->dir);
+    char log[PATH_MAX];
+    snprintf(log, sizeof log, "%s/keygen.log", v->dir);
+    if (keygen(dir, log) != 0 || keygen(adir, log) != 0) {
+        return -1;
+    }
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/vigil.pub", adir);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(pub, sizeof pub, f) || strlen(pub) < 40) {
+        fprintf(stderr, "vigil-bench: cannot read %s\n", path);
+        if (f) {
+            fclose(f);
+        }
+        return -1;
+    }
+    fclose(f);
+    snprintf(ak, sizeof ak, "%s/keys/authorized_keys", v->dir);
+    char line[128];
+    snprintf(line, sizeof line, "%.40s bench-agent\n", pub);
+    if (bench_write_file(ak, line) != 0) {
+        fprintf(stderr, "vigil-bench: cannot write %s\n", ak);
+        return -1;
+    }
+    snprintf(v->bus_extra + n, sizeof v->bus_extra - (size_t)n,
+             "  curve: {secret_key: %s/vigil.key, authorized_keys: %s}\n", dir, ak);
+    return 0;
+}
+
+/* The agent: no rules, one forward sink (the defaults an operator gets,
+ * but for the spool's bound) that takes the bench's events to the central's
+ * ingest. Flat out the producers outrun the hop: the sink host keeps the
+ * backlog in its disk spool rather than holding back the bus, and a spool
+ * that dropped its oldest events at the default bound would measure that
+ * bound instead of the forwarding. */
+static char *agent_yaml(const struct opts *o, const struct bench_vigild *central, int port)
+{
+    size_t cap = 3 * PATH_MAX + 512;
+    char *y = malloc(cap);
+    if (!y) {
+        return NULL;
+    }
+    int n = snprintf(y, cap,
+                     "sinks:\n  - plugin: forward\n    name: central\n    match: [bench.]\n"
+                     "    endpoint: tcp://127.0.0.1:%d\n    spool: { max_size: 64GiB }\n",
+                     port);
+    if (o->forward_batch) {
+        n += snprintf(y + n, cap - (size_t)n, "    batch: { max_events: %d }\n", o->forward_batch);
+    }
+    if (o->curve) {
+        snprintf(y + n, cap - (size_t)n,
+                 "    server_key: %s/keys/central/vigil.pub\n    key: %s/keys/agent/vigil.key\n",
+                 central->dir, central->dir);
+    }
+    return y;
+}
+
 /* ---- The run ---------------------------------------------------------------------------- */
 
 struct result {
@@ -248,12 +402,21 @@ struct result {
     uint64_t verdicts, judged;
     double verdict_fraction;
     double cpu_s, cpu_s_per_million;
-    double bench_cpu_s; /* the bench's own CPU over the same span */
+    double drain_max_gap_s; /* the longest time without a new arrival while draining */
+    uint64_t cpu_events;    /* the events the CPU figures are divided by */
+    double bench_cpu_s;     /* the bench's own CPU over the same span */
     int64_t rss_peak, rss_now;
     uint64_t bad_lines, other_lines;
     int vigild_status;
     int producer_err;
     struct bench_self_counters self; /* vigil.self: what changed during the run */
+    struct bench_threads threads;    /* vigild's CPU per thread name over the same span */
+    /* --forward: the agent (the fields above are the central's). */
+    double agent_cpu_s, agent_cpu_s_per_million;
+    int64_t agent_rss_peak, agent_rss_now;
+    int agent_status;
+    struct bench_self_counters agent_self; /* its forward sink's counters */
+    struct bench_threads agent_threads;
 };
 
 /* Waits until the sink has everything (or stops progressing, or the drain
@@ -264,15 +427,24 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
 {
     uint64_t last_count = UINT64_MAX, last_change = since;
     /* Without the file, progress is seen once per vigil.self period. */
-    uint64_t quiet = t ? QUIET_NS : QUIET_NS + 2 * self_interval_ns;
+    uint64_t quiet = o->forward ? QUIET_FORWARD_NS : QUIET_NS;
+    quiet += t ? 0 : 2 * self_interval_ns;
     for (;;) {
-        uint64_t now = vigil_mono_ns(), count;
+        uint64_t count = 0;
         if (t) {
             count = atomic_load(&t->distinct);
             uint64_t ll = atomic_load(&t->last_line_mono);
             if (ll > last_change) {
                 last_change = ll;
             }
+        }
+        /* Read after the reader's last line time: a line read in between
+         * would put last_change ahead of now, and now - last_change would
+         * wrap around to "quiet for ages" (a drain cut short while events
+         * still arrive, which a long forwarding drain hits). */
+        uint64_t now = vigil_mono_ns();
+        if (last_change > now) {
+            last_change = now;
         }
         struct bench_self_counters now_c = bench_self_get(s);
         struct bench_self_counters c = bench_self_since(&now_c, base);
@@ -288,6 +460,10 @@ static uint64_t wait_drain(const struct opts *o, struct bench_tail *t, struct be
                 last_change = now;
             }
             last_count = count;
+        }
+        if (count < published && now > last_change &&
+            (double)(now - last_change) / 1e9 > r->drain_max_gap_s) {
+            r->drain_max_gap_s = (double)(now - last_change) / 1e9;
         }
         if (count >= published && rules_done && now - last_change >= SETTLE_NS) {
             return last_change;
@@ -336,14 +512,58 @@ static void print_latency_json(const char *key, const struct bench_hist *h)
            (unsigned long long)h->count);
 }
 
+/* "name 1.23 s (0.45 us/event), ..." per thread name, heaviest first. */
+static void print_threads_text(const char *label, const struct bench_threads *th, uint64_t events)
+{
+    if (!th->n) {
+        return;
+    }
+    printf("  %s", label);
+    for (int i = 0; i < th->n; i++) {
+        if (th->t[i].ticks == 0) {
+            continue;
+        }
+        printf("%s%s %.2f s", i ? ", " : "", th->t[i].name, (double)th->t[i].ticks / 1e9);
+        if (events) {
+            printf(" (%.2f us/event)", (double)th->t[i].ticks / 1e3 / (double)events);
+        }
+    }
+    printf("\n");
+}
+
+static void print_threads_json(const char *key, const struct bench_threads *th)
+{
+    printf("\"%s\":{", key);
+    bool first = true;
+    for (int i = 0; i < th->n; i++) {
+        if (th->t[i].ticks == 0) {
+            continue;
+        }
+        /* Thread names are ours and ZeroMQ's ("ZMQbg/IO/0"): no quotes or
+         * backslashes to escape; anything else odd is dropped. */
+        printf("%s\"", first ? "" : ",");
+        for (const char *c = th->t[i].name; *c; c++) {
+            if (*c >= 0x20 && *c != '"' && *c != '\\') {
+                putchar(*c);
+            }
+        }
+        printf("\":%.3f", (double)th->t[i].ticks / 1e9);
+        first = false;
+    }
+    printf("},");
+}
+
 static void print_text(const struct opts *o, const struct result *r, struct bench_tail *t,
                        const struct bench_probe *p, const struct bench_vigild *v)
 {
     char rules[32];
     snprintf(rules, sizeof rules, "%d rule%s", o->rules, o->rules == 1 ? "" : "s");
-    printf("vigil-bench: %d producer%s over %s, %s, sink %s (plugin %s), %.1f s measured after "
+    printf("vigil-bench: %d producer%s over %s%s, %s, sink %s (plugin %s), %.1f s measured after "
            "%.1f s warm-up%s%s%s\n",
            o->producers, o->producers == 1 ? "" : "s", o->tcp ? "tcp" : "ipc",
+           !o->forward ? ""
+           : o->curve  ? " to an agent, forwarded over tcp with CURVE to a central"
+                       : " to an agent, forwarded over tcp to a central",
            o->config ? "the daemon's rules" : rules,
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
@@ -381,18 +601,43 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
         print_latency_text("  to the bus  ", p ? &p->lat : NULL);
     }
     if (r->cpu_s >= 0) {
-        printf("  vigild CPU    %.3f s per million events (%.2f s)\n", r->cpu_s_per_million,
-               r->cpu_s);
+        printf("  %s   %.3f s per million events (%.2f s%s)\n",
+               o->forward ? "central CPU" : "vigild CPU ", r->cpu_s_per_million, r->cpu_s,
+               o->forward ? ", from the first event to the end of the drain, over all events" : "");
     } else {
         printf("  vigild CPU    n/a\n");
     }
+    print_threads_text(o->forward ? "  central's threads: " : "  threads:  ", &r->threads,
+                       r->cpu_events);
+    if (o->forward) {
+        if (r->agent_cpu_s >= 0) {
+            printf("  agent CPU     %.3f s per million events (%.2f s)\n",
+                   r->agent_cpu_s_per_million, r->agent_cpu_s);
+        } else {
+            printf("  agent CPU     n/a\n");
+        }
+        print_threads_text("  agent's threads:   ", &r->agent_threads, r->cpu_events);
+    }
     printf("  bench CPU     %.3f s per million events (%.2f s: producers, reader, monitor)\n",
-           r->measured_in ? r->bench_cpu_s / ((double)r->measured_in / 1e6) : 0.0, r->bench_cpu_s);
+           r->cpu_events ? r->bench_cpu_s / ((double)r->cpu_events / 1e6) : 0.0, r->bench_cpu_s);
     if (r->rss_peak >= 0) {
         printf("  vigild RSS    peak %.1f MiB (now %.1f MiB)\n", (double)r->rss_peak / 1048576.0,
                (double)r->rss_now / 1048576.0);
     } else {
         printf("  vigild RSS    n/a\n");
+    }
+    if (o->forward && r->agent_rss_peak >= 0) {
+        printf("  agent RSS     peak %.1f MiB (now %.1f MiB)\n",
+               (double)r->agent_rss_peak / 1048576.0, (double)r->agent_rss_now / 1048576.0);
+    }
+    if (o->forward) {
+        const struct bench_self_counters *ac = &r->agent_self;
+        printf("  forward sink  delivered %llu, failed %llu, retried %llu, dropped %llu, spooled "
+               "%llu%s\n",
+               (unsigned long long)ac->sink_out, (unsigned long long)ac->sink_failed,
+               (unsigned long long)ac->sink_retried, (unsigned long long)ac->sink_dropped,
+               (unsigned long long)ac->sink_spooled, ac->sink_reports ? "" : " (no report)");
+        printf("  drain         longest wait for the next arrival %.2f s\n", r->drain_max_gap_s);
     }
     const struct bench_self_counters *c = &r->self;
     printf("  vigil.self    bus malformed %llu, seq gaps %llu, dropped %llu; sink failed %llu, "
@@ -407,6 +652,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     }
     if (r->vigild_status > 0) {
         printf("  vigild exit   %d (see %s)\n", r->vigild_status, v->log);
+    }
+    if (r->agent_status > 0) {
+        printf("  agent exit    %d\n", r->agent_status);
     }
     if (r->producer_err) {
         printf("  producers     stopped on an error: %s\n", zmq_strerror(r->producer_err));
@@ -425,11 +673,12 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
            "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
-           "\"coalesce\":%s%s%s,",
+           "\"coalesce\":%s%s%s,\"mode\":\"%s\",\"curve\":%s,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
            o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "",
-           o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "");
+           o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "",
+           o->forward ? "forward" : "single", o->curve ? "true" : "false");
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -451,11 +700,46 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("\"cpu_s\":null,\"cpu_s_per_million\":null,");
     }
-    printf("\"bench_cpu_s\":%.3f,", r->bench_cpu_s);
+    printf("\"bench_cpu_s\":%.3f,\"cpu_events\":%llu,", r->bench_cpu_s,
+           (unsigned long long)r->cpu_events);
     if (r->rss_peak >= 0) {
         printf("\"rss_peak_bytes\":%lld,", (long long)r->rss_peak);
     } else {
         printf("\"rss_peak_bytes\":null,");
+    }
+    print_threads_json("threads_cpu_s", &r->threads);
+    /* --forward: the figures above (cpu, rss, threads, vigil_self) are the
+     * central's, the daemon with the rules and the sink as in the single
+     * mode; the agent's are here. */
+    if (o->forward) {
+        const struct bench_self_counters *ac = &r->agent_self;
+        printf("\"agent\":{");
+        if (r->agent_cpu_s >= 0) {
+            printf("\"cpu_s\":%.3f,\"cpu_s_per_million\":%.4f,", r->agent_cpu_s,
+                   r->agent_cpu_s_per_million);
+        } else {
+            printf("\"cpu_s\":null,\"cpu_s_per_million\":null,");
+        }
+        if (r->agent_rss_peak >= 0) {
+            printf("\"rss_peak_bytes\":%lld,", (long long)r->agent_rss_peak);
+        } else {
+            printf("\"rss_peak_bytes\":null,");
+        }
+        print_threads_json("threads_cpu_s", &r->agent_threads);
+        printf("\"drain_max_gap_s\":%.3f,", r->drain_max_gap_s);
+        if (o->forward_batch) {
+            printf("\"batch_max_events\":%d,", o->forward_batch);
+        } else {
+            printf("\"batch_max_events\":null,");
+        }
+        printf("\"forward\":{\"reports\":%llu,\"delivered\":%llu,\"failed\":%llu,"
+               "\"dropped\":%llu,\"retried\":%llu,\"spooled\":%llu},\"exit\":%d},",
+               (unsigned long long)ac->sink_reports, (unsigned long long)ac->sink_out,
+               (unsigned long long)ac->sink_failed, (unsigned long long)ac->sink_dropped,
+               (unsigned long long)ac->sink_retried, (unsigned long long)ac->sink_spooled,
+               r->agent_status);
+    } else {
+        printf("\"agent\":null,");
     }
     const struct bench_self_counters *c = &r->self;
     printf("\"vigil_self\":{\"reports\":%llu,\"bus_in\":%llu,\"bus_malformed\":%llu,"
@@ -478,6 +762,26 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
            (unsigned long long)r->bad_lines, r->drain_timed_out ? "true" : "false",
            r->interrupted ? "true" : "false", status, r->producer_err ? "\"" : "",
            r->producer_err ? zmq_strerror(r->producer_err) : "null", r->producer_err ? "\"" : "");
+}
+
+/* A daemon's figures at the end of the drain: its CPU since cpu0, its RSS,
+ * its CPU per thread since `before` (`after` is scratch). Leaves them as
+ * they are when pid or cpu0 is unknown. */
+static void daemon_end(pid_t pid, int64_t cpu0, const struct bench_threads *before,
+                       struct bench_threads *after, double *cpu_s, int64_t *rss_peak,
+                       int64_t *rss_now, struct bench_threads *threads)
+{
+    if (pid <= 0 || cpu0 < 0) {
+        return;
+    }
+    int64_t cpu1 = bench_proc_cpu_ns(pid);
+    if (cpu1 >= cpu0) {
+        *cpu_s = (double)(cpu1 - cpu0) / 1e9;
+    }
+    *rss_peak = bench_proc_status_bytes(pid, "VmHWM:");
+    *rss_now = bench_proc_status_bytes(pid, "VmRSS:");
+    bench_threads_read(pid, after);
+    bench_threads_diff(before, after, threads);
 }
 
 /* Names the first few (source, seq) that never arrived: where to look. */
@@ -510,24 +814,38 @@ static int run(const struct opts *o)
 {
     char host[256] = "localhost";
     gethostname(host, sizeof host - 1);
-    struct bench_vigild v;
+    struct bench_vigild v, a; /* the daemon measured; --forward: the central, and its agent */
     struct bench_producers *ps = calloc(1, sizeof *ps);
     struct bench_tail *t = calloc(1, sizeof *t);
     struct bench_self *s = calloc(1, sizeof *s);
+    struct bench_self *as = calloc(1, sizeof *as); /* the agent's vigil.self */
     struct bench_probe *pr = calloc(1, sizeof *pr);
-    struct result r = {.cpu_s = -1, .rss_peak = -1, .rss_now = -1};
+    struct bench_threads *th = calloc(4, sizeof *th); /* central, agent: at start, at end */
+    struct result r = {.cpu_s = -1,
+                       .rss_peak = -1,
+                       .rss_now = -1,
+                       .agent_cpu_s = -1,
+                       .agent_rss_peak = -1,
+                       .agent_rss_now = -1};
     bool file = o->sink != BENCH_SINK_DISCARD;
     int rc = 3;
-    if (!ps || !t || !s || !pr) {
+    memset(&v, 0, sizeof v);
+    memset(&a, 0, sizeof a);
+    if (!ps || !t || !s || !as || !pr || !th) {
         goto out_free;
     }
-    memset(&v, 0, sizeof v);
     if (o->config) {
         if (bench_vigild_attach(&v, o->config, o->sink, o->pid) != 0) {
             goto out;
         }
     } else {
-        if (bench_vigild_setup(&v, o->tcp) != 0) {
+        /* --forward: the central's own endpoints are ipc (the hop is its
+         * tcp ingest); -t is the producers' hop into the agent. */
+        if (bench_vigild_setup(&v, o->tcp && !o->forward) != 0) {
+            goto out;
+        }
+        int port = 0;
+        if (o->forward && central_bus(o, &v, &port) != 0) {
             goto out;
         }
         snprintf(v.sink_name, sizeof v.sink_name, "bench");
@@ -541,6 +859,19 @@ static int run(const struct opts *o)
         if (st != 0) {
             goto out;
         }
+        if (o->forward) {
+            if (bench_vigild_setup(&a, o->tcp) != 0) {
+                goto out;
+            }
+            snprintf(a.coalesce, sizeof a.coalesce, "%s", v.coalesce);
+            snprintf(a.sink_name, sizeof a.sink_name, "central");
+            body = agent_yaml(o, &v, port);
+            st = body ? bench_vigild_start(&a, SELF_INTERVAL, body, "info") : -1;
+            free(body);
+            if (st != 0) {
+                goto out;
+            }
+        }
     }
     if (bench_producers_init(ps, o->producers, host) != 0) {
         fprintf(stderr, "vigil-bench: cannot build the events\n");
@@ -548,12 +879,19 @@ static int run(const struct opts *o)
     }
     ps->zctx = zmq_ctx_new();
     zmq_ctx_set(ps->zctx, ZMQ_IO_THREADS, o->io_threads);
-    ps->endpoint = v.publish;
+    ps->endpoint = o->forward ? a.publish : v.publish;
     ps->rate = o->rate;
     snprintf(s->endpoint, sizeof s->endpoint, "%s", v.subscribe);
     snprintf(s->sink_name, sizeof s->sink_name, "%s", v.sink_name);
     if (bench_self_start(s, ps->zctx) != 0) {
         goto out;
+    }
+    if (o->forward) {
+        snprintf(as->endpoint, sizeof as->endpoint, "%s", a.subscribe);
+        snprintf(as->sink_name, sizeof as->sink_name, "%s", a.sink_name);
+        if (bench_self_start(as, ps->zctx) != 0) {
+            goto out;
+        }
     }
     /* The counters before we publish: an attached daemon has a past, and
      * our own one counts its start. */
@@ -566,7 +904,7 @@ static int run(const struct opts *o)
         bench_sleep_ns(10000000);
     }
     bench_sleep_ns(100000000); /* the rest of that report (rules come after sinks) */
-    struct bench_self_counters base = bench_self_get(s);
+    struct bench_self_counters base = bench_self_get(s), abase = bench_self_get(as);
     if (base.sink_reports == 0) {
         fprintf(stderr,
                 "vigil-bench: no vigil.self report of sink '%s' from %s: its counters are "
@@ -604,12 +942,23 @@ static int run(const struct opts *o)
         fprintf(stderr, "vigil-bench: publishing for %.1f s (%.1f s warm-up)...\n",
                 (double)(o->warmup_ns + o->duration_ns) / 1e9, (double)o->warmup_ns / 1e9);
     }
-    int64_t cpu0 = -1;
-    while (!vigil_tool_stop && vigil_mono_ns() < win_start) {
+    int64_t cpu0 = -1, acpu0 = -1;
+    /* One daemon keeps up, so its CPU over the window is the window's
+     * events'. Forwarding flat out does not: the central still works
+     * through the warm-up's backlog inside the window, so both daemons are
+     * measured from the first event to the end of the drain, over every
+     * event published. */
+    uint64_t cpu_from = o->forward ? t0 : win_start;
+    while (!vigil_tool_stop && vigil_mono_ns() < cpu_from) {
         bench_sleep_ns(1000000);
     }
     if (v.pid > 0) {
         cpu0 = bench_proc_cpu_ns(v.pid);
+        bench_threads_read(v.pid, &th[0]);
+    }
+    if (a.pid > 0) {
+        acpu0 = bench_proc_cpu_ns(a.pid);
+        bench_threads_read(a.pid, &th[2]);
     }
     int64_t self_cpu0 = bench_proc_cpu_ns(getpid());
     while (!vigil_tool_stop && vigil_mono_ns() < win_end) {
@@ -633,14 +982,9 @@ static int run(const struct opts *o)
     uint64_t last = wait_drain(o, file ? t : NULL, s, &base, v.self_interval_ns, r.published,
                                producers_done, &r);
     r.bench_cpu_s = (double)(bench_proc_cpu_ns(getpid()) - self_cpu0) / 1e9;
-    if (v.pid > 0 && cpu0 >= 0) {
-        int64_t cpu1 = bench_proc_cpu_ns(v.pid);
-        if (cpu1 >= cpu0) {
-            r.cpu_s = (double)(cpu1 - cpu0) / 1e9;
-        }
-        r.rss_peak = bench_proc_status_bytes(v.pid, "VmHWM:");
-        r.rss_now = bench_proc_status_bytes(v.pid, "VmRSS:");
-    }
+    daemon_end(v.pid, cpu0, &th[0], &th[1], &r.cpu_s, &r.rss_peak, &r.rss_now, &r.threads);
+    daemon_end(a.pid, acpu0, &th[2], &th[3], &r.agent_cpu_s, &r.agent_rss_peak, &r.agent_rss_now,
+               &r.agent_threads);
     if (file) {
         bench_tail_stop(t);
         if (t->err[0]) {
@@ -670,8 +1014,16 @@ static int run(const struct opts *o)
     if (file && r.lost) {
         report_missing(t, ps);
     }
-    if (r.cpu_s >= 0 && r.measured_in > 0) {
-        r.cpu_s_per_million = r.cpu_s / ((double)r.measured_in / 1e6);
+    r.cpu_events = o->forward ? r.published : r.measured_in;
+    if (r.cpu_s >= 0 && r.cpu_events > 0) {
+        r.cpu_s_per_million = r.cpu_s / ((double)r.cpu_events / 1e6);
+    }
+    if (r.agent_cpu_s >= 0 && r.cpu_events > 0) {
+        r.agent_cpu_s_per_million = r.agent_cpu_s / ((double)r.cpu_events / 1e6);
+    }
+    if (o->forward) {
+        struct bench_self_counters aend = bench_self_get(as);
+        r.agent_self = bench_self_since(&aend, &abase);
     }
     struct bench_self_counters end_c = bench_self_get(s);
     r.self = bench_self_since(&end_c, &base);
@@ -682,7 +1034,11 @@ static int run(const struct opts *o)
     }
     r.verdict_fraction = r.judged ? (double)r.verdicts / (double)r.judged : 0;
     bench_self_stop(s);
+    bench_self_stop(as);
     bench_probe_stop(pr);
+    if (a.ours) {
+        r.agent_status = bench_vigild_stop(&a);
+    }
     if (v.ours) {
         r.vigild_status = bench_vigild_stop(&v);
     }
@@ -697,15 +1053,19 @@ out:
     /* Every socket on the producers' context is closed before fini
      * terminates it (zmq_ctx_term waits for them). */
     bench_self_fini(s);
+    bench_self_fini(as);
     bench_probe_stop(pr);
     bench_producers_fini(ps);
     bench_tail_fini(t);
+    bench_vigild_cleanup(&a, o->keep);
     bench_vigild_cleanup(&v, o->keep);
 out_free:
     free(ps);
     free(t);
     free(s);
+    free(as);
     free(pr);
+    free(th);
     return rc;
 }
 

@@ -192,13 +192,17 @@ struct bench_vigild {
     char subscribe[PATH_MAX];
     char sink_path[PATH_MAX]; /* file/capture sinks: the output file */
     char sink_name[128];
-    char coalesce[32];         /* bus.coalesce for one we start; "": vigild's default */
-    bool test_plugins;         /* one we start: plugin_dir is the tests' (test_capture) */
-    uint64_t self_interval_ns; /* its vigil.self period */
-    pid_t pid;                 /* 0: unknown (CPU and RSS not measured) */
-    bool ours;                 /* we started it: we stop it */
+    char coalesce[32];            /* bus.coalesce for one we start; "": vigild's default */
+    char bus_extra[3 * PATH_MAX]; /* more `bus:` lines for one we start (ingest, curve) */
+    bool test_plugins;            /* one we start: plugin_dir is the tests' (test_capture) */
+    uint64_t self_interval_ns;    /* its vigil.self period */
+    pid_t pid;                    /* 0: unknown (CPU and RSS not measured) */
+    bool ours;                    /* we started it: we stop it */
 };
 
+/* A free loopback tcp port (bound and released: another program may take
+ * it before vigild binds it), or -1. */
+int bench_free_tcp_port(void);
 /* Where vigild and the plugins are: next to this program. */
 const char *bench_build_dir(void);
 /* Makes our temp folder and picks endpoints (ipc:// in the folder, or two
@@ -227,6 +231,26 @@ char *bench_rules_yaml(int n);
 int64_t bench_proc_cpu_ns(pid_t pid);
 /* A "VmHWM:"/"VmRSS:" line of /proc/<pid>/status, in bytes, or -1. */
 int64_t bench_proc_status_bytes(pid_t pid, const char *key);
+
+/* CPU time per thread of a process (/proc/<pid>/task/<tid>/stat), to say
+ * which of vigild's threads the time goes to. */
+#define BENCH_MAX_THREADS 64
+struct bench_thread {
+    pid_t tid;
+    char name[16];
+    uint64_t ticks; /* utime + stime, clock ticks (ns after bench_threads_diff) */
+};
+struct bench_threads {
+    int n;
+    struct bench_thread t[BENCH_MAX_THREADS];
+};
+/* Reads the threads of pid into out (n = 0 when it cannot). */
+void bench_threads_read(pid_t pid, struct bench_threads *out);
+/* after - before per thread name (threads of one name summed, new threads
+ * counted whole), into `out` sorted by CPU, heaviest first. Returns how
+ * many names. */
+int bench_threads_diff(const struct bench_threads *before, const struct bench_threads *after,
+                       struct bench_threads *out);
 
 /* ---- Subcommands ---------------------------------------------------------------- */
 

@@ -13,6 +13,14 @@
 # and prints a summary table. Every run's JSON is kept in build-release/bench/.
 #   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups; a smoke run)
 # Needs root (cgroups, /proc of the daemon). Takes about 8 minutes.
+#
+#   tools/bench/run.sh --fleet [DURATION [ROUNDS]]   (default 15s, 2)
+# instead measures the fleet's forwarding against one daemon, back to back:
+# per round, flat out over tcp with 10 rules and the file sink, one vigild
+# (single), then producers -> agent -> forward sink -> central (forward),
+# then the same with CURVE (forward_curve), and prints each run and the
+# ratios forward / single and forward_curve / forward (events/s out: what
+# reached the central's file).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -23,11 +31,16 @@ dur=30s
 cgroups=1000
 passes=15 # single collections on a VM range from 0.7 to 3 times their median
 idle_s=20
+fleet=
 if [[ ${1:-} == --quick ]]; then
     dur=5s
     cgroups=200
     passes=3
     idle_s=5
+elif [[ ${1:-} == --fleet ]]; then
+    fleet=1
+    dur=${2:-15s}
+    rounds=${3:-2}
 fi
 
 echo "== building Release into $build"
@@ -56,6 +69,83 @@ run() {
         echo "   (exit status $?; see $out/$name.err)"
     [[ -s $out/$name.json ]] || echo null >"$out/$name.json"
 }
+
+if [[ -n $fleet ]]; then
+    for ((i = 1; i <= rounds; i++)); do
+        run "fleet_single_$i" --duration "$dur" -t tcp --rules 10 --sink file
+        run "fleet_forward_$i" --duration "$dur" -t tcp --rules 10 --sink file --forward
+        run "fleet_curve_$i" --duration "$dur" -t tcp --rules 10 --sink file --curve
+    done
+    # Flat out, latency only says how deep the agent's backlog is: the
+    # hop's own latency at a rate all three keep up with.
+    for kind in single forward curve; do
+        extra=()
+        [[ $kind == forward ]] && extra=(--forward)
+        [[ $kind == curve ]] && extra=(--curve)
+        run "fleet_${kind}_100k" --duration "$dur" --rate 100000 -t tcp --rules 10 --sink file "${extra[@]}"
+    done
+    echo
+    echo "== fleet ($(nproc) CPUs, $(uname -r), $(git -C "$src" rev-parse --short HEAD))"
+    /usr/bin/python3 - "$out" "$rounds" <<'EOF'
+import json, os, sys
+
+d, rounds = sys.argv[1], int(sys.argv[2])
+def load(n):
+    try:
+        with open(os.path.join(d, n + ".json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+def mib(b):
+    return "%.0f" % (b / 1048576) if b else "-"
+
+def cpu(x):
+    return "%.2f" % x if x is not None else "-"
+
+print("%-10s %9s %9s %5s %4s %9s %9s %9s %9s %7s %7s %9s" % ("run", "in/s", "out/s", "lost", "dup",
+      "p50 us", "p99 us", "CPU/M ctl", "CPU/M agt", "RSS ctl", "RSS agt", "spooled"))
+ratios = {"forward": [], "curve": []}
+for i in range(1, rounds + 1):
+    got = {}
+    for kind in ("single", "forward", "curve"):
+        name = "fleet_%s_%d" % (kind, i)
+        r = load(name)
+        got[kind] = r
+        if not r:
+            print("%-10s not run" % name)
+            continue
+        l = r.get("latency_us") or {}
+        a = r.get("agent") or {}
+        print("%-10s %9.0f %9.0f %5s %4s %9.0f %9.0f %9s %9s %7s %7s %9s" % (
+            "%s %d" % (kind, i), r["events_per_s_in"], r["events_per_s_out"], r["lost"],
+            r["duplicated"], l.get("median", 0), l.get("p99", 0), cpu(r["cpu_s_per_million"]),
+            cpu(a.get("cpu_s_per_million")), mib(r["rss_peak_bytes"]), mib(a.get("rss_peak_bytes")),
+            (a.get("forward") or {}).get("spooled", "-")))
+    s, f, c = got["single"], got["forward"], got["curve"]
+    if i == rounds:
+        for kind in ("single", "forward", "curve"):
+            r = load("fleet_%s_100k" % kind)
+            if r and r.get("latency_us"):
+                l, a = r["latency_us"], r.get("agent") or {}
+                print("%-10s %9.0f %9.0f %5s %4s %9.0f %9.0f %9s %9s %7s %7s %9s" % (
+                    kind + " 100k", r["events_per_s_in"], r["events_per_s_out"], r["lost"],
+                    r["duplicated"], l["median"], l["p99"], cpu(r["cpu_s_per_million"]),
+                    cpu(a.get("cpu_s_per_million")), mib(r["rss_peak_bytes"]),
+                    mib(a.get("rss_peak_bytes")), (a.get("forward") or {}).get("spooled", "-")))
+    if s and f and s["events_per_s_out"]:
+        ratios["forward"].append(f["events_per_s_out"] / s["events_per_s_out"])
+    if f and c and f["events_per_s_out"]:
+        ratios["curve"].append(c["events_per_s_out"] / f["events_per_s_out"])
+def show(what, xs, target):
+    if xs:
+        print("%s: %s%s" % (what, ", ".join("%.0f %%" % (100 * x) for x in xs), target))
+show("forward / single (events/s out)", ratios["forward"], "  (target >= 60 %)")
+show("with CURVE / without (events/s out)", ratios["curve"], "")
+EOF
+    echo "(JSON of every run: $out)"
+    exit 0
+fi
 
 if [[ -f $build/plugins/file.so ]]; then
     # Latency first: for about a minute after the flat-out run's gigabytes

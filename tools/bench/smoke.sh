@@ -4,25 +4,34 @@
 # and duplicate nothing, and print one JSON object whose figures agree with
 # each other; the selftest's own counts must be exact. The discard run has
 # the bus coalescing (bus.coalesce 500us): nothing may be lost that way either.
-#   smoke.sh BUILD_DIR SINK      (SINK: file, capture or discard)
+# forward and forward_curve: producers -> an agent vigild -> its forward sink
+# -> tcp loopback (with CURVE) -> a central vigild -> the file sink; nothing
+# lost or duplicated at the central's file, both daemons measured.
+#   smoke.sh BUILD_DIR MODE      (MODE: file, capture, discard, forward, forward_curve)
 set -u
 build=$1
-sink=$2
+mode=$2
+sink=$mode
+extra=()
+case $mode in
+discard) extra=(--coalesce 500us) ;;
+forward) sink=file extra=(--forward -t tcp) ;;
+forward_curve) sink=file extra=(--curve -t tcp) ;;
+esac
 fail() {
     echo "FAIL: $*"
     exit 1
 }
 
-extra=()
-[[ $sink == discard ]] && extra=(--coalesce 500us)
 out=$("$build/vigil-bench" --duration 2s --warmup 500ms --rate 10000 --sink "$sink" "${extra[@]}" --json)
 rc=$?
 echo "$out"
 [[ $rc -eq 0 ]] || fail "vigil-bench exited $rc"
-/usr/bin/python3 - "$out" "$sink" <<'PY' || exit 1
+/usr/bin/python3 - "$out" "$sink" "$mode" <<'PY' || exit 1
 import json, sys
 r = json.loads(sys.argv[1])
 sink = sys.argv[2]
+mode = sys.argv[3]
 bad = []
 def check(ok, what):
     if not ok:
@@ -45,6 +54,16 @@ else:
     check(l is not None and l["samples"] == r["published_in_window"], "latency samples")
     check(l is not None and 0 <= l["min"] <= l["median"] <= l["p95"] <= l["p99"] <= l["max"], "latency order")
     check(r["bad_lines"] == 0, "%s unparsable lines in the sink's file" % r["bad_lines"])
+if mode.startswith("forward"):
+    a = r["agent"]
+    check(r["mode"] == "forward" and r["curve"] == (mode == "forward_curve"), "mode %s curve %s" % (r["mode"], r["curve"]))
+    check(a is not None and a["cpu_s_per_million"] is not None and a["rss_peak_bytes"] > 0, "no CPU/RSS of the agent")
+    # Loss is judged at the central's file (above); the sink's counters come
+    # every vigil.self period and may trail the last acks by a report.
+    check(a is not None and a["forward"]["delivered"] > 0 and a["forward"]["failed"] == 0 and a["forward"]["dropped"] == 0, "the forward sink: %s" % (a and a["forward"]))
+    check(a is not None and a["exit"] == 0, "the agent exited %s" % (a and a["exit"]))
+else:
+    check(r["mode"] == "single" and r["agent"] is None, "mode %s" % r["mode"])
 if bad:
     print("FAIL: " + "; ".join(bad))
     sys.exit(1)

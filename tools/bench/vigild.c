@@ -141,6 +141,87 @@ int64_t bench_proc_status_bytes(pid_t pid, const char *key)
     return out;
 }
 
+void bench_threads_read(pid_t pid, struct bench_threads *out)
+{
+    out->n = 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) {
+        return;
+    }
+    struct dirent *e;
+    while (out->n < BENCH_MAX_THREADS && (e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') {
+            continue;
+        }
+        char sp[320], buf[1024];
+        snprintf(sp, sizeof sp, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        int fd = open(sp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            continue;
+        }
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) {
+            continue;
+        }
+        buf[n] = '\0';
+        /* "tid (comm) state ...": comm may hold spaces and parentheses. */
+        char *open_p = strchr(buf, '('), *close_p = strrchr(buf, ')');
+        unsigned long long ut, st;
+        if (!open_p || !close_p || close_p < open_p ||
+            sscanf(close_p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                   &st) != 2) {
+            continue;
+        }
+        size_t len = (size_t)(close_p - open_p - 1);
+        len = len < sizeof out->t[0].name ? len : sizeof out->t[0].name - 1;
+        memcpy(out->t[out->n].name, open_p + 1, len);
+        out->t[out->n].name[len] = '\0';
+        out->t[out->n].tid = (pid_t)atoi(e->d_name);
+        out->t[out->n].ticks = ut + st;
+        out->n++;
+    }
+    closedir(d);
+}
+
+int bench_threads_diff(const struct bench_threads *before, const struct bench_threads *after,
+                       struct bench_threads *out)
+{
+    out->n = 0;
+    uint64_t ns_per_tick = 1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < after->n; i++) {
+        uint64_t base = 0;
+        for (int j = 0; j < before->n; j++) {
+            if (before->t[j].tid == after->t[i].tid) {
+                base = before->t[j].ticks;
+            }
+        }
+        uint64_t d = after->t[i].ticks > base ? after->t[i].ticks - base : 0;
+        int k = 0;
+        while (k < out->n && strcmp(out->t[k].name, after->t[i].name) != 0) {
+            k++;
+        }
+        if (k == out->n) {
+            out->t[k].tid = after->t[i].tid;
+            snprintf(out->t[k].name, sizeof out->t[k].name, "%s", after->t[i].name);
+            out->t[k].ticks = 0;
+            out->n++;
+        }
+        out->t[k].ticks += d * ns_per_tick;
+    }
+    /* Heaviest first: a handful of entries, insertion sort. */
+    for (int i = 1; i < out->n; i++) {
+        for (int j = i; j > 0 && out->t[j].ticks > out->t[j - 1].ticks; j--) {
+            struct bench_thread tmp = out->t[j];
+            out->t[j] = out->t[j - 1];
+            out->t[j - 1] = tmp;
+        }
+    }
+    return out->n;
+}
+
 /* ---- The rules ---------------------------------------------------------------------- */
 
 /* n rules cycling threshold, bound, policy over the bench topic. Against
@@ -203,7 +284,7 @@ char *bench_rules_yaml(int n)
 
 /* ---- Starting our own ------------------------------------------------------------------ */
 
-static int free_tcp_port(void)
+int bench_free_tcp_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -278,7 +359,7 @@ int bench_vigild_setup(struct bench_vigild *v, bool tcp)
     snprintf(v->cfg, sizeof v->cfg, "%s/vigil.yaml", v->dir);
     snprintf(v->log, sizeof v->log, "%s/vigild.log", v->dir);
     if (tcp) {
-        int a = free_tcp_port(), b = free_tcp_port();
+        int a = bench_free_tcp_port(), b = bench_free_tcp_port();
         if (a < 0 || b < 0 || a == b) {
             fprintf(stderr, "vigil-bench: cannot find free loopback ports\n");
             return -1;
@@ -295,7 +376,7 @@ int bench_vigild_setup(struct bench_vigild *v, bool tcp)
 int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const char *body,
                        const char *log_level)
 {
-    size_t cap = strlen(body) + 4 * PATH_MAX + 256;
+    size_t cap = strlen(body) + strlen(v->bus_extra) + 4 * PATH_MAX + 256;
     char *yaml = malloc(cap);
     if (!yaml || vigil_parse_duration(self_interval, &v->self_interval_ns) != 0) {
         free(yaml);
@@ -303,10 +384,10 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
     }
     int n = snprintf(yaml, cap,
                      "# written by vigil-bench\nplugin_dir: %s/%s\nbus:\n  publish: %s\n"
-                     "  subscribe: %s\n%s%s%sself:\n  interval: %s\n",
+                     "  subscribe: %s\n%s%s%s%sself:\n  interval: %s\n",
                      bench_build_dir(), v->test_plugins ? "tests/plugins" : "plugins", v->publish,
                      v->subscribe, v->coalesce[0] ? "  coalesce: " : "", v->coalesce,
-                     v->coalesce[0] ? "\n" : "", self_interval);
+                     v->coalesce[0] ? "\n" : "", v->bus_extra, self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
     int rc = bench_write_file(v->cfg, yaml);
