@@ -361,6 +361,10 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
     if (b->xout_prefixes == 0) {
         return; /* nobody outside: skip the XPUB's matching */
     }
+    if (zmq_msg_size(topic) == VIGIL_BARRIER_TOPIC_LEN &&
+        memcmp(zmq_msg_data(topic), VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN) == 0) {
+        return; /* the daemon's own */
+    }
     if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
         /* An outside subscriber is at its HWM: the event is lost for the
          * outside, counted; the inside has it. */

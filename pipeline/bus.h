@@ -20,6 +20,13 @@
 #include "stats.h"
 
 #define VIGIL_BUS_IN "inproc://vigil.bus.publish"
+/* A central's ingest endpoint follows the events of each batch with an
+ * event of this topic (its seq a serial); every sink passes it on to
+ * vigil_instance_barrier() once all it received before it is delivered or
+ * on disk, so the ingest acks only what survives a crash. The bus sends it
+ * only to the daemon's own stages. */
+#define VIGIL_BARRIER_TOPIC "vigil.barrier"
+#define VIGIL_BARRIER_TOPIC_LEN 13
 #define VIGIL_BUS_OUT "inproc://vigil.bus.subscribe"
 
 /* What the in-process stages receive on VIGIL_BUS_OUT is batched: every

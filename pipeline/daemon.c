@@ -38,6 +38,7 @@ struct daemon {
     struct vigil_rules_stage *rules_stage;
     struct vigil_ingest *ingest; /* NULL without bus.ingest */
     struct vigil_zap *zap;       /* NULL without bus.curve */
+    vigil_counter **progress;    /* the sinks' barrier progress, for the ingest */
     void *self_push;
     struct vigil_event_builder self;
     uint64_t self_seq;
@@ -54,6 +55,7 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         .plugin_dir = c->plugin_dir,
         .zctx = dm->zctx,
         .hwm = c->bus.hwm,
+        .barriers = c->bus.ingest != NULL,
         .max_event_bytes = c->bus.max_event_bytes,
     };
     dm->sources = calloc(c->nsources + 1, sizeof *dm->sources);
@@ -102,6 +104,8 @@ static void free_instances(struct daemon *dm)
     dm->sources = dm->sinks = NULL;
     vigil_rules_stage_free(dm->rules_stage);
     vigil_ingest_free(dm->ingest);
+    free(dm->progress);
+    dm->progress = NULL;
     vigil_zap_free(dm->zap);
     dm->rules_stage = NULL;
     vigil_rules_free(dm->rules);
@@ -401,7 +405,18 @@ static int start(struct daemon *dm)
         subs += vigil_rules_stage_subscriptions(dm->rules_stage);
     }
     if (c->bus.ingest) {
-        struct vigil_ingest_opts io = {.endpoint = c->bus.ingest,
+        dm->progress = calloc(c->nsinks ? c->nsinks : 1, sizeof *dm->progress);
+        if (!dm->progress) {
+            vigil_log(VIGIL_LOG_ERROR, "ingest", "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < c->nsinks; i++) {
+            dm->progress[i] = vigil_instance_barrier(dm->sinks[i]);
+        }
+        struct vigil_ingest_opts io = {.progress = dm->progress,
+                                       .nprogress = c->nsinks,
+                                       .host = c->host,
+                                       .endpoint = c->bus.ingest,
                                        .hwm = c->bus.hwm,
                                        .max_event_bytes = c->bus.max_event_bytes,
                                        .curve_secret_z85 = secret};

@@ -60,6 +60,7 @@ struct vigil_instance {
 
     /* Sinks (sink.c). */
     struct vigil_sink *sink;
+    vigil_counter barrier_done; /* see vigil_instance_barrier() */
 };
 
 /* Sink delivery (sink.c), all on the instance's thread but new/free. */

@@ -24,15 +24,33 @@
 #define SOURCES_MAX 65536 /* (host, source) pairs remembered for resent events */
 #define AGENTS_MAX 4096
 #define AGENT_NAME_MAX 127
-#define POLL_MS 100 /* how soon a stop request is seen */
+#define POLL_MS 100     /* how soon a stop request is seen */
+#define PENDING_MAX 256 /* batches answered but not yet acked (waiting for the sinks) */
+#define BARRIER_POLL_MS 1
 
 struct agent {
     char name[AGENT_NAME_MAX + 1];
     struct vigil_agent_stats s;
 };
 
+/* A batch whose events are in the bus, acked once the sinks passed its
+ * barrier. */
+struct pending_ack {
+    uint64_t serial;
+    zmq_msg_t id;
+    unsigned char *frames; /* the ack's two frames, back to back */
+    size_t head_len, body_len;
+};
+
 struct vigil_ingest {
     void *router, *push;
+    vigil_counter *const *progress;
+    size_t nprogress;
+    char host[256];
+    uint64_t serial; /* of the last barrier sent */
+    struct vigil_event_builder barrier;
+    struct pending_ack pending[PENDING_MAX]; /* ring */
+    size_t pend_head, pend_len;
     size_t max_event_bytes;
     pthread_t thread;
     bool started;
@@ -60,6 +78,10 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     }
     pthread_mutex_init(&g->lock, NULL);
     g->max_event_bytes = o->max_event_bytes;
+    g->progress = o->progress;
+    g->nprogress = o->nprogress;
+    snprintf(g->host, sizeof g->host, "%s", o->host ? o->host : "central");
+    vigil_event_builder_init(&g->barrier);
     vigil_seqtab_init(&g->seen, SOURCES_MAX);
     vigil_wire_ack_buf_init(&g->ack);
     g->log_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 5};
@@ -250,7 +272,8 @@ static void mark_published(struct vigil_seq_entry *e, const struct vigil_event_h
     }
 }
 
-static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
+static void send_frames(struct vigil_ingest *g, zmq_msg_t *id, const void *head, size_t hl,
+                        const void *body, size_t bl)
 {
     /* A ROUTER drops what it cannot route (the agent went away): the agent
      * then sends the batch again and the events are recognised. */
@@ -261,8 +284,82 @@ static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
         zmq_msg_close(&copy);
         return;
     }
-    zmq_send(g->router, g->ack.head, VIGIL_WIRE_HEAD_LEN, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(g->router, g->ack.data, g->ack.len, ZMQ_DONTWAIT);
+    zmq_send(g->router, head, hl, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(g->router, body, bl, ZMQ_DONTWAIT);
+}
+
+/* The lowest barrier serial every sink has passed. */
+static uint64_t sinks_passed(const struct vigil_ingest *g)
+{
+    uint64_t low = UINT64_MAX;
+    for (size_t i = 0; i < g->nprogress; i++) {
+        uint64_t p = atomic_load_explicit(g->progress[i], memory_order_acquire);
+        low = p < low ? p : low;
+    }
+    return low;
+}
+
+/* Sends the acks whose barrier every sink passed, oldest first. */
+static void flush_acks(struct vigil_ingest *g)
+{
+    uint64_t passed = g->pend_len ? sinks_passed(g) : 0;
+    while (g->pend_len && g->pending[g->pend_head].serial <= passed) {
+        struct pending_ack *p = &g->pending[g->pend_head];
+        send_frames(g, &p->id, p->frames, p->head_len, p->frames + p->head_len, p->body_len);
+        zmq_msg_close(&p->id);
+        free(p->frames);
+        g->pend_head = (g->pend_head + 1) % PENDING_MAX;
+        g->pend_len--;
+    }
+}
+
+/* Follows a batch's events into the bus with a barrier; false when a stop
+ * came first. */
+static bool send_barrier(struct vigil_ingest *g)
+{
+    const char *body;
+    size_t len;
+    vigil_event_begin(&g->barrier, VIGIL_BARRIER_TOPIC);
+    if (vigil_event_finish(&g->barrier, g->host, "vigil-ingest", g->serial + 1, &body, &len) != 0) {
+        return false;
+    }
+    struct vigil_wire_event e = {.topic = VIGIL_BARRIER_TOPIC,
+                                 .topic_len = VIGIL_BARRIER_TOPIC_LEN,
+                                 .body = body,
+                                 .body_len = len};
+    if (!hand_on(g, &e)) {
+        return false;
+    }
+    g->serial++;
+    return true;
+}
+
+/* Acks the batch in g->ack: at once without sinks, else once the sinks
+ * passed the last barrier sent (this batch's, or for a batch that published
+ * nothing new the one before: acks stay in order). */
+static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
+{
+    if (g->nprogress == 0) {
+        send_frames(g, id, g->ack.head, VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
+        return;
+    }
+    if (g->pend_len == PENDING_MAX) {
+        return; /* cannot happen: take_batch waits for room first */
+    }
+    struct pending_ack *p = &g->pending[(g->pend_head + g->pend_len) % PENDING_MAX];
+    p->frames = malloc(VIGIL_WIRE_HEAD_LEN + g->ack.len);
+    if (!p->frames) {
+        return; /* no ack: the agent sends the batch again */
+    }
+    memcpy(p->frames, g->ack.head, VIGIL_WIRE_HEAD_LEN);
+    memcpy(p->frames + VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
+    p->head_len = VIGIL_WIRE_HEAD_LEN;
+    p->body_len = g->ack.len;
+    p->serial = g->serial;
+    zmq_msg_init(&p->id);
+    zmq_msg_copy(&p->id, id);
+    g->pend_len++;
+    flush_acks(g);
 }
 
 /* The batch id of a frame 1 that may be damaged: 0 when unreadable. */
@@ -294,6 +391,14 @@ static void bad_batch(struct vigil_ingest *g, const char *agent, const struct vi
 static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, zmq_msg_t *recs,
                        bool extra_frames)
 {
+    /* Room for this batch's ack among those waiting for the sinks. */
+    while (g->pend_len == PENDING_MAX) {
+        if (atomic_load(&g->stopping)) {
+            return false;
+        }
+        zmq_poll(NULL, 0, BARRIER_POLL_MS);
+        flush_acks(g);
+    }
     struct vigil_agent_stats *as = agent_of(g, head);
     const char *agent = zmq_msg_gets(head, "Peer-Address");
     agent = agent ? agent : "an agent";
@@ -345,6 +450,9 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         vigil_count(&as->refused_total, nrefused);
         vigil_count(&as->duplicates_total, dups);
         atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
+    }
+    if (published && g->nprogress && !send_barrier(g)) {
+        return false;
     }
     rc = nrefused ? vigil_wire_ack_refused(&g->ack, v.id, v.count, g->refused, nrefused)
                   : vigil_wire_ack_ok(&g->ack, v.id);
@@ -398,10 +506,13 @@ static void *ingest_main(void *arg)
     struct vigil_ingest *g = arg;
     zmq_pollitem_t item = {.socket = g->router, .events = ZMQ_POLLIN};
     while (!atomic_load(&g->stopping)) {
-        if (zmq_poll(&item, 1, POLL_MS) <= 0) {
+        int n = zmq_poll(&item, 1, g->pend_len ? BARRIER_POLL_MS : POLL_MS);
+        flush_acks(g);
+        if (n <= 0) {
             continue;
         }
         while (!atomic_load(&g->stopping) && read_one(g)) {
+            flush_acks(g);
         }
     }
     return NULL;
@@ -442,6 +553,12 @@ void vigil_ingest_free(struct vigil_ingest *g)
     }
     vigil_seqtab_fini(&g->seen);
     vigil_wire_ack_buf_fini(&g->ack);
+    for (size_t i = 0; i < g->pend_len; i++) {
+        struct pending_ack *p = &g->pending[(g->pend_head + i) % PENDING_MAX];
+        zmq_msg_close(&p->id);
+        free(p->frames);
+    }
+    vigil_event_builder_fini(&g->barrier);
     free(g->refused);
     free(g->agents);
     pthread_mutex_destroy(&g->lock);

@@ -1,7 +1,8 @@
 /* The central's ingest endpoint (bus.ingest): a ROUTER that takes batches
  * of events from agents' forward sinks (docs/fleet.md, the wire protocol),
  * checks every event as the bus does, hands it into the bus with
- * backpressure, and acknowledges a batch once every event of it is there.
+ * backpressure, and acknowledges a batch once every sink holds its events
+ * delivered or on disk (a barrier follows each batch: bus.h).
  * Events an agent sends again after a fault are recognised by (host,
  * source, seq) and not published twice.
  */
@@ -18,6 +19,12 @@ struct vigil_ingest_opts {
     int hwm;              /* messages, per socket */
     size_t max_event_bytes;
     const char *curve_secret_z85; /* bus.curve: a tcp endpoint is a CURVE server */
+    /* The sinks' barrier progress (vigil_instance_barrier()): a batch is
+     * acked once every sink passed the barrier that follows its events,
+     * i.e. holds them delivered or on disk. No sinks: acked once in the bus. */
+    vigil_counter *const *progress;
+    size_t nprogress;
+    const char *host; /* the barrier events' host */
 };
 
 /* Per agent (the peer's address, or its CURVE key's name), for vigil.self. */

@@ -707,11 +707,14 @@ int vigil_instance_connect(struct vigil_instance *h)
     for (size_t i = 0; i < h->ic->nmatch; i++) {
         zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, h->ic->match[i], strlen(h->ic->match[i]));
     }
+    if (h->env.barriers) {
+        zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN);
+    }
     int rc = vigil_sink_new(h);
     if (rc != 0) {
         return rc;
     }
-    return (int)h->ic->nmatch;
+    return (int)h->ic->nmatch + (h->env.barriers ? 1 : 0);
 }
 
 /* ---- Threads ------------------------------------------------------------------ */
@@ -842,4 +845,9 @@ const char *vigil_instance_name(const struct vigil_instance *h)
 struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h)
 {
     return &h->stats;
+}
+
+vigil_counter *vigil_instance_barrier(struct vigil_instance *h)
+{
+    return &h->barrier_done;
 }

@@ -31,6 +31,7 @@ struct vigil_host_env {
     void *zctx; /* NULL under --check: publish() is refused */
     int hwm;
     size_t max_event_bytes;
+    bool barriers; /* sinks also take the ingest's barriers (bus.h) */
 };
 
 /* Loads the instance's plugin and checks its own keys against the plugin's
@@ -70,6 +71,9 @@ const char *vigil_instance_component(const struct vigil_instance *h); /* "source
 const char *vigil_instance_plugin_name(const struct vigil_instance *h);
 const char *vigil_instance_name(const struct vigil_instance *h);
 struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h);
+/* A sink's barrier progress: the highest barrier serial all of whose
+ * earlier events it delivered or put on disk. Any thread. */
+vigil_counter *vigil_instance_barrier(struct vigil_instance *h);
 /* The plugin's own counters (api->counter_new), in the order it made them.
  * Any thread once the instance runs. */
 void vigil_instance_each_counter(struct vigil_instance *h,

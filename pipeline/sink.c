@@ -157,6 +157,37 @@ static bool spool_put(struct vigil_sink *s, const char *t, size_t tl, const char
     return true;
 }
 
+/* ---- Barriers ------------------------------------------------------------------------------ */
+
+static bool is_barrier(const char *t, size_t tl)
+{
+    return tl == VIGIL_BARRIER_TOPIC_LEN && memcmp(t, VIGIL_BARRIER_TOPIC, tl) == 0;
+}
+
+/* Everything that came before this barrier is delivered or on disk. */
+static void pass_barrier(struct vigil_sink *s, const char *body, size_t len)
+{
+    struct vigil_event_head head;
+    const char *why;
+    if (vigil_event_check(VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body, len, SIZE_MAX, &head,
+                          &why) == 0 &&
+        head.seq > vigil_counter_get(&s->h->barrier_done)) {
+        atomic_store_explicit(&s->h->barrier_done, head.seq, memory_order_release);
+    }
+}
+
+/* Barriers at the front of the queue pass once no batch is in flight: the
+ * events before them were delivered (or spilled, which passed them). */
+static void pass_front_barriers(struct vigil_sink *s)
+{
+    struct vigil_record r;
+    while (s->state == B_NONE && vigil_record_front(&s->q, &r) &&
+           is_barrier(r.topic, r.topic_len)) {
+        pass_barrier(s, r.body, r.body_len);
+        vigil_record_pop(&s->q);
+    }
+}
+
 /* Moves the batch (if taken from the queue) and then the queue to the
  * spool, in order, and writes it out. What the spool refuses stays where it
  * was. */
@@ -178,14 +209,29 @@ static void spill(struct vigil_sink *s)
         vigil_spool_mark_read(s->spool);
         s->from_spool = true;
     }
+    /* Barriers do not go to the spool: once the events before them are
+     * synced there, they pass. */
     struct vigil_record r;
-    while (vigil_record_front(&s->q, &r) &&
-           spool_put(s, r.topic, r.topic_len, r.body, r.body_len)) {
+    const char *bar = NULL;
+    size_t bar_len = 0;
+    char bar_copy[256];
+    while (vigil_record_front(&s->q, &r)) {
+        if (is_barrier(r.topic, r.topic_len)) {
+            if (r.body_len <= sizeof bar_copy) {
+                memcpy(bar_copy, r.body, r.body_len);
+                bar = bar_copy;
+                bar_len = r.body_len;
+            }
+        } else if (!spool_put(s, r.topic, r.topic_len, r.body, r.body_len)) {
+            break;
+        }
         vigil_record_pop(&s->q);
     }
     int rc = vigil_spool_flush(s->spool, true);
     if (rc != 0) {
         warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot write the spool", rc);
+    } else if (bar) {
+        pass_barrier(s, bar, bar_len);
     }
     arm_flush(s);
     update_gauges(s);
@@ -195,7 +241,16 @@ static void spill(struct vigil_sink *s)
 
 static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
 {
-    if (vigil_record_count(&s->q) == 0 && !vigil_spool_empty(s->spool)) {
+    if (is_barrier(t, tl) && vigil_record_count(&s->q) == 0 && s->state == B_NONE) {
+        /* Nothing in memory before it: on disk once the spool is synced. */
+        if (!vigil_spool_empty(s->spool) && vigil_spool_flush(s->spool, true) != 0) {
+            spill(s); /* cannot sync now: keep it in order, retry with the queue */
+        } else {
+            pass_barrier(s, b, bl);
+            return;
+        }
+    }
+    if (vigil_record_count(&s->q) == 0 && !vigil_spool_empty(s->spool) && !is_barrier(t, tl)) {
         if (spool_put(s, t, tl, b, bl)) {
             arm_flush(s);
             return;
@@ -233,7 +288,7 @@ static bool read_bus(struct vigil_sink *s)
             continue;
         }
         arrive(s, t, tl, b, bl);
-        n++;
+        n += !is_barrier(t, tl);
     }
     vigil_count(&s->h->stats.in_total, n);
     return rc == 0;
@@ -271,8 +326,9 @@ static bool take_batch(struct vigil_sink *s)
             }
         }
     } else {
+        pass_front_barriers(s);
         struct vigil_record r;
-        while (n < max && vigil_record_front(&s->q, &r)) {
+        while (n < max && vigil_record_front(&s->q, &r) && !is_barrier(r.topic, r.topic_len)) {
             if (vigil_record_append(&s->arena, r.topic, r.topic_len, r.body, r.body_len) != 0) {
                 break; /* stays queued */
             }
