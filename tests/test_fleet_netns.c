@@ -569,11 +569,13 @@ static void test_restart_and_link_down(void **state)
      * out at a time and that write's events (at most batch.max_events,
      * split over up to `inflight` batches) are all the agent can have on
      * the wire unacked. */
-    assert_true(by_restart <= BATCH_MAX);
     /* Across the link outage the central keeps its memory: every event the
-     * agent sends again is recognised (counted in duplicates_total), none
-     * is published twice. */
-    assert_int_equal(by_link, 0);
+     * agent sends again is recognised (counted in duplicates_total), none is
+     * published twice. But a phase is when this test read a line, not when
+     * vigild wrote it: the last lines the killed central wrote, and their
+     * copies after the restart, can be read in the next phase. So the bound
+     * holds for the two together: one write's worth, from the kill. */
+    assert_true(by_restart + by_link <= BATCH_MAX);
     /* The agent felt the outage. */
     assert_true(timeouts >= 1);
     free(sc.copies);
