@@ -615,3 +615,23 @@ int free_loopback_port(void)
     }
     return port;
 }
+
+bool vd_check_refuses(struct vd *v, const char *body, const char *where, const char *text)
+{
+    vd_cleanup(v);
+    if (vd_setup(v, NULL, body) != 0) {
+        return false;
+    }
+    char *const argv[] = {VIGIL_BUILD_DIR "/vigild", "--check", "-c", v->cfg, NULL};
+    char *err = NULL;
+    int rc = run(argv, NULL, 0, NULL, &err, 30);
+    char at[PATH_MAX + 32];
+    snprintf(at, sizeof at, "%s%s", v->cfg, where);
+    bool ok = rc == 1 && err && strstr(err, at) && strstr(err, text);
+    if (!ok) {
+        fprintf(stderr, "vigild --check exited %d; wanted '%s' and '%s' in: %s\n", rc, at, text,
+                err ? err : "");
+    }
+    free(err);
+    return ok;
+}

@@ -46,6 +46,10 @@ bool vd_started_netns(struct vd *v, const char *netns);
 const char *ip_tool(void);
 /* A loopback tcp port nothing listens on now, or -1. */
 int free_loopback_port(void);
+/* Writes `body` as a fresh config (vd_setup) and runs vigild --check on it:
+ * true when it exits 1 with a message at "<config><where>" (where is
+ * ":LINE:COL: ") that contains `text`; otherwise prints what it said. */
+bool vd_check_refuses(struct vd *v, const char *body, const char *where, const char *text);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
  * timeout, after SIGKILL) and the seconds it took. */
 int vd_stop(struct vd *v, int timeout_s, double *secs);

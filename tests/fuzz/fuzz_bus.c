@@ -12,19 +12,10 @@
 #include <string.h>
 
 #include "event.h"
+#include "fuzz.h"
 #include "record.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 #define MAX_BODY (64 * 1024)
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static msgpack_zone *zone(void)
 {

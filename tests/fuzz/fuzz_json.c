@@ -10,17 +10,8 @@
 #include <string.h>
 
 #include "event.h"
+#include "fuzz.h"
 #include "json.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* The object's msgpack bytes as msgpack-c packs them; caller destroys. */
 static void pack(const msgpack_object *v, msgpack_sbuffer *sb)
