@@ -4,9 +4,9 @@
  *
  * The events of a sink form one ordered stream: the spool (oldest) followed
  * by the memory queue (newest), with at most one batch in the plugin's
- * hands. Arrivals go to the memory queue while the spool is empty, and to
- * the spool's tail otherwise (or while the queue holds anything, so order
- * holds). A batch is taken from the spool when it has unread records, else
+ * hands. Arrivals go to the memory queue while the spool has nothing unread
+ * (or while the queue holds anything, so order holds), and to the spool's
+ * tail otherwise. A batch is taken from the spool when it has unread records, else
  * from the queue.
  *
  * When a write() asks to retry anything, the batch's unresolved events and
@@ -250,7 +250,11 @@ static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b
             return;
         }
     }
-    if (vigil_record_count(&s->q) == 0 && !vigil_spool_empty(s->spool) && !is_barrier(t, tl)) {
+    /* Behind unread spool records, an arrival goes to the spool too. Records
+     * only read (the batch in flight) are older than any arrival: once the
+     * spool is read to its end, arrivals queue in memory again, so a spool
+     * used once does not carry every later event through the disk. */
+    if (vigil_record_count(&s->q) == 0 && vigil_spool_has_unread(s->spool) && !is_barrier(t, tl)) {
         if (spool_put(s, t, tl, b, bl)) {
             arm_flush(s);
             return;
