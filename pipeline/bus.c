@@ -45,7 +45,7 @@
 
 struct vigil_bus {
     void *zctx;
-    void *pull, *xin, *xout, *ctl_main, *ctl_bus;
+    void *pull, *trusted, *xin, *xout, *ctl_main, *ctl_bus;
     unsigned xout_prefixes; /* prefixes outside subscribers hold (bus thread) */
     size_t max_event_bytes;
     uint64_t coalesce_ns;
@@ -176,11 +176,12 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     int one = 1;
 
     b->pull = zsock(zctx, ZMQ_PULL, -1, o->hwm);
+    b->trusted = zsock(zctx, ZMQ_PULL, -1, VIGIL_BUS_TRUSTED_HWM);
     b->xin = zsock(zctx, ZMQ_XPUB, vigil_bus_inproc_hwm(o->hwm), -1);
     b->xout = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
     b->ctl_bus = zsock(zctx, ZMQ_PAIR, -1, -1);
     b->ctl_main = zsock(zctx, ZMQ_PAIR, -1, -1);
-    if (!b->pull || !b->xin || !b->xout || !b->ctl_bus || !b->ctl_main) {
+    if (!b->pull || !b->trusted || !b->xin || !b->xout || !b->ctl_bus || !b->ctl_main) {
         snprintf(err, errlen, "cannot create bus sockets: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
@@ -203,6 +204,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     }
     if (bind_endpoint(b->pull, VIGIL_BUS_IN, "publish", err, errlen) != 0 ||
         bind_endpoint(b->pull, o->publish, "publish", err, errlen) != 0 ||
+        bind_endpoint(b->trusted, VIGIL_BUS_TRUSTED, "publish", err, errlen) != 0 ||
         bind_endpoint(b->xin, VIGIL_BUS_OUT, "subscribe", err, errlen) != 0 ||
         bind_endpoint(b->xout, o->subscribe, "subscribe", err, errlen) != 0 ||
         bind_endpoint(b->ctl_bus, BUS_CTL, "control", err, errlen) != 0) {
@@ -216,6 +218,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
 
 fail:
     zmq_close(b->pull);
+    zmq_close(b->trusted);
     zmq_close(b->xin);
     zmq_close(b->xout);
     zmq_close(b->ctl_bus);
@@ -331,18 +334,18 @@ static void flush_batch(struct vigil_bus *b)
 /* Adds an event to the batch for the in-process stages, sending the batch
  * first when the topic changes or the event does not fit. The topic travels
  * once, in the message's first frame: the records' own topics are empty. */
-static void batch_event(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+static void batch_event(struct vigil_bus *b, const char *topic, size_t tl, const char *body,
+                        size_t bl)
 {
     struct vigil_record_buf *recs = &b->batch.recs;
-    size_t tl = zmq_msg_size(topic);
     if (vigil_record_count(recs) &&
-        (tl != b->batch.topic_len || memcmp(zmq_msg_data(topic), b->batch.topic, tl) != 0)) {
+        (tl != b->batch.topic_len || memcmp(topic, b->batch.topic, tl) != 0)) {
         flush_batch(b);
     }
-    int rc = vigil_record_append(recs, NULL, 0, zmq_msg_data(body), zmq_msg_size(body));
+    int rc = vigil_record_append(recs, NULL, 0, body, bl);
     if (rc == -ENOBUFS) {
         flush_batch(b);
-        rc = vigil_record_append(recs, NULL, 0, zmq_msg_data(body), zmq_msg_size(body));
+        rc = vigil_record_append(recs, NULL, 0, body, bl);
     }
     if (rc != 0) {
         vigil_count(&b->stats.dropped_total, 1);
@@ -350,28 +353,168 @@ static void batch_event(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         return;
     }
     if (vigil_record_count(recs) == 1) {
-        b->batch.topic_len = tl; /* the bus checked: 1..VIGIL_TOPIC_MAX */
-        memcpy(b->batch.topic, zmq_msg_data(topic), tl);
+        b->batch.topic_len = tl; /* checked: 1..VIGIL_TOPIC_MAX */
+        memcpy(b->batch.topic, topic, tl);
     }
+}
+
+/* Whether outside subscribers get this event at all. */
+static bool goes_outside(const struct vigil_bus *b, const char *topic, size_t tl)
+{
+    /* No prefix held: skip the XPUB's matching. The barrier is the
+     * daemon's own. */
+    return b->xout_prefixes != 0 &&
+           !(tl == VIGIL_BARRIER_TOPIC_LEN && memcmp(topic, VIGIL_BARRIER_TOPIC, tl) == 0);
+}
+
+/* An outside subscriber at its HWM loses the event for the outside,
+ * counted; the inside has it. */
+static void outside_dropped(struct vigil_bus *b)
+{
+    vigil_count(&b->stats.external_dropped_total, 1);
 }
 
 static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
-    batch_event(b, topic, body);
-    if (b->xout_prefixes == 0) {
-        return; /* nobody outside: skip the XPUB's matching */
-    }
-    if (zmq_msg_size(topic) == VIGIL_BARRIER_TOPIC_LEN &&
-        memcmp(zmq_msg_data(topic), VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN) == 0) {
-        return; /* the daemon's own */
+    batch_event(b, zmq_msg_data(topic), zmq_msg_size(topic), zmq_msg_data(body),
+                zmq_msg_size(body));
+    if (!goes_outside(b, zmq_msg_data(topic), zmq_msg_size(topic))) {
+        return;
     }
     if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-        /* An outside subscriber is at its HWM: the event is lost for the
-         * outside, counted; the inside has it. */
-        vigil_count(&b->stats.external_dropped_total, 1);
+        outside_dropped(b);
         return;
     }
     zmq_msg_send(body, b->xout, 0);
+}
+
+/* ---- Trusted batches (VIGIL_BUS_TRUSTED) ------------------------------------ */
+
+/* An entry's header; topic and body follow it. */
+struct handoff_head {
+    uint32_t topic_len, body_len, host_off, host_len, source_off, source_len;
+    uint64_t seq, ts;
+};
+
+void vigil_bus_handoff_init(struct vigil_bus_handoff *h)
+{
+    *h = (struct vigil_bus_handoff){0};
+}
+
+void vigil_bus_handoff_fini(struct vigil_bus_handoff *h)
+{
+    free(h->buf);
+    vigil_bus_handoff_init(h);
+}
+
+int vigil_bus_handoff_add(struct vigil_bus_handoff *h, const char *topic, size_t topic_len,
+                          const char *body, size_t body_len, const struct vigil_event_head *head)
+{
+    size_t need = sizeof(struct handoff_head) + topic_len + body_len;
+    if (h->cap - h->len < need) {
+        size_t cap = h->cap ? h->cap : 64 * 1024;
+        while (cap - h->len < need) {
+            cap *= 2;
+        }
+        char *p = realloc(h->buf, cap);
+        if (!p) {
+            return -ENOMEM;
+        }
+        h->buf = p;
+        h->cap = cap;
+    }
+    struct handoff_head e = {
+        .topic_len = (uint32_t)topic_len,
+        .body_len = (uint32_t)body_len,
+        .host_off = (uint32_t)(head->host - body),
+        .host_len = (uint32_t)head->host_len,
+        .source_off = (uint32_t)(head->source - body),
+        .source_len = (uint32_t)head->source_len,
+        .seq = head->seq,
+        .ts = head->ts,
+    };
+    char *p = h->buf + h->len;
+    memcpy(p, &e, sizeof e);
+    memcpy(p + sizeof e, topic, topic_len);
+    memcpy(p + sizeof e + topic_len, body, body_len);
+    h->len += need;
+    h->n++;
+    return 0;
+}
+
+int vigil_bus_handoff_send(struct vigil_bus_handoff *h, void *sock, int flags)
+{
+    if (h->n == 0) {
+        return 0;
+    }
+    if (zmq_send(sock, h->buf, h->len, flags) == -1) {
+        return -1;
+    }
+    vigil_bus_handoff_clear(h);
+    return 0;
+}
+
+/* Hands on the events of one trusted batch; a damaged entry (a bug in
+ * this process, never outside input) ends it, counted as malformed. */
+static void take_trusted(struct vigil_bus *b, const char *p, size_t len)
+{
+    while (len) {
+        struct handoff_head e;
+        if (len < sizeof e) {
+            report_malformed(b, NULL, "a damaged in-process batch");
+            return;
+        }
+        memcpy(&e, p, sizeof e);
+        size_t need = sizeof e + (size_t)e.topic_len + e.body_len;
+        if (need > len || e.topic_len == 0 || e.topic_len > VIGIL_TOPIC_MAX ||
+            e.host_off > e.body_len || e.host_len > e.body_len - e.host_off ||
+            e.source_off > e.body_len || e.source_len > e.body_len - e.source_off) {
+            report_malformed(b, NULL, "a damaged in-process batch");
+            return;
+        }
+        const char *topic = p + sizeof e, *body = topic + e.topic_len;
+        struct vigil_event_head v = {.ts = e.ts,
+                                     .seq = e.seq,
+                                     .host = body + e.host_off,
+                                     .host_len = e.host_len,
+                                     .source = body + e.source_off,
+                                     .source_len = e.source_len};
+        vigil_count_own(&b->stats.in_total, 1);
+        seq_track(b, &v);
+        batch_event(b, topic, e.topic_len, body, e.body_len);
+        if (goes_outside(b, topic, e.topic_len)) {
+            if (zmq_send(b->xout, topic, e.topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+                outside_dropped(b);
+            } else {
+                zmq_send(b->xout, body, e.body_len, 0);
+            }
+        }
+        p += need;
+        len -= need;
+    }
+}
+
+/* Takes the trusted batches waiting (at most VIGIL_BUS_TRUSTED_HWM, for
+ * fairness with the producers); how many. */
+static int pump_trusted(struct vigil_bus *b)
+{
+    int n = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (n < VIGIL_BUS_TRUSTED_HWM && !atomic_load(&b->stopping) &&
+           zmq_msg_recv(&m, b->trusted, ZMQ_DONTWAIT) != -1) {
+        n++;
+        if (zmq_msg_more(&m)) {
+            report_malformed(b, NULL, "an in-process batch of more than one frame");
+            do {
+                zmq_msg_recv(&m, b->trusted, 0);
+            } while (zmq_msg_more(&m));
+            continue;
+        }
+        take_trusted(b, zmq_msg_data(&m), zmq_msg_size(&m));
+    }
+    zmq_msg_close(&m);
+    return n;
 }
 
 /* Receives and handles up to BATCH_MAX messages; returns how many, or -1
@@ -420,8 +563,10 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = pump_some(b, topic, body);
+    int t = pump_trusted(b);
     flush_batch(b);
-    return n;
+    /* A trusted batch is many events: a busy drain (COALESCE_MIN). */
+    return t ? (n < 0 ? 0 : n) + t * COALESCE_MIN : n;
 }
 
 /* Subscription messages: byte 1 = subscribe, 0 = unsubscribe. Returns the
@@ -463,14 +608,13 @@ static void *bus_main(void *arg)
         ctl_reply(b, "ready");
         ready = true;
     }
-    zmq_pollitem_t items[4] = {
-        {.socket = b->ctl_bus, .events = ZMQ_POLLIN},
-        {.socket = b->pull, .events = ZMQ_POLLIN},
-        {.socket = b->xin, .events = ZMQ_POLLIN},
-        {.socket = b->xout, .events = ZMQ_POLLIN},
+    zmq_pollitem_t items[5] = {
+        {.socket = b->ctl_bus, .events = ZMQ_POLLIN}, {.socket = b->pull, .events = ZMQ_POLLIN},
+        {.socket = b->xin, .events = ZMQ_POLLIN},     {.socket = b->xout, .events = ZMQ_POLLIN},
+        {.socket = b->trusted, .events = ZMQ_POLLIN},
     };
     for (;;) {
-        int rc = zmq_poll(items, 4, draining ? QUIET_MS : -1);
+        int rc = zmq_poll(items, 5, draining ? QUIET_MS : -1);
         if (rc < 0 && zmq_errno() != EINTR) {
             vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", zmq_strerror(zmq_errno()));
             break;
@@ -594,6 +738,7 @@ void vigil_bus_free(struct vigil_bus *b)
         pthread_join(b->thread, NULL);
     }
     zmq_close(b->pull);
+    zmq_close(b->trusted);
     zmq_close(b->xin);
     zmq_close(b->xout);
     zmq_close(b->ctl_bus);

@@ -27,6 +27,16 @@
  * only to the daemon's own stages. */
 #define VIGIL_BARRIER_TOPIC "vigil.barrier"
 #define VIGIL_BARRIER_TOPIC_LEN 13
+/* Events already checked in this process (the ingest endpoint checks every
+ * event of an agent's batch itself, to refuse the bad ones by index) reach
+ * the bus in batches on this endpoint: one message per batch, so the bus
+ * neither checks them again nor receives two frames per event. Only
+ * in-process code can connect to an inproc endpoint. The message is built
+ * with vigil_bus_handoff (below). */
+#define VIGIL_BUS_TRUSTED "inproc://vigil.bus.trusted"
+/* The bus's and a sender's high-water mark there, in batches. */
+#define VIGIL_BUS_TRUSTED_HWM 4
+
 #define VIGIL_BUS_OUT "inproc://vigil.bus.subscribe"
 
 /* What the in-process stages receive on VIGIL_BUS_OUT is batched: every
@@ -69,6 +79,30 @@ void vigil_bus_reader_fini(struct vigil_bus_reader *r);
  * skipped (the bus never sends those: the caller counts an error). */
 int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **topic,
                           size_t *topic_len, const char **body, size_t *body_len);
+
+/* A batch for VIGIL_BUS_TRUSTED: entries back to back, each a fixed header
+ * (topic and body lengths, the host and the source as offsets into the
+ * body, seq and ts: the event's checked head), the topic, the body. Reused
+ * batch after batch; one per sender thread. */
+struct vigil_event_head;
+struct vigil_bus_handoff {
+    char *buf;
+    size_t len, cap, n;
+};
+void vigil_bus_handoff_init(struct vigil_bus_handoff *h);
+void vigil_bus_handoff_fini(struct vigil_bus_handoff *h);
+/* Adds a checked event (head from vigil_event_check over the same body).
+ * 0, or -ENOMEM. */
+int vigil_bus_handoff_add(struct vigil_bus_handoff *h, const char *topic, size_t topic_len,
+                          const char *body, size_t body_len, const struct vigil_event_head *head);
+/* Sends the batch on sock (a PUSH connected to VIGIL_BUS_TRUSTED) with
+ * zmq_send's flags and, once sent, empties it. 0 (also for an empty batch),
+ * or -1 with zmq_errno() as zmq_send left it (EAGAIN: the bus is full). */
+int vigil_bus_handoff_send(struct vigil_bus_handoff *h, void *sock, int flags);
+static inline void vigil_bus_handoff_clear(struct vigil_bus_handoff *h)
+{
+    h->len = h->n = 0;
+}
 
 struct vigil_bus_opts {
     const char *publish;   /* e.g. "ipc:///run/vigil/publish" */

@@ -27,6 +27,7 @@
 #define POLL_MS 100     /* how soon a stop request is seen */
 #define PENDING_MAX 256 /* batches answered but not yet acked (waiting for the sinks) */
 #define BARRIER_POLL_MS 1
+#define RETRY_AFTER_MS 200 /* what a batch the central cannot take now asks */
 
 struct agent {
     char name[AGENT_NAME_MAX + 1];
@@ -64,7 +65,10 @@ struct vigil_ingest {
     /* Ingest thread only. */
     struct vigil_seqtab seen;
     struct vigil_wire_ack_buf ack;
-    uint32_t *refused; /* VIGIL_WIRE_MAX_EVENTS indices */
+    uint32_t *refused;              /* VIGIL_WIRE_MAX_EVENTS indices */
+    struct vigil_bus_handoff out;   /* the batch's new events, for the bus */
+    struct vigil_event_head *heads; /* and their heads, marked published once sent */
+    size_t heads_cap;
     struct vigil_ratelimit log_rl;
 };
 
@@ -84,6 +88,7 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     vigil_event_builder_init(&g->barrier);
     vigil_seqtab_init(&g->seen, SOURCES_MAX);
     vigil_wire_ack_buf_init(&g->ack);
+    vigil_bus_handoff_init(&g->out);
     g->log_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 5};
     g->refused = malloc(VIGIL_WIRE_MAX_EVENTS * sizeof *g->refused);
     g->router = zmq_socket(zctx, ZMQ_ROUTER);
@@ -100,7 +105,8 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     zmq_setsockopt(g->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(g->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(g->router, ZMQ_RCVHWM, &o->hwm, sizeof o->hwm);
-    zmq_setsockopt(g->push, ZMQ_SNDHWM, &o->hwm, sizeof o->hwm);
+    int bhwm = VIGIL_BUS_TRUSTED_HWM;
+    zmq_setsockopt(g->push, ZMQ_SNDHWM, &bhwm, sizeof bhwm);
     zmq_setsockopt(g->push, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(g->push, ZMQ_LINGER, &timeout, sizeof timeout);
     if (vigil_bus_curve_server(g->router, o->endpoint, o->curve_secret_z85) != 0) {
@@ -115,7 +121,7 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
         vigil_ingest_free(g);
         return NULL;
     }
-    if (zmq_connect(g->push, VIGIL_BUS_IN) != 0) {
+    if (zmq_connect(g->push, VIGIL_BUS_TRUSTED) != 0) {
         snprintf(err, errlen, "cannot connect the ingest endpoint to the bus: %s",
                  zmq_strerror(zmq_errno()));
         vigil_ingest_free(g);
@@ -178,17 +184,16 @@ void vigil_ingest_each_agent(struct vigil_ingest *g,
 
 /* ---- One batch --------------------------------------------------------------- */
 
-/* Hands one event to the bus, waiting while it is full; false when a stop
- * came first. */
-static bool hand_on(struct vigil_ingest *g, const struct vigil_wire_event *e)
+/* Hands the batch's new events (g->out) to the bus in one message, waiting
+ * while it is full; false when a stop came first. */
+static bool hand_on(struct vigil_ingest *g)
 {
-    while (zmq_send(g->push, e->topic, e->topic_len, ZMQ_SNDMORE) == -1) {
+    while (vigil_bus_handoff_send(&g->out, g->push, 0) != 0) {
         if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
             return false;
         }
     }
-    /* The second frame of a started message is queued at once. */
-    return zmq_send(g->push, e->body, e->body_len, 0) != -1;
+    return true;
 }
 
 /* Which of a source's recent seqs were published: a window of WINDOW_SEQS
@@ -313,25 +318,22 @@ static void flush_acks(struct vigil_ingest *g)
     }
 }
 
-/* Follows a batch's events into the bus with a barrier; false when a stop
- * came first. */
-static bool send_barrier(struct vigil_ingest *g)
+/* Follows the batch's events in g->out with the next barrier; 0 or a
+ * negative code. */
+static int add_barrier(struct vigil_ingest *g)
 {
-    const char *body;
+    const char *body, *why;
     size_t len;
+    struct vigil_event_head h;
     vigil_event_begin(&g->barrier, VIGIL_BARRIER_TOPIC);
-    if (vigil_event_finish(&g->barrier, g->host, "vigil-ingest", g->serial + 1, &body, &len) != 0) {
-        return false;
+    int rc = vigil_event_finish(&g->barrier, g->host, "vigil-ingest", g->serial + 1, &body, &len);
+    if (rc == 0 && vigil_event_check(VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body, len,
+                                     SIZE_MAX, &h, &why) != 0) {
+        rc = VIGIL_EMALFORMED;
     }
-    struct vigil_wire_event e = {.topic = VIGIL_BARRIER_TOPIC,
-                                 .topic_len = VIGIL_BARRIER_TOPIC_LEN,
-                                 .body = body,
-                                 .body_len = len};
-    if (!hand_on(g, &e)) {
-        return false;
-    }
-    g->serial++;
-    return true;
+    return rc ? rc
+              : vigil_bus_handoff_add(&g->out, VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body,
+                                      len, &h);
 }
 
 /* Acks the batch in g->ack: at once without sinks, else once the sinks
@@ -387,6 +389,23 @@ static void bad_batch(struct vigil_ingest *g, const char *agent, const struct vi
     }
 }
 
+/* Answers RETRY for a batch none of whose events was published (the agent
+ * sends them again after RETRY_AFTER_MS). Returns true (the batch is
+ * answered). */
+static bool retry_batch(struct vigil_ingest *g, zmq_msg_t *id, uint64_t batch_id, const char *why)
+{
+    uint64_t suppressed;
+    if (vigil_ratelimit_ok(&g->log_rl, vigil_mono_ns(), &suppressed)) {
+        vigil_log(VIGIL_LOG_WARN, "ingest",
+                  "a batch answered RETRY (%s) (%llu more like it not logged)", why,
+                  (unsigned long long)suppressed);
+    }
+    if (vigil_wire_ack_retry(&g->ack, batch_id, RETRY_AFTER_MS) == 0) {
+        send_ack(g, id);
+    }
+    return true;
+}
+
 /* Returns false when a stop interrupted the batch (then it is not acked). */
 static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, zmq_msg_t *recs,
                        bool extra_frames)
@@ -425,8 +444,17 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         }
         return true;
     }
+    if (v.count > g->heads_cap) {
+        struct vigil_event_head *p = realloc(g->heads, v.count * sizeof *p);
+        if (!p) {
+            return retry_batch(g, id, v.id, "no memory");
+        }
+        g->heads = p;
+        g->heads_cap = v.count;
+    }
     size_t nrefused = 0, index = 0, published = 0, dups = 0;
     struct vigil_wire_event e;
+    vigil_bus_handoff_clear(&g->out);
     while (vigil_wire_batch_next(&v, &e)) {
         struct vigil_event_head h;
         struct vigil_seq_entry *src;
@@ -436,13 +464,33 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
             g->refused[nrefused++] = (uint32_t)index;
         } else if (seen_before(g, &h, &src)) {
             dups++;
-        } else if (hand_on(g, &e)) {
-            mark_published(src, &h);
-            published++;
+        } else if (vigil_bus_handoff_add(&g->out, e.topic, e.topic_len, e.body, e.body_len, &h) ==
+                   0) {
+            g->heads[published++] = h;
         } else {
-            return false;
+            return retry_batch(g, id, v.id, "no memory");
         }
         index++;
+    }
+    /* One message into the bus, then the events count as published: a
+     * batch not handed on is not acked and none of it is remembered. */
+    if (published) {
+        if (g->nprogress && add_barrier(g) != 0) {
+            return retry_batch(g, id, v.id, "no memory");
+        }
+        if (!hand_on(g)) {
+            return false;
+        }
+        g->serial += g->nprogress != 0;
+        for (size_t i = 0; i < published; i++) {
+            const struct vigil_event_head *h = &g->heads[i];
+            int added;
+            struct vigil_seq_entry *src =
+                vigil_seqtab_get(&g->seen, h->host, h->host_len, h->source, h->source_len, &added);
+            if (src && src->data) {
+                mark_published(src, h);
+            }
+        }
     }
     if (as) {
         vigil_count(&as->batches_total, 1);
@@ -450,9 +498,6 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         vigil_count(&as->refused_total, nrefused);
         vigil_count(&as->duplicates_total, dups);
         atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
-    }
-    if (published && g->nprogress && !send_barrier(g)) {
-        return false;
     }
     rc = nrefused ? vigil_wire_ack_refused(&g->ack, v.id, v.count, g->refused, nrefused)
                   : vigil_wire_ack_ok(&g->ack, v.id);
@@ -559,6 +604,8 @@ void vigil_ingest_free(struct vigil_ingest *g)
         free(p->frames);
     }
     vigil_event_builder_fini(&g->barrier);
+    vigil_bus_handoff_fini(&g->out);
+    free(g->heads);
     free(g->refused);
     free(g->agents);
     pthread_mutex_destroy(&g->lock);

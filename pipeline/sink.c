@@ -39,12 +39,14 @@
 #define STOP_GRACE_NS (5ull * 1000000000ull)
 #define RETRY_AFTER_MAX_NS (600ull * 1000000000ull)
 #define READ_BURST 4096 /* messages read per loop turn, for fairness */
+#define BATCH_MAX_DEFAULT 512
 
 enum batch_state { B_NONE, B_INFLIGHT, B_WAITING };
 
 struct vigil_sink {
     struct vigil_instance *h;
     const struct vigil_delivery_conf *dc;
+    size_t batch_max;          /* batch.max_events, or the plugin's default */
     struct vigil_record_buf q; /* the memory queue: queue.max_events, queue.max_bytes */
     struct vigil_spool *spool;
     struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev;
@@ -317,7 +319,7 @@ static void pump_later(struct vigil_sink *s)
 /* Fills the batch from the spool or the queue; false when there is none. */
 static bool take_batch(struct vigil_sink *s)
 {
-    size_t max = s->dc->batch_max, n = 0;
+    size_t max = s->batch_max, n = 0;
     vigil_record_clear(&s->arena);
     s->from_spool = vigil_spool_has_unread(s->spool);
     if (s->from_spool) {
@@ -460,7 +462,7 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (!spooled && !s->stopping && s->dc->batch_wait_ns &&
-        vigil_record_count(&s->q) < s->dc->batch_max) {
+        vigil_record_count(&s->q) < s->batch_max) {
         uint64_t waited = vigil_mono_ns() - s->first_wait_ns;
         if (waited < s->dc->batch_wait_ns) {
             struct timeval tv = tv_of(s->dc->batch_wait_ns - waited);
@@ -581,7 +583,7 @@ static void hup_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct vigil_sink *s = arg;
     const struct vigil_plugin *d = s->h->desc;
-    if (d->size >= offsetof(struct vigil_plugin, reopen) + sizeof d->reopen && d->reopen) {
+    if (VIGIL_PLUGIN_HAS(d, reopen) && d->reopen) {
         int rc = d->reopen(s->h->state);
         if (rc != 0) {
             vigil_log(VIGIL_LOG_ERROR, s->h->component, "reopen failed: %s", vigil_strerror(rc));
@@ -616,7 +618,12 @@ int vigil_sink_new(struct vigil_instance *h)
     s->spool_rl = s->drop_rl = s->write_rl;
     msgpack_zone_init(&s->zone, 256 * 1024); /* a batch of decoded events, reused */
     vigil_bus_reader_init(&s->in);
-    size_t max = s->dc->batch_max;
+    const struct vigil_plugin *d = h->desc;
+    s->batch_max = s->dc->batch_max ? s->dc->batch_max
+                   : VIGIL_PLUGIN_HAS(d, batch_max_events) && d->batch_max_events
+                       ? (d->batch_max_events < 65536 ? d->batch_max_events : 65536)
+                       : BATCH_MAX_DEFAULT;
+    size_t max = s->batch_max;
     vigil_record_init(&s->q, s->dc->queue_events, s->dc->queue_bytes, 0);
     vigil_record_init(&s->arena, max, SIZE_MAX, 0);
     s->views = calloc(max, sizeof *s->views);

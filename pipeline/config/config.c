@@ -558,7 +558,6 @@ static void delivery_defaults(struct vigil_delivery_conf *dc)
         .spool_max = 1ull << 30,
         .min_backoff_ns = NS_PER_S / 10,
         .max_backoff_ns = 5 * NS_PER_S,
-        .batch_max = 512,
     };
 }
 

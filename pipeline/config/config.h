@@ -107,7 +107,7 @@ struct vigil_delivery_conf {
     uint64_t spool_max;      /* bytes on disk, default 1 GiB */
     uint64_t min_backoff_ns; /* default 100ms */
     uint64_t max_backoff_ns; /* default 5s */
-    uint64_t batch_max;      /* events per write(), default 512 */
+    uint64_t batch_max;      /* events per write(); 0: the plugin's default, else 512 */
     uint64_t batch_wait_ns;  /* wait this long for a fuller batch, default 0 */
 };
 

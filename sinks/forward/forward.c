@@ -18,6 +18,15 @@
 #include "wire.h"
 
 #define FWD_INFLIGHT_MAX 64
+/* A write() is cut into wire batches of at most this many events, so a
+ * large write keeps `inflight` batches on the wire while the central works
+ * on them (a batch acked, the next one goes). FWD_WRITE_EVENTS is the
+ * write's size when the config leaves batch.max_events alone: the pause
+ * between two writes (the last ack, then the host's next batch) comes once
+ * per eight wire batches. Measured with vigil-bench --forward
+ * (docs/benchmarks.md). */
+#define FWD_WIRE_EVENTS 2048
+#define FWD_WRITE_EVENTS 16384
 #define FWD_RTT_RING 64
 #define FWD_RECV_BURST 1024 /* acks read per loop turn, for fairness */
 #define NS_PER_MS 1000000ull
@@ -762,6 +771,9 @@ static int forward_write(void *state, const struct vigil_event *const *events, s
     w->stop_sending = false;
     size_t k = (size_t)w->inflight_max;
     w->per = (n + k - 1) / k;
+    if (w->per > FWD_WIRE_EVENTS) {
+        w->per = FWD_WIRE_EVENTS;
+    }
     if (w->per > w->cap_events) {
         w->per = w->cap_events;
     }
@@ -785,4 +797,5 @@ VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
     .init = forward_init,
     .write = forward_write,
     .fini = forward_fini,
+    .batch_max_events = FWD_WRITE_EVENTS,
 };

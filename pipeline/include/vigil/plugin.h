@@ -296,7 +296,12 @@ struct vigil_api {
  * fini: free state. Called once after a successful init, on the same thread
  *   that ran the instance.
  * reopen (sinks, optional): vigild got SIGHUP (logrotate): reopen files.
- *   Runs on the instance's thread between writes. */
+ *   Runs on the instance's thread between writes.
+ * batch_max_events (sinks, optional): the batch.max_events an instance gets
+ *   when its config does not set it; 0: the host's default, 512. For a sink
+ *   whose write() pipelines (forward: 16384, so that many wire batches are
+ *   in flight before the host's next write). Read only from a descriptor
+ *   whose size covers it. */
 struct vigil_plugin {
     uint32_t abi;  /* VIGIL_PLUGIN_ABI */
     uint32_t size; /* sizeof(struct vigil_plugin) */
@@ -313,10 +318,16 @@ struct vigil_plugin {
     void (*fini)(void *state);
 
     int (*reopen)(void *state);
+
+    uint32_t batch_max_events;
 };
 
 /* The descriptor size of ABI 2's first release; larger ones add fields. */
-#define VIGIL_PLUGIN_SIZE_MIN sizeof(struct vigil_plugin)
+#define VIGIL_PLUGIN_SIZE_MIN offsetof(struct vigil_plugin, batch_max_events)
+
+/* Whether descriptor d is large enough to hold `field`. */
+#define VIGIL_PLUGIN_HAS(d, field)                                                                 \
+    ((d)->size >= offsetof(struct vigil_plugin, field) + sizeof(d)->field)
 
 #define VIGIL_PLUGIN_DESCRIPTOR_FIELDS .abi = VIGIL_PLUGIN_ABI, .size = sizeof(struct vigil_plugin)
 
