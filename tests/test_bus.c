@@ -754,6 +754,63 @@ static void test_seq_gaps_and_resets(void **state)
     assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
 }
 
+/* What the ingest endpoint hands on (VIGIL_BUS_TRUSTED): a batch of
+ * checked events in one message reaches the stages like
+ * any event, seqs tracked; a damaged batch (a bug in this process) is
+ * counted malformed, and what came before it in the batch still passes. */
+static void test_trusted_batches(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_TRUSTED);
+    struct vigil_bus_handoff h;
+    vigil_bus_handoff_init(&h);
+    const uint64_t seqs[] = {1, 2, 5}; /* 3 and 4 never came: two lost */
+    for (size_t i = 0; i < 3; i++) {
+        const char *body, *why;
+        size_t len;
+        struct vigil_event_head head;
+        build(&f->b, "gen.x", "h", "s", seqs[i], 0, &body, &len);
+        assert_int_equal(vigil_event_check("gen.x", 5, body, len, 1 << 20, &head, &why), 0);
+        assert_int_equal(vigil_bus_handoff_add(&h, "gen.x", 5, body, len, &head), 0);
+    }
+    assert_int_equal(h.n, 3);
+    assert_int_equal(vigil_bus_handoff_send(&h, push, 0), 0);
+    assert_int_equal(h.n, 0);
+    struct msg m;
+    for (size_t i = 0; i < 3; i++) {
+        assert_true(recv_msg(sub, &m, RECV_MS));
+        assert_int_equal(m.topic_len, 5);
+        assert_memory_equal(m.topic, "gen.x", 5);
+    }
+    assert_int_equal(wait_count(&f->st->out_total, 3), 3);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 2);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), 0);
+
+    /* One good entry, then 7 bytes that are no entry header. */
+    const char *body, *why;
+    size_t len;
+    struct vigil_event_head head;
+    build(&f->b, "gen.x", "h", "s", 6, 0, &body, &len);
+    assert_int_equal(vigil_event_check("gen.x", 5, body, len, 1 << 20, &head, &why), 0);
+    assert_int_equal(vigil_bus_handoff_add(&h, "gen.x", 5, body, len, &head), 0);
+    char damaged[1 << 12];
+    assert_true(h.len + 7 <= sizeof damaged);
+    memcpy(damaged, h.buf, h.len);
+    memset(damaged + h.len, 0xff, 7);
+    assert_int_equal(zmq_send(push, damaged, h.len + 7, 0), (int)(h.len + 7));
+    assert_true(recv_msg(sub, &m, RECV_MS));
+    assert_int_equal(wait_count(&f->st->malformed_total, 1), 1);
+    /* A header whose lengths run past the message. */
+    uint32_t bogus[10] = {5, 1000000};
+    assert_int_equal(zmq_send(push, bogus, sizeof bogus, 0), (int)sizeof bogus);
+    assert_int_equal(wait_count(&f->st->malformed_total, 2), 2);
+    assert_int_equal(vigil_counter_get(&f->st->out_total), 4);
+    vigil_bus_handoff_fini(&h);
+}
+
 /* Packs a minimal event whose host and source may hold NUL bytes. */
 static size_t pack_raw(msgpack_sbuffer *sb, const char *host, size_t hn, const char *source,
                        size_t sn, uint64_t seq)
@@ -1358,6 +1415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ready_waits_for_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_counted_and_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_gaps_and_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trusted_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seq_sources_with_nul_bytes_are_distinct, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_lossless_inproc_under_load, setup, teardown),
