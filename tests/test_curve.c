@@ -5,6 +5,7 @@
  */
 #include <netinet/in.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -139,7 +140,8 @@ static int teardown(void **state)
 }
 
 /* The agent with a listed key gets in and is named by its key; a stranger's
- * key is refused and counted, and nothing of it arrives. */
+ * key is refused and counted, and nothing of it arrives until its key is
+ * added and the central reloads authorized_keys. */
 static void test_only_listed_keys_get_in(void **state)
 {
     struct curve_fx *f = *state;
@@ -177,6 +179,30 @@ static void test_only_listed_keys_get_in(void **state)
         wait_self_value(vd_path(&f->stranger, "self.jsonl"), "forward", "spool_events", 1, 10));
     assert_true(
         self_value(vd_path(&f->stranger, "self.jsonl"), "forward", "spool_events", &spooled));
+    char *slog = slurp(f->stranger.log);
+    if (!slog || !strstr(slog, "refused this agent")) {
+        fprintf(stderr, "%s", slog ? slog : "");
+        fail_msg("the agent did not say the central refused it");
+    }
+    free(slog);
+
+    /* Its key added on the central and SIGHUP: the agent, whose socket
+     * ZeroMQ gave up on, connects anew and its spool drains. */
+    char ak[512];
+    snprintf(ak, sizeof ak, "%s/authorized_keys", f->keys);
+    char *pub = slurp(key_path(f, "stranger", "vigil.pub"));
+    FILE *a = fopen(ak, "a");
+    assert_non_null(pub);
+    assert_non_null(a);
+    fprintf(a, "%.40s newcomer\n", pub);
+    fclose(a);
+    free(pub);
+    assert_int_equal(kill(f->central.pid, SIGHUP), 0);
+    if (!wait_lines(out, "\"source\":\"intruder\"", 500, 30)) {
+        vd_dump_log(&f->stranger);
+        fail_msg("the agent did not get in after its key was added");
+    }
+    assert_true(seqs_complete(out, "intruder", 500));
 }
 
 /* A client without CURVE gets no ack and publishes nothing. */

@@ -68,8 +68,10 @@ struct forward {
     int64_t hwm; /* 0: libzmq's default */
 
     void *zctx, *sock;
+    void *mon; /* the DEALER's handshake failures (socket monitor) */
     struct event *sock_ev, *timer_ev;
     uint64_t connect_ns;
+    uint64_t refused_ns, reopen_wait_ns; /* a central refused the handshake */
     struct vigil_wire_batch enc;
     uint64_t next_id;
     size_t cap_events; /* per-batch bound, halved on TOO_MANY / TOO_BIG */
@@ -232,6 +234,10 @@ static void close_socket(struct forward *w)
         event_free(w->sock_ev);
         w->sock_ev = NULL;
     }
+    if (w->mon) {
+        zmq_close(w->mon);
+        w->mon = NULL;
+    }
     if (w->sock) {
         zmq_close(w->sock);
         w->sock = NULL;
@@ -274,6 +280,19 @@ static int open_socket(struct forward *w)
         close_socket(w);
         return rc;
     }
+    /* ZeroMQ gives up on a connection whose handshake the central refused
+     * (its ZAP handler did not know our key) and never tries again: watch
+     * for that, so the socket can be made anew (reopen_if_refused). */
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://vigil.forward.%p", (void *)w);
+    if (zmq_socket_monitor(w->sock, mon,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) !=
+            0 ||
+        !(w->mon = zmq_socket(w->zctx, ZMQ_PAIR)) || zmq_connect(w->mon, mon) != 0) {
+        rc = -errno;
+        close_socket(w);
+        return rc;
+    }
     if (zmq_connect(w->sock, w->endpoint) != 0) {
         rc = -errno;
         w->api->log_limited(w->h, VIGIL_LOG_ERROR, "cannot connect to %s: %s", w->endpoint,
@@ -293,6 +312,62 @@ static int open_socket(struct forward *w)
     w->connect_ns = w->api->mono_ns();
     w->api->log(w->h, VIGIL_LOG_INFO, "forwarding to %s", w->endpoint);
     return 0;
+}
+
+#define REOPEN_FIRST_NS (5ull * 1000000000ull)
+#define REOPEN_MAX_NS (300ull * 1000000000ull)
+
+/* Whether the central refused our handshake since the last look (logged:
+ * the operator has a key to add). */
+static bool handshake_refused(struct forward *w)
+{
+    bool refused = false;
+    unsigned char ev[6];
+    while (zmq_recv(w->mon, ev, sizeof ev, ZMQ_DONTWAIT) >= 0) {
+        int more;
+        size_t len = sizeof more;
+        char addr[256] = "";
+        if (zmq_getsockopt(w->mon, ZMQ_RCVMORE, &more, &len) == 0 && more) {
+            int n = zmq_recv(w->mon, addr, sizeof addr - 1, 0);
+            addr[n > 0 ? (size_t)n < sizeof addr ? n : (int)sizeof addr - 1 : 0] = '\0';
+        }
+        uint16_t what;
+        uint32_t code;
+        memcpy(&what, ev, sizeof what);
+        memcpy(&code, ev + 2, sizeof code);
+        refused = true;
+        w->api->log_limited(w->h, VIGIL_LOG_ERROR,
+                            what == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                ? "the central at %s refused this agent (status %u): is its key in "
+                                  "the central's authorized_keys, and server_key the central's?"
+                                : "the handshake with %s failed (protocol error %u): is it a "
+                                  "vigild bus.ingest with the same CURVE setting?",
+                            *addr ? addr : w->endpoint, (unsigned)code);
+    }
+    return refused;
+}
+
+/* After a refused handshake the socket is dead for good: make it anew,
+ * first after REOPEN_FIRST_NS, then backing off to REOPEN_MAX_NS while the
+ * central keeps refusing (a key added there and SIGHUP let us in). */
+static void reopen_if_refused(struct forward *w)
+{
+    uint64_t now = w->api->mono_ns();
+    if (w->mon && handshake_refused(w)) {
+        w->refused_ns = now;
+        w->reopen_wait_ns = w->reopen_wait_ns ? w->reopen_wait_ns * 2 : REOPEN_FIRST_NS;
+        if (w->reopen_wait_ns > REOPEN_MAX_NS) {
+            w->reopen_wait_ns = REOPEN_MAX_NS;
+        }
+    }
+    if (w->refused_ns && now - w->refused_ns >= w->reopen_wait_ns) {
+        w->refused_ns = 0;
+        close_socket(w);
+        if (open_socket(w) == 0) {
+            w->api->log(w->h, VIGIL_LOG_INFO, "connecting to %s again after the refused handshake",
+                        w->endpoint);
+        }
+    }
 }
 
 static bool can_send(struct forward *w)
@@ -462,6 +537,7 @@ static void shrink(struct forward *w, const struct fwd_batch *b, const struct vi
 
 static void apply_ack(struct forward *w, struct fwd_batch *b, const struct vigil_wire_ack *a)
 {
+    w->reopen_wait_ns = 0; /* the central lets us in */
     const struct vigil_api *api = w->api;
     note_rtt(w, api->mono_ns() - b->sent_ns);
     switch (a->status) {
@@ -748,6 +824,9 @@ static int forward_write(void *state, const struct vigil_event *const *events, s
     }
     if (n == 0) {
         return 0;
+    }
+    if (w->sock) {
+        reopen_if_refused(w);
     }
     if (!w->sock) {
         int rc = open_socket(w);
