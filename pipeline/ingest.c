@@ -2,7 +2,7 @@
  * and a PUSH into the bus, like a source's. A batch is decoded, each event
  * checked (vigil_event_check, as the bus does) and looked up by (host,
  * source, seq), and the ack goes back only after every new event was handed
- * to the bus.
+ * to the bus. The ROUTER's monitor tells which agents are connected.
  */
 #include "ingest.h"
 
@@ -27,10 +27,17 @@
 #define POLL_MS 100     /* how soon a stop request is seen */
 #define PENDING_MAX 256 /* batches answered but not yet acked (waiting for the sinks) */
 #define BARRIER_POLL_MS 1
+/* Connections: ZMTP heartbeats close one behind a dead link within
+ * seconds, which the monitor then reports. */
+#define HEARTBEAT_IVL_MS 1000
+#define HEARTBEAT_TIMEOUT_MS 5000
+#define FDS_MAX (1 << 20) /* a connection on a higher fd is not counted in `connected` */
+#define FD_CLOSED (-1)    /* fd_agent: the monitor's last word on that fd was DISCONNECTED */
 
 struct agent {
     char name[AGENT_NAME_MAX + 1];
     struct vigil_agent_stats s;
+    unsigned conns; /* its live connections that sent a batch (ingest thread only) */
 };
 
 /* A batch whose events are in the bus, acked once the sinks passed its
@@ -44,6 +51,7 @@ struct pending_ack {
 
 struct vigil_ingest {
     void *router, *push;
+    void *monitor; /* PAIR: the ROUTER's ACCEPTED and DISCONNECTED events */
     vigil_counter *const *progress;
     size_t nprogress;
     char host[256];
@@ -66,7 +74,11 @@ struct vigil_ingest {
     struct vigil_wire_ack_buf ack;
     uint32_t *refused; /* VIGIL_WIRE_MAX_EVENTS indices */
     struct vigil_ratelimit log_rl;
+    int32_t *fd_agent; /* per fd: its connection's agent index + 1, 0, or FD_CLOSED */
+    size_t fd_cap;     /* grown to the highest fd seen */
 };
+
+static int watch_connections(struct vigil_ingest *g);
 
 struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts *o, char *err,
                                       size_t errlen)
@@ -88,21 +100,31 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     g->refused = malloc(VIGIL_WIRE_MAX_EVENTS * sizeof *g->refused);
     g->router = zmq_socket(zctx, ZMQ_ROUTER);
     g->push = zmq_socket(zctx, ZMQ_PUSH);
-    if (!g->refused || !g->router || !g->push) {
+    g->monitor = zmq_socket(zctx, ZMQ_PAIR);
+    if (!g->refused || !g->router || !g->push || !g->monitor) {
         snprintf(err, errlen, "cannot create the ingest sockets: %s",
                  g->refused ? zmq_strerror(zmq_errno()) : "out of memory");
         vigil_ingest_free(g);
         return NULL;
     }
-    int zero = 0, one = 1, timeout = POLL_MS;
+    int zero = 0, one = 1, timeout = POLL_MS, hb_ivl = HEARTBEAT_IVL_MS,
+        hb_timeout = HEARTBEAT_TIMEOUT_MS;
     /* Acks to an agent that went away are dropped, not queued; a reconnecting
      * agent takes its identity over. */
     zmq_setsockopt(g->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(g->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(g->router, ZMQ_RCVHWM, &o->hwm, sizeof o->hwm);
+    zmq_setsockopt(g->router, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
+    zmq_setsockopt(g->router, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
     zmq_setsockopt(g->push, ZMQ_SNDHWM, &o->hwm, sizeof o->hwm);
     zmq_setsockopt(g->push, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(g->push, ZMQ_LINGER, &timeout, sizeof timeout);
+    if (watch_connections(g) != 0) {
+        snprintf(err, errlen, "cannot watch the ingest's connections: %s",
+                 zmq_strerror(zmq_errno()));
+        vigil_ingest_free(g);
+        return NULL;
+    }
     if (vigil_bus_curve_server(g->router, o->endpoint, o->curve_secret_z85) != 0) {
         snprintf(err, errlen, "cannot make bus.ingest a CURVE server: %s",
                  zmq_strerror(zmq_errno()));
@@ -128,7 +150,7 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
 
 /* The agent a batch came from: its CURVE key's name when the bus has CURVE,
  * else the peer's address. NULL past AGENTS_MAX. */
-static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
+static struct agent *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
 {
     const char *name = zmq_msg_gets(m, "User-Id");
     if (!name || !*name) {
@@ -139,7 +161,7 @@ static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
     }
     for (size_t i = 0; i < g->nagents; i++) {
         if (strcmp(g->agents[i].name, name) == 0) {
-            return &g->agents[i].s;
+            return &g->agents[i];
         }
     }
     if (g->nagents == AGENTS_MAX) {
@@ -162,7 +184,7 @@ static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
     g->nagents++;
     pthread_mutex_unlock(&g->lock);
     vigil_log(VIGIL_LOG_INFO, "ingest", "first batch from agent %s", a->name);
-    return &a->s;
+    return a;
 }
 
 void vigil_ingest_each_agent(struct vigil_ingest *g,
@@ -174,6 +196,122 @@ void vigil_ingest_each_agent(struct vigil_ingest *g,
         fn(arg, g->agents[i].name, &g->agents[i].s);
     }
     pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- Connections ------------------------------------------------------------- */
+
+/* An agent is connected while a connection that sent one of its batches is
+ * open. A batch names its connection by the fd it came in on (ZMQ_SRCFD),
+ * and the ROUTER's monitor says when an fd's connection was accepted or
+ * closed. libzmq reports DISCONNECTED before it closes the fd, and a new
+ * connection takes the lowest free fd, often the one just closed: so the
+ * monitor is drained after a batch is read and before its fd is looked at,
+ * and an old connection's close is never taken for the new one's. (A batch
+ * read only after its connection closed and a new one took the fd counts
+ * for the new one until that one sends or closes.) */
+
+/* The ROUTER's connection events on an inproc PAIR, set up before the bind
+ * so that no connection is missed. The PAIR's queue is unbounded: libzmq
+ * sends monitor events blocking, from its I/O thread, so a full queue would
+ * stall every connection. It holds two small messages per connection
+ * opened or closed, and the ingest thread drains it every turn. */
+static int watch_connections(struct vigil_ingest *g)
+{
+    char ep[64];
+    int unbounded = 0, zero = 0;
+    snprintf(ep, sizeof ep, "inproc://vigil.ingest.monitor.%p", (void *)g);
+    if (zmq_socket_monitor(g->router, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+        return -1;
+    }
+    zmq_setsockopt(g->monitor, ZMQ_RCVHWM, &unbounded, sizeof unbounded);
+    zmq_setsockopt(g->monitor, ZMQ_LINGER, &zero, sizeof zero);
+    return zmq_connect(g->monitor, ep);
+}
+
+/* Makes fd_agent[fd] exist; false for an fd that is not tracked. Grows only
+ * to the highest fd seen, not per batch. */
+static bool fd_room(struct vigil_ingest *g, int fd)
+{
+    if (fd < 0 || fd >= FDS_MAX) {
+        return false;
+    }
+    if ((size_t)fd < g->fd_cap) {
+        return true;
+    }
+    size_t cap = g->fd_cap ? g->fd_cap : 64;
+    while (cap <= (size_t)fd) {
+        cap *= 2;
+    }
+    int32_t *p = realloc(g->fd_agent, cap * sizeof *p);
+    if (!p) {
+        return false;
+    }
+    memset(p + g->fd_cap, 0, (cap - g->fd_cap) * sizeof *p);
+    g->fd_agent = p;
+    g->fd_cap = cap;
+    return true;
+}
+
+/* The connection on fd closed (mark FD_CLOSED) or a new one took the fd
+ * (mark 0): the agent it counted for loses it. */
+static void conn_end(struct vigil_ingest *g, int fd, int32_t mark)
+{
+    if (!fd_room(g, fd)) {
+        return;
+    }
+    int32_t a = g->fd_agent[fd];
+    if (a > 0 && --g->agents[a - 1].conns == 0) {
+        atomic_store_explicit(&g->agents[a - 1].s.connected, 0, memory_order_relaxed);
+    }
+    g->fd_agent[fd] = mark;
+}
+
+/* A batch of agent a came in on fd: that connection counts for a until the
+ * monitor says it closed. */
+static void conn_seen(struct vigil_ingest *g, struct agent *a, int fd)
+{
+    if (!fd_room(g, fd)) {
+        return;
+    }
+    int32_t me = (int32_t)(a - g->agents) + 1, cur = g->fd_agent[fd];
+    if (cur == me || cur == FD_CLOSED) {
+        return; /* counted already; or closed since it sent this batch */
+    }
+    if (cur > 0) {
+        conn_end(g, fd, 0); /* another agent's before, its close not seen */
+    }
+    g->fd_agent[fd] = me;
+    if (a->conns++ == 0) {
+        atomic_store_explicit(&a->s.connected, 1, memory_order_relaxed);
+    }
+}
+
+/* Applies the monitor's events so far. */
+static void drain_monitor(struct vigil_ingest *g)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, g->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        /* Frame 1: the event (u16) and its value, the fd (u32), in host
+         * order; frame 2: the endpoint. */
+        if (zmq_msg_size(&ev) == 6) {
+            uint16_t what;
+            uint32_t fd;
+            memcpy(&what, zmq_msg_data(&ev), sizeof what);
+            memcpy(&fd, (const char *)zmq_msg_data(&ev) + sizeof what, sizeof fd);
+            if (what == ZMQ_EVENT_ACCEPTED || what == ZMQ_EVENT_DISCONNECTED) {
+                conn_end(g, fd > INT32_MAX ? -1 : (int)fd,
+                         what == ZMQ_EVENT_DISCONNECTED ? FD_CLOSED : 0);
+            }
+        }
+        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, g->monitor, 0) != -1) {
+        }
+        zmq_msg_close(&ev);
+    }
 }
 
 /* ---- One batch --------------------------------------------------------------- */
@@ -399,10 +537,16 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         zmq_poll(NULL, 0, BARRIER_POLL_MS);
         flush_acks(g);
     }
-    struct vigil_agent_stats *as = agent_of(g, head);
+    struct agent *ag = agent_of(g, head);
+    struct vigil_agent_stats *as = ag ? &ag->s : NULL;
     const char *agent = zmq_msg_gets(head, "Peer-Address");
     agent = agent ? agent : "an agent";
-    if (!as) {
+    if (as) {
+        /* ZMQ_SRCFD is deprecated, but without the draft ZMQ_ROUTER_NOTIFY
+         * it is what ties a message to its connection; libzmq 4.3 sets it
+         * over tcp and ipc, with and without CURVE. */
+        conn_seen(g, ag, zmq_msg_get(head, ZMQ_SRCFD));
+    } else {
         vigil_count(&g->stats.agents_untracked_total, 1);
     }
     struct vigil_wire_batch_view v;
@@ -490,6 +634,7 @@ static bool read_one(struct vigil_ingest *g)
         return false;
     }
     if (n >= 2) {
+        drain_monitor(g); /* before the batch's fd is looked at: see "Connections" */
         zmq_msg_t empty;
         zmq_msg_init(&empty);
         take_batch(g, &part[0], &part[1], n == 3 ? &part[2] : &empty, extra || n == 2);
@@ -504,11 +649,15 @@ static bool read_one(struct vigil_ingest *g)
 static void *ingest_main(void *arg)
 {
     struct vigil_ingest *g = arg;
-    zmq_pollitem_t item = {.socket = g->router, .events = ZMQ_POLLIN};
+    zmq_pollitem_t items[] = {{.socket = g->router, .events = ZMQ_POLLIN},
+                              {.socket = g->monitor, .events = ZMQ_POLLIN}};
     while (!atomic_load(&g->stopping)) {
-        int n = zmq_poll(&item, 1, g->pend_len ? BARRIER_POLL_MS : POLL_MS);
+        int n = zmq_poll(items, 2, g->pend_len ? BARRIER_POLL_MS : POLL_MS);
         flush_acks(g);
-        if (n <= 0) {
+        if (items[1].revents & ZMQ_POLLIN) {
+            drain_monitor(g); /* an agent that went away is disconnected now */
+        }
+        if (n <= 0 || !(items[0].revents & ZMQ_POLLIN)) {
             continue;
         }
         while (!atomic_load(&g->stopping) && read_one(g)) {
@@ -546,7 +695,11 @@ void vigil_ingest_free(struct vigil_ingest *g)
     }
     vigil_ingest_stop(g);
     if (g->router) {
+        zmq_socket_monitor(g->router, NULL, 0);
         zmq_close(g->router);
+    }
+    if (g->monitor) {
+        zmq_close(g->monitor);
     }
     if (g->push) {
         zmq_close(g->push);
@@ -560,6 +713,7 @@ void vigil_ingest_free(struct vigil_ingest *g)
     }
     vigil_event_builder_fini(&g->barrier);
     free(g->refused);
+    free(g->fd_agent);
     free(g->agents);
     pthread_mutex_destroy(&g->lock);
     free(g);

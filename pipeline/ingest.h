@@ -33,6 +33,7 @@ struct vigil_agent_stats {
     vigil_counter events_total;     /* events published into the bus */
     vigil_counter refused_total;    /* events refused as malformed (REFUSED) */
     vigil_counter duplicates_total; /* events it had sent before: acked, not published again */
+    vigil_counter connected;        /* gauge: 1 while it has a live connection */
     vigil_counter last_seen_mono;   /* CLOCK_MONOTONIC ns of its last batch */
 };
 
