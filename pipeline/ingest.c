@@ -2,7 +2,8 @@
  * and a PUSH into the bus, like a source's. A batch is decoded, each event
  * checked (vigil_event_check, as the bus does) and looked up by (host,
  * source, seq), and the ack goes back only after every new event was handed
- * to the bus. The ROUTER's monitor tells which agents are connected.
+ * to the bus. A batch that cannot be taken soon is answered RETRY (shed),
+ * and the ROUTER's monitor tells which agents are connected.
  */
 #include "ingest.h"
 
@@ -27,6 +28,21 @@
 #define POLL_MS 100     /* how soon a stop request is seen */
 #define PENDING_MAX 256 /* batches answered but not yet acked (waiting for the sinks) */
 #define BARRIER_POLL_MS 1
+#define NS_PER_MS 1000000ull
+#define STR_(x) #x
+#define STR(x) STR_(x) /* a constant's value in a message */
+
+/* Load shedding (docs/fleet.md, "The central's ingest endpoint"): a batch
+ * is answered RETRY, asking the agent to wait SHED_RETRY_AFTER_MS, when
+ * PENDING_MAX acks already wait for the sinks or when it waited
+ * SHED_BLOCKED_MS in all for room in the bus; its connection's later
+ * batches are answered the same until one carries VIGIL_WIRE_RESEND, or
+ * for SHED_HOLD_MS at most (an agent that never sets the flag). */
+#define SHED_RETRY_AFTER_MS 200
+#define SHED_BLOCKED_MS 500
+#define SHED_HOLD_MS 10000
+#define SHED_CONNS_MAX AGENTS_MAX /* connections held back at once */
+
 /* Connections: ZMTP heartbeats close one behind a dead link within
  * seconds, which the monitor then reports. */
 #define HEARTBEAT_IVL_MS 1000
@@ -38,6 +54,14 @@ struct agent {
     char name[AGENT_NAME_MAX + 1];
     struct vigil_agent_stats s;
     unsigned conns; /* its live connections that sent a batch (ingest thread only) */
+};
+
+/* A connection (its ROUTER routing id) answered RETRY: its later batches
+ * are answered RETRY too until one carries VIGIL_WIRE_RESEND. */
+struct shed_conn {
+    uint64_t since_ns; /* monotonic, of the RETRY that started it */
+    size_t id_len;
+    unsigned char id[255]; /* a routing id is at most 255 bytes */
 };
 
 /* A batch whose events are in the bus, acked once the sinks passed its
@@ -73,9 +97,12 @@ struct vigil_ingest {
     struct vigil_seqtab seen;
     struct vigil_wire_ack_buf ack;
     uint32_t *refused; /* VIGIL_WIRE_MAX_EVENTS indices */
-    struct vigil_ratelimit log_rl;
-    int32_t *fd_agent; /* per fd: its connection's agent index + 1, 0, or FD_CLOSED */
-    size_t fd_cap;     /* grown to the highest fd seen */
+    struct vigil_ratelimit log_rl, shed_rl;
+    bool barrier_owed;      /* events are in the bus with no barrier after them yet */
+    int32_t *fd_agent;      /* per fd: its connection's agent index + 1, 0, or FD_CLOSED */
+    size_t fd_cap;          /* grown to the highest fd seen */
+    struct shed_conn *shed; /* SHED_CONNS_MAX; the first nshed are held back */
+    size_t nshed;
 };
 
 static int watch_connections(struct vigil_ingest *g);
@@ -97,13 +124,15 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     vigil_seqtab_init(&g->seen, SOURCES_MAX);
     vigil_wire_ack_buf_init(&g->ack);
     g->log_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 5};
+    g->shed_rl = g->log_rl;
     g->refused = malloc(VIGIL_WIRE_MAX_EVENTS * sizeof *g->refused);
+    g->shed = malloc(SHED_CONNS_MAX * sizeof *g->shed);
     g->router = zmq_socket(zctx, ZMQ_ROUTER);
     g->push = zmq_socket(zctx, ZMQ_PUSH);
     g->monitor = zmq_socket(zctx, ZMQ_PAIR);
-    if (!g->refused || !g->router || !g->push || !g->monitor) {
+    if (!g->refused || !g->shed || !g->router || !g->push || !g->monitor) {
         snprintf(err, errlen, "cannot create the ingest sockets: %s",
-                 g->refused ? zmq_strerror(zmq_errno()) : "out of memory");
+                 g->refused && g->shed ? zmq_strerror(zmq_errno()) : "out of memory");
         vigil_ingest_free(g);
         return NULL;
     }
@@ -314,19 +343,71 @@ static void drain_monitor(struct vigil_ingest *g)
     }
 }
 
-/* ---- One batch --------------------------------------------------------------- */
+/* ---- Shedding ------------------------------------------------------------------- */
 
-/* Hands one event to the bus, waiting while it is full; false when a stop
- * came first. */
-static bool hand_on(struct vigil_ingest *g, const struct vigil_wire_event *e)
+/* The held-back state of connection `id`, or NULL. States older than
+ * SHED_HOLD_MS end on the way. */
+static struct shed_conn *shed_find(struct vigil_ingest *g, zmq_msg_t *id, uint64_t now)
 {
-    while (zmq_send(g->push, e->topic, e->topic_len, ZMQ_SNDMORE) == -1) {
-        if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
-            return false;
+    size_t len = zmq_msg_size(id);
+    for (size_t i = 0; i < g->nshed;) {
+        struct shed_conn *c = &g->shed[i];
+        if (now - c->since_ns >= SHED_HOLD_MS * NS_PER_MS) {
+            *c = g->shed[--g->nshed];
+        } else if (c->id_len == len && memcmp(c->id, zmq_msg_data(id), len) == 0) {
+            return c;
+        } else {
+            i++;
         }
     }
+    return NULL;
+}
+
+/* Holds connection id's later batches back from now on. With every slot
+ * taken, the oldest state gives way: that connection's order is not kept. */
+static void shed_hold(struct vigil_ingest *g, zmq_msg_t *id, uint64_t now)
+{
+    struct shed_conn *c = shed_find(g, id, now);
+    if (!c && g->nshed < SHED_CONNS_MAX) {
+        c = &g->shed[g->nshed++];
+    }
+    for (size_t i = 0; !c && i < g->nshed; i++) {
+        if (i == 0 || g->shed[i].since_ns < c->since_ns) {
+            c = &g->shed[i];
+        }
+    }
+    size_t len = zmq_msg_size(id);
+    c->since_ns = now;
+    c->id_len = len < sizeof c->id ? len : sizeof c->id;
+    memcpy(c->id, zmq_msg_data(id), c->id_len);
+}
+
+/* ---- One batch --------------------------------------------------------------- */
+
+enum hand { HAND_OK, HAND_FULL, HAND_STOP };
+
+/* Hands one event to the bus, waiting while it is full as long as the
+ * batch's wait so far (*waited_ns, summed over its events) is below
+ * SHED_BLOCKED_MS. HAND_FULL: that ran out first, nothing of the event was
+ * sent; HAND_STOP: a stop came first. */
+static enum hand hand_on(struct vigil_ingest *g, const struct vigil_wire_event *e,
+                         uint64_t *waited_ns)
+{
+    const uint64_t budget = SHED_BLOCKED_MS * NS_PER_MS;
+    while (zmq_send(g->push, e->topic, e->topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
+            return HAND_STOP;
+        }
+        if (*waited_ns >= budget) {
+            return HAND_FULL;
+        }
+        uint64_t left_ms = (budget - *waited_ns + NS_PER_MS - 1) / NS_PER_MS, t0 = vigil_mono_ns();
+        zmq_pollitem_t room = {.socket = g->push, .events = ZMQ_POLLOUT};
+        zmq_poll(&room, 1, left_ms < POLL_MS ? (long)left_ms : POLL_MS);
+        *waited_ns += vigil_mono_ns() - t0;
+    }
     /* The second frame of a started message is queued at once. */
-    return zmq_send(g->push, e->body, e->body_len, 0) != -1;
+    return zmq_send(g->push, e->body, e->body_len, 0) != -1 ? HAND_OK : HAND_STOP;
 }
 
 /* Which of a source's recent seqs were published: a window of WINDOW_SEQS
@@ -426,6 +507,39 @@ static void send_frames(struct vigil_ingest *g, zmq_msg_t *id, const void *head,
     zmq_send(g->router, body, bl, ZMQ_DONTWAIT);
 }
 
+/* Answers a batch RETRY at once (it promises nothing about the sinks),
+ * counted. */
+static void shed(struct vigil_ingest *g, zmq_msg_t *id, uint64_t bid, struct vigil_agent_stats *as)
+{
+    vigil_count(&g->stats.shed_total, 1);
+    if (as) {
+        vigil_count(&as->shed_total, 1);
+    }
+    if (vigil_wire_ack_retry(&g->ack, bid, SHED_RETRY_AFTER_MS) == 0) {
+        send_frames(g, id, g->ack.head, VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
+    }
+}
+
+/* Sheds a batch of which `published` events went into the bus: answers it
+ * RETRY, holds its connection's later batches back, and says why,
+ * rate-limited. */
+static void shed_start(struct vigil_ingest *g, zmq_msg_t *id, const struct vigil_wire_batch_view *v,
+                       struct vigil_agent_stats *as, const char *agent, const char *why,
+                       size_t published)
+{
+    uint64_t now = vigil_mono_ns(), suppressed;
+    shed_hold(g, id, now);
+    shed(g, id, v->id, as);
+    if (vigil_ratelimit_ok(&g->shed_rl, now, &suppressed)) {
+        vigil_log(VIGIL_LOG_WARN, "ingest",
+                  "shedding load: batch %llu from %s answered RETRY (after %d ms): %s; %zu of "
+                  "its %zu events were handed on (their resend is recognised); its connection's "
+                  "later batches too until the agent resends (%llu more like it not logged)",
+                  (unsigned long long)v->id, agent, SHED_RETRY_AFTER_MS, why, published, v->count,
+                  (unsigned long long)suppressed);
+    }
+}
+
 /* The lowest barrier serial every sink has passed. */
 static uint64_t sinks_passed(const struct vigil_ingest *g)
 {
@@ -451,30 +565,31 @@ static void flush_acks(struct vigil_ingest *g)
     }
 }
 
-/* Follows a batch's events into the bus with a barrier; false when a stop
- * came first. */
-static bool send_barrier(struct vigil_ingest *g)
+/* Follows the events in the bus with a barrier, within the batch's wait
+ * (hand_on()). */
+static enum hand send_barrier(struct vigil_ingest *g, uint64_t *waited_ns)
 {
     const char *body;
     size_t len;
     vigil_event_begin(&g->barrier, VIGIL_BARRIER_TOPIC);
     if (vigil_event_finish(&g->barrier, g->host, "vigil-ingest", g->serial + 1, &body, &len) != 0) {
-        return false;
+        return HAND_STOP;
     }
     struct vigil_wire_event e = {.topic = VIGIL_BARRIER_TOPIC,
                                  .topic_len = VIGIL_BARRIER_TOPIC_LEN,
                                  .body = body,
                                  .body_len = len};
-    if (!hand_on(g, &e)) {
-        return false;
+    enum hand r = hand_on(g, &e, waited_ns);
+    if (r == HAND_OK) {
+        g->serial++;
+        g->barrier_owed = false;
     }
-    g->serial++;
-    return true;
+    return r;
 }
 
-/* Acks the batch in g->ack: at once without sinks, else once the sinks
- * passed the last barrier sent (this batch's, or for a batch that published
- * nothing new the one before: acks stay in order). */
+/* Acks the batch in g->ack (OK or REFUSED): at once without sinks, else
+ * once the sinks passed the last barrier sent (this batch's, or for a batch
+ * that published nothing new the one before: acks stay in order). */
 static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
 {
     if (g->nprogress == 0) {
@@ -482,7 +597,7 @@ static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
         return;
     }
     if (g->pend_len == PENDING_MAX) {
-        return; /* cannot happen: take_batch waits for room first */
+        return; /* cannot happen: take_batch sheds the batch instead */
     }
     struct pending_ack *p = &g->pending[(g->pend_head + g->pend_len) % PENDING_MAX];
     p->frames = malloc(VIGIL_WIRE_HEAD_LEN + g->ack.len);
@@ -525,18 +640,44 @@ static void bad_batch(struct vigil_ingest *g, const char *agent, const struct vi
     }
 }
 
+/* Hands on the batch's new events and a barrier; *published gets how many
+ * went into the bus (marked published even when the rest does not follow,
+ * so the agent's resend of them is recognised). */
+static enum hand hand_on_batch(struct vigil_ingest *g, struct vigil_wire_batch_view *v,
+                               size_t *nrefused, size_t *published, size_t *dups)
+{
+    uint64_t waited_ns = 0;
+    size_t index = 0;
+    struct vigil_wire_event e;
+    while (vigil_wire_batch_next(v, &e)) {
+        struct vigil_event_head h;
+        struct vigil_seq_entry *src;
+        const char *why;
+        if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
+                              &why) != 0) {
+            g->refused[(*nrefused)++] = (uint32_t)index;
+        } else if (seen_before(g, &h, &src)) {
+            (*dups)++;
+        } else {
+            enum hand r = hand_on(g, &e, &waited_ns);
+            if (r != HAND_OK) {
+                return r;
+            }
+            mark_published(src, &h);
+            (*published)++;
+            g->barrier_owed = true;
+        }
+        index++;
+    }
+    /* A barrier also when this batch's events were all duplicates of
+     * events a shed batch handed on: its ack must wait for them too. */
+    return g->barrier_owed && g->nprogress ? send_barrier(g, &waited_ns) : HAND_OK;
+}
+
 /* Returns false when a stop interrupted the batch (then it is not acked). */
 static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, zmq_msg_t *recs,
                        bool extra_frames)
 {
-    /* Room for this batch's ack among those waiting for the sinks. */
-    while (g->pend_len == PENDING_MAX) {
-        if (atomic_load(&g->stopping)) {
-            return false;
-        }
-        zmq_poll(NULL, 0, BARRIER_POLL_MS);
-        flush_acks(g);
-    }
     struct agent *ag = agent_of(g, head);
     struct vigil_agent_stats *as = ag ? &ag->s : NULL;
     const char *agent = zmq_msg_gets(head, "Peer-Address");
@@ -546,6 +687,7 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
          * it is what ties a message to its connection; libzmq 4.3 sets it
          * over tcp and ipc, with and without CURVE. */
         conn_seen(g, ag, zmq_msg_get(head, ZMQ_SRCFD));
+        atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
     } else {
         vigil_count(&g->stats.agents_untracked_total, 1);
     }
@@ -560,43 +702,51 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         rc = vigil_wire_batch_decode(&v, zmq_msg_data(head), zmq_msg_size(head), zmq_msg_data(recs),
                                      zmq_msg_size(recs), 0, &err);
     }
-    uint64_t bid = batch_id_of(zmq_msg_data(head), zmq_msg_size(head));
     if (rc != 0) {
+        /* Nothing published, nothing to wait for: answered at once. */
+        uint64_t bid = batch_id_of(zmq_msg_data(head), zmq_msg_size(head));
         bad_batch(g, agent, &err);
         if (vigil_wire_ack_error(&g->ack, err.reason == VIGIL_WIRE_BAD_HEADER ? 0 : bid, err.reason,
                                  err.detail) == 0) {
-            send_ack(g, id);
+            send_frames(g, id, g->ack.head, VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
         }
         return true;
     }
-    size_t nrefused = 0, index = 0, published = 0, dups = 0;
-    struct vigil_wire_event e;
-    while (vigil_wire_batch_next(&v, &e)) {
-        struct vigil_event_head h;
-        struct vigil_seq_entry *src;
-        const char *why;
-        if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
-                              &why) != 0) {
-            g->refused[nrefused++] = (uint32_t)index;
-        } else if (seen_before(g, &h, &src)) {
-            dups++;
-        } else if (hand_on(g, &e)) {
-            mark_published(src, &h);
-            published++;
-        } else {
-            return false;
-        }
-        index++;
+    /* After a RETRY, the connection's later batches (sent before the agent
+     * saw it) are answered RETRY too, until the agent resends: their
+     * events must not overtake the shed batch's. */
+    uint64_t now = vigil_mono_ns();
+    struct shed_conn *held = shed_find(g, id, now);
+    if (held && !(v.id & VIGIL_WIRE_RESEND)) {
+        shed(g, id, v.id, as);
+        return true;
+    }
+    if (held) {
+        *held = g->shed[--g->nshed];
+    }
+    flush_acks(g);
+    if (g->nprogress && g->pend_len == PENDING_MAX) {
+        shed_start(g, id, &v, as, agent,
+                   "the " STR(PENDING_MAX) " batches before it still wait for the sinks", 0);
+        return true;
+    }
+    size_t nrefused = 0, published = 0, dups = 0;
+    enum hand r = hand_on_batch(g, &v, &nrefused, &published, &dups);
+    if (as) {
+        vigil_count(&as->events_total, published);
+    }
+    if (r == HAND_STOP) {
+        return false;
+    }
+    if (r == HAND_FULL) {
+        shed_start(g, id, &v, as, agent, "no room in the bus for " STR(SHED_BLOCKED_MS) " ms",
+                   published);
+        return true;
     }
     if (as) {
         vigil_count(&as->batches_total, 1);
-        vigil_count(&as->events_total, published);
         vigil_count(&as->refused_total, nrefused);
         vigil_count(&as->duplicates_total, dups);
-        atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
-    }
-    if (published && g->nprogress && !send_barrier(g)) {
-        return false;
     }
     rc = nrefused ? vigil_wire_ack_refused(&g->ack, v.id, v.count, g->refused, nrefused)
                   : vigil_wire_ack_ok(&g->ack, v.id);
@@ -713,6 +863,7 @@ void vigil_ingest_free(struct vigil_ingest *g)
     }
     vigil_event_builder_fini(&g->barrier);
     free(g->refused);
+    free(g->shed);
     free(g->fd_agent);
     free(g->agents);
     pthread_mutex_destroy(&g->lock);

@@ -1,6 +1,7 @@
 /* The central's ingest endpoint (bus.ingest) in the real vigild: a DEALER
  * in the test speaks the forward protocol (pipeline/fleet/wire.h) to it,
- * and a capture sink shows what reached the central's bus.
+ * and a capture sink shows what reached the central's bus. A sink that is
+ * stuck on purpose makes the central shed load.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -68,12 +69,37 @@ static int setup(void **state)
                       "    path: @DIR@/out.jsonl\n");
 }
 
+/* The events go to a sink that is stuck while @DIR@/block exists (the
+ * barriers behind them wait, and then the bus fills up); vigil.self goes
+ * to a sink of its own. */
+#define STUCK_SINKS                                                                                \
+    "sinks:\n"                                                                                     \
+    "  - plugin: test_capture\n"                                                                   \
+    "    name: stuck\n"                                                                            \
+    "    match: fleet.\n"                                                                          \
+    "    path: @DIR@/out.jsonl\n"                                                                  \
+    "    block_while: @DIR@/block\n"                                                               \
+    "  - { plugin: test_capture, name: self, match: vigil.self, path: @DIR@/self.jsonl }\n"
+
+static int setup_stuck(void **state)
+{
+    return setup_with(state, "", STUCK_SINKS);
+}
+
+/* The same with a small bus (100 messages per socket): a stuck sink fills
+ * it after a few hundred events. */
+static int setup_stuck_small_bus(void **state)
+{
+    return setup_with(state, "  hwm: 100\n", STUCK_SINKS);
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
     if (!f) {
         return 0;
     }
+    unlink(vd_path(&f->v, "block"));
     if (f->dealer) {
         zmq_close(f->dealer);
     }
@@ -139,6 +165,12 @@ static void begin(struct fx *f)
     assert_int_equal(vigil_wire_batch_begin(&f->batch, ++f->next_id), 0);
 }
 
+/* A batch that says the agent resends after a RETRY. */
+static void begin_resend(struct fx *f)
+{
+    assert_int_equal(vigil_wire_batch_begin(&f->batch, ++f->next_id | VIGIL_WIRE_RESEND), 0);
+}
+
 /* Receives the ack of batch `id` and checks its status (RETRY: and that it
  * asks for the central's 200 ms). */
 static void expect_ack(struct fx *f, uint64_t id, enum vigil_wire_status status)
@@ -153,6 +185,13 @@ static void expect_ack(struct fx *f, uint64_t id, enum vigil_wire_status status)
     if (status == VIGIL_WIRE_RETRY) {
         assert_int_equal(a.retry_after_ms, 200);
     }
+}
+
+static void touch(const char *path)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
 }
 
 /* A batch is acked once its events are in the bus; the same events sent
@@ -294,8 +333,9 @@ static void test_refusals(void **state)
     assert_int_equal(vd_stop(&f->v, 10, NULL), 0);
 }
 
-/* The last vigil.self line of an agent. */
+/* The last vigil.self line of an agent, and of the ingest. */
 #define AGENT "\"stage\":\"agent\""
+#define INGEST "\"stage\":\"ingest\""
 
 /* `connected` is 1 while the agent holds a connection that sent a batch:
  * 0 soon after it closes, 1 again when it comes back; with two
@@ -339,6 +379,99 @@ static void test_connected(void **state)
     assert_int_equal(count_lines(out, "\"source\":\"c\""), 3);
 }
 
+/* Every ack slot taken (the sink is stuck behind the first batch): the
+ * next batch is answered RETRY and nothing of it is published. Once the
+ * slots are free, the connection's next batch without the RESEND flag is
+ * still answered RETRY (it must not overtake the shed one), and the
+ * flagged resend is taken: every event once, in order. */
+static void test_shed_when_acks_wait(void **state)
+{
+    struct fx *f = *state;
+    const char *out = vd_path(&f->v, "out.jsonl"), *self = vd_path(&f->v, "self.jsonl");
+    const uint64_t t0 = 1700000000000000000ull, pending_max = 256;
+    touch(vd_path(&f->v, "block"));
+    uint64_t first = f->next_id + 1;
+    for (uint64_t s = 1; s <= pending_max; s++) {
+        begin(f);
+        add_event(f, "p", s, t0 + s);
+        send_batch(f);
+        if (s == 1) {
+            /* Written, and the sink stuck before it passes the barrier. */
+            assert_true(wait_lines(out, "\"source\":\"p\"", 1, 10));
+        }
+    }
+    begin(f);
+    add_event(f, "p", pending_max + 1, t0 + pending_max + 1);
+    expect_ack(f, send_batch(f), VIGIL_WIRE_RETRY);
+
+    unlink(vd_path(&f->v, "block"));
+    for (uint64_t i = 0; i < pending_max; i++) {
+        expect_ack(f, first + i, VIGIL_WIRE_OK);
+    }
+    begin(f);
+    add_event(f, "p", pending_max + 2, t0 + pending_max + 2);
+    expect_ack(f, send_batch(f), VIGIL_WIRE_RETRY);
+
+    begin_resend(f);
+    add_event(f, "p", pending_max + 1, t0 + pending_max + 1);
+    add_event(f, "p", pending_max + 2, t0 + pending_max + 2);
+    expect_ack(f, send_batch(f) | VIGIL_WIRE_RESEND, VIGIL_WIRE_OK);
+
+    assert_true(wait_lines(out, "\"source\":\"p\"", pending_max + 2, 10));
+    assert_true(seqs_complete(out, "p", pending_max + 2));
+    assert_true(wait_self_equal(self, INGEST, "shed_total", 2, 10));
+    assert_true(wait_self_equal(self, AGENT, "shed_total", 2, 10));
+    assert_true(wait_self_equal(self, AGENT, "events_total", (double)pending_max + 2, 10));
+    assert_true(wait_self_equal(self, AGENT, "duplicates_total", 0, 10));
+}
+
+/* The bus full (the sink stuck): a big batch is handed on until it waited
+ * 500 ms, then answered RETRY; the batch behind it on the wire is answered
+ * RETRY too. The flagged resend of both is taken, and the events the shed
+ * batch had handed on are recognised: every event once, in order. */
+static void test_shed_when_bus_full(void **state)
+{
+    struct fx *f = *state;
+    const char *out = vd_path(&f->v, "out.jsonl"), *self = vd_path(&f->v, "self.jsonl");
+    const uint64_t t0 = 1700000000000000000ull, n = 3000, more = 10;
+    touch(vd_path(&f->v, "block"));
+    begin(f);
+    add_event(f, "b", 1, t0);
+    uint64_t stuck = send_batch(f);
+    assert_true(wait_lines(out, "\"source\":\"b\"", 1, 10)); /* the sink is stuck now */
+
+    begin(f);
+    for (uint64_t s = 1; s <= n; s++) {
+        add_event(f, "s", s, t0 + s);
+    }
+    uint64_t big = send_batch(f);
+    begin(f);
+    for (uint64_t s = n + 1; s <= n + more; s++) {
+        add_event(f, "s", s, t0 + s);
+    }
+    uint64_t behind = send_batch(f);
+    expect_ack(f, big, VIGIL_WIRE_RETRY);
+    expect_ack(f, behind, VIGIL_WIRE_RETRY);
+
+    unlink(vd_path(&f->v, "block"));
+    expect_ack(f, stuck, VIGIL_WIRE_OK);
+    begin_resend(f);
+    for (uint64_t s = 1; s <= n + more; s++) {
+        add_event(f, "s", s, t0 + s);
+    }
+    expect_ack(f, send_batch(f) | VIGIL_WIRE_RESEND, VIGIL_WIRE_OK);
+
+    assert_true(wait_lines(out, "\"source\":\"s\"", n + more, 10));
+    assert_true(seqs_complete(out, "s", n + more));
+    assert_true(wait_self_equal(self, INGEST, "shed_total", 2, 10));
+    assert_true(wait_self_equal(self, AGENT, "shed_total", 2, 10));
+    assert_true(wait_self_equal(self, AGENT, "events_total", (double)(1 + n + more), 10));
+    double dups = 0;
+    assert_true(self_value_of(self, AGENT, "duplicates_total", &dups));
+    assert_true(dups >= 1 && dups < n); /* what the shed batch had handed on */
+    assert_int_equal(vd_stop(&f->v, 10, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +479,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_late_events_published_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shed_when_acks_wait, setup_stuck, teardown),
+        cmocka_unit_test_setup_teardown(test_shed_when_bus_full, setup_stuck_small_bus, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
