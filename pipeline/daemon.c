@@ -237,6 +237,8 @@ static void self_agent(void *arg, const char *agent, struct vigil_agent_stats *s
     self_value(b, "events_total", &s->events_total);
     self_value(b, "refused_total", &s->refused_total);
     self_value(b, "duplicates_total", &s->duplicates_total);
+    self_value(b, "shed_total", &s->shed_total);
+    self_value(b, "connected", &s->connected);
     uint64_t seen = vigil_counter_get(&s->last_seen_mono);
     vigil_event_add_value(b, "last_seen_s", (double)(vigil_mono_ns() - seen) / 1e9);
     self_publish(dm);
@@ -281,6 +283,7 @@ static void self_report(struct daemon *dm)
         self_value(b, "bad_batches_total", &is->bad_batches_total);
         self_value(b, "untracked_total", &is->untracked_total);
         self_value(b, "agents_untracked_total", &is->agents_untracked_total);
+        self_value(b, "shed_total", &is->shed_total);
         self_publish(dm);
         vigil_ingest_each_agent(dm->ingest, self_agent, dm);
     }

@@ -1,8 +1,9 @@
 /* The ingest endpoint (ingest.h): one thread with a ROUTER for the agents
- * and a PUSH into the bus, like a source's. A batch is decoded, each event
- * checked (vigil_event_check, as the bus does) and looked up by (host,
- * source, seq), and the ack goes back only after every new event was handed
- * to the bus.
+ * and a PUSH into the bus's in-process batch endpoint (VIGIL_BUS_TRUSTED).
+ * A batch is decoded, each event checked (vigil_event_check, as the bus
+ * does) and looked up by (host, source, seq), the new ones go to the bus in
+ * one message, and the ack goes back once the sinks hold them. A batch that cannot be taken soon is
+ * answered RETRY (shed), and the ROUTER's monitor tells which agents are connected.
  */
 #include "ingest.h"
 
@@ -27,11 +28,40 @@
 #define POLL_MS 100     /* how soon a stop request is seen */
 #define PENDING_MAX 256 /* batches answered but not yet acked (waiting for the sinks) */
 #define BARRIER_POLL_MS 1
-#define RETRY_AFTER_MS 200 /* what a batch the central cannot take now asks */
+#define NS_PER_MS 1000000ull
+#define STR_(x) #x
+#define STR(x) STR_(x) /* a constant's value in a message */
+
+/* Load shedding (docs/fleet.md, "The central's ingest endpoint"): a batch
+ * is answered RETRY, asking the agent to wait SHED_RETRY_AFTER_MS, when
+ * PENDING_MAX acks already wait for the sinks or when it waited
+ * SHED_BLOCKED_MS in all for room in the bus; its connection's later
+ * batches are answered the same until one carries VIGIL_WIRE_RESEND, or
+ * for SHED_HOLD_MS at most (an agent that never sets the flag). */
+#define SHED_RETRY_AFTER_MS 200
+#define SHED_BLOCKED_MS 500
+#define SHED_HOLD_MS 10000
+#define SHED_CONNS_MAX AGENTS_MAX /* connections held back at once */
+
+/* Connections: ZMTP heartbeats close one behind a dead link within
+ * seconds, which the monitor then reports. */
+#define HEARTBEAT_IVL_MS 1000
+#define HEARTBEAT_TIMEOUT_MS 5000
+#define FDS_MAX (1 << 20) /* a connection on a higher fd is not counted in `connected` */
+#define FD_CLOSED (-1)    /* fd_agent: the monitor's last word on that fd was DISCONNECTED */
 
 struct agent {
     char name[AGENT_NAME_MAX + 1];
     struct vigil_agent_stats s;
+    unsigned conns; /* its live connections that sent a batch (ingest thread only) */
+};
+
+/* A connection (its ROUTER routing id) answered RETRY: its later batches
+ * are answered RETRY too until one carries VIGIL_WIRE_RESEND. */
+struct shed_conn {
+    uint64_t since_ns; /* monotonic, of the RETRY that started it */
+    size_t id_len;
+    unsigned char id[255]; /* a routing id is at most 255 bytes */
 };
 
 /* A batch whose events are in the bus, acked once the sinks passed its
@@ -45,6 +75,7 @@ struct pending_ack {
 
 struct vigil_ingest {
     void *router, *push;
+    void *monitor; /* PAIR: the ROUTER's ACCEPTED and DISCONNECTED events */
     vigil_counter *const *progress;
     size_t nprogress;
     char host[256];
@@ -65,12 +96,18 @@ struct vigil_ingest {
     /* Ingest thread only. */
     struct vigil_seqtab seen;
     struct vigil_wire_ack_buf ack;
-    uint32_t *refused;              /* VIGIL_WIRE_MAX_EVENTS indices */
-    struct vigil_bus_handoff out;   /* the batch's new events, for the bus */
+    uint32_t *refused; /* VIGIL_WIRE_MAX_EVENTS indices */
+    struct vigil_ratelimit log_rl, shed_rl;
+    struct vigil_bus_handoff out;   /* the batch's new events, for the bus in one message */
     struct vigil_event_head *heads; /* and their heads, marked published once sent */
     size_t heads_cap;
-    struct vigil_ratelimit log_rl;
+    int32_t *fd_agent;      /* per fd: its connection's agent index + 1, 0, or FD_CLOSED */
+    size_t fd_cap;          /* grown to the highest fd seen */
+    struct shed_conn *shed; /* SHED_CONNS_MAX; the first nshed are held back */
+    size_t nshed;
 };
+
+static int watch_connections(struct vigil_ingest *g);
 
 struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts *o, char *err,
                                       size_t errlen)
@@ -90,25 +127,37 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
     vigil_wire_ack_buf_init(&g->ack);
     vigil_bus_handoff_init(&g->out);
     g->log_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 5};
+    g->shed_rl = g->log_rl;
     g->refused = malloc(VIGIL_WIRE_MAX_EVENTS * sizeof *g->refused);
+    g->shed = malloc(SHED_CONNS_MAX * sizeof *g->shed);
     g->router = zmq_socket(zctx, ZMQ_ROUTER);
     g->push = zmq_socket(zctx, ZMQ_PUSH);
-    if (!g->refused || !g->router || !g->push) {
+    g->monitor = zmq_socket(zctx, ZMQ_PAIR);
+    if (!g->refused || !g->shed || !g->router || !g->push || !g->monitor) {
         snprintf(err, errlen, "cannot create the ingest sockets: %s",
-                 g->refused ? zmq_strerror(zmq_errno()) : "out of memory");
+                 g->refused && g->shed ? zmq_strerror(zmq_errno()) : "out of memory");
         vigil_ingest_free(g);
         return NULL;
     }
-    int zero = 0, one = 1, timeout = POLL_MS;
+    int zero = 0, one = 1, timeout = POLL_MS, hb_ivl = HEARTBEAT_IVL_MS,
+        hb_timeout = HEARTBEAT_TIMEOUT_MS;
     /* Acks to an agent that went away are dropped, not queued; a reconnecting
      * agent takes its identity over. */
     zmq_setsockopt(g->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(g->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(g->router, ZMQ_RCVHWM, &o->hwm, sizeof o->hwm);
+    zmq_setsockopt(g->router, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
+    zmq_setsockopt(g->router, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
     int bhwm = VIGIL_BUS_TRUSTED_HWM;
     zmq_setsockopt(g->push, ZMQ_SNDHWM, &bhwm, sizeof bhwm);
     zmq_setsockopt(g->push, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt(g->push, ZMQ_LINGER, &timeout, sizeof timeout);
+    if (watch_connections(g) != 0) {
+        snprintf(err, errlen, "cannot watch the ingest's connections: %s",
+                 zmq_strerror(zmq_errno()));
+        vigil_ingest_free(g);
+        return NULL;
+    }
     if (vigil_bus_curve_server(g->router, o->endpoint, o->curve_secret_z85) != 0) {
         snprintf(err, errlen, "cannot make bus.ingest a CURVE server: %s",
                  zmq_strerror(zmq_errno()));
@@ -134,7 +183,7 @@ struct vigil_ingest *vigil_ingest_new(void *zctx, const struct vigil_ingest_opts
 
 /* The agent a batch came from: its CURVE key's name when the bus has CURVE,
  * else the peer's address. NULL past AGENTS_MAX. */
-static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
+static struct agent *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
 {
     const char *name = zmq_msg_gets(m, "User-Id");
     if (!name || !*name) {
@@ -145,7 +194,7 @@ static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
     }
     for (size_t i = 0; i < g->nagents; i++) {
         if (strcmp(g->agents[i].name, name) == 0) {
-            return &g->agents[i].s;
+            return &g->agents[i];
         }
     }
     if (g->nagents == AGENTS_MAX) {
@@ -168,7 +217,7 @@ static struct vigil_agent_stats *agent_of(struct vigil_ingest *g, zmq_msg_t *m)
     g->nagents++;
     pthread_mutex_unlock(&g->lock);
     vigil_log(VIGIL_LOG_INFO, "ingest", "first batch from agent %s", a->name);
-    return &a->s;
+    return a;
 }
 
 void vigil_ingest_each_agent(struct vigil_ingest *g,
@@ -182,18 +231,185 @@ void vigil_ingest_each_agent(struct vigil_ingest *g,
     pthread_mutex_unlock(&g->lock);
 }
 
-/* ---- One batch --------------------------------------------------------------- */
+/* ---- Connections ------------------------------------------------------------- */
 
-/* Hands the batch's new events (g->out) to the bus in one message, waiting
- * while it is full; false when a stop came first. */
-static bool hand_on(struct vigil_ingest *g)
+/* An agent is connected while a connection that sent one of its batches is
+ * open. A batch names its connection by the fd it came in on (ZMQ_SRCFD),
+ * and the ROUTER's monitor says when an fd's connection was accepted or
+ * closed. libzmq reports DISCONNECTED before it closes the fd, and a new
+ * connection takes the lowest free fd, often the one just closed: so the
+ * monitor is drained after a batch is read and before its fd is looked at,
+ * and an old connection's close is never taken for the new one's. (A batch
+ * read only after its connection closed and a new one took the fd counts
+ * for the new one until that one sends or closes.) */
+
+/* The ROUTER's connection events on an inproc PAIR, set up before the bind
+ * so that no connection is missed. The PAIR's queue is unbounded: libzmq
+ * sends monitor events blocking, from its I/O thread, so a full queue would
+ * stall every connection. It holds two small messages per connection
+ * opened or closed, and the ingest thread drains it every turn. */
+static int watch_connections(struct vigil_ingest *g)
 {
-    while (vigil_bus_handoff_send(&g->out, g->push, 0) != 0) {
-        if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
-            return false;
+    char ep[64];
+    int unbounded = 0, zero = 0;
+    snprintf(ep, sizeof ep, "inproc://vigil.ingest.monitor.%p", (void *)g);
+    if (zmq_socket_monitor(g->router, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+        return -1;
+    }
+    zmq_setsockopt(g->monitor, ZMQ_RCVHWM, &unbounded, sizeof unbounded);
+    zmq_setsockopt(g->monitor, ZMQ_LINGER, &zero, sizeof zero);
+    return zmq_connect(g->monitor, ep);
+}
+
+/* Makes fd_agent[fd] exist; false for an fd that is not tracked. Grows only
+ * to the highest fd seen, not per batch. */
+static bool fd_room(struct vigil_ingest *g, int fd)
+{
+    if (fd < 0 || fd >= FDS_MAX) {
+        return false;
+    }
+    if ((size_t)fd < g->fd_cap) {
+        return true;
+    }
+    size_t cap = g->fd_cap ? g->fd_cap : 64;
+    while (cap <= (size_t)fd) {
+        cap *= 2;
+    }
+    int32_t *p = realloc(g->fd_agent, cap * sizeof *p);
+    if (!p) {
+        return false;
+    }
+    memset(p + g->fd_cap, 0, (cap - g->fd_cap) * sizeof *p);
+    g->fd_agent = p;
+    g->fd_cap = cap;
+    return true;
+}
+
+/* The connection on fd closed (mark FD_CLOSED) or a new one took the fd
+ * (mark 0): the agent it counted for loses it. */
+static void conn_end(struct vigil_ingest *g, int fd, int32_t mark)
+{
+    if (!fd_room(g, fd)) {
+        return;
+    }
+    int32_t a = g->fd_agent[fd];
+    if (a > 0 && --g->agents[a - 1].conns == 0) {
+        atomic_store_explicit(&g->agents[a - 1].s.connected, 0, memory_order_relaxed);
+    }
+    g->fd_agent[fd] = mark;
+}
+
+/* A batch of agent a came in on fd: that connection counts for a until the
+ * monitor says it closed. */
+static void conn_seen(struct vigil_ingest *g, struct agent *a, int fd)
+{
+    if (!fd_room(g, fd)) {
+        return;
+    }
+    int32_t me = (int32_t)(a - g->agents) + 1, cur = g->fd_agent[fd];
+    if (cur == me || cur == FD_CLOSED) {
+        return; /* counted already; or closed since it sent this batch */
+    }
+    if (cur > 0) {
+        conn_end(g, fd, 0); /* another agent's before, its close not seen */
+    }
+    g->fd_agent[fd] = me;
+    if (a->conns++ == 0) {
+        atomic_store_explicit(&a->s.connected, 1, memory_order_relaxed);
+    }
+}
+
+/* Applies the monitor's events so far. */
+static void drain_monitor(struct vigil_ingest *g)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, g->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        /* Frame 1: the event (u16) and its value, the fd (u32), in host
+         * order; frame 2: the endpoint. */
+        if (zmq_msg_size(&ev) == 6) {
+            uint16_t what;
+            uint32_t fd;
+            memcpy(&what, zmq_msg_data(&ev), sizeof what);
+            memcpy(&fd, (const char *)zmq_msg_data(&ev) + sizeof what, sizeof fd);
+            if (what == ZMQ_EVENT_ACCEPTED || what == ZMQ_EVENT_DISCONNECTED) {
+                conn_end(g, fd > INT32_MAX ? -1 : (int)fd,
+                         what == ZMQ_EVENT_DISCONNECTED ? FD_CLOSED : 0);
+            }
+        }
+        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, g->monitor, 0) != -1) {
+        }
+        zmq_msg_close(&ev);
+    }
+}
+
+/* ---- Shedding ------------------------------------------------------------------- */
+
+/* The held-back state of connection `id`, or NULL. States older than
+ * SHED_HOLD_MS end on the way. */
+static struct shed_conn *shed_find(struct vigil_ingest *g, zmq_msg_t *id, uint64_t now)
+{
+    size_t len = zmq_msg_size(id);
+    for (size_t i = 0; i < g->nshed;) {
+        struct shed_conn *c = &g->shed[i];
+        if (now - c->since_ns >= SHED_HOLD_MS * NS_PER_MS) {
+            *c = g->shed[--g->nshed];
+        } else if (c->id_len == len && memcmp(c->id, zmq_msg_data(id), len) == 0) {
+            return c;
+        } else {
+            i++;
         }
     }
-    return true;
+    return NULL;
+}
+
+/* Holds connection id's later batches back from now on. With every slot
+ * taken, the oldest state gives way: that connection's order is not kept. */
+static void shed_hold(struct vigil_ingest *g, zmq_msg_t *id, uint64_t now)
+{
+    struct shed_conn *c = shed_find(g, id, now);
+    if (!c && g->nshed < SHED_CONNS_MAX) {
+        c = &g->shed[g->nshed++];
+    }
+    for (size_t i = 0; !c && i < g->nshed; i++) {
+        if (i == 0 || g->shed[i].since_ns < c->since_ns) {
+            c = &g->shed[i];
+        }
+    }
+    size_t len = zmq_msg_size(id);
+    c->since_ns = now;
+    c->id_len = len < sizeof c->id ? len : sizeof c->id;
+    memcpy(c->id, zmq_msg_data(id), c->id_len);
+}
+
+/* ---- One batch --------------------------------------------------------------- */
+
+enum hand { HAND_OK, HAND_FULL, HAND_NOMEM, HAND_STOP };
+
+/* Hands the batch's new events (g->out) to the bus in one message,
+ * waiting while it is full for SHED_BLOCKED_MS at most. HAND_FULL: that ran
+ * out first, nothing was sent; HAND_STOP: a stop came first. */
+static enum hand hand_on(struct vigil_ingest *g)
+{
+    const uint64_t budget = SHED_BLOCKED_MS * NS_PER_MS;
+    uint64_t waited_ns = 0;
+    while (vigil_bus_handoff_send(&g->out, g->push, ZMQ_DONTWAIT) != 0) {
+        if (zmq_errno() != EAGAIN || atomic_load(&g->stopping)) {
+            return HAND_STOP;
+        }
+        if (waited_ns >= budget) {
+            return HAND_FULL;
+        }
+        uint64_t left_ms = (budget - waited_ns + NS_PER_MS - 1) / NS_PER_MS, t0 = vigil_mono_ns();
+        zmq_pollitem_t room = {.socket = g->push, .events = ZMQ_POLLOUT};
+        zmq_poll(&room, 1, left_ms < POLL_MS ? (long)left_ms : POLL_MS);
+        waited_ns += vigil_mono_ns() - t0;
+    }
+    return HAND_OK;
 }
 
 /* Which of a source's recent seqs were published: a window of WINDOW_SEQS
@@ -293,6 +509,38 @@ static void send_frames(struct vigil_ingest *g, zmq_msg_t *id, const void *head,
     zmq_send(g->router, body, bl, ZMQ_DONTWAIT);
 }
 
+/* Answers a batch RETRY at once (it promises nothing about the sinks),
+ * counted. */
+static void shed(struct vigil_ingest *g, zmq_msg_t *id, uint64_t bid, struct vigil_agent_stats *as)
+{
+    vigil_count(&g->stats.shed_total, 1);
+    if (as) {
+        vigil_count(&as->shed_total, 1);
+    }
+    if (vigil_wire_ack_retry(&g->ack, bid, SHED_RETRY_AFTER_MS) == 0) {
+        send_frames(g, id, g->ack.head, VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
+    }
+}
+
+/* Sheds a batch of which `published` events went into the bus: answers it
+ * RETRY, holds its connection's later batches back, and says why,
+ * rate-limited. */
+static void shed_start(struct vigil_ingest *g, zmq_msg_t *id, const struct vigil_wire_batch_view *v,
+                       struct vigil_agent_stats *as, const char *agent, const char *why)
+{
+    uint64_t now = vigil_mono_ns(), suppressed;
+    shed_hold(g, id, now);
+    shed(g, id, v->id, as);
+    if (vigil_ratelimit_ok(&g->shed_rl, now, &suppressed)) {
+        vigil_log(VIGIL_LOG_WARN, "ingest",
+                  "shedding load: batch %llu from %s (%zu events) answered RETRY (after %d ms): "
+                  "%s; none of it was published; its connection's later batches too until the "
+                  "agent resends (%llu more like it not logged)",
+                  (unsigned long long)v->id, agent, v->count, SHED_RETRY_AFTER_MS, why,
+                  (unsigned long long)suppressed);
+    }
+}
+
 /* The lowest barrier serial every sink has passed. */
 static uint64_t sinks_passed(const struct vigil_ingest *g)
 {
@@ -336,9 +584,9 @@ static int add_barrier(struct vigil_ingest *g)
                                       len, &h);
 }
 
-/* Acks the batch in g->ack: at once without sinks, else once the sinks
- * passed the last barrier sent (this batch's, or for a batch that published
- * nothing new the one before: acks stay in order). */
+/* Acks the batch in g->ack (OK or REFUSED): at once without sinks, else
+ * once the sinks passed the last barrier sent (this batch's, or for a batch
+ * that published nothing new the one before: acks stay in order). */
 static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
 {
     if (g->nprogress == 0) {
@@ -346,7 +594,7 @@ static void send_ack(struct vigil_ingest *g, zmq_msg_t *id)
         return;
     }
     if (g->pend_len == PENDING_MAX) {
-        return; /* cannot happen: take_batch waits for room first */
+        return; /* cannot happen: take_batch sheds the batch instead */
     }
     struct pending_ack *p = &g->pending[(g->pend_head + g->pend_len) % PENDING_MAX];
     p->frames = malloc(VIGIL_WIRE_HEAD_LEN + g->ack.len);
@@ -389,39 +637,82 @@ static void bad_batch(struct vigil_ingest *g, const char *agent, const struct vi
     }
 }
 
-/* Answers RETRY for a batch none of whose events was published (the agent
- * sends them again after RETRY_AFTER_MS). Returns true (the batch is
- * answered). */
-static bool retry_batch(struct vigil_ingest *g, zmq_msg_t *id, uint64_t batch_id, const char *why)
+/* Checks the batch's events and hands the new ones to the bus in one
+ * message (VIGIL_BUS_TRUSTED: the bus does not check them again), with a
+ * barrier after them. *published gets how many went; they are marked
+ * published only once the message is sent, so a batch that is shed or
+ * interrupted has handed on nothing and is not taken for a duplicate when
+ * it comes again. */
+static enum hand hand_on_batch(struct vigil_ingest *g, struct vigil_wire_batch_view *v,
+                               size_t *nrefused, size_t *published, size_t *dups)
 {
-    uint64_t suppressed;
-    if (vigil_ratelimit_ok(&g->log_rl, vigil_mono_ns(), &suppressed)) {
-        vigil_log(VIGIL_LOG_WARN, "ingest",
-                  "a batch answered RETRY (%s) (%llu more like it not logged)", why,
-                  (unsigned long long)suppressed);
+    if (v->count > g->heads_cap) {
+        struct vigil_event_head *p = realloc(g->heads, v->count * sizeof *p);
+        if (!p) {
+            return HAND_NOMEM;
+        }
+        g->heads = p;
+        g->heads_cap = v->count;
     }
-    if (vigil_wire_ack_retry(&g->ack, batch_id, RETRY_AFTER_MS) == 0) {
-        send_ack(g, id);
+    size_t index = 0, n = 0;
+    struct vigil_wire_event e;
+    vigil_bus_handoff_clear(&g->out);
+    while (vigil_wire_batch_next(v, &e)) {
+        struct vigil_event_head h;
+        struct vigil_seq_entry *src;
+        const char *why;
+        if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
+                              &why) != 0) {
+            g->refused[(*nrefused)++] = (uint32_t)index;
+        } else if (seen_before(g, &h, &src)) {
+            (*dups)++;
+        } else if (vigil_bus_handoff_add(&g->out, e.topic, e.topic_len, e.body, e.body_len, &h) ==
+                   0) {
+            g->heads[n++] = h;
+        } else {
+            return HAND_NOMEM;
+        }
+        index++;
     }
-    return true;
+    if (n == 0) {
+        return HAND_OK;
+    }
+    if (g->nprogress && add_barrier(g) != 0) {
+        return HAND_NOMEM;
+    }
+    enum hand r = hand_on(g);
+    if (r != HAND_OK) {
+        return r;
+    }
+    g->serial += g->nprogress != 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct vigil_event_head *h = &g->heads[i];
+        int added;
+        struct vigil_seq_entry *src =
+            vigil_seqtab_get(&g->seen, h->host, h->host_len, h->source, h->source_len, &added);
+        if (src && src->data) {
+            mark_published(src, h);
+        }
+    }
+    *published = n;
+    return HAND_OK;
 }
 
 /* Returns false when a stop interrupted the batch (then it is not acked). */
 static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, zmq_msg_t *recs,
                        bool extra_frames)
 {
-    /* Room for this batch's ack among those waiting for the sinks. */
-    while (g->pend_len == PENDING_MAX) {
-        if (atomic_load(&g->stopping)) {
-            return false;
-        }
-        zmq_poll(NULL, 0, BARRIER_POLL_MS);
-        flush_acks(g);
-    }
-    struct vigil_agent_stats *as = agent_of(g, head);
+    struct agent *ag = agent_of(g, head);
+    struct vigil_agent_stats *as = ag ? &ag->s : NULL;
     const char *agent = zmq_msg_gets(head, "Peer-Address");
     agent = agent ? agent : "an agent";
-    if (!as) {
+    if (as) {
+        /* ZMQ_SRCFD is deprecated, but without the draft ZMQ_ROUTER_NOTIFY
+         * it is what ties a message to its connection; libzmq 4.3 sets it
+         * over tcp and ipc, with and without CURVE. */
+        conn_seen(g, ag, zmq_msg_get(head, ZMQ_SRCFD));
+        atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
+    } else {
         vigil_count(&g->stats.agents_untracked_total, 1);
     }
     struct vigil_wire_batch_view v;
@@ -435,69 +726,52 @@ static bool take_batch(struct vigil_ingest *g, zmq_msg_t *id, zmq_msg_t *head, z
         rc = vigil_wire_batch_decode(&v, zmq_msg_data(head), zmq_msg_size(head), zmq_msg_data(recs),
                                      zmq_msg_size(recs), 0, &err);
     }
-    uint64_t bid = batch_id_of(zmq_msg_data(head), zmq_msg_size(head));
     if (rc != 0) {
+        /* Nothing published, nothing to wait for: answered at once. */
+        uint64_t bid = batch_id_of(zmq_msg_data(head), zmq_msg_size(head));
         bad_batch(g, agent, &err);
         if (vigil_wire_ack_error(&g->ack, err.reason == VIGIL_WIRE_BAD_HEADER ? 0 : bid, err.reason,
                                  err.detail) == 0) {
-            send_ack(g, id);
+            send_frames(g, id, g->ack.head, VIGIL_WIRE_HEAD_LEN, g->ack.data, g->ack.len);
         }
         return true;
     }
-    if (v.count > g->heads_cap) {
-        struct vigil_event_head *p = realloc(g->heads, v.count * sizeof *p);
-        if (!p) {
-            return retry_batch(g, id, v.id, "no memory");
-        }
-        g->heads = p;
-        g->heads_cap = v.count;
+    /* After a RETRY, the connection's later batches (sent before the agent
+     * saw it) are answered RETRY too, until the agent resends: their
+     * events must not overtake the shed batch's. */
+    uint64_t now = vigil_mono_ns();
+    struct shed_conn *held = shed_find(g, id, now);
+    if (held && !(v.id & VIGIL_WIRE_RESEND)) {
+        shed(g, id, v.id, as);
+        return true;
     }
-    size_t nrefused = 0, index = 0, published = 0, dups = 0;
-    struct vigil_wire_event e;
-    vigil_bus_handoff_clear(&g->out);
-    while (vigil_wire_batch_next(&v, &e)) {
-        struct vigil_event_head h;
-        struct vigil_seq_entry *src;
-        const char *why;
-        if (vigil_event_check(e.topic, e.topic_len, e.body, e.body_len, g->max_event_bytes, &h,
-                              &why) != 0) {
-            g->refused[nrefused++] = (uint32_t)index;
-        } else if (seen_before(g, &h, &src)) {
-            dups++;
-        } else if (vigil_bus_handoff_add(&g->out, e.topic, e.topic_len, e.body, e.body_len, &h) ==
-                   0) {
-            g->heads[published++] = h;
-        } else {
-            return retry_batch(g, id, v.id, "no memory");
-        }
-        index++;
+    if (held) {
+        *held = g->shed[--g->nshed];
     }
-    /* One message into the bus, then the events count as published: a
-     * batch not handed on is not acked and none of it is remembered. */
-    if (published) {
-        if (g->nprogress && add_barrier(g) != 0) {
-            return retry_batch(g, id, v.id, "no memory");
-        }
-        if (!hand_on(g)) {
-            return false;
-        }
-        g->serial += g->nprogress != 0;
-        for (size_t i = 0; i < published; i++) {
-            const struct vigil_event_head *h = &g->heads[i];
-            int added;
-            struct vigil_seq_entry *src =
-                vigil_seqtab_get(&g->seen, h->host, h->host_len, h->source, h->source_len, &added);
-            if (src && src->data) {
-                mark_published(src, h);
-            }
-        }
+    flush_acks(g);
+    if (g->nprogress && g->pend_len == PENDING_MAX) {
+        shed_start(g, id, &v, as, agent,
+                   "the " STR(PENDING_MAX) " batches before it still wait for the sinks");
+        return true;
+    }
+    size_t nrefused = 0, published = 0, dups = 0;
+    enum hand r = hand_on_batch(g, &v, &nrefused, &published, &dups);
+    if (as) {
+        vigil_count(&as->events_total, published);
+    }
+    if (r == HAND_STOP) {
+        return false;
+    }
+    if (r == HAND_FULL || r == HAND_NOMEM) {
+        shed_start(g, id, &v, as, agent,
+                   r == HAND_NOMEM ? "out of memory"
+                                   : "no room in the bus for " STR(SHED_BLOCKED_MS) " ms");
+        return true;
     }
     if (as) {
         vigil_count(&as->batches_total, 1);
-        vigil_count(&as->events_total, published);
         vigil_count(&as->refused_total, nrefused);
         vigil_count(&as->duplicates_total, dups);
-        atomic_store_explicit(&as->last_seen_mono, vigil_mono_ns(), memory_order_relaxed);
     }
     rc = nrefused ? vigil_wire_ack_refused(&g->ack, v.id, v.count, g->refused, nrefused)
                   : vigil_wire_ack_ok(&g->ack, v.id);
@@ -535,6 +809,7 @@ static bool read_one(struct vigil_ingest *g)
         return false;
     }
     if (n >= 2) {
+        drain_monitor(g); /* before the batch's fd is looked at: see "Connections" */
         zmq_msg_t empty;
         zmq_msg_init(&empty);
         take_batch(g, &part[0], &part[1], n == 3 ? &part[2] : &empty, extra || n == 2);
@@ -549,11 +824,15 @@ static bool read_one(struct vigil_ingest *g)
 static void *ingest_main(void *arg)
 {
     struct vigil_ingest *g = arg;
-    zmq_pollitem_t item = {.socket = g->router, .events = ZMQ_POLLIN};
+    zmq_pollitem_t items[] = {{.socket = g->router, .events = ZMQ_POLLIN},
+                              {.socket = g->monitor, .events = ZMQ_POLLIN}};
     while (!atomic_load(&g->stopping)) {
-        int n = zmq_poll(&item, 1, g->pend_len ? BARRIER_POLL_MS : POLL_MS);
+        int n = zmq_poll(items, 2, g->pend_len ? BARRIER_POLL_MS : POLL_MS);
         flush_acks(g);
-        if (n <= 0) {
+        if (items[1].revents & ZMQ_POLLIN) {
+            drain_monitor(g); /* an agent that went away is disconnected now */
+        }
+        if (n <= 0 || !(items[0].revents & ZMQ_POLLIN)) {
             continue;
         }
         while (!atomic_load(&g->stopping) && read_one(g)) {
@@ -591,7 +870,11 @@ void vigil_ingest_free(struct vigil_ingest *g)
     }
     vigil_ingest_stop(g);
     if (g->router) {
+        zmq_socket_monitor(g->router, NULL, 0);
         zmq_close(g->router);
+    }
+    if (g->monitor) {
+        zmq_close(g->monitor);
     }
     if (g->push) {
         zmq_close(g->push);
@@ -607,6 +890,8 @@ void vigil_ingest_free(struct vigil_ingest *g)
     vigil_bus_handoff_fini(&g->out);
     free(g->heads);
     free(g->refused);
+    free(g->shed);
+    free(g->fd_agent);
     free(g->agents);
     pthread_mutex_destroy(&g->lock);
     free(g);

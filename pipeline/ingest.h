@@ -1,10 +1,10 @@
 /* The central's ingest endpoint (bus.ingest): a ROUTER that takes batches
  * of events from agents' forward sinks (docs/fleet.md, the wire protocol),
- * checks every event as the bus does, hands it into the bus with
- * backpressure, and acknowledges a batch once every sink holds its events
- * delivered or on disk (a barrier follows each batch: bus.h).
- * Events an agent sends again after a fault are recognised by (host,
- * source, seq) and not published twice.
+ * checks every event as the bus does, hands it into the bus, and
+ * acknowledges a batch once every sink holds its events delivered or on
+ * disk (a barrier follows each batch: bus.h). Under load it sheds: a batch
+ * it cannot take soon is answered RETRY. Events an agent sends again are
+ * recognised by (host, source, seq) and not published twice.
  */
 #ifndef VIGIL_INGEST_H
 #define VIGIL_INGEST_H
@@ -29,10 +29,12 @@ struct vigil_ingest_opts {
 
 /* Per agent (the peer's address, or its CURVE key's name), for vigil.self. */
 struct vigil_agent_stats {
-    vigil_counter batches_total;    /* batches answered */
+    vigil_counter batches_total;    /* batches acked (OK or REFUSED) */
     vigil_counter events_total;     /* events published into the bus */
     vigil_counter refused_total;    /* events refused as malformed (REFUSED) */
     vigil_counter duplicates_total; /* events it had sent before: acked, not published again */
+    vigil_counter shed_total;       /* batches answered RETRY: the central shed load */
+    vigil_counter connected;        /* gauge: 1 while it has a live connection */
     vigil_counter last_seen_mono;   /* CLOCK_MONOTONIC ns of its last batch */
 };
 
@@ -40,6 +42,7 @@ struct vigil_ingest_stats {
     vigil_counter bad_batches_total;      /* batches that could not be parsed (ERROR acks) */
     vigil_counter untracked_total;        /* events of sources past the dedupe table's bound */
     vigil_counter agents_untracked_total; /* batches of agents past the agent table's bound */
+    vigil_counter shed_total;             /* batches answered RETRY (load shed), all agents */
 };
 
 struct vigil_ingest;

@@ -519,8 +519,14 @@ bool seqs_at_least_once(const char *path, const char *source, size_t n, size_t *
 
 bool self_value(const char *path, const char *instance, const char *key, double *out)
 {
-    char inst[256], k[256];
+    char inst[256];
     snprintf(inst, sizeof inst, "\"instance\":\"%s\"", instance);
+    return self_value_of(path, inst, key, out);
+}
+
+bool self_value_of(const char *path, const char *needle, const char *key, double *out)
+{
+    char k[256];
     snprintf(k, sizeof k, "\"%s\":", key);
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -531,7 +537,7 @@ bool self_value(const char *path, const char *instance, const char *key, double 
     bool found = false;
     while (getline(&line, &cap, f) != -1) {
         const char *at;
-        if (strstr(line, "\"topic\":\"vigil.self\"") && strstr(line, inst) &&
+        if (strstr(line, "\"topic\":\"vigil.self\"") && strstr(line, needle) &&
             (at = strstr(line, k))) {
             *out = strtod(at + strlen(k), NULL);
             found = true;
@@ -553,6 +559,20 @@ bool wait_self_value(const char *path, const char *instance, const char *key, do
         sleep_ms(50);
     }
     fprintf(stderr, "vigil.self %s %s: %g, waited for %g\n", instance, key, x, min);
+    return false;
+}
+
+bool wait_self_equal(const char *path, const char *needle, const char *key, double want,
+                     int timeout_s)
+{
+    double deadline = now_s() + timeout_s, x = -1;
+    while (now_s() < deadline) {
+        if (self_value_of(path, needle, key, &x) && x == want) {
+            return true;
+        }
+        sleep_ms(50);
+    }
+    fprintf(stderr, "vigil.self %s %s: %g, waited for %g\n", needle, key, x, want);
     return false;
 }
 

@@ -93,6 +93,11 @@ bool self_value(const char *path, const char *instance, const char *key, double 
 /* Waits up to timeout_s for self_value(...) >= min. */
 bool wait_self_value(const char *path, const char *instance, const char *key, double min,
                      int timeout_s);
+/* The same for the last vigil.self line that contains `needle` (such as
+ * "\"stage\":\"ingest\""), and a wait for a value equal to `want`. */
+bool self_value_of(const char *path, const char *needle, const char *key, double *out);
+bool wait_self_equal(const char *path, const char *needle, const char *key, double want,
+                     int timeout_s);
 /* Every line of the file parses as JSON (python3's json module). */
 bool json_lines_valid(const char *path);
 

@@ -36,6 +36,7 @@ struct peer {
     atomic_int mode;
     atomic_bool stop;
     int retry_left; /* P_RETRY: batches answered RETRY before it answers OK */
+    bool holding;   /* P_RETRY: RETRY every batch until one has VIGIL_WIRE_RESEND */
 
     pthread_mutex_t mu; /* the record below */
     char source[256], host[256];
@@ -44,8 +45,9 @@ struct peer {
     size_t dups, refused; /* dropped as already had; refused as malformed */
     size_t gaps;          /* an event arrived past a missing one: loss or reorder */
     size_t batches, retried, garbage;
+    size_t held, resends; /* RETRY'd as later than a RETRY'd one; with VIGIL_WIRE_RESEND */
     uint64_t last_id;
-    size_t id_regressions; /* a batch id not above the one before */
+    size_t id_regressions; /* a batch id (without the flag) not above the one before */
 };
 
 struct fx {
@@ -116,13 +118,25 @@ static void handle_batch(struct peer *p, struct vigil_wire_ack_buf *ab)
     int mode = atomic_load(&p->mode);
     pthread_mutex_lock(&p->mu);
     p->batches++;
-    if (v.id <= p->last_id) {
+    uint64_t id = v.id & ~VIGIL_WIRE_RESEND;
+    if (id <= p->last_id) {
         p->id_regressions++;
     }
-    p->last_id = v.id;
-    if (mode == P_RETRY && p->retry_left > 0) {
-        p->retry_left--;
-        p->retried++;
+    p->last_id = id;
+    if (v.id & VIGIL_WIRE_RESEND) {
+        p->resends++;
+        p->holding = false;
+    }
+    /* As a central that sheds: after a RETRY, the batches already on the
+     * wire behind it are answered RETRY too, until the agent resends. */
+    if (mode == P_RETRY && (p->holding || p->retry_left > 0)) {
+        if (p->holding) {
+            p->held++;
+        } else {
+            p->retry_left--;
+            p->retried++;
+            p->holding = true;
+        }
         pthread_mutex_unlock(&p->mu);
         vigil_wire_ack_retry(ab, v.id, RETRY_AFTER_MS);
         send_ack(p, &f[0], ab);
@@ -400,22 +414,40 @@ static void test_refused_counted_failed(void **state)
     agent_stop(f);
 }
 
-/* RETRY with a delay: nothing published, all retried, then delivered. One
- * batch on the wire at a time: see the README on order with RETRY. */
-static void test_retry_after(void **state)
+/* RETRY five times with a delay: nothing published, all retried, then
+ * delivered, in order. The sink sets the RESEND flag on its first batch
+ * after each RETRY, and the peer, as a central that sheds, answers RETRY to
+ * the batches behind a RETRY'd one until then: so order holds with several
+ * batches on the wire too. */
+static void retry_then_ok(struct fx *f, int inflight, int count)
 {
-    struct fx *f = *state;
     struct peer *p = &f->peer;
+    char extra[64];
+    snprintf(extra, sizeof extra, "    inflight: %d\n", inflight);
     p->retry_left = 5;
     peer_start(p, 0, P_RETRY);
-    agent_start(f, 2000, 2000, p->port, "    inflight: 1\n");
-    assert_true(peer_wait(p, 2000, 20));
+    agent_start(f, count, count, p->port, extra);
+    assert_true(peer_wait(p, (uint64_t)count, 20));
     assert_in_order(f);
     assert_int_equal(peer_get(p, &p->retried), 5);
-    assert_int_equal(peer_get(p, &p->published), 2000);
-    assert_true(wait_self_value(self_path(f), "fw", "out_total", 2000, 10));
+    assert_int_equal(peer_get(p, &p->resends), 5); /* the first batch after each RETRY */
+    if (inflight == 1) {
+        assert_int_equal(peer_get(p, &p->held), 0);
+    }
+    assert_int_equal(peer_get(p, &p->published), count);
+    assert_true(wait_self_value(self_path(f), "fw", "out_total", count, 10));
     assert_true(self_now(f, "retried_total") >= 5);
     agent_stop(f);
+}
+
+static void test_retry_after(void **state)
+{
+    retry_then_ok(*state, 1, 2000);
+}
+
+static void test_retry_inflight_in_order(void **state)
+{
+    retry_then_ok(*state, 4, 4000);
 }
 
 /* A central that never answers: batches time out, the events are retried,
@@ -536,6 +568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ok_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_counted_failed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_inflight_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_then_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_peer_spool_drains, setup, teardown),

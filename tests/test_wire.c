@@ -203,6 +203,31 @@ static void test_decode_header(void **state)
     refused(h, 12, NULL, 0, 0, VIGIL_EMALFORMED, VIGIL_WIRE_BAD_HEADER, 0);
     memcpy(h, "VGB1\0\0\0\0\0\0\0\0", 12);
     refused(h, 12, NULL, 0, 0, VIGIL_EMALFORMED, VIGIL_WIRE_BAD_HEADER, 0);
+    /* The RESEND flag alone is id 0 too. */
+    h[4] = 0x80;
+    refused(h, 12, NULL, 0, 0, VIGIL_EMALFORMED, VIGIL_WIRE_BAD_HEADER, 0);
+    assert_int_equal(vigil_wire_batch_begin(b, VIGIL_WIRE_RESEND), VIGIL_EMALFORMED);
+}
+
+/* A batch with the RESEND flag decodes with its id as sent, and its ack
+ * echoes that id: the flag is part of the id on the wire. */
+static void test_resend_flag(void **state)
+{
+    struct vigil_wire_batch *b = *state;
+    assert_int_equal(vigil_wire_batch_begin(b, ID | VIGIL_WIRE_RESEND), 0);
+    assert_int_equal(b->head[4], 0x81);
+    struct vigil_wire_batch_view v;
+    assert_int_equal(vigil_wire_batch_decode(&v, b->head, 12, NULL, 0, 0, NULL), 0);
+    assert_true(v.id == (ID | VIGIL_WIRE_RESEND));
+    struct vigil_wire_ack_buf ab;
+    vigil_wire_ack_buf_init(&ab);
+    assert_int_equal(vigil_wire_ack_retry(&ab, v.id, 200), 0);
+    struct vigil_wire_ack a;
+    assert_int_equal(vigil_wire_ack_decode(&a, ab.head, 12, ab.data, ab.len, 0, NULL), 0);
+    assert_true(a.id == (ID | VIGIL_WIRE_RESEND));
+    assert_int_equal(a.status, VIGIL_WIRE_RETRY);
+    assert_int_equal(a.retry_after_ms, 200);
+    vigil_wire_ack_buf_fini(&ab);
 }
 
 /* Two events; every cut of frame 2 short of a record boundary is refused
@@ -528,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resend_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_too_many, setup, teardown),

@@ -104,7 +104,7 @@ void vigil_wire_batch_fini(struct vigil_wire_batch *b)
 
 int vigil_wire_batch_begin(struct vigil_wire_batch *b, uint64_t batch_id)
 {
-    if (batch_id == 0) {
+    if ((batch_id & ~VIGIL_WIRE_RESEND) == 0) {
         return VIGIL_EMALFORMED;
     }
     put_head(b->head, VIGIL_WIRE_BATCH_MAGIC, batch_id);
@@ -179,7 +179,7 @@ int vigil_wire_batch_decode(struct vigil_wire_batch_view *v, const void *head, s
         return refuse(err, VIGIL_EMALFORMED, VIGIL_WIRE_BAD_HEADER, 0, 0,
                       "frame 1 is not 12 bytes starting with VGB1");
     }
-    if (v->id == 0) {
+    if ((v->id & ~VIGIL_WIRE_RESEND) == 0) {
         return refuse(err, VIGIL_EMALFORMED, VIGIL_WIRE_BAD_HEADER, 0, 0, "batch id 0");
     }
     if (recs_len > VIGIL_WIRE_MAX_BYTES) {

@@ -14,6 +14,11 @@
 #define VIGIL_WIRE_HEAD_LEN 12
 #define VIGIL_WIRE_BATCH_MAGIC "VGB1"
 #define VIGIL_WIRE_ACK_MAGIC "VGA1"
+/* Bit 63 of a batch id is the RESEND flag: an agent sets it on the first
+ * batch it sends after a RETRY, which ends the central's holding back of
+ * that connection's batches (docs/fleet.md, "Batch ids"). Ids themselves
+ * stay below it; an ack echoes the id as sent, flag included. */
+#define VIGIL_WIRE_RESEND (1ull << 63)
 
 /* Bounds of a batch: frame 2 at most VIGIL_WIRE_MAX_BYTES (record headers
  * included), at most VIGIL_WIRE_MAX_EVENTS events whatever a caller
@@ -64,9 +69,10 @@ void vigil_wire_batch_init(struct vigil_wire_batch *b, size_t max_events);
 /* Frees the buffer; the encoder may be initialised again. */
 void vigil_wire_batch_fini(struct vigil_wire_batch *b);
 
-/* Starts a batch with this id (not 0: see docs/fleet.md for the id rules),
- * dropping any events of the previous one and keeping the memory.
- * Returns 0, or VIGIL_EMALFORMED for id 0. */
+/* Starts a batch with this id (not 0, optionally with VIGIL_WIRE_RESEND:
+ * see docs/fleet.md for the id rules), dropping any events of the previous
+ * one and keeping the memory. Returns 0, or VIGIL_EMALFORMED for an id
+ * that is 0 without the flag. */
 int vigil_wire_batch_begin(struct vigil_wire_batch *b, uint64_t batch_id);
 
 /* Copies one event to the batch. Returns 0; -ENOBUFS when it does not fit
@@ -104,8 +110,8 @@ struct vigil_wire_event {
 
 /* Checks a received batch: frame 1 (head, head_len) and frame 2 (recs,
  * recs_len; NULL is fine when recs_len is 0), with at most max_events
- * events (0 or over VIGIL_WIRE_MAX_EVENTS: VIGIL_WIRE_MAX_EVENTS). Every
- * length is checked before anything is read, and nothing is copied or
+ * events; v->id is the id as sent, VIGIL_WIRE_RESEND included (0 or over VIGIL_WIRE_MAX_EVENTS:
+ * VIGIL_WIRE_MAX_EVENTS). Every length is checked before anything is read, and nothing is copied or
  * allocated. Returns 0 (then walk with vigil_wire_batch_next()),
  * VIGIL_EMALFORMED (bad header, a record that runs past the end, a topic
  * outside 1..255 bytes, trailing bytes) or VIGIL_ETOOBIG (too many events,

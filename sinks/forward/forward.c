@@ -73,7 +73,8 @@ struct forward {
     uint64_t connect_ns;
     uint64_t refused_ns, reopen_wait_ns; /* a central refused the handshake */
     struct vigil_wire_batch enc;
-    uint64_t next_id;
+    uint64_t next_id;  /* below VIGIL_WIRE_RESEND */
+    bool resend;       /* a RETRY came: the next batch carries VIGIL_WIRE_RESEND */
     size_t cap_events; /* per-batch bound, halved on TOO_MANY / TOO_BIG */
 
     /* The write() in flight. Wire event j of a batch is events[idx[off + j]]. */
@@ -458,7 +459,11 @@ static void send_more(struct forward *w)
             break;
         }
         size_t mark = w->idx_len, from = w->next;
-        if (vigil_wire_batch_begin(&w->enc, w->next_id) != 0 || fill(w, b) < 0) {
+        /* The flag tells the central this batch starts the resend: until
+         * then it answers RETRY to the batches behind a RETRY'd one, so
+         * that they cannot overtake it (docs/fleet.md, "Batch ids"). */
+        uint64_t id = w->next_id | (w->resend ? VIGIL_WIRE_RESEND : 0);
+        if (vigil_wire_batch_begin(&w->enc, id) != 0 || fill(w, b) < 0) {
             w->stop_sending = true;
             w->api->log_limited(w->h, VIGIL_LOG_ERROR, "no memory for a batch: retrying");
             w->idx_len = mark;
@@ -479,7 +484,9 @@ static void send_more(struct forward *w)
             w->next = from;
             break;
         }
-        b->id = w->next_id++;
+        b->id = id; /* the ack echoes it as sent, flag included */
+        w->next_id++;
+        w->resend = false;
         b->sent_ns = w->api->mono_ns();
         b->open = true;
         w->open++;
@@ -558,6 +565,7 @@ static void apply_ack(struct forward *w, struct fwd_batch *b, const struct vigil
         return;
     }
     case VIGIL_WIRE_RETRY:
+        w->resend = true;
         if (a->retry_after_ms > 0) {
             api->retry_after(w->h, (uint64_t)a->retry_after_ms * NS_PER_MS);
         }
@@ -785,7 +793,7 @@ static int forward_init(struct vigil_instance *h, const struct vigil_api *api, v
     }
     /* Ids grow for the life of the agent and across its restarts: the wall
      * clock in ns at start is above any id an earlier run used. */
-    w->next_id = api->now_ns();
+    w->next_id = api->now_ns() % VIGIL_WIRE_RESEND; /* below 2^63 until the year 2262 anyway */
     if (w->next_id == 0) {
         w->next_id = 1;
     }

@@ -4,11 +4,14 @@
  * `fail_while` exists (an outage the test switches on and off), to exercise
  * the host's retries and spool. With `async: true` it completes each write
  * on a later loop turn through api->write_done(), as a network sink does.
+ * With `block_while`, a write returns only once that file is gone: a stuck
+ * destination, behind which the daemon's bus fills up.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vigil/plugin.h"
@@ -18,7 +21,7 @@ struct capture {
     const struct vigil_api *api;
     FILE *f;
     int64_t retry_left;
-    const char *fail_while;
+    const char *fail_while, *block_while;
     bool async;
     struct event *done_ev;
     const struct vigil_event *const *events;
@@ -33,6 +36,8 @@ static const struct vigil_option capture_options[] = {
     {"retry_first", VIGIL_OPT_INT, "0", "answer RETRY to this many write() calls first"},
     {"fail_while", VIGIL_OPT_STRING, NULL, "answer RETRY while this file exists"},
     {"async", VIGIL_OPT_BOOL, "false", "complete writes later, through write_done()"},
+    {"block_while", VIGIL_OPT_STRING, NULL,
+     "after writing a batch, return only once this file is gone (a stuck sink)"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -52,6 +57,7 @@ static int capture_init(struct vigil_instance *h, const struct vigil_api *api, v
     c->h = h;
     api->conf_int(api->conf_get(root, "retry_first"), &c->retry_left);
     api->conf_string(api->conf_get(root, "fail_while"), &c->fail_while);
+    api->conf_string(api->conf_get(root, "block_while"), &c->block_while);
     api->conf_bool(api->conf_get(root, "async"), &c->async);
     c->f = fopen(path, "a");
     if (!c->f) {
@@ -91,6 +97,9 @@ static void write_now(struct capture *c, const struct vigil_event *const *events
         results[i] = VIGIL_WRITE_OK;
     }
     fflush(c->f);
+    while (c->block_while && access(c->block_while, F_OK) == 0) {
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+    }
 }
 
 static void done_cb(evutil_socket_t fd, short what, void *arg)
