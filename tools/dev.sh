@@ -5,7 +5,7 @@
 #                       run every test in both, then run each fuzz target briefly
 #   tools/dev.sh setup | build
 #   tools/dev.sh format apply clang-format-16 to every C file (test fails on a diff)
-# Environment: VIGIL_FUZZ_SECONDS (per fuzz target, default 10).
+# Environment: VIGIL_FUZZ_SECONDS (per fuzz target, default 6).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -110,7 +110,7 @@ format_check() {
 }
 
 fuzz() {
-  local dir=build-fuzz secs=${VIGIL_FUZZ_SECONDS:-10} t work
+  local dir=build-fuzz secs=${VIGIL_FUZZ_SECONDS:-6} t work
   echo "== fuzz (libFuzzer, ${secs}s per target)"
   CC=clang build "$dir" -DVIGIL_FUZZ=ON -DVIGIL_TESTS=OFF
   for t in "$dir"/fuzz/fuzz_*; do
