@@ -81,20 +81,18 @@ int vigil_bus_reader_next(struct vigil_bus_reader *r, void *sock, const char **t
                           size_t *topic_len, const char **body, size_t *body_len);
 
 /* A batch for VIGIL_BUS_TRUSTED: entries back to back, each a fixed header
- * (topic and body lengths, the host and the source as offsets into the
- * body, seq and ts: the event's checked head), the topic, the body. Reused
- * batch after batch; one per sender thread. */
-struct vigil_event_head;
+ * (topic and body lengths), the topic, the body. Reused batch after batch;
+ * one per sender thread. The bus does not track these events' seqs (the
+ * ingest does: bus.c take_trusted). */
 struct vigil_bus_handoff {
     char *buf;
     size_t len, cap, n;
 };
 void vigil_bus_handoff_init(struct vigil_bus_handoff *h);
 void vigil_bus_handoff_fini(struct vigil_bus_handoff *h);
-/* Adds a checked event (head from vigil_event_check over the same body).
- * 0, or -ENOMEM. */
+/* Adds an event that vigil_event_check passed. 0, or -ENOMEM. */
 int vigil_bus_handoff_add(struct vigil_bus_handoff *h, const char *topic, size_t topic_len,
-                          const char *body, size_t body_len, const struct vigil_event_head *head);
+                          const char *body, size_t body_len);
 /* Sends the batch on sock (a PUSH connected to VIGIL_BUS_TRUSTED) with
  * zmq_send's flags and, once sent, empties it. 0 (also for an empty batch),
  * or -1 with zmq_errno() as zmq_send left it (EAGAIN: the bus is full). */

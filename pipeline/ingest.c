@@ -570,18 +570,13 @@ static void flush_acks(struct vigil_ingest *g)
  * negative code. */
 static int add_barrier(struct vigil_ingest *g)
 {
-    const char *body, *why;
+    const char *body;
     size_t len;
-    struct vigil_event_head h;
     vigil_event_begin(&g->barrier, VIGIL_BARRIER_TOPIC);
     int rc = vigil_event_finish(&g->barrier, g->host, "vigil-ingest", g->serial + 1, &body, &len);
-    if (rc == 0 && vigil_event_check(VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body, len,
-                                     SIZE_MAX, &h, &why) != 0) {
-        rc = VIGIL_EMALFORMED;
-    }
     return rc ? rc
               : vigil_bus_handoff_add(&g->out, VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body,
-                                      len, &h);
+                                      len);
 }
 
 /* Acks the batch in g->ack (OK or REFUSED): at once without sinks, else
@@ -666,8 +661,7 @@ static enum hand hand_on_batch(struct vigil_ingest *g, struct vigil_wire_batch_v
             g->refused[(*nrefused)++] = (uint32_t)index;
         } else if (seen_before(g, &h, &src)) {
             (*dups)++;
-        } else if (vigil_bus_handoff_add(&g->out, e.topic, e.topic_len, e.body, e.body_len, &h) ==
-                   0) {
+        } else if (vigil_bus_handoff_add(&g->out, e.topic, e.topic_len, e.body, e.body_len) == 0) {
             g->heads[n++] = h;
         } else {
             return HAND_NOMEM;
