@@ -655,3 +655,14 @@ bool vd_check_refuses(struct vd *v, const char *body, const char *where, const c
     free(err);
     return ok;
 }
+
+bool vd_check_refuses_all(struct vd *v, const struct bad_conf *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!vd_check_refuses(v, cases[i].yaml, cases[i].where, cases[i].text)) {
+            fprintf(stderr, "config error case %zu was not refused as expected\n", i);
+            return false;
+        }
+    }
+    return true;
+}

@@ -50,6 +50,15 @@ int free_loopback_port(void);
  * true when it exits 1 with a message at "<config><where>" (where is
  * ":LINE:COL: ") that contains `text`; otherwise prints what it said. */
 bool vd_check_refuses(struct vd *v, const char *body, const char *where, const char *text);
+/* Config cases vigild --check must refuse (vd_check_refuses). */
+struct bad_conf {
+    const char *yaml;
+    const char *where; /* ":LINE:COL: " of the error */
+    const char *text;
+};
+/* True when every case is refused as it says; else names the first that was
+ * not. */
+bool vd_check_refuses_all(struct vd *v, const struct bad_conf *cases, size_t n);
 /* SIGTERM and wait up to timeout_s; returns the exit status (or -1 on
  * timeout, after SIGKILL) and the seconds it took. */
 int vd_stop(struct vd *v, int timeout_s, double *secs);
