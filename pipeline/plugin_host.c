@@ -515,6 +515,12 @@ void vigil_instance_each_counter(struct vigil_instance *h,
     }
 }
 
+/* vigild --check runs init() without a ZeroMQ context. */
+static bool api_checking(struct vigil_instance *h)
+{
+    return h->env.zctx == NULL;
+}
+
 const struct vigil_api vigil_host_api = {
     .size = sizeof(struct vigil_api),
     .log = api_log,
@@ -576,6 +582,7 @@ const struct vigil_api vigil_host_api = {
     .retry_after = vigil_sink_retry_after,
     .batch_begin = api_batch_begin,
     .batch_end = api_batch_end,
+    .checking = api_checking,
 };
 
 /* ---- Instances ------------------------------------------------------------- */

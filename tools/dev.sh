@@ -17,6 +17,7 @@ packages=(
   libevent-dev libzmq3-dev libmsgpack-dev libyaml-dev libcmocka-dev
   libcurl4-openssl-dev        # the webhook sink
   rsyslog openssl             # the syslog sink's tests talk to a real rsyslogd; TLS test certs
+  prometheus                  # the prometheus sink's tests: a real server scrapes it; promtool
   clang libclang-rt-14-dev    # libFuzzer and the sanitizer runtimes
   clang-format-16             # the style check (.clang-format's InsertBraces needs 15+)
   python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md

@@ -273,6 +273,11 @@ struct vigil_api {
      * would wait too. */
     void (*batch_begin)(struct vigil_instance *h);
     int (*batch_end)(struct vigil_instance *h);
+    /* True while init() runs under `vigild --check`: a plugin that binds a
+     * port or opens a device for good checks only what it can without
+     * doing so (the running daemon may hold it). Appended to ABI 2: check
+     * VIGIL_API_HAS(api, checking). */
+    bool (*checking)(struct vigil_instance *h);
 };
 
 #define VIGIL_API_HAS(api, field)                                                                  \
