@@ -22,6 +22,7 @@ packages=(
   clang-format-16             # the style check (.clang-format's InsertBraces needs 15+)
   python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md
   iproute2 procps
+  man-db groff-base mandoc     # the man pages' test: man -l, groff -ww, mandoc -T lint
 )
 
 setup() {
