@@ -7,10 +7,15 @@
 #include "daemon.h"
 #include "log.h"
 
+/* Set by CMake from the install prefix: <sysconfdir>/vigil/vigil.yaml. */
+#ifndef VIGIL_DEFAULT_CONFIG
+#define VIGIL_DEFAULT_CONFIG "/etc/vigil/vigil.yaml"
+#endif
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: vigild [-c FILE] [--check] [-l LEVEL]\n"
-                 "  -c, --config FILE   the config file (default /etc/vigil/vigil.yaml)\n"
+                 "  -c, --config FILE   the config file (default " VIGIL_DEFAULT_CONFIG ")\n"
                  "      --check         check the config and its plugins, print every error as\n"
                  "                      FILE:LINE:COL: message, exit 0 if valid, 1 if not\n"
                  "  -l, --log-level L   error, warn, info (default) or debug\n"
@@ -28,7 +33,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = "/etc/vigil/vigil.yaml";
+    const char *config = VIGIL_DEFAULT_CONFIG;
     int check = 0;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {

@@ -710,7 +710,11 @@ static void test_config_defaults(void **state)
     char host[256];
     assert_int_equal(gethostname(host, sizeof host), 0);
     assert_string_equal(f->c->host, host);
-    assert_string_equal(f->c->plugin_dir, "/usr/local/lib/vigil/plugins");
+    /* <prefix>/lib/vigil/plugins, the prefix CMake was configured with. */
+    assert_string_equal(f->c->plugin_dir, VIGIL_DEFAULT_PLUGIN_DIR);
+    assert_true(f->c->plugin_dir[0] == '/');
+    size_t n = strlen(f->c->plugin_dir);
+    assert_true(n > 18 && strcmp(f->c->plugin_dir + n - 18, "/lib/vigil/plugins") == 0);
     assert_string_equal(f->c->bus.publish, VIGIL_DEFAULT_PUBLISH);
     assert_string_equal(f->c->bus.subscribe, VIGIL_DEFAULT_SUBSCRIBE);
     assert_int_equal(f->c->bus.hwm, 10000);

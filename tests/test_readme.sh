@@ -8,28 +8,8 @@
 set -euo pipefail
 build=$1
 src=$2
-work=$(mktemp -d /tmp/vigil-readme.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
-  # TERM, not KILL: timeout(1) passes TERM on to its command, while a
-  # killed timeout leaves it running (the subscriber loops forever).
-  jobs -p | xargs -r kill -TERM 2>/dev/null
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$work/vigild.log" ] && cat "$work/vigild.log"; exit 1; }
-
-# Fenced block of $src/$1 (README.md, docs/plugins.md, ...) whose first line
-# starts with $2 (without the fences).
-block() {
-  [ -f "$src/$1" ] || fail "no $1"
-  awk -v first="$2" '
-    /^```/ { if (inb) { if (take) exit; inb = 0; next } inb = 1; take = 0; n = 0; next }
-    inb && n == 0 { n = 1; if (index($0, first) == 1) take = 1 }
-    inb && take { print }' "$src/$1"
-}
+test_name=readme
+. "$src/tests/lib.sh"
 
 mkdir -p "$work/plugins"
 block docs/plugins.md '/* hello.c:' >"$work/hello.c"

@@ -4,6 +4,8 @@
 #   tools/dev.sh test   install what is missing, build plain and with ASan+UBSan,
 #                       run every test in both, then run each fuzz target briefly
 #   tools/dev.sh setup | build
+#   tools/dev.sh package  build the Debian package (prefix /usr, in build-package/)
+#                       and put vigil_<version>_<arch>.deb here: apt install ./vigil_*.deb
 #   tools/dev.sh format apply clang-format-16 to every C file (test fails on a diff)
 # Environment: VIGIL_FUZZ_SECONDS (per fuzz target, default 6).
 set -euo pipefail
@@ -23,6 +25,7 @@ packages=(
   python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md
   iproute2 procps
   man-db groff-base mandoc     # the man pages' test: man -l, groff -ww, mandoc -T lint
+  dpkg-dev file               # the Debian package: dpkg-shlibdeps computes its Depends
 )
 
 setup() {
@@ -150,6 +153,19 @@ format)
   setup
   git ls-files '*.c' '*.h' | xargs clang-format-16 -i
   ;;
+package)
+  setup
+  # Its own build: the package's vigild has /etc/vigil/vigil.yaml and
+  # /usr/lib/vigil/plugins compiled in, which only prefix /usr gives.
+  build build-package -DCMAKE_INSTALL_PREFIX=/usr -DVIGIL_TESTS=OFF
+  rm -f build-package/vigil_*.deb
+  out=$(cmake --build build-package --target package 2>&1) || {
+    echo "$out"
+    exit 1
+  }
+  mv build-package/vigil_*.deb .
+  echo "dev.sh: $(ls vigil_*.deb): install it with apt install ./$(ls vigil_*.deb)"
+  ;;
 run)
   setup
   build build
@@ -171,7 +187,7 @@ test)
   [ "$failed" -eq 0 ]
   ;;
 *)
-  echo "usage: tools/dev.sh run | test | setup | build | format" >&2
+  echo "usage: tools/dev.sh run | test | setup | build | package | format" >&2
   exit 2
   ;;
 esac

@@ -23,7 +23,14 @@
 #include <yaml.h>
 
 #define DEFAULT_INTERVAL_NS (10 * NS_PER_S)
+/* CMake sets VIGIL_DEFAULT_PLUGIN_DIR from the install prefix
+ * (<prefix>/lib/vigil/plugins); the fallback serves builds that compile this
+ * file on their own (the fuzz targets). */
+#ifdef VIGIL_DEFAULT_PLUGIN_DIR
+#define DEFAULT_PLUGIN_DIR VIGIL_DEFAULT_PLUGIN_DIR
+#else
 #define DEFAULT_PLUGIN_DIR "/usr/local/lib/vigil/plugins"
+#endif
 #define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
 #define DEFAULT_COALESCE_NS 0u    /* bus.coalesce: off (trade-off: docs/configuration.md) */

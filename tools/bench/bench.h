@@ -203,8 +203,12 @@ struct bench_vigild {
 /* A free loopback tcp port (bound and released: another program may take
  * it before vigild binds it), or -1. */
 int bench_free_tcp_port(void);
-/* Where vigild and the plugins are: next to this program. */
+/* Where vigild is: next to this program (the build tree, or <prefix>/bin). */
 const char *bench_build_dir(void);
+/* The plugins vigild loads: the build tree's plugins/ (tests/plugins/ with
+ * test_plugins) next to this program, or the installed ones
+ * (<prefix>/lib/vigil/plugins) when this program is the installed one. */
+const char *bench_plugin_dir(bool test_plugins);
 /* Makes our temp folder and picks endpoints (ipc:// in the folder, or two
  * free loopback tcp:// ports). Returns 0 or -1 after printing why. */
 int bench_vigild_setup(struct bench_vigild *v, bool tcp);

@@ -85,6 +85,18 @@ const char *bench_build_dir(void)
     return dir;
 }
 
+const char *bench_plugin_dir(bool test_plugins)
+{
+    static char dir[PATH_MAX];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/%s", bench_build_dir(),
+             test_plugins ? "tests/plugins" : "plugins");
+    if (!test_plugins && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        return VIGIL_DEFAULT_PLUGIN_DIR;
+    }
+    return dir;
+}
+
 /* ---- /proc ----------------------------------------------------------------------- */
 
 int64_t bench_proc_cpu_ns(pid_t pid)
@@ -383,11 +395,11 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
         return -1;
     }
     int n = snprintf(yaml, cap,
-                     "# written by vigil-bench\nplugin_dir: %s/%s\nbus:\n  publish: %s\n"
+                     "# written by vigil-bench\nplugin_dir: %s\nbus:\n  publish: %s\n"
                      "  subscribe: %s\n%s%s%s%sself:\n  interval: %s\n",
-                     bench_build_dir(), v->test_plugins ? "tests/plugins" : "plugins", v->publish,
-                     v->subscribe, v->coalesce[0] ? "  coalesce: " : "", v->coalesce,
-                     v->coalesce[0] ? "\n" : "", v->bus_extra, self_interval);
+                     bench_plugin_dir(v->test_plugins), v->publish, v->subscribe,
+                     v->coalesce[0] ? "  coalesce: " : "", v->coalesce, v->coalesce[0] ? "\n" : "",
+                     v->bus_extra, self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
     int rc = bench_write_file(v->cfg, yaml);

@@ -1,0 +1,56 @@
+# Shared by test_install.sh and test_package.sh (sourced, not run): lib.sh's
+# temp folder, and running an installed vigild on a copy of its installed
+# config whose state, bus and log paths are moved into that folder, so a
+# test never touches the host's /run, /var or /etc. The sourcing script sets
+# `build` and `src` first.
+
+test_name=install
+. "$src/tests/lib.sh"
+
+# A value of the build's CMakeCache.txt.
+cache_get() {
+  sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"
+}
+
+# runnable_config IN OUT [PLUGIN_DIR]: IN with state_dir, the bus endpoints
+# and the file sink's log folder under $work, every 10s interval 1s (events
+# come in a test's time), and plugin_dir PLUGIN_DIR if given (else IN's own).
+runnable_config() {
+  local in=$1 out=$2 pd=${3:-}
+  sed -e "s#^state_dir:.*#state_dir: $work/state#" \
+    -e "s#ipc:///run/vigil/#ipc://$work/run/#g" \
+    -e "s#/var/log/vigil/#$work/log/#g" \
+    -e "s#interval: 10s#interval: 1s#g" "$in" >"$out"
+  if [ -n "$pd" ]; then
+    sed -i "s#^plugin_dir:.*#plugin_dir: $pd#" "$out"
+  fi
+  # Whatever the rewrite missed would be the host's: refuse to run it.
+  if grep -v '^ *#' "$out" | sed -e 's/ #.*//' -e "s#$work#WORK#g" | grep -nE '(^|[^A-Za-z0-9_.-])/(run|var|etc)/'; then
+    fail "$out still names a host path (the rewrite above missed it)"
+  fi
+}
+
+# run_daemon VIGILD TAP CONFIG TOPIC...: starts VIGILD -c CONFIG, waits for
+# "started", lets TAP see one event of each TOPIC, then stops it with SIGTERM
+# and wants exit status 0.
+run_daemon() {
+  local vigild=$1 tap=$2 cfg=$3 t
+  shift 3
+  "$vigild" -c "$cfg" 2>"$work/vigild.log" &
+  pid=$!
+  for _ in $(seq 200); do
+    grep -q "started" "$work/vigild.log" && break
+    kill -0 "$pid" 2>/dev/null || fail "$vigild exited at start"
+    sleep 0.05
+  done
+  grep -q "started" "$work/vigild.log" || fail "$vigild did not start within 10 s"
+  for t in "$@"; do
+    "$tap" -c "$cfg" -t "$t" -n 1 --timeout 15s >"$work/tap.out" ||
+      fail "$tap saw no $t event from $vigild"
+    grep -q "\"topic\":\"$t" "$work/tap.out" || fail "unexpected tap output: $(cat "$work/tap.out")"
+  done
+  kill -0 "$pid" 2>/dev/null || fail "$vigild died"
+  kill -TERM "$pid"
+  wait "$pid" || fail "$vigild did not exit 0 on SIGTERM"
+  pid=
+}
