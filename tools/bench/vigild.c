@@ -87,7 +87,7 @@ const char *bench_build_dir(void)
 
 const char *bench_plugin_dir(bool test_plugins)
 {
-    static char dir[PATH_MAX];
+    static char dir[PATH_MAX + 16]; /* the build dir (< PATH_MAX) and a leaf */
     struct stat st;
     snprintf(dir, sizeof dir, "%s/%s", bench_build_dir(),
              test_plugins ? "tests/plugins" : "plugins");
