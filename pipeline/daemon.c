@@ -132,6 +132,27 @@ static void check_keys(const struct vigil_config *c, struct vigil_diag *d)
     vigil_authkeys_free(ak);
 }
 
+/* The config's errors, when vigild cannot start. Into the journal each is
+ * a line of its own at priority "err" (log.h), so `journalctl -p err` shows
+ * why vigild did not start. */
+static void print_diag(const struct vigil_diag *d, const char *path)
+{
+    if (!vigil_log_to_journal()) {
+        vigil_diag_print(d, stderr);
+        fprintf(stderr, "%s: %zu error%s; vigild not started\n", path, d->count,
+                d->count == 1 ? "" : "s");
+        return;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "%s", d->msgs[i]);
+    }
+    if (d->count > d->n) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "(%zu more errors not shown)", d->count - d->n);
+    }
+    vigil_log(VIGIL_LOG_ERROR, "config", "%s: %zu error%s; vigild not started", path, d->count,
+              d->count == 1 ? "" : "s");
+}
+
 int vigil_daemon_check(const char *path)
 {
     struct vigil_diag d;
@@ -594,9 +615,7 @@ int vigil_daemon_run(const char *path)
         load_instances(&dm, &d);
     }
     if (d.count || !dm.cfg) {
-        vigil_diag_print(&d, stderr);
-        fprintf(stderr, "%s: %zu error%s; vigild not started\n", path, d.count,
-                d.count == 1 ? "" : "s");
+        print_diag(&d, path);
         goto out;
     }
     if (start(&dm) == 0) {
