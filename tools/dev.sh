@@ -21,6 +21,7 @@ packages=(
   clang-format-16             # the style check (.clang-format's InsertBraces needs 15+)
   python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md
   iproute2 procps
+  libsystemd-dev systemd      # sd_notify and the watchdog; systemd-analyze verifies the unit
 )
 
 setup() {
