@@ -600,7 +600,10 @@ static void *bus_main(void *arg)
         {.socket = b->trusted, .events = ZMQ_POLLIN},
     };
     for (;;) {
-        int rc = zmq_poll(items, 5, draining ? QUIET_MS : -1);
+        /* Liveness for the watchdog (notify.h): a turn at least every
+         * VIGIL_BEAT_MS, idle or not; one relaxed store per turn. */
+        vigil_count_own(&b->stats.beats, 1);
+        int rc = zmq_poll(items, 5, draining ? QUIET_MS : VIGIL_BEAT_MS);
         if (rc < 0 && zmq_errno() != EINTR) {
             vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", zmq_strerror(zmq_errno()));
             break;

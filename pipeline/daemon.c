@@ -21,6 +21,7 @@
 #include "event.h"
 #include "ingest.h"
 #include "log.h"
+#include "notify.h"
 #include "plugin_host.h"
 #include "rules.h"
 #include "rules_stage.h"
@@ -43,6 +44,8 @@ struct daemon {
     struct vigil_event_builder self;
     uint64_t self_seq;
     uint64_t started_mono;
+    struct vigil_notify *notify; /* systemd: ready, reload, stop, watchdog */
+    char status[512];            /* what systemctl status shows once started */
 };
 
 /* Loads every plugin instance and runs its init. Everything that goes wrong
@@ -130,6 +133,27 @@ static void check_keys(const struct vigil_config *c, struct vigil_diag *d)
         vigil_diag_at(d, c->bus.curve_authorized_at, "bus.curve.authorized_keys: %s", err);
     }
     vigil_authkeys_free(ak);
+}
+
+/* The config's errors, when vigild cannot start. Into the journal each is
+ * a line of its own at priority "err" (log.h), so `journalctl -p err` shows
+ * why vigild did not start. */
+static void print_diag(const struct vigil_diag *d, const char *path)
+{
+    if (!vigil_log_to_journal()) {
+        vigil_diag_print(d, stderr);
+        fprintf(stderr, "%s: %zu error%s; vigild not started\n", path, d->count,
+                d->count == 1 ? "" : "s");
+        return;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "%s", d->msgs[i]);
+    }
+    if (d->count > d->n) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "(%zu more errors not shown)", d->count - d->n);
+    }
+    vigil_log(VIGIL_LOG_ERROR, "config", "%s: %zu error%s; vigild not started", path, d->count,
+              d->count == 1 ? "" : "s");
 }
 
 int vigil_daemon_check(const char *path)
@@ -476,13 +500,40 @@ static int start(struct daemon *dm)
         snprintf(coalesce, sizeof coalesce, "; bus.coalesce %llu us",
                  (unsigned long long)(c->bus.coalesce_ns / 1000u));
     }
-    vigil_log(VIGIL_LOG_INFO, "vigild",
-              "vigild %s started on host %s: %zu source%s, %zu rule%s, %zu sink%s; publish %s, "
-              "subscribe %s%s",
-              VIGIL_VERSION, c->host, c->nsources, c->nsources == 1 ? "" : "s",
-              dm->rules ? vigil_rules_count(dm->rules) : 0,
-              dm->rules && vigil_rules_count(dm->rules) == 1 ? "" : "s", c->nsinks,
-              c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe, coalesce);
+    size_t nrules = dm->rules ? vigil_rules_count(dm->rules) : 0;
+    snprintf(dm->status, sizeof dm->status,
+             "%zu source%s, %zu rule%s, %zu sink%s; publish %s, subscribe %s%s", c->nsources,
+             c->nsources == 1 ? "" : "s", nrules, nrules == 1 ? "" : "s", c->nsinks,
+             c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe, coalesce);
+    vigil_log(VIGIL_LOG_INFO, "vigild", "vigild %s started on host %s: %s", VIGIL_VERSION, c->host,
+              dm->status);
+    return 0;
+}
+
+/* systemd (notify.h): the bus, the rules and every source and sink thread
+ * are watched; READY=1 once each one's loop has turned. The ingest's and the
+ * CURVE authenticator's threads are not watched. */
+static int notify_ready(struct daemon *dm)
+{
+    struct vigil_notify *n = dm->notify;
+    int rc = vigil_notify_watch(n, "bus", &vigil_bus_stats(dm->bus)->beats);
+    if (rc == 0 && dm->rules_stage) {
+        rc = vigil_notify_watch(n, "rules", &vigil_rules_stage_stats(dm->rules_stage)->beats);
+    }
+    for (size_t i = 0; rc == 0 && i < dm->cfg->nsources; i++) {
+        rc = vigil_notify_watch(n, vigil_instance_component(dm->sources[i]),
+                                &vigil_instance_stats(dm->sources[i])->beats);
+    }
+    for (size_t i = 0; rc == 0 && i < dm->cfg->nsinks; i++) {
+        rc = vigil_notify_watch(n, vigil_instance_component(dm->sinks[i]),
+                                &vigil_instance_stats(dm->sinks[i])->beats);
+    }
+    if (rc != 0) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "out of memory");
+        return rc;
+    }
+    /* A thread still not turning: READY=1 comes later, from the main loop. */
+    vigil_notify_wait_ready(n, dm->status, READY_TIMEOUT_MS);
     return 0;
 }
 
@@ -522,6 +573,7 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
     uint64_t interval = dm->cfg->self_interval_ns;
     uint64_t next = vigil_mono_ns() + interval;
     for (;;) {
+        vigil_notify_tick(dm->notify, dm->status); /* this thread is watched too */
         uint64_t now = vigil_mono_ns();
         if (now >= next) {
             self_report(dm);
@@ -531,15 +583,21 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
             }
             continue;
         }
-        struct timespec ts = {.tv_sec = (time_t)((next - now) / 1000000000u),
-                              .tv_nsec = (long)((next - now) % 1000000000u)};
+        uint64_t wait = next - now;
+        if (wait > VIGIL_BEAT_MS * 1000000ull) {
+            wait = VIGIL_BEAT_MS * 1000000ull;
+        }
+        struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000u),
+                              .tv_nsec = (long)(wait % 1000000000u)};
         int sig = sigtimedwait(set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             vigil_log(VIGIL_LOG_INFO, "vigild", "%s received: stopping",
                       sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            vigil_notify_stopping(dm->notify);
             return;
         }
         if (sig == SIGHUP) {
+            vigil_notify_reloading(dm->notify);
             vigil_log(VIGIL_LOG_INFO, "vigild",
                       "SIGHUP received: sinks reopen their files (reloading the config is not "
                       "supported; restart vigild to apply changes)");
@@ -556,6 +614,7 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
                               vigil_zap_keys(dm->zap));
                 }
             }
+            vigil_notify_reloaded(dm->notify, dm->status);
         }
     }
 }
@@ -594,14 +653,15 @@ int vigil_daemon_run(const char *path)
         load_instances(&dm, &d);
     }
     if (d.count || !dm.cfg) {
-        vigil_diag_print(&d, stderr);
-        fprintf(stderr, "%s: %zu error%s; vigild not started\n", path, d.count,
-                d.count == 1 ? "" : "s");
+        print_diag(&d, path);
         goto out;
     }
-    if (start(&dm) == 0) {
+    dm.notify = vigil_notify_new();
+    if (dm.notify && start(&dm) == 0 && notify_ready(&dm) == 0) {
         wait_for_signal(&dm, &set);
         status = 0;
+    } else if (!dm.notify) {
+        vigil_log(VIGIL_LOG_ERROR, "vigild", "out of memory");
     }
     stop(&dm);
     if (status == 0) {
@@ -610,6 +670,7 @@ int vigil_daemon_run(const char *path)
         vigil_log(VIGIL_LOG_INFO, "vigild", "stopped");
     }
 out:
+    vigil_notify_free(dm.notify); /* before the counters it watches go */
     free_instances(&dm);
     if (dm.self_push) {
         zmq_close(dm.self_push);

@@ -38,6 +38,7 @@ struct vigil_instance {
     char component[160];
     struct event_base *base;
     struct event *stop_ev;
+    struct event *beat_ev; /* bumps stats.beats: the watchdog's liveness (notify.h) */
     void *state;
     bool inited, finished;
     struct vigil_diag *diag; /* set during init only */

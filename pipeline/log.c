@@ -1,17 +1,57 @@
-/* Logging to stderr, clocks, and the rate limiter (see log.h). */
+/* Logging to stderr (or the journal), clocks, and the rate limiter (see
+ * log.h). */
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static _Atomic int log_level = VIGIL_LOG_INFO;
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+/* Syslog priorities, as sd-daemon(3)'s SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG
+ * spell them at the head of a line for journald. */
+static const char *const level_prefixes[] = {"<3>", "<4>", "<6>", "<7>"};
+
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+static bool journal;
+
+/* systemd connects stderr to journald and says so in JOURNAL_STREAM
+ * ("DEVICE:INODE" of that stream); a stderr redirected since (to a file,
+ * by a shell or a test) no longer matches it. */
+static void detect_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    struct stat st;
+    if (!e || fstat(STDERR_FILENO, &st) != 0) {
+        return;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long dev = strtoull(e, &end, 10);
+    if (errno || end == e || *end != ':') {
+        return;
+    }
+    const char *ino_s = end + 1;
+    unsigned long long ino = strtoull(ino_s, &end, 10);
+    if (errno || end == ino_s || *end != '\0') {
+        return;
+    }
+    journal = (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+bool vigil_log_to_journal(void)
+{
+    pthread_once(&journal_once, detect_journal);
+    return journal;
+}
 
 void vigil_log_set_level(enum vigil_log_level level)
 {
@@ -41,14 +81,22 @@ void vigil_vlog(enum vigil_log_level level, const char *component, const char *f
         return;
     }
     char line[2048];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
+    unsigned li = (unsigned)level > 3 ? 0 : (unsigned)level;
+    const char *comp = component ? component : "vigild";
+    int n;
+    if (vigil_log_to_journal()) {
+        /* The journal keeps its own time stamp; the prefix is the priority
+         * (journalctl -p warning). */
+        n = snprintf(line, sizeof line, "%s%-5s [%s] ", level_prefixes[li], level_names[li], comp);
+    } else {
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[(unsigned)level > 3 ? 0 : (unsigned)level],
-                     component ? component : "vigild");
+                     ts.tv_nsec / 1000000, level_names[li], comp);
+    }
     if (n < 0) {
         return;
     }

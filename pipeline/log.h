@@ -1,4 +1,6 @@
 /* Logging to stderr, one line per message: time, level, component, text.
+ * When stderr is systemd's journal (JOURNAL_STREAM), the time gives way to
+ * the syslog priority journald reads, "<3>" for errors (sd-daemon(3)).
  * Safe from any thread (each line is one write(2)). Also the clocks and the
  * rate limiter that keeps repeated warnings on hot paths to a few lines.
  */
@@ -16,6 +18,9 @@ void vigil_log_set_level(enum vigil_log_level level);
 enum vigil_log_level vigil_log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; returns 0 or VIGIL_ECONFIG. */
 int vigil_log_parse_level(const char *s, enum vigil_log_level *out);
+
+/* True when stderr is the journal (decided on first use, then fixed). */
+bool vigil_log_to_journal(void);
 
 /* `component` is printed in brackets, e.g. "bus" or "source:gen/gen". */
 void vigil_log(enum vigil_log_level level, const char *component, const char *fmt, ...)

@@ -588,6 +588,7 @@ const struct vigil_api vigil_host_api = {
 /* ---- Instances ------------------------------------------------------------- */
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg);
+static void beat_cb(evutil_socket_t fd, short what, void *arg);
 
 struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
                                           enum vigil_plugin_kind kind,
@@ -627,7 +628,8 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
     vigil_record_init(&h->held, HELD_MAX_EVENTS, HELD_MAX_BYTES, VIGIL_RECORD_ONE_ANY_SIZE);
     h->base = event_base_new();
     h->stop_ev = h->base ? event_new(h->base, -1, 0, stop_cb, h) : NULL;
-    if (!h->stop_ev) {
+    h->beat_ev = h->base ? event_new(h->base, -1, EV_PERSIST, beat_cb, h) : NULL;
+    if (!h->stop_ev || !h->beat_ev) {
         vigil_diag_add(d, at->file, at->line, at->col, "cannot create an event loop");
         vigil_instance_free(h);
         return NULL;
@@ -738,10 +740,23 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(h->base);
 }
 
+/* The watchdog's view of this thread (notify.h): the loop still turns. A
+ * collect() or write() that never returns stops it. */
+static void beat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_instance *h = arg;
+    vigil_count_own(&h->stats.beats, 1);
+}
+
 static void *instance_main(void *arg)
 {
     struct vigil_instance *h = arg;
     event_add(h->stop_ev, NULL);
+    struct timeval beat = {.tv_sec = VIGIL_BEAT_MS / 1000, .tv_usec = VIGIL_BEAT_MS % 1000 * 1000};
+    event_add(h->beat_ev, &beat);
+    vigil_count_own(&h->stats.beats, 1); /* the loop is about to run: the first beat */
     if (h->collect_ev) {
         uint64_t ns = h->ic->interval_ns;
         struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000u),
@@ -821,6 +836,9 @@ void vigil_instance_free(struct vigil_instance *h)
     vigil_sink_free(h);
     if (h->stop_ev) {
         event_free(h->stop_ev);
+    }
+    if (h->beat_ev) {
+        event_free(h->beat_ev);
     }
     if (h->base) {
         event_base_free(h->base);

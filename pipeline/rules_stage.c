@@ -24,6 +24,8 @@
 #define TICK_MS 1000
 #define FLUSH_RETRY_MS 10
 #define STOP_GRACE_MS 3000
+/* The tick is also the thread's watchdog beat (stats.h). */
+_Static_assert(TICK_MS <= VIGIL_BEAT_MS, "the rules' tick must come at least every beat");
 
 struct vigil_rules_stage {
     struct vigil_rules *rules;
@@ -159,6 +161,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct vigil_rules_stage *s = arg;
+    vigil_count_own(&s->stats.beats, 1);
     vigil_rules_tick(s->rules, vigil_now_ns(), on_verdict, s);
 }
 
@@ -192,6 +195,7 @@ static void *stage_main(void *arg)
     event_add(s->sub_ev, NULL);
     event_add(s->stop_ev, NULL);
     event_active(s->sub_ev, EV_READ, 0);
+    vigil_count_own(&s->stats.beats, 1); /* the loop runs: the first beat */
     event_base_dispatch(s->base);
     return NULL;
 }

@@ -30,6 +30,11 @@ static inline uint64_t vigil_counter_get(vigil_counter *c)
     return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* Liveness for systemd's watchdog (notify.h): every stage thread's loop bumps
+ * its `beats` counter when it starts and then at least every VIGIL_BEAT_MS,
+ * from a timer of its own (never per event). */
+#define VIGIL_BEAT_MS 1000
+
 struct vigil_bus_stats {
     vigil_counter in_total;               /* messages received on the publish side */
     vigil_counter out_total;              /* valid events republished */
@@ -42,6 +47,7 @@ struct vigil_bus_stats {
                                       had no room for (its HWM) */
     vigil_counter untracked_total;        /* events of sources past the seq table's bound */
     vigil_counter sources_tracked;        /* (host, source) pairs in the seq table */
+    vigil_counter beats;                  /* the bus loop's turns (VIGIL_BEAT_MS) */
 };
 
 /* One source or sink instance. */
@@ -57,6 +63,7 @@ struct vigil_stage_stats {
     vigil_counter spool_events;        /* sinks: events in the spool now */
     vigil_counter spool_bytes;         /* sinks: bytes of the spool's files now */
     vigil_counter spool_corrupt_total; /* sinks: torn/corrupt spool tails cut */
+    vigil_counter beats;               /* the thread's loop is alive (VIGIL_BEAT_MS) */
 };
 
 #endif

@@ -26,6 +26,7 @@ packages=(
   iproute2 procps
   man-db groff-base mandoc     # the man pages' test: man -l, groff -ww, mandoc -T lint
   dpkg-dev file               # the Debian package: dpkg-shlibdeps computes its Depends
+  libsystemd-dev systemd      # sd_notify and the watchdog; systemd-analyze verifies the unit
 )
 
 setup() {
