@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmocka.h> /* after setjmp.h, stdarg.h and stddef.h, which it needs */
 #include <zmq.h>
+#include <cmocka.h> /* after setjmp.h, stdarg.h and stddef.h, which it needs */
 
 #include "event.h"
 #include "harness.h"
@@ -216,9 +216,9 @@ static void promtool_accepts(struct fx *f, const char *text)
 
 /* ---- Tests ---------------------------------------------------------------------------------- */
 
-#define ODD_LINE                                                                                    \
-    "vigil_test_odd_v_1{_9lives=\"n\",a_b=\"1\",bad=\"x\xEF\xBF\xBD\xEF\xBF\xBDy\","             \
-    "exported_host=\"fake\",host=\"h1\",label__r=\"r\",q=\"a \\\"b\\\" \\\\ c\\nd\","            \
+#define ODD_LINE                                                                                   \
+    "vigil_test_odd_v_1{_9lives=\"n\",a_b=\"1\",bad=\"x\xEF\xBF\xBD\xEF\xBF\xBDy\","               \
+    "exported_host=\"fake\",host=\"h1\",label__r=\"r\",q=\"a \\\"b\\\" \\\\ c\\nd\","              \
     "u=\"h\xC3\xA9llo\"} 1.5\n"
 
 /* The exposition: the sources' series and vigil.self with their labels,
@@ -382,14 +382,14 @@ static void test_config_errors(void **state)
     struct fx *f = *state;
     static const struct bad_conf cases[] = {
         /* Line 7 is the first of the body (the harness writes six). */
-        {"sinks:\n  - plugin: prometheus\n    listen: 9464\n", ":9:13: ",
-         "listen must be HOST:PORT"},
-        {"sinks:\n  - plugin: prometheus\n    listen: '::1:9464'\n", ":9:13: ",
-         "listen must be HOST:PORT"},
-        {"sinks:\n  - plugin: prometheus\n    max_series: 0\n", ":9:17: ",
-         "max_series must be at least 1"},
-        {"sinks:\n  - plugin: prometheus\n    expire: 100ms\n", ":9:13: ",
-         "expire must be at least 1s"},
+        {"sinks:\n  - plugin: prometheus\n    listen: 9464\n",
+         ":9:13: ", "listen must be HOST:PORT"},
+        {"sinks:\n  - plugin: prometheus\n    listen: '::1:9464'\n",
+         ":9:13: ", "listen must be HOST:PORT"},
+        {"sinks:\n  - plugin: prometheus\n    max_series: 0\n",
+         ":9:17: ", "max_series must be at least 1"},
+        {"sinks:\n  - plugin: prometheus\n    expire: 100ms\n",
+         ":9:13: ", "expire must be at least 1s"},
     };
     assert_true(vd_check_refuses_all(&f->v, cases, sizeof cases / sizeof cases[0]));
 

@@ -302,7 +302,8 @@ static void request_cb(struct evhttp_request *req, void *arg)
     }
 }
 
-/* ---- Set-up ----------------------------------------------------------------------------------- */
+/* ---- Set-up -----------------------------------------------------------------------------------
+ */
 
 /* "host:port", "[v6]:port": host into buf, the port; false if malformed. */
 static bool parse_listen(const char *s, char *host, size_t cap, int *port)

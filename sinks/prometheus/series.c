@@ -198,8 +198,7 @@ uint64_t prom_table_dropped(const struct prom_table *t)
 
 static bool name_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 static size_t map_chars(char *out, const char *s, size_t n, bool colon)
@@ -537,8 +536,8 @@ int prom_table_set(struct prom_table *t, const char *topic, size_t topic_len, co
     if (!s) {
         return -ENOMEM;
     }
-    *s = (struct series){.hash = hash, .f = f, .at = f->n, .value = v, .updated_ns = now_ns,
-                         .labels_len = l->len};
+    *s = (struct series){
+        .hash = hash, .f = f, .at = f->n, .value = v, .updated_ns = now_ns, .labels_len = l->len};
     memcpy(s->labels, l->buf, l->len);
     f->v[f->n++] = s;
     t->series.slot[htab_find(&t->series, hash, series_eq, &key)] = (struct hashed *)s;
@@ -604,7 +603,8 @@ struct prom_snapshot {
 
 static int cmp_family(const void *a, const void *b)
 {
-    const struct family *x = *(const struct family *const *)a, *y = *(const struct family *const *)b;
+    const struct family *x = *(const struct family *const *)a,
+                        *y = *(const struct family *const *)b;
     return strcmp(x->name, y->name);
 }
 
