@@ -22,11 +22,14 @@
  * large write keeps `inflight` batches on the wire while the central works
  * on them (a batch acked, the next one goes). FWD_WRITE_EVENTS is the
  * write's size when the config leaves batch.max_events alone: the pause
- * between two writes (the last ack, then the host's next batch) comes once
- * per eight wire batches. Measured with vigil-bench --forward
+ * between two writes (the last acks come back while nothing new goes out,
+ * then the host takes its next batch) comes once per 32 wire batches; at
+ * 16384 (8 wire batches) it cost 5-15 % of the hop's rate flat out. The
+ * sink host's arena for a write of that size is ~10 MiB, used only while
+ * the agent is behind. Measured with vigil-bench --forward
  * (docs/benchmarks.md). */
 #define FWD_WIRE_EVENTS 2048
-#define FWD_WRITE_EVENTS 16384
+#define FWD_WRITE_EVENTS 65536
 #define FWD_RTT_RING 64
 #define FWD_RECV_BURST 1024 /* acks read per loop turn, for fairness */
 #define NS_PER_MS 1000000ull

@@ -304,7 +304,7 @@ struct vigil_api {
  *   Runs on the instance's thread between writes.
  * batch_max_events (sinks, optional): the batch.max_events an instance gets
  *   when its config does not set it; 0: the host's default, 512. For a sink
- *   whose write() pipelines (forward: 16384, so that many wire batches are
+ *   whose write() pipelines (forward: 65536, so that many wire batches are
  *   in flight before the host's next write). Read only from a descriptor
  *   whose size covers it. */
 struct vigil_plugin {
