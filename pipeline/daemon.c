@@ -46,6 +46,14 @@ struct daemon {
     uint64_t started_mono;
     struct vigil_notify *notify; /* systemd: ready, reload, stop, watchdog */
     char status[512];            /* what systemctl status shows once started */
+    struct beat_seen *seen;      /* each stage's beats at the last self report */
+    size_t nseen, seen_cap;
+};
+
+/* A stage's loop counter as the self reporter last saw it. */
+struct beat_seen {
+    vigil_counter *beats;
+    uint64_t last, changed_ns;
 };
 
 /* Loads every plugin instance and runs its init. Everything that goes wrong
@@ -205,6 +213,37 @@ static void self_publish(struct daemon *dm)
     dm->self_seq++;
 }
 
+/* `running` of a stage in vigil.self: 1 while its loop has turned within
+ * three beats (stats.h), 0 once it has not (a collect() or write() that
+ * does not return); the prometheus sink's /healthz reads it. */
+static void self_running(struct daemon *dm, vigil_counter *beats)
+{
+    uint64_t now = vigil_mono_ns(), v = vigil_counter_get(beats);
+    struct beat_seen *e = NULL;
+    for (size_t i = 0; i < dm->nseen && !e; i++) {
+        e = dm->seen[i].beats == beats ? &dm->seen[i] : NULL;
+    }
+    if (!e && dm->nseen == dm->seen_cap) {
+        size_t cap = dm->seen_cap ? 2 * dm->seen_cap : 16;
+        struct beat_seen *p = realloc(dm->seen, cap * sizeof *p);
+        if (!p) {
+            return; /* out of memory: no `running` this time */
+        }
+        dm->seen = p;
+        dm->seen_cap = cap;
+    }
+    if (!e) {
+        e = &dm->seen[dm->nseen++];
+        *e = (struct beat_seen){.beats = beats, .last = v, .changed_ns = dm->started_mono};
+    }
+    if (v != e->last) {
+        e->last = v;
+        e->changed_ns = now;
+    }
+    vigil_event_add_value_u64(&dm->self, "running",
+                              now - e->changed_ns < 3ull * VIGIL_BEAT_MS * 1000000u);
+}
+
 static void self_plugin_value(void *arg, const char *name, vigil_counter *value)
 {
     self_value(arg, name, value);
@@ -227,7 +266,10 @@ static void self_stage(struct daemon *dm, struct vigil_instance *h, const char *
         self_value(b, "spool_events", &s->spool_events);
         self_value(b, "spool_bytes", &s->spool_bytes);
         self_value(b, "spool_corrupt_total", &s->spool_corrupt_total);
+        uint64_t since = vigil_counter_get(&s->failing_since_mono);
+        vigil_event_add_value(b, "failing_s", since ? (double)(vigil_mono_ns() - since) / 1e9 : 0);
     }
+    self_running(dm, &s->beats);
     self_value(b, "out_total", &s->out_total);
     self_value(b, "dropped_total", &s->dropped_total);
     self_value(b, "errors_total", &s->errors_total);
@@ -283,6 +325,7 @@ static void self_report(struct daemon *dm)
     self_value(b, "external_dropped_total", &bs->external_dropped_total);
     self_value(b, "untracked_total", &bs->untracked_total);
     self_value(b, "sources_tracked", &bs->sources_tracked);
+    self_running(dm, &bs->beats);
     self_publish(dm);
 
     for (size_t i = 0; i < dm->cfg->nsources; i++) {
@@ -320,6 +363,7 @@ static void self_report(struct daemon *dm)
         self_value(b, "dropped_total", &rs->dropped_total);
         self_value(b, "errors_total", &rs->errors_total);
         self_value(b, "queue_depth", &rs->queue_depth);
+        self_running(dm, &rs->beats);
         self_publish(dm);
         vigil_rules_stats(dm->rules, self_rule, dm);
     }
@@ -671,6 +715,7 @@ int vigil_daemon_run(const char *path)
     }
 out:
     vigil_notify_free(dm.notify); /* before the counters it watches go */
+    free(dm.seen);
     free_instances(&dm);
     if (dm.self_push) {
         zmq_close(dm.self_push);

@@ -409,6 +409,11 @@ static void finish(struct vigil_sink *s, int rc)
                     rc < 0 ? " (the sink failed)" : "", failed);
     }
     s->n = keep;
+    if (keep && vigil_counter_get(&st->failing_since_mono) == 0) {
+        atomic_store_explicit(&st->failing_since_mono, vigil_mono_ns(), memory_order_relaxed);
+    } else if (!keep) {
+        atomic_store_explicit(&st->failing_since_mono, 0, memory_order_relaxed);
+    }
     if (keep) {
         s->state = B_WAITING;
         spill(s); /* from now on nothing undelivered lives only in memory */

@@ -66,6 +66,16 @@ static int teardown(void **state)
     return 0;
 }
 
+/* vigild with `body` (vd_setup), self reports every second, and a PUSH
+ * socket to its bus. */
+static void launch(struct fx *f, const char *body)
+{
+    assert_int_equal(vd_setup(&f->v, "1s", body), 0);
+    assert_true(vd_started(&f->v));
+    f->push = zmq_socket(f->zctx, ZMQ_PUSH);
+    assert_int_equal(zmq_connect(f->push, f->v.pub), 0);
+}
+
 /* vigild on host "h1" with its system and cgroups sources every second,
  * the prometheus sink (with `sink_keys`), and vigil.self in self.jsonl. */
 static void start(struct fx *f, const char *sink_keys)
@@ -83,10 +93,7 @@ static void start(struct fx *f, const char *sink_keys)
              "  - plugin: file\n    name: self\n    match: vigil.self\n"
              "    path: @DIR@/self.jsonl\n",
              f->port, sink_keys);
-    assert_int_equal(vd_setup(&f->v, "1s", body), 0);
-    assert_true(vd_started(&f->v));
-    f->push = zmq_socket(f->zctx, ZMQ_PUSH);
-    assert_int_equal(zmq_connect(f->push, f->v.pub), 0);
+    launch(f, body);
 }
 
 /* Publishes one event of `topic` with the labels (name, value pairs, NULL
@@ -376,6 +383,81 @@ static void test_expire_and_max_series(void **state)
     free(m);
 }
 
+/* The answer of /healthz now: its status, the body into *body. */
+static int healthz(int port, char **body)
+{
+    char *head;
+    int st = http_get(port, "/healthz", NULL, &head, body);
+    free(head);
+    return st;
+}
+
+/* Waits up to timeout_s for /healthz to answer `status` with `text` in its
+ * body; prints the last answer if it never does. */
+static bool healthz_is(int port, int status, const char *text, int timeout_s)
+{
+    char *body = NULL;
+    int st = -1;
+    for (double end = now_s() + timeout_s; now_s() < end; sleep_ms(200)) {
+        free(body);
+        body = NULL;
+        st = healthz(port, &body);
+        if (st == status && body && strstr(body, text)) {
+            free(body);
+            return true;
+        }
+    }
+    fprintf(stderr, "/healthz: %d %s (wanted %d with '%s')\n", st, body ? body : "", status, text);
+    free(body);
+    return false;
+}
+
+/* /healthz: 200 while the stages run and the sinks deliver; 503 saying
+ * which sink has failed too long, which stage's thread is stuck, and when
+ * vigil.self does not reach the sink; 200 again once that is over. */
+static void test_healthz(void **state)
+{
+    struct fx *f = *state;
+    f->port = free_loopback_port();
+    int blind = free_loopback_port();
+    assert_true(f->port > 0 && blind > 0 && blind != f->port);
+    char body[2048];
+    snprintf(body, sizeof body,
+             "host: h1\n"
+             "sinks:\n"
+             "  - plugin: prometheus\n    listen: 127.0.0.1:%d\n"
+             "    unhealthy_after_failing: 2s\n    unhealthy_after_silence: 5s\n"
+             "  - plugin: prometheus\n    name: blind\n    match: test.\n"
+             "    listen: 127.0.0.1:%d\n    unhealthy_after_silence: 2s\n"
+             "  - plugin: test_capture\n    name: cap\n    match: test.\n"
+             "    path: @DIR@/cap.jsonl\n    fail_while: @DIR@/fail\n"
+             "    block_while: @DIR@/block\n"
+             "    retry: { min_backoff: 100ms, max_backoff: 300ms }\n",
+             f->port, blind);
+    launch(f, body);
+    assert_true(healthz_is(f->port, 200, "{\"status\":\"ok\"}", 10));
+    assert_true(healthz_is(blind, 503, "is vigil.self in this sink's match?", 10));
+
+    /* The capture sink fails: after 2 s (and the next report) it is named.
+     * Then its write() hangs: its thread stops turning. */
+    static const struct {
+        const char *flag, *says;
+    } faults[] = {
+        {"fail", "sink test_capture/cap has been failing for"},
+        {"block", "sink test_capture/cap is not running"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        FILE *flag = fopen(vd_path(&f->v, faults[i].flag), "w");
+        assert_non_null(flag);
+        fclose(flag);
+        publish(f, "test.h", "v", (double)i, NULL);
+        assert_true(healthz_is(f->port, 503, faults[i].says, 10));
+        unlink(vd_path(&f->v, faults[i].flag));
+        assert_true(healthz_is(f->port, 200, "ok", 10));
+    }
+    assert_true(wait_lines(vd_path(&f->v, "cap.jsonl"), "\"topic\":\"test.h\"", 2, 10));
+}
+
 /* Bad keys name FILE:LINE:COL; a port in use stops the start, not --check. */
 static void test_config_errors(void **state)
 {
@@ -430,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exposition, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prometheus_scrapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expire_and_max_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

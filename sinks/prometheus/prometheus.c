@@ -21,6 +21,7 @@
 
 #define SLICE_SERIES 4096 /* rendered per turn of the sink's loop */
 #define SCRAPES_MAX 8     /* at once; more are answered 503 */
+#define STAGES_MAX 512    /* this host's stages /healthz keeps track of */
 #define NS_PER_S 1000000000ull
 
 static const struct vigil_option prom_options[] = {
@@ -29,7 +30,19 @@ static const struct vigil_option prom_options[] = {
     {"expire", VIGIL_OPT_DURATION, "5m", "a series not updated for this long disappears"},
     {"max_series", VIGIL_OPT_INT, "100000",
      "series kept at most; new ones past it are counted (dropped_series_total) and logged"},
+    {"unhealthy_after_failing", VIGIL_OPT_DURATION, "5m",
+     "/healthz answers 503 once a sink of this vigild has been failing this long"},
+    {"unhealthy_after_silence", VIGIL_OPT_DURATION, "1m",
+     "/healthz answers 503 when this vigild's vigil.self has not come for this long"},
     {NULL, 0, NULL, NULL},
+};
+
+/* What /healthz knows of one stage of this vigild, from its vigil.self. */
+struct stage {
+    char name[192]; /* "sink file/out", "bus" */
+    bool running, has_running;
+    double failing_s;
+    uint64_t seen_ns;
 };
 
 struct scrape;
@@ -47,7 +60,11 @@ struct prom {
     int c_series, c_dropped, c_scrapes;
     struct scrape *scrapes; /* in progress */
     unsigned nscrapes;
-    char where[300]; /* the listen address, for the log */
+    char where[300];  /* the listen address, for the log */
+    const char *host; /* this vigild's: whose vigil.self /healthz reads */
+    uint64_t failing_ns, silence_ns, started_ns, last_self_ns;
+    struct stage *stages;
+    size_t nstages;
 };
 
 struct scrape {
@@ -88,6 +105,46 @@ static bool label_text(struct prom *p, const struct vigil_field *f, const char *
     return false;
 }
 
+/* A vigil.self of this vigild: what /healthz needs of its stage. */
+static void note_self(struct prom *p, const struct vigil_event *ev, uint64_t now)
+{
+    const struct vigil_api *api = p->api;
+    const char *stage = "", *inst = NULL;
+    size_t sl = 0, il = 0;
+    double running, failing = 0;
+    api->event_get_str(ev, "labels.stage", &stage, &sl);
+    if (api->event_get_str(ev, "labels.instance", &inst, &il) != 0 &&
+        api->event_get_str(ev, "labels.rule", &inst, &il) != 0 &&
+        api->event_get_str(ev, "labels.agent", &inst, &il) != 0) {
+        inst = NULL;
+    }
+    const char *plugin = NULL;
+    size_t pl = 0;
+    if (api->event_get_str(ev, "labels.plugin", &plugin, &pl) != 0) {
+        plugin = NULL;
+    }
+    char name[192]; /* "bus", "sink file/out", "rule cpu-high" */
+    snprintf(name, sizeof name, "%.*s%s%.*s%s%.*s", (int)(sl < 32 ? sl : 32), stage,
+             inst ? " " : "", plugin ? (int)(pl < 32 ? pl : 32) : 0, plugin ? plugin : "",
+             plugin && inst ? "/" : "", inst ? (int)(il < 100 ? il : 100) : 0, inst ? inst : "");
+    p->last_self_ns = now;
+    struct stage *s = NULL;
+    for (size_t i = 0; i < p->nstages && !s; i++) {
+        s = strcmp(p->stages[i].name, name) == 0 ? &p->stages[i] : NULL;
+    }
+    if (!s && p->nstages < STAGES_MAX) {
+        s = &p->stages[p->nstages++];
+        snprintf(s->name, sizeof s->name, "%s", name);
+    }
+    if (!s) {
+        return;
+    }
+    s->has_running = api->event_get_double(ev, "values.running", &running) == 0;
+    s->running = s->has_running && running != 0;
+    s->failing_s = api->event_get_double(ev, "values.failing_s", &failing) == 0 ? failing : 0;
+    s->seen_ns = now;
+}
+
 /* One event: its label set once, then a series per numeric value. */
 static int take_event(struct prom *p, const struct vigil_event *ev, uint64_t now)
 {
@@ -100,6 +157,10 @@ static int take_event(struct prom *p, const struct vigil_event *ev, uint64_t now
     size_t tl, hl = 0;
     const char *topic = api->event_topic(ev, &tl), *host = "";
     api->event_get_str(ev, "host", &host, &hl);
+    if (tl == 10 && memcmp(topic, "vigil.self", 10) == 0 && hl == strlen(p->host) &&
+        memcmp(host, p->host, hl) == 0) {
+        note_self(p, ev, now);
+    }
     int rc = prom_labels_begin(&p->l, host, hl);
     const struct vigil_field *labels = api->event_field(ev, "labels");
     size_t nl = api->event_len(labels);
@@ -286,16 +347,78 @@ static void metrics(struct prom *p, struct evhttp_request *req)
     event_active(sc->slice_ev, EV_TIMEOUT, 0);
 }
 
+/* Why this vigild is not healthy, into why; false when it is. */
+static bool unhealthy(struct prom *p, char *why, size_t cap)
+{
+    uint64_t now = p->api->mono_ns();
+    if (!p->last_self_ns) {
+        if (now - p->started_ns < p->silence_ns) {
+            snprintf(why, cap, "starting: no vigil.self of host %s yet", p->host);
+        } else {
+            snprintf(why, cap,
+                     "no vigil.self of host %s in %.0f s: is vigil.self in this sink's match?",
+                     p->host, (double)(now - p->started_ns) / 1e9);
+        }
+        return true;
+    }
+    if (now - p->last_self_ns > p->silence_ns) {
+        snprintf(why, cap, "no vigil.self of host %s for %.0f s: the bus or vigild is stuck",
+                 p->host, (double)(now - p->last_self_ns) / 1e9);
+        return true;
+    }
+    for (size_t i = 0; i < p->nstages; i++) {
+        const struct stage *s = &p->stages[i];
+        if (now - s->seen_ns > p->silence_ns) {
+            continue; /* gone from the reports */
+        }
+        if (s->has_running && !s->running) {
+            snprintf(why, cap, "%s is not running: its thread has not turned its loop", s->name);
+            return true;
+        }
+        if (s->failing_s * 1e9 > (double)p->failing_ns) {
+            snprintf(why, cap, "%s has been failing for %.0f s", s->name, s->failing_s);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void healthz(struct prom *p, struct evhttp_request *req)
+{
+    char why[512], body[1200];
+    if (!unhealthy(p, why, sizeof why)) {
+        reply_text(req, HTTP_OK, "OK", "application/json", "{\"status\":\"ok\"}\n");
+        return;
+    }
+    /* One line of JSON: the reason escaped (names come from config). */
+    size_t k = (size_t)snprintf(body, sizeof body, "{\"status\":\"unhealthy\",\"reason\":\"");
+    for (const char *c = why; *c && k < sizeof body - 8; c++) {
+        if (*c == '"' || *c == '\\') {
+            body[k++] = '\\';
+            body[k++] = *c;
+        } else if ((unsigned char)*c < 0x20) {
+            k += (size_t)snprintf(body + k, sizeof body - k, "\\u%04x", (unsigned char)*c);
+        } else {
+            body[k++] = *c;
+        }
+    }
+    snprintf(body + k, sizeof body - k, "\"}\n");
+    reply_text(req, 503, "Service Unavailable", "application/json", body);
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
     struct prom *p = arg;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    if (path && strcmp(path, "/metrics") == 0) {
+    if (path && strcmp(path, "/healthz") == 0) {
+        healthz(p, req);
+    } else if (path && strcmp(path, "/metrics") == 0) {
         metrics(p, req);
     } else if (path && strcmp(path, "/") == 0) {
         reply_text(req, HTTP_OK, "OK", "text/html; charset=utf-8",
                    "<html><head><title>vigil</title></head><body><h1>vigil</h1>"
-                   "<p><a href=\"/metrics\">/metrics</a></p></body></html>\n");
+                   "<p><a href=\"/metrics\">/metrics</a> <a href=\"/healthz\">/healthz</a></p>"
+                   "</body></html>\n");
     } else {
         reply_text(req, HTTP_NOTFOUND, "Not Found", "text/plain; charset=utf-8",
                    "not found: try /metrics\n");
@@ -352,6 +475,7 @@ static void prom_fini(void *state)
     }
     prom_table_free(p->t);
     prom_labels_fini(&p->l);
+    free(p->stages);
     free(p);
 }
 
@@ -372,6 +496,10 @@ static int prom_init(struct vigil_instance *h, const struct vigil_api *api, void
     api->conf_string(listen_n, &listen);
     api->conf_duration(api->conf_get(root, "expire"), &p->expire_ns);
     api->conf_int(api->conf_get(root, "max_series"), &max_series);
+    api->conf_duration(api->conf_get(root, "unhealthy_after_failing"), &p->failing_ns);
+    api->conf_duration(api->conf_get(root, "unhealthy_after_silence"), &p->silence_ns);
+    p->host = api->host_name(h);
+    p->started_ns = api->mono_ns();
     int rc = -EINVAL;
     if (!parse_listen(listen, host, sizeof host, &port)) {
         api->conf_error(h, listen_n, "listen must be HOST:PORT or [IPv6]:PORT, not '%s'", listen);
@@ -384,7 +512,8 @@ static int prom_init(struct vigil_instance *h, const struct vigil_api *api, void
     }
     snprintf(p->where, sizeof p->where, "%s", listen);
     p->max_series = (size_t)max_series;
-    if (rc == 0 && !(p->t = prom_table_new(p->max_series))) {
+    if (rc == 0 && (!(p->t = prom_table_new(p->max_series)) ||
+                    !(p->stages = calloc(STAGES_MAX, sizeof *p->stages)))) {
         rc = -ENOMEM;
     }
     if (rc == 0) {
