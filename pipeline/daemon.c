@@ -233,8 +233,10 @@ static void self_running(struct daemon *dm, vigil_counter *beats)
         dm->seen_cap = cap;
     }
     if (!e) {
+        /* First report: a loop that beat at all since the start counts as
+         * turning now (it is judged again at the next report). */
         e = &dm->seen[dm->nseen++];
-        *e = (struct beat_seen){.beats = beats, .last = v, .changed_ns = dm->started_mono};
+        *e = (struct beat_seen){.beats = beats, .last = 0, .changed_ns = dm->started_mono};
     }
     if (v != e->last) {
         e->last = v;

@@ -66,11 +66,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* vigild with `body` (vd_setup), self reports every second, and a PUSH
+/* vigild with `body` (vd_setup), self reports every `self_interval`, and a PUSH
  * socket to its bus. */
-static void launch(struct fx *f, const char *body)
+static void launch(struct fx *f, const char *body, const char *self_interval)
 {
-    assert_int_equal(vd_setup(&f->v, "1s", body), 0);
+    assert_int_equal(vd_setup(&f->v, self_interval, body), 0);
     assert_true(vd_started(&f->v));
     f->push = zmq_socket(f->zctx, ZMQ_PUSH);
     assert_int_equal(zmq_connect(f->push, f->v.pub), 0);
@@ -93,7 +93,7 @@ static void start(struct fx *f, const char *sink_keys)
              "  - plugin: file\n    name: self\n    match: vigil.self\n"
              "    path: @DIR@/self.jsonl\n",
              f->port, sink_keys);
-    launch(f, body);
+    launch(f, body, "1s");
 }
 
 /* Publishes one event of `topic` with the labels (name, value pairs, NULL
@@ -434,9 +434,16 @@ static void test_healthz(void **state)
              "    block_while: @DIR@/block\n"
              "    retry: { min_backoff: 100ms, max_backoff: 300ms }\n",
              f->port, blind);
-    launch(f, body);
-    assert_true(healthz_is(f->port, 200, "{\"status\":\"ok\"}", 10));
-    assert_true(healthz_is(blind, 503, "is vigil.self in this sink's match?", 10));
+    launch(f, body, "4s"); /* the first report 4 s after the start: past 3 beats */
+    /* The first report already says the loops run. */
+    char *m = metrics_with(f, "vigil_self_running{host=\"h1\",stage=\"bus\"}");
+    assert_non_null(m);
+    if (!strstr(m, "vigil_self_running{host=\"h1\",stage=\"bus\"} 1\n")) {
+        fail_msg("the first report says the bus is not running:\n%s", m);
+    }
+    free(m);
+    assert_true(healthz_is(f->port, 200, "{\"status\":\"ok\"}", 15));
+    assert_true(healthz_is(blind, 503, "is vigil.self in this sink's match?", 15));
 
     /* The capture sink fails: after 2 s (and the next report) it is named.
      * Then its write() hangs: its thread stops turning. */
@@ -451,9 +458,9 @@ static void test_healthz(void **state)
         assert_non_null(flag);
         fclose(flag);
         publish(f, "test.h", "v", (double)i, NULL);
-        assert_true(healthz_is(f->port, 503, faults[i].says, 10));
+        assert_true(healthz_is(f->port, 503, faults[i].says, 15));
         unlink(vd_path(&f->v, faults[i].flag));
-        assert_true(healthz_is(f->port, 200, "ok", 10));
+        assert_true(healthz_is(f->port, 200, "ok", 15));
     }
     assert_true(wait_lines(vd_path(&f->v, "cap.jsonl"), "\"topic\":\"test.h\"", 2, 10));
 }
