@@ -54,3 +54,27 @@ run_daemon() {
   wait "$pid" || fail "$vigild did not exit 0 on SIGTERM"
   pid=
 }
+
+# package_deb: builds the .deb (CPack) from a build configured for prefix
+# /usr: this build if it is one, else package-test/ in it (configured and
+# built the first time, without the tests; incremental after); moves it into
+# $work, its path in $deb.
+package_deb() {
+  if [ "$(cache_get CMAKE_INSTALL_PREFIX)" = /usr ]; then
+    pkgbuild=$build
+  else
+    pkgbuild=$build/package-test
+    cmake -S "$src" -B "$pkgbuild" -DCMAKE_INSTALL_PREFIX=/usr -DVIGIL_TESTS=OFF \
+      -DCMAKE_BUILD_TYPE="$(cache_get CMAKE_BUILD_TYPE)" >"$work/configure.log" 2>&1 ||
+      fail "configuring $pkgbuild: $(cat "$work/configure.log")"
+    cmake --build "$pkgbuild" -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" >"$work/build.log" 2>&1 ||
+      fail "building $pkgbuild: $(tail -n 30 "$work/build.log")"
+  fi
+  rm -f "$pkgbuild"/vigil_*.deb
+  cmake --build "$pkgbuild" --target package >"$work/package.log" 2>&1 ||
+    fail "cmake --build $pkgbuild --target package: $(tail -n 30 "$work/package.log")"
+  debs=("$pkgbuild"/vigil_*.deb)
+  [ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || fail "expected one vigil_*.deb in $pkgbuild: ${debs[*]}"
+  mv "${debs[0]}" "$work/"
+  deb=$work/$(basename "${debs[0]}")
+}
