@@ -230,6 +230,10 @@ static void test_batch_frames(void **state)
         fail_msg("vigil-top -b -n 2 exited %d: %s", rc, err);
     }
     assert_true(secs >= 1.9 && secs < 10);
+    /* Nothing on stderr: no skipped messages, and no sanitizer report. */
+    if (err[0]) {
+        fail_msg("vigil-top -b said on stderr: %s", err);
+    }
     assert_null(strchr(out, '\x1b')); /* plain text: no escape codes */
     /* Two frames, each starting with the header line. */
     const char *second = strstr(out, "\nvigil-top  ");
