@@ -28,7 +28,7 @@ p=$work/prefix
 cmake --install "$build" --prefix "$p" >"$work/install.log" 2>&1 ||
   fail "cmake --install failed: $(cat "$work/install.log")"
 
-for f in bin/vigild bin/vigil-tap bin/vigil-pub bin/vigil-bench bin/vigil-keygen; do
+for f in bin/vigild bin/vigil-tap bin/vigil-pub bin/vigil-top bin/vigil-bench bin/vigil-keygen; do
   [ -x "$p/$f" ] || fail "$f not installed"
 done
 for f in include/vigil/plugin.h etc/vigil/vigil.yaml lib/systemd/system/vigild.service \

@@ -51,7 +51,7 @@ grep -q '/var/lib/vigil' "$work/postinst" || fail "postinst does not make /var/l
 # ---- Files ---------------------------------------------------------------------------
 
 dpkg-deb -c "$deb" | awk '{print $NF}' | sed 's#^\./#/#' >"$work/files"
-for f in /usr/bin/vigild /usr/bin/vigil-tap /usr/bin/vigil-pub /usr/bin/vigil-bench \
+for f in /usr/bin/vigild /usr/bin/vigil-tap /usr/bin/vigil-pub /usr/bin/vigil-top /usr/bin/vigil-bench \
   /usr/bin/vigil-keygen /usr/include/vigil/plugin.h /etc/vigil/vigil.yaml \
   /usr/lib/systemd/system/vigild.service /usr/share/doc/vigil/examples/file.yaml; do
   grep -qx "$f" "$work/files" || fail "$f is not in the package: $(cat "$work/files")"

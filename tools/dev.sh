@@ -27,6 +27,7 @@ packages=(
   man-db groff-base mandoc     # the man pages' test: man -l, groff -ww, mandoc -T lint
   dpkg-dev file               # the Debian package: dpkg-shlibdeps computes its Depends
   libsystemd-dev systemd      # sd_notify and the watchdog; systemd-analyze verifies the unit
+  libncurses-dev tmux         # vigil-top's screen; its test drives it under tmux
 )
 
 setup() {
