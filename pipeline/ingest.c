@@ -368,16 +368,30 @@ static struct shed_conn *shed_find(struct vigil_ingest *g, zmq_msg_t *id, uint64
 }
 
 /* Holds connection id's later batches back from now on. With every slot
- * taken, the oldest state gives way: that connection's order is not kept. */
+ * taken, the oldest state gives way, logged: that connection's order is not
+ * kept. */
 static void shed_hold(struct vigil_ingest *g, zmq_msg_t *id, uint64_t now)
 {
     struct shed_conn *c = shed_find(g, id, now);
     if (!c && g->nshed < SHED_CONNS_MAX) {
         c = &g->shed[g->nshed++];
     }
-    for (size_t i = 0; !c && i < g->nshed; i++) {
-        if (i == 0 || g->shed[i].since_ns < c->since_ns) {
-            c = &g->shed[i];
+    if (!c) {
+        for (size_t i = 0; i < g->nshed; i++) {
+            if (!c || g->shed[i].since_ns < c->since_ns) {
+                c = &g->shed[i];
+            }
+        }
+        uint64_t suppressed;
+        if (vigil_ratelimit_ok(&g->shed_rl, now, &suppressed)) {
+            vigil_log(VIGIL_LOG_WARN, "ingest",
+                      "shedding load on more than " STR(
+                          SHED_CONNS_MAX) " connections at once: the oldest one's later batches "
+                                          "are taken again "
+                                          "before its resend, which may reorder its events (%llu "
+                                          "more like it not "
+                                          "logged)",
+                      (unsigned long long)suppressed);
         }
     }
     size_t len = zmq_msg_size(id);
