@@ -193,7 +193,8 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     zmq_setsockopt(b->xin, ZMQ_XPUB_VERBOSE, &one, sizeof one);
     zmq_setsockopt(b->xin, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
     /* Outside side: NODROP + DONTWAIT turns ZeroMQ's silent HWM drop into
-     * EAGAIN, which we count. */
+     * EAGAIN, which we count; the event then goes again without NODROP to
+     * every subscriber that has room (send_outside). */
     zmq_setsockopt(b->xout, ZMQ_XPUB_NODROP, &one, sizeof one);
 
     if (vigil_bus_curve_server(b->pull, o->publish, o->curve_secret_z85) != 0 ||
@@ -367,25 +368,34 @@ static bool goes_outside(const struct vigil_bus *b, const char *topic, size_t tl
            !(tl == VIGIL_BARRIER_TOPIC_LEN && memcmp(topic, VIGIL_BARRIER_TOPIC, tl) == 0);
 }
 
-/* An outside subscriber at its HWM loses the event for the outside,
- * counted; the inside has it. */
-static void outside_dropped(struct vigil_bus *b)
+/* Sends an event to the outside subscribers. With NODROP a send that one
+ * subscriber has no room for fails for all of them (EAGAIN, nothing sent):
+ * that is how ZeroMQ lets us count it, once per event whatever the number
+ * of full subscribers. Then the event goes again without NODROP, so every
+ * subscriber with room gets it and only the full ones miss it (a stalled
+ * one must not silence the others); they see the gap in seq. */
+static void send_outside(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
+    if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) != -1) {
+        zmq_msg_send(body, b->xout, ZMQ_DONTWAIT);
+        return;
+    }
     vigil_count(&b->stats.external_dropped_total, 1);
+    int off = 0, on = 1;
+    zmq_setsockopt(b->xout, ZMQ_XPUB_NODROP, &off, sizeof off);
+    if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) != -1) {
+        zmq_msg_send(body, b->xout, ZMQ_DONTWAIT);
+    }
+    zmq_setsockopt(b->xout, ZMQ_XPUB_NODROP, &on, sizeof on);
 }
 
 static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     batch_event(b, zmq_msg_data(topic), zmq_msg_size(topic), zmq_msg_data(body),
                 zmq_msg_size(body));
-    if (!goes_outside(b, zmq_msg_data(topic), zmq_msg_size(topic))) {
-        return;
+    if (goes_outside(b, zmq_msg_data(topic), zmq_msg_size(topic))) {
+        send_outside(b, topic, body);
     }
-    if (zmq_msg_send(topic, b->xout, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-        outside_dropped(b);
-        return;
-    }
-    zmq_msg_send(body, b->xout, 0);
 }
 
 /* ---- Trusted batches (VIGIL_BUS_TRUSTED) ------------------------------------ */
@@ -468,12 +478,15 @@ static void take_trusted(struct vigil_bus *b, const char *p, size_t len)
         const char *topic = p + sizeof e, *body = topic + e.topic_len;
         vigil_count_own(&b->stats.in_total, 1);
         batch_event(b, topic, e.topic_len, body, e.body_len);
-        if (goes_outside(b, topic, e.topic_len)) {
-            if (zmq_send(b->xout, topic, e.topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-                outside_dropped(b);
-            } else {
-                zmq_send(b->xout, body, e.body_len, 0);
+        zmq_msg_t t, bd;
+        if (goes_outside(b, topic, e.topic_len) && zmq_msg_init_size(&t, e.topic_len) == 0) {
+            if (zmq_msg_init_size(&bd, e.body_len) == 0) {
+                memcpy(zmq_msg_data(&t), topic, e.topic_len);
+                memcpy(zmq_msg_data(&bd), body, e.body_len);
+                send_outside(b, &t, &bd);
+                zmq_msg_close(&bd);
             }
+            zmq_msg_close(&t);
         }
         p += need;
         len -= need;

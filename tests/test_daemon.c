@@ -464,9 +464,69 @@ static void test_rules_end_to_end(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
+/* gen at 5,000 events/s for 10 s; one outside subscriber that never reads
+ * (a hung script) beside one that does: the reading one misses nothing from
+ * its first event on, and the daemon's own sink gets every event. */
+static void test_stalled_subscriber_silences_no_one(void **state)
+{
+    struct vd *v = *state;
+    const unsigned n = 50000;
+    assert_int_equal(vd_setup(v, NULL,
+                              "sources:\n  - plugin: gen\n    name: g1\n    rate: 5000\n"
+                              "    count: 50000\n"
+                              "sinks:\n  - plugin: test_capture\n    match: gen.\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    assert_true(vd_started(v));
+    void *ctx = zmq_ctx_new();
+    void *stalled = zmq_socket(ctx, ZMQ_SUB), *reader = zmq_socket(ctx, ZMQ_SUB);
+    int ten = 10, linger = 0, timeout = 5000;
+    zmq_setsockopt(stalled, ZMQ_RCVHWM, &ten, sizeof ten);
+    zmq_setsockopt(stalled, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(reader, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(reader, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    assert_int_equal(zmq_connect(stalled, v->sub), 0);
+    assert_int_equal(zmq_connect(reader, v->sub), 0);
+    zmq_setsockopt(stalled, ZMQ_SUBSCRIBE, "gen.", 4);
+    zmq_setsockopt(reader, ZMQ_SUBSCRIBE, "gen.", 4);
+
+    uint64_t first = 0, last = 0, gaps = 0;
+    char topic[256], body[4096];
+    while (last < n) {
+        int tl = zmq_recv(reader, topic, sizeof topic, 0);
+        int bl = tl >= 0 ? zmq_recv(reader, body, sizeof body, 0) : -1;
+        if (tl < 0 || bl < 0 || bl > (int)sizeof body) {
+            break; /* 5 s without an event */
+        }
+        struct vigil_event_head h;
+        const char *why;
+        assert_int_equal(
+            vigil_event_check(topic, (size_t)tl, body, (size_t)bl, sizeof body, &h, &why), 0);
+        if (!first) {
+            first = h.seq;
+        } else if (h.seq != last + 1) {
+            gaps += h.seq > last ? h.seq - last - 1 : 1;
+        }
+        last = h.seq;
+    }
+    zmq_close(stalled);
+    zmq_close(reader);
+    zmq_ctx_term(ctx);
+    if (last != n || gaps) {
+        fail_msg("the reading subscriber got seq %llu..%llu with %llu missing",
+                 (unsigned long long)first, (unsigned long long)last, (unsigned long long)gaps);
+    }
+    assert_true(first < n / 2); /* it read for most of the 10 s */
+    const char *out = vd_path(v, "out.jsonl");
+    assert_true(wait_lines(out, "\"topic\":\"gen.g1\"", n, 30));
+    assert_true(seqs_complete(out, "g1", n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stalled_subscriber_silences_no_one, vd_fixture_setup,
+                                        vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_gen_events_arrive_gapless, vd_fixture_setup,
                                         vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_coalescing_bus_loses_nothing, vd_fixture_setup,
