@@ -268,6 +268,7 @@ static void self_stage(struct daemon *dm, struct vigil_instance *h, const char *
         self_value(b, "spool_events", &s->spool_events);
         self_value(b, "spool_bytes", &s->spool_bytes);
         self_value(b, "spool_corrupt_total", &s->spool_corrupt_total);
+        self_value(b, "spool_skipped_bytes_total", &s->spool_skipped_bytes_total);
         uint64_t since = vigil_counter_get(&s->failing_since_mono);
         vigil_event_add_value(b, "failing_s", since ? (double)(vigil_mono_ns() - since) / 1e9 : 0);
     }

@@ -453,9 +453,11 @@ static int api_field_bool(const struct vigil_field *f, bool *out)
 
 /* The host's own names in a stage's vigil.self event. */
 static const char *const host_counter_names[] = {
-    "in_total",      "out_total",    "dropped_total",       "errors_total",
-    "retried_total", "failed_total", "queue_depth",         "spooled_total",
-    "spool_events",  "spool_bytes",  "spool_corrupt_total", NULL,
+    "in_total",     "out_total",           "dropped_total",
+    "errors_total", "retried_total",       "failed_total",
+    "queue_depth",  "spooled_total",       "spool_events",
+    "spool_bytes",  "spool_corrupt_total", "spool_skipped_bytes_total",
+    NULL,
 };
 
 static int api_counter_new(struct vigil_instance *h, const char *name)

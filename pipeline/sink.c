@@ -82,6 +82,8 @@ static void update_gauges(struct vigil_sink *s)
     atomic_store_explicit(&st->spool_events, c.events, memory_order_relaxed);
     atomic_store_explicit(&st->spool_bytes, c.bytes, memory_order_relaxed);
     atomic_store_explicit(&st->spool_corrupt_total, c.corrupt_total, memory_order_relaxed);
+    atomic_store_explicit(&st->spool_skipped_bytes_total, c.skipped_bytes_total,
+                          memory_order_relaxed);
     if (c.dropped_total > s->spool_dropped_seen) {
         vigil_count(&st->dropped_total, c.dropped_total - s->spool_dropped_seen);
         s->spool_dropped_seen = c.dropped_total;

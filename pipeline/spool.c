@@ -25,12 +25,25 @@
 #define WBUF_LIMIT (4u << 20) /* buffered bytes kept while the disk refuses them */
 #define RA_SIZE (256u << 10)
 
+/* Bytes [start, end) of a segment that hold no valid record: damage found
+ * at open, with valid records after it. */
+struct skip {
+    uint64_t start, end;
+};
+
+/* Damaged ranges are remembered, not repaired: the file is left as it was
+ * (no rewrite that a crash could tear, and the cursor's byte offsets stay
+ * valid) and reading jumps over them. A segment without damage has no list
+ * and reads exactly as before. */
 struct seg {
     uint64_t id;
-    uint64_t size;    /* bytes, header and buffered records included */
-    uint64_t nrec;    /* valid records */
-    uint64_t nread;   /* records handed out, from the segment's start */
-    uint64_t ncommit; /* records delivered, from the segment's start */
+    uint64_t size;     /* bytes, header and buffered records included */
+    uint64_t nrec;     /* valid records */
+    uint64_t nread;    /* records handed out, from the segment's start */
+    uint64_t ncommit;  /* records delivered, from the segment's start */
+    struct skip *skip; /* damaged ranges, in order; NULL when none */
+    size_t nskip;
+    size_t skip_next; /* the first range reading has not passed yet */
 };
 
 struct vigil_spool {
@@ -56,7 +69,7 @@ struct vigil_spool {
     uint64_t ra_off;
     size_t ra_len;
 
-    uint64_t dropped_total, corrupt_total;
+    uint64_t dropped_total, corrupt_total, skipped_bytes_total;
     struct vigil_ratelimit drop_rl;
 };
 
@@ -245,18 +258,171 @@ static void remove_head(struct vigil_spool *s)
     seg_path(s, g->id, path, sizeof path);
     unlink(path);
     s->total_bytes -= g->size;
+    free(g->skip);
     memmove(s->segs, s->segs + 1, (s->nseg - 1) * sizeof *s->segs);
     s->nseg--;
 }
 
 /* ---- Opening: check what a previous run left -------------------------------------- */
 
-/* Validates one segment file; counts its records, truncates a torn or
- * corrupt tail. Returns the valid size, or 0 if the file is unusable. */
-static uint64_t scan_seg(struct vigil_spool *s, uint64_t id, struct seg *g, uint64_t cursor_off)
+/* True when a whole record with a good checksum starts at buf[off] (of n
+ * bytes, off <= n); its len in *lenp. */
+static bool rec_valid(const char *buf, uint64_t n, uint64_t off, uint32_t *lenp)
+{
+    if (n - off < REC_HDR) {
+        return false;
+    }
+    uint32_t len = get32(buf + off);
+    if (len < 4 || len - 4 < get32(buf + off + 8) || n - off - 8 < len) {
+        return false;
+    }
+    *lenp = len;
+    return vigil_crc32c(0, buf + off + 8, len) == get32(buf + off + 4);
+}
+
+/* The first offset from `from` on where a valid record starts, or n. Only
+ * candidates whose header is plausible cost a checksum, and *budget (bytes
+ * checksummed) bounds their sum: a file crafted to look like records at
+ * every byte costs time linear in its size, not quadratic. A candidate past
+ * the budget is passed over (at worst more is skipped as damaged). */
+static uint64_t resync(const char *buf, uint64_t n, uint64_t from, uint64_t *budget)
+{
+    for (uint64_t p = from; p < n && n - p >= REC_HDR; p++) {
+        uint32_t len = get32(buf + p);
+        if (len < 4 || len - 4 < get32(buf + p + 8) || n - p - 8 < len || len > *budget) {
+            continue;
+        }
+        *budget -= len;
+        if (vigil_crc32c(0, buf + p + 8, len) == get32(buf + p + 4)) {
+            return p;
+        }
+    }
+    return n;
+}
+
+/* The events in the damaged bytes [from, to) when the damaged records'
+ * lengths still chain exactly from one to the next (a flipped body or
+ * checksum), or -1 when a length itself is damaged and nobody can know. */
+static int64_t chain_count(const char *buf, uint64_t from, uint64_t to)
+{
+    int64_t n = 0;
+    while (from < to) {
+        if (to - from < REC_HDR) {
+            return -1;
+        }
+        uint32_t len = get32(buf + from);
+        if (len < 4 || to - from - 8 < len) {
+            return -1;
+        }
+        from += 8 + (uint64_t)len;
+        n++;
+    }
+    return n;
+}
+
+/* What scanning one segment needs to know and tell. */
+struct scan {
+    const char *path;
+    struct seg *g;
+    uint64_t cursor_off; /* records ending at or before it were delivered */
+    uint64_t resume;     /* the first record not delivered (UINT64_MAX: none yet) */
+};
+
+static void count_rec(struct scan *sc, uint64_t start, uint64_t end)
+{
+    sc->g->nrec++;
+    if (end <= sc->cursor_off) {
+        sc->g->ncommit++;
+    } else if (sc->resume == UINT64_MAX) {
+        sc->resume = start;
+    }
+}
+
+/* Damaged bytes [from, to) with a valid record at `to`: counted, logged once
+ * and remembered so that reading jumps over them. from < SEG_HDR means the
+ * segment's header is damaged too. 0, or -ENOMEM (then the caller cuts the
+ * segment at `from` instead). */
+static int damaged(struct vigil_spool *s, struct scan *sc, const char *buf, uint64_t from,
+                   uint64_t to)
+{
+    struct seg *g = sc->g;
+    if (to <= sc->cursor_off) {
+        return 0; /* delivered before it was damaged: nothing is lost */
+    }
+    if (to > SEG_HDR) {
+        struct skip *k = realloc(g->skip, (g->nskip + 1) * sizeof *k);
+        if (!k) {
+            return -ENOMEM;
+        }
+        g->skip = k;
+        g->skip[g->nskip++] = (struct skip){from < SEG_HDR ? SEG_HDR : from, to};
+    }
+    int64_t lost = chain_count(buf, from < SEG_HDR ? SEG_HDR : from, to);
+    char events[64];
+    if (lost >= 0) {
+        snprintf(events, sizeof events, "%" PRId64 " event%s", lost, lost == 1 ? "" : "s");
+        s->dropped_total += (uint64_t)lost;
+    } else {
+        snprintf(events, sizeof events, "an unknown number of events (a length is damaged)");
+    }
+    s->corrupt_total++;
+    s->skipped_bytes_total += to - from;
+    vigil_log(VIGIL_LOG_WARN, s->component,
+              "spool: %s is damaged at offset %" PRIu64 "%s: skipped %" PRIu64
+              " bytes holding %s; the valid records from offset %" PRIu64 " on are kept",
+              sc->path, from, from < SEG_HDR ? " (its header)" : "", to - from, events, to);
+    return 0;
+}
+
+/* Checks a segment held whole in buf (n bytes) from `off`, where damage
+ * was seen (0: the header's magic is wrong): skips each damaged range up
+ * to the next valid record. Returns the end of the last valid record; what
+ * is after it has no valid record (a torn tail), or 0 if the file holds no
+ * valid record and its header is damaged. */
+static uint64_t scan_damaged(struct vigil_spool *s, struct scan *sc, const char *buf, uint64_t n,
+                             uint64_t off)
+{
+    uint64_t budget = 4 * n + (1u << 20);
+    uint64_t end = off < SEG_HDR ? 0 : off;
+    while (off < n) {
+        uint32_t len;
+        if (off >= SEG_HDR && rec_valid(buf, n, off, &len)) {
+            count_rec(sc, off, off + 8 + len);
+            off += 8 + (uint64_t)len;
+            end = off;
+            continue;
+        }
+        uint64_t next = resync(buf, n, off < SEG_HDR ? SEG_HDR : off + 1, &budget);
+        if (next == n || damaged(s, sc, buf, off, next) != 0) {
+            break;
+        }
+        off = next;
+    }
+    return end;
+}
+
+/* Reads a whole file; NULL on error (caller frees). */
+static char *read_whole(int fd, uint64_t n)
+{
+    char *buf = malloc(n ? n : 1);
+    if (buf && pread(fd, buf, n, 0) != (ssize_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    return buf;
+}
+
+/* Validates one segment file; counts its records, skips damaged records
+ * that have valid ones after them, truncates a torn or corrupt tail.
+ * Returns the valid size, or 0 if the file is unusable (then g holds
+ * nothing to free); *resume gets the offset of the first record not
+ * delivered per cursor_off. */
+static uint64_t scan_seg(struct vigil_spool *s, uint64_t id, struct seg *g, uint64_t cursor_off,
+                         uint64_t *resume)
 {
     char path[PATH_MAX];
     seg_path(s, id, path, sizeof path);
+    *g = (struct seg){.id = id};
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         return 0;
@@ -264,16 +430,19 @@ static uint64_t scan_seg(struct vigil_spool *s, uint64_t id, struct seg *g, uint
     struct stat st;
     char hdr[REC_HDR];
     if (fstat(fd, &st) != 0 || st.st_size < (off_t)SEG_HDR ||
-        pread(fd, hdr, SEG_HDR, 0) != (ssize_t)SEG_HDR || memcmp(hdr, SEG_MAGIC, SEG_HDR) != 0) {
+        pread(fd, hdr, SEG_HDR, 0) != (ssize_t)SEG_HDR) {
         vigil_log(VIGIL_LOG_WARN, s->component, "spool: %s is not a spool segment: removed", path);
         s->corrupt_total++;
+        s->skipped_bytes_total += st.st_size > 0 ? (uint64_t)st.st_size : 0;
         close(fd);
         unlink(path);
         return 0;
     }
     uint64_t fsize = (uint64_t)st.st_size, off = SEG_HDR;
-    *g = (struct seg){.id = id};
-    while (off < fsize) {
+    struct scan sc = {.path = path, .g = g, .cursor_off = cursor_off, .resume = UINT64_MAX};
+    bool magic_ok = memcmp(hdr, SEG_MAGIC, SEG_HDR) == 0;
+    /* The common case, no damage: one record at a time, little memory. */
+    while (magic_ok && off < fsize) {
         if (fsize - off < REC_HDR || pread(fd, hdr, REC_HDR, (off_t)off) != (ssize_t)REC_HDR) {
             break;
         }
@@ -284,27 +453,52 @@ static uint64_t scan_seg(struct vigil_spool *s, uint64_t id, struct seg *g, uint
             vigil_crc32c(0, s->rbuf, len) != crc) {
             break;
         }
+        count_rec(&sc, off, off + 8 + len);
         off += 8 + len;
-        g->nrec++;
-        if (off <= cursor_off) {
-            g->ncommit++;
+    }
+    uint64_t end = off;
+    if (!magic_ok || off < fsize) {
+        /* Damage, or a torn tail: look for valid records after it, in the
+         * whole file read at once (rare; bounded by the segment's size). */
+        char *buf = read_whole(fd, fsize);
+        if (buf) {
+            end = scan_damaged(s, &sc, buf, fsize, magic_ok ? off : 0);
+            free(buf);
+        } else if (!magic_ok) {
+            end = 0;
         }
     }
-    if (off < fsize) {
+    if (end == 0) {
         vigil_log(VIGIL_LOG_WARN, s->component,
-                  "spool: %s has a torn or corrupt record at offset %" PRIu64
-                  " (a write cut short by a crash?): the last %" PRIu64 " bytes are skipped",
-                  path, off, fsize - off);
+                  "spool: %s is not a spool segment (no spool header, no valid record): removed",
+                  path);
         s->corrupt_total++;
-        if (ftruncate(fd, (off_t)off) != 0) {
+        s->skipped_bytes_total += fsize;
+        free(g->skip);
+        *g = (struct seg){.id = id};
+        close(fd);
+        unlink(path);
+        return 0;
+    }
+    if (end < fsize) {
+        vigil_log(
+            VIGIL_LOG_WARN, s->component,
+            "spool: %s has a torn or corrupt record at offset %" PRIu64
+            " with no valid record after it (a write cut short by a crash?): the last %" PRIu64
+            " bytes are skipped",
+            path, end, fsize - end);
+        s->corrupt_total++;
+        s->skipped_bytes_total += fsize - end;
+        if (ftruncate(fd, (off_t)end) != 0) {
             vigil_log(VIGIL_LOG_WARN, s->component, "spool: cannot truncate %s: %s", path,
                       strerror(errno));
         }
     }
     close(fd);
-    g->size = off;
+    g->size = end;
     g->nread = g->ncommit;
-    return off;
+    *resume = sc.resume == UINT64_MAX ? end : sc.resume;
+    return end;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -316,7 +510,7 @@ static int cmp_u64(const void *a, const void *b)
 static int load(struct vigil_spool *s)
 {
     char path[PATH_MAX];
-    uint64_t cid = 0, coff = 0;
+    uint64_t cid = 0, coff = 0, cresume = SEG_HDR;
     snprintf(path, sizeof path, "%s/cursor", s->dir);
     FILE *f = fopen(path, "re");
     if (f) {
@@ -367,12 +561,18 @@ static int load(struct vigil_spool *s)
             continue;
         }
         struct seg g;
-        if (scan_seg(s, ids[i], &g, ids[i] == cid ? coff : 0) == 0) {
+        uint64_t resume;
+        if (scan_seg(s, ids[i], &g, ids[i] == cid ? coff : 0, &resume) == 0) {
             continue;
         }
-        if ((rc = add_seg(s, g.id)) == 0) {
-            s->segs[s->nseg - 1] = g;
-            s->total_bytes += g.size;
+        if ((rc = add_seg(s, g.id)) != 0) {
+            free(g.skip);
+            break;
+        }
+        s->segs[s->nseg - 1] = g;
+        s->total_bytes += g.size;
+        if (g.id == cid) {
+            cresume = resume;
         }
     }
     free(ids);
@@ -380,7 +580,9 @@ static int load(struct vigil_spool *s)
         s->rid = s->segs[0].id;
         s->roff = SEG_HDR;
         if (s->segs[0].id == cid) {
-            s->roff = coff < s->segs[0].size ? coff : s->segs[0].size;
+            /* The first record not delivered: the cursor names it, unless
+             * damage moved the record boundaries under the cursor. */
+            s->roff = cresume;
         }
     }
     return rc;
@@ -447,6 +649,9 @@ void vigil_spool_close(struct vigil_spool *s)
     close_rfd(s);
     if (s->lockfd >= 0) {
         close(s->lockfd);
+    }
+    for (size_t i = 0; i < s->nseg; i++) {
+        free(s->segs[i].skip);
     }
     free(s->segs);
     free(s->wbuf);
@@ -592,6 +797,19 @@ int vigil_spool_append(struct vigil_spool *s, const char *topic, size_t topic_le
 
 /* ---- Reading --------------------------------------------------------------------------- */
 
+/* The read position `off` of segment g moved past the damaged ranges it
+ * reached (reading only moves forward in a segment). */
+static uint64_t skip_damage(struct seg *g, uint64_t off)
+{
+    while (g->skip_next < g->nskip && g->skip[g->skip_next].start <= off) {
+        if (off < g->skip[g->skip_next].end) {
+            off = g->skip[g->skip_next].end;
+        }
+        g->skip_next++;
+    }
+    return off;
+}
+
 bool vigil_spool_has_unread(const struct vigil_spool *s)
 {
     for (size_t i = 0; i < s->nseg; i++) {
@@ -678,6 +896,9 @@ int vigil_spool_read(struct vigil_spool *s, struct vigil_spool_rec *out)
         if (g->nread == g->nrec) {
             continue;
         }
+        if (g->skip_next < g->nskip) {
+            s->roff = skip_damage(g, s->roff);
+        }
         char hdr[REC_HDR];
         int rc = seg_pread(s, g, hdr, REC_HDR, s->roff);
         uint32_t len = get32(hdr);
@@ -710,6 +931,11 @@ int vigil_spool_read(struct vigil_spool *s, struct vigil_spool_rec *out)
         out->body_len = len - 4 - tl;
         s->roff += 8 + len;
         g->nread++;
+        if (g->skip_next < g->nskip) {
+            /* Past the damage now, so that a commit's cursor is too and the
+             * next start does not count it again. */
+            s->roff = skip_damage(g, s->roff);
+        }
         return 1;
     }
     return 0;
@@ -767,4 +993,5 @@ void vigil_spool_counts(const struct vigil_spool *s, struct vigil_spool_counts *
     out->bytes = s->total_bytes;
     out->dropped_total = s->dropped_total;
     out->corrupt_total = s->corrupt_total;
+    out->skipped_bytes_total = s->skipped_bytes_total;
 }

@@ -6,8 +6,14 @@
  * rename, so it is either the old or the new one). Each segment starts with
  * an 8-byte magic; each record is [u32 len][u32 crc32c][u32 topic_len]
  * [topic][body] (little-endian), len and crc covering topic_len..body.
- * A record that is cut short or fails its checksum ends its segment: at
- * open the segment is truncated there, with a warning and a count.
+ * At open each segment is checked: a damaged record (bad header or
+ * checksum) with valid records after it is skipped alone, reading
+ * resynchronizing on the next offset where a whole record with a good
+ * checksum starts; a damaged header keeps the valid records after it. Damage
+ * with no valid record after it is a torn tail: the segment is truncated
+ * there. Each damage is logged once and counted (corrupt_total, and its
+ * bytes in skipped_bytes_total; its events in dropped_total when the
+ * damaged records' lengths still say how many there were).
  *
  * Reading hands out records after the read position; commit() marks all of
  * them delivered. Records read but not committed are read again after a
@@ -30,10 +36,11 @@ struct vigil_spool_rec {
 };
 
 struct vigil_spool_counts {
-    uint64_t events;        /* records held: unread + read, not committed */
-    uint64_t bytes;         /* bytes of segment files (buffered included) */
-    uint64_t dropped_total; /* records removed unread to stay under max */
-    uint64_t corrupt_total; /* torn or corrupt tails cut at open */
+    uint64_t events;              /* records held: unread + read, not committed */
+    uint64_t bytes;               /* bytes of segment files (buffered included) */
+    uint64_t dropped_total;       /* records removed unread to stay under max */
+    uint64_t corrupt_total;       /* damaged ranges skipped or torn tails cut at open */
+    uint64_t skipped_bytes_total; /* bytes of those ranges and tails */
 };
 
 /* Opens (creating it, mode 0750, with its parents) the spool folder and

@@ -62,11 +62,12 @@ struct vigil_stage_stats {
     vigil_counter spooled_total;       /* sinks: events written to the disk spool */
     vigil_counter spool_events;        /* sinks: events in the spool now */
     vigil_counter spool_bytes;         /* sinks: bytes of the spool's files now */
-    vigil_counter spool_corrupt_total; /* sinks: torn/corrupt spool tails cut */
+    vigil_counter spool_corrupt_total; /* sinks: damaged spool ranges skipped, torn tails cut */
     vigil_counter beats;               /* the thread's loop is alive (VIGIL_BEAT_MS) */
     vigil_counter failing_since_mono;  /* sinks: CLOCK_MONOTONIC ns of the first write
                                           asked to retry since the last one wholly
                                           delivered; 0 while writes succeed */
+    vigil_counter spool_skipped_bytes_total; /* sinks: bytes of those damaged ranges/tails */
 };
 
 #endif

@@ -1,6 +1,7 @@
 /* The host's delivery guarantees, end to end through the real vigild: a
  * failing sink spools and loses nothing, never slows the bus or another
- * sink, survives kill -9 and a torn spool tail, gives up nothing on SIGTERM,
+ * sink, survives kill -9, a torn spool tail and a damaged spool record (only
+ * the damaged one is lost), gives up nothing on SIGTERM,
  * and counts what its spool's max_size makes it drop.
  *
  * The failing destination is tests/plugins/test_capture.c with `fail_while`:
@@ -10,6 +11,7 @@
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -170,17 +172,14 @@ static void test_outage_async_sink(void **state)
     outage(state, "    async: true\n");
 }
 
-/* kill -9 with the events in the spool; a restart delivers them all. Then
- * a torn tail (half a record appended, as a power loss leaves it) is cut
- * with a warning and costs nothing else. */
-static void test_kill9_then_restart_delivers_spool(void **state)
+/* Spools n events of `source` with the flaky sink down, kill -9s vigild
+ * once the segment files hold them all, and names the newest segment. */
+static void spool_then_kill9(struct vd *v, const char *source, size_t n, char *seg, size_t seglen)
 {
-    struct vd *v = *state;
     setup_two_sinks(v, NULL);
     touch(vd_path(v, "down"));
     start(v);
-    const size_t n = 5000;
-    publish(v, "k9", n);
+    publish(v, source, n);
     assert_true(wait_self_value(vd_path(v, "self.jsonl"), "flaky", "spool_events", (double)n, 10));
     /* spool_events counts records still in the spool's write buffer too;
      * the promise is that they reach the disk within a second (the flush
@@ -193,8 +192,7 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spool_bytes", &bytes));
     assert_true(wait_disk_bytes(spool, (uint64_t)bytes, 10));
     vd_kill9(v);
-
-    /* A torn record at the tail of the newest segment. */
+    /* The newest segment, for the caller to damage. */
     DIR *d = opendir(spool);
     assert_non_null(d);
     struct dirent *e;
@@ -206,8 +204,18 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     }
     closedir(d);
     assert_true(last[0] != '\0');
+    snprintf(seg, seglen, "%s/%s", spool, last);
+}
+
+/* kill -9 with the events in the spool; a restart delivers them all. Then
+ * a torn tail (half a record appended, as a power loss leaves it) is cut
+ * with a warning and costs nothing else. */
+static void test_kill9_then_restart_delivers_spool(void **state)
+{
+    struct vd *v = *state;
+    const size_t n = 5000;
     char seg[2 * PATH_MAX];
-    snprintf(seg, sizeof seg, "%s/%s", spool, last);
+    spool_then_kill9(v, "k9", n, seg, sizeof seg);
     FILE *f = fopen(seg, "a");
     assert_non_null(f);
     fwrite("\x40\x00\x00\x00\x12\x34", 1, 6, f); /* a header promising 64 bytes, then nothing */
@@ -222,6 +230,69 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     char *log = slurp(v->log);
     assert_non_null(strstr(log, "torn or corrupt"));
     assert_non_null(strstr(log, "left in the spool"));
+    free(log);
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
+/* How many of seqs 1..n of `source` are not in the capture file. */
+static size_t seqs_missing(const char *path, const char *source, size_t n)
+{
+    char needle[128], *line = NULL;
+    snprintf(needle, sizeof needle, "\"source\":\"%s\"", source);
+    bool *seen = calloc(n + 1, sizeof *seen);
+    FILE *f = fopen(path, "r");
+    assert_true(seen && f);
+    size_t cap = 0, missing = 0;
+    while (getline(&line, &cap, f) != -1) {
+        const char *q = strstr(line, needle) ? strstr(line, "\"seq\":") : NULL;
+        unsigned long long seq = q ? strtoull(q + 6, NULL, 10) : 0;
+        if (seq >= 1 && seq <= n) {
+            seen[seq] = true;
+        }
+    }
+    for (size_t i = 1; i <= n; i++) {
+        missing += !seen[i];
+    }
+    free(line);
+    free(seen);
+    fclose(f);
+    return missing;
+}
+
+/* kill -9 with the events in the spool, then one byte of a spooled record
+ * flipped in the middle of a segment (disk damage): the restart delivers
+ * every other event, and logs and counts the damage once. */
+static void test_kill9_damaged_spool_loses_only_damage(void **state)
+{
+    struct vd *v = *state;
+    const size_t n = 5000;
+    char seg[2 * PATH_MAX];
+    spool_then_kill9(v, "dm", n, seg, sizeof seg);
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    FILE *f = fopen(seg, "r+");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+    int c = fgetc(f);
+    assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+
+    unlink(vd_path(v, "down"));
+    start(v);
+    assert_true(wait_lines(vd_path(v, "flaky.jsonl"), "\"source\":\"dm\"", n - 1, 30));
+    assert_true(
+        wait_self_value(vd_path(v, "self.jsonl"), "flaky", "out_total", (double)(n - 1), 10));
+    assert_int_equal(seqs_missing(vd_path(v, "flaky.jsonl"), "dm", n), 1);
+    double x = 0;
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spool_corrupt_total", &x));
+    assert_true(x == 1);
+    assert_true(self_value(vd_path(v, "self.jsonl"), "flaky", "spool_skipped_bytes_total", &x));
+    assert_true(x > 12);
+    char *log = slurp(v->log);
+    const char *hit = strstr(log, "is damaged at offset");
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, "is damaged at offset"));
     free(log);
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
@@ -352,6 +423,8 @@ int main(void)
                                         vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_kill9_then_restart_delivers_spool, vd_fixture_setup,
                                         vd_fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_damaged_spool_loses_only_damage,
+                                        vd_fixture_setup, vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_keeps_spool_for_next_start, vd_fixture_setup,
                                         vd_fixture_teardown),
         cmocka_unit_test_setup_teardown(test_spool_max_size_drops_counted, vd_fixture_setup,

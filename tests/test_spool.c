@@ -1,6 +1,7 @@
 /* The disk spool on a real folder: order, the cursor across reopen (what a
  * restart after kill -9 sees), at-least-once for what was read but not
- * committed, torn and corrupt tails, max_size, and the lock.
+ * committed, torn tails, damaged records and headers (only what is damaged
+ * is lost), max_size, and the lock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -206,6 +207,8 @@ static void test_torn_tail(void **state)
     vigil_spool_counts(s, &c);
     assert_int_equal(c.events, 9);
     assert_int_equal(c.corrupt_total, 1);
+    assert_int_equal(c.skipped_bytes_total, 215 - 37);
+    assert_int_equal(c.dropped_total, 0); /* a torn write: not known as an event */
     for (unsigned i = 0; i < 9; i++) {
         expect(s, i);
     }
@@ -221,37 +224,251 @@ static void test_torn_tail(void **state)
     vigil_spool_close(s);
 }
 
-/* A flipped byte inside a record: its checksum fails, the segment's rest
- * is skipped; other segments are untouched. */
-static void test_corrupt_record(void **state)
+/* ---- Damage: only what is damaged is lost ------------------------------------------- */
+
+/* XORs n bytes of file `path` at `at` with 0x5a. */
+static void flip(const char *path, off_t at, size_t n)
 {
-    struct fx *f = *state;
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    char x[64];
+    assert_true(n <= sizeof x);
+    assert_int_equal(pread(fd, x, n, at), (ssize_t)n);
+    for (size_t i = 0; i < n; i++) {
+        x[i] ^= 0x5a;
+    }
+    assert_int_equal(pwrite(fd, x, n, at), (ssize_t)n);
+    close(fd);
+}
+
+/* stderr goes to a file between capture_start() and capture_count(), which
+ * says how many lines hold `needle`. */
+static int saved_stderr = -1;
+static char capture_path[64];
+
+static void capture_start(void)
+{
+    snprintf(capture_path, sizeof capture_path, "/tmp/vigil-spool-log.XXXXXX");
+    int fd = mkstemp(capture_path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+static unsigned capture_count(const char *needle)
+{
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    FILE *f = fopen(capture_path, "r");
+    assert_non_null(f);
+    char line[1024];
+    unsigned n = 0;
+    while (fgets(line, sizeof line, f)) {
+        fputs(line, stderr); /* still shown */
+        n += strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    unlink(capture_path);
+    return n;
+}
+
+/* Reads everything: returns how many, checks each is a later event than
+ * the one before; *missing gets how many of events 0..n-1 were not read. */
+static unsigned read_all(struct vigil_spool *s, unsigned *missing, unsigned n)
+{
+    struct vigil_spool_rec r;
+    unsigned got = 0, next = 0;
+    *missing = 0;
+    while (vigil_spool_read(s, &r) == 1) {
+        assert_true(r.topic_len > 2 && memcmp(r.topic, "t.", 2) == 0);
+        unsigned i = (unsigned)strtoul(r.topic + 2, NULL, 10);
+        assert_true(i >= next && i < n);
+        *missing += i - next;
+        next = i + 1;
+        got++;
+    }
+    *missing += n - next;
+    return got;
+}
+
+/* Record i of put(s, i, 100) for i < 10 starts at 8 + i * 115. */
+#define REC10(i) (8 + (i) * (12 + 3 + 100))
+
+/* The spool's counts after damage: corrupt_total, skipped_bytes_total,
+ * dropped_total, events. */
+static void expect_counts(struct vigil_spool *s, uint64_t corrupt, uint64_t bytes, uint64_t dropped,
+                          uint64_t events)
+{
+    struct vigil_spool_counts c;
+    vigil_spool_counts(s, &c);
+    assert_int_equal(c.corrupt_total, corrupt);
+    assert_int_equal(c.skipped_bytes_total, bytes);
+    assert_int_equal(c.dropped_total, dropped);
+    assert_int_equal(c.events, events);
+}
+
+/* Spools events 0..9 (115 bytes each), closes the spool and flips n bytes
+ * at `at` of its segment, whose path goes to seg. */
+static void spool_ten_and_flip(struct fx *f, char *seg, size_t seglen, off_t at, size_t n)
+{
     struct vigil_spool *s = open_spool(f, 1 << 20);
     for (unsigned i = 0; i < 10; i++) {
         put(s, i, 100);
     }
     vigil_spool_close(s);
-    char seg[256];
-    last_segment(f->dir, seg, sizeof seg);
-    int fd = open(seg, O_RDWR);
-    assert_true(fd >= 0);
-    /* Header 8, each record 12 + 3 + 100 bytes: hit record 4's body. */
-    off_t at = 8 + 4 * (12 + 3 + 100) + 50;
-    char x;
-    assert_int_equal(pread(fd, &x, 1, at), 1);
-    x ^= 0x5a;
-    assert_int_equal(pwrite(fd, &x, 1, at), 1);
-    close(fd);
+    last_segment(f->dir, seg, seglen);
+    flip(seg, at, n);
+}
 
+/* A flipped body in the middle: that record alone is lost (its length is
+ * intact, so it is counted as one event), every other one is read. */
+static void test_corrupt_record(void **state)
+{
+    struct fx *f = *state;
+    char seg[256];
+    spool_ten_and_flip(f, seg, sizeof seg, REC10(4) + 50, 7);
+    capture_start();
+    struct vigil_spool *s = open_spool(f, 1 << 20);
+    assert_int_equal(capture_count("is damaged at offset 468:"), 1);
+    expect_counts(s, 1, 115, 1, 9);
+    for (unsigned i = 0; i < 10; i++) {
+        if (i != 4) {
+            expect(s, i);
+        }
+    }
+    expect_end(s);
+    vigil_spool_close(s);
+
+    /* Read past the damage and committed: the next start does not count it
+     * again (the cursor was moved past it), and resumes where it should. */
     s = open_spool(f, 1 << 20);
-    struct vigil_spool_counts c;
-    vigil_spool_counts(s, &c);
-    assert_int_equal(c.corrupt_total, 1);
-    assert_int_equal(c.events, 4);
     for (unsigned i = 0; i < 4; i++) {
         expect(s, i);
     }
+    assert_int_equal(vigil_spool_commit(s), 0);
+    vigil_spool_close(s);
+    s = open_spool(f, 1 << 20);
+    expect_counts(s, 0, 0, 0, 5);
+    for (unsigned i = 5; i < 10; i++) {
+        expect(s, i);
+    }
     expect_end(s);
+    vigil_spool_close(s);
+}
+
+/* The first record's length is damaged: nobody can say how many events the
+ * damage held, so only its bytes are counted; the rest is read. */
+static void test_corrupt_first_record(void **state)
+{
+    struct fx *f = *state;
+    char seg[256];
+    spool_ten_and_flip(f, seg, sizeof seg, REC10(0) + 1, 2);
+    capture_start();
+    struct vigil_spool *s = open_spool(f, 1 << 20);
+    assert_int_equal(capture_count("an unknown number of events"), 1);
+    expect_counts(s, 1, 115, 0, 9);
+    for (unsigned i = 1; i < 10; i++) {
+        expect(s, i);
+    }
+    expect_end(s);
+    assert_int_equal(vigil_spool_commit(s), 0);
+    assert_true(vigil_spool_empty(s));
+    vigil_spool_close(s);
+}
+
+/* A segment's header (its magic) is damaged: its records are all kept. */
+static void test_corrupt_segment_header(void **state)
+{
+    struct fx *f = *state;
+    char seg[256];
+    spool_ten_and_flip(f, seg, sizeof seg, 0, 8);
+    capture_start();
+    struct vigil_spool *s = open_spool(f, 1 << 20);
+    assert_int_equal(capture_count("(its header)"), 1);
+    expect_counts(s, 1, 8, 0, 10);
+    for (unsigned i = 0; i < 10; i++) {
+        expect(s, i);
+    }
+    expect_end(s);
+    vigil_spool_close(s);
+
+    /* A header and its first record damaged: one damage, the rest kept. */
+    flip(seg, REC10(0) + 20, 1);
+    s = open_spool(f, 1 << 20);
+    expect_counts(s, 1, 8 + 115, 1, 9);
+    for (unsigned i = 1; i < 10; i++) {
+        expect(s, i);
+    }
+    expect_end(s);
+    vigil_spool_close(s);
+
+    /* Nothing valid at all: not a segment, removed. */
+    int fd = open(seg, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "garbage, not a segment", 22), 22);
+    close(fd);
+    s = open_spool(f, 1 << 20);
+    expect_counts(s, 1, 22, 0, 0);
+    assert_int_equal(count_files(f->dir, ".seg"), 0);
+    vigil_spool_close(s);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Damage in each of three segments, the first one truncated mid-record
+ * (the issue's case: 7 bytes flipped at offset 150,000 of a ~300 KB
+ * segment): every undamaged event is read, in order, each damage counted
+ * once. */
+static void test_damage_across_segments(void **state)
+{
+    struct fx *f = *state;
+    const unsigned n = 9000; /* about 3 segments of 512 KiB at max 4 MiB */
+    struct vigil_spool *s = open_spool(f, 4 << 20);
+    for (unsigned i = 0; i < n; i++) {
+        put(s, i, 150);
+    }
+    vigil_spool_close(s);
+    char segs[3][128];
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    unsigned k = 0;
+    char names[8][32]; /* <16 hex digits>.seg */
+    while ((e = readdir(d))) {
+        if (strstr(e->d_name, ".seg") && k < 8) {
+            snprintf(names[k++], sizeof names[0], "%.31s", e->d_name);
+        }
+    }
+    closedir(d);
+    assert_true(k >= 3);
+    qsort(names, k, sizeof names[0], cmp_name);
+    for (unsigned i = 0; i < 3; i++) {
+        snprintf(segs[i], sizeof segs[i], "%s/%.31s", f->dir, names[i]);
+    }
+    struct stat st;
+    assert_int_equal(stat(segs[0], &st), 0);
+    assert_int_equal(truncate(segs[0], st.st_size - 100), 0); /* torn: the last record */
+    flip(segs[1], 150000, 7);
+    flip(segs[2], 100000, 3);
+    flip(segs[2], 200000, 3);
+
+    capture_start();
+    s = open_spool(f, 4 << 20);
+    assert_int_equal(capture_count("is damaged at offset"), 3);
+    struct vigil_spool_counts c;
+    vigil_spool_counts(s, &c);
+    assert_int_equal(c.corrupt_total, 4);
+    /* Records are 12 + 6 + 150 bytes; the torn one keeps 68 of them. */
+    assert_true(c.skipped_bytes_total >= 68 + 3 * 168 && c.skipped_bytes_total <= 68 + 6 * 168);
+    unsigned missing;
+    unsigned got = read_all(s, &missing, n);
+    assert_int_equal(got, c.events);
+    assert_true(missing >= 4 && missing <= 7); /* 1 torn, 1 or 2 per flip */
+    assert_true(c.dropped_total <= missing - 1);
     vigil_spool_close(s);
 }
 
@@ -356,6 +573,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_resumes_at_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_first_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_segment_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage_across_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_size_drops_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drop_under_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_owner, setup, teardown),
