@@ -94,7 +94,8 @@ static void test_plugin_folder_writable_by_group(void **state)
     setup_copy(v, gen_body);
     assert_int_equal(chmod(v->plugins, 0775), 0);
     char what[PATH_MAX * 2], fix[PATH_MAX * 2];
-    snprintf(what, sizeof what, "the folder %s is writable by group (mode 0775, owner ", v->plugins);
+    snprintf(what, sizeof what, "the folder %s is writable by group (mode 0775, owner ",
+             v->plugins);
     snprintf(fix, sizeof fix, "run 'chmod go-w %s'", v->plugins);
     expect_refused(v, (const char *const[]){"refusing to load", what, fix, NULL});
 }
@@ -136,8 +137,8 @@ static void test_plugin_owned_by_another_user(void **state)
     assert_int_equal(chown(so, NOBODY, NOBODY), 0);
     snprintf(what, sizeof what, "the file %s is owned by ", so);
     snprintf(fix, sizeof fix, "run 'chown root %s'", so);
-    expect_refused(v, (const char *const[]){what, "(uid 65534), not by root",
-                                            "(mode 0644)", fix, NULL});
+    expect_refused(
+        v, (const char *const[]){what, "(uid 65534), not by root", "(mode 0644)", fix, NULL});
 }
 
 /* A link's target is what counts: the harness's links to the build's own
@@ -180,8 +181,8 @@ static void test_sticky_plugin_folder(void **state)
     char what[PATH_MAX * 2];
     snprintf(what, sizeof what, "the folder %s is writable by group and others (mode 1777",
              v->plugins);
-    expect_refused(v, (const char *const[]){what, "move the plugins to a folder of their own",
-                                            NULL});
+    expect_refused(v,
+                   (const char *const[]){what, "move the plugins to a folder of their own", NULL});
 }
 
 /* plugin_trust: off loads what would be refused, and says so in --check
