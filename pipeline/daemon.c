@@ -64,11 +64,19 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
     struct vigil_host_env env = {
         .host_name = c->host,
         .plugin_dir = c->plugin_dir,
+        .plugin_trust_off = !c->plugin_trust,
         .zctx = dm->zctx,
         .hwm = c->bus.hwm,
         .barriers = c->bus.ingest != NULL,
         .max_event_bytes = c->bus.max_event_bytes,
     };
+    if (!c->plugin_trust) {
+        const struct vigil_conf *at = c->plugin_trust_at;
+        vigil_log(VIGIL_LOG_WARN, "vigild",
+                  "%s:%d:%d: plugin_trust: off: plugins in %s are loaded whoever can write them "
+                  "(for development trees only)",
+                  at->file, at->line, at->col, c->plugin_dir);
+    }
     dm->sources = calloc(c->nsources + 1, sizeof *dm->sources);
     dm->sinks = calloc(c->nsinks + 1, sizeof *dm->sinks);
     if (!dm->sources || !dm->sinks) {

@@ -9,11 +9,13 @@
 #include <event2/event.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "bus.h"
@@ -24,6 +26,141 @@
 
 #include "host_internal.h"
 
+/* ---- Trust: who can write the plugin -------------------------------------- */
+
+/* "alice (uid 1000)", or "uid 1000" for a uid without a name. */
+static void owner_name(uid_t uid, char *out, size_t outlen)
+{
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found) {
+        snprintf(out, outlen, "%s (uid %u)", found->pw_name, (unsigned)uid);
+    } else {
+        snprintf(out, outlen, "uid %u", (unsigned)uid);
+    }
+}
+
+/* Checks one component of the plugin's real path (`st` from lstat). A
+ * component is trusted when it is owned by root or by vigild's effective
+ * user and nobody else can write it: the rule of sshd's StrictModes. The
+ * one exception is a root-owned sticky folder (/tmp) above the plugin's
+ * own folder: nobody but root and the owner can rename or remove an entry
+ * of it, and the entry below it is checked too. The folder that holds the
+ * plugin must itself be closed: a plugin folder is no place to share.
+ * Returns true when trusted; else fills why (a whole sentence part). */
+static bool component_trusted(const char *cur, const struct stat *st, bool is_file,
+                              bool plugin_folder, char *why, size_t whylen)
+{
+    uid_t me = geteuid();
+    bool bad_owner = st->st_uid != 0 && st->st_uid != me;
+    mode_t w = st->st_mode & (S_IWGRP | S_IWOTH);
+    bool shared_ok = !is_file && !plugin_folder && st->st_uid == 0 && (st->st_mode & S_ISVTX);
+    bool bad_mode = w && !shared_ok;
+    if (!bad_owner && !bad_mode) {
+        return true;
+    }
+    char owner[320], mine[360] = "root";
+    owner_name(st->st_uid, owner, sizeof owner);
+    if (me != 0) {
+        char name[320];
+        owner_name(me, name, sizeof name);
+        snprintf(mine, sizeof mine, "root or vigild's user %s", name);
+    }
+    const char *what = is_file ? "the file" : "the folder";
+    const char *who = w == (S_IWGRP | S_IWOTH) ? "group and others"
+                      : w == S_IWGRP           ? "group"
+                                               : "others";
+    char fix[PATH_MAX * 2 + 64];
+    if (bad_mode && !is_file && (st->st_mode & S_ISVTX)) {
+        /* chmod go-w /tmp would break the machine: move instead. */
+        snprintf(fix, sizeof fix,
+                 "move the plugins to a folder of their own that only root can write, and "
+                 "point plugin_dir there");
+    } else if (bad_owner && bad_mode) {
+        snprintf(fix, sizeof fix, "run 'chown root %s && chmod go-w %s'", cur, cur);
+    } else if (bad_owner) {
+        snprintf(fix, sizeof fix, "run 'chown root %s'", cur);
+    } else {
+        snprintf(fix, sizeof fix, "run 'chmod go-w %s'", cur);
+    }
+    if (bad_owner && bad_mode) {
+        snprintf(why, whylen,
+                 "%s %s is owned by %s, not by %s, and is writable by %s "
+                 "(mode %04o)",
+                 what, cur, owner, mine, who, (unsigned)(st->st_mode & 07777));
+    } else if (bad_owner) {
+        snprintf(why, whylen, "%s %s is owned by %s, not by %s (mode %04o)", what, cur, owner, mine,
+                 (unsigned)(st->st_mode & 07777));
+    } else {
+        snprintf(why, whylen, "%s %s is writable by %s (mode %04o, owner %s)", what, cur, who,
+                 (unsigned)(st->st_mode & 07777), owner);
+    }
+    size_t n = strlen(why);
+    snprintf(why + n, whylen - n,
+             ": whoever can write it can make vigild run their code; %s (plugin_trust: off "
+             "skips this check, for development trees only)",
+             fix);
+    return false;
+}
+
+/* Resolves `path` into real (PATH_MAX bytes) and checks the file and every
+ * folder from / down to it. Each component is lstat'ed: realpath left no
+ * symlink, so one found now was put there meanwhile and is refused. Not a
+ * check of the descriptor dlopen will read: once every component is
+ * trusted, only root and vigild's own user can change what the path names,
+ * and they could change the plugin anyway. Loading through
+ * /proc/self/fd/N instead would name the library /proc/self/fd/N in gdb,
+ * perf and dladdr. Returns 0, or -1 with err filled. */
+static int check_trust(const char *name, const char *path, char *real, char *err, size_t errlen)
+{
+    if (!realpath(path, real)) {
+        snprintf(err, errlen, "plugin '%s': %s: %s", name, path, strerror(errno));
+        return -1;
+    }
+    char shown[PATH_MAX * 2 + 8];
+    if (strcmp(real, path) == 0) {
+        snprintf(shown, sizeof shown, "%s", path);
+    } else {
+        snprintf(shown, sizeof shown, "%s (%s)", path, real);
+    }
+    size_t len = strlen(real);
+    size_t last_slash = (size_t)(strrchr(real, '/') - real);
+    char cur[PATH_MAX];
+    char why[PATH_MAX * 4];
+    for (size_t i = 0; i <= len; i++) {
+        if (i != 0 && i < len && real[i] != '/') {
+            continue;
+        }
+        /* i == 0: "/"; a later slash ends a folder; i == len: the file. */
+        if (i == 0) {
+            strcpy(cur, "/");
+        } else {
+            memcpy(cur, real, i);
+            cur[i] = '\0';
+        }
+        bool is_file = i == len;
+        struct stat st;
+        if (lstat(cur, &st) != 0) {
+            snprintf(err, errlen, "plugin '%s': refusing to load %s: %s: %s", name, shown, cur,
+                     strerror(errno));
+            return -1;
+        }
+        if (is_file ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen,
+                     "plugin '%s': refusing to load %s: %s is not a %s (it changed while being "
+                     "checked?)",
+                     name, shown, cur, is_file ? "regular file" : "folder");
+            return -1;
+        }
+        bool plugin_folder = !is_file && (i == last_slash || (i == 0 && last_slash == 0));
+        if (!component_trusted(cur, &st, is_file, plugin_folder, why, sizeof why)) {
+            snprintf(err, errlen, "plugin '%s': refusing to load %s: %s", name, shown, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- Loading ----------------------------------------------------------- */
 
 static const char *kind_name(enum vigil_plugin_kind k)
@@ -31,7 +168,7 @@ static const char *kind_name(enum vigil_plugin_kind k)
     return k == VIGIL_SOURCE ? "source" : k == VIGIL_SINK ? "sink" : "unknown";
 }
 
-void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind,
+void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind, bool trust,
                         const struct vigil_plugin **desc, char *err, size_t errlen)
 {
     char path[PATH_MAX];
@@ -43,8 +180,17 @@ void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kin
                  path, strerror(errno), dir);
         return NULL;
     }
+    /* What is checked is what is loaded: the real path, symlinks resolved. */
+    char real[PATH_MAX];
+    const char *load = path;
+    if (trust) {
+        if (check_trust(name, path, real, err, errlen) != 0) {
+            return NULL;
+        }
+        load = real;
+    }
     dlerror();
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *dl = dlopen(load, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         const char *e = dlerror();
         snprintf(err, errlen,
@@ -596,13 +742,14 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
                                           enum vigil_plugin_kind kind,
                                           const struct vigil_host_env *env, struct vigil_diag *d)
 {
-    char err[PATH_MAX + 512];
+    char err[PATH_MAX * 6];
     const struct vigil_plugin *desc = NULL;
     const struct vigil_conf *at = vigil_conf_get(ic->node, "plugin");
     if (!at) {
         at = ic->node;
     }
-    void *dl = vigil_plugin_open(env->plugin_dir, ic->plugin, kind, &desc, err, sizeof err);
+    void *dl = vigil_plugin_open(env->plugin_dir, ic->plugin, kind, !env->plugin_trust_off, &desc,
+                                 err, sizeof err);
     if (!dl) {
         vigil_diag_add(d, at->file, at->line, at->col, "%s", err);
         return NULL;

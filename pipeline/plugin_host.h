@@ -18,9 +18,13 @@ struct vigil_instance;
 /* Loads <dir>/<name>.so and checks its descriptor: the file exists, dlopen
  * works, it exports `vigil_plugin`, its abi and size match this host, its
  * name is `name`, its kind is `kind`, it has the callbacks its kind needs.
- * On success returns the dlopen handle and sets *desc; on failure NULL with
- * a message naming the .so path in err. Close with vigil_plugin_close(). */
-void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind,
+ * With `trust`, first the file and every folder on its real path must be
+ * owned by root or vigild's user and writable by nobody else (see
+ * docs/plugins.md); the message then names the path, its mode, its owner and
+ * what to run. Main thread (getpwuid_r, realpath). On success returns the dlopen handle and sets
+ * *desc; on failure NULL with a message naming the .so path in err. Close with
+ * vigil_plugin_close(). */
+void *vigil_plugin_open(const char *dir, const char *name, enum vigil_plugin_kind kind, bool trust,
                         const struct vigil_plugin **desc, char *err, size_t errlen);
 void vigil_plugin_close(void *handle);
 
@@ -28,6 +32,9 @@ void vigil_plugin_close(void *handle);
 struct vigil_host_env {
     const char *host_name;
     const char *plugin_dir;
+    /* plugin_trust: off: load plugins without checking who can write them
+     * (vigil_plugin_open's trust). Zero, the default, checks. */
+    bool plugin_trust_off;
     void *zctx; /* NULL under --check: publish() is refused */
     int hwm;
     size_t max_event_bytes;

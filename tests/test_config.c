@@ -799,8 +799,28 @@ static void test_config_unknown_top_key(void **state)
     assert_non_null(config(f, "host: a\n\nsourcse:\n  - plugin: cpu\n"));
     assert_int_equal(f->d.count, 1);
     assert_string_equal(f->d.msgs[0], "t.yaml:3:1: unknown top-level key 'sourcse' (valid keys: "
-                                      "host, plugin_dir, state_dir, bus, self, sources, rules, "
-                                      "sinks)");
+                                      "host, plugin_dir, plugin_trust, state_dir, bus, self, "
+                                      "sources, rules, sinks)");
+}
+
+/* plugin_trust: on unless said off, and only a bool. */
+static void test_config_plugin_trust(void **state)
+{
+    struct fx *f = *state;
+    struct vigil_config *c = config(f, "host: a\n");
+    assert_non_null(c);
+    assert_true(c->plugin_trust);
+    assert_null(c->plugin_trust_at);
+    c = config(f, "host: a\nplugin_trust: off\n");
+    assert_int_equal(f->d.count, 0);
+    assert_false(c->plugin_trust);
+    assert_int_equal(c->plugin_trust_at->line, 2);
+    c = config(f, "plugin_trust: true\n");
+    assert_true(c->plugin_trust);
+    c = config(f, "plugin_trust: sometimes\n");
+    assert_int_equal(f->d.count, 1);
+    assert_string_equal(f->d.msgs[0],
+                        "t.yaml:1:15: 'plugin_trust' must be true or false (on or off)");
 }
 
 static void test_config_bad_self_interval(void **state)
@@ -1156,6 +1176,7 @@ int main(void)
         T(test_config_defaults),
         T(test_config_full),
         T(test_config_unknown_top_key),
+        T(test_config_plugin_trust),
         T(test_config_bad_self_interval),
         T(test_config_sources_errors),
         T(test_config_sinks_errors),
@@ -1165,7 +1186,7 @@ int main(void)
         T(test_config_empty_sections),
         T(test_config_all_errors_in_one_run),
         T(test_config_parse_fails),
-        T(test_config_plugin_dir_relative_to_name),
+        T(test_config_plugin_dir_relative_to_name), /* keeps clang-format to one a line */
     };
 #undef T
 #define F(fn) cmocka_unit_test_setup_teardown(fn, files_setup, files_teardown)

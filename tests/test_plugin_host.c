@@ -27,7 +27,7 @@ static void expect_refusal(const char *dir, const char *name, enum vigil_plugin_
 {
     char err[2048] = "";
     const struct vigil_plugin *desc = NULL;
-    void *dl = vigil_plugin_open(dir, name, kind, &desc, err, sizeof err);
+    void *dl = vigil_plugin_open(dir, name, kind, true, &desc, err, sizeof err);
     assert_null(dl);
     if (!strstr(err, needle)) {
         fail_msg("%s: expected '%s' in: %s", name, needle, err);
@@ -64,7 +64,8 @@ static void test_loader_accepts_gen(void **state)
     (void)state;
     char err[1024] = "";
     const struct vigil_plugin *desc = NULL;
-    void *dl = vigil_plugin_open(VIGIL_PLUGIN_DIR, "gen", VIGIL_SOURCE, &desc, err, sizeof err);
+    void *dl =
+        vigil_plugin_open(VIGIL_PLUGIN_DIR, "gen", VIGIL_SOURCE, true, &desc, err, sizeof err);
     assert_non_null(dl);
     assert_string_equal(desc->name, "gen");
     assert_int_equal(desc->abi, VIGIL_PLUGIN_ABI);

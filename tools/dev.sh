@@ -12,6 +12,10 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+# vigild refuses plugins that group or others can write (plugin_trust,
+# README "Plugin trust"): what this script builds must not be, whatever the
+# caller's umask (002 on some machines).
+umask 022
 
 # Debian packages the build, the tests and the fuzzers need.
 packages=(

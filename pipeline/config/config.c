@@ -771,6 +771,7 @@ static int set_defaults(struct vigil_config *c)
     host[sizeof host - 1] = '\0'; /* POSIX leaves truncation unterminated */
     c->host = strdup(host);
     c->plugin_dir = strdup(DEFAULT_PLUGIN_DIR);
+    c->plugin_trust = true;
     c->state_dir = strdup(DEFAULT_STATE_DIR);
     c->bus.publish = strdup(VIGIL_DEFAULT_PUBLISH);
     c->bus.subscribe = strdup(VIGIL_DEFAULT_SUBSCRIBE);
@@ -815,6 +816,11 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
             check_host(&ch, v);
         } else if (strcmp(k, "plugin_dir") == 0) {
             check_folder(&ch, v, "plugin_dir", &c->plugin_dir);
+        } else if (strcmp(k, "plugin_trust") == 0) {
+            if (vigil_conf_bool(v, &c->plugin_trust) != 0) {
+                vigil_diag_at(d, v, "'plugin_trust' must be true or false (on or off)");
+            }
+            c->plugin_trust_at = v;
         } else if (strcmp(k, "state_dir") == 0) {
             check_folder(&ch, v, "state_dir", &c->state_dir);
         } else if (strcmp(k, "bus") == 0) {
@@ -829,8 +835,8 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
             check_rules(&ch, v);
         } else {
             vigil__diag_key(d, root, i,
-                            "unknown top-level key '%s' (valid keys: host, plugin_dir, state_dir, "
-                            "bus, self, sources, rules, sinks)",
+                            "unknown top-level key '%s' (valid keys: host, plugin_dir, "
+                            "plugin_trust, state_dir, bus, self, sources, rules, sinks)",
                             k);
         }
     }

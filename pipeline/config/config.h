@@ -1,6 +1,6 @@
 /* Configuration: the YAML file parsed (libyaml) into a tree of nodes that
  * remember their file:line:col, typed readers for those nodes, and the
- * daemon's own schema (host, plugin_dir, bus, self, sources, rules, sinks).
+ * daemon's own schema (host, plugin_dir, plugin_trust, bus, self, sources, rules, sinks).
  * Every error goes to a vigil_diag as "FILE:LINE:COL: message".
  */
 #ifndef VIGIL_CONFIG_H
@@ -130,7 +130,12 @@ struct vigil_config {
     char *dir;        /* folder of the file, for relative paths */
     char *host;       /* default: gethostname() */
     char *plugin_dir; /* absolute or resolved against dir */
-    char *state_dir;  /* default /var/lib/vigil; sink spools live here */
+    /* plugin_trust (default true): refuse plugin files and folders others
+     * can write (plugin_host.c). false for development trees only; the
+     * node is where it was said, for the warning (NULL when absent). */
+    bool plugin_trust;
+    const struct vigil_conf *plugin_trust_at;
+    char *state_dir; /* default /var/lib/vigil; sink spools live here */
     struct {
         char *publish;            /* PULL endpoint for producers */
         char *subscribe;          /* XPUB endpoint for consumers */
