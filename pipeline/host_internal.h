@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "event.h"
+#include "isolate.h"
 #include "log.h"
 #include "plugin_host.h"
 #include "record.h"
@@ -62,7 +63,23 @@ struct vigil_instance {
     /* Sinks (sink.c). */
     struct vigil_sink *sink;
     vigil_counter barrier_done; /* see vigil_instance_barrier() */
+
+    /* isolate: process (isolate.h). In vigild: the supervisor, which runs
+     * on the instance's thread instead of the plugin. In the plugin host:
+     * the page its loop reports progress on, and its beat period. */
+    struct vigil_isolate *iso;
+    struct vigil_isolate_shm *shm;
+    uint64_t beat_ns;
 };
+
+/* A plugin host's loop made progress (isolate.h): a beat, a collect() that
+ * began or ended, a send waiting on backpressure. Nothing elsewhere. */
+static inline void vigil_isolate_progress(struct vigil_instance *h)
+{
+    if (h->shm) {
+        atomic_store_explicit(&h->shm->progress_ns, vigil_mono_ns(), memory_order_relaxed);
+    }
+}
 
 /* Sink delivery (sink.c), all on the instance's thread but new/free. */
 /* After the SUB socket exists: opens the spool, makes the loop's events.

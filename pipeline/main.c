@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "isolate.h"
 #include "log.h"
 
 /* Set by CMake from the install prefix: <sysconfdir>/vigil/vigil.yaml. */
@@ -25,6 +26,10 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* The hidden mode of an isolated source's plugin host (isolate.h). */
+    if (argc > 1 && strcmp(argv[1], VIGIL_PLUGIN_HOST_FLAG) == 0) {
+        return vigil_plugin_host_main(argc, argv);
+    }
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},

@@ -375,6 +375,7 @@ static int send_event(struct vigil_instance *h, const char *topic, size_t tl, co
         if ((zmq_errno() != EAGAIN && zmq_errno() != EINTR) || atomic_load(&h->stopping)) {
             return VIGIL_ESTOPPED;
         }
+        vigil_isolate_progress(h); /* waiting on backpressure is no hang */
     }
     /* Only the first frame of a message can meet the HWM. */
     while (zmq_send(h->sock, body, len, 0) == -1) {
@@ -772,6 +773,7 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
     h->kind = kind;
     h->env = *env;
     snprintf(h->component, sizeof h->component, "%s:%s/%s", kind_name(kind), ic->plugin, ic->name);
+    h->beat_ns = VIGIL_BEAT_MS * 1000000ull;
     h->collect_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
     vigil_event_builder_init(&h->builder);
     vigil_record_init(&h->held, HELD_MAX_EVENTS, HELD_MAX_BYTES, VIGIL_RECORD_ONE_ANY_SIZE);
@@ -783,11 +785,21 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
         vigil_instance_free(h);
         return NULL;
     }
+    /* isolate: process: init() and collect() run in a plugin host; here
+     * the plugin was loaded only to check its keys. */
+    if (ic->isolate && kind == VIGIL_SOURCE && !env->plugin_host &&
+        !(h->iso = vigil_isolate_new(h, d))) {
+        vigil_instance_free(h);
+        return NULL;
+    }
     return h;
 }
 
 int vigil_instance_init(struct vigil_instance *h, struct vigil_diag *d)
 {
+    if (h->iso) {
+        return vigil_isolate_check(h->iso, d);
+    }
     size_t before = d->count;
     h->diag = d;
     int rc = h->desc->init(h, &vigil_host_api, &h->state);
@@ -814,7 +826,9 @@ static void collect_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct vigil_instance *h = arg;
+    vigil_isolate_progress(h);
     int rc = h->desc->collect(h->state);
+    vigil_isolate_progress(h);
     if (h->batching || vigil_record_count(&h->held)) {
         api_batch_end(h); /* a batch left open: its events go out now */
     }
@@ -841,8 +855,11 @@ int vigil_instance_connect(struct vigil_instance *h)
         zmq_setsockopt(h->sock, ZMQ_SNDHWM, &h->env.hwm, sizeof h->env.hwm);
         zmq_setsockopt(h->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
         zmq_setsockopt(h->sock, ZMQ_LINGER, &linger, sizeof linger);
-        if (zmq_connect(h->sock, VIGIL_BUS_IN) != 0) {
+        if (zmq_connect(h->sock, h->env.bus_in ? h->env.bus_in : VIGIL_BUS_IN) != 0) {
             return -zmq_errno();
+        }
+        if (h->iso) {
+            return vigil_isolate_connect(h->iso);
         }
         if (h->desc->collect) {
             h->collect_ev = event_new(h->base, -1, EV_PERSIST, collect_cb, h);
@@ -897,15 +914,21 @@ static void beat_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct vigil_instance *h = arg;
     vigil_count_own(&h->stats.beats, 1);
+    vigil_isolate_progress(h);
 }
 
 static void *instance_main(void *arg)
 {
     struct vigil_instance *h = arg;
     event_add(h->stop_ev, NULL);
-    struct timeval beat = {.tv_sec = VIGIL_BEAT_MS / 1000, .tv_usec = VIGIL_BEAT_MS % 1000 * 1000};
+    struct timeval beat = {.tv_sec = (time_t)(h->beat_ns / 1000000000u),
+                           .tv_usec = (suseconds_t)(h->beat_ns % 1000000000u / 1000u)};
     event_add(h->beat_ev, &beat);
     vigil_count_own(&h->stats.beats, 1); /* the loop is about to run: the first beat */
+    if (h->iso) {
+        vigil_isolate_run(h->iso); /* supervises the plugin host instead */
+        return NULL;
+    }
     if (h->collect_ev) {
         uint64_t ns = h->ic->interval_ns;
         struct timeval tv = {.tv_sec = (time_t)(ns / 1000000000u),
@@ -975,6 +998,7 @@ void vigil_instance_free(struct vigil_instance *h)
         return;
     }
     vigil_instance_stop(h);
+    vigil_isolate_free(h->iso);
     if (h->inited && !h->finished) {
         h->desc->fini(h->state);
         h->finished = true;

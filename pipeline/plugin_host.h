@@ -39,6 +39,10 @@ struct vigil_host_env {
     int hwm;
     size_t max_event_bytes;
     bool barriers; /* sinks also take the ingest's barriers (bus.h) */
+    /* Where sources push: NULL for the bus (VIGIL_BUS_IN); in a plugin host
+     * (isolate.h), its supervisor's ipc:// endpoint. */
+    const char *bus_in;
+    bool plugin_host; /* in a plugin host: run the instance here, never isolate it again */
 };
 
 /* Loads the instance's plugin and checks its own keys against the plugin's

@@ -161,7 +161,7 @@ static bool is_wseg(const struct vigil_spool *s, const struct seg *g)
     return s->wopen && g == &s->segs[s->nseg - 1];
 }
 
-static int mkdirs(const char *dir)
+int vigil__mkdirs(const char *dir)
 {
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) {
@@ -592,7 +592,7 @@ int vigil_spool_open(const char *dir, uint64_t max_bytes, const char *component,
                      struct vigil_spool **out, char *err, size_t errlen)
 {
     *out = NULL;
-    int rc = mkdirs(dir);
+    int rc = vigil__mkdirs(dir);
     if (rc != 0) {
         snprintf(err, errlen, "cannot create the spool folder %s: %s", dir, strerror(-rc));
         return rc;

@@ -80,4 +80,8 @@ void vigil_spool_counts(const struct vigil_spool *s, struct vigil_spool_counts *
 /* CRC-32C (Castagnoli) of buf, continuing from crc (0 to start). */
 uint32_t vigil_crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* mkdir -p with mode 0750 for each folder made (spools, isolate.c's
+ * folders). 0 or -errno. */
+int vigil__mkdirs(const char *dir);
+
 #endif

@@ -397,6 +397,7 @@ static void instance_fini(struct vigil_instance_conf *inst)
     }
     free(inst->match);
     free(inst->delivery.spool_path);
+    free(inst->isolate_dir);
     vigil__conf_node_free(inst->own);
     memset(inst, 0, sizeof *inst);
 }
@@ -442,9 +443,18 @@ static void check_match(struct checker *ch, const struct vigil_conf *v,
     inst->nmatch = n;
 }
 
+/* The host's isolation keys (isolate.h): sources only, but never a
+ * plugin's own key, so a sink's is refused by the host, not as unknown. */
+static bool isolation_key(const char *k)
+{
+    return strcmp(k, "isolate") == 0 || strcmp(k, "hang_timeout") == 0 ||
+           strcmp(k, "memory_max") == 0;
+}
+
 static bool common_key(const char *k, bool sink)
 {
     return strcmp(k, "plugin") == 0 || strcmp(k, "name") == 0 || strcmp(k, "interval") == 0 ||
+           isolation_key(k) ||
            (sink &&
             (strcmp(k, "match") == 0 || strcmp(k, "queue") == 0 || strcmp(k, "spool") == 0 ||
              strcmp(k, "retry") == 0 || strcmp(k, "batch") == 0));
@@ -594,6 +604,63 @@ oom:
     return NULL;
 }
 
+/* ---- A source's isolation keys (isolate.h) ------------------------------------- */
+
+/* One of isolate, hang_timeout, memory_max: e->items[i]. */
+static void check_isolation_key(struct checker *ch, const struct vigil_conf *e, size_t i, bool sink,
+                                struct vigil_instance_conf *inst)
+{
+    const char *k = e->keys[i];
+    const struct vigil_conf *v = e->items[i];
+    char buf[64];
+    if (sink) {
+        vigil__diag_key(ch->d, e, i,
+                        "'%s' is for sources: sinks run inside vigild (a sink's crash would "
+                        "lose what it holds in memory; README.md, Isolation)",
+                        k);
+    } else if (strcmp(k, "isolate") == 0) {
+        if (v->kind == VIGIL_CONF_SCALAR && strcmp(v->value, "process") == 0) {
+            inst->isolate = true;
+        } else if (!(v->kind == VIGIL_CONF_SCALAR && strcmp(v->value, "none") == 0)) {
+            vigil_diag_at(ch->d, v,
+                          "'isolate' must be one of: process (the source runs in a child "
+                          "process of its own), none (the default: a thread of vigild), not %s",
+                          vigil__conf_describe(v, buf, sizeof buf));
+        }
+    } else if (strcmp(k, "hang_timeout") == 0) {
+        check_interval(ch, v, "'hang_timeout'", &inst->hang_timeout_ns);
+    } else if (vigil_conf_size(v, &inst->memory_max_bytes) != 0 || inst->memory_max_bytes == 0) {
+        vigil_diag_at(ch->d, v, "'memory_max' must be a size above 0 such as 256MiB, not %s",
+                      vigil__conf_describe(v, buf, sizeof buf));
+        inst->memory_max_bytes = 0;
+    }
+}
+
+/* After the entry's keys: hang_timeout and memory_max need isolate: process
+ * (an in-process collect() can be neither stopped nor bounded), and the
+ * hang timeout defaults to 10 x interval. */
+static void check_isolation(struct checker *ch, const struct vigil_conf *e,
+                            struct vigil_instance_conf *inst)
+{
+    static const char *const needs[] = {"hang_timeout", "memory_max"};
+    const struct vigil_conf *iso = vigil_conf_get(e, "isolate");
+    bool said_none = iso && iso->kind == VIGIL_CONF_SCALAR && strcmp(iso->value, "none") == 0;
+    for (size_t i = 0; i < e->n && !inst->isolate && (!iso || said_none); i++) {
+        for (size_t j = 0; j < sizeof needs / sizeof needs[0]; j++) {
+            if (strcmp(e->keys[i], needs[j]) == 0) {
+                vigil__diag_key(ch->d, e, i,
+                                "'%s' needs 'isolate: process': only a source in a process of "
+                                "its own can be killed or bounded",
+                                needs[j]);
+            }
+        }
+    }
+    if (inst->hang_timeout_ns == 0) {
+        inst->hang_timeout_ns =
+            inst->interval_ns > UINT64_MAX / 10 ? UINT64_MAX : 10 * inst->interval_ns;
+    }
+}
+
 /* Fills *inst from one entry of sources/sinks; false if the entry cannot
  * make an instance (no usable plugin name). */
 static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
@@ -637,6 +704,8 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
             } else {
                 check_interval(ch, v, "'interval'", &inst->interval_ns);
             }
+        } else if (isolation_key(k)) {
+            check_isolation_key(ch, e, i, sink, inst);
         } else if (strcmp(k, "match") == 0 && sink) {
             check_match(ch, v, inst); /* a source's match is its plugin's own key */
         } else if (sink && strcmp(k, "queue") == 0) {
@@ -657,6 +726,9 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
                       kind);
         ok = false;
     }
+    if (!sink) {
+        check_isolation(ch, e, inst);
+    }
     if (!ok) {
         goto fail;
     }
@@ -674,6 +746,7 @@ static bool check_instance(struct checker *ch, struct vigil_conf *e, bool sink,
         goto oom;
     }
     inst->node = e;
+    inst->config = ch->c;
     return true;
 oom:
     ch->oom = true;
@@ -851,6 +924,14 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
             }
         }
     }
+    for (size_t i = 0; i < c->nsources && !ch.oom; i++) {
+        struct vigil_instance_conf *inst = &c->sources[i];
+        char rel[300];
+        snprintf(rel, sizeof rel, "isolate/%s", inst->name);
+        if (inst->isolate && !(inst->isolate_dir = path_join(c->state_dir, rel))) {
+            ch.oom = true;
+        }
+    }
     if (ch.oom) {
         goto oom;
     }
@@ -869,7 +950,12 @@ struct vigil_config *vigil_config_load(const char *path, struct vigil_diag *d)
         return NULL;
     }
     struct vigil_config *c = vigil_config_parse(text, len, path, d);
-    free(text);
+    if (c) {
+        c->text = text;
+        c->text_len = len;
+    } else {
+        free(text);
+    }
     return c;
 }
 
@@ -897,5 +983,6 @@ void vigil_config_free(struct vigil_config *c)
     free(c->bus.curve_secret_key);
     free(c->bus.curve_authorized_keys);
     vigil_conf_free(c->root);
+    free(c->text);
     free(c);
 }

@@ -123,6 +123,14 @@ struct vigil_instance_conf {
                                             queue/spool/retry/batch); a map owned by
                                             this struct */
     struct vigil_delivery_conf delivery; /* sinks */
+    /* Sources: `isolate: process` runs the instance in a plugin host, a
+     * child process of its own (isolate.h); the host's keys, never the
+     * plugin's. */
+    bool isolate;
+    uint64_t hang_timeout_ns;  /* collect() longer than this: killed; default 10 x interval */
+    uint64_t memory_max_bytes; /* address space the plugin may add (RLIMIT_AS); 0: none */
+    char *isolate_dir;         /* <state_dir>/isolate/<name>: the child's socket */
+    const struct vigil_config *config; /* the config of this entry (its text for the child) */
 };
 
 struct vigil_config {
@@ -157,6 +165,10 @@ struct vigil_config {
     size_t nsinks;
     struct vigil_conf *rules; /* the `rules:` list as written, or NULL */
     struct vigil_conf *root;
+    /* The file's text as parsed: an isolated source's plugin host parses the
+     * same bytes (isolate.h), whatever the file holds by then. */
+    char *text;
+    size_t text_len;
 };
 
 #define VIGIL_DEFAULT_PUBLISH "ipc:///run/vigil/publish"
