@@ -73,11 +73,16 @@ struct vigil_instance {
 };
 
 /* A plugin host's loop made progress (isolate.h): a beat, a collect() that
- * began or ended, a send waiting on backpressure. Nothing elsewhere. */
+ * began or ended, a send waiting on backpressure; its counters go along.
+ * Nothing elsewhere. */
 static inline void vigil_isolate_progress(struct vigil_instance *h)
 {
     if (h->shm) {
         atomic_store_explicit(&h->shm->progress_ns, vigil_mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&h->shm->errors_total, vigil_counter_get(&h->stats.errors_total),
+                              memory_order_relaxed);
+        atomic_store_explicit(&h->shm->dropped_total, vigil_counter_get(&h->stats.dropped_total),
+                              memory_order_relaxed);
     }
 }
 

@@ -54,6 +54,7 @@ struct vigil_isolate {
     bool killed_hung;    /* we killed it for a hang */
     uint64_t backoff_ns; /* the next restart's delay */
     uint64_t stop_deadline_ns;
+    uint64_t seen_errors, seen_dropped; /* the child's counters as last added */
     struct event *pull_ev, *tick_ev, *restart_ev;
 };
 
@@ -296,15 +297,21 @@ int vigil_isolate_check(struct vigil_isolate *iso, struct vigil_diag *d)
 
 /* ---- Connecting ------------------------------------------------------------------- */
 
+/* <state_dir>/isolate, the folder of every isolated source's folder. */
+static void parent_folder(const char *dir, char *out, size_t len)
+{
+    snprintf(out, len, "%s", dir);
+    char *slash = strrchr(out, '/');
+    if (slash && slash != out) {
+        *slash = '\0';
+    }
+}
+
 int vigil_isolate_connect(struct vigil_isolate *iso)
 {
     const char *dir = iso->ic->isolate_dir;
     char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", dir);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-        *slash = '\0';
-    }
+    parent_folder(dir, parent, sizeof parent);
     int rc = vigil__mkdirs(parent);
     if (rc == 0 && mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = -errno;
@@ -408,10 +415,26 @@ static void relay_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Children ---------------------------------------------------------------------- */
 
+/* Adds what the child counted since the last call to the instance's
+ * errors_total and dropped_total. */
+static void sync_counters(struct vigil_isolate *iso)
+{
+    struct vigil_stage_stats *s = &iso->h->stats;
+    uint64_t errors = atomic_load(&iso->shm->errors_total);
+    uint64_t dropped = atomic_load(&iso->shm->dropped_total);
+    vigil_count(&s->errors_total, errors - iso->seen_errors);
+    vigil_count(&s->dropped_total, dropped - iso->seen_dropped);
+    iso->seen_errors = errors;
+    iso->seen_dropped = dropped;
+}
+
 static void start_child(struct vigil_isolate *iso)
 {
     struct vigil_instance *h = iso->h;
     atomic_store(&iso->shm->ready, 0);
+    atomic_store(&iso->shm->errors_total, 0);
+    atomic_store(&iso->shm->dropped_total, 0);
+    iso->seen_errors = iso->seen_dropped = 0;
     atomic_store(&iso->shm->progress_ns, vigil_mono_ns());
     iso->killed_hung = false;
     iso->started_ns = vigil_mono_ns();
@@ -486,6 +509,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int st;
+    sync_counters(iso);
     if (waitpid(iso->pid, &st, WNOHANG) == iso->pid) {
         relay(iso, INT32_MAX); /* what it sent before it died goes first */
         child_gone(iso, st);
@@ -516,7 +540,7 @@ static void stop_child(struct vigil_isolate *iso)
     iso->stop_deadline_ns = vigil_mono_ns() + STOP_GRACE_NS;
     if (iso->pid) {
         kill(iso->pid, SIGTERM);
-        int st;
+        int st = 0;
         bool gone = false;
         while (!gone && vigil_mono_ns() < iso->stop_deadline_ns) {
             relay(iso, RELAY_BURST);
@@ -534,6 +558,12 @@ static void stop_child(struct vigil_isolate *iso)
             waitpid(iso->pid, &st, 0);
         }
         iso->pid = 0;
+        sync_counters(iso);
+        if (gone && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            vigil_log(VIGIL_LOG_WARN, iso->h->component, "plugin host ended with %s %d at stop",
+                      WIFEXITED(st) ? "status" : "signal",
+                      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        }
     }
     while (relay(iso, RELAY_BURST) > 0) {
     }
@@ -590,12 +620,8 @@ void vigil_isolate_free(struct vigil_isolate *iso)
         unlink(sock);
         rmdir(iso->ic->isolate_dir);
         char parent[PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", iso->ic->isolate_dir);
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            rmdir(parent); /* <state_dir>/isolate, once no other source uses it */
-        }
+        parent_folder(iso->ic->isolate_dir, parent, sizeof parent);
+        rmdir(parent); /* once no other source uses it */
     }
     if (iso->shm) {
         munmap(iso->shm, sizeof *iso->shm);

@@ -20,10 +20,12 @@ struct vigil_isolate;
  * fd 3): the child writes, the parent reads. CLOCK_MONOTONIC is one clock
  * for both processes. */
 struct vigil_isolate_shm {
-    _Atomic uint64_t progress_ns; /* the child's loop last turned: a beat, a
-                                     collect() that began or ended, a send
-                                     waiting on backpressure */
-    _Atomic uint32_t ready;       /* init() succeeded; the loop runs */
+    _Atomic uint64_t progress_ns;   /* the child's loop last turned: a beat, a
+                                       collect() that began or ended, a send
+                                       waiting on backpressure */
+    _Atomic uint32_t ready;         /* init() succeeded; the loop runs */
+    _Atomic uint64_t errors_total;  /* the instance's counters in the child, */
+    _Atomic uint64_t dropped_total; /* for its vigil.self in vigild */
 };
 
 /* The hidden command line of a plugin host, after the program name:

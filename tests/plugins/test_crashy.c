@@ -6,6 +6,7 @@
  * Each publishes one event per collect() before that.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,7 +46,9 @@ static int crashy_init(struct vigil_instance *h, const struct vigil_api *api, vo
 static void fail_now(struct crashy *c)
 {
 #if TEST_CRASHY == 1
-    volatile int *volatile nowhere = NULL;
+    /* Not NULL itself: UBSan would report a null store and exit 1 before
+     * the fault; an unmapped page just above it faults as a real bug does. */
+    volatile int *volatile nowhere = (volatile int *)(uintptr_t)64;
     (void)c;
     *nowhere = 1;
 #elif TEST_CRASHY == 2
