@@ -362,10 +362,11 @@ static void batch_event(struct vigil_bus *b, const char *topic, size_t tl, const
 /* Whether outside subscribers get this event at all. */
 static bool goes_outside(const struct vigil_bus *b, const char *topic, size_t tl)
 {
-    /* No prefix held: skip the XPUB's matching. The barrier is the
-     * daemon's own. */
+    /* No prefix held: skip the XPUB's matching. The barrier and the
+     * handover are the daemon's own. */
     return b->xout_prefixes != 0 &&
-           !(tl == VIGIL_BARRIER_TOPIC_LEN && memcmp(topic, VIGIL_BARRIER_TOPIC, tl) == 0);
+           !(tl == VIGIL_BARRIER_TOPIC_LEN && memcmp(topic, VIGIL_BARRIER_TOPIC, tl) == 0) &&
+           !(tl == VIGIL_HANDOVER_TOPIC_LEN && memcmp(topic, VIGIL_HANDOVER_TOPIC, tl) == 0);
 }
 
 /* Sends an event to the outside subscribers. With NODROP a send that one
@@ -600,8 +601,8 @@ static void *bus_main(void *arg)
     zmq_msg_t topic, body;
     zmq_msg_init(&topic);
     zmq_msg_init(&body);
-    unsigned subs = 0;
-    bool ready = false, draining = false;
+    unsigned subs = 0, want_subs = 0;
+    bool ready = false, draining = false, waiting_subs = false;
     uint64_t drain_deadline = 0;
     if (b->expected_subs == 0) {
         ctl_reply(b, "ready");
@@ -631,6 +632,10 @@ static void *bus_main(void *arg)
                     draining = true;
                     drain_deadline = vigil_mono_ns() + strtoull(cmd + 6, NULL, 10) * 1000000u;
                 }
+                if (strncmp(cmd, "subs ", 5) == 0) {
+                    want_subs = (unsigned)strtoul(cmd + 5, NULL, 10);
+                    waiting_subs = true;
+                }
             }
         }
         if (items[2].revents & ZMQ_POLLIN) {
@@ -639,6 +644,10 @@ static void *bus_main(void *arg)
                 ctl_reply(b, "ready");
                 ready = true;
             }
+        }
+        if (waiting_subs && subs >= want_subs) {
+            ctl_reply(b, "subs");
+            waiting_subs = false;
         }
         if (items[3].revents & ZMQ_POLLIN) {
             /* Without XPUB_VERBOSE: the first subscribe and the last
@@ -714,19 +723,32 @@ int vigil_bus_wait_ready(struct vigil_bus *b, int timeout_ms)
     return ctl_wait(b, "ready", timeout_ms);
 }
 
+/* Sends a command and waits for its reply. A reply to an earlier command
+ * that timed out must not answer this one: those are dropped first. */
+static int ctl_ask(struct vigil_bus *b, const char *cmd, const char *want, int timeout_ms)
+{
+    char stale[16];
+    while (zmq_recv(b->ctl_main, stale, sizeof stale, ZMQ_DONTWAIT) >= 0) {
+    }
+    zmq_send(b->ctl_main, cmd, strlen(cmd), 0);
+    return ctl_wait(b, want, timeout_ms);
+}
+
+int vigil_bus_wait_subscriptions(struct vigil_bus *b, unsigned total, int timeout_ms)
+{
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "subs %u", total);
+    return ctl_ask(b, cmd, "subs", timeout_ms);
+}
+
 int vigil_bus_drain(struct vigil_bus *b, int timeout_ms)
 {
     if (!b->started) {
         return 0;
     }
-    /* A reply to an earlier drain that timed out must not answer this one. */
-    char stale[16];
-    while (zmq_recv(b->ctl_main, stale, sizeof stale, ZMQ_DONTWAIT) >= 0) {
-    }
     char cmd[32];
-    int n = snprintf(cmd, sizeof cmd, "drain %d", timeout_ms);
-    zmq_send(b->ctl_main, cmd, (size_t)n, 0);
-    return ctl_wait(b, "drained", timeout_ms);
+    snprintf(cmd, sizeof cmd, "drain %d", timeout_ms);
+    return ctl_ask(b, cmd, "drained", timeout_ms);
 }
 
 void vigil_bus_free(struct vigil_bus *b)

@@ -27,6 +27,13 @@
  * only to the daemon's own stages. */
 #define VIGIL_BARRIER_TOPIC "vigil.barrier"
 #define VIGIL_BARRIER_TOPIC_LEN 13
+/* A reload that replaces a sink sends one event of this topic (from
+ * "vigild", labels.sink and labels.token: random, known only in-process)
+ * once the successor is subscribed: the sink being replaced takes the
+ * events before it, its successor those after it (sink.c). Like the
+ * barrier, only the daemon's own stages get it. */
+#define VIGIL_HANDOVER_TOPIC "vigil.handover"
+#define VIGIL_HANDOVER_TOPIC_LEN 14
 /* Events already checked in this process (the ingest endpoint checks every
  * event of an agent's batch itself, to refuse the bad ones by index) reach
  * the bus in batches on this endpoint: one message per batch, so the bus
@@ -135,6 +142,10 @@ int vigil_bus_start(struct vigil_bus *b, unsigned expected_subscriptions);
 /* Main thread only. Waits for ready; 0, or -ETIMEDOUT. */
 int vigil_bus_wait_ready(struct vigil_bus *b, int timeout_ms);
 
+/* A reload: waits until the bus has seen `total` subscriptions from the
+ * daemon's stages since it started (those counted at vigil_bus_start()
+ * and every one made since). 0, or -ETIMEDOUT. Main thread. */
+int vigil_bus_wait_subscriptions(struct vigil_bus *b, unsigned total, int timeout_ms);
 /* Main thread only. Forwards everything producers have already queued, then
  * returns: 0 once the publish side has been quiet for a moment, -ETIMEDOUT
  * if it did not go quiet within timeout_ms. */

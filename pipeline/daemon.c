@@ -5,10 +5,13 @@
 
 #include <errno.h>
 #include <event2/thread.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,9 +32,22 @@
 
 #define READY_TIMEOUT_MS 5000
 #define DRAIN_TIMEOUT_MS 3000
+#define RELOAD_SUBS_TIMEOUT_MS 5000
 
 struct daemon {
+    const char *path;
     struct vigil_config *cfg;
+    /* The config the daemon started with: the bus, CURVE and the ingest
+     * keep pointers into it, so it lives to the end. Older configs live
+     * while an instance made from them runs (a reload keeps unchanged
+     * instances as they are). */
+    struct vigil_config *boot;
+    struct vigil_config **old_cfgs;
+    size_t nold;
+    unsigned subs_total;          /* subscriptions the bus has been told to expect */
+    vigil_counter *barrier_slots; /* with bus.ingest: each sink's barrier progress */
+    vigil_counter reloads_total, reload_failed_total, reload_pause_us;
+    bool pid_written;
     void *zctx;
     struct vigil_bus *bus;
     struct vigil_instance **sources, **sinks;
@@ -43,6 +59,7 @@ struct daemon {
     void *self_push;
     struct vigil_event_builder self;
     uint64_t self_seq;
+    uint64_t handover_seq; /* the handover events' (source vigild.reload) */
     uint64_t started_mono;
     struct vigil_notify *notify; /* systemd: ready, reload, stop, watchdog */
     char status[512];            /* what systemctl status shows once started */
@@ -56,12 +73,10 @@ struct beat_seen {
     uint64_t last, changed_ns;
 };
 
-/* Loads every plugin instance and runs its init. Everything that goes wrong
- * goes to d, so one run reports all problems. */
-static void load_instances(struct daemon *dm, struct vigil_diag *d)
+/* What an instance made from config c needs of the daemon. */
+static struct vigil_host_env host_env(const struct daemon *dm, const struct vigil_config *c)
 {
-    struct vigil_config *c = dm->cfg;
-    struct vigil_host_env env = {
+    return (struct vigil_host_env){
         .host_name = c->host,
         .plugin_dir = c->plugin_dir,
         .plugin_trust_off = !c->plugin_trust,
@@ -70,6 +85,14 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
         .barriers = c->bus.ingest != NULL,
         .max_event_bytes = c->bus.max_event_bytes,
     };
+}
+
+/* Loads every plugin instance and runs its init. Everything that goes wrong
+ * goes to d, so one run reports all problems. */
+static void load_instances(struct daemon *dm, struct vigil_diag *d)
+{
+    struct vigil_config *c = dm->cfg;
+    struct vigil_host_env env = host_env(dm, c);
     if (!c->plugin_trust) {
         const struct vigil_conf *at = c->plugin_trust_at;
         vigil_log(VIGIL_LOG_WARN, "vigild",
@@ -125,6 +148,8 @@ static void free_instances(struct daemon *dm)
     vigil_ingest_free(dm->ingest);
     free(dm->progress);
     dm->progress = NULL;
+    free(dm->barrier_slots);
+    dm->barrier_slots = NULL;
     vigil_zap_free(dm->zap);
     dm->rules_stage = NULL;
     vigil_rules_free(dm->rules);
@@ -399,6 +424,9 @@ static void self_report(struct daemon *dm)
     vigil_event_add_value(b, "cpu_user_s", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6);
     vigil_event_add_value(b, "cpu_system_s",
                           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
+    self_value(b, "reloads_total", &dm->reloads_total);
+    self_value(b, "reload_failed_total", &dm->reload_failed_total);
+    self_value(b, "reload_pause_us", &dm->reload_pause_us);
     self_publish(dm);
 }
 
@@ -418,6 +446,21 @@ static void warn_plaintext(const struct vigil_config *c)
                       eps[i][0], eps[i][1]);
         }
     }
+}
+
+static void set_status(struct daemon *dm)
+{
+    struct vigil_config *c = dm->cfg;
+    char coalesce[48] = "";
+    if (c->bus.coalesce_ns) { /* it delays events: say so where operators look */
+        snprintf(coalesce, sizeof coalesce, "; bus.coalesce %llu us",
+                 (unsigned long long)(c->bus.coalesce_ns / 1000u));
+    }
+    size_t nrules = dm->rules ? vigil_rules_count(dm->rules) : 0;
+    snprintf(dm->status, sizeof dm->status,
+             "%zu source%s, %zu rule%s, %zu sink%s; publish %s, subscribe %s%s", c->nsources,
+             c->nsources == 1 ? "" : "s", nrules, nrules == 1 ? "" : "s", c->nsinks,
+             c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe, coalesce);
 }
 
 static int start(struct daemon *dm)
@@ -492,8 +535,16 @@ static int start(struct daemon *dm)
             vigil_log(VIGIL_LOG_ERROR, "ingest", "out of memory");
             return -1;
         }
+        /* The daemon's counters, which a sink's successor after a reload
+         * goes on with (vigil_instance_share_barrier). */
+        dm->barrier_slots = calloc(c->nsinks ? c->nsinks : 1, sizeof *dm->barrier_slots);
+        if (!dm->barrier_slots) {
+            vigil_log(VIGIL_LOG_ERROR, "ingest", "out of memory");
+            return -1;
+        }
         for (size_t i = 0; i < c->nsinks; i++) {
-            dm->progress[i] = vigil_instance_barrier(dm->sinks[i]);
+            vigil_instance_share_barrier(dm->sinks[i], &dm->barrier_slots[i]);
+            dm->progress[i] = &dm->barrier_slots[i];
         }
         struct vigil_ingest_opts io = {.progress = dm->progress,
                                        .nprogress = c->nsinks,
@@ -518,6 +569,7 @@ static int start(struct daemon *dm)
                   zmq_strerror(zmq_errno()));
         return -1;
     }
+    dm->subs_total = subs;
     if (vigil_bus_start(dm->bus, subs) != 0) {
         vigil_log(VIGIL_LOG_ERROR, "vigild", "cannot start the bus thread");
         return -1;
@@ -550,16 +602,7 @@ static int start(struct daemon *dm)
             return -1;
         }
     }
-    char coalesce[48] = "";
-    if (c->bus.coalesce_ns) { /* it delays events: say so where operators look */
-        snprintf(coalesce, sizeof coalesce, "; bus.coalesce %llu us",
-                 (unsigned long long)(c->bus.coalesce_ns / 1000u));
-    }
-    size_t nrules = dm->rules ? vigil_rules_count(dm->rules) : 0;
-    snprintf(dm->status, sizeof dm->status,
-             "%zu source%s, %zu rule%s, %zu sink%s; publish %s, subscribe %s%s", c->nsources,
-             c->nsources == 1 ? "" : "s", nrules, nrules == 1 ? "" : "s", c->nsinks,
-             c->nsinks == 1 ? "" : "s", c->bus.publish, c->bus.subscribe, coalesce);
+    set_status(dm);
     vigil_log(VIGIL_LOG_INFO, "vigild", "vigild %s started on host %s: %s", VIGIL_VERSION, c->host,
               dm->status);
     return 0;
@@ -568,7 +611,7 @@ static int start(struct daemon *dm)
 /* systemd (notify.h): the bus, the rules and every source and sink thread
  * are watched; READY=1 once each one's loop has turned. The ingest's and the
  * CURVE authenticator's threads are not watched. */
-static int notify_ready(struct daemon *dm)
+static int notify_watch_all(struct daemon *dm)
 {
     struct vigil_notify *n = dm->notify;
     int rc = vigil_notify_watch(n, "bus", &vigil_bus_stats(dm->bus)->beats);
@@ -585,6 +628,15 @@ static int notify_ready(struct daemon *dm)
     }
     if (rc != 0) {
         vigil_log(VIGIL_LOG_ERROR, "vigild", "out of memory");
+    }
+    return rc;
+}
+
+static int notify_ready(struct daemon *dm)
+{
+    struct vigil_notify *n = dm->notify;
+    int rc = notify_watch_all(dm);
+    if (rc != 0) {
         return rc;
     }
     /* A thread still not turning: READY=1 comes later, from the main loop. */
@@ -623,12 +675,534 @@ static void stop(struct daemon *dm)
     }
 }
 
+/* ---- Reload (SIGHUP) ----------------------------------------------------------- */
+
+/* What makes an instance the same across a reload: its entry as written
+ * (whatever its position or key order) and the daemon-wide settings it was
+ * made with. */
+static char *instance_key(const struct vigil_config *c, const struct vigil_instance_conf *ic)
+{
+    char *node = vigil_conf_canonical(ic->node);
+    if (!node) {
+        return NULL;
+    }
+    const char *spool = ic->delivery.spool_path ? ic->delivery.spool_path : "";
+    size_t n = strlen(node) + strlen(c->plugin_dir) + strlen(spool) + 16;
+    char *k = malloc(n);
+    if (k) {
+        snprintf(k, n, "%s|%s|%d|%s", node, c->plugin_dir, c->plugin_trust, spool);
+    }
+    free(node);
+    return k;
+}
+
+static bool same_instance(const struct vigil_config *a, const struct vigil_instance_conf *ia,
+                          const struct vigil_config *b, const struct vigil_instance_conf *ib)
+{
+    char *ka = instance_key(a, ia), *kb = instance_key(b, ib);
+    bool same = ka && kb && strcmp(ka, kb) == 0;
+    free(ka);
+    free(kb);
+    return same;
+}
+
+/* The node of "bus.publish" in the new file, or the nearest one there is. */
+static const struct vigil_conf *key_node(const struct vigil_config *c, const char *key)
+{
+    const struct vigil_conf *n = c->root;
+    char part[64];
+    for (const char *p = key; n && *p;) {
+        size_t len = strcspn(p, ".");
+        snprintf(part, sizeof part, "%.*s", (int)len, p);
+        const struct vigil_conf *next = vigil_conf_get(n, part);
+        if (!next) {
+            break;
+        }
+        n = next;
+        p += len + (p[len] == '.');
+    }
+    return n;
+}
+
+static void unchanged(struct vigil_diag *d, const struct vigil_config *nc, const char *key,
+                      const char *was, const char *now)
+{
+    if ((!was && !now) || (was && now && strcmp(was, now) == 0)) {
+        return;
+    }
+    vigil_diag_at(d, key_node(nc, key),
+                  "%s cannot change on reload (running with %s, the file now says %s): restart "
+                  "vigild to apply it",
+                  key, was ? was : "none", now ? now : "none");
+}
+
+static void unchanged_u64(struct vigil_diag *d, const struct vigil_config *nc, const char *key,
+                          uint64_t was, uint64_t now)
+{
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%" PRIu64, was);
+    snprintf(b, sizeof b, "%" PRIu64, now);
+    unchanged(d, nc, key, a, b);
+}
+
+/* What a running daemon cannot change without a restart: its bus (the
+ * sockets are bound, agents and subscribers connected), its name and its
+ * pid file. */
+static void check_unchangeable(const struct vigil_config *o, const struct vigil_config *n,
+                               struct vigil_diag *d)
+{
+    unchanged(d, n, "host", o->host, n->host);
+    unchanged(d, n, "pid_file", o->pid_file, n->pid_file);
+    unchanged(d, n, "bus.publish", o->bus.publish, n->bus.publish);
+    unchanged(d, n, "bus.subscribe", o->bus.subscribe, n->bus.subscribe);
+    unchanged(d, n, "bus.ingest", o->bus.ingest, n->bus.ingest);
+    unchanged_u64(d, n, "bus.publish.plaintext", o->bus.publish_plaintext,
+                  n->bus.publish_plaintext);
+    unchanged_u64(d, n, "bus.subscribe.plaintext", o->bus.subscribe_plaintext,
+                  n->bus.subscribe_plaintext);
+    unchanged_u64(d, n, "bus.ingest.plaintext", o->bus.ingest_plaintext, n->bus.ingest_plaintext);
+    unchanged(d, n, "bus.curve.secret_key", o->bus.curve_secret_key, n->bus.curve_secret_key);
+    unchanged(d, n, "bus.curve.authorized_keys", o->bus.curve_authorized_keys,
+              n->bus.curve_authorized_keys);
+    unchanged_u64(d, n, "bus.hwm", (uint64_t)o->bus.hwm, (uint64_t)n->bus.hwm);
+    unchanged_u64(d, n, "bus.max_event_bytes", o->bus.max_event_bytes, n->bus.max_event_bytes);
+    unchanged_u64(d, n, "bus.coalesce", o->bus.coalesce_ns, n->bus.coalesce_ns);
+}
+
+/* A reload's plan: for each instance of the new config, the running one
+ * it keeps or the one made for it. */
+struct plan {
+    struct vigil_config *nc;
+    struct vigil_instance **src, **snk; /* by the new config's index */
+    bool *src_made, *snk_made;          /* made by this reload (else kept) */
+    struct vigil_instance **snk_prev;   /* the running sink a made one replaces */
+    bool *old_src_kept, *old_snk_kept;  /* by the running config's index */
+    char (*tokens)[VIGIL_TOKEN_LEN + 1];
+    struct vigil_rules *rules; /* the new engine; NULL: none before, none now */
+};
+
+static void plan_free(struct plan *p, bool abandon)
+{
+    for (size_t i = 0; abandon && p->src_made && i < p->nc->nsources; i++) {
+        if (p->src_made[i]) {
+            vigil_instance_free(p->src[i]);
+        }
+    }
+    for (size_t i = 0; abandon && p->snk_made && i < p->nc->nsinks; i++) {
+        if (p->snk_made[i]) {
+            vigil_instance_free(p->snk[i]);
+        }
+    }
+    if (abandon) {
+        vigil_rules_free(p->rules);
+        vigil_config_free(p->nc);
+    }
+    free(p->src_made);
+    free(p->snk_made);
+    free(p->snk_prev);
+    free(p->old_src_kept);
+    free(p->old_snk_kept);
+    free(p->tokens);
+    if (abandon) {
+        free(p->src);
+        free(p->snk);
+    }
+}
+
+static struct vigil_instance *running_named(struct vigil_instance **hs,
+                                            const struct vigil_instance_conf *ics, size_t n,
+                                            const char *name, size_t *index)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(ics[i].name, name) == 0) {
+            *index = i;
+            return hs[i];
+        }
+    }
+    return NULL;
+}
+
+/* Everything that can fail, before anything running is touched: the new
+ * config checked as --check does (its keys, the plugins' keys, the init of
+ * every instance made for it, the rules compiled). */
+static void plan_make(struct daemon *dm, struct plan *p, struct vigil_diag *d)
+{
+    struct vigil_config *oc = dm->cfg, *nc = p->nc;
+    size_t ns = nc->nsources, nk = nc->nsinks;
+    p->src = calloc(ns + 1, sizeof *p->src);
+    p->snk = calloc(nk + 1, sizeof *p->snk);
+    p->src_made = calloc(ns + 1, sizeof *p->src_made);
+    p->snk_made = calloc(nk + 1, sizeof *p->snk_made);
+    p->snk_prev = calloc(nk + 1, sizeof *p->snk_prev);
+    p->old_src_kept = calloc(oc->nsources + 1, sizeof *p->old_src_kept);
+    p->old_snk_kept = calloc(oc->nsinks + 1, sizeof *p->old_snk_kept);
+    p->tokens = calloc(nk + 1, sizeof *p->tokens);
+    if (!p->src || !p->snk || !p->src_made || !p->snk_made || !p->snk_prev || !p->old_src_kept ||
+        !p->old_snk_kept || !p->tokens) {
+        vigil_diag_add(d, nc->path, 0, 0, "out of memory");
+        return;
+    }
+    struct vigil_host_env env = host_env(dm, nc);
+    for (size_t i = 0; i < nk; i++) {
+        const struct vigil_instance_conf *ic = &nc->sinks[i];
+        size_t j;
+        struct vigil_instance *was = running_named(dm->sinks, oc->sinks, oc->nsinks, ic->name, &j);
+        if (was && same_instance(oc, &oc->sinks[j], nc, ic)) {
+            p->snk[i] = was;
+            p->old_snk_kept[j] = true;
+            continue;
+        }
+        if (was && strcmp(oc->sinks[j].delivery.spool_path, ic->delivery.spool_path) != 0) {
+            vigil_diag_at(d, key_node(nc, "sinks"),
+                          "sink '%s': its spool cannot move on reload (its undelivered events "
+                          "are in %s): restart vigild to apply it",
+                          ic->name, oc->sinks[j].delivery.spool_path);
+            continue;
+        }
+        if (!was && dm->ingest) {
+            vigil_diag_at(d, ic->node,
+                          "sink '%s' is new: with bus.ingest, a reload cannot add or remove "
+                          "sinks (agents' acknowledgements wait for each sink): restart vigild "
+                          "to apply it",
+                          ic->name);
+            continue;
+        }
+        p->snk_prev[i] = was;
+        p->snk_made[i] = true;
+        p->snk[i] = vigil_instance_new(ic, VIGIL_SINK, &env, d);
+    }
+    for (size_t j = 0; dm->ingest && j < oc->nsinks; j++) {
+        size_t i;
+        if (!running_named(p->snk, nc->sinks, nk, oc->sinks[j].name, &i)) {
+            vigil_diag_add(d, nc->path, 0, 0,
+                           "sink '%s' is gone: with bus.ingest, a reload cannot add or remove "
+                           "sinks (agents' acknowledgements wait for each sink): restart vigild "
+                           "to apply it",
+                           oc->sinks[j].name);
+        }
+    }
+    for (size_t i = 0; i < ns; i++) {
+        const struct vigil_instance_conf *ic = &nc->sources[i];
+        size_t j;
+        struct vigil_instance *was =
+            running_named(dm->sources, oc->sources, oc->nsources, ic->name, &j);
+        if (was && same_instance(oc, &oc->sources[j], nc, ic)) {
+            p->src[i] = was;
+            p->old_src_kept[j] = true;
+            continue;
+        }
+        p->src_made[i] = true;
+        p->src[i] = vigil_instance_new(ic, VIGIL_SOURCE, &env, d);
+    }
+    if ((nc->rules && vigil_conf_len(nc->rules) > 0) || dm->rules_stage) {
+        size_t before = d->count;
+        /* No rules any more: an engine without rules takes over. */
+        p->rules =
+            vigil_rules_new(nc->rules && vigil_conf_len(nc->rules) ? nc->rules : NULL, "rules", d);
+        if (!p->rules && d->count == before) {
+            vigil_diag_add(d, nc->path, 0, 0, "out of memory for the rules");
+        }
+    }
+    if (d->count) {
+        return; /* no init when the config is already wrong */
+    }
+    for (size_t i = 0; i < nk; i++) {
+        if (p->snk_made[i]) {
+            vigil_instance_init(p->snk[i], d);
+        }
+    }
+    for (size_t i = 0; i < ns; i++) {
+        if (p->src_made[i]) {
+            vigil_instance_init(p->src[i], d);
+        }
+    }
+}
+
+static void new_token(char *out)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        r = vigil_mono_ns() * 0x9e3779b97f4a7c15ull; /* unpredictable enough for its purpose */
+    }
+    snprintf(out, VIGIL_TOKEN_LEN + 1, "%016" PRIx64, r);
+}
+
+/* The event at which a replaced sink stops and its successor starts (bus.h).
+ * It must not be lost: a blocking send. */
+static int send_handover(struct daemon *dm, const char *sink, const char *token)
+{
+    struct vigil_event_builder *b = &dm->self;
+    const char *body;
+    size_t len;
+    vigil_event_begin(b, VIGIL_HANDOVER_TOPIC);
+    vigil_event_add_label(b, "sink", sink);
+    vigil_event_add_label(b, "token", token);
+    /* A source of its own: vigil.self's seq stays without gaps for those
+     * who read it (the handover reaches no subscriber). */
+    if (vigil_event_finish(b, dm->cfg->host, "vigild.reload", dm->handover_seq + 1, &body, &len) !=
+            0 ||
+        zmq_send(dm->self_push, VIGIL_HANDOVER_TOPIC, VIGIL_HANDOVER_TOPIC_LEN, ZMQ_SNDMORE) < 0 ||
+        zmq_send(dm->self_push, body, len, 0) < 0) {
+        return -1;
+    }
+    dm->handover_seq++;
+    return 0;
+}
+
+static void wait_subscriptions(struct daemon *dm)
+{
+    if (vigil_bus_wait_subscriptions(dm->bus, dm->subs_total, RELOAD_SUBS_TIMEOUT_MS) != 0) {
+        vigil_log(VIGIL_LOG_WARN, "bus", "reload: not every new subscription arrived within %d ms",
+                  RELOAD_SUBS_TIMEOUT_MS);
+    }
+}
+
+/* Sinks: the new ones subscribe; each replaced one hands over at its
+ * handover event (plugin_host.h); removed ones stop as at a stop. */
+static void commit_sinks(struct daemon *dm, struct plan *p, size_t *counts)
+{
+    struct vigil_config *oc = dm->cfg, *nc = p->nc;
+    for (size_t i = 0; i < nc->nsinks; i++) {
+        if (!p->snk_made[i]) {
+            continue;
+        }
+        struct vigil_instance *h = p->snk[i], *prev = p->snk_prev[i];
+        if (prev) {
+            new_token(p->tokens[i]);
+            vigil_instance_takeover(h, p->tokens[i]);
+            if (dm->barrier_slots) {
+                vigil_instance_share_barrier(h, vigil_instance_barrier(prev));
+            }
+        }
+        int rc = vigil_instance_connect(h);
+        if (rc >= 0) {
+            dm->subs_total += (unsigned)rc;
+            rc = vigil_instance_start(h);
+        }
+        if (rc < 0) {
+            /* Too late to refuse the reload: the running sink stays. */
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(h), "reload: cannot start (%s)%s",
+                      vigil_strerror(rc), prev ? "; the running sink of that name stays" : "");
+            vigil_instance_free(h);
+            p->snk[i] = prev;
+            p->snk_made[i] = false;
+            for (size_t j = 0; prev && j < oc->nsinks; j++) {
+                p->old_snk_kept[j] |= dm->sinks[j] == prev;
+            }
+            continue;
+        }
+    }
+    wait_subscriptions(dm);
+    for (size_t i = 0; i < nc->nsinks; i++) {
+        if (p->snk_made[i] && p->snk_prev[i]) {
+            vigil_instance_handover(p->snk_prev[i], p->tokens[i]);
+            if (send_handover(dm, nc->sinks[i].name, p->tokens[i]) != 0) {
+                vigil_log(VIGIL_LOG_ERROR, "vigild", "reload: cannot send sink '%s' its handover",
+                          nc->sinks[i].name);
+            }
+        }
+    }
+    for (size_t i = 0; i < nc->nsinks; i++) {
+        if (p->snk_made[i] && p->snk_prev[i]) {
+            vigil_instance_join(p->snk_prev[i]);
+            vigil_instance_free(p->snk_prev[i]); /* lets go of the spool */
+            vigil_instance_resume(p->snk[i]);
+            counts[1]++;
+        } else if (p->snk_made[i]) {
+            counts[2]++;
+        } else {
+            counts[0]++;
+        }
+    }
+    for (size_t j = 0; j < oc->nsinks; j++) {
+        bool replaced = false;
+        for (size_t i = 0; i < nc->nsinks; i++) {
+            replaced |= p->snk_prev[i] == dm->sinks[j] && p->snk_made[i];
+        }
+        if (!p->old_snk_kept[j] && !replaced) {
+            vigil_instance_stop(dm->sinks[j]);
+            vigil_instance_free(dm->sinks[j]);
+            counts[3]++;
+        }
+    }
+}
+
+static void commit_sources(struct daemon *dm, struct plan *p, size_t *counts)
+{
+    struct vigil_config *oc = dm->cfg, *nc = p->nc;
+    for (size_t j = 0; j < oc->nsources; j++) {
+        if (!p->old_src_kept[j]) {
+            size_t i;
+            counts[3] += !running_named(p->src, nc->sources, nc->nsources, oc->sources[j].name, &i);
+            vigil_instance_stop(dm->sources[j]);
+            vigil_instance_free(dm->sources[j]);
+        }
+    }
+    for (size_t i = 0; i < nc->nsources; i++) {
+        if (!p->src_made[i]) {
+            counts[0]++;
+            continue;
+        }
+        size_t j;
+        counts[running_named(dm->sources, oc->sources, oc->nsources, nc->sources[i].name, &j)
+                   ? 4
+                   : 2]++;
+        int rc = vigil_instance_connect(p->src[i]);
+        if (rc >= 0) {
+            rc = vigil_instance_start(p->src[i]);
+        }
+        if (rc < 0) {
+            vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(p->src[i]),
+                      "reload: cannot start: %s", vigil_strerror(rc));
+        }
+    }
+}
+
+/* The rules: unchanged ones keep their state (rules_stage.h). Returns when
+ * the new rules judge. */
+static void commit_rules(struct daemon *dm, struct plan *p, struct vigil_rules_reload *rc)
+{
+    if (!p->rules) {
+        return;
+    }
+    if (!dm->rules_stage) {
+        dm->rules_stage = vigil_rules_stage_new(dm->zctx, p->rules, dm->cfg->bus.hwm);
+        if (!dm->rules_stage || vigil_rules_stage_start(dm->rules_stage) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "rules", "reload: cannot start the rules engine");
+            vigil_rules_stage_free(dm->rules_stage);
+            dm->rules_stage = NULL;
+            vigil_rules_free(p->rules);
+            p->rules = NULL;
+            return;
+        }
+        dm->subs_total += vigil_rules_stage_subscriptions(dm->rules_stage);
+        dm->rules = p->rules;
+        rc->added = vigil_rules_count(p->rules);
+        p->rules = NULL;
+        return;
+    }
+    unsigned subs = 0;
+    struct vigil_rules *old = vigil_rules_stage_swap(dm->rules_stage, p->rules, &subs, rc);
+    if (!old) {
+        vigil_log(VIGIL_LOG_ERROR, "rules", "reload: out of memory: the running rules stay");
+        vigil_rules_free(p->rules);
+    } else {
+        dm->subs_total += subs;
+        vigil_rules_free(old);
+        dm->rules = p->rules;
+    }
+    p->rules = NULL;
+}
+
+static bool config_in_use(const struct daemon *dm, const struct vigil_config *c)
+{
+    if (c == dm->cfg || c == dm->boot) {
+        return true;
+    }
+    const struct vigil_instance_conf *lo[] = {c->sources, c->sinks};
+    size_t n[] = {c->nsources, c->nsinks};
+    for (size_t i = 0; i < dm->cfg->nsources + dm->cfg->nsinks; i++) {
+        struct vigil_instance *h =
+            i < dm->cfg->nsources ? dm->sources[i] : dm->sinks[i - dm->cfg->nsources];
+        const struct vigil_instance_conf *ic = h ? vigil_instance_conf(h) : NULL;
+        for (size_t k = 0; ic && k < 2; k++) {
+            if (n[k] && ic >= lo[k] && ic < lo[k] + n[k]) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static void reload_failed(struct daemon *dm, struct vigil_diag *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "%s", d->msgs[i]);
+    }
+    if (d->count > d->n) {
+        vigil_log(VIGIL_LOG_ERROR, "config", "(%zu more errors not shown)", d->count - d->n);
+    }
+    vigil_log(VIGIL_LOG_ERROR, "vigild",
+              "reload of %s refused (%zu error%s): the running config stays", dm->path, d->count,
+              d->count == 1 ? "" : "s");
+    vigil_count(&dm->reload_failed_total, 1);
+}
+
+/* SIGHUP (received at t0): apply the config file's changes, losing nothing
+ * (docs/reload.md). */
+static void reload(struct daemon *dm, uint64_t t0)
+{
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct plan p = {.nc = vigil_config_load(dm->path, &d)};
+    if (p.nc) {
+        check_keys(p.nc, &d);
+        check_unchangeable(dm->boot, p.nc, &d);
+    }
+    if (p.nc && d.count == 0) {
+        plan_make(dm, &p, &d);
+    }
+    if (d.count || !p.nc) {
+        reload_failed(dm, &d);
+        plan_free(&p, true);
+        vigil_diag_fini(&d);
+        return;
+    }
+    vigil_diag_fini(&d);
+    /* From here on the old pipeline gives way to the new one, stage by
+     * stage: sinks first (so that whatever the new rules and sources send
+     * finds them subscribed), then the rules, then the sources. */
+    vigil_notify_unwatch_all(dm->notify); /* the instances it watches may go */
+    dm->nseen = 0;
+    size_t sinks[4] = {0}, sources[5] = {0}; /* kept, replaced, added, removed(, restarted) */
+    commit_sinks(dm, &p, sinks);
+    struct vigil_rules_reload rr = {0};
+    commit_rules(dm, &p, &rr);
+    uint64_t judging = vigil_mono_ns();
+    wait_subscriptions(dm); /* the new rules' prefixes, before new sources send */
+    commit_sources(dm, &p, sources);
+
+    free(dm->sources);
+    free(dm->sinks);
+    dm->sources = p.src;
+    dm->sinks = p.snk;
+    struct vigil_config **olds = realloc(dm->old_cfgs, (dm->nold + 1) * sizeof *olds);
+    if (olds) {
+        dm->old_cfgs = olds;
+        dm->old_cfgs[dm->nold++] = dm->cfg;
+    } /* else: it cannot be freed safely, so it stays allocated */
+    dm->cfg = p.nc;
+    p.nc = NULL;
+    plan_free(&p, false);
+    size_t keep = 0;
+    for (size_t i = 0; i < dm->nold; i++) {
+        if (config_in_use(dm, dm->old_cfgs[i])) {
+            dm->old_cfgs[keep++] = dm->old_cfgs[i];
+        } else {
+            vigil_config_free(dm->old_cfgs[i]);
+        }
+    }
+    dm->nold = keep;
+    notify_watch_all(dm);
+    set_status(dm);
+    uint64_t pause_us = (judging - t0) / 1000u;
+    atomic_store_explicit(&dm->reload_pause_us, pause_us, memory_order_relaxed);
+    vigil_count(&dm->reloads_total, 1);
+    vigil_log(VIGIL_LOG_INFO, "vigild",
+              "reloaded %s in %.1f ms (new rules judging after %.1f ms): rules %zu kept, %zu "
+              "changed, %zu added, %zu removed; sources %zu kept, %zu restarted, %zu added, %zu "
+              "removed; sinks %zu kept, %zu replaced, %zu added, %zu removed",
+              dm->path, (double)(vigil_mono_ns() - t0) / 1e6, (double)pause_us / 1e3, rr.kept,
+              rr.changed, rr.added, rr.removed, sources[0], sources[4], sources[2], sources[3],
+              sinks[0], sinks[1], sinks[2], sinks[3]);
+}
+
 static void wait_for_signal(struct daemon *dm, const sigset_t *set)
 {
-    uint64_t interval = dm->cfg->self_interval_ns;
-    uint64_t next = vigil_mono_ns() + interval;
+    uint64_t next = vigil_mono_ns() + dm->cfg->self_interval_ns;
     for (;;) {
-        vigil_notify_tick(dm->notify, dm->status); /* this thread is watched too */
+        uint64_t interval = dm->cfg->self_interval_ns; /* a reload may change it */
+        vigil_notify_tick(dm->notify, dm->status);     /* this thread is watched too */
         uint64_t now = vigil_mono_ns();
         if (now >= next) {
             self_report(dm);
@@ -652,10 +1226,11 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
             return;
         }
         if (sig == SIGHUP) {
+            uint64_t t0 = vigil_mono_ns();
             vigil_notify_reloading(dm->notify);
             vigil_log(VIGIL_LOG_INFO, "vigild",
-                      "SIGHUP received: sinks reopen their files (reloading the config is not "
-                      "supported; restart vigild to apply changes)");
+                      "SIGHUP received: reloading %s; sinks reopen their files", dm->path);
+            reload(dm, t0);
             for (size_t i = 0; dm->sinks && i < dm->cfg->nsinks; i++) {
                 vigil_instance_reopen(dm->sinks[i]);
             }
@@ -672,6 +1247,91 @@ static void wait_for_signal(struct daemon *dm, const sigset_t *set)
             vigil_notify_reloaded(dm->notify, dm->status);
         }
     }
+}
+
+/* ---- The pid file: vigild --reload finds the daemon by it ---------------------- */
+
+static void pid_file_write(struct daemon *dm)
+{
+    const char *path = dm->cfg->pid_file;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (fd < 0 || write(fd, buf, (size_t)n) != n) {
+        vigil_log(VIGIL_LOG_WARN, "vigild",
+                  "cannot write the pid file %s (%s): vigild --reload "
+                  "will not find this daemon; kill -HUP %ld does the same",
+                  path, strerror(errno), (long)getpid());
+    } else {
+        dm->pid_written = true;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+/* Only if it is still ours: another vigild may have started since. */
+static void pid_file_remove(struct daemon *dm)
+{
+    if (!dm->pid_written) {
+        return;
+    }
+    long pid = 0;
+    FILE *f = fopen(dm->boot->pid_file, "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1) {
+            pid = 0;
+        }
+        fclose(f);
+    }
+    if (pid == (long)getpid()) {
+        unlink(dm->boot->pid_file);
+    }
+}
+
+int vigil_daemon_reload(const char *path)
+{
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_config *c = vigil_config_load(path, &d);
+    int status = 1;
+    if (!c) {
+        vigil_diag_print(&d, stderr);
+        goto out;
+    }
+    /* Only the pid file is needed here: the daemon checks the whole file
+     * itself, and logs every error if it refuses it. */
+    long pid = 0;
+    FILE *f = fopen(c->pid_file, "r");
+    if (!f) {
+        fprintf(stderr, "vigild: cannot read the pid file %s: %s (is vigild running with %s?)\n",
+                c->pid_file, strerror(errno), path);
+        goto out;
+    }
+    if (fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+        fprintf(stderr, "vigild: %s holds no process id\n", c->pid_file);
+        fclose(f);
+        goto out;
+    }
+    fclose(f);
+    if (kill((pid_t)pid, SIGHUP) != 0) {
+        fprintf(stderr, "vigild: cannot signal process %ld (from %s): %s\n", pid, c->pid_file,
+                strerror(errno));
+        goto out;
+    }
+    printf("vigild: asked vigild (pid %ld) to reload %s; its log says whether it applied it\n", pid,
+           path);
+    if (d.count) {
+        fprintf(stderr,
+                "vigild: %s has %zu error%s: the running config will stay (vigild "
+                "--check -c %s shows them)\n",
+                path, d.count, d.count == 1 ? "" : "s", path);
+    }
+    status = 0;
+out:
+    vigil_config_free(c);
+    vigil_diag_fini(&d);
+    return status;
 }
 
 int vigil_daemon_run(const char *path)
@@ -696,12 +1356,12 @@ int vigil_daemon_run(const char *path)
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
 
-    struct daemon dm = {.started_mono = vigil_mono_ns()};
+    struct daemon dm = {.started_mono = vigil_mono_ns(), .path = path};
     vigil_event_builder_init(&dm.self);
     struct vigil_diag d;
     vigil_diag_init(&d);
     int status = 1;
-    dm.cfg = vigil_config_load(path, &d);
+    dm.cfg = dm.boot = vigil_config_load(path, &d);
     if (dm.cfg) {
         dm.zctx = zmq_ctx_new();
         check_keys(dm.cfg, &d);
@@ -712,7 +1372,8 @@ int vigil_daemon_run(const char *path)
         goto out;
     }
     dm.notify = vigil_notify_new();
-    if (dm.notify && start(&dm) == 0 && notify_ready(&dm) == 0) {
+    /* The pid file once started: the sinks' spools have made state_dir. */
+    if (dm.notify && start(&dm) == 0 && (pid_file_write(&dm), notify_ready(&dm) == 0)) {
         wait_for_signal(&dm, &set);
         status = 0;
     } else if (!dm.notify) {
@@ -736,6 +1397,16 @@ out:
         zmq_ctx_term(dm.zctx);
     }
     vigil_event_builder_fini(&dm.self);
+    pid_file_remove(&dm);
+    if (dm.boot != dm.cfg) {
+        vigil_config_free(dm.boot);
+    }
+    for (size_t i = 0; i < dm.nold; i++) {
+        if (dm.old_cfgs[i] != dm.boot) {
+            vigil_config_free(dm.old_cfgs[i]);
+        }
+    }
+    free(dm.old_cfgs);
     vigil_config_free(dm.cfg);
     vigil_diag_fini(&d);
     return status;

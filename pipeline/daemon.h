@@ -10,9 +10,14 @@
  * as FILE:LINE:COL: message on stderr. Returns the exit status: 0 valid, 1 not. */
 int vigil_daemon_check(const char *config_path);
 
-/* Runs the daemon until SIGTERM/SIGINT. Returns the exit status: 0 after a
- * clean stop, 1 when it could not start. Call from main() before any other
- * thread exists (it sets the signal mask that every thread inherits). */
+/* Runs the daemon until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit status: 0 after
+ * a clean stop, 1 when it could not start. Call from main() before any other thread exists (it sets
+ * the signal mask that every thread inherits). */
 int vigil_daemon_run(const char *config_path);
+
+/* `vigild --reload`: sends SIGHUP to the daemon whose pid the config's
+ * pid_file holds (it then reloads that config; docs/reload.md). Returns the
+ * exit status: 0 sent, 1 not. */
+int vigil_daemon_reload(const char *config_path);
 
 #endif

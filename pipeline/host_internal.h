@@ -63,6 +63,9 @@ struct vigil_instance {
     /* Sinks (sink.c). */
     struct vigil_sink *sink;
     vigil_counter barrier_done; /* see vigil_instance_barrier() */
+    vigil_counter *barrier;     /* &barrier_done, or the daemon's (vigil_instance_share_barrier) */
+    /* A reload's successor: the handover token it waits for (sink.c). */
+    char takeover[VIGIL_TOKEN_LEN + 1];
 
     /* isolate: process (isolate.h). In vigild: the supervisor, which runs
      * on the instance's thread instead of the plugin. In the plugin host:
@@ -87,6 +90,12 @@ static inline void vigil_isolate_progress(struct vigil_instance *h)
 }
 
 /* Sink delivery (sink.c), all on the instance's thread but new/free. */
+/* Opens the spool (at new(), or at start for a successor). Logs why not. */
+int vigil_sink_open_spool(struct vigil_instance *h);
+/* A reload: stop at the handover event carrying `token` (vigil_instance_handover). */
+void vigil_sink_handover(struct vigil_instance *h, const char *token);
+/* A successor: the spool is free now (any thread). */
+void vigil_sink_resume(struct vigil_instance *h);
 /* After the SUB socket exists: opens the spool, makes the loop's events.
  * Logs what went wrong; 0 or a negative code. */
 int vigil_sink_new(struct vigil_instance *h);

@@ -15,10 +15,11 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: vigild [-c FILE] [--check] [-l LEVEL]\n"
+    fprintf(out, "usage: vigild [-c FILE] [--check | --reload] [-l LEVEL]\n"
                  "  -c, --config FILE   the config file (default " VIGIL_DEFAULT_CONFIG ")\n"
                  "      --check         check the config and its plugins, print every error as\n"
                  "                      FILE:LINE:COL: message, exit 0 if valid, 1 if not\n"
+                 "      --reload        have the running vigild (its pid_file) reload the config\n"
                  "  -l, --log-level L   error, warn, info (default) or debug\n"
                  "  -V, --version       print the version\n"
                  "  -h, --help          this text\n");
@@ -33,13 +34,14 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},
+        {"reload", no_argument, NULL, 'r'},
         {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = VIGIL_DEFAULT_CONFIG;
-    int check = 0;
+    int check = 0, reload = 0;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
         switch (c) {
@@ -48,6 +50,9 @@ int main(int argc, char **argv)
             break;
         case 'k':
             check = 1;
+            break;
+        case 'r':
+            reload = 1;
             break;
         case 'l': {
             enum vigil_log_level level;
@@ -75,5 +80,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    return check ? vigil_daemon_check(config) : vigil_daemon_run(config);
+    if (check && reload) {
+        fprintf(stderr, "vigild: --check and --reload do not go together\n");
+        return 2;
+    }
+    return check    ? vigil_daemon_check(config)
+           : reload ? vigil_daemon_reload(config)
+                    : vigil_daemon_run(config);
 }

@@ -81,17 +81,32 @@ struct vigil_notify *vigil_notify_new(void)
 
 int vigil_notify_watch(struct vigil_notify *n, const char *name, vigil_counter *beats)
 {
+    pthread_mutex_lock(&n->mu);
     if (n->n == n->cap) {
         size_t cap = n->cap ? n->cap * 2 : 16;
         struct watched *w = realloc(n->w, cap * sizeof *w);
         if (!w) {
+            pthread_mutex_unlock(&n->mu);
             return -ENOMEM;
         }
         n->w = w;
         n->cap = cap;
     }
-    n->w[n->n++] = (struct watched){.name = name, .beats = beats};
+    /* Watched from now: a thread added by a reload gets a whole stall
+     * period to beat. */
+    n->w[n->n++] = (struct watched){.name = name,
+                                    .beats = beats,
+                                    .last = vigil_counter_get(beats),
+                                    .changed_ns = vigil_mono_ns()};
+    pthread_mutex_unlock(&n->mu);
     return 0;
+}
+
+void vigil_notify_unwatch_all(struct vigil_notify *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->n = n->n ? 1 : 0; /* the main thread stays, first in the list */
+    pthread_mutex_unlock(&n->mu);
 }
 
 uint64_t vigil_notify_watchdog_ns(const struct vigil_notify *n)
@@ -112,7 +127,7 @@ static void set_status(struct vigil_notify *n, const char *status)
 }
 
 /* One pass over the watched threads: true when none is stuck. Watchdog
- * thread only. */
+ * thread only, holding mu. */
 static bool all_alive(struct vigil_notify *n, uint64_t now)
 {
     bool alive = true;
@@ -157,10 +172,12 @@ static void *watchdog_main(void *arg)
         look_ns = 10000000u;
     }
     uint64_t now = vigil_mono_ns();
+    pthread_mutex_lock(&n->mu);
     for (size_t i = 0; i < n->n; i++) {
         n->w[i].last = vigil_counter_get(n->w[i].beats);
         n->w[i].changed_ns = now;
     }
+    pthread_mutex_unlock(&n->mu);
     uint64_t last_ping = 0;
     bool was_alive = true;
     pthread_mutex_lock(&n->mu);
@@ -169,7 +186,9 @@ static void *watchdog_main(void *arg)
         now = vigil_mono_ns();
         bool stopping = atomic_load(&n->stopping);
         /* While stopping, the stages end one by one: ping regardless. */
+        pthread_mutex_lock(&n->mu); /* a reload changes the list */
         bool alive = stopping || all_alive(n, now);
+        pthread_mutex_unlock(&n->mu);
         if (alive && !was_alive) {
             char msg[STATUS_MAX + 8];
             pthread_mutex_lock(&n->mu);

@@ -24,6 +24,10 @@ struct vigil_notify *vigil_notify_new(void);
  * vigil_notify_tick(). 0, or -ENOMEM. */
 int vigil_notify_watch(struct vigil_notify *n, const char *name, vigil_counter *beats);
 
+/* A reload: forget every watched thread but the main one, before the
+ * instances they belong to go; then watch the new set. */
+void vigil_notify_unwatch_all(struct vigil_notify *n);
+
 /* The main thread's loop calls this on every turn, at least every
  * VIGIL_BEAT_MS (it is watched too). Once every watched thread has beaten:
  * READY=1 with STATUS=status, and, when systemd's watchdog is on, the

@@ -772,6 +772,7 @@ struct vigil_instance *vigil_instance_new(const struct vigil_instance_conf *ic,
     h->ic = ic;
     h->kind = kind;
     h->env = *env;
+    h->barrier = &h->barrier_done;
     snprintf(h->component, sizeof h->component, "%s:%s/%s", kind_name(kind), ic->plugin, ic->name);
     h->beat_ns = VIGIL_BEAT_MS * 1000000ull;
     h->collect_rl = (struct vigil_ratelimit){.window_ns = 60000000000ull, .burst = 3};
@@ -885,11 +886,13 @@ int vigil_instance_connect(struct vigil_instance *h)
     if (h->env.barriers) {
         zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN);
     }
+    /* A reload may replace this sink: the handover event (bus.h). */
+    zmq_setsockopt(h->sock, ZMQ_SUBSCRIBE, VIGIL_HANDOVER_TOPIC, VIGIL_HANDOVER_TOPIC_LEN);
     int rc = vigil_sink_new(h);
     if (rc != 0) {
         return rc;
     }
-    return (int)h->ic->nmatch + (h->env.barriers ? 1 : 0);
+    return (int)h->ic->nmatch + (h->env.barriers ? 1 : 0) + 1;
 }
 
 /* ---- Threads ------------------------------------------------------------------ */
@@ -1045,7 +1048,44 @@ struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h)
     return &h->stats;
 }
 
+const struct vigil_instance_conf *vigil_instance_conf(const struct vigil_instance *h)
+{
+    return h->ic;
+}
+
 vigil_counter *vigil_instance_barrier(struct vigil_instance *h)
 {
-    return &h->barrier_done;
+    return h->barrier;
+}
+
+void vigil_instance_share_barrier(struct vigil_instance *h, vigil_counter *c)
+{
+    h->barrier = c;
+}
+
+void vigil_instance_takeover(struct vigil_instance *h, const char *token)
+{
+    snprintf(h->takeover, sizeof h->takeover, "%s", token);
+}
+
+void vigil_instance_handover(struct vigil_instance *h, const char *token)
+{
+    if (h->kind == VIGIL_SINK && h->sink) {
+        vigil_sink_handover(h, token);
+    }
+}
+
+void vigil_instance_resume(struct vigil_instance *h)
+{
+    if (h->kind == VIGIL_SINK && h->sink) {
+        vigil_sink_resume(h);
+    }
+}
+
+void vigil_instance_join(struct vigil_instance *h)
+{
+    if (h && h->running) {
+        pthread_join(h->thread, NULL);
+        h->running = false;
+    }
 }

@@ -71,6 +71,27 @@ int vigil_instance_start(struct vigil_instance *h);
 void vigil_instance_stop(struct vigil_instance *h);
 /* Only asks (any thread); vigil_instance_stop() then joins. */
 void vigil_instance_stop_request(struct vigil_instance *h);
+/* Reload of a sink whose config changed, its name kept (daemon.c): the
+ * successor, before vigil_instance_connect(), learns the token it is to
+ * wait for; it runs, ignoring every event before the vigil.handover event
+ * that carries it (bus.h), and stops reading there (the bus holds what
+ * follows). The predecessor, once the successor's subscriptions reached the
+ * bus, is told the token; reading the handover event it stops reading, lets
+ * a write in flight finish, puts its queue into its spool and ends its
+ * thread (vigil_instance_join()). Once it is freed (the spool closed),
+ * vigil_instance_resume() has the successor open the spool and go on:
+ * the predecessor's undelivered events first, then its own. */
+#define VIGIL_TOKEN_LEN 16
+void vigil_instance_takeover(struct vigil_instance *h, const char *token);
+void vigil_instance_handover(struct vigil_instance *h, const char *token);
+void vigil_instance_resume(struct vigil_instance *h);
+/* Waits for the thread to end by itself (after a handover). */
+void vigil_instance_join(struct vigil_instance *h);
+/* The counter the sink passes barriers on (vigil_instance_barrier) is the
+ * daemon's `c`, which a successor shares, so the ingest's view of it
+ * survives a reload. Before start. */
+void vigil_instance_share_barrier(struct vigil_instance *h, vigil_counter *c);
+
 /* SIGHUP: a sink's plugin reopens its files (its reopen(), if it has one). */
 void vigil_instance_reopen(struct vigil_instance *h);
 
@@ -81,6 +102,8 @@ void vigil_instance_free(struct vigil_instance *h);
 const char *vigil_instance_component(const struct vigil_instance *h); /* "source:gen/gen" */
 const char *vigil_instance_plugin_name(const struct vigil_instance *h);
 const char *vigil_instance_name(const struct vigil_instance *h);
+/* The config entry it was made from (in the config that made it). */
+const struct vigil_instance_conf *vigil_instance_conf(const struct vigil_instance *h);
 struct vigil_stage_stats *vigil_instance_stats(struct vigil_instance *h);
 /* A sink's barrier progress: the highest barrier serial all of whose
  * earlier events it delivered or put on disk. Any thread. */

@@ -39,6 +39,16 @@ struct vigil_rules_stage {
     struct vigil_bus_reader in;      /* batches from the bus (bus.h) */
     struct vigil_record_buf backlog; /* verdicts waiting for room on the bus */
     struct vigil_ratelimit rl;
+
+    /* A reload (vigil_rules_stage_swap): the main thread asks, waits. */
+    struct event *swap_ev;
+    pthread_mutex_t swap_mu;
+    pthread_cond_t swap_cv;
+    struct vigil_rules *swap_new; /* the engine to judge with */
+    struct vigil_rules_reload swap_counts;
+    unsigned swap_subs;
+    int swap_rc;
+    bool swap_done;
 };
 
 /* ---- Verdicts out ------------------------------------------------------------- */
@@ -187,6 +197,84 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(s->base);
 }
 
+static bool has_prefix(const struct vigil_rules *r, const char *p)
+{
+    for (size_t i = 0; i < vigil_rules_nprefixes(r); i++) {
+        if (strcmp(vigil_rules_prefix(r, i), p) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Subscriptions for the new engine first, so that no prefix both engines
+ * judge is dropped even for a moment; then those only the old one had. */
+static unsigned resubscribe(struct vigil_rules_stage *s, const struct vigil_rules *nw,
+                            const struct vigil_rules *old)
+{
+    unsigned added = 0;
+    for (size_t i = 0; i < vigil_rules_nprefixes(nw); i++) {
+        const char *p = vigil_rules_prefix(nw, i);
+        if (!has_prefix(old, p)) {
+            zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, p, strlen(p));
+            added++;
+        }
+    }
+    for (size_t i = 0; i < vigil_rules_nprefixes(old); i++) {
+        const char *p = vigil_rules_prefix(old, i);
+        if (!has_prefix(nw, p)) {
+            zmq_setsockopt(s->sub, ZMQ_UNSUBSCRIBE, p, strlen(p));
+        }
+    }
+    return added;
+}
+
+static void swap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_rules_stage *s = arg;
+    pthread_mutex_lock(&s->swap_mu);
+    struct vigil_rules *nw = s->swap_new, *old = s->rules;
+    /* Verdicts of the retired rules leave before any of the new ones. */
+    int rc = vigil_rules_adopt(nw, old, vigil_now_ns(), on_verdict, s, &s->swap_counts);
+    if (rc == 0) {
+        s->swap_subs = resubscribe(s, nw, old);
+        s->rules = nw;
+        s->swap_new = old; /* handed back, to be freed */
+    }
+    s->swap_rc = rc;
+    s->swap_done = true;
+    pthread_cond_signal(&s->swap_cv);
+    pthread_mutex_unlock(&s->swap_mu);
+}
+
+struct vigil_rules *vigil_rules_stage_swap(struct vigil_rules_stage *s, struct vigil_rules *rules,
+                                           unsigned *new_subs, struct vigil_rules_reload *counts)
+{
+    pthread_mutex_lock(&s->swap_mu);
+    s->swap_new = rules;
+    s->swap_done = false;
+    pthread_mutex_unlock(&s->swap_mu);
+    if (s->running) {
+        event_active(s->swap_ev, EV_TIMEOUT, 0);
+    } else {
+        swap_cb(-1, 0, s);
+    }
+    pthread_mutex_lock(&s->swap_mu);
+    while (!s->swap_done) {
+        pthread_cond_wait(&s->swap_cv, &s->swap_mu);
+    }
+    struct vigil_rules *old = s->swap_rc == 0 ? s->swap_new : NULL;
+    s->swap_new = NULL;
+    *new_subs = s->swap_subs;
+    if (counts) {
+        *counts = s->swap_counts;
+    }
+    pthread_mutex_unlock(&s->swap_mu);
+    return old;
+}
+
 static void *stage_main(void *arg)
 {
     struct vigil_rules_stage *s = arg;
@@ -209,6 +297,8 @@ struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *
         return NULL;
     }
     s->rules = rules;
+    pthread_mutex_init(&s->swap_mu, NULL);
+    pthread_cond_init(&s->swap_cv, NULL);
     s->rl = (struct vigil_ratelimit){.window_ns = 10000000000ull, .burst = 3};
     msgpack_zone_init(&s->zone, 64 * 1024);
     vigil_bus_reader_init(&s->in);
@@ -242,7 +332,8 @@ struct vigil_rules_stage *vigil_rules_stage_new(void *zctx, struct vigil_rules *
     s->tick_ev = event_new(s->base, -1, EV_PERSIST, tick_cb, s);
     s->flush_ev = evtimer_new(s->base, flush_cb, s);
     s->stop_ev = event_new(s->base, -1, 0, stop_cb, s);
-    if (!s->sub_ev || !s->tick_ev || !s->flush_ev || !s->stop_ev) {
+    s->swap_ev = event_new(s->base, -1, 0, swap_cb, s);
+    if (!s->sub_ev || !s->tick_ev || !s->flush_ev || !s->stop_ev || !s->swap_ev) {
         vigil_rules_stage_free(s);
         return NULL;
     }
@@ -283,7 +374,7 @@ void vigil_rules_stage_free(struct vigil_rules_stage *s)
         return;
     }
     vigil_rules_stage_stop(s);
-    struct event *evs[] = {s->sub_ev, s->tick_ev, s->flush_ev, s->stop_ev};
+    struct event *evs[] = {s->sub_ev, s->tick_ev, s->flush_ev, s->stop_ev, s->swap_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
         if (evs[i]) {
             event_free(evs[i]);
@@ -301,6 +392,8 @@ void vigil_rules_stage_free(struct vigil_rules_stage *s)
     }
     vigil_bus_reader_fini(&s->in);
     msgpack_zone_destroy(&s->zone);
+    pthread_mutex_destroy(&s->swap_mu);
+    pthread_cond_destroy(&s->swap_cv);
     free(s);
 }
 

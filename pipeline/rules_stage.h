@@ -18,6 +18,16 @@ int vigil_rules_stage_start(struct vigil_rules_stage *s);
 /* Judges what the bus already sent, hands every verdict to the bus (for up
  * to a few seconds), then joins the thread. */
 void vigil_rules_stage_stop(struct vigil_rules_stage *s);
+/* A reload: the stage's thread hands the state of every unchanged rule
+ * over to `rules` (vigil_rules_adopt: changed and removed rules resolve what
+ * they had firing), subscribes to the prefixes only the new rules judge,
+ * unsubscribes from those only the old ones did, and judges with `rules`
+ * from its next event on. Blocks until that is done (a loop turn). Returns
+ * the old engine, for the caller to free, with the new subscriptions in
+ * *new_subs; NULL when out of memory (the old engine stays in use). Main
+ * thread; the stage keeps `rules` but does not own it. */
+struct vigil_rules *vigil_rules_stage_swap(struct vigil_rules_stage *s, struct vigil_rules *rules,
+                                           unsigned *new_subs, struct vigil_rules_reload *counts);
 void vigil_rules_stage_free(struct vigil_rules_stage *s);
 /* in_total: events judged; out_total: verdicts published; dropped_total:
  * verdicts lost (backlog full, or at stop); queue_depth: backlog. */

@@ -49,7 +49,7 @@ struct vigil_sink {
     size_t batch_max;          /* batch.max_events, or the plugin's default */
     struct vigil_record_buf q; /* the memory queue: queue.max_events, queue.max_bytes */
     struct vigil_spool *spool;
-    struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev;
+    struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev, *resume_ev;
 
     /* The batch in the plugin's hands: copies in arena, decoded views. */
     enum batch_state state;
@@ -66,6 +66,12 @@ struct vigil_sink {
     uint64_t backoff_ns, retry_after_ns;
     uint64_t rng;
     bool stopping, done;
+    /* Reloads (plugin_host.h): a successor ignores what comes before its
+     * handover event; a predecessor stops reading at it. */
+    bool awaiting, handing_over;
+    bool paused; /* a successor past its handover event, waiting for the spool */
+    char handover[VIGIL_TOKEN_LEN + 1];
+    _Atomic bool handover_set;
     struct vigil_ratelimit write_rl, spool_rl, drop_rl;
     uint64_t spool_dropped_seen;
 };
@@ -77,6 +83,9 @@ static void update_gauges(struct vigil_sink *s)
     struct vigil_stage_stats *st = &s->h->stats;
     size_t held = vigil_record_count(&s->q) + (s->state != B_NONE && !s->from_spool ? s->n : 0);
     atomic_store_explicit(&st->queue_depth, held, memory_order_relaxed);
+    if (!s->spool) {
+        return; /* a successor before its start */
+    }
     struct vigil_spool_counts c;
     vigil_spool_counts(s->spool, &c);
     atomic_store_explicit(&st->spool_events, c.events, memory_order_relaxed);
@@ -175,8 +184,8 @@ static void pass_barrier(struct vigil_sink *s, const char *body, size_t len)
     const char *why;
     if (vigil_event_check(VIGIL_BARRIER_TOPIC, VIGIL_BARRIER_TOPIC_LEN, body, len, SIZE_MAX, &head,
                           &why) == 0 &&
-        head.seq > vigil_counter_get(&s->h->barrier_done)) {
-        atomic_store_explicit(&s->h->barrier_done, head.seq, memory_order_release);
+        head.seq > vigil_counter_get(s->h->barrier)) {
+        atomic_store_explicit(s->h->barrier, head.seq, memory_order_release);
     }
 }
 
@@ -243,15 +252,58 @@ static void spill(struct vigil_sink *s)
 
 /* ---- Arrivals ------------------------------------------------------------------------------ */
 
-static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
+static bool is_handover(const char *t, size_t tl)
 {
+    return tl == VIGIL_HANDOVER_TOPIC_LEN && memcmp(t, VIGIL_HANDOVER_TOPIC, tl) == 0;
+}
+
+static void begin_handover(struct vigil_sink *s);
+
+/* A handover event: ours to start at (a successor), ours to stop at (the
+ * sink it replaces), or another sink's. */
+static void handover_event(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    struct vigil_event_view v;
+    const char *why, *tok = NULL, *sink = NULL;
+    size_t tokl = 0, sinkl = 0;
+    if (vigil_event_decode(&v, t, tl, b, bl, SIZE_MAX, &zone, &why) == 0 &&
+        vigil_msgpack_str(vigil_event_get(&v, "labels.token"), &tok, &tokl) == 0 &&
+        vigil_msgpack_str(vigil_event_get(&v, "labels.sink"), &sink, &sinkl) == 0 &&
+        tokl == VIGIL_TOKEN_LEN && sinkl == strlen(s->h->ic->name) &&
+        memcmp(sink, s->h->ic->name, sinkl) == 0) {
+        if (s->awaiting && memcmp(tok, s->h->takeover, tokl) == 0) {
+            /* Ours from here on, once the predecessor let go of the spool
+             * (vigil_sink_resume): until then the bus holds the rest. */
+            s->awaiting = false;
+            s->paused = s->spool == NULL;
+        } else if (atomic_load_explicit(&s->handover_set, memory_order_acquire) &&
+                   memcmp(tok, s->handover, tokl) == 0) {
+            begin_handover(s);
+        }
+    }
+    msgpack_zone_destroy(&zone);
+}
+
+/* Returns whether it counts as an event received (not a barrier, a
+ * handover, or an event its predecessor takes). */
+static bool arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b, size_t bl)
+{
+    if (is_handover(t, tl)) {
+        handover_event(s, t, tl, b, bl);
+        return false;
+    }
+    if (s->awaiting) {
+        return false; /* before the handover: the sink we replace has it */
+    }
     if (is_barrier(t, tl) && vigil_record_count(&s->q) == 0 && s->state == B_NONE) {
         /* Nothing in memory before it: on disk once the spool is synced. */
         if (!vigil_spool_empty(s->spool) && vigil_spool_flush(s->spool, true) != 0) {
             spill(s); /* cannot sync now: keep it in order, retry with the queue */
         } else {
             pass_barrier(s, b, bl);
-            return;
+            return false;
         }
     }
     /* Behind unread spool records, an arrival goes to the spool too. Records
@@ -261,26 +313,27 @@ static void arrive(struct vigil_sink *s, const char *t, size_t tl, const char *b
     if (vigil_record_count(&s->q) == 0 && vigil_spool_has_unread(s->spool) && !is_barrier(t, tl)) {
         if (spool_put(s, t, tl, b, bl)) {
             arm_flush(s);
-            return;
+            return true;
         }
     }
     if (vigil_record_count(&s->q) == 0) {
         s->first_wait_ns = vigil_mono_ns();
     }
     if (vigil_record_append(&s->q, t, tl, b, bl) == 0) {
-        return;
+        return !is_barrier(t, tl);
     }
     spill(s); /* full: the destination is slow or down */
     if (vigil_record_count(&s->q) == 0 && spool_put(s, t, tl, b, bl)) {
         arm_flush(s);
-        return;
+        return true;
     }
     if (vigil_record_append(&s->q, t, tl, b, bl) == 0) {
-        return;
+        return !is_barrier(t, tl);
     }
     vigil_count(&s->h->stats.dropped_total, 1);
     warn_limited(s, &s->drop_rl, VIGIL_LOG_ERROR,
                  "queue full and the spool refuses events: dropping", -ENOSPC);
+    return true;
 }
 
 /* Reads up to READ_BURST events; true when the socket ran dry. */
@@ -290,13 +343,17 @@ static bool read_bus(struct vigil_sink *s)
     int rc = 1;
     const char *t, *b;
     size_t tl, bl;
-    while (n < READ_BURST && (rc = vigil_bus_reader_next(&s->in, s->h->sock, &t, &tl, &b, &bl))) {
+    /* Nothing after our handover event: it belongs to the successor. */
+    while (n < READ_BURST && !s->handing_over && !s->paused &&
+           (rc = vigil_bus_reader_next(&s->in, s->h->sock, &t, &tl, &b, &bl))) {
         if (rc < 0) {
             vigil_count(&s->h->stats.errors_total, 1); /* the bus never sends those */
             continue;
         }
-        arrive(s, t, tl, b, bl);
-        n += !is_barrier(t, tl);
+        n += arrive(s, t, tl, b, bl);
+    }
+    if (s->handing_over || s->paused) {
+        rc = 0;
     }
     vigil_count(&s->h->stats.in_total, n);
     return rc == 0;
@@ -461,6 +518,13 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
     if (s->done || s->state != B_NONE) {
         return;
     }
+    if (s->handing_over) {
+        finish_stop(s); /* the queue goes to the spool, for the successor */
+        return;
+    }
+    if (!s->spool) {
+        return; /* a successor: the spool is not ours yet */
+    }
     bool spooled = vigil_spool_has_unread(s->spool);
     if (!spooled && vigil_record_count(&s->q) == 0) {
         if (s->stopping) {
@@ -522,7 +586,7 @@ static void sub_cb(evutil_socket_t fd, short what, void *arg)
     if (s->state == B_NONE) {
         pump_later(s);
     }
-    if (!dry || bus_has_input(s)) {
+    if (!s->handing_over && !s->paused && (!dry || bus_has_input(s))) {
         event_active(s->sub_ev, EV_READ, 0);
     }
 }
@@ -536,6 +600,10 @@ static void finish_stop(struct vigil_sink *s)
         return;
     }
     s->done = true;
+    if (!s->spool) { /* a successor stopped before it took over: nothing is its own */
+        event_base_loopbreak(s->h->base);
+        return;
+    }
     spill(s);
     struct vigil_spool_counts c;
     vigil_spool_counts(s->spool, &c);
@@ -545,7 +613,12 @@ static void finish_stop(struct vigil_sink *s)
                   "stopping with %zu events the spool refused (counted as dropped)", left);
         vigil_count(&s->h->stats.dropped_total, left);
     }
-    if (c.events) {
+    if (c.events && s->handing_over) {
+        vigil_log(VIGIL_LOG_INFO, s->h->component,
+                  "reload: handing %" PRIu64 " undelivered events in the spool to the new "
+                  "config's sink",
+                  c.events);
+    } else if (c.events) {
         vigil_log(VIGIL_LOG_WARN, s->h->component,
                   "stopping with %" PRIu64 " undelivered events in the spool: they are delivered "
                   "first at the next start",
@@ -579,6 +652,52 @@ void vigil_sink_stop(struct vigil_instance *h)
     if (s->state == B_NONE) {
         pump_later(s);
     }
+}
+
+/* ---- Reload ------------------------------------------------------------------------------- */
+
+/* Our handover event came: nothing more is read; a write in flight may
+ * finish (within the stop grace); then the queue goes to the spool and the
+ * thread ends (finish_stop), for the successor to go on from there. */
+static void begin_handover(struct vigil_sink *s)
+{
+    s->handing_over = true;
+    s->stopping = true;
+    if (s->state == B_INFLIGHT) {
+        struct timeval tv = tv_of(STOP_GRACE_NS);
+        evtimer_add(s->stop_ev, &tv); /* finish() or this ends it */
+        return;
+    }
+    finish_stop(s);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct vigil_sink *s = arg;
+    if (!s->spool && vigil_sink_open_spool(s->h) != 0) {
+        struct timeval tv = {1, 0}; /* said why; the bus holds our events meanwhile */
+        evtimer_add(s->resume_ev, &tv);
+        return;
+    }
+    if (s->paused) {
+        s->paused = false;
+        event_active(s->sub_ev, EV_READ, 0);
+    }
+    pump_later(s);
+}
+
+void vigil_sink_resume(struct vigil_instance *h)
+{
+    event_active(h->sink->resume_ev, EV_TIMEOUT, 0);
+}
+
+void vigil_sink_handover(struct vigil_instance *h, const char *token)
+{
+    struct vigil_sink *s = h->sink;
+    snprintf(s->handover, sizeof s->handover, "%s", token);
+    atomic_store_explicit(&s->handover_set, true, memory_order_release);
 }
 
 /* ---- SIGHUP -----------------------------------------------------------------------------------
@@ -646,10 +765,20 @@ int vigil_sink_new(struct vigil_instance *h)
     s->pump_ev = event_new(h->base, -1, 0, pump_cb, s);
     s->stop_ev = evtimer_new(h->base, stop_deadline_cb, s);
     s->hup_ev = event_new(h->base, -1, 0, hup_cb, s);
-    if (!s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev || !s->flush_ev ||
-        !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
+    s->resume_ev = evtimer_new(h->base, resume_cb, s);
+    if (!s->resume_ev || !s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev ||
+        !s->flush_ev || !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
         return -ENOMEM;
     }
+    /* A successor opens the spool once its predecessor let go of it
+     * (vigil_sink_resume). */
+    s->awaiting = h->takeover[0] != '\0';
+    return s->awaiting ? 0 : vigil_sink_open_spool(h);
+}
+
+int vigil_sink_open_spool(struct vigil_instance *h)
+{
+    struct vigil_sink *s = h->sink;
     char err[512];
     int rc = vigil_spool_open(s->dc->spool_path, s->dc->spool_max, h->component, &s->spool, err,
                               sizeof err);
@@ -661,8 +790,9 @@ int vigil_sink_new(struct vigil_instance *h)
     vigil_spool_counts(s->spool, &c);
     if (c.events) {
         vigil_log(VIGIL_LOG_INFO, h->component,
-                  "%" PRIu64 " events left in the spool %s by the last run: delivering them first",
-                  c.events, s->dc->spool_path);
+                  "%" PRIu64 " events left in the spool %s by %s: delivering them first", c.events,
+                  s->dc->spool_path,
+                  h->takeover[0] ? "the sink this reload replaced" : "the last run");
     }
     update_gauges(s);
     return 0;
@@ -682,7 +812,7 @@ void vigil_sink_free(struct vigil_instance *h)
         return;
     }
     struct event *evs[] = {s->sub_ev,  s->retry_ev, s->flush_ev, s->wait_ev,
-                           s->pump_ev, s->stop_ev,  s->hup_ev};
+                           s->pump_ev, s->stop_ev,  s->hup_ev,   s->resume_ev};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++) {
         if (evs[i]) {
             event_free(evs[i]);

@@ -109,7 +109,20 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
         link_plugins(v->plugins, VIGIL_PLUGIN_DIR) != 0) {
         return -1;
     }
-    FILE *f = fopen(v->cfg, "w");
+    return vd_rewrite_bus(v, self_interval, bus_keys, body);
+}
+
+int vd_rewrite(struct vd *v, const char *self_interval, const char *body)
+{
+    return vd_rewrite_bus(v, self_interval, NULL, body);
+}
+
+int vd_rewrite_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body)
+{
+    /* A new file renamed over the old: vigild never reads half of one. */
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", v->cfg);
+    FILE *f = fopen(tmp, "w");
     if (!f) {
         return -1;
     }
@@ -138,8 +151,10 @@ int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, 
     if (!body || !strstr(body, "state_dir:")) {
         fprintf(f, "\nstate_dir: %s/state\n", v->dir);
     }
-    fclose(f);
-    return 0;
+    if (fclose(f) != 0) {
+        return -1;
+    }
+    return rename(tmp, v->cfg);
 }
 
 /* The ip(8) program of iproute2, or NULL. */

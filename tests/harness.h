@@ -31,6 +31,10 @@ int vd_setup(struct vd *v, const char *self_interval, const char *body);
 /* The same, with `bus_keys` ("  coalesce: 2ms\n") added to the bus section;
  * a "  subscribe: EP\n" there replaces the ipc one (and sets v->sub). */
 int vd_setup_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body);
+/* Writes the config again in the same folder (for a reload), as vd_setup
+ * and vd_setup_bus write it. Returns 0 or -1. */
+int vd_rewrite(struct vd *v, const char *self_interval, const char *body);
+int vd_rewrite_bus(struct vd *v, const char *self_interval, const char *bus_keys, const char *body);
 /* Starts vigild -c cfg; waits (up to 10 s) for its "started" log line.
  * Returns 0, or -1 if it exited or did not start (see v->log). */
 int vd_start(struct vd *v);

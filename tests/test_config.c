@@ -798,9 +798,10 @@ static void test_config_unknown_top_key(void **state)
     struct fx *f = *state;
     assert_non_null(config(f, "host: a\n\nsourcse:\n  - plugin: cpu\n"));
     assert_int_equal(f->d.count, 1);
-    assert_string_equal(f->d.msgs[0], "t.yaml:3:1: unknown top-level key 'sourcse' (valid keys: "
-                                      "host, plugin_dir, plugin_trust, state_dir, bus, self, "
-                                      "sources, rules, sinks)");
+    assert_string_equal(f->d.msgs[0],
+                        "t.yaml:3:1: unknown top-level key 'sourcse' (valid keys: "
+                        "host, plugin_dir, plugin_trust, state_dir, pid_file, bus, self, "
+                        "sources, rules, sinks)");
 }
 
 /* plugin_trust: on unless said off, and only a bool. */

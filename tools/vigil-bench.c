@@ -34,47 +34,52 @@ struct opts {
     int producers, rules, io_threads;
     enum bench_sink sink;
     bool tcp, json, keep, probe;
-    bool forward, curve; /* producers -> agent vigild -> forward sink -> central vigild */
-    int forward_batch;   /* the forward sink's batch.max_events; 0: its default */
+    bool forward, curve;      /* producers -> agent vigild -> forward sink -> central vigild */
+    int forward_batch;        /* the forward sink's batch.max_events; 0: its default */
+    uint64_t reload_every_ns; /* --reload-every; 0: none */
     const char *config, *fsync_mode, *coalesce;
     pid_t pid;
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: vigil-bench [options]            producers -> vigild -> sink, measured\n"
-            "       vigil-bench collect [options]    cost of a cgroups / kvm collection\n"
-            "       vigil-bench selftest [options]   the bench alone (producers, reader)\n"
-            "  -d, --duration D      measured time (default 10s)\n"
-            "  -w, --warmup D        published before, not counted in rates (default 2s)\n"
-            "  -r, --rate N          events/s over all producers; 0 = flat out (default 0)\n"
-            "  -p, --producers N     producer threads, one PUSH socket each (default 2)\n"
-            "  -k, --rules K         rules: thresholds, bounds, policies (default 10)\n"
-            "  -s, --sink S          file (the file sink plugin), capture (tests' test_capture)\n"
-            "                        or discard (no I/O; counts from vigil.self) (default file)\n"
-            "  -t, --transport T     ipc or tcp (loopback) (default ipc)\n"
-            "      --fsync M         the file sink's fsync: never, batch, always (default never)\n"
-            "      --drain D         longest wait for the sink to catch up (default 60s;\n"
-            "                        --forward: 600s)\n"
-            "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
-            "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
-            "                        0s: every burst handed on at once)\n"
-            "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
-            "                        its first sink of the chosen plugin)\n"
-            "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
-            "                        socket listening on bus.publish)\n"
-            "      --keep            keep the temp folder (config, vigild log, sink file)\n"
-            "      --probe           also time the events at the bus's output (a SUB socket):\n"
-            "                        the latency up to the bus, apart from the rest\n"
-            "      --forward         a fleet: producers -> an agent vigild (no rules, a forward\n"
-            "                        sink) -> tcp loopback -> a central vigild (bus.ingest, the\n"
-            "                        rules, the sink); CPU and RSS of each\n"
-            "      --curve           --forward with CURVE on the hop (keys by vigil-keygen)\n"
-            "      --forward-batch N the forward sink's batch.max_events (default: the sink's)\n"
-            "  -j, --json            one JSON object instead of text\n"
-            "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
-            "2 usage; 3 could not run.\n");
+    fprintf(
+        out,
+        "usage: vigil-bench [options]            producers -> vigild -> sink, measured\n"
+        "       vigil-bench collect [options]    cost of a cgroups / kvm collection\n"
+        "       vigil-bench selftest [options]   the bench alone (producers, reader)\n"
+        "  -d, --duration D      measured time (default 10s)\n"
+        "  -w, --warmup D        published before, not counted in rates (default 2s)\n"
+        "  -r, --rate N          events/s over all producers; 0 = flat out (default 0)\n"
+        "  -p, --producers N     producer threads, one PUSH socket each (default 2)\n"
+        "  -k, --rules K         rules: thresholds, bounds, policies (default 10)\n"
+        "  -s, --sink S          file (the file sink plugin), capture (tests' test_capture)\n"
+        "                        or discard (no I/O; counts from vigil.self) (default file)\n"
+        "  -t, --transport T     ipc or tcp (loopback) (default ipc)\n"
+        "      --fsync M         the file sink's fsync: never, batch, always (default never)\n"
+        "      --drain D         longest wait for the sink to catch up (default 60s;\n"
+        "                        --forward: 600s)\n"
+        "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
+        "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
+        "                        0s: every burst handed on at once)\n"
+        "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
+        "                        its first sink of the chosen plugin)\n"
+        "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
+        "                        socket listening on bus.publish)\n"
+        "      --keep            keep the temp folder (config, vigild log, sink file)\n"
+        "      --probe           also time the events at the bus's output (a SUB socket):\n"
+        "                        the latency up to the bus, apart from the rest\n"
+        "      --forward         a fleet: producers -> an agent vigild (no rules, a forward\n"
+        "                        sink) -> tcp loopback -> a central vigild (bus.ingest, the\n"
+        "                        rules, the sink); CPU and RSS of each\n"
+        "      --curve           --forward with CURVE on the hop (keys by vigil-keygen)\n"
+        "      --forward-batch N the forward sink's batch.max_events (default: the sink's)\n"
+        "      --reload-every D  rewrite the config and SIGHUP vigild every D while publishing\n"
+        "                        (each reload replaces a rule and the sink); report each\n"
+        "                        reload's pause until the new rules judge\n"
+        "  -j, --json            one JSON object instead of text\n"
+        "Exit status: 0 measured, nothing lost; 1 measured, events lost or duplicated;\n"
+        "2 usage; 3 could not run.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -99,6 +104,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"forward", no_argument, NULL, 'W'},
         {"curve", no_argument, NULL, 'V'},
         {"forward-batch", required_argument, NULL, 'X'},
+        {"reload-every", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -214,6 +220,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->forward = true;
             break;
         }
+        case 'L':
+            if (vigil_parse_duration(optarg, &o->reload_every_ns) != 0 ||
+                o->reload_every_ns < 100000000ull) {
+                fprintf(stderr, "vigil-bench: --reload-every wants a duration of 100ms or more\n");
+                return 2;
+            }
+            break;
         case 'j':
             o->json = true;
             break;
@@ -234,6 +247,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
          * keeps the rest in its spool: the drain is most of the run. */
         o->drain_ns = 600000000000ull;
     }
+    if (o->reload_every_ns && (o->config || o->forward)) {
+        fprintf(stderr, "vigil-bench: --reload-every reloads the one vigild it starts: not with "
+                        "-c or --forward\n");
+        return 2;
+    }
     if (o->forward && o->config) {
         fprintf(stderr, "vigil-bench: --forward starts its own two daemons, not with -c\n");
         return 2;
@@ -251,17 +269,32 @@ static const char *sink_plugin(enum bench_sink s)
     return s == BENCH_SINK_FILE ? "file" : s == BENCH_SINK_CAPTURE ? "test_capture" : "discard";
 }
 
-static char *pipeline_yaml(const struct opts *o, const struct bench_vigild *v)
+/* --reload-every: generation `gen` of the config has a rule of its own,
+ * firing at the first event it judges (the reload's pause ends there), and
+ * its sink's batch.max_events differs from the last generation's, so that
+ * every reload replaces the sink too (a handover under load). */
+static char *pipeline_yaml_gen(const struct opts *o, const struct bench_vigild *v, unsigned gen)
 {
     char *rules = o->rules ? bench_rules_yaml(o->rules) : strdup("");
     if (!rules) {
         return NULL;
     }
-    size_t cap = strlen(rules) + 2 * PATH_MAX + 512;
+    size_t cap = strlen(rules) + 2 * PATH_MAX + 1024;
     char *y = malloc(cap);
     if (y) {
-        int n = snprintf(y, cap, "%ssinks:\n  - plugin: %s\n    name: bench\n", rules,
-                         sink_plugin(o->sink));
+        int n = snprintf(y, cap, "%s", rules);
+        if (o->reload_every_ns) {
+            n += snprintf(y + n, cap - (size_t)n,
+                          "%s  - name: reload-%u\n    kind: threshold\n    match: bench.\n"
+                          "    expr: values.cpu_pct >= 0\n    group_by: []\n",
+                          o->rules ? "" : "rules:\n", gen);
+        }
+        n += snprintf(y + n, cap - (size_t)n, "sinks:\n  - plugin: %s\n    name: bench\n",
+                      sink_plugin(o->sink));
+        if (o->reload_every_ns) {
+            n +=
+                snprintf(y + n, cap - (size_t)n, "    batch: { max_events: %u }\n", 1024 - gen % 2);
+        }
         switch (o->sink) {
         case BENCH_SINK_FILE:
             snprintf(y + n, cap - (size_t)n,
@@ -281,6 +314,22 @@ static char *pipeline_yaml(const struct opts *o, const struct bench_vigild *v)
     }
     free(rules);
     return y;
+}
+
+static char *pipeline_yaml(const struct opts *o, const struct bench_vigild *v)
+{
+    return pipeline_yaml_gen(o, v, 0);
+}
+
+struct reload_arg {
+    const struct opts *o;
+    const struct bench_vigild *v;
+};
+
+static char *reload_body(void *arg, unsigned gen)
+{
+    struct reload_arg *a = arg;
+    return pipeline_yaml_gen(a->o, a->v, gen);
 }
 
 /* ---- A fleet (--forward) ---------------------------------------------------------------- */
@@ -396,6 +445,8 @@ static char *agent_yaml(const struct opts *o, const struct bench_vigild *central
 /* ---- The run ---------------------------------------------------------------------------- */
 
 struct result {
+    unsigned reloads, reloads_unseen; /* --reload-every */
+    double reload_p50_ms, reload_max_ms;
     uint64_t published, measured_in, arrived, measured_out, lost, duplicated;
     bool dup_known, lat_known, drain_timed_out, interrupted;
     double in_per_s, out_per_s, out_span_s;
@@ -593,6 +644,16 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
     } else {
         printf("  duplicated    n/a (discard sink)\n");
     }
+    if (o->reload_every_ns) {
+        printf("  reloads       %u, every %.1f s (each a new rule and a new sink); pause from "
+               "SIGHUP to the new rules judging: p50 %.1f ms, max %.1f ms%s\n",
+               r->reloads, (double)o->reload_every_ns / 1e9, r->reload_p50_ms, r->reload_max_ms,
+               r->reloads_unseen ? " (SOME NEVER JUDGED, see below)" : "");
+        if (r->reloads_unseen) {
+            printf("  reloads       %u without a verdict of their rule within 5 s\n",
+                   r->reloads_unseen);
+        }
+    }
     printf("  verdicts      %llu for %llu events judged (%.2f %%)\n",
            (unsigned long long)r->verdicts, (unsigned long long)r->judged,
            100.0 * r->verdict_fraction);
@@ -691,6 +752,11 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
     }
     printf("\"verdicts\":%llu,\"verdict_fraction\":%.6f,", (unsigned long long)r->verdicts,
            r->verdict_fraction);
+    if (o->reload_every_ns) {
+        printf("\"reloads\":%u,\"reloads_unseen\":%u,\"reload_pause_p50_ms\":%.3f,"
+               "\"reload_pause_max_ms\":%.3f,",
+               r->reloads, r->reloads_unseen, r->reload_p50_ms, r->reload_max_ms);
+    }
     print_latency_json("latency_us", r->lat_known ? &t->lat : NULL);
     if (o->probe) {
         print_latency_json("bus_latency_us", p ? &p->lat : NULL);
@@ -810,6 +876,23 @@ static void report_missing(const struct bench_tail *t, const struct bench_produc
     (void)shown;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void reload_figures(struct bench_reloader *rl, struct result *r)
+{
+    r->reloads = rl->sent;
+    r->reloads_unseen = rl->unseen;
+    if (rl->n) {
+        qsort(rl->pause_ns, rl->n, sizeof *rl->pause_ns, cmp_u64);
+        r->reload_p50_ms = (double)rl->pause_ns[rl->n / 2] / 1e6;
+        r->reload_max_ms = (double)rl->pause_ns[rl->n - 1] / 1e6;
+    }
+}
+
 static int run(const struct opts *o)
 {
     char host[256] = "localhost";
@@ -820,6 +903,7 @@ static int run(const struct opts *o)
     struct bench_self *s = calloc(1, sizeof *s);
     struct bench_self *as = calloc(1, sizeof *as); /* the agent's vigil.self */
     struct bench_probe *pr = calloc(1, sizeof *pr);
+    struct bench_reloader *rl = calloc(1, sizeof *rl);
     struct bench_threads *th = calloc(4, sizeof *th); /* central, agent: at start, at end */
     struct result r = {.cpu_s = -1,
                        .rss_peak = -1,
@@ -831,7 +915,7 @@ static int run(const struct opts *o)
     int rc = 3;
     memset(&v, 0, sizeof v);
     memset(&a, 0, sizeof a);
-    if (!ps || !t || !s || !as || !pr || !th) {
+    if (!ps || !t || !s || !as || !pr || !th || !rl) {
         goto out_free;
     }
     if (o->config) {
@@ -961,9 +1045,26 @@ static int run(const struct opts *o)
         bench_threads_read(a.pid, &th[2]);
     }
     int64_t self_cpu0 = bench_proc_cpu_ns(getpid());
+    struct reload_arg ra = {.o = o, .v = &v};
+    rl->v = &v;
+    rl->self_interval = SELF_INTERVAL;
+    rl->body = reload_body;
+    rl->arg = &ra;
+    rl->every_ns = o->reload_every_ns;
+    rl->until_mono = win_end;
+    rl->zctx = ps->zctx;
+    if (o->reload_every_ns && bench_reloader_start(rl) != 0) {
+        fprintf(stderr, "vigil-bench: cannot start the reloader\n");
+        goto out;
+    }
     while (!vigil_tool_stop && vigil_mono_ns() < win_end) {
         bench_sleep_ns(10000000);
     }
+    bench_reloader_stop(rl);
+    if (rl->err[0]) {
+        fprintf(stderr, "vigil-bench: reloading: %s\n", rl->err);
+    }
+    reload_figures(rl, &r);
     if (vigil_tool_stop) {
         atomic_store(&ps->stop, true);
         r.interrupted = true;
@@ -1048,13 +1149,16 @@ static int run(const struct opts *o)
         print_text(o, &r, t, o->probe ? pr : NULL, &v);
     }
     fflush(stdout);
-    rc = (r.lost || r.duplicated || r.interrupted || r.producer_err) ? 1 : 0;
+    rc = (r.lost || r.duplicated || r.interrupted || r.producer_err || r.reloads_unseen) ? 1 : 0;
 out:
     /* Every socket on the producers' context is closed before fini
      * terminates it (zmq_ctx_term waits for them). */
     bench_self_fini(s);
     bench_self_fini(as);
     bench_probe_stop(pr);
+    if (rl) {
+        bench_reloader_stop(rl); /* its socket is on the producers' context */
+    }
     bench_producers_fini(ps);
     bench_tail_fini(t);
     bench_vigild_cleanup(&a, o->keep);
@@ -1066,6 +1170,10 @@ out_free:
     free(as);
     free(pr);
     free(th);
+    if (rl) {
+        bench_reloader_fini(rl);
+        free(rl);
+    }
     return rc;
 }
 

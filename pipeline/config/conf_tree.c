@@ -924,3 +924,96 @@ struct vigil_conf *vigil__conf_copy(const struct vigil_conf *src)
 {
     return conf_copy(NULL, src, 0);
 }
+
+/* ---- Canonical text ------------------------------------------------------------ */
+
+struct canon {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+static void canon_put(struct canon *c, const char *s, size_t n)
+{
+    if (c->oom) {
+        return;
+    }
+    if (c->len + n + 1 > c->cap) {
+        size_t cap = c->cap ? c->cap : 256;
+        while (cap < c->len + n + 1) {
+            cap *= 2;
+        }
+        char *p = realloc(c->buf, cap);
+        if (!p) {
+            c->oom = true;
+            return;
+        }
+        c->buf = p;
+        c->cap = cap;
+    }
+    memcpy(c->buf + c->len, s, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
+}
+
+/* Length-prefixed, so no value can imitate structure. */
+static void canon_str(struct canon *c, char tag, const char *s)
+{
+    char head[32];
+    size_t n = strlen(s);
+    int hl = snprintf(head, sizeof head, "%c%zu:", tag, n);
+    canon_put(c, head, (size_t)hl);
+    canon_put(c, s, n);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void canon_node(struct canon *c, const struct vigil_conf *n)
+{
+    if (!n) {
+        canon_put(c, "~", 1);
+        return;
+    }
+    if (n->kind == VIGIL_CONF_SCALAR) {
+        canon_str(c, n->quoted ? 'q' : 's', n->value ? n->value : "");
+        return;
+    }
+    if (n->kind == VIGIL_CONF_LIST) {
+        canon_put(c, "[", 1);
+        for (size_t i = 0; i < n->n; i++) {
+            canon_node(c, n->items[i]);
+        }
+        canon_put(c, "]", 1);
+        return;
+    }
+    /* Maps: keys in sorted order, so that reordering keys is no change. */
+    char **keys = malloc((n->n ? n->n : 1) * sizeof *keys);
+    if (!keys) {
+        c->oom = true;
+        return;
+    }
+    memcpy(keys, n->keys, n->n * sizeof *keys);
+    qsort(keys, n->n, sizeof *keys, key_cmp);
+    canon_put(c, "{", 1);
+    for (size_t i = 0; i < n->n; i++) {
+        canon_str(c, 'k', keys[i]);
+        canon_node(c, vigil_conf_get(n, keys[i]));
+    }
+    canon_put(c, "}", 1);
+    free(keys);
+}
+
+char *vigil_conf_canonical(const struct vigil_conf *n)
+{
+    struct canon c = {0};
+    canon_node(&c, n);
+    canon_put(&c, "", 0);
+    if (c.oom || !c.buf) {
+        free(c.buf);
+        return NULL;
+    }
+    return c.buf;
+}

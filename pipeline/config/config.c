@@ -896,6 +896,8 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
             c->plugin_trust_at = v;
         } else if (strcmp(k, "state_dir") == 0) {
             check_folder(&ch, v, "state_dir", &c->state_dir);
+        } else if (strcmp(k, "pid_file") == 0) {
+            check_path(&ch, v, "pid_file", "a file", &c->pid_file);
         } else if (strcmp(k, "bus") == 0) {
             check_bus(&ch, v);
         } else if (strcmp(k, "self") == 0) {
@@ -909,9 +911,13 @@ struct vigil_config *vigil_config_parse(const char *text, size_t len, const char
         } else {
             vigil__diag_key(d, root, i,
                             "unknown top-level key '%s' (valid keys: host, plugin_dir, "
-                            "plugin_trust, state_dir, bus, self, sources, rules, sinks)",
+                            "plugin_trust, state_dir, pid_file, bus, self, sources, rules, "
+                            "sinks)",
                             k);
         }
+    }
+    if (!c->pid_file && !(c->pid_file = path_join(c->state_dir, "vigild.pid"))) {
+        ch.oom = true;
     }
     /* Spools default under state_dir, known only once the whole file is read. */
     for (size_t i = 0; i < c->nsinks && !ch.oom; i++) {
@@ -977,6 +983,7 @@ void vigil_config_free(struct vigil_config *c)
     free(c->host);
     free(c->plugin_dir);
     free(c->state_dir);
+    free(c->pid_file);
     free(c->bus.publish);
     free(c->bus.subscribe);
     free(c->bus.ingest);

@@ -82,6 +82,11 @@ int vigil_conf_size(const struct vigil_conf *n, uint64_t *out_bytes);
 size_t vigil_conf_len(const struct vigil_conf *n);
 const struct vigil_conf *vigil_conf_at(const struct vigil_conf *n, size_t i, const char **key_out);
 
+/* The node as text that is equal for equal configs whatever their positions
+ * or key order (for telling what a reload changed). Caller frees; NULL when
+ * out of memory. */
+char *vigil_conf_canonical(const struct vigil_conf *n);
+
 /* The parsers behind the readers, for text from elsewhere (command lines). */
 int vigil_parse_duration(const char *s, uint64_t *out_ns);
 int vigil_parse_size(const char *s, uint64_t *out_bytes);
@@ -144,6 +149,7 @@ struct vigil_config {
     bool plugin_trust;
     const struct vigil_conf *plugin_trust_at;
     char *state_dir; /* default /var/lib/vigil; sink spools live here */
+    char *pid_file;  /* default <state_dir>/vigild.pid; vigild --reload reads it */
     struct {
         char *publish;            /* PULL endpoint for producers */
         char *subscribe;          /* XPUB endpoint for consumers */

@@ -308,7 +308,8 @@ static void fired(struct vigil_rule *rule, struct series *s, const struct vigil_
 }
 
 static void resolved(struct vigil_rule *rule, struct series *s, const struct vigil_event_view *ev,
-                     uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values, void *ctx)
+                     uint64_t now, struct vigil_emit *out, vigil_alert_values_fn values, void *ctx,
+                     const char *reason)
 {
     struct vigil_event_builder *b;
     if (ev) {
@@ -319,11 +320,14 @@ static void resolved(struct vigil_rule *rule, struct series *s, const struct vig
     } else {
         b = vigil__verdict_begin_stored(out, rule, "alert.resolved", s->host, s->host_len,
                                         s->labels, s->labels_len);
-        vigil_event_add_attr_str(b, "reason", "stale");
+        vigil_event_add_attr_str(b, "reason", reason);
     }
     char fallback[512];
     snprintf(fallback, sizeof fallback, "%s: resolved%s", rule->name,
-             ev ? "" : " (the series stopped reporting)");
+             ev                               ? ""
+             : strcmp(reason, "stale") == 0   ? " (the series stopped reporting)"
+             : strcmp(reason, "changed") == 0 ? " (the rule was changed by a reload)"
+                                              : " (the rule was removed by a reload)");
     vigil__verdict_message(out, rule, ev, fallback);
     vigil_event_add_attr_str(b, "fingerprint", s->fingerprint);
     vigil_event_add_attr_i64(b, "since", (int64_t)s->since);
@@ -386,7 +390,7 @@ void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
         return;
     }
     if (clear) {
-        resolved(rule, s, ev, now, out, values, ctx);
+        resolved(rule, s, ev, now, out, values, ctx, NULL);
         unlink_series(a, s);
         series_free(s);
         atomic_fetch_sub(&rule->stats.series, 1);
@@ -411,7 +415,23 @@ void vigil__alerts_tick(struct vigil_alerts *a, struct vigil_rule *rule, uint64_
                 continue;
             }
             if (s->firing) {
-                resolved(rule, s, NULL, now, out, NULL, NULL);
+                resolved(rule, s, NULL, now, out, NULL, NULL, "stale");
+            }
+            unlink_series(a, s);
+            series_free(s);
+            atomic_fetch_sub(&rule->stats.series, 1);
+        }
+    }
+}
+
+void vigil__alerts_retire(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
+                          const char *reason, struct vigil_emit *out)
+{
+    for (size_t i = 0; i < a->nbuckets; i++) {
+        for (struct series *s = a->buckets[i], *next; s; s = next) {
+            next = s->next;
+            if (s->firing) {
+                resolved(rule, s, NULL, now, out, NULL, NULL, reason);
             }
             unlink_series(a, s);
             series_free(s);

@@ -39,6 +39,10 @@ void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
                            struct vigil_emit *out, vigil_alert_values_fn values, void *ctx);
 void vigil__alerts_tick(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
                         struct vigil_emit *out);
+/* Resolves every firing series (attrs.reason `reason`) and forgets every
+ * series: a reload changed or removed the rule. */
+void vigil__alerts_retire(struct vigil_alerts *a, struct vigil_rule *rule, uint64_t now,
+                          const char *reason, struct vigil_emit *out);
 /* Reads the common alert keys (for, renotify, stale, group_by, max_series)
  * from a rule's node. */
 int vigil__alert_params_read(const struct vigil_conf *node, struct vigil_alert_params *p,

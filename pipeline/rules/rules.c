@@ -4,6 +4,7 @@
  */
 #include "rules.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,7 +467,10 @@ static bool compile_rule(struct vigil_rules *r, const struct vigil_conf *list, s
     } else {
         ok = false;
     }
-    return ok;
+    /* After the checks filled in the defaults: writing out a default or
+     * leaving it out is no change. */
+    rule->def = ok ? vigil_conf_canonical(node) : NULL;
+    return ok && rule->def;
 }
 
 static void rule_fini(struct vigil_rule *rule)
@@ -481,6 +485,7 @@ static void rule_fini(struct vigil_rule *rule)
     free(rule->match_len);
     free(rule->name);
     free(rule->severity);
+    free(rule->def);
     vigil__template_free(rule->message);
 }
 
@@ -556,6 +561,73 @@ const char *vigil_rules_prefix(const struct vigil_rules *r, size_t i)
 size_t vigil_rules_count(const struct vigil_rules *r)
 {
     return r->n;
+}
+
+/* ---- Reloading ----------------------------------------------------------------- */
+
+static struct vigil_rule *rule_named(struct vigil_rules *r, const char *name, size_t *index)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->rules[i].name, name) == 0) {
+            *index = i;
+            return &r->rules[i];
+        }
+    }
+    return NULL;
+}
+
+int vigil_rules_adopt(struct vigil_rules *nw, struct vigil_rules *old, uint64_t now_ns,
+                      vigil_verdict_fn emit, void *arg, struct vigil_rules_reload *counts)
+{
+    struct vigil_rules_reload c = {0};
+    bool *kept = calloc(old->n ? old->n : 1, sizeof *kept);
+    if (!kept) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < nw->n; i++) {
+        size_t j;
+        struct vigil_rule *was = rule_named(old, nw->rules[i].name, &j);
+        if (was && was->def && nw->rules[i].def && strcmp(was->def, nw->rules[i].def) == 0) {
+            /* The same rule: its state (series, index, history) and its
+             * counters move over; the fresh copy goes with the old engine. */
+            struct vigil_rule fresh = nw->rules[i];
+            nw->rules[i] = *was;
+            *was = fresh;
+            kept[j] = true;
+            c.kept++;
+        } else if (was) {
+            c.changed++;
+        } else {
+            c.added++;
+        }
+    }
+    struct vigil_emit out = {.r = old, .fn = emit, .arg = arg};
+    for (size_t j = 0; j < old->n; j++) {
+        size_t i;
+        if (kept[j]) {
+            continue;
+        }
+        bool changed = rule_named(nw, old->rules[j].name, &i) != NULL;
+        c.removed += !changed;
+        if (old->rules[j].kind->retire) {
+            old->rules[j].kind->retire(&old->rules[j], now_ns, changed ? "changed" : "removed",
+                                       &out);
+        }
+    }
+    free(kept);
+    /* Verdicts go on with the same seq per host: a reload is no gap. */
+    struct host_seq *hosts = nw->hosts;
+    size_t nhosts = nw->nhosts, caphosts = nw->caphosts;
+    nw->hosts = old->hosts;
+    nw->nhosts = old->nhosts;
+    nw->caphosts = old->caphosts;
+    old->hosts = hosts;
+    old->nhosts = nhosts;
+    old->caphosts = caphosts;
+    if (counts) {
+        *counts = c;
+    }
+    return 0;
 }
 
 /* ---- Running ------------------------------------------------------------------- */

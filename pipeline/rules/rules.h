@@ -40,6 +40,20 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
  * event. Call about once a second. */
 void vigil_rules_tick(struct vigil_rules *r, uint64_t now_ns, vigil_verdict_fn emit, void *arg);
 
+/* A reload: `nw` (compiled from the new config, not yet judging) takes
+ * over from `old`, by name, every rule whose definition did not change,
+ * with its state (pending and firing series, isolation index, policy
+ * history) and counters, and the verdicts' seq per host. old's rules that
+ * changed or went are retired: what they have firing is resolved with
+ * attrs.reason "changed" or "removed" (through emit). Afterwards old holds
+ * only what is to be freed. Call on the thread that runs old. 0 or -ENOMEM
+ * (then nothing moved). */
+struct vigil_rules_reload {
+    size_t kept, changed, removed, added;
+};
+int vigil_rules_adopt(struct vigil_rules *nw, struct vigil_rules *old, uint64_t now_ns,
+                      vigil_verdict_fn emit, void *arg, struct vigil_rules_reload *counts);
+
 /* Per-rule counters for vigil.self: calls fn once per rule with its name,
  * kind and a list of (key, value) pairs. */
 typedef void (*vigil_rule_stats_fn)(void *arg, const char *rule, const char *kind,

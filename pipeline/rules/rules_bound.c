@@ -174,11 +174,19 @@ static void bound_tick(struct vigil_rule *rule, uint64_t now, struct vigil_emit 
     vigil__alerts_tick(b->alerts, rule, now, out);
 }
 
+static void bound_retire(struct vigil_rule *rule, uint64_t now, const char *reason,
+                         struct vigil_emit *out)
+{
+    struct bound *b = rule->impl;
+    vigil__alerts_retire(b->alerts, rule, now, reason, out);
+}
+
 const struct vigil_rule_kind vigil__rule_bound = {
     .name = "bound",
     .options = bound_options,
     .compile = bound_compile,
     .eval = bound_eval,
     .tick = bound_tick,
+    .retire = bound_retire,
     .free = bound_free,
 };

@@ -47,6 +47,10 @@ struct vigil_rule_kind {
     void (*eval)(struct vigil_rule *rule, const struct vigil_event_view *ev, uint64_t now,
                  struct vigil_emit *out);
     void (*tick)(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out); /* may be NULL */
+    /* A reload changed or removed the rule: resolve what it has firing, with
+     * attrs.reason `reason`. NULL for kinds that keep nothing firing. */
+    void (*retire)(struct vigil_rule *rule, uint64_t now, const char *reason,
+                   struct vigil_emit *out);
     void (*free)(struct vigil_rule *rule);
 };
 
@@ -60,6 +64,7 @@ struct vigil_rule {
     struct vigil_template *message; /* NULL: a default message */
     void *impl;
     struct vigil_rule_stats stats;
+    char *def; /* the definition as canonical text: a reload keeps the rule if equal */
 };
 
 extern const struct vigil_rule_kind vigil__rule_threshold;

@@ -86,11 +86,19 @@ static void threshold_tick(struct vigil_rule *rule, uint64_t now, struct vigil_e
     vigil__alerts_tick(t->alerts, rule, now, out);
 }
 
+static void threshold_retire(struct vigil_rule *rule, uint64_t now, const char *reason,
+                             struct vigil_emit *out)
+{
+    struct threshold *t = rule->impl;
+    vigil__alerts_retire(t->alerts, rule, now, reason, out);
+}
+
 const struct vigil_rule_kind vigil__rule_threshold = {
     .name = "threshold",
     .options = threshold_options,
     .compile = threshold_compile,
     .eval = threshold_eval,
     .tick = threshold_tick,
+    .retire = threshold_retire,
     .free = threshold_free,
 };

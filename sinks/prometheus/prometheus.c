@@ -15,6 +15,8 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <netdb.h>
 
 #include "series.h"
 #include "vigil/plugin.h"
@@ -429,6 +431,32 @@ static void request_cb(struct evhttp_request *req, void *arg)
  */
 
 /* "host:port", "[v6]:port": host into buf, the port; false if malformed. */
+/* SO_REUSEPORT: when a reload replaces this sink, the new one listens
+ * beside the old one until that one goes, so a scrape is never refused. Only
+ * a socket of the same user with the same option can share the port. */
+static struct evconnlistener *listen_on(struct event_base *base, const char *host, int port,
+                                        int *err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai) != 0 || !ai) {
+        *err = EADDRNOTAVAIL;
+        return NULL;
+    }
+    errno = 0;
+    struct evconnlistener *l = evconnlistener_new_bind(
+        base, NULL, NULL,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+        128, ai->ai_addr, (int)ai->ai_addrlen);
+    *err = errno;
+    freeaddrinfo(ai);
+    return l;
+}
+
 static bool parse_listen(const char *s, char *host, size_t cap, int *port)
 {
     const char *colon = strrchr(s, ':');
@@ -535,9 +563,13 @@ static int prom_init(struct vigil_instance *h, const struct vigil_api *api, void
         } else {
             evhttp_set_allowed_methods(p->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
             evhttp_set_gencb(p->http, request_cb, p);
-            errno = 0;
-            if (!evhttp_bind_socket_with_handle(p->http, host, (ev_uint16_t)port)) {
-                int e = errno ? errno : EADDRNOTAVAIL;
+            int e = 0;
+            struct evconnlistener *l = listen_on(base, host, port, &e);
+            if (!l || !evhttp_bind_listener(p->http, l)) {
+                if (l) {
+                    evconnlistener_free(l);
+                }
+                e = e ? e : EADDRNOTAVAIL;
                 api->conf_error(h, listen_n, "cannot listen on %s: %s", listen, api->strerror(-e));
                 rc = -e;
             }

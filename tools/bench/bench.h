@@ -218,6 +218,32 @@ int bench_vigild_setup(struct bench_vigild *v, bool tcp);
  * of vigild's log). */
 int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const char *body,
                        const char *log_level);
+/* Writes the config alone (as bench_vigild_start does), renamed into
+ * place. Returns 0 or -1 after printing why. */
+int bench_vigild_write(struct bench_vigild *v, const char *self_interval, const char *body);
+/* --reload-every: rewrites the config every `every_ns` with the next
+ * generation's body and sends SIGHUP, and times each reload from the signal
+ * to the first verdict of the rule only that generation has
+ * ("reload-<gen>", on alert.fired at the subscribe endpoint). */
+struct bench_reloader {
+    struct bench_vigild *v;
+    const char *self_interval;
+    char *(*body)(void *arg, unsigned gen); /* malloc'ed YAML */
+    void *arg;
+    uint64_t every_ns, until_mono;
+    void *zctx;
+    pthread_t thread;
+    bool started;
+    _Atomic bool stop;
+    uint64_t *pause_ns; /* one per reload that was seen to judge */
+    size_t n, cap;
+    unsigned sent, unseen; /* reloads asked; of those, no verdict within 5 s */
+    char err[256];
+};
+int bench_reloader_start(struct bench_reloader *r);
+void bench_reloader_stop(struct bench_reloader *r);
+void bench_reloader_fini(struct bench_reloader *r);
+
 /* -c: reads endpoints, the sink's path or name from a running daemon's
  * config and finds its pid (explicit_pid if > 0). Returns 0 or -1. */
 int bench_vigild_attach(struct bench_vigild *v, const char *config, enum bench_sink sink,

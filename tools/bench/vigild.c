@@ -385,8 +385,7 @@ int bench_vigild_setup(struct bench_vigild *v, bool tcp)
     return 0;
 }
 
-int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const char *body,
-                       const char *log_level)
+int bench_vigild_write(struct bench_vigild *v, const char *self_interval, const char *body)
 {
     size_t cap = strlen(body) + strlen(v->bus_extra) + 4 * PATH_MAX + 256;
     char *yaml = malloc(cap);
@@ -402,10 +401,22 @@ int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const 
                      v->bus_extra, self_interval);
     n += snprintf(yaml + n, cap - (size_t)n, "state_dir: %s/state\n", v->dir);
     snprintf(yaml + n, cap - (size_t)n, "%s", body);
-    int rc = bench_write_file(v->cfg, yaml);
+    /* Renamed into place: a reload never reads half a file. */
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", v->cfg);
+    int rc = bench_write_file(tmp, yaml);
     free(yaml);
-    if (rc != 0) {
+    if (rc != 0 || rename(tmp, v->cfg) != 0) {
         fprintf(stderr, "vigil-bench: cannot write %s: %s\n", v->cfg, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int bench_vigild_start(struct bench_vigild *v, const char *self_interval, const char *body,
+                       const char *log_level)
+{
+    if (bench_vigild_write(v, self_interval, body) != 0) {
         return -1;
     }
     char vigild[PATH_MAX];
