@@ -7,7 +7,9 @@
 # forward and forward_curve: producers -> an agent vigild -> its forward sink
 # -> tcp loopback (with CURVE) -> a central vigild -> the file sink; nothing
 # lost or duplicated at the central's file, both daemons measured.
-#   smoke.sh BUILD_DIR MODE      (MODE: file, capture, discard, forward, forward_curve)
+# reload: the file sink while vigild reloads every 500 ms (each reload a new
+# rule and a new sink): nothing lost or doubled, every reload's rule judged.
+#   smoke.sh BUILD_DIR MODE      (MODE: file, capture, discard, forward, forward_curve, reload)
 set -u
 build=$1
 mode=$2
@@ -17,6 +19,7 @@ case $mode in
 discard) extra=(--coalesce 500us) ;;
 forward) sink=file extra=(--forward -t tcp) ;;
 forward_curve) sink=file extra=(--curve -t tcp) ;;
+reload) sink=file extra=(--reload-every 500ms) ;;
 esac
 fail() {
     echo "FAIL: $*"
@@ -54,6 +57,9 @@ else:
     check(l is not None and l["samples"] == r["published_in_window"], "latency samples")
     check(l is not None and 0 <= l["min"] <= l["median"] <= l["p95"] <= l["p99"] <= l["max"], "latency order")
     check(r["bad_lines"] == 0, "%s unparsable lines in the sink's file" % r["bad_lines"])
+if mode == "reload":
+    check(r["reloads"] >= 2 and r["reloads_unseen"] == 0, "reloads %s, of which %s never judged" % (r["reloads"], r["reloads_unseen"]))
+    check(0 < r["reload_pause_p50_ms"] <= r["reload_pause_max_ms"], "reload pause p50 %s max %s" % (r["reload_pause_p50_ms"], r["reload_pause_max_ms"]))
 if mode.startswith("forward"):
     a = r["agent"]
     check(r["mode"] == "forward" and r["curve"] == (mode == "forward_curve"), "mode %s curve %s" % (r["mode"], r["curve"]))
