@@ -957,6 +957,21 @@ static void wait_subscriptions(struct daemon *dm)
     }
 }
 
+/* The sink made for entry i goes (stopped if it runs: a successor that has
+ * taken nothing over ends without delivering anything); the running sink
+ * it was to replace, if any, stays. */
+static void keep_running_sink(struct daemon *dm, struct plan *p, size_t i)
+{
+    struct vigil_instance *prev = p->snk_prev[i];
+    vigil_instance_free(p->snk[i]);
+    p->snk[i] = prev;
+    p->snk_made[i] = false;
+    p->snk_prev[i] = NULL;
+    for (size_t j = 0; prev && j < dm->cfg->nsinks; j++) {
+        p->old_snk_kept[j] |= dm->sinks[j] == prev;
+    }
+}
+
 /* Sinks: the new ones subscribe; each replaced one hands over at its
  * handover event (plugin_host.h); removed ones stop as at a stop. */
 static void commit_sinks(struct daemon *dm, struct plan *p, size_t *counts)
@@ -983,13 +998,7 @@ static void commit_sinks(struct daemon *dm, struct plan *p, size_t *counts)
             /* Too late to refuse the reload: the running sink stays. */
             vigil_log(VIGIL_LOG_ERROR, vigil_instance_component(h), "reload: cannot start (%s)%s",
                       vigil_strerror(rc), prev ? "; the running sink of that name stays" : "");
-            vigil_instance_free(h);
-            p->snk[i] = prev;
-            p->snk_made[i] = false;
-            for (size_t j = 0; prev && j < oc->nsinks; j++) {
-                p->old_snk_kept[j] |= dm->sinks[j] == prev;
-            }
-            continue;
+            keep_running_sink(dm, p, i);
         }
     }
     wait_subscriptions(dm);
@@ -997,8 +1006,13 @@ static void commit_sinks(struct daemon *dm, struct plan *p, size_t *counts)
         if (p->snk_made[i] && p->snk_prev[i]) {
             vigil_instance_handover(p->snk_prev[i], p->tokens[i]);
             if (send_handover(dm, nc->sinks[i].name, p->tokens[i]) != 0) {
-                vigil_log(VIGIL_LOG_ERROR, "vigild", "reload: cannot send sink '%s' its handover",
-                          nc->sinks[i].name);
+                /* Without the event neither side moves: the running sink
+                 * goes on, its successor (which took nothing) goes. */
+                vigil_log(VIGIL_LOG_ERROR, "vigild",
+                          "reload: cannot send sink '%s' its handover (%s); the running sink "
+                          "stays",
+                          nc->sinks[i].name, zmq_strerror(zmq_errno()));
+                keep_running_sink(dm, p, i);
             }
         }
     }

@@ -522,8 +522,11 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
         finish_stop(s); /* the queue goes to the spool, for the successor */
         return;
     }
-    if (!s->spool) {
-        return; /* a successor: the spool is not ours yet */
+    if (!s->spool) { /* a successor: the spool is not ours yet */
+        if (s->stopping) {
+            finish_stop(s); /* it goes before it took anything over */
+        }
+        return;
     }
     bool spooled = vigil_spool_has_unread(s->spool);
     if (!spooled && vigil_record_count(&s->q) == 0) {
