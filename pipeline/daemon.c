@@ -658,6 +658,10 @@ static void drain(struct daemon *dm)
 static void stop(struct daemon *dm)
 {
     vigil_ingest_stop(dm->ingest);
+    /* All asked at once: an isolated source's child may take its grace. */
+    for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
+        vigil_instance_stop_request(dm->sources[i]);
+    }
     for (size_t i = 0; dm->sources && i < dm->cfg->nsources; i++) {
         vigil_instance_stop(dm->sources[i]);
     }
