@@ -87,7 +87,7 @@ failed=0
 ctest_in() {
   local dir=$1 label=$2 out rc=0
   echo "== tests ($label)"
-  out=$(cd "$dir" && ctest --output-on-failure --timeout 300 2>&1) || rc=$?
+  out=$(cd "$dir" && ctest --output-on-failure --timeout 300 -j "${VIGIL_CTEST_JOBS:-2}" 2>&1) || rc=$?
   echo "$out"
   local total bad
   total=$(sed -n 's/.*tests failed out of \([0-9]*\).*/\1/p' <<<"$out" | tail -n 1)
