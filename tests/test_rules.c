@@ -596,6 +596,71 @@ static void test_match_by_topic_prefix(void **state)
     assert_true(want[0] > 0 && want[1] > 0 && want[2] > 0 && want[3] > 0);
 }
 
+/* ---- reload ------------------------------------------------------------------------- */
+
+/* A reload's engine takes over the state of the rules that did not change
+ * (keys in another order and a default written out are no change), and the
+ * old engine resolves what its changed and removed rules had firing. */
+static void test_reload_adopt(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f,
+                          "rules:\n"
+                          "  - {name: keep, kind: threshold, match: m, expr: values.x > 1}\n"
+                          "  - {name: chg, kind: threshold, match: m, expr: values.x > 1}\n"
+                          "  - {name: gone, kind: threshold, match: m, expr: values.x > 1}\n"
+                          "  - {name: iso, kind: isolation, match: cgroup.ns, distinct: [net]}\n"),
+                     0);
+    feed(f, "m", "h", "k=a", "x=2", S);
+    assert_int_equal(f->nv, 3); /* keep, chg and gone fire */
+    feed_ns(f, "/c1", NULL, 100, 200, S);
+    feed_ns(f, "/c2", NULL, 100, 201, S);
+    assert_int_equal(f->nv, 4); /* iso: /c2 shares /c1's net */
+
+    const char *after = "rules:\n"
+                        "  - {expr: values.x > 1, match: m, name: keep, kind: threshold,"
+                        " severity: warning}\n"
+                        "  - {name: iso, kind: isolation, match: cgroup.ns, distinct: [net]}\n"
+                        "  - {name: chg, kind: threshold, match: m, expr: values.x > 5}\n"
+                        "  - {name: new, kind: threshold, match: m, expr: values.x > 1}\n";
+    struct vigil_conf *root = vigil_conf_parse(after, strlen(after), "r2.yaml", &f->d);
+    assert_non_null(root);
+    struct vigil_rules *nw = vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &f->d);
+    assert_non_null(nw);
+    struct vigil_rules_reload c;
+    assert_int_equal(vigil_rules_adopt(nw, f->rules, 2 * S, collect, f, &c), 0);
+    assert_int_equal(c.kept, 2);
+    assert_int_equal(c.changed, 1);
+    assert_int_equal(c.removed, 1);
+    assert_int_equal(c.added, 1);
+    assert_int_equal(f->nv, 6);
+    assert_string_equal(f->v[4].topic, "alert.resolved");
+    assert_string_equal(str_at(f, 4, "labels.rule"), "chg");
+    assert_string_equal(str_at(f, 4, "attrs.reason"), "changed");
+    assert_string_equal(str_at(f, 4, "labels.k"), "a");
+    assert_string_equal(f->v[5].topic, "alert.resolved");
+    assert_string_equal(str_at(f, 5, "labels.rule"), "gone");
+    assert_string_equal(str_at(f, 5, "attrs.reason"), "removed");
+    vigil_rules_free(f->rules);
+    vigil_conf_free(f->root);
+    f->rules = nw;
+    f->root = root;
+
+    /* keep is still firing: no second alert.fired; chg (x > 5) holds no
+     * series; new fires; iso remembers the pair it reported. */
+    feed(f, "m", "h", "k=a", "x=2", 3 * S);
+    assert_int_equal(f->nv, 7);
+    assert_string_equal(f->v[6].topic, "alert.fired");
+    assert_string_equal(str_at(f, 6, "labels.rule"), "new");
+    feed_ns(f, "/c2", NULL, 100, 201, 3 * S);
+    assert_int_equal(f->nv, 7);
+    /* keep resolves as the same series it fired as. */
+    feed(f, "m", "h", "k=a", "x=0", 4 * S);
+    assert_int_equal(f->nv, 9);
+    assert_string_equal(str_at(f, 7, "labels.rule"), "keep");
+    assert_string_equal(f->v[7].topic, "alert.resolved");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_isolation_when, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_match_by_topic_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_adopt, setup, teardown),
     };
     return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }
