@@ -856,10 +856,14 @@ static void judge(struct vigil_rule *rule, struct capacity *c, struct host *h, u
             continue;
         }
         double ratio = (double)h->reserved[r] / (double)h->capacity[r];
+        bool active = ratio > c->overcommit[r];
+        if (!active && vigil_counter_get(&rule->stats.series) == 0) {
+            continue; /* nothing pending or firing anywhere: nothing to do */
+        }
         c->cur_host = h;
         c->cur_res = r;
-        vigil__alerts_observe(c->alerts, rule, judged_event(c, h, r), ratio > c->overcommit[r],
-                              ratio <= c->clear[r], now, out, capacity_values, c);
+        vigil__alerts_observe(c->alerts, rule, judged_event(c, h, r), active, ratio <= c->clear[r],
+                              now, out, capacity_values, c);
     }
 }
 
