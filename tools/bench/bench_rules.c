@@ -119,6 +119,45 @@ static void build_samples(struct sample *s, size_t n, bool hot)
     vigil_event_builder_fini(&b);
 }
 
+/* Compiles `yaml`, feeds it `events` events cycling over s[0..n), each
+ * `step_ns` of event time after the last, and returns the seconds taken
+ * (verdicts counted in `verdicts`); < 0 when the rules do not compile. */
+static double run(const char *yaml, const struct sample *s, size_t n, size_t events,
+                  uint64_t step_ns)
+{
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_conf *root = vigil_conf_parse(yaml, strlen(yaml), "bench.yaml", &d);
+    struct vigil_rules *r =
+        root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
+    if (!r) {
+        vigil_diag_print(&d, stderr);
+        vigil_conf_free(root);
+        vigil_diag_fini(&d);
+        return -1;
+    }
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 64 * 1024);
+    verdicts = 0;
+    uint64_t now = vigil_now_ns(), t0 = vigil_mono_ns();
+    for (size_t i = 0; i < events; i++) {
+        const struct sample *e = &s[i % n];
+        struct vigil_event_view v;
+        const char *why;
+        if (vigil_event_decode(&v, e->topic, strlen(e->topic), e->body, e->len, 65536, &zone,
+                               &why) == 0) {
+            vigil_rules_eval(r, &v, now + i * step_ns, count_verdict, NULL);
+        }
+        msgpack_zone_clear(&zone);
+    }
+    double secs = (double)(vigil_mono_ns() - t0) / 1e9;
+    msgpack_zone_destroy(&zone);
+    vigil_rules_free(r);
+    vigil_conf_free(root);
+    vigil_diag_fini(&d);
+    return secs;
+}
+
 /* One host's events: a system.stats, then 2,000 containers' cgroup.stats
  * (three levels deep, as kubepods) and 50 kvm.vm, cycled. `changing`: each
  * cgroup's quota differs from its previous event's, so every event moves the
@@ -166,36 +205,12 @@ static int bench_capacity(size_t events)
             n++;
         }
         vigil_event_builder_fini(&b);
-        struct vigil_diag d;
-        vigil_diag_init(&d);
-        struct vigil_conf *root = vigil_conf_parse(yaml, sizeof yaml - 1, "bench.yaml", &d);
-        struct vigil_rules *r =
-            root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
-        if (!r) {
-            vigil_diag_print(&d, stderr);
+        double secs = run(yaml, s, n, events, 100000); /* 10k events/s */
+        if (secs < 0) {
             return 1;
         }
-        msgpack_zone zone;
-        msgpack_zone_init(&zone, 64 * 1024);
-        verdicts = 0;
-        uint64_t now = vigil_now_ns(), t0 = vigil_mono_ns();
-        for (size_t i = 0; i < events; i++) {
-            const struct sample *e = &s[i % n];
-            struct vigil_event_view v;
-            const char *why;
-            if (vigil_event_decode(&v, e->topic, strlen(e->topic), e->body, e->len, 65536, &zone,
-                                   &why) == 0) {
-                vigil_rules_eval(r, &v, now + i * 100000ull, count_verdict, NULL); /* 10k/s */
-            }
-            msgpack_zone_clear(&zone);
-        }
-        double secs = (double)(vigil_mono_ns() - t0) / 1e9;
         printf("%-9s %14.0f %12.1f %10zu\n", changing ? "changing" : "steady",
                (double)events / secs, secs * 1e9 / (double)events, verdicts);
-        msgpack_zone_destroy(&zone);
-        vigil_rules_free(r);
-        vigil_conf_free(root);
-        vigil_diag_fini(&d);
     }
     return 0;
 }
@@ -208,45 +223,21 @@ int main(int argc, char **argv)
     size_t events = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
     enum { NSAMPLES = 999 };
     static struct sample samples[NSAMPLES];
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 64 * 1024);
     const int counts[] = {1, 10, 50};
     printf("%-7s %-6s %14s %12s %10s\n", "events", "rules", "events/s", "ns/event", "verdicts");
     for (size_t c = 0; c < 2 * sizeof counts / sizeof counts[0]; c++) {
         bool hot = c >= sizeof counts / sizeof counts[0];
         build_samples(samples, NSAMPLES, hot);
-        struct vigil_diag d;
-        vigil_diag_init(&d);
         int nrules = counts[c % (sizeof counts / sizeof counts[0])];
         char *y = rules_yaml(nrules);
-        struct vigil_conf *root = vigil_conf_parse(y, strlen(y), "bench.yaml", &d);
-        struct vigil_rules *r =
-            root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
-        if (!r) {
-            vigil_diag_print(&d, stderr);
+        /* 1 ms of event time per event: `for` and renotify move on. */
+        double secs = run(y, samples, NSAMPLES, events, 1000000);
+        free(y);
+        if (secs < 0) {
             return 1;
         }
-        verdicts = 0;
-        uint64_t now = vigil_now_ns(), t0 = vigil_mono_ns();
-        for (size_t i = 0; i < events; i++) {
-            const struct sample *s = &samples[i % NSAMPLES];
-            struct vigil_event_view v;
-            const char *why;
-            if (vigil_event_decode(&v, s->topic, strlen(s->topic), s->body, s->len, 65536, &zone,
-                                   &why) == 0) {
-                /* 1 ms of event time per event: `for` and renotify move on. */
-                vigil_rules_eval(r, &v, now + i * 1000000ull, count_verdict, NULL);
-            }
-            msgpack_zone_clear(&zone);
-        }
-        double secs = (double)(vigil_mono_ns() - t0) / 1e9;
         printf("%-7s %-6d %14.0f %12.1f %10zu\n", hot ? "storm" : "quiet", nrules,
                (double)events / secs, secs * 1e9 / (double)events, verdicts);
-        vigil_rules_free(r);
-        vigil_conf_free(root);
-        free(y);
-        vigil_diag_fini(&d);
     }
-    msgpack_zone_destroy(&zone);
     return 0;
 }
