@@ -13,18 +13,14 @@
 #include <string.h>
 
 #include "alert.h"
+#include "capacity.h"
 #include "glob.h"
 
-enum { R_CPU, R_MEM, R_COUNT };
-
-/* CPUs are counted in millionths, memory in bytes: integer sums stay exact
- * however often contributors come and go. */
-static const double unit[R_COUNT] = {1e6, 1.0};
-static const char *const res_name[R_COUNT] = {"cpu", "memory"};
+static const char *const res_name[CAP_NRES] = {"cpu", "memory"};
 
 /* The values of one resource, as published (docs/rules.md). */
 enum { V_RESERVED, V_CAPACITY, V_RATIO, V_HEADROOM, V_OVERCOMMIT, V_UNLIMITED, V_PER_RES };
-static const char *const value_name[R_COUNT][V_PER_RES] = {
+static const char *const value_name[CAP_NRES][V_PER_RES] = {
     {"reserved_cpus", "capacity_cpus", "ratio_cpu", "headroom_cpus", "overcommit_cpu",
      "unlimited_cpu"},
     {"reserved_memory_bytes", "capacity_memory_bytes", "ratio_memory", "headroom_memory_bytes",
@@ -34,79 +30,24 @@ static const char *const value_name[R_COUNT][V_PER_RES] = {
  * serves both. */
 static const char *const generic_name[V_PER_RES] = {"reserved", "capacity",   "ratio",
                                                     "headroom", "overcommit", "unlimited"};
-#define NVALUES (R_COUNT * V_PER_RES + V_PER_RES + 1) /* + contributors */
+#define NVALUES (CAP_NRES * V_PER_RES + V_PER_RES + 1) /* + contributors */
 
-#define KEY_MAX 4096
 #define TOP_MAX 32
-#define HOST_BUCKETS 1024
 #define SWEEP_MIN_NS 1000000000ull
 
 static const char default_message[] =
     "m: '{host}: {labels.resource} reserved {values.reserved} of capacity {values.capacity} "
     "(ratio {values.ratio}, overcommit limit {values.overcommit})'";
 
-/* One thing that reserves: a cgroup (kind 'c', by path) or a VM (kind 'v',
- * by name: its kvm.vm events and its cgroup's, when the cgroup carries the
- * vm label, meet here, so a VM counts once). */
-struct contrib {
-    struct contrib *next;                  /* hash chain */
-    struct contrib *host_prev, *host_next; /* the host's contributors */
-    struct host *host;
-    uint64_t hash;
-    char kind;
-    char *key; /* host \0 kind name */
-    size_t key_len;
-    const char *name; /* into key */
-    char *cg_path;    /* 'v': the VM's top-most cgroup seen; NULL: none fresh */
-    int64_t cg[R_COUNT];
-    bool cg_limited[R_COUNT];
-    uint64_t cg_seen; /* 0: no cgroup figures */
-    int64_t vm[R_COUNT];
-    bool vm_known[R_COUNT];
-    uint64_t vm_seen; /* 0: no kvm.vm figures */
-    bool nested;      /* below a counted cgroup: that one's limits hold it */
-    int64_t counted[R_COUNT];
-    bool unlimited[R_COUNT];
-    bool in_total;
-};
-
-struct host {
-    struct host *next;
-    uint64_t hash;
-    char *name;
-    size_t len;
-    struct contrib *first;
-    int64_t capacity[R_COUNT];
-    uint64_t capacity_seen; /* 0: not known */
-    int64_t reserved[R_COUNT];
-    uint32_t unlimited[R_COUNT];
-    uint32_t counted; /* contributors in the totals */
-    /* What the last capacity.host said, and when. */
-    bool published;
-    uint64_t published_at;
-    int64_t pub_reserved[R_COUNT], pub_capacity[R_COUNT];
-    uint32_t pub_unlimited[R_COUNT], pub_counted;
-};
-
 struct capacity {
-    double overcommit[R_COUNT], clear[R_COUNT];
-    bool judged[R_COUNT];
-    int64_t unlimited_as[R_COUNT];
-    char **globs; /* NULL: cgroups with a container or vm label */
-    size_t nglobs;
-    bool vms;
+    double overcommit[CAP_NRES], clear[CAP_NRES];
+    bool judged[CAP_NRES];
     size_t top;
-    uint64_t stale_ns, publish_every_ns, republish_ns;
+    uint64_t publish_every_ns, republish_ns;
     bool publish;
-    size_t max_contributors;
     struct vigil_alerts *alerts;
-
-    struct contrib **buckets;
-    size_t nbuckets, n;
-    struct host *hbuckets[HOST_BUCKETS]; /* hosts are few: chains stay short */
-    size_t nhosts;
+    struct cap_ledger l;
     uint64_t last_sweep;
-    char key[KEY_MAX];
 
     /* The event a verdict is judged on: host, labels.resource, values. */
     struct vigil_event_view ev;
@@ -114,7 +55,7 @@ struct capacity {
     double values[NVALUES];
     const char *value_keys[NVALUES];
     size_t nvalues;
-    struct host *cur_host;
+    struct cap_host *cur_host;
     int cur_res;
 };
 
@@ -133,7 +74,7 @@ static const struct vigil_option capacity_options[] = {
      "forget a contributor or a host's capacity not reported this long"},
     {"publish", VIGIL_OPT_BOOL, "true", "publish capacity.host when the figures change"},
     {"publish_every", VIGIL_OPT_DURATION, "10s", "at most one capacity.host per host this often"},
-    {"republish", VIGIL_OPT_DURATION, "5m",
+    {"republish", VIGIL_OPT_DURATION, "1m",
      "publish capacity.host this often even unchanged; 0s: never"},
     {"for", VIGIL_OPT_DURATION, "0s", "the ratio must stay over this long before firing"},
     {"renotify", VIGIL_OPT_DURATION, "0s", "repeat alert.fired this often while firing"},
@@ -150,26 +91,7 @@ static void capacity_free(struct vigil_rule *rule)
     if (!c) {
         return;
     }
-    for (size_t i = 0; c->buckets && i < c->nbuckets; i++) {
-        for (struct contrib *x = c->buckets[i], *next; x; x = next) {
-            next = x->next;
-            free(x->key);
-            free(x->cg_path);
-            free(x);
-        }
-    }
-    free(c->buckets);
-    for (size_t i = 0; i < HOST_BUCKETS; i++) {
-        for (struct host *h = c->hbuckets[i], *next; h; h = next) {
-            next = h->next;
-            free(h->name);
-            free(h);
-        }
-    }
-    for (size_t i = 0; c->globs && i < c->nglobs; i++) {
-        free(c->globs[i]);
-    }
-    free(c->globs);
+    vigil__cap_fini(&c->l);
     vigil__alerts_free(c->alerts);
     free(c);
     rule->impl = NULL;
@@ -177,7 +99,7 @@ static void capacity_free(struct vigil_rule *rule)
 
 static int resource_of(const char *k)
 {
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         if (strcmp(k, res_name[r]) == 0) {
             return r;
         }
@@ -199,7 +121,7 @@ static bool read_map(const struct vigil_conf *m, const char *what, const char *r
             vigil_diag_at(d, v, "capacity rule '%s': %s: '%s' is not a resource (cpu, memory)",
                           rule, what, k);
             ok = false;
-        } else if (size && r == R_MEM && vigil_conf_size(v, &bytes) == 0) {
+        } else if (size && r == CAP_MEM && vigil_conf_size(v, &bytes) == 0) {
             out[r] = (double)bytes;
             set[r] = true;
         } else if (vigil_conf_double(v, &out[r]) != 0 || !(out[r] >= 0) || isinf(out[r])) {
@@ -231,7 +153,7 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
         return VIGIL_ECONFIG;
     }
     bool ok = read_map(oc, "overcommit", rule->name, c->overcommit, c->judged, false, d);
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         c->clear[r] = c->overcommit[r];
         if (c->judged[r] && c->overcommit[r] <= 0) {
             vigil_diag_at(d, vigil_conf_get(oc, res_name[r]),
@@ -241,9 +163,9 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
         }
     }
     const struct vigil_conf *cl = vigil_conf_get(node, "clear");
-    bool clear_set[R_COUNT] = {false, false};
+    bool clear_set[CAP_NRES] = {false, false};
     ok &= read_map(cl, "clear", rule->name, c->clear, clear_set, false, d);
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         if (clear_set[r] && (!c->judged[r] || c->clear[r] > c->overcommit[r])) {
             vigil_diag_at(d, vigil_conf_get(cl, res_name[r]),
                           "capacity rule '%s': clear.%s must be at most overcommit.%s", rule->name,
@@ -251,18 +173,18 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
             ok = false;
         }
     }
-    double unl[R_COUNT] = {0, 0};
-    bool unl_set[R_COUNT];
+    double unl[CAP_NRES] = {0, 0};
+    bool unl_set[CAP_NRES];
     ok &=
         read_map(vigil_conf_get(node, "unlimited"), "unlimited", rule->name, unl, unl_set, true, d);
-    for (int r = 0; r < R_COUNT; r++) {
-        c->unlimited_as[r] = (int64_t)llround(unl[r] * unit[r]);
+    for (int r = 0; r < CAP_NRES; r++) {
+        c->l.unlimited_as[r] = (int64_t)llround(unl[r] * cap_unit(r));
     }
     const struct vigil_conf *g = vigil_conf_get(node, "cgroups");
     if (g) {
-        c->nglobs = vigil_conf_len(g);
-        c->globs = calloc(c->nglobs ? c->nglobs : 1, sizeof *c->globs);
-        for (size_t i = 0; c->globs && i < c->nglobs; i++) {
+        c->l.nglobs = vigil_conf_len(g);
+        c->l.globs = calloc(c->l.nglobs ? c->l.nglobs : 1, sizeof *c->l.globs);
+        for (size_t i = 0; c->l.globs && i < c->l.nglobs; i++) {
             const struct vigil_conf *item = vigil_conf_at(g, i, NULL);
             const char *s, *why;
             if (vigil_conf_string(item, &s) != 0 || item->kind != VIGIL_CONF_SCALAR) {
@@ -272,14 +194,14 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
                 vigil_diag_at(d, item, "capacity rule '%s': bad glob '%s': %s", rule->name, s, why);
                 ok = false;
             } else {
-                c->globs[i] = strdup(s);
-                ok &= c->globs[i] != NULL;
+                c->l.globs[i] = strdup(s);
+                ok &= c->l.globs[i] != NULL;
             }
         }
-        ok &= c->globs != NULL;
+        ok &= c->l.globs != NULL;
     }
-    c->vms = true;
-    vigil_conf_bool(vigil_conf_get(node, "vms"), &c->vms);
+    c->l.vms = true;
+    vigil_conf_bool(vigil_conf_get(node, "vms"), &c->l.vms);
     c->publish = true;
     vigil_conf_bool(vigil_conf_get(node, "publish"), &c->publish);
     int64_t top = 5, maxc = 100000;
@@ -296,14 +218,14 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
         vigil_diag_at(d, mn, "capacity rule '%s': max_contributors must be 1 or more", rule->name);
         ok = false;
     }
-    c->max_contributors = maxc < 1 ? 1 : (size_t)maxc;
-    c->stale_ns = 300ull * 1000000000ull;
+    c->l.max = maxc < 1 ? 1 : (size_t)maxc;
+    c->l.stale_ns = 300ull * 1000000000ull;
     c->publish_every_ns = 10ull * 1000000000ull;
-    c->republish_ns = 300ull * 1000000000ull;
-    vigil_conf_duration(vigil_conf_get(node, "stale"), &c->stale_ns);
+    c->republish_ns = 60ull * 1000000000ull;
+    vigil_conf_duration(vigil_conf_get(node, "stale"), &c->l.stale_ns);
     vigil_conf_duration(vigil_conf_get(node, "publish_every"), &c->publish_every_ns);
     vigil_conf_duration(vigil_conf_get(node, "republish"), &c->republish_ns);
-    if (c->stale_ns == 0) {
+    if (c->l.stale_ns == 0) {
         vigil_diag_at(d, vigil_conf_get(node, "stale"), "capacity rule '%s': stale must be above 0",
                       rule->name);
         ok = false;
@@ -311,13 +233,11 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
     /* The series (one per host and resource) are observed at least once a
      * second while their host is known, so the machine's own staleness (5
      * gaps) resolves them only once the host is forgotten. */
-    struct vigil_alert_params p = {.max_series = 2 * c->max_contributors};
+    struct vigil_alert_params p = {.max_series = 2 * c->l.max};
     vigil_conf_duration(vigil_conf_get(node, "for"), &p.for_ns);
     vigil_conf_duration(vigil_conf_get(node, "renotify"), &p.renotify_ns);
-    c->nbuckets = 1024; /* sized at load: grows only past a contributor per bucket */
-    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     c->alerts = ok ? vigil__alerts_new(&p) : NULL;
-    if (!ok || !c->buckets || !c->alerts) {
+    if (!ok || !c->alerts || vigil__cap_init(&c->l) != 0) {
         capacity_free(rule);
         return ok ? -ENOMEM : VIGIL_ECONFIG;
     }
@@ -335,373 +255,14 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
     return 0;
 }
 
-/* ---- Tables -------------------------------------------------------------------- */
-
-static struct host *host_get(struct vigil_rule *rule, struct capacity *c, const char *name,
-                             size_t len)
-{
-    uint64_t h = vigil__hash(VIGIL_HASH_INIT, name, len);
-    for (struct host *x = c->hbuckets[h & (HOST_BUCKETS - 1)]; x; x = x->next) {
-        if (x->hash == h && x->len == len && memcmp(x->name, name, len) == 0) {
-            return x;
-        }
-    }
-    if (c->nhosts >= c->max_contributors) {
-        vigil_count(&rule->stats.dropped_total, 1);
-        return NULL;
-    }
-    struct host *x = calloc(1, sizeof *x);
-    if (!x || !(x->name = malloc(len + 1))) {
-        free(x);
-        vigil_count(&rule->stats.dropped_total, 1);
-        return NULL;
-    }
-    memcpy(x->name, name, len);
-    x->name[len] = '\0';
-    x->len = len;
-    x->hash = h;
-    x->next = c->hbuckets[h & (HOST_BUCKETS - 1)];
-    c->hbuckets[h & (HOST_BUCKETS - 1)] = x;
-    c->nhosts++;
-    return x;
-}
-
-static void host_remove(struct capacity *c, struct host *h)
-{
-    struct host **pp = &c->hbuckets[h->hash & (HOST_BUCKETS - 1)];
-    while (*pp && *pp != h) {
-        pp = &(*pp)->next;
-    }
-    if (*pp) {
-        *pp = h->next;
-        c->nhosts--;
-    }
-    free(h->name);
-    free(h);
-}
-
-/* c->key = host \0 kind name; returns its length, 0 when too long. */
-static size_t make_key(struct capacity *c, const struct host *h, char kind, const char *name,
-                       size_t len)
-{
-    if (h->len + 2 + len > KEY_MAX) {
-        return 0;
-    }
-    memcpy(c->key, h->name, h->len);
-    c->key[h->len] = '\0';
-    c->key[h->len + 1] = kind;
-    memcpy(c->key + h->len + 2, name, len);
-    return h->len + 2 + len;
-}
-
-static struct contrib *lookup(struct capacity *c, size_t len, uint64_t hash)
-{
-    for (struct contrib *x = c->buckets[hash & (c->nbuckets - 1)]; x; x = x->next) {
-        if (x->hash == hash && x->key_len == len && memcmp(x->key, c->key, len) == 0) {
-            return x;
-        }
-    }
-    return NULL;
-}
-
-static void grow(struct capacity *c)
-{
-    size_t nb = c->nbuckets * 2;
-    struct contrib **b = calloc(nb, sizeof *b);
-    if (!b) {
-        return; /* longer chains */
-    }
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        for (struct contrib *x = c->buckets[i], *next; x; x = next) {
-            next = x->next;
-            x->next = b[x->hash & (nb - 1)];
-            b[x->hash & (nb - 1)] = x;
-        }
-    }
-    free(c->buckets);
-    c->buckets = b;
-    c->nbuckets = nb;
-}
-
-static struct contrib *insert(struct vigil_rule *rule, struct capacity *c, struct host *h,
-                              size_t len, uint64_t hash)
-{
-    if (c->n >= c->max_contributors) {
-        vigil_count(&rule->stats.dropped_total, 1);
-        return NULL;
-    }
-    struct contrib *x = calloc(1, sizeof *x);
-    if (!x || !(x->key = malloc(len + 1))) {
-        free(x);
-        vigil_count(&rule->stats.dropped_total, 1);
-        return NULL;
-    }
-    memcpy(x->key, c->key, len);
-    x->key[len] = '\0';
-    x->key_len = len;
-    x->kind = c->key[h->len + 1];
-    x->name = x->key + h->len + 2;
-    x->hash = hash;
-    x->host = h;
-    if (c->n + 1 > c->nbuckets) {
-        grow(c);
-    }
-    x->next = c->buckets[hash & (c->nbuckets - 1)];
-    c->buckets[hash & (c->nbuckets - 1)] = x;
-    x->host_next = h->first;
-    if (h->first) {
-        h->first->host_prev = x;
-    }
-    h->first = x;
-    c->n++;
-    return x;
-}
-
-/* Takes x's share out of its host's totals. */
-static void untotal(struct contrib *x)
-{
-    if (!x->in_total) {
-        return;
-    }
-    for (int r = 0; r < R_COUNT; r++) {
-        x->host->reserved[r] -= x->counted[r];
-        x->host->unlimited[r] -= x->unlimited[r];
-    }
-    x->host->counted--;
-    x->in_total = false;
-}
-
-static void contrib_remove(struct capacity *c, struct contrib *x)
-{
-    untotal(x);
-    struct contrib **pp = &c->buckets[x->hash & (c->nbuckets - 1)];
-    while (*pp && *pp != x) {
-        pp = &(*pp)->next;
-    }
-    if (*pp) {
-        *pp = x->next;
-        c->n--;
-    }
-    if (x->host_prev) {
-        x->host_prev->host_next = x->host_next;
-    } else {
-        x->host->first = x->host_next;
-    }
-    if (x->host_next) {
-        x->host_next->host_prev = x->host_prev;
-    }
-    free(x->key);
-    free(x->cg_path);
-    free(x);
-}
-
-/* ---- Counting ------------------------------------------------------------------ */
-
-/* What x reserves now, into its host's totals: per resource the larger of
- * its cgroup's limit and its VM's size (a VM's cgroup also holds the VMM);
- * neither known: unlimited, counted as `unlimited` says. Nested: nothing. */
-static void settle(struct capacity *c, struct contrib *x)
-{
-    untotal(x);
-    if (x->nested || (x->cg_seen == 0 && x->vm_seen == 0)) {
-        return;
-    }
-    for (int r = 0; r < R_COUNT; r++) {
-        bool known = false;
-        int64_t v = 0;
-        if (x->cg_seen && x->cg_limited[r]) {
-            v = x->cg[r];
-            known = true;
-        }
-        if (x->vm_seen && x->vm_known[r] && (!known || x->vm[r] > v)) {
-            v = x->vm[r];
-            known = true;
-        }
-        x->counted[r] = known ? v : c->unlimited_as[r];
-        x->unlimited[r] = !known;
-        x->host->reserved[r] += x->counted[r];
-        x->host->unlimited[r] += x->unlimited[r];
-    }
-    x->host->counted++;
-    x->in_total = true;
-}
-
-static bool fresh(uint64_t seen, uint64_t now, uint64_t stale)
-{
-    return seen != 0 && now - seen < stale;
-}
-
-/* True when `anc` is a strict ancestor of `path` ("/a" of "/a/b"; "/" of
- * every other path). */
-static bool below(const char *anc, size_t alen, const char *path, size_t plen)
-{
-    if (alen == 1 && anc[0] == '/') {
-        return plen > 1;
-    }
-    return plen > alen && path[alen] == '/' && memcmp(anc, path, alen) == 0;
-}
-
-/* Whether a counted cgroup ('c') of the host holds `path`: its ancestors are
- * looked up one by one (a hash lookup per level). */
-static bool has_counted_ancestor(struct capacity *c, struct host *h, const char *path, size_t len,
-                                 uint64_t now)
-{
-    for (size_t n = len; n > 1;) {
-        while (n > 0 && path[n - 1] != '/') {
-            n--;
-        }
-        size_t alen = n > 1 ? n - 1 : 1; /* "/a/" -> "/a"; "/" stays */
-        size_t kl = make_key(c, h, 'c', path, alen);
-        if (kl) {
-            struct contrib *a = lookup(c, kl, vigil__hash(VIGIL_HASH_INIT, c->key, kl));
-            if (a && !a->nested && fresh(a->cg_seen, now, c->stale_ns)) {
-                return true;
-            }
-        }
-        n = alen == 1 ? 0 : alen;
-    }
-    return false;
-}
-
-/* A newly counted cgroup: what the host already has below it is nested. */
-static void nest_below(struct capacity *c, struct contrib *top)
-{
-    size_t tl = strlen(top->name);
-    for (struct contrib *x = top->host->first; x; x = x->host_next) {
-        const char *p = x->kind == 'c' ? x->name : x->cg_path;
-        if (x != top && p && !x->nested && below(top->name, tl, p, strlen(p))) {
-            x->nested = true;
-            settle(c, x);
-        }
-    }
-}
-
-static bool selected(const struct capacity *c, const struct vigil_event_view *ev, const char *path,
-                     size_t len)
-{
-    if (c->globs) {
-        for (size_t i = 0; i < c->nglobs; i++) {
-            if (vigil_glob_match(c->globs[i], path, len)) {
-                return true;
-            }
-        }
-        return false;
-    }
-    return vigil_msgpack_map_get(ev->labels, "container", 9) ||
-           vigil_msgpack_map_get(ev->labels, "vm", 2);
-}
-
-static bool value_of(const struct vigil_event_view *ev, const char *k, double *out)
-{
-    return vigil_msgpack_double(vigil_msgpack_map_get(ev->values, k, strlen(k)), out) == 0 &&
-           *out >= 0 && isfinite(*out);
-}
-
-static void on_cgroup(struct vigil_rule *rule, struct capacity *c, struct host *h,
-                      const struct vigil_event_view *ev, uint64_t now)
-{
-    const char *path, *vm;
-    size_t len, vlen;
-    if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, "cgroup", 6), &path, &len) != 0 ||
-        len == 0 || !selected(c, ev, path, len)) {
-        return;
-    }
-    bool is_vm =
-        c->vms && vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, "vm", 2), &vm, &vlen) == 0;
-    size_t kl = is_vm ? make_key(c, h, 'v', vm, vlen) : make_key(c, h, 'c', path, len);
-    if (!kl) {
-        vigil_count(&rule->stats.dropped_total, 1);
-        return;
-    }
-    uint64_t hash = vigil__hash(VIGIL_HASH_INIT, c->key, kl);
-    struct contrib *x = lookup(c, kl, hash);
-    bool fresh_top = false;
-    if (!x) {
-        if (!(x = insert(rule, c, h, kl, hash))) {
-            return;
-        }
-        fresh_top = !is_vm;
-    }
-    if (is_vm) {
-        /* A VM's scope and the cgroups below it (emulator, vcpuN) all carry
-         * its name: the top-most one speaks for it. */
-        size_t pl = x->cg_path ? strlen(x->cg_path) : 0;
-        if (x->cg_path && fresh(x->cg_seen, now, c->stale_ns) && below(x->cg_path, pl, path, len)) {
-            return;
-        }
-        if (!x->cg_path || pl != len || memcmp(x->cg_path, path, len) != 0) {
-            char *np = malloc(len + 1); /* a VM's cgroup changes rarely */
-            if (!np) {
-                return;
-            }
-            memcpy(np, path, len);
-            np[len] = '\0';
-            free(x->cg_path);
-            x->cg_path = np;
-        }
-    }
-    double v;
-    x->cg_limited[R_MEM] = value_of(ev, "memory_max_bytes", &v);
-    x->cg[R_MEM] = x->cg_limited[R_MEM] ? (int64_t)llround(v) : 0;
-    x->cg_limited[R_CPU] = value_of(ev, "cpu_max_cpus", &v);
-    x->cg[R_CPU] = x->cg_limited[R_CPU] ? (int64_t)llround(v * unit[R_CPU]) : 0;
-    bool was_counted = x->in_total;
-    x->cg_seen = now;
-    x->nested = has_counted_ancestor(c, h, is_vm ? x->cg_path : path, len, now);
-    settle(c, x);
-    if (!is_vm && x->in_total && (fresh_top || !was_counted)) {
-        nest_below(c, x);
-    }
-}
-
-static void on_vm(struct vigil_rule *rule, struct capacity *c, struct host *h,
-                  const struct vigil_event_view *ev, uint64_t now)
-{
-    const char *vm;
-    size_t vlen;
-    if (!c->vms ||
-        (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, "vm", 2), &vm, &vlen) != 0 &&
-         vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, "pid", 3), &vm, &vlen) != 0)) {
-        return;
-    }
-    size_t kl = make_key(c, h, 'v', vm, vlen);
-    if (!kl) {
-        vigil_count(&rule->stats.dropped_total, 1);
-        return;
-    }
-    uint64_t hash = vigil__hash(VIGIL_HASH_INIT, c->key, kl);
-    struct contrib *x = lookup(c, kl, hash);
-    if (!x && !(x = insert(rule, c, h, kl, hash))) {
-        return;
-    }
-    double v;
-    x->vm_known[R_CPU] = value_of(ev, "vcpus", &v) && v > 0;
-    x->vm[R_CPU] = x->vm_known[R_CPU] ? (int64_t)llround(v * unit[R_CPU]) : 0;
-    x->vm_known[R_MEM] = value_of(ev, "guest_memory_bytes", &v) && v > 0;
-    x->vm[R_MEM] = x->vm_known[R_MEM] ? (int64_t)llround(v) : 0;
-    x->vm_seen = now;
-    settle(c, x);
-}
-
-static void on_system(struct host *h, const struct vigil_event_view *ev, uint64_t now)
-{
-    double cpus, mem;
-    if (!value_of(ev, "cpu_count", &cpus) || !value_of(ev, "memory_total_bytes", &mem)) {
-        return;
-    }
-    h->capacity[R_CPU] = (int64_t)llround(cpus * unit[R_CPU]);
-    h->capacity[R_MEM] = (int64_t)llround(mem);
-    h->capacity_seen = now;
-}
-
 /* ---- Verdicts and capacity.host ------------------------------------------------- */
 
 static double as_value(int r, int64_t v)
 {
-    return (double)v / unit[r];
+    return (double)v / cap_unit(r);
 }
 
-static void host_value(const struct capacity *c, const struct host *h, int r, int which,
+static void host_value(const struct capacity *c, const struct cap_host *h, int r, int which,
                        double *out)
 {
     double cap = as_value(r, h->capacity[r]), res = as_value(r, h->reserved[r]);
@@ -729,10 +290,10 @@ static void host_value(const struct capacity *c, const struct host *h, int r, in
 
 /* Every value of the host into c->values (NaN: leave out); with `res` >= 0
  * also that resource's under the generic names. */
-static void fill_values(struct capacity *c, const struct host *h, int res)
+static void fill_values(struct capacity *c, const struct cap_host *h, int res)
 {
     c->nvalues = 0;
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         for (int w = 0; w < V_PER_RES; w++) {
             c->value_keys[c->nvalues] = value_name[r][w];
             host_value(c, h, r, w, &c->values[c->nvalues++]);
@@ -756,7 +317,7 @@ static msgpack_object str_obj(const char *s, size_t n)
 
 /* The event the alert machine judges for (host, resource): it makes the
  * series key (host + labels.resource) and feeds the message template. */
-static const struct vigil_event_view *judged_event(struct capacity *c, struct host *h, int r)
+static const struct vigil_event_view *judged_event(struct capacity *c, struct cap_host *h, int r)
 {
     fill_values(c, h, r);
     size_t nv = 0;
@@ -796,11 +357,12 @@ static const struct vigil_event_view *judged_event(struct capacity *c, struct ho
 }
 
 /* attrs.top: the host's largest reservations of resource r, largest first. */
-static void add_top(struct capacity *c, struct vigil_event_builder *b, const struct host *h, int r)
+static void add_top(struct capacity *c, struct vigil_event_builder *b, const struct cap_host *h,
+                    int r)
 {
-    const struct contrib *top[TOP_MAX];
+    const struct cap_contrib *top[TOP_MAX];
     size_t n = 0;
-    for (const struct contrib *x = h->first; x && c->top; x = x->host_next) {
+    for (const struct cap_contrib *x = h->first; x && c->top; x = x->host_next) {
         if (!x->in_total || x->counted[r] <= 0) {
             continue;
         }
@@ -845,13 +407,13 @@ static void capacity_values(void *ctx, struct vigil_emit *out, const struct vigi
     add_top(c, b, c->cur_host, c->cur_res);
 }
 
-static void judge(struct vigil_rule *rule, struct capacity *c, struct host *h, uint64_t now,
+static void judge(struct vigil_rule *rule, struct capacity *c, struct cap_host *h, uint64_t now,
                   struct vigil_emit *out)
 {
-    if (!fresh(h->capacity_seen, now, c->stale_ns)) {
+    if (!vigil__cap_fresh(h->capacity_seen, now, c->l.stale_ns)) {
         return; /* no capacity, no ratio */
     }
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         if (!c->judged[r] || h->capacity[r] <= 0) {
             continue;
         }
@@ -867,9 +429,9 @@ static void judge(struct vigil_rule *rule, struct capacity *c, struct host *h, u
     }
 }
 
-static bool changed_since_published(const struct host *h)
+static bool changed_since_published(const struct cap_host *h)
 {
-    for (int r = 0; r < R_COUNT; r++) {
+    for (int r = 0; r < CAP_NRES; r++) {
         if (h->pub_reserved[r] != h->reserved[r] || h->pub_capacity[r] != h->capacity[r] ||
             h->pub_unlimited[r] != h->unlimited[r]) {
             return true;
@@ -880,10 +442,10 @@ static bool changed_since_published(const struct host *h)
 
 /* capacity.host: when the figures changed, at most once per publish_every;
  * unchanged, every republish. */
-static void maybe_publish(struct vigil_rule *rule, struct capacity *c, struct host *h, uint64_t now,
-                          struct vigil_emit *out)
+static void maybe_publish(struct vigil_rule *rule, struct capacity *c, struct cap_host *h,
+                          uint64_t now, struct vigil_emit *out)
 {
-    if (!c->publish || !fresh(h->capacity_seen, now, c->stale_ns)) {
+    if (!c->publish || !vigil__cap_fresh(h->capacity_seen, now, c->l.stale_ns)) {
         return;
     }
     uint64_t since = now - h->published_at;
@@ -927,72 +489,44 @@ static void capacity_eval(struct vigil_rule *rule, const struct vigil_event_view
     if (t == T_OTHER || ev->host_len == 0) {
         return;
     }
-    struct host *h = host_get(rule, c, ev->host, ev->host_len);
+    struct cap_host *h = vigil__cap_host(&c->l, ev->host, ev->host_len);
     if (!h) {
+        vigil_count(&rule->stats.dropped_total, 1);
         return;
     }
-    int64_t res[R_COUNT], cap[R_COUNT];
+    int64_t res[CAP_NRES], cap[CAP_NRES];
     memcpy(res, h->reserved, sizeof res);
     memcpy(cap, h->capacity, sizeof cap);
-    bool known = fresh(h->capacity_seen, now, c->stale_ns);
+    bool known = vigil__cap_fresh(h->capacity_seen, now, c->l.stale_ns);
+    bool tracked = true;
     if (t == T_CGROUP) {
-        on_cgroup(rule, c, h, ev, now);
+        tracked = vigil__cap_cgroup(&c->l, h, ev, now);
     } else if (t == T_VM) {
-        on_vm(rule, c, h, ev, now);
+        tracked = vigil__cap_vm(&c->l, h, ev, now);
     } else {
-        on_system(h, ev, now);
+        vigil__cap_system(h, ev, now);
+    }
+    if (!tracked) {
+        vigil_count(&rule->stats.dropped_total, 1);
     }
     /* Judged when a ratio moved; the tick judges the rest of the time. */
     if (memcmp(res, h->reserved, sizeof res) != 0 || memcmp(cap, h->capacity, sizeof cap) != 0 ||
-        known != fresh(h->capacity_seen, now, c->stale_ns)) {
+        known != vigil__cap_fresh(h->capacity_seen, now, c->l.stale_ns)) {
         judge(rule, c, h, now, out);
     }
     maybe_publish(rule, c, h, now, out);
 }
 
-/* Forgets what was not reported for `stale`: a side of a contributor, a
- * contributor with neither, a host with nothing left. */
-static void sweep(struct capacity *c, uint64_t now)
-{
-    for (size_t i = 0; i < HOST_BUCKETS; i++) {
-        for (struct host *h = c->hbuckets[i], *hnext; h; h = hnext) {
-            hnext = h->next;
-            for (struct contrib *x = h->first, *next; x; x = next) {
-                next = x->host_next;
-                bool cg = fresh(x->cg_seen, now, c->stale_ns);
-                bool vm = fresh(x->vm_seen, now, c->stale_ns);
-                if (!cg && !vm) {
-                    contrib_remove(c, x);
-                    continue;
-                }
-                if (!cg && x->cg_seen) {
-                    x->cg_seen = 0;
-                    free(x->cg_path);
-                    x->cg_path = NULL;
-                    x->nested = false; /* a VM left with its kvm.vm figures */
-                    settle(c, x);
-                } else if (!vm && x->vm_seen) {
-                    x->vm_seen = 0;
-                    settle(c, x);
-                }
-            }
-            if (!h->first && !fresh(h->capacity_seen, now, c->stale_ns)) {
-                host_remove(c, h);
-            }
-        }
-    }
-}
-
 static void capacity_tick(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out)
 {
     struct capacity *c = rule->impl;
-    uint64_t every = c->stale_ns / 10 > SWEEP_MIN_NS ? c->stale_ns / 10 : SWEEP_MIN_NS;
+    uint64_t every = c->l.stale_ns / 10 > SWEEP_MIN_NS ? c->l.stale_ns / 10 : SWEEP_MIN_NS;
     if (now - c->last_sweep >= every) {
-        sweep(c, now);
+        vigil__cap_sweep(&c->l, now);
         c->last_sweep = now;
     }
-    for (size_t i = 0; i < HOST_BUCKETS; i++) {
-        for (struct host *h = c->hbuckets[i]; h; h = h->next) {
+    for (size_t i = 0; i < CAP_HOST_BUCKETS; i++) {
+        for (struct cap_host *h = c->l.hbuckets[i]; h; h = h->next) {
             judge(rule, c, h, now, out);
             maybe_publish(rule, c, h, now, out);
         }
