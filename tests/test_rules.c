@@ -623,6 +623,7 @@ static void test_capacity_config_errors(void **state)
     expect_error(f, "r.yaml:9:");  /* clear above overcommit */
     expect_error(f, "r.yaml:10:"); /* top */
     expect_error(f, "r.yaml:12:5: unknown key 'group_by' for capacity rule 'b'");
+    expect_error(f, "r.yaml:7:12: capacity rule 'b': match must cover system.stats");
 }
 
 /* ---- bound ------------------------------------------------------------------------ */

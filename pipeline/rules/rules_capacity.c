@@ -135,9 +135,32 @@ static bool read_map(const struct vigil_conf *m, const char *what, const char *r
     return ok;
 }
 
+/* Whether the rule's match covers `topic`. */
+static bool matches(const struct vigil_rule *rule, const char *topic)
+{
+    for (size_t i = 0; i < rule->nmatch; i++) {
+        if (rule->match[i] && strncmp(topic, rule->match[i], rule->match_len[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *node,
                             struct vigil_diag *d)
 {
+    /* Without the host's capacity nothing is ever judged, and without
+     * reservations nothing is counted: a silent rule. */
+    bool match_ok = rule->nmatch == 0 || /* the engine reports a missing match */
+                    (matches(rule, "system.stats") &&
+                     (matches(rule, "cgroup.stats") || matches(rule, "kvm.vm")));
+    if (!match_ok) {
+        vigil_diag_at(d, vigil_conf_get(node, "match"),
+                      "capacity rule '%s': match must cover system.stats (what the host has) "
+                      "and cgroup.stats or kvm.vm (what is reserved)",
+                      rule->name);
+    }
+
     struct capacity *c = calloc(1, sizeof *c);
     if (!c) {
         return -ENOMEM;
@@ -152,7 +175,8 @@ static int capacity_compile(struct vigil_rule *rule, const struct vigil_conf *no
         capacity_free(rule);
         return VIGIL_ECONFIG;
     }
-    bool ok = read_map(oc, "overcommit", rule->name, c->overcommit, c->judged, false, d);
+    bool ok =
+        read_map(oc, "overcommit", rule->name, c->overcommit, c->judged, false, d) && match_ok;
     for (int r = 0; r < CAP_NRES; r++) {
         c->clear[r] = c->overcommit[r];
         if (c->judged[r] && c->overcommit[r] <= 0) {
