@@ -524,6 +524,47 @@ static void test_capacity_for_clear_renotify_stale(void **state)
     assert_int_equal(f->nv, before);
 }
 
+/* `cgroups` globs choose exactly; `vms: false` leaves kvm.vm out and a VM's
+ * cgroup counts as any other; a counted parent that goes stale lets the
+ * cgroup below it count again. */
+static void test_capacity_globs_vms_off_and_unnesting(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: cap\n"
+                             "    kind: capacity\n"
+                             "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                             "    overcommit: {cpu: 8}\n"
+                             "    cgroups: ['/svc/**', '/machine.slice/*']\n"
+                             "    vms: false\n"
+                             "    stale: 1m\n"
+                             "    publish_every: 0s\n"),
+                     0);
+    uint64_t t = 1000 * S;
+    host_stats(f, "h", 4, GIB, t);
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a", "cpu_max_cpus=1", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/x,container=x", "cpu_max_cpus=2", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/machine.slice/vm1.scope,vm=vm1", "cpu_max_cpus=3", t);
+    feed(f, "kvm.vm", "h", "vm=vm1,pid=3", "vcpus=16", t);
+    int ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    /* /svc/a 1 (b nested) + vm1's scope 3; /docker/x not selected, kvm.vm off */
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 4);
+    assert_true(num_at(f, ch, "values.contributors") == 2);
+    /* /svc/a goes silent: once forgotten, b counts at its next event. */
+    for (uint64_t s = 20; s <= 80; s += 20) {
+        feed(f, "system.stats", "h", NULL, "cpu_count=4,memory_total_bytes=1073741824", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/machine.slice/vm1.scope,vm=vm1", "cpu_max_cpus=3",
+             t + s * S);
+        vigil_rules_tick(f->rules, t + s * S, collect, f);
+    }
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t + 81 * S);
+    ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 3.5);
+    assert_true(num_at(f, ch, "values.contributors") == 2);
+}
+
 /* A reload that changes the rule resolves what it has firing; an unchanged
  * one keeps it firing without a word. */
 static void test_capacity_reload(void **state)
@@ -952,6 +993,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_ratios_fire_and_top, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_nested_and_vm_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_for_clear_renotify_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_globs_vms_off_and_unnesting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_many_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_config_errors, setup, teardown),
