@@ -144,6 +144,7 @@ static void untotal(struct cap_contrib *x)
 
 static void contrib_remove(struct cap_ledger *c, struct cap_contrib *x)
 {
+    c->nest_gen += x->kind == 'c' && x->in_total;
     untotal(x);
     struct cap_contrib **pp = &c->buckets[x->hash & (c->nbuckets - 1)];
     while (*pp && *pp != x) {
@@ -173,28 +174,31 @@ static void contrib_remove(struct cap_ledger *c, struct cap_contrib *x)
  * neither known: unlimited, counted as `unlimited` says. Nested: nothing. */
 static void settle(struct cap_ledger *c, struct cap_contrib *x)
 {
+    bool was = x->in_total;
     untotal(x);
-    if (x->nested || (x->cg_seen == 0 && x->vm_seen == 0)) {
-        return;
-    }
-    for (int r = 0; r < CAP_NRES; r++) {
-        bool known = false;
-        int64_t v = 0;
-        if (x->cg_seen && x->cg_limited[r]) {
-            v = x->cg[r];
-            known = true;
+    if (!x->nested && (x->cg_seen || x->vm_seen)) {
+        for (int r = 0; r < CAP_NRES; r++) {
+            bool known = false;
+            int64_t v = 0;
+            if (x->cg_seen && x->cg_limited[r]) {
+                v = x->cg[r];
+                known = true;
+            }
+            if (x->vm_seen && x->vm_known[r] && (!known || x->vm[r] > v)) {
+                v = x->vm[r];
+                known = true;
+            }
+            x->counted[r] = known ? v : c->unlimited_as[r];
+            x->unlimited[r] = !known;
+            x->host->reserved[r] += x->counted[r];
+            x->host->unlimited[r] += x->unlimited[r];
         }
-        if (x->vm_seen && x->vm_known[r] && (!known || x->vm[r] > v)) {
-            v = x->vm[r];
-            known = true;
-        }
-        x->counted[r] = known ? v : c->unlimited_as[r];
-        x->unlimited[r] = !known;
-        x->host->reserved[r] += x->counted[r];
-        x->host->unlimited[r] += x->unlimited[r];
+        x->host->counted++;
+        x->in_total = true;
     }
-    x->host->counted++;
-    x->in_total = true;
+    if (x->kind == 'c' && was != x->in_total) {
+        c->nest_gen++; /* a cgroup joined or left the sums */
+    }
 }
 
 /* True when `anc` is a strict ancestor of `path` ("/a" of "/a/b"; "/" of
@@ -280,7 +284,7 @@ bool vigil__cap_cgroup(struct cap_ledger *c, struct cap_host *h, const struct vi
     }
     uint64_t hash = vigil__hash(VIGIL_HASH_INIT, c->key, kl);
     struct cap_contrib *x = lookup(c, kl, hash);
-    bool fresh_top = false;
+    bool fresh_top = false, moved = false;
     if (!x) {
         if (!(x = insert(c, h, kl, hash))) {
             return false;
@@ -296,6 +300,7 @@ bool vigil__cap_cgroup(struct cap_ledger *c, struct cap_host *h, const struct vi
             return true;
         }
         if (!x->cg_path || pl != len || memcmp(x->cg_path, path, len) != 0) {
+            moved = true;
             char *np = malloc(len + 1); /* a VM's cgroup changes rarely */
             if (!np) {
                 return false;
@@ -313,7 +318,10 @@ bool vigil__cap_cgroup(struct cap_ledger *c, struct cap_host *h, const struct vi
     x->cg[CAP_CPU] = x->cg_limited[CAP_CPU] ? (int64_t)llround(v * cap_unit(CAP_CPU)) : 0;
     bool was_counted = x->in_total;
     x->cg_seen = now;
-    x->nested = has_counted_ancestor(c, h, is_vm ? x->cg_path : path, len, now);
+    if (x->nest_gen != c->nest_gen || moved) {
+        x->nested = has_counted_ancestor(c, h, is_vm ? x->cg_path : path, len, now);
+        x->nest_gen = c->nest_gen;
+    }
     settle(c, x);
     if (!is_vm && x->in_total && (fresh_top || !was_counted)) {
         nest_below(c, x);
@@ -396,6 +404,7 @@ void vigil__cap_sweep(struct cap_ledger *c, uint64_t now)
 
 int vigil__cap_init(struct cap_ledger *c)
 {
+    c->nest_gen = 1;    /* a new contributor's 0 never matches */
     c->nbuckets = 1024; /* sized at load: grows only past a contributor per bucket */
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     return c->buckets ? 0 : -ENOMEM;

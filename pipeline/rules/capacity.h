@@ -44,6 +44,7 @@ struct cap_contrib {
     bool vm_known[CAP_NRES];
     uint64_t vm_seen;          /* 0: no kvm.vm figures */
     bool nested;               /* below a counted cgroup: that one's limits hold it */
+    uint64_t nest_gen;         /* the ledger\'s nest_gen when `nested` was worked out */
     int64_t counted[CAP_NRES]; /* what it adds to its host's reserved */
     bool unlimited[CAP_NRES];
     bool in_total;
@@ -80,6 +81,9 @@ struct cap_ledger {
     size_t nbuckets, n;
     struct cap_host *hbuckets[CAP_HOST_BUCKETS]; /* hosts are few: chains stay short */
     size_t nhosts;
+    /* +1 whenever a cgroup joins or leaves the sums: only then can a cgroup
+     * below it have become nested or free, so only then is its path walked. */
+    uint64_t nest_gen;
     char key[CAP_KEY_MAX];
 };
 
