@@ -778,6 +778,7 @@ static void test_host_hierarchies(void **state)
     assert_near(val(&s, "cpu_user_pct"), val(&s, "cpu_usage_pct") * 0.8, 110, "cpu_user_pct");
     assert_true(val(&s, "cpu_system_pct") < 20);
     assert_false(has(&s, "cpu_throttled_pct", NULL)); /* no quota: no throttling */
+    assert_false(has(&s, "cpu_max_cpus", NULL));      /* and no limit to publish */
     const struct mnt *mm = host_v1("memory");
     char p[700];
     snprintf(p, sizeof p, "%s%s/memory.current", host_v2() ? host_v2()->dir : "", rel);
@@ -869,7 +870,8 @@ static void test_host_hierarchies(void **state)
         assert_near(val(&s, "memory_usage_pct"), 20, 35, "memory_usage_pct of 256 MiB");
     }
     if (cm || has(&s, "cpu_throttled_pct", NULL)) {
-        assert_cpu_like(&s, ref, 2, 20); /* a 10% quota */
+        assert_true(val(&s, "cpu_max_cpus") == 0.1); /* 10000 / 100000 us */
+        assert_cpu_like(&s, ref, 2, 20);             /* a 10% quota */
         assert_near(val(&s, "cpu_throttled_pct"), 50, 100, "cpu_throttled_pct");
         assert_true(val(&s, "cpu_throttled_ns_total") > 0);
     }

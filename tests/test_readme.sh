@@ -68,6 +68,26 @@ kill -TERM "$pid"
 wait "$pid" || fail "vigild (first.yaml) did not exit 0 on SIGTERM"
 pid=
 
+# The README's capacity example: its config (faster intervals) runs, and
+# its vigil-tap | python3 line answers for this host.
+block README.md '# capacity.yaml:' |
+  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/tmp/vigil-capacity#$work/capacity#g; s#interval: 10s#interval: 300ms#; s#republish: 30s#republish: 1s#" >"$work/capacity.yaml"
+grep -q 'kind: capacity' "$work/capacity.yaml" || fail "no capacity.yaml example in README.md"
+"$build/vigild" --check -c "$work/capacity.yaml" >"$work/check.out" 2>&1 ||
+  fail "vigild --check refused the README's capacity.yaml: $(cat "$work/check.out")"
+if /usr/bin/python3 -c 'import json' 2>/dev/null; then
+  "$build/vigild" -c "$work/capacity.yaml" 2>"$work/vigild.log" &
+  pid=$!
+  fit=$(grep -F 'vigil-tap -c capacity.yaml' "$src/README.md" | head -1 |
+    sed "s#^build/vigil-tap -c capacity.yaml#$build/vigil-tap -c $work/capacity.yaml -n 1 --timeout 20s#")
+  [ -n "$fit" ] || fail "no vigil-tap | python3 line in README.md's capacity section"
+  bash -c "$fit" >"$work/fit.out" 2>&1 || fail "the README's capacity line failed: $(cat "$work/fit.out")"
+  grep -Eq '^[^ ]+ (fits|does not fit)$' "$work/fit.out" || fail "the README's capacity line said: $(cat "$work/fit.out")"
+  kill -TERM "$pid"
+  wait "$pid" || fail "vigild (capacity.yaml) did not exit 0 on SIGTERM"
+  pid=
+fi
+
 # Every relative link of the README and the docs resolves (file and heading).
 if command -v python3 >/dev/null; then
   (cd "$src" && python3 tools/check_doc_links.py README.md docs/*.md plugins/*/README.md sinks/*/README.md conf/kubernetes/README.md >"$work/links.out") ||

@@ -290,6 +290,383 @@ static void test_threshold_config_errors(void **state)
     expect_error(f, "r.yaml:7:11: duplicate rule name 'a'");
 }
 
+/* ---- capacity -------------------------------------------------------------------- */
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+static const char *capacity_yaml = "rules:\n"
+                                   "  - name: cap\n"
+                                   "    kind: capacity\n"
+                                   "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                                   "    overcommit: {cpu: 1.0, memory: 1.0}\n"
+                                   "    top: 2\n"
+                                   "    publish_every: 10s\n"
+                                   "    republish: 0s\n";
+
+/* The index of the n-th (from 0) verdict or event on `topic`, or -1. */
+static int nth(struct fx *f, const char *topic, int n)
+{
+    for (size_t i = 0; i < f->nv; i++) {
+        if (strcmp(f->v[i].topic, topic) == 0 && n-- == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int count_of(struct fx *f, const char *topic)
+{
+    int n = 0;
+    while (nth(f, topic, n) >= 0) {
+        n++;
+    }
+    return n;
+}
+
+/* attrs.top[k].<key> of verdict i, as text ("" when absent). */
+static const char *top_at(struct fx *f, size_t i, size_t k, const char *key)
+{
+    static char out[256];
+    struct vigil_event_view v = view(f, i);
+    const msgpack_object *item = vigil_msgpack_at(vigil_event_get(&v, "attrs.top"), k, NULL, NULL);
+    const msgpack_object *o = vigil_msgpack_map_get(item, key, strlen(key));
+    const char *s;
+    size_t n;
+    double x;
+    out[0] = '\0';
+    if (vigil_msgpack_str(o, &s, &n) == 0) {
+        snprintf(out, sizeof out, "%.*s", (int)n, s);
+    } else if (vigil_msgpack_double(o, &x) == 0) {
+        snprintf(out, sizeof out, "%g", x);
+    }
+    return out;
+}
+
+static void host_stats(struct fx *f, const char *host, int cpus, double mem, uint64_t t)
+{
+    char v[128];
+    snprintf(v, sizeof v, "cpu_count=%d,memory_total_bytes=%.0f", cpus, mem);
+    feed(f, "system.stats", host, NULL, v, t);
+}
+
+static void test_capacity_ratios_fire_and_top(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, capacity_yaml), 0);
+    uint64_t t = 1000 * S;
+    /* Reservations before the capacity is known are kept, not judged. */
+    feed(f, "cgroup.stats", "h1", "cgroup=/docker/a,container=a",
+         "cpu_max_cpus=1.5,memory_max_bytes=2147483648", t);
+    assert_int_equal(f->nv, 0);
+    host_stats(f, "h1", 4, 8 * GIB, t + 1 * S);
+    assert_int_equal(f->nv, 1); /* capacity.host, nothing firing */
+    assert_string_equal(f->v[0].topic, "capacity.host");
+    assert_string_equal(str_at(f, 0, "labels.rule"), "cap");
+    assert_string_equal(str_at(f, 0, "host"), "h1");
+    assert_true(num_at(f, 0, "values.reserved_cpus") == 1.5);
+    assert_true(num_at(f, 0, "values.capacity_cpus") == 4);
+    assert_true(num_at(f, 0, "values.ratio_cpu") == 1.5 / 4);
+    assert_true(num_at(f, 0, "values.headroom_cpus") == 2.5);
+    assert_true(num_at(f, 0, "values.reserved_memory_bytes") == 2 * GIB);
+    assert_true(num_at(f, 0, "values.headroom_memory_bytes") == 6 * GIB);
+    assert_true(num_at(f, 0, "values.overcommit_cpu") == 1);
+    assert_true(num_at(f, 0, "values.unlimited_memory") == 0);
+    assert_true(num_at(f, 0, "values.contributors") == 1);
+    /* An unlimited container counts 0 and in unlimited_<r>; a cgroup that is
+     * no container or VM does not count. */
+    feed(f, "cgroup.stats", "h1", "cgroup=/docker/b,container=b", "cpu_max_cpus=3", t + 2 * S);
+    feed(f, "cgroup.stats", "h1", "cgroup=/system.slice/sshd.service", "cpu_max_cpus=8", t + 2 * S);
+    int fired = nth(f, "alert.fired", 0);
+    assert_true(fired >= 0); /* 4.5 of 4 CPUs */
+    assert_string_equal(str_at(f, fired, "labels.resource"), "cpu");
+    assert_string_equal(str_at(f, fired, "labels.kind"), "capacity");
+    assert_true(num_at(f, fired, "values.ratio_cpu") == 4.5 / 4);
+    assert_true(num_at(f, fired, "values.ratio") == 4.5 / 4);
+    assert_true(num_at(f, fired, "values.headroom_cpus") == -0.5);
+    assert_true(num_at(f, fired, "values.unlimited_memory") == 1);
+    assert_string_equal(top_at(f, fired, 0, "name"), "/docker/b");
+    assert_string_equal(top_at(f, fired, 0, "reserved"), "3");
+    assert_string_equal(top_at(f, fired, 1, "name"), "/docker/a");
+    assert_string_equal(top_at(f, fired, 0, "kind"), "cgroup");
+    assert_string_equal(str_at(f, fired, "attrs.message"),
+                        "h1: cpu reserved 4.5 of capacity 4 (ratio 1.125, overcommit limit 1)");
+    assert_int_equal(count_of(f, "alert.fired"), 1);
+    /* Within publish_every the change waits; the tick publishes it. */
+    assert_int_equal(count_of(f, "capacity.host"), 1);
+    vigil_rules_tick(f->rules, t + 5 * S, collect, f);
+    assert_int_equal(count_of(f, "capacity.host"), 1);
+    vigil_rules_tick(f->rules, t + 11 * S, collect, f);
+    assert_int_equal(count_of(f, "capacity.host"), 2);
+    int ch = nth(f, "capacity.host", 1);
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 4.5);
+    assert_true(num_at(f, ch, "values.unlimited_memory") == 1);
+    assert_true(num_at(f, ch, "values.contributors") == 2);
+    /* Unchanged: nothing more (republish: 0s). Still firing: no repeat. */
+    vigil_rules_tick(f->rules, t + 100 * S, collect, f);
+    assert_int_equal(count_of(f, "capacity.host"), 2);
+    assert_int_equal(count_of(f, "alert.fired"), 1);
+    /* b's quota lowered: below the limit, resolved. */
+    feed(f, "cgroup.stats", "h1", "cgroup=/docker/b,container=b", "cpu_max_cpus=2", t + 101 * S);
+    int res = nth(f, "alert.resolved", 0);
+    assert_true(res >= 0);
+    assert_string_equal(str_at(f, res, "labels.resource"), "cpu");
+    assert_string_equal(str_at(f, res, "attrs.fingerprint"), str_at(f, fired, "attrs.fingerprint"));
+    assert_true(num_at(f, res, "values.ratio_cpu") == 3.5 / 4);
+    /* Another host is judged on its own. */
+    host_stats(f, "h2", 1, GIB, t + 102 * S);
+    feed(f, "kvm.vm", "h2", "vm=big,pid=7", "vcpus=2,guest_memory_bytes=536870912", t + 102 * S);
+    assert_int_equal(count_of(f, "alert.fired"), 2);
+    int f2 = nth(f, "alert.fired", 1);
+    assert_string_equal(str_at(f, f2, "host"), "h2");
+    assert_string_equal(top_at(f, f2, 0, "kind"), "vm");
+    assert_string_equal(top_at(f, f2, 0, "name"), "big");
+}
+
+/* Nested cgroups count once (the top-most counted one); a VM seen by kvm
+ * and through its libvirt cgroup counts once, the larger of the two per
+ * resource. */
+static void test_capacity_nested_and_vm_once(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, capacity_yaml), 0);
+    uint64_t t = 1000 * S;
+    host_stats(f, "h", 64, 256 * GIB, t);
+    /* The child first, then its parent: the child stops counting. */
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/a/inner,container=a", "cpu_max_cpus=1", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/a,container=a", "cpu_max_cpus=2", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/a/inner,container=a", "cpu_max_cpus=1", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/ab,container=ab", "cpu_max_cpus=4", t);
+    /* A libvirt VM: its scope, the emulator cgroup below, and kvm.vm. */
+    const char *scope = "cgroup=/machine.slice/machine-qemu\\x2d1\\x2dweb.scope,vm=web";
+    feed(f, "cgroup.stats", "h", scope, "memory_max_bytes=3221225472", t);
+    feed(f, "cgroup.stats", "h",
+         "cgroup=/machine.slice/machine-qemu\\x2d1\\x2dweb.scope/libvirt/emulator,vm=web",
+         "memory_max_bytes=1073741824,cpu_max_cpus=0.5", t);
+    feed(f, "kvm.vm", "h", "vm=web,pid=9", "vcpus=8,guest_memory_bytes=2147483648", t);
+    vigil_rules_tick(f->rules, t + 20 * S, collect, f);
+    int ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    assert_true(ch >= 0);
+    /* docker/a 2 + docker/ab 4 + web max(8 vCPUs, no quota at its scope) */
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 14);
+    /* web: max(2 GiB guest, 3 GiB scope limit); the containers: unlimited */
+    assert_true(num_at(f, ch, "values.reserved_memory_bytes") == 3 * GIB);
+    assert_true(num_at(f, ch, "values.unlimited_memory") == 2);
+    assert_true(num_at(f, ch, "values.unlimited_cpu") == 0);
+    assert_true(num_at(f, ch, "values.contributors") == 3);
+}
+
+/* for, hysteresis (clear), renotify; configured unlimited; stale
+ * contributors leave the sums. */
+static void test_capacity_for_clear_renotify_stale(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: mem\n"
+                             "    kind: capacity\n"
+                             "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                             "    overcommit: {memory: 1.0}\n"
+                             "    clear: {memory: 0.8}\n"
+                             "    unlimited: {memory: 1GiB, cpu: 0.5}\n"
+                             "    for: 30s\n"
+                             "    renotify: 10m\n"
+                             "    stale: 2m\n"
+                             "    publish: false\n"),
+                     0);
+    uint64_t t = 1000 * S;
+    host_stats(f, "h", 2, 4 * GIB, t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/a,container=a", "memory_max_bytes=3221225472", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/b,container=b", NULL, t); /* 1 GiB: unlimited */
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/c,container=c", "memory_max_bytes=536870912", t);
+    assert_int_equal(f->nv, 0); /* 4.5 of 4 GiB: pending */
+    vigil_rules_tick(f->rules, t + 29 * S, collect, f);
+    assert_int_equal(f->nv, 0);
+    vigil_rules_tick(f->rules, t + 30 * S, collect, f);
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(f->v[0].topic, "alert.fired");
+    assert_string_equal(str_at(f, 0, "labels.resource"), "memory");
+    assert_true(num_at(f, 0, "values.ratio_memory") == 4.5 / 4);
+    assert_true(num_at(f, 0, "values.unlimited_memory") == 1);
+    assert_true(num_at(f, 0, "values.reserved_cpus") == 1.5); /* 3 x 0.5 */
+    struct vigil_event_view v = view(f, 0);
+    assert_non_null(vigil_event_get(&v, "values.ratio_cpu")); /* computed, not judged: */
+    assert_null(vigil_event_get(&v, "values.overcommit_cpu"));
+    /* Below the limit but above clear: still firing. */
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/c,container=c", "memory_max_bytes=0", t + 40 * S);
+    assert_int_equal(f->nv, 1);
+    /* Renotify. */
+    for (uint64_t s = 41; s <= 650; s += 30) {
+        feed(f, "system.stats", "h", NULL, "cpu_count=2,memory_total_bytes=4294967296", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/docker/a,container=a", "memory_max_bytes=3221225472",
+             t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/docker/b,container=b", NULL, t + s * S);
+        vigil_rules_tick(f->rules, t + s * S, collect, f);
+    }
+    assert_int_equal(count_of(f, "alert.fired"), 2);
+    v = view(f, (size_t)nth(f, "alert.fired", 1));
+    assert_non_null(vigil_event_get(&v, "attrs.renotify"));
+    assert_int_equal(count_of(f, "alert.resolved"), 0);
+    /* b stops reporting: after `stale` it leaves the sum (3 of 4 GiB: 0.75
+     * is at or below clear). */
+    for (uint64_t s = 660; s <= 800; s += 20) {
+        feed(f, "system.stats", "h", NULL, "cpu_count=2,memory_total_bytes=4294967296", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/docker/a,container=a", "memory_max_bytes=3221225472",
+             t + s * S);
+        vigil_rules_tick(f->rules, t + s * S, collect, f);
+    }
+    assert_int_equal(count_of(f, "alert.resolved"), 1);
+    int r = nth(f, "alert.resolved", 0);
+    assert_true(num_at(f, r, "values.ratio_memory") == 0.75);
+    assert_true(num_at(f, r, "values.contributors") == 1);
+    /* The host itself goes silent: forgotten, nothing fires or resolves. */
+    size_t before = f->nv;
+    vigil_rules_tick(f->rules, t + 2000 * S, collect, f);
+    vigil_rules_tick(f->rules, t + 3000 * S, collect, f);
+    assert_int_equal(f->nv, before);
+}
+
+/* `cgroups` globs choose exactly; `vms: false` leaves kvm.vm out and a VM's
+ * cgroup counts as any other; a counted parent that goes stale lets the
+ * cgroup below it count again. */
+static void test_capacity_globs_vms_off_and_unnesting(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: cap\n"
+                             "    kind: capacity\n"
+                             "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                             "    overcommit: {cpu: 8}\n"
+                             "    cgroups: ['/svc/**', '/machine.slice/*']\n"
+                             "    vms: false\n"
+                             "    stale: 1m\n"
+                             "    publish_every: 0s\n"),
+                     0);
+    uint64_t t = 1000 * S;
+    host_stats(f, "h", 4, GIB, t);
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a", "cpu_max_cpus=1", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/docker/x,container=x", "cpu_max_cpus=2", t);
+    feed(f, "cgroup.stats", "h", "cgroup=/machine.slice/vm1.scope,vm=vm1", "cpu_max_cpus=3", t);
+    feed(f, "kvm.vm", "h", "vm=vm1,pid=3", "vcpus=16", t);
+    int ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    /* /svc/a 1 (b nested) + vm1's scope 3; /docker/x not selected, kvm.vm off */
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 4);
+    assert_true(num_at(f, ch, "values.contributors") == 2);
+    /* /svc/a goes silent: once forgotten, b counts at its next event. */
+    for (uint64_t s = 20; s <= 80; s += 20) {
+        feed(f, "system.stats", "h", NULL, "cpu_count=4,memory_total_bytes=1073741824", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t + s * S);
+        feed(f, "cgroup.stats", "h", "cgroup=/machine.slice/vm1.scope,vm=vm1", "cpu_max_cpus=3",
+             t + s * S);
+        vigil_rules_tick(f->rules, t + s * S, collect, f);
+    }
+    feed(f, "cgroup.stats", "h", "cgroup=/svc/a/b", "cpu_max_cpus=0.5", t + 81 * S);
+    ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 3.5);
+    assert_true(num_at(f, ch, "values.contributors") == 2);
+}
+
+/* A reload that changes the rule resolves what it has firing; an unchanged
+ * one keeps it firing without a word. */
+static void test_capacity_reload(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, capacity_yaml), 0);
+    uint64_t t = 1000 * S;
+    host_stats(f, "h", 1, GIB, t);
+    feed(f, "kvm.vm", "h", "vm=x,pid=1", "vcpus=2", t);
+    assert_int_equal(count_of(f, "alert.fired"), 1);
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_conf *same = vigil_conf_parse(capacity_yaml, strlen(capacity_yaml), "r.yaml", &d);
+    struct vigil_rules *nw = vigil_rules_new(vigil_conf_get(same, "rules"), "rules", &d);
+    struct vigil_rules_reload counts;
+    assert_int_equal(vigil_rules_adopt(nw, f->rules, t + S, collect, f, &counts), 0);
+    assert_int_equal(counts.kept, 1);
+    vigil_rules_free(f->rules);
+    f->rules = nw;
+    assert_int_equal(count_of(f, "alert.resolved"), 0);
+    const char *changed = "rules:\n"
+                          "  - name: cap\n"
+                          "    kind: capacity\n"
+                          "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                          "    overcommit: {cpu: 4.0}\n";
+    struct vigil_conf *c2 = vigil_conf_parse(changed, strlen(changed), "r.yaml", &d);
+    nw = vigil_rules_new(vigil_conf_get(c2, "rules"), "rules", &d);
+    assert_int_equal(vigil_rules_adopt(nw, f->rules, t + 2 * S, collect, f, &counts), 0);
+    assert_int_equal(counts.changed, 1);
+    vigil_rules_free(f->rules);
+    f->rules = nw;
+    int r = nth(f, "alert.resolved", 0);
+    assert_true(r >= 0);
+    assert_string_equal(str_at(f, r, "attrs.reason"), "changed");
+    assert_string_equal(str_at(f, r, "labels.resource"), "cpu");
+    assert_int_equal(d.count, 0);
+    vigil_conf_free(same);
+    vigil_conf_free(c2);
+    vigil_diag_fini(&d);
+}
+
+/* Many contributors on many hosts: sums stay exact as they come and go. */
+static void test_capacity_many_exact(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: cap\n"
+                             "    kind: capacity\n"
+                             "    match: [system.stats, cgroup.stats]\n"
+                             "    overcommit: {cpu: 1000}\n"
+                             "    stale: 1m\n"
+                             "    publish_every: 0s\n"),
+                     0);
+    uint64_t t = 1000 * S;
+    char host[32], labels[128];
+    for (int h = 0; h < 20; h++) {
+        snprintf(host, sizeof host, "h%d", h);
+        host_stats(f, host, 8, GIB, t);
+        for (int i = 0; i < 150; i++) {
+            snprintf(labels, sizeof labels, "cgroup=/kubepods/pod%d/c%d,container=c%d", i / 3, i,
+                     i);
+            feed(f, "cgroup.stats", host, labels, "cpu_max_cpus=0.1", t);
+        }
+        f->nv = 0;
+    }
+    /* Half of h0's stop reporting. */
+    for (int i = 0; i < 150; i += 2) {
+        snprintf(labels, sizeof labels, "cgroup=/kubepods/pod%d/c%d,container=c%d", i / 3, i, i);
+        feed(f, "cgroup.stats", "h0", labels, "cpu_max_cpus=0.1", t + 50 * S);
+    }
+    feed(f, "system.stats", "h0", NULL, "cpu_count=8,memory_total_bytes=1073741824", t + 90 * S);
+    vigil_rules_tick(f->rules, t + 90 * S, collect, f);
+    int ch = nth(f, "capacity.host", count_of(f, "capacity.host") - 1);
+    assert_true(ch >= 0);
+    assert_string_equal(str_at(f, ch, "host"), "h0");
+    assert_true(num_at(f, ch, "values.reserved_cpus") == 7.5); /* 75 x 0.1, exactly */
+    assert_true(num_at(f, ch, "values.contributors") == 75);
+}
+
+static void test_capacity_config_errors(void **state)
+{
+    struct fx *f = *state;
+    assert_true(load(f, "rules:\n"
+                        "  - name: a\n"
+                        "    kind: capacity\n"
+                        "    match: cgroup.stats\n"
+                        "  - name: b\n"
+                        "    kind: capacity\n"
+                        "    match: cgroup.stats\n"
+                        "    overcommit: {cpu: 2, disk: 1}\n"
+                        "    clear: {cpu: 3}\n"
+                        "    top: 99\n"
+                        "    cgroups: ['/a/[']\n"
+                        "    group_by: [x]\n") >= 5);
+    expect_error(f, "r.yaml:2:5: capacity rule 'a' needs 'overcommit'");
+    expect_error(f, "r.yaml:8:");  /* disk */
+    expect_error(f, "r.yaml:9:");  /* clear above overcommit */
+    expect_error(f, "r.yaml:10:"); /* top */
+    expect_error(f, "r.yaml:12:5: unknown key 'group_by' for capacity rule 'b'");
+    expect_error(f, "r.yaml:7:12: capacity rule 'b': match must cover system.stats");
+}
+
 /* ---- bound ------------------------------------------------------------------------ */
 
 static void test_bound(void **state)
@@ -679,6 +1056,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_isolation_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_match_by_topic_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_ratios_fire_and_top, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_nested_and_vm_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_for_clear_renotify_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_globs_vms_off_and_unnesting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_many_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
 }

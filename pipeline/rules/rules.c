@@ -14,10 +14,8 @@
 #include "rules_internal.h"
 
 static const struct vigil_rule_kind *const kinds[] = {
-    &vigil__rule_threshold,
-    &vigil__rule_bound,
-    &vigil__rule_policy,
-    &vigil__rule_isolation,
+    &vigil__rule_threshold, &vigil__rule_bound,    &vigil__rule_policy,
+    &vigil__rule_isolation, &vigil__rule_capacity,
 };
 
 struct host_seq {
@@ -252,6 +250,18 @@ struct vigil_event_builder *vigil__verdict_begin_stored(struct vigil_emit *out,
     return b;
 }
 
+struct vigil_event_builder *vigil__publish_begin(struct vigil_emit *out,
+                                                 const struct vigil_rule *rule, const char *topic,
+                                                 const char *host, size_t host_len)
+{
+    struct vigil_event_builder *b = &out->r->b;
+    vigil_event_begin(b, topic);
+    vigil_event_add_label(b, "rule", rule->name);
+    out->host = host;
+    out->host_len = host_len;
+    return b;
+}
+
 void vigil__verdict_message(struct vigil_emit *out, const struct vigil_rule *rule,
                             const struct vigil_event_view *ev, const char *fallback)
 {
@@ -339,7 +349,7 @@ void vigil__verdict_emit(struct vigil_emit *out)
 
 static const struct vigil_option common_options[] = {
     {"name", VIGIL_OPT_STRING, NULL, "unique rule name"},
-    {"kind", VIGIL_OPT_STRING, NULL, "threshold, bound, policy or isolation"},
+    {"kind", VIGIL_OPT_STRING, NULL, "threshold, bound, policy, isolation or capacity"},
     {"match", VIGIL_OPT_LIST, NULL, "topic prefixes the rule judges"},
     {"severity", VIGIL_OPT_STRING, "warning", "labels.severity of its verdicts"},
     {"message", VIGIL_OPT_STRING, NULL, "template: {labels.x} {values.y} {host} {topic}"},
@@ -415,7 +425,8 @@ static bool compile_rule(struct vigil_rules *r, const struct vigil_conf *list, s
     }
     if (!k) {
         vigil_diag_at(d, kn ? kn : node,
-                      "rule '%s': kind must be threshold, bound, policy or isolation", name);
+                      "rule '%s': kind must be threshold, bound, policy, isolation or capacity",
+                      name);
         return false;
     }
     char what[300];

@@ -1,5 +1,5 @@
 /* Shared by the rules engine (rules.c) and its rule kinds (rules_threshold.c,
- * rules_bound.c, rules_policy.c, rules_isolation.c): the rule object, the
+ * rules_bound.c, rules_policy.c, rules_isolation.c, rules_capacity.c): the rule object, the
  * kind table and verdict building. The stateful alert machine that
  * threshold and bound share is in alert.h.
  */
@@ -71,6 +71,7 @@ extern const struct vigil_rule_kind vigil__rule_threshold;
 extern const struct vigil_rule_kind vigil__rule_bound;
 extern const struct vigil_rule_kind vigil__rule_policy;
 extern const struct vigil_rule_kind vigil__rule_isolation;
+extern const struct vigil_rule_kind vigil__rule_capacity;
 
 /* ---- Verdicts ------------------------------------------------------------ */
 
@@ -88,6 +89,12 @@ struct vigil_event_builder *vigil__verdict_begin_stored(struct vigil_emit *out,
                                                         const char *topic, const char *host,
                                                         size_t host_len, const char *labels,
                                                         size_t labels_len);
+/* Starts an event of the rule's own that is not a verdict (capacity.host):
+ * labels.rule only, about `host` (which must outlive the emit). Finish with
+ * vigil__verdict_emit(). */
+struct vigil_event_builder *vigil__publish_begin(struct vigil_emit *out,
+                                                 const struct vigil_rule *rule, const char *topic,
+                                                 const char *host, size_t host_len);
 /* Adds attrs.message rendered from the rule's template against ev (or
  * `fallback` when the rule has none or ev is NULL). */
 void vigil__verdict_message(struct vigil_emit *out, const struct vigil_rule *rule,

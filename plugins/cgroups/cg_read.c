@@ -27,6 +27,7 @@ static const char *const slot_file[S_COUNT] = {
     [S_CPUACCT_STAT] = "cpuacct.stat",
     [S_CPU_STAT] = "cpu.stat",
     [S_CPU_QUOTA] = "cpu.cfs_quota_us",
+    [S_CPU_PERIOD] = "cpu.cfs_period_us",
     [S_MEM_USAGE] = "memory.usage_in_bytes",
     [S_MEM_LIMIT] = "memory.limit_in_bytes",
     [S_MEM_OOM] = "memory.oom_control",
@@ -34,6 +35,7 @@ static const char *const slot_file[S_COUNT] = {
     [S_BLKIO] = "blkio.throttle.io_service_bytes_recursive",
     [S_BLKIO_FLAT] = "blkio.throttle.io_service_bytes",
     [S2_CPU_STAT] = "cpu.stat",
+    [S2_CPU_MAX] = "cpu.max",
     [S2_MEM_CURRENT] = "memory.current",
     [S2_MEM_MAX] = "memory.max",
     [S2_MEM_EVENTS] = "memory.events",
@@ -419,19 +421,42 @@ static bool v1_unlimited(uint64_t v)
  * the cgroup has a quota of its own (the period timer does not run without
  * one, and a parent's quota throttles the parent): without one, the last
  * reading stands until cpu.cfs_quota_us is written (inotify). */
+/* v1 cpu.cfs_quota_us ("-1" without a quota) and cpu.cfs_period_us into
+ * n->cached (HAVE_CPU_MAX: the CPUs the quota allows). Returns whether a
+ * quota may be in force: set, or the file unreadable. */
+static bool read_quota_v1(struct cgs *s, struct cg_node *n, int h)
+{
+    struct cg_cached *c = &n->cached;
+    c->have &= ~(uint32_t)HAVE_CPU_MAX;
+    if (read_slot(s, n, S_CPU_QUOTA, h, false) <= 0) {
+        return true;
+    }
+    if (s->buf[0] == '-' || !parse_u64(s->buf, &c->cpu_quota_us)) {
+        return false;
+    }
+    if (read_slot(s, n, S_CPU_PERIOD, h, false) > 0 && parse_u64(s->buf, &c->cpu_period_us) &&
+        c->cpu_period_us > 0) {
+        c->have |= HAVE_CPU_MAX;
+    }
+    return true;
+}
+
 static void read_throttle_v1(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
 {
     struct cg_cached *c = &n->cached;
-    if (!s->cache_files) {
-        c->valid &= (uint16_t) ~(V_QUOTA | V_THROTTLE);
-        c->quota = true;
-    } else if (!(c->valid & V_QUOTA)) {
-        /* "-1" without a quota; an unreadable file: assume one. */
-        c->quota = !(read_slot(s, n, S_CPU_QUOTA, h, false) > 0 && s->buf[0] == '-');
+    if (!s->cache_files || !(c->valid & V_QUOTA)) {
+        /* Without inotify the quota is read at every collection and cpu.stat
+         * too (nobody tells us when the quota is set). */
+        c->quota = read_quota_v1(s, n, h) || !s->cache_files;
         c->valid = (uint16_t)((c->valid | V_QUOTA) & ~V_THROTTLE);
         if (!c->quota) {
             drop_slot(s, n, S_CPU_STAT);
         }
+    }
+    if (c->have & HAVE_CPU_MAX) {
+        o->cpu_quota_us = c->cpu_quota_us;
+        o->cpu_period_us = c->cpu_period_us;
+        o->have |= HAVE_CPU_MAX | HAVE_V1;
     }
     if (c->quota || !(c->valid & V_THROTTLE)) {
         c->have &= ~(uint32_t)HAVE_THROTTLE;
@@ -513,6 +538,14 @@ static void read_cpu(struct cgs *s, struct cg_node *n, struct cg_sample *o)
     }
     if (!acct_v2 && !cpu_v2) {
         return;
+    }
+    /* cgroup2 cpu.max: "max 100000" without a quota, else "20000 100000". */
+    if (cpu_v2 && read_slot(s, n, S2_CPU_MAX, hc, true) > 0) {
+        char *sp = strchr(s->buf, ' ');
+        if (sp && parse_u64(s->buf, &o->cpu_quota_us) && o->cpu_quota_us != UINT64_MAX &&
+            parse_u64(sp + 1, &o->cpu_period_us) && o->cpu_period_us > 0) {
+            o->have |= HAVE_CPU_MAX | HAVE_V2;
+        }
     }
     /* cgroup2: one cpu.stat has both (usage is a core file, throttling needs
      * the cpu controller). */

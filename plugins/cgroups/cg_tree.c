@@ -31,7 +31,7 @@ static void file_written(struct cg_node *n, const char *name)
 {
     if (strcmp(name, "memory.limit_in_bytes") == 0) {
         n->cached.valid &= (uint16_t)~V_LIMIT;
-    } else if (strcmp(name, "cpu.cfs_quota_us") == 0) {
+    } else if (strcmp(name, "cpu.cfs_quota_us") == 0 || strcmp(name, "cpu.cfs_period_us") == 0) {
         n->cached.valid &= (uint16_t) ~(V_QUOTA | V_THROTTLE);
     }
 }

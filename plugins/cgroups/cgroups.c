@@ -117,6 +117,9 @@ static int publish_stats(struct cgs *s, const struct cg_node *n, uint64_t ts)
             api->event_value(ev, "cpu_throttled_pct", d ? 100.0 * (double)d2 / (double)d : 0.0);
         }
     }
+    if (c->have & HAVE_CPU_MAX) {
+        api->event_value(ev, "cpu_max_cpus", (double)c->cpu_quota_us / (double)c->cpu_period_us);
+    }
     if (c->have & HAVE_MEM) {
         api->event_value_u64(ev, "memory_current_bytes", c->mem_bytes);
     }

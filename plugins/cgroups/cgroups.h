@@ -39,7 +39,8 @@ enum cg_slot {
     S_CPUACCT_USAGE, /* v1 cpuacct.usage: kernels without usage_user */
     S_CPUACCT_STAT,  /* v1 cpuacct.stat (USER_HZ): with cpuacct.usage */
     S_CPU_STAT,      /* v1 cpu.stat: throttling */
-    S_CPU_QUOTA,     /* v1 cpu.cfs_quota_us: whether cpu.stat can move at all */
+    S_CPU_QUOTA,     /* v1 cpu.cfs_quota_us: the quota, and whether cpu.stat can move at all */
+    S_CPU_PERIOD,    /* v1 cpu.cfs_period_us: with the quota, the CPUs it allows */
     S_MEM_USAGE,     /* v1 memory.usage_in_bytes */
     S_MEM_LIMIT,     /* v1 memory.limit_in_bytes */
     S_MEM_OOM,       /* v1 memory.oom_control (oom_kill) */
@@ -47,6 +48,7 @@ enum cg_slot {
     S_BLKIO,         /* v1 blkio.throttle.io_service_bytes_recursive */
     S_BLKIO_FLAT,    /* v1 blkio.throttle.io_service_bytes: older kernels */
     S2_CPU_STAT,     /* cgroup2 cpu.stat: usage (core file) and throttling */
+    S2_CPU_MAX,      /* cgroup2 cpu.max: "quota period" or "max period" */
     S2_MEM_CURRENT,
     S2_MEM_MAX,
     S2_MEM_EVENTS,
@@ -83,8 +85,9 @@ enum {
     HAVE_PSI_CPU = 1u << 8,
     HAVE_PSI_MEM = 1u << 9,
     HAVE_PSI_IO = 1u << 10,
-    HAVE_V1 = 1u << 14, /* some value came from a v1 hierarchy */
-    HAVE_V2 = 1u << 15, /* some value came from cgroup2 */
+    HAVE_CPU_MAX = 1u << 11, /* cpu_quota_us / cpu_period_us is a real limit */
+    HAVE_V1 = 1u << 14,      /* some value came from a v1 hierarchy */
+    HAVE_V2 = 1u << 15,      /* some value came from cgroup2 */
 };
 
 struct cg_sample {
@@ -93,6 +96,7 @@ struct cg_sample {
     uint64_t usage_ns, user_ns, system_ns;
     uint64_t periods, throttled, throttled_ns;
     uint64_t mem_bytes, mem_max_bytes;
+    uint64_t cpu_quota_us, cpu_period_us;
     uint64_t oom_kills, pids;
     uint64_t read_bytes, write_bytes;
     uint64_t psi_us[3]; /* some total (us): cpu, memory, io */
@@ -102,7 +106,7 @@ struct cg_sample {
  * kept between collections (see cg_read.c). `valid` says which are current. */
 enum {
     V_LIMIT = 1u << 0,    /* v1 memory.limit_in_bytes: until inotify says it was written */
-    V_QUOTA = 1u << 1,    /* v1 cpu.cfs_quota_us: likewise */
+    V_QUOTA = 1u << 1,    /* v1 cpu.cfs_quota_us and cfs_period_us: likewise */
     V_THROTTLE = 1u << 2, /* v1 cpu.stat: frozen while no quota is in force */
     V_OOM = 1u << 3,      /* oom_kill: until the host's count moves (/proc/vmstat) */
     V_IO = 1u << 4,       /* v1 blkio bytes: until the root's recursive total moves */
@@ -115,8 +119,9 @@ enum {
 struct cg_cached {
     uint16_t valid;
     bool quota;    /* a v1 CPU quota is in force: cpu.stat moves */
-    uint32_t have; /* HAVE_MEM_MAX, OOM, THROTTLE, IO, PSI_* among the values below */
+    uint32_t have; /* HAVE_MEM_MAX, CPU_MAX, OOM, THROTTLE, IO, PSI_* among the values below */
     uint64_t mem_max_bytes, oom_kills;
+    uint64_t cpu_quota_us, cpu_period_us;
     uint64_t periods, throttled, throttled_ns;
     uint64_t read_bytes, write_bytes;
     uint64_t psi_us[3];

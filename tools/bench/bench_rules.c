@@ -2,8 +2,11 @@
  * bus, no threads), with 1, 10 and 50 rules of a representative mix:
  * thresholds over cgroup stats, overhead bounds over KVM stats, and access
  * policies. Events are pre-built and decoded per evaluation, as the engine's
- * stage does, so the figure includes decoding.
- *   vigil-bench-rules [EVENTS]   (default 2000000)
+ * stage does, so the figure includes decoding. `capacity`: one capacity rule
+ * over a host of 2,000 containers (cgroup.stats) and 50 VMs (kvm.vm), with
+ * their limits steady or changing at every event.
+ *   vigil-bench-rules [EVENTS]            (default 2000000)
+ *   vigil-bench-rules capacity [EVENTS]
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -116,50 +119,125 @@ static void build_samples(struct sample *s, size_t n, bool hot)
     vigil_event_builder_fini(&b);
 }
 
+/* Compiles `yaml`, feeds it `events` events cycling over s[0..n), each
+ * `step_ns` of event time after the last, and returns the seconds taken
+ * (verdicts counted in `verdicts`); < 0 when the rules do not compile. */
+static double run(const char *yaml, const struct sample *s, size_t n, size_t events,
+                  uint64_t step_ns)
+{
+    struct vigil_diag d;
+    vigil_diag_init(&d);
+    struct vigil_conf *root = vigil_conf_parse(yaml, strlen(yaml), "bench.yaml", &d);
+    struct vigil_rules *r =
+        root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
+    if (!r) {
+        vigil_diag_print(&d, stderr);
+        vigil_conf_free(root);
+        vigil_diag_fini(&d);
+        return -1;
+    }
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 64 * 1024);
+    verdicts = 0;
+    uint64_t now = vigil_now_ns(), t0 = vigil_mono_ns();
+    for (size_t i = 0; i < events; i++) {
+        const struct sample *e = &s[i % n];
+        struct vigil_event_view v;
+        const char *why;
+        if (vigil_event_decode(&v, e->topic, strlen(e->topic), e->body, e->len, 65536, &zone,
+                               &why) == 0) {
+            vigil_rules_eval(r, &v, now + i * step_ns, count_verdict, NULL);
+        }
+        msgpack_zone_clear(&zone);
+    }
+    double secs = (double)(vigil_mono_ns() - t0) / 1e9;
+    msgpack_zone_destroy(&zone);
+    vigil_rules_free(r);
+    vigil_conf_free(root);
+    vigil_diag_fini(&d);
+    return secs;
+}
+
+/* One host's events: a system.stats, then 2,000 containers' cgroup.stats
+ * (three levels deep, as kubepods) and 50 kvm.vm, cycled. `changing`: each
+ * cgroup's quota differs from its previous event's, so every event moves the
+ * host's sums (judged at once, capacity.host at most every publish_every). */
+static int bench_capacity(size_t events)
+{
+    enum { NCG = 2000, NVM = 50, NCAP = 1 + 2 * NCG + NVM };
+    static struct sample s[NCAP];
+    static const char yaml[] = "rules:\n  - name: cap\n    kind: capacity\n"
+                               "    match: [system.stats, cgroup.stats, kvm.vm]\n"
+                               "    overcommit: {cpu: 100.0, memory: 8.0}\n";
+    printf("%-9s %14s %12s %10s\n", "limits", "events/s", "ns/event", "published");
+    for (int changing = 0; changing < 2; changing++) {
+        struct vigil_event_builder b;
+        vigil_event_builder_init(&b);
+        size_t n = 0;
+        for (size_t i = 0; i < NCAP; i++) {
+            const char *body;
+            char path[128], name[80];
+            if (i == 0) {
+                vigil_event_begin(&b, "system.stats");
+                vigil_event_add_value(&b, "cpu_count", 64);
+                vigil_event_add_value(&b, "memory_total_bytes", 512e9);
+            } else if (i <= 2 * NCG) {
+                size_t c = (i - 1) % NCG; /* each container twice: two quotas */
+                vigil_event_begin(&b, "cgroup.stats");
+                snprintf(name, sizeof name, "%064zx", c);
+                snprintf(path, sizeof path, "/kubepods/burstable/pod%zu/cri-containerd-%.12s.scope",
+                         c / 3, name + 52);
+                vigil_event_add_label(&b, "cgroup", path);
+                vigil_event_add_label(&b, "container", name);
+                vigil_event_add_value(&b, "cpu_max_cpus",
+                                      changing && i > NCG ? 0.25 : 0.5 + (double)(c % 4));
+                vigil_event_add_value(&b, "memory_max_bytes", 268435456.0 * (double)(1 + c % 8));
+            } else {
+                vigil_event_begin(&b, "kvm.vm");
+                snprintf(name, sizeof name, "vm-%zu", i);
+                vigil_event_add_label(&b, "vm", name);
+                vigil_event_add_value(&b, "vcpus", 4);
+                vigil_event_add_value(&b, "guest_memory_bytes", 8e9);
+            }
+            vigil_event_finish(&b, "bench-host", "bench", i + 1, &body, &s[n].len);
+            memcpy(s[n].body, body, s[n].len);
+            snprintf(s[n].topic, sizeof s[n].topic, "%s", b.topic);
+            n++;
+        }
+        vigil_event_builder_fini(&b);
+        double secs = run(yaml, s, n, events, 100000); /* 10k events/s */
+        if (secs < 0) {
+            return 1;
+        }
+        printf("%-9s %14.0f %12.1f %10zu\n", changing ? "changing" : "steady",
+               (double)events / secs, secs * 1e9 / (double)events, verdicts);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "capacity") == 0) {
+        return bench_capacity(argc > 2 ? strtoull(argv[2], NULL, 10) : 2000000);
+    }
     size_t events = argc > 1 ? strtoull(argv[1], NULL, 10) : 2000000;
     enum { NSAMPLES = 999 };
     static struct sample samples[NSAMPLES];
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 64 * 1024);
     const int counts[] = {1, 10, 50};
     printf("%-7s %-6s %14s %12s %10s\n", "events", "rules", "events/s", "ns/event", "verdicts");
     for (size_t c = 0; c < 2 * sizeof counts / sizeof counts[0]; c++) {
         bool hot = c >= sizeof counts / sizeof counts[0];
         build_samples(samples, NSAMPLES, hot);
-        struct vigil_diag d;
-        vigil_diag_init(&d);
         int nrules = counts[c % (sizeof counts / sizeof counts[0])];
         char *y = rules_yaml(nrules);
-        struct vigil_conf *root = vigil_conf_parse(y, strlen(y), "bench.yaml", &d);
-        struct vigil_rules *r =
-            root ? vigil_rules_new(vigil_conf_get(root, "rules"), "rules", &d) : NULL;
-        if (!r) {
-            vigil_diag_print(&d, stderr);
+        /* 1 ms of event time per event: `for` and renotify move on. */
+        double secs = run(y, samples, NSAMPLES, events, 1000000);
+        free(y);
+        if (secs < 0) {
             return 1;
         }
-        verdicts = 0;
-        uint64_t now = vigil_now_ns(), t0 = vigil_mono_ns();
-        for (size_t i = 0; i < events; i++) {
-            const struct sample *s = &samples[i % NSAMPLES];
-            struct vigil_event_view v;
-            const char *why;
-            if (vigil_event_decode(&v, s->topic, strlen(s->topic), s->body, s->len, 65536, &zone,
-                                   &why) == 0) {
-                /* 1 ms of event time per event: `for` and renotify move on. */
-                vigil_rules_eval(r, &v, now + i * 1000000ull, count_verdict, NULL);
-            }
-            msgpack_zone_clear(&zone);
-        }
-        double secs = (double)(vigil_mono_ns() - t0) / 1e9;
         printf("%-7s %-6d %14.0f %12.1f %10zu\n", hot ? "storm" : "quiet", nrules,
                (double)events / secs, secs * 1e9 / (double)events, verdicts);
-        vigil_rules_free(r);
-        vigil_conf_free(root);
-        free(y);
-        vigil_diag_fini(&d);
     }
-    msgpack_zone_destroy(&zone);
     return 0;
 }
