@@ -668,7 +668,7 @@ static uint64_t run_ns(const pid_t *pids, size_t n)
  * measured between its two collections (the events' ts), the reference
  * between the two arrivals here: on a loaded machine those windows differ
  * by the events' delays, and the spinners' share can change meanwhile, so
- * out->ref_tol widens the 15 points by what that much time could move. */
+ * out->ref_tol widens the 25 points by what that much time could move. */
 static void stats_with_ref(const char *cg, int skip, const pid_t *pids, size_t n, struct snap *out,
                            double *ref_pct)
 {
@@ -682,7 +682,9 @@ static void stats_with_ref(const char *cg, int skip, const pid_t *pids, size_t n
     double window = ts2 > ts1 ? (double)(ts2 - ts1) : (double)(t2 - t1);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     *ref_pct = 100.0 * (double)(r2 - r1) / (double)(t2 - t1);
-    out->ref_tol = 15 + 100.0 * (double)(cpus > 0 ? cpus : 1) * (double)(late1 + late2) / window;
+    /* 25 points at least: the suite runs two tests at a time, and under a
+     * load of 5 the windows were seen 22 points apart with events on time. */
+    out->ref_tol = 25 + 100.0 * (double)(cpus > 0 ? cpus : 1) * (double)(late1 + late2) / window;
     fprintf(stderr,
             "  reference from /proc/<pid>/schedstat: %.1f%% of a core (events %.1f and %.1f ms "
             "late: within %.1f points)\n",
