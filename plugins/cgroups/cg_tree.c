@@ -119,8 +119,8 @@ static struct cg_node *node_get(struct cgs *s, const char *path, size_t len)
         return NULL;
     }
     char lbuf[1024];
-    struct cg_labels l;
-    cg_labels_derive(path, &l, lbuf, sizeof lbuf);
+    struct vigil_cgroup_labels l;
+    vigil_cgroup_labels_derive(path, &l, lbuf, sizeof lbuf);
     size_t extra = (l.container ? strlen(l.container) + 1 : 0) + (l.pod ? strlen(l.pod) + 1 : 0) +
                    (l.vm ? strlen(l.vm) + 1 : 0);
     n = calloc(1, sizeof *n + len + 1 + extra);

@@ -48,20 +48,7 @@ void cg_warn(struct cgs *s, const char *fmt, ...)
 
 static void add_labels(struct cgs *s, struct vigil_event_builder *ev, const struct cg_node *n)
 {
-    const struct vigil_api *api = s->api;
-    api->event_label(ev, "cgroup", n->path);
-    if (n->labels.container) {
-        api->event_label(ev, "container", n->labels.container);
-    }
-    if (n->labels.pod) {
-        api->event_label(ev, "pod", n->labels.pod);
-    }
-    if (n->labels.vm) {
-        api->event_label(ev, "vm", n->labels.vm);
-    }
-    if (n->labels.runtime) {
-        api->event_label(ev, "runtime", n->labels.runtime);
-    }
+    vigil_cgroup_labels_add(s->api, ev, n->path, &n->labels);
 }
 
 /* A counter's rate: false on the first reading or when the counter went

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup_labels.h"
 #include "vigil/plugin.h"
 
 #define CG_MAX_HIER 8             /* cgroup2 plus the v1 hierarchies we read */
@@ -156,10 +157,6 @@ struct cg_proc {
     uint64_t checked_ns;       /* monotonic time of the last reading */
 };
 
-struct cg_labels {
-    const char *container, *pod, *vm, *runtime; /* NULL when not derived */
-};
-
 /* One cgroup path, present in one or more hierarchies. */
 struct cg_node {
     struct cg_node *hnext;       /* hash chain */
@@ -186,7 +183,7 @@ struct cg_node {
     uint32_t parent_gen;         /* the collection `parent` was found in */
     struct cg_proc *procs;       /* sorted by pid */
     size_t nprocs, cap_procs;
-    struct cg_labels labels; /* strings live in `path`'s allocation */
+    struct vigil_cgroup_labels labels; /* strings live in `path`'s allocation */
     size_t path_len;
     char path[]; /* the identity: "/a/b", root "/" */
 };
@@ -320,9 +317,5 @@ void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns);
  * (s->sets / s->nsets). */
 void cg_ns_group(struct cgs *s, const struct cg_node *n);
 extern const char *const cg_ns_kinds[CG_NS_KINDS];
-
-/* cg_labels.c: container/pod/vm/runtime from well-known runtime layouts.
- * Writes the strings into buf (cap bytes) and points *out into it. */
-void cg_labels_derive(const char *path, struct cg_labels *out, char *buf, size_t cap);
 
 #endif

@@ -1,11 +1,17 @@
-/* cgroups: container / pod / vm / runtime labels read off well-known cgroup
- * layouts (docker, podman, containerd and cri-o under kubepods, libvirt under
- * machine.slice), with both the cgroupfs and the systemd naming. Derived once,
- * when a cgroup is first seen.
+/* Container / pod / vm / runtime labels read off well-known cgroup layouts
+ * (docker, podman, containerd and cri-o under kubepods, libvirt under
+ * machine.slice), with both the cgroupfs and the systemd naming, and a
+ * process's cgroup path from /proc/<pid>/cgroup. Shared by the cgroups source
+ * (labels of a cgroup) and the access source (labels of a process).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "cgroups.h"
+#include "cgroup_labels.h"
 
 struct out {
     char *buf;
@@ -99,7 +105,7 @@ static bool container_id(const char *c, size_t n, const char **runtime, const ch
 
 /* A machine.slice scope, unescaped: "qemu-1-web" (libvirt >= 5.x),
  * "qemu-web" (older), "lxc-1-box", or any other machined name. */
-static void machine_scope(struct out *o, struct cg_labels *l, const char *name, size_t n)
+static void machine_scope(struct out *o, struct vigil_cgroup_labels *l, const char *name, size_t n)
 {
     const char *kind = NULL;
     if (starts(name, n, "qemu-")) {
@@ -133,7 +139,8 @@ static void machine_scope(struct out *o, struct cg_labels *l, const char *name, 
     }
 }
 
-void cg_labels_derive(const char *path, struct cg_labels *l, char *buf, size_t cap)
+void vigil_cgroup_labels_derive(const char *path, struct vigil_cgroup_labels *l, char *buf,
+                                size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
     memset(l, 0, sizeof *l);
@@ -192,4 +199,94 @@ void cg_labels_derive(const char *path, struct cg_labels *l, char *buf, size_t c
         parent_len = n;
         c += n;
     }
+}
+
+void vigil_cgroup_labels_add(const struct vigil_api *api, struct vigil_event_builder *ev,
+                             const char *path, const struct vigil_cgroup_labels *l)
+{
+    if (path) {
+        api->event_label(ev, "cgroup", path);
+    }
+    if (l->container) {
+        api->event_label(ev, "container", l->container);
+    }
+    if (l->pod) {
+        api->event_label(ev, "pod", l->pod);
+    }
+    if (l->vm) {
+        api->event_label(ev, "vm", l->vm);
+    }
+    if (l->runtime) {
+        api->event_label(ev, "runtime", l->runtime);
+    }
+}
+
+struct vote {
+    const char *p; /* a v1 path of /proc/<pid>/cgroup */
+    size_t n, votes;
+};
+
+/* The line's path (after the second ':'), its length in *n; NULL if malformed. */
+static const char *line_path(const char *line, size_t len, size_t *n)
+{
+    const char *a = memchr(line, ':', len);
+    const char *b = a ? memchr(a + 1, ':', (size_t)(line + len - a - 1)) : NULL;
+    if (!b) {
+        return NULL;
+    }
+    *n = (size_t)(line + len - b - 1);
+    return b + 1;
+}
+
+int vigil_proc_cgroup(pid_t pid, char *out, size_t cap)
+{
+    char path[64], text[4096];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? -ESRCH : -errno;
+    }
+    ssize_t len = read(fd, text, sizeof text - 1);
+    int err = errno;
+    close(fd);
+    if (len <= 0) {
+        return len == 0 ? -ESRCH : -err;
+    }
+    text[len] = '\0';
+    /* At most 16 hierarchies are compared; a host has about 13. */
+    struct vote seen[16];
+    size_t nseen = 0;
+    const char *best = "/";
+    size_t best_n = 1, best_votes = 0;
+    for (const char *line = text; *line;) {
+        size_t ll = strcspn(line, "\n");
+        size_t n;
+        const char *p = line_path(line, ll, &n);
+        if (p && n > 0 && !(n == 1 && p[0] == '/')) {
+            if (ll >= 3 && memcmp(line, "0::", 3) == 0) {
+                best = p;
+                best_n = n;
+                break; /* cgroup2 is the one identity where it is used */
+            }
+            size_t i = 0;
+            while (i < nseen && !(seen[i].n == n && memcmp(seen[i].p, p, n) == 0)) {
+                i++;
+            }
+            if (i == nseen && nseen < sizeof seen / sizeof seen[0]) {
+                seen[nseen++] = (struct vote){p, n, 0};
+            }
+            if (i < nseen && ++seen[i].votes > best_votes) {
+                best = seen[i].p;
+                best_n = seen[i].n;
+                best_votes = seen[i].votes;
+            }
+        }
+        line += ll + (line[ll] == '\n');
+    }
+    if (best_n + 1 > cap) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(out, best, best_n);
+    out[best_n] = '\0';
+    return 0;
 }
