@@ -346,7 +346,9 @@ static int audit_request(int type, const void *data, size_t len, void *reply, si
     nh->nlmsg_type = (uint16_t)type;
     nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
     nh->nlmsg_seq = 1;
-    memcpy(NLMSG_DATA(nh), data, len);
+    if (len > 0) {
+        memcpy(NLMSG_DATA(nh), data, len);
+    }
     struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
     int rc = 0;
     if (sendto(fd, buf, nh->nlmsg_len, 0, (struct sockaddr *)&sa, sizeof sa) < 0) {
@@ -563,6 +565,55 @@ static void test_no_cap_says_why(void **state)
     free(log);
 }
 
+/* ---- bounds ------------------------------------------------------------------ */
+
+/* Over `rate`, accesses are counted in vigil.self, not published. */
+static void test_rate_limit_counted(void **state)
+{
+    struct vd *v = *state;
+    if (geteuid() != 0) {
+        fprintf(stderr, "skipped: fanotify needs root\n");
+        skip();
+    }
+    assert_int_equal(vd_setup(v, "200ms",
+                              "sources:\n"
+                              "  - plugin: access\n"
+                              "    name: acc\n"
+                              "    paths: ['@DIR@/w']\n"
+                              "    audit: off\n"
+                              "    rate: 5\n"
+                              "    burst: 10\n"
+                              "sinks:\n"
+                              "  - plugin: test_capture\n"
+                              "    match: [access, vigil.self]\n"
+                              "    path: @DIR@/out.jsonl\n"),
+                     0);
+    char dir[600], file[700];
+    snprintf(dir, sizeof dir, "%s/w", v->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_true(vd_started(v));
+    /* 200 files written once each: the kernel merges nothing. */
+    double t0 = now_s();
+    for (int i = 0; i < 200; i++) {
+        snprintf(file, sizeof file, "%s/f%d", dir, i);
+        write_file(file, "x");
+    }
+    const char *out = vd_path(v, "out.jsonl");
+    assert_true(wait_self_value(out, "acc", "rate_dropped_total", 150, 10));
+    double dropped = 0;
+    assert_true(self_value(out, "acc", "rate_dropped_total", &dropped));
+    size_t published = count_all(out, "\"topic\":\"access\"", (char *)NULL);
+    /* The burst and what the rate refilled while the loop ran and the
+     * events were read. */
+    double allowed = 10 + 5 * (now_s() - t0) + 1;
+    if (published > allowed || published + (size_t)dropped < 200 * 2) {
+        fail_msg("%zu published, %.0f dropped of 400 (create and write of 200 files), at most %.0f "
+                 "allowed",
+                 published, dropped, allowed);
+    }
+    assert_int_equal(vd_stop(v, 10, NULL), 0);
+}
+
 /* ---- config ------------------------------------------------------------------ */
 
 static void test_config_refused(void **state)
@@ -586,6 +637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_files_and_policy, vd_fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, vd_fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_cap_says_why, vd_fixture_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit_counted, vd_fixture_setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, vd_fixture_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
