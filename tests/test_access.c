@@ -514,6 +514,29 @@ static void test_audit(void **state)
     stop_kid();
     audit_rule(AUDIT_DEL_RULE);
     F.audit_rule = false;
+
+    /* A failed login, as PAM reports it (a userspace message the kernel
+     * passes on with the sender's pid): its own action, the account as the
+     * resource. */
+    static const char login[] = "op=login acct=\"vigil-test-user\" exe=\"/usr/sbin/sshd\" "
+                                "hostname=? addr=192.0.2.7 terminal=ssh res=failed";
+    int rc = audit_request(1112 /* AUDIT_USER_LOGIN */, login, sizeof login, NULL, 0);
+    if (rc != 0) {
+        fprintf(stderr, "note: cannot send a USER_LOGIN message (%s); logins not checked\n",
+                strerror(-rc));
+    } else {
+        deadline = now_s() + 10;
+        while (count_all(out, "\"action\":\"login_failed\"", "\"resource\":\"vigil-test-user\"",
+                         "\"addr\":\"192.0.2.7\"", (char *)NULL) == 0 &&
+               now_s() < deadline) {
+            sleep_ms(50);
+        }
+        if (count_all(out, "\"action\":\"login_failed\"", "\"resource\":\"vigil-test-user\"",
+                      "\"addr\":\"192.0.2.7\"", (char *)NULL) == 0) {
+            text = slurp(out);
+            fail_msg("no login_failed access event:\n%s", text ? text : "");
+        }
+    }
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
