@@ -24,8 +24,10 @@ runnable_config() {
   if [ -n "$pd" ]; then
     sed -i "s#^plugin_dir:.*#plugin_dir: $pd#" "$out"
   fi
-  # Whatever the rewrite missed would be the host's: refuse to run it.
-  if grep -v '^ *#' "$out" | sed -e 's/ #.*//' -e "s#$work#WORK#g" | grep -nE '(^|[^A-Za-z0-9_.-])/(run|var|etc)/'; then
+  # Whatever the rewrite missed would be the host's: refuse to run it. A
+  # policy rule's `resource:` globs name what is judged, not what vigild
+  # opens: not paths to rewrite.
+  if grep -v -e '^ *#' -e '^ *- \(deny\|allow\): {.*resource:' "$out" | sed -e 's/ #.*//' -e "s#$work#WORK#g" | grep -nE '(^|[^A-Za-z0-9_.-])/(run|var|etc)/'; then
     fail "$out still names a host path (the rewrite above missed it)"
   fi
 }
