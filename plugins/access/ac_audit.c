@@ -272,8 +272,10 @@ int ac_audit_publish(struct ac *a, const char *records, size_t len, uint64_t ts_
     const char *action;
     if (g.avc) {
         action = mac_action(g.avc, g.avc_len, abuf, sizeof abuf);
+        /* SELinux's name= is the last component only: the event's PATH,
+         * when it has one, is the whole path. */
         if (field(g.avc, g.avc_len, "path", avc_res, sizeof avc_res) ||
-            field(g.avc, g.avc_len, "name", avc_res, sizeof avc_res)) {
+            (!resource && field(g.avc, g.avc_len, "name", avc_res, sizeof avc_res))) {
             resource = avc_res;
         }
         if (!pid && field(g.avc, g.avc_len, "pid", pid_s, sizeof pid_s)) {

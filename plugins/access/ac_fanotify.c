@@ -154,8 +154,8 @@ static int emit_fid_event(struct ac *a, const struct fanotify_event_metadata *md
     }
     if (!path) {
         a->api->log_limited(a->h, VIGIL_LOG_WARN,
-                            "cannot resolve the path of a create/delete (pid %d): "
-                            "open_by_handle_at needs CAP_DAC_READ_SEARCH",
+                            "cannot resolve the path of a create/delete (pid %d): its folder is "
+                            "gone, or open_by_handle_at lacks CAP_DAC_READ_SEARCH",
                             (int)md->pid);
         path = "?";
     }

@@ -53,15 +53,20 @@ static void read_small(const char *path, char *buf, size_t cap)
     buf[n > 0 ? n : 0] = '\0';
 }
 
-/* The parent pid and real uid from /proc/<pid>/status; false if gone. */
+/* The parent pid and real uid from /proc/<pid>/status; false if gone, or
+ * a zombie: /proc/<pid>/cgroup no longer says where it ran. */
 static bool proc_status(pid_t pid, pid_t *ppid, uid_t *uid)
 {
     char path[64], text[2048];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     read_small(path, text, sizeof text);
+    const char *state = strstr(text, "\nState:");
     const char *p = strstr(text, "\nPPid:");
     const char *u = strstr(text, "\nUid:");
-    if (!p || !u) {
+    if (state) {
+        state += 7 + strspn(state + 7, " \t");
+    }
+    if (!state || !p || !u || *state == 'Z' || *state == 'X') {
         return false;
     }
     *ppid = (pid_t)strtol(p + 6, NULL, 10);
@@ -93,13 +98,7 @@ const struct ac_ident *ac_ident(struct ac *a, pid_t pid)
         return e;
     }
     e->own = pid == a->self_pid || pid == a->vigild_pid || ppid == a->vigild_pid;
-    proc_exe(pid, e->exe, sizeof e->exe);
-    if (!e->exe[0] && !e->own) {
-        /* A zombie: it has no exe any more and /proc/<pid>/cgroup no longer
-         * says where it ran. */
-        e->gone = true;
-        return e;
-    }
+    proc_exe(pid, e->exe, sizeof e->exe); /* "" for a kernel thread */
     if (vigil_proc_cgroup(pid, e->cgroup, sizeof e->cgroup) == 0) {
         vigil_cgroup_labels_derive(e->cgroup, &e->labels, e->lbuf, sizeof e->lbuf);
     } else {
