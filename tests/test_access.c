@@ -230,11 +230,12 @@ static void write_file(const char *path, const char *text)
 /* ---- files ----------------------------------------------------------------- */
 
 struct files_kid {
-    const char *file, *exe;
+    const char *file, *exe, *sub;
 };
 
-/* Reads the file, writes it, then becomes `exe 5` (sleep): alive while the
- * source looks it up. */
+/* Reads the file, writes it, makes and removes a folder (a create and a
+ * delete that are not writes), then becomes `exe 5` (sleep): alive while
+ * the source looks it up. */
 static void files_kid_main(void *arg)
 {
     struct files_kid *k = arg;
@@ -249,6 +250,9 @@ static void files_kid_main(void *arg)
         _exit(6);
     }
     close(fd);
+    if (mkdir(k->sub, 0755) != 0 || rmdir(k->sub) != 0) {
+        _exit(8);
+    }
     execl(k->exe, "sleeper", "5", (char *)NULL);
     _exit(7);
 }
@@ -281,17 +285,18 @@ static void test_files_and_policy(void **state)
              "    match: [access, alert.]\n"
              "    path: @DIR@/w/out.jsonl\n");
     assert_int_equal(vd_setup(v, NULL, body), 0);
-    char dir[600], file[700], exe[700];
+    char dir[600], file[700], exe[700], sub[700];
     snprintf(dir, sizeof dir, "%s/w", v->dir);
     snprintf(file, sizeof file, "%s/f", dir);
     snprintf(exe, sizeof exe, "%s/sleeper", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
     assert_int_equal(mkdir(dir, 0755), 0);
     write_file(file, "hello\n");
     copy_exe("/bin/sleep", exe);
     assert_true(vd_started(v));
 
     char cg[512];
-    struct files_kid k = {file, exe};
+    struct files_kid k = {file, exe, sub};
     start_kid(files_kid_main, &k, cg, sizeof cg);
     /* In the watched folder: vigild's sink writes there all along, and
      * reporting that would be an endless loop of its own writes (denied
@@ -300,6 +305,8 @@ static void test_files_and_policy(void **state)
     assert_true(wait_access(out, cg, "read", file, 10));
     assert_true(wait_access(out, cg, "write", file, 10));
     assert_true(wait_access(out, cg, "exec", exe, 10));
+    assert_true(wait_access(out, cg, "create", sub, 10));
+    assert_true(wait_access(out, cg, "delete", sub, 10));
 
     /* The policy flags the write and the exec, not the read. */
     char s[600];
@@ -624,7 +631,11 @@ static void test_rate_limit_counted(void **state)
         write_file(file, "x");
     }
     const char *out = vd_path(v, "out.jsonl");
-    assert_true(wait_self_value(out, "acc", "rate_dropped_total", 150, 10));
+    if (!wait_self_value(out, "acc", "rate_dropped_total", 150, 10)) {
+        vd_dump_log(v);
+        fail_msg("%zu access events, fewer than 150 dropped",
+                 count_all(out, "\"topic\":\"access\"", (char *)NULL));
+    }
     double dropped = 0;
     assert_true(self_value(out, "acc", "rate_dropped_total", &dropped));
     size_t published = count_all(out, "\"topic\":\"access\"", (char *)NULL);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,48 +110,62 @@ static int emit_fd_event(struct ac *a, const struct fanotify_event_metadata *md,
     return 0;
 }
 
-/* The directory of a DFID_NAME record joined with its name, into a->path. */
-static const char *fid_path(struct ac *a, const struct fanotify_event_info_fid *fid)
+/* The directory of a DFID_NAME record (rec[0..len), from its header on)
+ * joined with its name, into a->path. Records follow events of any length,
+ * so they are copied out before being read as structs. */
+static const char *fid_path(struct ac *a, const char *rec, size_t len)
 {
-    struct file_handle *fh = (struct file_handle *)fid->handle;
-    const char *name = (const char *)fh->f_handle + fh->handle_bytes;
+    size_t at = offsetof(struct fanotify_event_info_fid, handle);
+    union {
+        struct file_handle fh;
+        char raw[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+    } h;
+    if (len < at + sizeof h.fh) {
+        return NULL;
+    }
+    memcpy(&h.fh, rec + at, sizeof h.fh);
+    if (h.fh.handle_bytes > MAX_HANDLE_SZ || len < at + sizeof h.fh + h.fh.handle_bytes + 1) {
+        return NULL;
+    }
+    memcpy(h.raw, rec + at, sizeof h.fh + h.fh.handle_bytes);
+    const char *name = rec + at + sizeof h.fh + h.fh.handle_bytes;
+    size_t name_len = strnlen(name, len - (at + sizeof h.fh + h.fh.handle_bytes));
     uint64_t id;
-    memcpy(&id, &fid->fsid, sizeof id);
+    memcpy(&id, rec + offsetof(struct fanotify_event_info_fid, fsid), sizeof id);
     for (size_t i = 0; i < a->nfs; i++) {
         if (a->fs[i].fsid != id) {
             continue;
         }
-        int dfd = open_by_handle_at(a->fs[i].fd, fh, O_PATH | O_CLOEXEC);
-        if (dfd < 0) {
-            break;
-        }
-        const char *dir = fd_path(a, dfd);
-        if (!dir) {
+        int dfd = open_by_handle_at(a->fs[i].fd, &h.fh, O_PATH | O_CLOEXEC);
+        if (dfd < 0 || !fd_path(a, dfd)) {
             break;
         }
         size_t dl = strlen(a->path);
-        if (strcmp(name, ".") != 0 && dl + 1 + strlen(name) < sizeof a->path) {
-            snprintf(a->path + dl, sizeof a->path - dl, "%s%s", dl > 1 ? "/" : "", name);
+        if (!(name_len == 1 && name[0] == '.') && dl + 1 + name_len < sizeof a->path) {
+            snprintf(a->path + dl, sizeof a->path - dl, "%s%.*s", dl > 1 ? "/" : "", (int)name_len,
+                     name);
         }
         return a->path;
     }
     return NULL;
 }
 
-static int emit_fid_event(struct ac *a, const struct fanotify_event_metadata *md)
+/* A create or delete: md is the event's metadata (copied), ev its bytes. */
+static int emit_fid_event(struct ac *a, const struct fanotify_event_metadata *md, const char *ev)
 {
     const char *path = NULL;
     for (size_t off = md->metadata_len;
          off + sizeof(struct fanotify_event_info_header) <= md->event_len;) {
-        const struct fanotify_event_info_header *hdr = (const void *)((const char *)md + off);
-        if (hdr->len == 0) {
+        struct fanotify_event_info_header hdr;
+        memcpy(&hdr, ev + off, sizeof hdr);
+        if (hdr.len == 0 || off + hdr.len > md->event_len) {
             break;
         }
-        if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
-            path = fid_path(a, (const struct fanotify_event_info_fid *)hdr);
+        if (hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+            path = fid_path(a, ev + off, hdr.len);
             break;
         }
-        off += hdr->len;
+        off += hdr.len;
     }
     if (!path) {
         a->api->log_limited(a->h, VIGIL_LOG_WARN,
@@ -175,7 +190,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct ac *a = arg;
     bool fid = fd == a->fid_fd;
-    char buf[FAN_BUF_BYTES] __attribute__((aligned(8)));
+    char buf[FAN_BUF_BYTES];
     int rc = 0;
     size_t seen = 0;
     a->api->batch_begin(a->h);
@@ -187,21 +202,33 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             }
             break;
         }
-        const struct fanotify_event_metadata *md = (const void *)buf;
-        for (; FAN_EVENT_OK(md, len); md = FAN_EVENT_NEXT(md, len)) {
+        /* Events with info records have any length: the metadata is
+         * copied out rather than read in place, misaligned. */
+        for (size_t off = 0; off + FAN_EVENT_METADATA_LEN <= (size_t)len;) {
+            struct fanotify_event_metadata md;
+            memcpy(&md, buf + off, sizeof md);
+            if (md.vers != FANOTIFY_METADATA_VERSION || md.event_len < FAN_EVENT_METADATA_LEN ||
+                off + md.event_len > (size_t)len) {
+                a->api->log_limited(a->h, VIGIL_LOG_ERROR,
+                                    "fanotify event of version %u (vigil knows %u) or length %u: "
+                                    "the rest of this read is skipped",
+                                    md.vers, FANOTIFY_METADATA_VERSION, md.event_len);
+                break;
+            }
             seen++;
-            if (md->mask & FAN_Q_OVERFLOW) {
+            if (md.mask & FAN_Q_OVERFLOW) {
                 ac_count_queue_drop(a, 1);
             } else if (rc == 0 && fid) {
-                rc = emit_fid_event(a, md);
-            } else if (rc == 0 && md->fd >= 0) {
-                const char *path = fd_path(a, md->fd);
-                rc = emit_fd_event(a, md, path ? path : "?");
-                continue;
+                rc = emit_fid_event(a, &md, buf + off);
+            } else if (rc == 0 && md.fd >= 0) {
+                const char *path = fd_path(a, md.fd); /* closes it */
+                rc = emit_fd_event(a, &md, path ? path : "?");
+                md.fd = FAN_NOFD;
             }
-            if (md->fd >= 0) {
-                close(md->fd);
+            if (md.fd >= 0) {
+                close(md.fd);
             }
+            off += md.event_len;
         }
     }
     a->api->batch_end(a->h);
