@@ -55,15 +55,6 @@ struct vigil_sink {
     enum batch_state state;
     bool from_spool;
     struct vigil_record_buf arena;
-    struct vigil_spool_pos batch_end; /* a spool batch: where it ends, for commit_to */
-    /* While a batch from the spool is in an asynchronous write, the next
-     * one is read ahead into `ahead` (a chunk per loop turn, between the
-     * plugin's own I/O), so that the next write goes out at once when this
-     * one completes instead of after a spool read of a whole batch. Read,
-     * not committed: a crash reads it again. */
-    struct vigil_record_buf ahead;
-    size_t nahead;
-    struct event *ahead_ev;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     size_t n;                   /* unresolved events in batch[] */
@@ -229,7 +220,6 @@ static void spill(struct vigil_sink *s)
             return;
         }
         vigil_spool_mark_read(s->spool);
-        vigil_spool_tell(s->spool, &s->batch_end); /* the batch, not the queue after it */
         s->from_spool = true;
     }
     /* Barriers do not go to the spool: once the events before them are
@@ -390,15 +380,7 @@ static bool take_batch(struct vigil_sink *s)
 {
     size_t max = s->batch_max, n = 0;
     vigil_record_clear(&s->arena);
-    /* What was read ahead is the oldest: it goes first, then the spool. */
-    s->from_spool = s->nahead || vigil_spool_has_unread(s->spool);
-    if (s->nahead) {
-        struct vigil_record_buf t = s->arena;
-        s->arena = s->ahead;
-        s->ahead = t;
-        n = s->nahead;
-        s->nahead = 0;
-    }
+    s->from_spool = vigil_spool_has_unread(s->spool);
     if (s->from_spool) {
         struct vigil_spool_rec r;
         while (n < max && vigil_spool_read(s->spool, &r) == 1) {
@@ -437,35 +419,7 @@ static bool take_batch(struct vigil_sink *s)
         s->batch[i] = vigil_event_of(v);
     }
     s->n = n;
-    if (s->from_spool) {
-        vigil_spool_tell(s->spool, &s->batch_end);
-    }
     return n > 0;
-}
-
-/* Reads ahead, a chunk per call (see `ahead`). */
-#define AHEAD_CHUNK 2048
-static void ahead_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct vigil_sink *s = arg;
-    if (s->done || s->stopping || s->state != B_INFLIGHT || !s->from_spool) {
-        return;
-    }
-    size_t n = 0;
-    struct vigil_spool_rec r;
-    while (n < AHEAD_CHUNK && s->nahead < s->batch_max && vigil_spool_read(s->spool, &r) == 1) {
-        if (vigil_record_append(&s->ahead, r.topic, r.topic_len, r.body, r.body_len) == 0) {
-            s->nahead++;
-        } else {
-            vigil_count(&s->h->stats.dropped_total, 1);
-        }
-        n++;
-    }
-    if (n == AHEAD_CHUNK && s->nahead < s->batch_max) {
-        event_active(s->ahead_ev, EV_TIMEOUT, 0);
-    }
 }
 
 static void deliver(struct vigil_sink *s);
@@ -530,8 +484,7 @@ static void finish(struct vigil_sink *s, int rc)
         return;
     }
     if (s->from_spool) {
-        /* Up to this batch's end: what was read ahead is not delivered. */
-        int crc = vigil_spool_commit_to(s->spool, &s->batch_end);
+        int crc = vigil_spool_commit(s->spool);
         if (crc != 0) {
             warn_limited(s, &s->spool_rl, VIGIL_LOG_ERROR, "cannot save the spool's cursor", crc);
         }
@@ -552,9 +505,6 @@ static void deliver(struct vigil_sink *s)
     int rc = s->h->desc->write(s->h->state, s->batch, s->n, s->results);
     if (rc == VIGIL_WRITE_ASYNC) {
         update_gauges(s);
-        if (s->from_spool && s->nahead < s->batch_max && vigil_spool_has_unread(s->spool)) {
-            event_active(s->ahead_ev, EV_TIMEOUT, 0);
-        }
         return; /* write_done() comes later */
     }
     finish(s, rc);
@@ -578,7 +528,7 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    bool spooled = s->nahead || vigil_spool_has_unread(s->spool);
+    bool spooled = vigil_spool_has_unread(s->spool);
     if (!spooled && vigil_record_count(&s->q) == 0) {
         if (s->stopping) {
             finish_stop(s);
@@ -805,7 +755,6 @@ int vigil_sink_new(struct vigil_instance *h)
     size_t max = s->batch_max;
     vigil_record_init(&s->q, s->dc->queue_events, s->dc->queue_bytes, 0);
     vigil_record_init(&s->arena, max, SIZE_MAX, 0);
-    vigil_record_init(&s->ahead, max, SIZE_MAX, 0);
     s->views = calloc(max, sizeof *s->views);
     s->batch = calloc(max, sizeof *s->batch);
     s->results = calloc(max, sizeof *s->results);
@@ -820,9 +769,8 @@ int vigil_sink_new(struct vigil_instance *h)
     s->stop_ev = evtimer_new(h->base, stop_deadline_cb, s);
     s->hup_ev = event_new(h->base, -1, 0, hup_cb, s);
     s->resume_ev = evtimer_new(h->base, resume_cb, s);
-    s->ahead_ev = event_new(h->base, -1, 0, ahead_cb, s);
-    if (!s->resume_ev || !s->ahead_ev || !s->views || !s->batch || !s->results || !s->sub_ev ||
-        !s->retry_ev || !s->flush_ev || !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
+    if (!s->resume_ev || !s->views || !s->batch || !s->results || !s->sub_ev || !s->retry_ev ||
+        !s->flush_ev || !s->wait_ev || !s->pump_ev || !s->stop_ev || !s->hup_ev) {
         return -ENOMEM;
     }
     /* A successor opens the spool once its predecessor let go of it
@@ -866,8 +814,8 @@ void vigil_sink_free(struct vigil_instance *h)
     if (!s) {
         return;
     }
-    struct event *evs[] = {s->sub_ev,  s->retry_ev, s->flush_ev,  s->wait_ev, s->pump_ev,
-                           s->stop_ev, s->hup_ev,   s->resume_ev, s->ahead_ev};
+    struct event *evs[] = {s->sub_ev,  s->retry_ev, s->flush_ev, s->wait_ev,
+                           s->pump_ev, s->stop_ev,  s->hup_ev,   s->resume_ev};
     for (size_t i = 0; i < sizeof evs / sizeof *evs; i++) {
         if (evs[i]) {
             event_free(evs[i]);
@@ -878,7 +826,6 @@ void vigil_sink_free(struct vigil_instance *h)
     vigil_bus_reader_fini(&s->in);
     vigil_record_fini(&s->q);
     vigil_record_fini(&s->arena);
-    vigil_record_fini(&s->ahead);
     free(s->views);
     free(s->batch);
     free(s->results);

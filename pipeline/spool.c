@@ -952,33 +952,10 @@ void vigil_spool_mark_read(struct vigil_spool *s)
     }
 }
 
-void vigil_spool_tell(const struct vigil_spool *s, struct vigil_spool_pos *pos)
-{
-    *pos = (struct vigil_spool_pos){.rid = s->rid, .roff = s->roff};
-    for (size_t i = 0; i < s->nseg; i++) {
-        if (s->segs[i].id == s->rid) {
-            pos->nread = s->segs[i].nread;
-        }
-    }
-}
-
 int vigil_spool_commit(struct vigil_spool *s)
 {
-    struct vigil_spool_pos pos;
-    vigil_spool_tell(s, &pos);
-    return vigil_spool_commit_to(s, &pos);
-}
-
-int vigil_spool_commit_to(struct vigil_spool *s, const struct vigil_spool_pos *pos)
-{
-    /* Reading goes in order: segments before pos's were read whole by then. */
     for (size_t i = 0; i < s->nseg; i++) {
-        struct seg *g = &s->segs[i];
-        if (g->id < pos->rid) {
-            g->ncommit = g->nread;
-        } else if (g->id == pos->rid) {
-            g->ncommit = pos->nread < g->nrec ? pos->nread : g->nrec;
-        }
+        s->segs[i].ncommit = s->segs[i].nread;
     }
     char path[PATH_MAX], tmp[PATH_MAX];
     snprintf(path, sizeof path, "%s/cursor", s->dir);
@@ -988,7 +965,7 @@ int vigil_spool_commit_to(struct vigil_spool *s, const struct vigil_spool_pos *p
         return -errno;
     }
     char line[64];
-    int n = snprintf(line, sizeof line, "%016" PRIx64 " %" PRIu64 "\n", pos->rid, pos->roff);
+    int n = snprintf(line, sizeof line, "%016" PRIx64 " %" PRIu64 "\n", s->rid, s->roff);
     int rc = write_all(fd, line, (size_t)n);
     close(fd);
     if (rc == 0 && rename(tmp, path) != 0) {

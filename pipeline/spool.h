@@ -16,8 +16,8 @@
  * damaged records' lengths still say how many there were).
  *
  * Reading hands out records after the read position; commit() marks all of
- * them delivered (commit_to() those up to an earlier read position). Records read but not committed
- * are read again after a crash (at least once). Single-threaded: the sink's own thread.
+ * them delivered. Records read but not committed are read again after a
+ * crash (at least once). Single-threaded: the sink's own thread.
  */
 #ifndef VIGIL_SPOOL_H
 #define VIGIL_SPOOL_H
@@ -74,14 +74,6 @@ void vigil_spool_mark_read(struct vigil_spool *s);
 /* Everything read so far is delivered: persists the cursor and removes the
  * segments left behind. 0 or a negative errno. */
 int vigil_spool_commit(struct vigil_spool *s);
-/* A read position, so that a reader may read ahead of what it commits: the
- * records read up to vigil_spool_tell() are delivered, those read after it
- * are not yet (commit_to persists the cursor there). */
-struct vigil_spool_pos {
-    uint64_t rid, roff, nread;
-};
-void vigil_spool_tell(const struct vigil_spool *s, struct vigil_spool_pos *pos);
-int vigil_spool_commit_to(struct vigil_spool *s, const struct vigil_spool_pos *pos);
 
 void vigil_spool_counts(const struct vigil_spool *s, struct vigil_spool_counts *out);
 

@@ -234,10 +234,9 @@ static void test_kill9_then_restart_delivers_spool(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
-/* kill -9 while an asynchronous sink drains its spool in small batches:
- * each batch is committed while the next is already read ahead (sink.c),
- * so a commit that went past its own batch would lose what was read ahead
- * at the crash. The restart delivers every event at least once. */
+/* kill -9 while an asynchronous sink drains its spool in small batches
+ * (each committed once write_done() says it was delivered): the restart
+ * delivers every event at least once, at most the batch of the crash twice. */
 static void test_kill9_while_draining_async(void **state)
 {
     struct vd *v = *state;

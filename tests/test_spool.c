@@ -186,54 +186,6 @@ static void test_reopen_resumes_at_cursor(void **state)
     vigil_spool_close(s);
 }
 
-/* A reader that reads ahead of what it commits (the sink host while an
- * asynchronous write is out): commit_to() persists only the position it was
- * given, across segments, and the records read after it come again after a
- * restart. */
-static void test_commit_to_reads_ahead(void **state)
-{
-    struct fx *f = *state;
-    struct vigil_spool *s = open_spool(f, 1 << 20);
-    for (unsigned i = 0; i < 3000; i++) {
-        put(s, i, 200); /* several segments */
-    }
-    assert_true(count_files(f->dir, ".seg") > 1);
-    struct vigil_spool_pos first, second;
-    for (unsigned i = 0; i < 1000; i++) {
-        expect(s, i);
-    }
-    vigil_spool_tell(s, &first);
-    for (unsigned i = 1000; i < 2500; i++) {
-        expect(s, i); /* read ahead */
-    }
-    vigil_spool_tell(s, &second);
-    assert_int_equal(vigil_spool_commit_to(s, &first), 0);
-    struct vigil_spool_counts c;
-    vigil_spool_counts(s, &c);
-    assert_int_equal(c.events, 2000);
-    for (unsigned i = 2500; i < 2600; i++) {
-        expect(s, i);
-    }
-    assert_int_equal(vigil_spool_flush(s, false), 0);
-    vigil_spool_close(s); /* as a crash with 1000..2599 read, not delivered */
-
-    s = open_spool(f, 1 << 20);
-    for (unsigned i = 1000; i < 2500; i++) {
-        expect(s, i);
-    }
-    vigil_spool_tell(s, &second);
-    assert_int_equal(vigil_spool_commit_to(s, &second), 0);
-    vigil_spool_close(s);
-    s = open_spool(f, 1 << 20);
-    for (unsigned i = 2500; i < 3000; i++) {
-        expect(s, i);
-    }
-    expect_end(s);
-    assert_int_equal(vigil_spool_commit(s), 0);
-    assert_true(vigil_spool_empty(s));
-    vigil_spool_close(s);
-}
-
 /* A power loss cuts the last record short: it is skipped, with a count,
  * and everything before it is delivered. */
 static void test_torn_tail(void **state)
@@ -619,7 +571,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_and_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_resumes_at_cursor, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_commit_to_reads_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_first_record, setup, teardown),
