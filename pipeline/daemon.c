@@ -87,12 +87,9 @@ static struct vigil_host_env host_env(const struct daemon *dm, const struct vigi
     };
 }
 
-/* Loads every plugin instance and runs its init. Everything that goes wrong
- * goes to d, so one run reports all problems. */
-static void load_instances(struct daemon *dm, struct vigil_diag *d)
+/* plugin_trust: off, said at every start and every reload that has it. */
+static void warn_trust_off(const struct vigil_config *c)
 {
-    struct vigil_config *c = dm->cfg;
-    struct vigil_host_env env = host_env(dm, c);
     if (!c->plugin_trust) {
         const struct vigil_conf *at = c->plugin_trust_at;
         vigil_log(VIGIL_LOG_WARN, "vigild",
@@ -100,6 +97,15 @@ static void load_instances(struct daemon *dm, struct vigil_diag *d)
                   "(for development trees only)",
                   at->file, at->line, at->col, c->plugin_dir);
     }
+}
+
+/* Loads every plugin instance and runs its init. Everything that goes wrong
+ * goes to d, so one run reports all problems. */
+static void load_instances(struct daemon *dm, struct vigil_diag *d)
+{
+    struct vigil_config *c = dm->cfg;
+    struct vigil_host_env env = host_env(dm, c);
+    warn_trust_off(c);
     dm->sources = calloc(c->nsources + 1, sizeof *dm->sources);
     dm->sinks = calloc(c->nsinks + 1, sizeof *dm->sinks);
     if (!dm->sources || !dm->sinks) {
@@ -690,11 +696,13 @@ static char *instance_key(const struct vigil_config *c, const struct vigil_insta
     if (!node) {
         return NULL;
     }
+    /* Not plugin_trust: it judges plugin files as they are loaded, so it
+     * applies to the instances a reload makes (docs/reload.md). */
     const char *spool = ic->delivery.spool_path ? ic->delivery.spool_path : "";
     size_t n = strlen(node) + strlen(c->plugin_dir) + strlen(spool) + 16;
     char *k = malloc(n);
     if (k) {
-        snprintf(k, n, "%s|%s|%d|%s", node, c->plugin_dir, c->plugin_trust, spool);
+        snprintf(k, n, "%s|%s|%s", node, c->plugin_dir, spool);
     }
     free(node);
     return k;
@@ -1158,6 +1166,7 @@ static void reload(struct daemon *dm, uint64_t t0)
         check_unchangeable(dm->boot, p.nc, &d);
     }
     if (p.nc && d.count == 0) {
+        warn_trust_off(p.nc);
         plan_make(dm, &p, &d);
     }
     if (d.count || !p.nc) {

@@ -72,11 +72,11 @@ static void test_rules_keep_state(void **state)
     const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "\"topic\":\"alert.fired\"", 3, 10));
     /* keep: the same rule, its keys in another order and its default
-     * written out; chg: another expression; gone: removed; new: added. */
+     * written out; chg: another expression; gone: removed; new: added.
+     * plugin_trust: off in the new file is warned about, as at a start. */
     assert_int_equal(
         vd_rewrite(v, NULL,
-                   RULES_SOURCE
-                   "rules:\n"
+                   "plugin_trust: off\n" RULES_SOURCE "rules:\n"
                    "  - {expr: values.n >= 0, match: gen., kind: threshold, name: keep,"
                    " severity: warning}\n"
                    "  - {name: chg, kind: threshold, match: gen., expr: values.n >= 1}\n"
@@ -85,6 +85,7 @@ static void test_rules_keep_state(void **state)
         0);
     assert_true(hup(v, "reloaded", 1));
     assert_int_equal(count_lines(v->log, "rules 2 kept, 1 changed, 1 added, 1 removed"), 1);
+    assert_int_equal(count_lines(v->log, "plugin_trust: off: plugins in"), 1);
     assert_true(wait_lines(out, "\"topic\":\"alert.fired\"", 5, 10));
     sleep_ms(500);
     double secs;
