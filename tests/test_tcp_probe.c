@@ -562,26 +562,52 @@ static void remove_leftovers(void)
     closedir(d);
 }
 
+/* Kills and reaps a child the test started, if any. */
+static void stop_child(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGKILL);
+        waitpid(*pid, NULL, 0);
+        *pid = -1;
+    }
+}
+
+/* Deletes a namespace the test made, if it did. */
+static void del_ns(const char *ns, bool *made)
+{
+    if (*made && run("ip netns del %s", ns) != 0) {
+        fprintf(stderr, "could not delete netns %s\n", ns);
+    }
+    *made = false;
+}
+
 static int ns_teardown(void **state)
 {
     (void)state;
-    if (nsf.child > 0) {
-        kill(nsf.child, SIGKILL);
-        waitpid(nsf.child, NULL, 0);
-        nsf.child = -1;
-    }
+    stop_child(&nsf.child);
     if (nsf.home_fd >= 0) {
         close(nsf.home_fd);
         nsf.home_fd = -1;
     }
-    if (nsf.made && run("ip netns del %s", nsf.ns) != 0) {
-        fprintf(stderr, "could not delete netns %s\n", nsf.ns);
-    }
-    if (nsf.made_down && run("ip netns del %s", nsf.ns_down) != 0) {
-        fprintf(stderr, "could not delete netns %s\n", nsf.ns_down);
-    }
-    nsf.made = nsf.made_down = false;
+    del_ns(nsf.ns, &nsf.made);
+    del_ns(nsf.ns_down, &nsf.made_down);
     return 0;
+}
+
+/* Forks a child that dies with us and enters /run/netns/<ns>. Returns 0 in
+ * the child (*entered says whether it got in), the pid in the parent, -1 when
+ * fork failed. */
+static pid_t fork_in_ns(const char *ns, bool *entered)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char path[128];
+        snprintf(path, sizeof path, "/run/netns/%s", ns);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        *entered = fd >= 0 && setns(fd, CLONE_NEWNET) == 0;
+    }
+    return pid;
 }
 
 /* A child inside nsf.ns listening on 127.0.0.1:nsf.port; it dies with us. */
@@ -591,20 +617,14 @@ static int start_ns_listener(void)
     if (pipe(pfd) != 0) {
         return -1;
     }
-    pid_t pid = fork();
+    bool entered = false;
+    pid_t pid = fork_in_ns(nsf.ns, &entered);
     if (pid < 0) {
         return -1;
     }
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char path[128];
-        snprintf(path, sizeof path, "/run/netns/%s", nsf.ns);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
         uint16_t port = nsf.port;
-        char ok =
-            fd >= 0 && setns(fd, CLONE_NEWNET) == 0 && tcp_socket_on("127.0.0.1", &port, 64) >= 0
-                ? 'y'
-                : 'n';
+        char ok = entered && tcp_socket_on("127.0.0.1", &port, 64) >= 0 ? 'y' : 'n';
         if (write(pfd[1], &ok, 1) != 1 || ok != 'y') {
             _exit(1);
         }
@@ -722,6 +742,189 @@ static void test_netns(void **state)
     assert_true(g[4].up == 1 && g[4].expected == 0);
 }
 
+/* ---- Loss: nft drops a share of the SYNs inside a namespace (root) ---------------------
+ * A listener that accepts on two ports inside a fresh namespace, whose output
+ * hook drops ~30% of the packets to the first port. The kernel has no netem;
+ * nf_tables is enough to lose SYNs. */
+
+struct loss_fixture {
+    char ns[64];
+    bool made;
+    pid_t child;
+};
+
+static struct loss_fixture lossf = {.child = -1};
+
+static int loss_teardown(void **state)
+{
+    (void)state;
+    stop_child(&lossf.child);
+    del_ns(lossf.ns, &lossf.made);
+    return 0;
+}
+
+/* A child inside lossf.ns that accepts (and closes) every connection to
+ * 127.0.0.1:ports[0] and [1], so that no accept queue fills up; it dies with
+ * us. Picks the ports; returns 0 when both listen. */
+static int start_loss_listener(uint16_t ports[2])
+{
+    int pfd[2];
+    if (pipe(pfd) != 0) {
+        return -1;
+    }
+    bool ok = false;
+    pid_t pid = fork_in_ns(lossf.ns, &ok);
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        struct pollfd l[2] = {{.fd = -1, .events = POLLIN}, {.fd = -1, .events = POLLIN}};
+        uint16_t got[2] = {0, 0};
+        for (int i = 0; ok && i < 2; i++) {
+            l[i].fd = tcp_socket_on("127.0.0.1", &got[i], 512);
+            ok = l[i].fd >= 0;
+        }
+        if (write(pfd[1], got, sizeof got) != (ssize_t)sizeof got || !ok) {
+            _exit(1);
+        }
+        for (;;) {
+            if (poll(l, 2, -1) > 0) {
+                for (int i = 0; i < 2; i++) {
+                    if (l[i].revents & POLLIN) {
+                        drain_accept(l[i].fd);
+                    }
+                }
+            }
+        }
+    }
+    lossf.child = pid;
+    close(pfd[1]);
+    ssize_t r = read(pfd[0], ports, 2 * sizeof ports[0]);
+    close(pfd[0]);
+    return r == (ssize_t)(2 * sizeof ports[0]) && ports[0] && ports[1] ? 0 : -1;
+}
+
+/* What the events of one target added up to. */
+struct loss_sum {
+    int events;
+    double attempts, connected, retrans;
+    double loss_min, loss_max;
+    bool ordered; /* p50 <= p90 <= max, connect_ms == p50, in every event */
+};
+
+static void loss_add(struct loss_sum *s, const struct vigil_event_view *v)
+{
+    double a = ph_value(v, "values.attempts"), c = ph_value(v, "values.connected");
+    double loss = ph_value(v, "values.loss_pct"), r = 0, ms, p50, p90, max;
+    if (s->events++ == 0) {
+        s->loss_min = s->loss_max = loss;
+        s->ordered = true;
+    }
+    s->attempts += a;
+    s->connected += c;
+    s->loss_min = loss < s->loss_min ? loss : s->loss_min;
+    s->loss_max = loss > s->loss_max ? loss : s->loss_max;
+    assert_true(loss >= 100.0 * (a - c) / a - 1e-9 && loss <= 100.0 * (a - c) / a + 1e-9);
+    if (c > 0) {
+        assert_true(opt_double(v, "values.retrans_total", &r));
+        s->retrans += r;
+        s->ordered &= opt_double(v, "values.connect_ms", &ms) &&
+                      opt_double(v, "values.connect_ms_p50", &p50) &&
+                      opt_double(v, "values.connect_ms_p90", &p90) &&
+                      opt_double(v, "values.connect_ms_max", &max) && ms == p50 && p50 <= p90 &&
+                      p90 <= max;
+    }
+}
+
+static void test_loss(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        fprintf(stderr, "network namespaces and nft need root: skipped\n");
+        skip();
+    }
+    if (run("ip -V >/dev/null 2>&1") != 0 || run("nft --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "no 'ip' or no 'nft' command (iproute2, nftables): skipped\n");
+        skip();
+    }
+    remove_leftovers();
+    snprintf(lossf.ns, sizeof lossf.ns, NS_PREFIX "%d-loss", (int)getpid());
+    if (run("ip netns add %s", lossf.ns) != 0) {
+        fprintf(stderr, "cannot create a network namespace here: skipped\n");
+        skip();
+    }
+    lossf.made = true;
+    assert_int_equal(run("ip netns exec %s ip link set lo up", lossf.ns), 0);
+    uint16_t ports[2];
+    assert_int_equal(start_loss_listener(ports), 0);
+    if (run("ip netns exec %s nft add table inet t", lossf.ns) != 0 ||
+        run("ip netns exec %s nft add chain inet t out "
+            "'{ type filter hook output priority 0; }'",
+            lossf.ns) != 0 ||
+        run("ip netns exec %s nft add rule inet t out tcp dport %u numgen random mod 100 '<' 30 "
+            "drop",
+            lossf.ns, ports[0]) != 0) {
+        fprintf(stderr, "nft cannot add the drop rule here (no nf_tables?): skipped\n");
+        skip();
+    }
+
+    /* `lossy` times out before the SYN's first retransmission (1 s), so a
+     * dropped SYN is a lost attempt; `retrans` waits past it, so a dropped
+     * SYN is mostly retransmitted and shows in retrans_total. Its timeout is
+     * longer than the interval: it runs every other round. */
+    char y[1024];
+    snprintf(y, sizeof y,
+             "plugin: tcp_probe\nname: loss\ninterval: 1s\ntimeout: 300ms\nattempts: 20\n"
+             "targets:\n"
+             "  - { name: lossy, address: \"127.0.0.1:%u\", netns: %s }\n"
+             "  - { name: retrans, address: \"127.0.0.1:%u\", netns: %s, timeout: 1500ms }\n"
+             "  - { name: clean, address: \"127.0.0.1:%u\", netns: %s }\n"
+             "  - { name: one, address: \"127.0.0.1:%u\", netns: %s, attempts: 1 }\n",
+             ports[0], lossf.ns, ports[0], lossf.ns, ports[1], lossf.ns, ports[1], lossf.ns);
+    struct ph *p = ph_start(y, "tcp.probe");
+    assert_non_null(p);
+    const char *names[] = {"lossy", "retrans", "clean", "one"};
+    struct loss_sum sum[4];
+    memset(sum, 0, sizeof sum);
+    uint64_t deadline = vigil_mono_ns() + 12000000000u;
+    while (vigil_mono_ns() < deadline && (sum[0].events < 4 || sum[1].events < 3)) {
+        const struct vigil_event_view *v = ph_next(p, 100);
+        char name[64];
+        if (!v || !ph_str(v, "labels.target", name, sizeof name)) {
+            continue;
+        }
+        for (size_t i = 0; i < 4; i++) {
+            if (strcmp(name, names[i]) == 0) {
+                loss_add(&sum[i], v);
+                if (i == 0 && sum[0].events == 1) {
+                    char err[32] = "";
+                    ph_str(v, "attrs.error", err, sizeof err);
+                    fprintf(stderr, "lossy: first round %g of %g connected, error '%s'\n",
+                            ph_value(v, "values.connected"), ph_value(v, "values.attempts"), err);
+                }
+            }
+        }
+    }
+    ph_stop(p);
+    for (size_t i = 0; i < 4; i++) {
+        fprintf(stderr,
+                "%s: %d events, %g of %g attempts connected (loss %g..%g%%), "
+                "retrans_total %g\n",
+                names[i], sum[i].events, sum[i].connected, sum[i].attempts, sum[i].loss_min,
+                sum[i].loss_max, sum[i].retrans);
+    }
+    assert_true(sum[0].events >= 4 && sum[1].events >= 3 && sum[2].events >= 3);
+    double lossy = 100.0 * (sum[0].attempts - sum[0].connected) / sum[0].attempts;
+    assert_true(sum[0].attempts == 20.0 * sum[0].events);
+    assert_true(lossy >= 5 && lossy <= 70);
+    assert_true(sum[1].retrans > 0);
+    assert_true(sum[2].loss_max == 0 && sum[2].connected == 20.0 * sum[2].events);
+    assert_true(sum[3].loss_max == 0 && sum[3].attempts == sum[3].events);
+    for (size_t i = 0; i < 4; i++) {
+        assert_true(sum[i].ordered);
+    }
+}
+
 /* ---- Config errors at their positions ----------------------------------------------------
  * The instance's lines start at ph.yaml line 3; a line's text starts at
  * column 5. at() finds `needle` in line i and names its position. */
@@ -773,6 +976,8 @@ static void test_config_errors(void **state)
         "  - just-a-string",
         "  - { name: uts, address: \"127.0.0.1:80\", netns: /proc/self/ns/uts }",
         "  - { name: gone, address: \"127.0.0.1:80\", netns: /proc/999999999/ns/net }",
+        "  - { name: a0, address: \"127.0.0.1:80\", attempts: 0 }",
+        "  - { name: a101, address: \"127.0.0.1:80\", attempts: 101 }",
     };
     size_t nl = sizeof lines / sizeof lines[0];
     char y[4096] = "";
@@ -805,10 +1010,12 @@ static void test_config_errors(void **state)
     expect_msg(&d, at(b, sizeof b, lines, 17, "/proc",
                       "netns '/proc/999999999/ns/net': cannot open /proc/999999999/ns/net: No "
                       "such file"));
-    if (errs != 15) {
+    expect_msg(&d, at(b, sizeof b, lines, 18, "0 }", "attempts must be a whole number from 1"));
+    expect_msg(&d, at(b, sizeof b, lines, 19, "101 }", "attempts must be a whole number from 1"));
+    if (errs != 17) {
         vigil_diag_print(&d, stderr);
     }
-    assert_int_equal(errs, 15);
+    assert_int_equal(errs, 17);
     vigil_diag_fini(&d);
 
     /* No targets at all; an unreadable resolv_conf (only read when a
@@ -848,6 +1055,7 @@ int main(void)
         cmocka_unit_test(test_timeout_parallel_skip),
         cmocka_unit_test(test_many_targets),
         cmocka_unit_test_teardown(test_netns, ns_teardown),
+        cmocka_unit_test_teardown(test_loss, loss_teardown),
     };
     /* clang-format on */
     return cmocka_run_group_tests_name("tcp_probe", tests, NULL, NULL);

@@ -28,6 +28,7 @@ packages=(
   clang-format-16             # the style check (.clang-format's InsertBraces needs 15+)
   python3 python3-zmq python3-msgpack  # JSON checks; the Python examples of docs/subscribing.md
   iproute2 procps
+  nftables                    # the tcp_probe loss test drops SYNs with nft in its netns
   man-db groff-base mandoc     # the man pages' test: man -l, groff -ww, mandoc -T lint
   dpkg-dev file               # the Debian package: dpkg-shlibdeps computes its Depends
   libsystemd-dev systemd      # sd_notify and the watchdog; systemd-analyze verifies the unit

@@ -1,8 +1,9 @@
-/* tcp_probe: a source that checks TCP reachability. Every interval collect()
- * starts one non-blocking connect per target on the instance's libevent loop
- * (names resolved by evdns, sockets optionally created inside another network
- * namespace) and each target's tcp.probe event is published when its connect
- * completes, fails or times out. Config reading is in tcp_probe_conf.c.
+/* tcp_probe: a source that checks TCP reachability and loss. Every interval
+ * collect() starts `attempts` non-blocking connects per target, together, on
+ * the instance's libevent loop (names resolved by evdns, sockets optionally
+ * created inside another network namespace) and each target's tcp.probe event
+ * is published when all its connects completed, failed or timed out. Config
+ * reading is in tcp_probe_conf.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,25 +32,12 @@
 
 static const struct vigil_option tp_options[] = {
     {"targets", VIGIL_OPT_LIST, NULL,
-     "what to probe: a list of { name, address: host:port, timeout, netns, expect }"},
+     "what to probe: a list of { name, address: host:port, timeout, attempts, netns, expect }"},
     {"timeout", VIGIL_OPT_DURATION, "5s", "default per-target timeout (resolving + connecting)"},
+    {"attempts", VIGIL_OPT_INT, "1", "default connects per target per interval, 1..100"},
     {"resolv_conf", VIGIL_OPT_STRING, NULL,
      "resolver configuration for names (default /etc/resolv.conf; /etc/hosts is read too)"},
     {NULL, 0, NULL, NULL},
-};
-
-/* Why a probe did not connect: the `error` attr. */
-enum tp_error {
-    TP_OK = 0,
-    TP_ERR_REFUSED,     /* RST: nothing listens (or a firewall rejects with RST) */
-    TP_ERR_TIMEOUT,     /* no answer within the target's timeout */
-    TP_ERR_UNREACHABLE, /* no route, network down, no usable local address */
-    TP_ERR_DENIED,      /* EACCES/EPERM: a local firewall or policy */
-    TP_ERR_RESET,       /* reset during the handshake */
-    TP_ERR_CONNECT,     /* any other connect error */
-    TP_ERR_DNS,         /* the name did not resolve (or not in time) */
-    TP_ERR_NETNS,       /* could not create the socket in the target's netns */
-    TP_ERR_SOCKET,      /* socket() failed (e.g. out of file descriptors) */
 };
 
 static const char *const tp_error_names[] = {
@@ -99,14 +87,17 @@ static void tp_warn(struct tcp_probe *tp, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Ends the probe in flight, if any: its socket, its events. */
+/* Ends the probe in flight, if any: its sockets, its events. */
 static void probe_reset(struct tp_target *t)
 {
     event_del(t->timer);
-    event_del(t->io);
-    if (t->fd >= 0) {
-        close(t->fd);
-        t->fd = -1;
+    for (unsigned i = 0; i < t->attempts; i++) {
+        struct tp_attempt *a = &t->att[i];
+        event_del(a->io);
+        if (a->fd >= 0) {
+            close(a->fd);
+            a->fd = -1;
+        }
     }
     if (t->state != TP_CANCELLING) {
         t->state = TP_IDLE;
@@ -124,10 +115,37 @@ static void format_ip(const struct tp_target *t, char *buf, size_t cap)
     }
 }
 
-/* Publishes the outcome of one probe and makes the target idle again.
- * `e` is TP_OK when connected (then fd is the connected socket); `detail`
- * says more about a failure. */
-static void probe_finish(struct tp_target *t, enum tp_error e, const char *detail)
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The nearest-rank percentile of sorted v[0..n), n > 0: always one of the
+ * measured values. */
+static double rank(const double *v, unsigned n, unsigned pct)
+{
+    unsigned r = (pct * n + 99) / 100;
+    return v[r > 0 ? r - 1 : 0];
+}
+
+/* The most frequent error of the round's failed attempts; a tie goes to the
+ * error seen first. */
+static enum tp_error main_error(const struct tp_target *t)
+{
+    enum tp_error best = TP_OK;
+    for (unsigned k = 0; k < t->nkinds; k++) {
+        enum tp_error e = t->first_err[k];
+        if (best == TP_OK || t->nerr[e] > t->nerr[best]) {
+            best = e;
+        }
+    }
+    return best;
+}
+
+/* Publishes the round of a target whose attempts have all ended, and makes
+ * the target idle again. */
+static void probe_publish(struct tp_target *t)
 {
     struct tcp_probe *tp = t->tp;
     const struct vigil_api *api = tp->api;
@@ -142,24 +160,33 @@ static void probe_finish(struct tp_target *t, enum tp_error e, const char *detai
     if (t->netns) {
         api->event_label(ev, "netns", t->netns);
     }
-    bool up = e == TP_OK;
-    /* expect: closed is a segmentation check: any failed connect attempt is
-     * the wanted answer, but a probe that never got to connect (no address,
-     * no namespace, no socket) proves nothing either way. */
-    bool attempted = e != TP_ERR_DNS && e != TP_ERR_NETNS && e != TP_ERR_SOCKET;
-    bool expected = t->expect_closed ? (!up && attempted) : up;
+    bool up = t->connected > 0;
+    /* expect: closed is a segmentation check: failed connects are the wanted
+     * answer, but attempts that never got to connect (no address, no
+     * namespace, no socket) prove nothing either way. */
+    unsigned tried = t->connected;
+    for (int e = TP_ERR_REFUSED; e <= TP_ERR_CONNECT; e++) {
+        tried += t->nerr[e];
+    }
+    bool expected = t->expect_closed ? (!up && tried > 0) : up;
     api->event_value_u64(ev, "up", up);
     api->event_value_u64(ev, "expected", expected);
+    api->event_value_u64(ev, "attempts", t->attempts);
+    api->event_value_u64(ev, "connected", t->connected);
+    api->event_value(ev, "loss_pct",
+                     100.0 * (double)(t->attempts - t->connected) / (double)t->attempts);
     if (up) {
-        api->event_value(ev, "connect_ms", (double)(now - t->connect_ns) / 1e6);
-        struct tcp_info ti;
-        socklen_t len = sizeof ti;
-        memset(&ti, 0, sizeof ti);
-        if (getsockopt(t->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
-            len >= offsetof(struct tcp_info, tcpi_rttvar) + sizeof ti.tcpi_rttvar) {
-            api->event_value_u64(ev, "rtt_us", ti.tcpi_rtt);
-            api->event_value_u64(ev, "rttvar_us", ti.tcpi_rttvar);
-        }
+        qsort(t->ms, t->connected, sizeof *t->ms, cmp_double);
+        double p50 = rank(t->ms, t->connected, 50);
+        api->event_value(ev, "connect_ms", p50);
+        api->event_value(ev, "connect_ms_p50", p50);
+        api->event_value(ev, "connect_ms_p90", rank(t->ms, t->connected, 90));
+        api->event_value(ev, "connect_ms_max", t->ms[t->connected - 1]);
+        api->event_value_u64(ev, "retrans_total", t->retrans);
+    }
+    if (t->has_rtt) {
+        api->event_value_u64(ev, "rtt_us", t->rtt_us);
+        api->event_value_u64(ev, "rttvar_us", t->rttvar_us);
     }
     if (t->resolved) {
         api->event_value(ev, "resolve_ms", (double)(t->resolve_ns - t->start_ns) / 1e6);
@@ -173,10 +200,11 @@ static void probe_finish(struct tp_target *t, enum tp_error e, const char *detai
     t->published_once = true;
     t->skipped_at_last = t->skipped_total;
     t->last_pub_ns = now;
-    if (!up) {
+    enum tp_error e = main_error(t);
+    if (e != TP_OK) {
         api->event_attr_str(ev, "error", tp_error_names[e]);
-        if (detail) {
-            api->event_attr_str(ev, "error_detail", detail);
+        if (t->detail[e][0]) {
+            api->event_attr_str(ev, "error_detail", t->detail[e]);
         }
     }
     if (t->numeric || t->resolved) {
@@ -191,9 +219,65 @@ static void probe_finish(struct tp_target *t, enum tp_error e, const char *detai
     }
 }
 
-static void probe_fail_errno(struct tp_target *t, int e)
+/* Records how one attempt ended and closes its socket; publishes the round
+ * when it was the last one. `e` is TP_OK when connected (then a->fd is the
+ * connected socket); `detail` says more about a failure. */
+static void attempt_end(struct tp_attempt *a, enum tp_error e, const char *detail)
 {
-    probe_finish(t, classify_errno(e), strerror(e));
+    struct tp_target *t = a->t;
+    if (a->done) {
+        return;
+    }
+    a->done = true;
+    if (e == TP_OK) {
+        t->ms[t->connected++] = (double)(t->tp->api->mono_ns() - a->connect_ns) / 1e6;
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        memset(&ti, 0, sizeof ti);
+        if (getsockopt(a->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+            if (!t->has_rtt &&
+                len >= offsetof(struct tcp_info, tcpi_rttvar) + sizeof ti.tcpi_rttvar) {
+                t->has_rtt = true;
+                t->rtt_us = ti.tcpi_rtt;
+                t->rttvar_us = ti.tcpi_rttvar;
+            }
+            /* Right after the handshake these are the SYN's retransmissions. */
+            if (len >=
+                offsetof(struct tcp_info, tcpi_total_retrans) + sizeof ti.tcpi_total_retrans) {
+                t->retrans += ti.tcpi_total_retrans;
+            }
+        }
+    } else {
+        if (t->nerr[e]++ == 0) {
+            t->first_err[t->nkinds++] = e;
+            snprintf(t->detail[e], sizeof t->detail[e], "%s", detail ? detail : "");
+        }
+    }
+    event_del(a->io);
+    if (a->fd >= 0) {
+        close(a->fd);
+        a->fd = -1;
+    }
+    if (--t->pending == 0 && !t->starting) {
+        probe_publish(t);
+    }
+}
+
+/* Ends every attempt still running with `e` (a timeout, a failed lookup)
+ * and publishes the round. */
+static void probe_fail_all(struct tp_target *t, enum tp_error e, const char *detail)
+{
+    t->starting = true;
+    for (unsigned i = 0; i < t->attempts; i++) {
+        attempt_end(&t->att[i], e, detail);
+    }
+    t->starting = false;
+    probe_publish(t);
+}
+
+static void attempt_fail_errno(struct tp_attempt *a, int e)
+{
+    attempt_end(a, classify_errno(e), strerror(e));
 }
 
 /* The instance thread's own network namespace, to come back to after
@@ -279,30 +363,51 @@ static int probe_socket(struct tp_target *t, int family, enum tp_error *err, cha
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
 
-/* t->addr is known: create the socket and start connecting. */
-static void probe_connect(struct tp_target *t)
+/* t->addr is known: create one attempt's socket and start connecting. */
+static void attempt_connect(struct tp_attempt *a)
 {
+    struct tp_target *t = a->t;
     struct tcp_probe *tp = t->tp;
     char why[TP_PATH_MAX + 128];
     enum tp_error err = TP_OK;
-    t->state = TP_CONNECTING;
-    t->fd = probe_socket(t, ((struct sockaddr *)&t->addr)->sa_family, &err, why, sizeof why);
-    if (t->fd < 0) {
-        probe_finish(t, err, why);
+    if (tp->broken) {
+        attempt_end(a, TP_ERR_NETNS, "cannot return to the daemon's network namespace");
         return;
     }
-    t->connect_ns = tp->api->mono_ns();
-    if (connect(t->fd, (struct sockaddr *)&t->addr, t->addr_len) == 0) {
-        probe_finish(t, TP_OK, NULL); /* loopback can complete at once */
+    a->fd = probe_socket(t, ((struct sockaddr *)&t->addr)->sa_family, &err, why, sizeof why);
+    if (a->fd < 0) {
+        attempt_end(a, err, why);
+        return;
+    }
+    a->connect_ns = tp->api->mono_ns();
+    if (connect(a->fd, (struct sockaddr *)&t->addr, t->addr_len) == 0) {
+        attempt_end(a, TP_OK, NULL); /* loopback can complete at once */
         return;
     }
     if (errno != EINPROGRESS) {
-        probe_fail_errno(t, errno);
+        attempt_fail_errno(a, errno);
         return;
     }
-    if (event_assign(t->io, tp->base, t->fd, EV_WRITE, io_cb, t) != 0 ||
-        event_add(t->io, NULL) != 0) {
-        probe_finish(t, TP_ERR_SOCKET, "cannot watch the socket (libevent)");
+    if (event_assign(a->io, tp->base, a->fd, EV_WRITE, io_cb, a) != 0 ||
+        event_add(a->io, NULL) != 0) {
+        attempt_end(a, TP_ERR_SOCKET, "cannot watch the socket (libevent)");
+    }
+}
+
+/* Starts all the target's attempts together: they share the round's
+ * timeout, so the event comes at most one timeout after the round began, as
+ * with one attempt. The round is published after the last one ended, never
+ * from inside this loop. */
+static void probe_connect(struct tp_target *t)
+{
+    t->state = TP_CONNECTING;
+    t->starting = true;
+    for (unsigned i = 0; i < t->attempts; i++) {
+        attempt_connect(&t->att[i]);
+    }
+    t->starting = false;
+    if (t->pending == 0) {
+        probe_publish(t);
     }
 }
 
@@ -310,16 +415,16 @@ static void probe_connect(struct tp_target *t)
 static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    struct tp_target *t = arg;
+    struct tp_attempt *a = arg;
     int e = 0;
     socklen_t len = sizeof e;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) {
         e = errno;
     }
     if (e == 0) {
-        probe_finish(t, TP_OK, NULL);
+        attempt_end(a, TP_OK, NULL);
     } else {
-        probe_fail_errno(t, e);
+        attempt_fail_errno(a, e);
     }
 }
 
@@ -342,7 +447,7 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
         if (res) {
             evutil_freeaddrinfo(res);
         }
-        probe_finish(t, TP_ERR_DNS, why);
+        probe_fail_all(t, TP_ERR_DNS, why);
         return;
     }
     /* The first answer: evdns lists IPv4 before IPv6. */
@@ -368,7 +473,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         struct evdns_getaddrinfo_request *req = t->req;
         t->req = NULL;
         t->state = TP_CANCELLING;
-        probe_finish(t, TP_ERR_DNS, why);
+        probe_fail_all(t, TP_ERR_DNS, why);
         if (req) {
             evdns_getaddrinfo_cancel(req);
         } else {
@@ -376,7 +481,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         }
     } else if (t->state == TP_CONNECTING) {
         snprintf(why, sizeof why, "no answer within %gs", s);
-        probe_finish(t, TP_ERR_TIMEOUT, why);
+        probe_fail_all(t, TP_ERR_TIMEOUT, why);
     }
 }
 
@@ -385,6 +490,15 @@ static void probe_start(struct tp_target *t)
     struct tcp_probe *tp = t->tp;
     t->start_ns = tp->api->mono_ns();
     t->resolved = false;
+    t->pending = t->attempts;
+    t->connected = 0;
+    t->retrans = 0;
+    t->has_rtt = false;
+    t->nkinds = 0;
+    memset(t->nerr, 0, sizeof t->nerr);
+    for (unsigned i = 0; i < t->attempts; i++) {
+        t->att[i].done = false;
+    }
     struct timeval tv = {.tv_sec = (time_t)(t->timeout_ns / 1000000000u),
                          .tv_usec = (suseconds_t)(t->timeout_ns % 1000000000u / 1000u)};
     event_add(t->timer, &tv);
@@ -496,12 +610,15 @@ static void tp_fini(void *state)
             event_del(t->timer);
             event_free(t->timer);
         }
-        if (t->io) {
-            event_del(t->io);
-            event_free(t->io);
-        }
-        if (t->fd >= 0) {
-            close(t->fd);
+        for (unsigned k = 0; t->att && k < t->attempts; k++) {
+            struct tp_attempt *a = &t->att[k];
+            if (a->io) {
+                event_del(a->io);
+                event_free(a->io);
+            }
+            if (a->fd >= 0) {
+                close(a->fd);
+            }
         }
     }
     if (tp->cont) {
@@ -532,11 +649,16 @@ static int tp_init(struct vigil_instance *h, const struct vigil_api *api, void *
     for (size_t i = 0; rc == 0 && i < tp->ntargets; i++) {
         struct tp_target *t = &tp->targets[i];
         t->timer = evtimer_new(tp->base, timer_cb, t);
-        /* Re-assigned to each probe's socket; created here so a probe
-         * allocates nothing. */
-        t->io = event_new(tp->base, -1, 0, io_cb, t);
-        if (!t->timer || !t->io) {
+        if (!t->timer) {
             rc = -ENOMEM;
+        }
+        /* Re-assigned to each attempt's socket; created here so a probe
+         * allocates nothing. */
+        for (unsigned k = 0; rc == 0 && k < t->attempts; k++) {
+            t->att[k].io = event_new(tp->base, -1, 0, io_cb, &t->att[k]);
+            if (!t->att[k].io) {
+                rc = -ENOMEM;
+            }
         }
     }
     if (rc != 0) {
@@ -551,7 +673,7 @@ VIGIL_EXPORT const struct vigil_plugin vigil_plugin = {
     VIGIL_PLUGIN_DESCRIPTOR_FIELDS,
     .kind = VIGIL_SOURCE,
     .name = "tcp_probe",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "TCP reachability of targets, from this or another network namespace",
     .options = tp_options,
     .init = tp_init,

@@ -1,4 +1,5 @@
-/* tcp_probe config: reads `targets` (name, address, timeout, netns, expect),
+/* tcp_probe config: reads `targets` (name, address, timeout, attempts, netns,
+ * expect),
  * checks each value and reports problems at their file:line:col, checks that
  * every netns exists and is a network namespace, and sets up the resolver
  * when some target is a name rather than an IP literal.
@@ -20,7 +21,8 @@
 
 #define TIMEOUT_MAX_NS (3600ull * 1000000000ull)
 
-static const char *const target_keys[] = {"name", "address", "timeout", "netns", "expect", NULL};
+static const char *const target_keys[] = {"name",  "address", "timeout", "attempts",
+                                          "netns", "expect",  NULL};
 
 /* Splits "host:port" or "[v6]:port" into t->host and t->port. */
 static int parse_address(struct tcp_probe *tp, struct tp_target *t, const struct vigil_conf *n)
@@ -179,8 +181,22 @@ static const char *target_string(struct tcp_probe *tp, const struct vigil_conf *
     return s;
 }
 
+/* `attempts`, at the top or in a target: a whole number from 1 to
+ * TP_ATTEMPTS_MAX. */
+static int read_attempts(struct tcp_probe *tp, const struct vigil_conf *n, unsigned *out)
+{
+    int64_t v = 0;
+    if (tp->api->conf_int(n, &v) != 0 || v < 1 || v > TP_ATTEMPTS_MAX) {
+        tp->api->conf_error(tp->h, n, "attempts must be a whole number from 1 to %d",
+                            TP_ATTEMPTS_MAX);
+        return VIGIL_ECONFIG;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
 static int read_target(struct tcp_probe *tp, struct tp_target *t, const struct vigil_conf *map,
-                       uint64_t default_timeout_ns)
+                       uint64_t default_timeout_ns, unsigned default_attempts)
 {
     const struct vigil_api *api = tp->api;
     int bad = 0;
@@ -203,7 +219,7 @@ static int read_target(struct tcp_probe *tp, struct tp_target *t, const struct v
         if (!target_keys[k]) {
             api->conf_error(tp->h, v,
                             "unknown key '%s' in a target (valid keys: name, address, "
-                            "timeout, netns, expect)",
+                            "timeout, attempts, netns, expect)",
                             key);
             bad++;
         }
@@ -238,6 +254,11 @@ static int read_target(struct tcp_probe *tp, struct tp_target *t, const struct v
                         "such as 500ms or 5s");
         bad++;
     }
+    const struct vigil_conf *an = api->conf_get(map, "attempts");
+    t->attempts = default_attempts;
+    if (an && read_attempts(tp, an, &t->attempts) != 0) {
+        bad++;
+    }
     if (expect) {
         if (strcmp(expect, "closed") == 0) {
             t->expect_closed = true;
@@ -250,7 +271,20 @@ static int read_target(struct tcp_probe *tp, struct tp_target *t, const struct v
     if (t->netns && check_netns(tp, t, api->conf_get(map, "netns")) != 0) {
         bad++;
     }
-    return bad ? VIGIL_ECONFIG : 0;
+    if (bad) {
+        return VIGIL_ECONFIG;
+    }
+    /* Everything a round needs, now: a probe allocates nothing. */
+    t->att = calloc(t->attempts, sizeof *t->att);
+    t->ms = calloc(t->attempts, sizeof *t->ms);
+    if (!t->att || !t->ms) {
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < t->attempts; i++) {
+        t->att[i].t = t;
+        t->att[i].fd = -1;
+    }
+    return 0;
 }
 
 /* The resolver: one evdns_base on the instance's loop, configured from
@@ -296,6 +330,11 @@ int tp_conf_read(struct tcp_probe *tp)
         api->conf_error(tp->h, tn, "timeout must be above 0 and at most 1h");
         bad++;
     }
+    unsigned default_attempts = 1;
+    const struct vigil_conf *an = api->conf_get(root, "attempts");
+    if (an && read_attempts(tp, an, &default_attempts) != 0) {
+        bad++;
+    }
     size_t n = api->conf_len(list);
     if (!list || n == 0) {
         api->conf_error(tp->h, list,
@@ -311,8 +350,12 @@ int tp_conf_read(struct tcp_probe *tp)
     for (size_t i = 0; i < n; i++) {
         struct tp_target *t = &tp->targets[i];
         t->tp = tp;
-        t->fd = -1;
-        if (read_target(tp, t, api->conf_at(list, i, NULL), default_timeout_ns) != 0) {
+        int rc =
+            read_target(tp, t, api->conf_at(list, i, NULL), default_timeout_ns, default_attempts);
+        if (rc == -ENOMEM) {
+            return rc;
+        }
+        if (rc != 0) {
             bad++;
         } else {
             need_dns |= !t->numeric;
@@ -339,6 +382,10 @@ void tp_conf_free(struct tcp_probe *tp)
     if (tp->dns) {
         evdns_base_free(tp->dns, 0);
         tp->dns = NULL;
+    }
+    for (size_t i = 0; tp->targets && i < tp->ntargets; i++) {
+        free(tp->targets[i].att);
+        free(tp->targets[i].ms);
     }
     free(tp->targets);
     tp->targets = NULL;
