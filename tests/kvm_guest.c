@@ -4,18 +4,22 @@
  * them at -hz loops per second. The test compiles it with cc at run time.
  *
  *   kvm_guest [-name NAME] [-hz LOOPS_PER_S] [-spin N] [-m MIB] [-statsfd 1]
- *             [-vcpu-delay MS]
+ *             [-vcpu-delay MS] [-tap NAME]
  *
  * -spin: guest `loop` iterations per loop (guest CPU time). -m: guest memory
  * in MiB, all touched, given as QEMU gives it. -statsfd 1 opens
  * the vCPU and VM binary stats fds and keeps them, as QEMU does; without it
  * the guest opens none, like VMMs that never ask for stats. -vcpu-delay
- * waits that long between creating the VM and its vCPU. Prints "vm" once
+ * waits that long between creating the VM and its vCPU. -tap makes a tap
+ * device of that name (/dev/net/tun, IFF_TAP | IFF_NO_PI) once the VM
+ * exists and keeps its fd, as QEMU's -netdev tap does. Prints "vm" once
  * the VM exists and "ready" after the first loop; runs until killed.
  * Exit 2: no usable KVM here.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <stdint.h>
@@ -46,6 +50,7 @@ int main(int argc, char **argv)
     size_t mem_bytes = 2u << 20;
     int statsfd = 0;
     long vcpu_delay_ms = 0;
+    const char *tap = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-hz") == 0) {
             hz = atof(argv[i + 1]);
@@ -59,6 +64,8 @@ int main(int argc, char **argv)
             statsfd = atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "-vcpu-delay") == 0) {
             vcpu_delay_ms = atol(argv[i + 1]);
+        } else if (strcmp(argv[i], "-tap") == 0) {
+            tap = argv[i + 1];
         } /* -name is only for the plugin, from /proc/<pid>/cmdline */
     }
     signal(SIGPIPE, SIG_IGN); /* whoever reads our stdout may stop early */
@@ -92,6 +99,18 @@ int main(int argc, char **argv)
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         perror("kvm_guest: KVM_SET_USER_MEMORY_REGION");
         return 1;
+    }
+    if (tap) {
+        int tfd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+        snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", tap);
+        if (tfd < 0 || ioctl(tfd, TUNSETIFF, &ifr) < 0) {
+            fprintf(stderr, "kvm_guest: tap %s: %s\n", tap, strerror(errno));
+            return 1;
+        }
+        /* kept open until we exit: the device goes with it */
     }
     printf("vm\n");
     fflush(stdout);

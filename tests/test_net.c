@@ -54,18 +54,6 @@ static struct {
     bool made;
 } T = {.receiver = -1, .guest = -1};
 
-static int run(const char *fmt, ...) VIGIL_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static void stop_child(pid_t *pid)
 {
     if (*pid > 0) {
@@ -84,9 +72,9 @@ static void cleanup(void)
     }
     T.made = false;
     /* Deleting a namespace deletes the veths in it and their peers. */
-    run("ip netns del %s 2>/dev/null", T.ns_a);
-    run("ip netns del %s 2>/dev/null", T.ns_b);
-    run("ip link del %s 2>/dev/null", T.if_h);
+    ph_run("ip netns del %s 2>/dev/null", T.ns_a);
+    ph_run("ip netns del %s 2>/dev/null", T.ns_b);
+    ph_run("ip link del %s 2>/dev/null", T.if_h);
     if (T.cg_top[0]) {
         vigil_cgroup_remove_tree(T.cg_top);
     }
@@ -106,7 +94,7 @@ static void remove_leftovers(const char *cg_mnt)
     while (d && (e = readdir(d))) {
         if (strncmp(e->d_name, PREFIX, strlen(PREFIX)) == 0 && dead_run(e->d_name)) {
             fprintf(stderr, "removing netns %s left by an earlier run\n", e->d_name);
-            run("ip netns del '%s' 2>/dev/null", e->d_name);
+            ph_run("ip netns del '%s' 2>/dev/null", e->d_name);
         }
     }
     if (d) {
@@ -353,6 +341,17 @@ static struct ph *start_net(const char *extra)
     return ph_start(y, "net.");
 }
 
+/* A receiver in B (the one a failed case left goes first) and the plugin. */
+static struct ph *start_case(int *counts)
+{
+    stop_child(&T.receiver);
+    T.receiver = start_receiver(counts);
+    assert_true(T.receiver > 0);
+    struct ph *p = start_net(NULL);
+    assert_non_null(p);
+    return p;
+}
+
 /* ---- set-up -------------------------------------------------------------------------- */
 
 static char skip_reason[256];
@@ -391,14 +390,17 @@ static int group_setup(void **state)
         return -1;
     }
     const char *a = T.ns_a, *b = T.ns_b;
-    if (run("ip netns add %s && ip netns add %s", a, b) != 0 ||
-        run("ip link add %s netns %s type veth peer name %s netns %s", T.if_a, a, T.if_b, b) != 0 ||
-        run("ip -n %s addr add %s/30 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
+    if (ph_run("ip netns add %s && ip netns add %s", a, b) != 0 ||
+        ph_run("ip link add %s netns %s type veth peer name %s netns %s", T.if_a, a, T.if_b, b) !=
+            0 ||
+        ph_run(
+            "ip -n %s addr add %s/30 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
             a, T.ip_a, T.if_a, a, T.if_a, a) != 0 ||
-        run("ip -n %s addr add %s/30 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
+        ph_run(
+            "ip -n %s addr add %s/30 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
             b, T.ip_b, T.if_b, b, T.if_b, b) != 0 ||
         /* The host's end stays down: nothing is sent from the host's namespace. */
-        run("ip link add %s type veth peer name %s netns %s", T.if_h, T.if_hp, b) != 0) {
+        ph_run("ip link add %s type veth peer name %s netns %s", T.if_h, T.if_hp, b) != 0) {
         fprintf(stderr, "cannot make the test's namespaces and veth pairs\n");
         return -1;
     }
@@ -427,11 +429,7 @@ static void test_traffic(void **state)
     (void)state;
     need_setup();
     int counts = -1;
-    stop_child(&T.receiver); /* one a failed case left */
-    T.receiver = start_receiver(&counts);
-    assert_true(T.receiver > 0);
-    struct ph *p = start_net(NULL);
-    assert_non_null(p);
+    struct ph *p = start_case(&counts);
     struct want w[3] = {{"net.if", "interface", T.if_a, {0}},
                         {"net.if", "interface", T.if_b, {0}},
                         {"net.ns", "netns", T.ns_a, {0}}};
@@ -482,11 +480,7 @@ static void test_owner(void **state)
     (void)state;
     need_setup();
     int counts = -1;
-    stop_child(&T.receiver); /* one a failed case left */
-    T.receiver = start_receiver(&counts);
-    assert_true(T.receiver > 0);
-    struct ph *p = start_net(NULL);
-    assert_non_null(p);
+    struct ph *p = start_case(&counts);
     struct want w[4] = {{"net.if", "interface", T.if_h, {0}},
                         {"net.if", "interface", T.if_hp, {0}},
                         {"net.if", "interface", T.if_b, {0}},
@@ -516,7 +510,7 @@ static void test_drops(void **state)
 {
     (void)state;
     need_setup();
-    if (run("nft --version >/dev/null 2>&1") != 0) {
+    if (ph_run("nft --version >/dev/null 2>&1") != 0) {
         fprintf(stderr, "no 'nft' command (nftables): skipped\n");
         skip();
     }
@@ -525,21 +519,17 @@ static void test_drops(void **state)
      * own output hook instead, a segment is a local send error that TCP
      * simply sends again later, which it does not count as a
      * retransmission: seen here as stalls with almost no RetransSegs.) */
-    if (run("ip netns exec %s nft add table inet t", T.ns_b) != 0 ||
-        run("ip netns exec %s nft add chain inet t in '{ type filter hook input priority 0; }'",
-            T.ns_b) != 0 ||
-        run("ip netns exec %s nft add rule inet t in tcp dport %d numgen random mod 100 '<' 30 "
-            "drop",
-            T.ns_b, PORT) != 0) {
+    if (ph_run("ip netns exec %s nft add table inet t", T.ns_b) != 0 ||
+        ph_run("ip netns exec %s nft add chain inet t in '{ type filter hook input priority 0; }'",
+               T.ns_b) != 0 ||
+        ph_run("ip netns exec %s nft add rule inet t in tcp dport %d numgen random mod 100 '<' 30 "
+               "drop",
+               T.ns_b, PORT) != 0) {
         fprintf(stderr, "nft cannot add the drop rule here (no nf_tables?): skipped\n");
         skip();
     }
     int counts = -1;
-    stop_child(&T.receiver); /* one a failed case left */
-    T.receiver = start_receiver(&counts);
-    assert_true(T.receiver > 0);
-    struct ph *p = start_net(NULL);
-    assert_non_null(p);
+    struct ph *p = start_case(&counts);
     struct want w[2] = {{"net.ns", "netns", T.ns_a, {0}}, {"net.ns", "netns", T.ns_b, {0}}};
     assert_true(wait_all(p, w, 2, 0, 10000));
     struct snap b0 = w[1].got;
@@ -573,7 +563,7 @@ static void test_drops(void **state)
     /* B sends only ACKs: at most a FIN or so again. */
     assert_true(b->retrans_total - b0.retrans_total <= 3);
     stop_child(&T.receiver);
-    run("ip netns exec %s nft delete table inet t", T.ns_b);
+    ph_run("ip netns exec %s nft delete table inet t", T.ns_b);
 }
 
 /* ---- d: a tap held by a VMM carries the VM ------------------------------------------------ */
@@ -634,12 +624,13 @@ static void test_tap(void **state)
         skip();
     }
     snprintf(T.guest_bin, sizeof T.guest_bin, "%s/tests/kvm_guest", VIGIL_BUILD_DIR);
-    if (run("command -v cc >/dev/null") != 0) {
+    if (ph_run("command -v cc >/dev/null") != 0) {
         fprintf(stderr, "skipped: no C compiler (cc) to build the guest\n");
         skip();
     }
-    assert_int_equal(run("cc -O2 -Wall -o '%s.net.tmp' '%s' && mv '%s.net.tmp' '%s'", T.guest_bin,
-                         VIGIL_SOURCE_DIR "/tests/kvm_guest.c", T.guest_bin, T.guest_bin),
+    assert_int_equal(ph_run("cc -O2 -Wall -o '%s.net.tmp' '%s' && mv '%s.net.tmp' '%s'",
+                            T.guest_bin, VIGIL_SOURCE_DIR "/tests/kvm_guest.c", T.guest_bin,
+                            T.guest_bin),
                      0);
     struct ph *p = start_net("rescan: 2s\n");
     assert_non_null(p);
@@ -672,17 +663,6 @@ static void test_tap(void **state)
 
 /* ---- e: config errors at their positions ------------------------------------------------ */
 
-static void expect_msg(const struct vigil_diag *d, const char *want)
-{
-    for (size_t j = 0; j < d->n; j++) {
-        if (strncmp(d->msgs[j], want, strlen(want)) == 0) {
-            return;
-        }
-    }
-    vigil_diag_print(d, stderr);
-    fail_msg("missing: %s", want);
-}
-
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -694,8 +674,8 @@ static void test_config_errors(void **state)
                               "rescan: soon\n",
                               &d),
                      2);
-    expect_msg(&d, "ph.yaml:4:13: key 'ignore' of plugin 'net' must be a list");
-    expect_msg(&d, "ph.yaml:5:13: key 'rescan' of plugin 'net' must be a duration");
+    ph_expect_msg(&d, "ph.yaml:4:13: key 'ignore' of plugin 'net' must be a list");
+    ph_expect_msg(&d, "ph.yaml:5:13: key 'rescan' of plugin 'net' must be a duration");
     vigil_diag_fini(&d);
 
     vigil_diag_init(&d);
@@ -704,9 +684,9 @@ static void test_config_errors(void **state)
                               "rescan: 10ms\n",
                               &d),
                      3);
-    expect_msg(&d, "ph.yaml:4:24: interfaces entries must be globs (strings)");
-    expect_msg(&d, "ph.yaml:4:33: bad glob 'x\\'");
-    expect_msg(&d, "ph.yaml:5:13: rescan must be at least 1s");
+    ph_expect_msg(&d, "ph.yaml:4:24: interfaces entries must be globs (strings)");
+    ph_expect_msg(&d, "ph.yaml:4:33: bad glob 'x\\'");
+    ph_expect_msg(&d, "ph.yaml:5:13: rescan must be at least 1s");
     vigil_diag_fini(&d);
 
     vigil_diag_init(&d);
@@ -724,7 +704,7 @@ int main(void)
         fprintf(stderr, "net: network namespaces, veths and cgroups need root: skipped\n");
         return 77;
     }
-    if (run("ip -V >/dev/null 2>&1") != 0) {
+    if (ph_run("ip -V >/dev/null 2>&1") != 0) {
         fprintf(stderr, "net: no 'ip' command (iproute2): skipped\n");
         return 77;
     }
