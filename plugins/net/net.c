@@ -174,7 +174,7 @@ static int net_collect(void *state)
     uint64_t cpu0 = api->thread_cpu_ns();
     uint64_t now = api->mono_ns();
     bool rescan = !s->rescanned || now - s->last_rescan_ns >= s->rescan_ns;
-    int rc = net_ns_discover(s);
+    int rc = net_ns_discover(s, rescan);
     if (rc != 0) {
         net_warn(s, "cannot list the network namespaces: %s", strerror(-rc));
         api->counter_add(s->h, s->c_read_errors, 1);
@@ -306,6 +306,7 @@ static void net_fini(void *state)
     free(s->want);
     free(s->ignore);
     free(s->procs);
+    free(s->procs_old);
     free(s->buf);
     free(s);
 }

@@ -123,12 +123,15 @@ struct net_state {
     uint64_t home_ino;
     dev_t nsfs_dev;
     bool home_tried, broken;
-    /* discovery scratch: (pid, netns inode) of every process */
+    /* (pid, netns inode) of every process, in /proc's (increasing) order,
+     * this discovery's and the last one's; first_ns: when the process was
+     * first seen, 0 when it was there at the plugin's start */
     struct net_proc {
         pid_t pid;
-        uint64_t ino;
-    } *procs;
-    size_t nprocs, cap_procs;
+        uint64_t ino, first_ns;
+    } *procs, *procs_old;
+    size_t nprocs, nprocs_old, cap_procs;
+    bool listed;
     char dents[32768], dents_fd[16384];
     /* the netlink receive buffer and the /proc file buffer */
     char *buf;
@@ -169,8 +172,10 @@ void net_nsid_forget(struct net_state *s, uint64_t ino);
 
 /* ---- net_ns.c ---- */
 /* Finds the namespaces (all, or only the host's), opens the new ones, lets
- * go of the ones gone; fills s->procs. Returns 0 or -errno. */
-int net_ns_discover(struct net_state *s);
+ * go of the ones gone; fills s->procs. The namespace of a process seen
+ * before is read again only while it is young (seen first less than rescan
+ * ago) or when full. Returns 0 or -errno. */
+int net_ns_discover(struct net_state *s, bool full);
 /* Reads the SNMP counters of ns into ns->snmp. 0 or -errno. */
 int net_ns_snmp(struct net_state *s, struct net_ns *ns);
 /* Calls fn(s, dir, name, arg) for each entry of directory dir but "." and

@@ -183,18 +183,22 @@ static bool parse_pid(const char *d, pid_t *out)
     return v > 0;
 }
 
-static int add_proc(struct net_state *s, pid_t pid, uint64_t ino)
+static int add_proc(struct net_state *s, pid_t pid, uint64_t ino, uint64_t first_ns)
 {
     if (s->nprocs == s->cap_procs) {
         size_t cap = s->cap_procs ? s->cap_procs * 2 : 512;
         struct net_proc *a = realloc(s->procs, cap * sizeof *a);
-        if (!a) {
+        struct net_proc *b = a ? realloc(s->procs_old, cap * sizeof *b) : NULL;
+        if (a) {
+            s->procs = a;
+        }
+        if (!b) {
             return -ENOMEM;
         }
-        s->procs = a;
+        s->procs_old = b;
         s->cap_procs = cap;
     }
-    s->procs[s->nprocs++] = (struct net_proc){pid, ino};
+    s->procs[s->nprocs++] = (struct net_proc){pid, ino, first_ns};
     return 0;
 }
 
@@ -220,31 +224,58 @@ int net_each_entry(int dir, char *buf, size_t cap,
     }
 }
 
-static void visit_pid(struct net_state *s, int proc, const char *name, void *arg)
+/* Where discovery is in the last listing (both in /proc's order). */
+struct walk {
+    size_t old;
+    uint64_t now_ns;
+    bool full, first;
+};
+
+/* The namespace of a process: read again when it is young (it may still
+ * unshare or setns, as `unshare -n`, `ip netns exec` and container runtimes
+ * do right after they start) or at a full scan; else as last time. */
+static uint64_t proc_ns(struct net_state *s, int proc, const char *name, pid_t pid, struct walk *w,
+                        uint64_t *first_ns)
 {
-    (void)arg;
-    pid_t pid;
-    char path[48], link[64];
-    if (!parse_pid(name, &pid)) {
-        return;
+    while (w->old < s->nprocs_old && s->procs_old[w->old].pid < pid) {
+        w->old++;
     }
+    const struct net_proc *o =
+        w->old < s->nprocs_old && s->procs_old[w->old].pid == pid ? &s->procs_old[w->old] : NULL;
+    /* first_ns 0: there when the plugin started, as good as old. */
+    *first_ns = o ? o->first_ns : w->first ? 0 : w->now_ns;
+    if (o && !w->full && (o->first_ns == 0 || w->now_ns - o->first_ns >= s->rescan_ns)) {
+        return o->ino;
+    }
+    char path[48], link[64];
     snprintf(path, sizeof path, "%s/ns/net", name);
     ssize_t n = readlinkat(proc, path, link, sizeof link - 1);
     if (n <= 0) {
-        return; /* exited, or a kernel thread */
+        return 0; /* exited */
     }
     link[n] = '\0';
     const char *b = strchr(link, '[');
-    if (!b) {
+    return b ? strtoull(b + 1, NULL, 10) : 0;
+}
+
+static void visit_pid(struct net_state *s, int proc, const char *name, void *arg)
+{
+    pid_t pid;
+    uint64_t first_ns;
+    if (!parse_pid(name, &pid)) {
         return;
     }
-    uint64_t ino = strtoull(b + 1, NULL, 10);
+    uint64_t ino = proc_ns(s, proc, name, pid, arg, &first_ns);
+    if (ino == 0) {
+        return;
+    }
+    char path[48];
     struct net_ns *ns = net_ns_find(s, ino);
     if (!ns) {
         snprintf(path, sizeof path, "/proc/%s/ns/net", name);
         ns = ns_open(s, path, ino);
     }
-    if (ns && add_proc(s, pid, ino) == 0) {
+    if (ns && add_proc(s, pid, ino, first_ns) == 0) {
         ns->seen = true;
         ns->nprocs++;
         ns->procs_sig = ns->procs_sig * 1000003u + (uint64_t)pid;
@@ -271,7 +302,7 @@ static void visit_named(struct net_state *s, int dir, const char *name, void *ar
     }
 }
 
-int net_ns_discover(struct net_state *s)
+int net_ns_discover(struct net_state *s, bool full)
 {
     if (open_home(s) != 0) {
         return -ENOENT;
@@ -283,12 +314,18 @@ int net_ns_discover(struct net_state *s)
         ns->nprocs = 0;
         ns->procs_sig = 0;
     }
+    /* This listing is made beside the last one, then takes its place. */
+    struct net_proc *t = s->procs_old;
+    s->procs_old = s->procs;
+    s->procs = t;
+    s->nprocs_old = s->nprocs;
     s->nprocs = 0;
     int rc = 0;
     if (s->namespaces) {
+        struct walk w = {.now_ns = s->api->mono_ns(), .full = full, .first = !s->listed};
         int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        rc =
-            proc < 0 ? -errno : net_each_entry(proc, s->dents, sizeof s->dents, visit_pid, s, NULL);
+        rc = proc < 0 ? -errno : net_each_entry(proc, s->dents, sizeof s->dents, visit_pid, s, &w);
+        s->listed = true;
         if (proc >= 0) {
             close(proc);
         }
