@@ -48,7 +48,7 @@ static struct {
     char if_h[16], if_hp[16]; /* host end and its peer in B */
     char tap[16];
     char ip_a[32], ip_b[32];
-    char cg_top[512], cg_leaf[700], cg_rel[300], container[65];
+    char cg_top[600], cg_leaf[900], cg_rel[300], container[65];
     char vm[64], guest_bin[600];
     pid_t receiver, guest;
     bool made;
@@ -167,7 +167,7 @@ static pid_t start_receiver(int *counts)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char procs[800];
+        char procs[1000];
         snprintf(procs, sizeof procs, "%s/cgroup.procs", T.cg_leaf);
         FILE *f = fopen(procs, "w");
         bool ok = f && fprintf(f, "0\n") > 0;
@@ -383,7 +383,7 @@ static int group_setup(void **state)
     snprintf(T.cg_top, sizeof T.cg_top, "%s/" PREFIX "%d", cg_mnt, pid);
     snprintf(T.cg_rel, sizeof T.cg_rel, "/" PREFIX "%d/docker/%s", pid, T.container);
     snprintf(T.cg_leaf, sizeof T.cg_leaf, "%s%s", cg_mnt, T.cg_rel);
-    char docker[600];
+    char docker[700];
     snprintf(docker, sizeof docker, "%s/docker", T.cg_top);
     if (mkdir(T.cg_top, 0755) != 0 || mkdir(docker, 0755) != 0 || mkdir(T.cg_leaf, 0755) != 0) {
         fprintf(stderr, "mkdir %s: %s\n", T.cg_leaf, strerror(errno));

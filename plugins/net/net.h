@@ -132,7 +132,8 @@ struct net_state {
     } *procs, *procs_old;
     size_t nprocs, nprocs_old, cap_procs;
     bool listed;
-    char dents[32768], dents_fd[16384];
+    _Alignas(8) char dents[32768]; /* getdents64 records are 8-byte aligned */
+    _Alignas(8) char dents_fd[16384];
     /* the netlink receive buffer and the /proc file buffer */
     char *buf;
     size_t buf_cap;

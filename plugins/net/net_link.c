@@ -57,7 +57,8 @@ static int64_t link_speed(int nl, const char *name)
     if (ioctl(nl, SIOCETHTOOL, &ifr) != 0) {
         return -1;
     }
-    uint32_t speed = ethtool_cmd_speed(&cmd);
+    /* As ethtool_cmd_speed(), whose int shift overflows for SPEED_UNKNOWN. */
+    uint32_t speed = (uint32_t)cmd.speed_hi << 16 | cmd.speed;
     return speed == 0 || speed == (uint32_t)SPEED_UNKNOWN ? -1 : (int64_t)speed;
 }
 
@@ -73,7 +74,7 @@ struct link_msg {
     uint32_t mtu;
     uint8_t operstate, carrier;
     int32_t link_nsid;
-    const struct rtnl_link_stats64 *st;
+    const void *st; /* struct rtnl_link_stats64, 4-byte aligned in the message */
 };
 
 static void parse_linkinfo(struct link_msg *m, const struct rtattr *info)
@@ -123,7 +124,7 @@ static bool parse_link(const struct nlmsghdr *h, struct link_msg *m)
             m->carrier = pl >= 1 ? *(const uint8_t *)RTA_DATA(a) : 0;
             break;
         case IFLA_STATS64:
-            if (pl >= sizeof *m->st) {
+            if (pl >= sizeof(struct rtnl_link_stats64)) {
                 m->st = RTA_DATA(a);
             }
             break;
@@ -244,16 +245,17 @@ static void update_if(struct net_state *s, struct net_ns *ns, const struct link_
     i->operstate = m->operstate;
     i->mtu = m->mtu;
     i->link_nsid = m->link_nsid;
-    const struct rtnl_link_stats64 *st = m->st;
+    struct rtnl_link_stats64 st;
+    memcpy(&st, m->st, sizeof st);
     uint64_t v[NC_N];
-    v[NC_RX_BYTES] = st->rx_bytes;
-    v[NC_TX_BYTES] = st->tx_bytes;
-    v[NC_RX_PACKETS] = st->rx_packets;
-    v[NC_TX_PACKETS] = st->tx_packets;
-    v[NC_RX_DROPPED] = st->rx_dropped;
-    v[NC_TX_DROPPED] = st->tx_dropped;
-    v[NC_RX_ERRORS] = st->rx_errors;
-    v[NC_TX_ERRORS] = st->tx_errors;
+    v[NC_RX_BYTES] = st.rx_bytes;
+    v[NC_TX_BYTES] = st.tx_bytes;
+    v[NC_RX_PACKETS] = st.rx_packets;
+    v[NC_TX_PACKETS] = st.tx_packets;
+    v[NC_RX_DROPPED] = st.rx_dropped;
+    v[NC_TX_DROPPED] = st.tx_dropped;
+    v[NC_RX_ERRORS] = st.rx_errors;
+    v[NC_TX_ERRORS] = st.tx_errors;
     memcpy(i->prev, i->cur, sizeof i->prev);
     i->have_rate = i->have_prev && ns->link_ns > ns->link_prev_ns;
     double dt = (double)(ns->link_ns - ns->link_prev_ns) / 1e9;
