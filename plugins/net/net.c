@@ -210,9 +210,20 @@ static int net_collect(void *state)
     if (s->namespaces) {
         net_owner_namespaces(s, rescan);
     }
-    if (s->tun_scan_due || rescan) {
+    if (s->tun_scan_due || rescan || (s->tun_next_ns && now >= s->tun_next_ns)) {
+        /* A device is often made before its VMM holds it (libvirt opens the
+         * tap and hands it to QEMU, which then makes the VM): while some
+         * are without a VMM, look again after 1 s, 2 s, 4 s, ... up to
+         * rescan. */
+        if (s->tun_scan_due) {
+            s->tun_wait_ns = 1000000000ull;
+        }
         s->tun_scan_due = false;
-        net_owner_taps(s);
+        s->tun_next_ns = 0;
+        if (net_owner_taps(s) > 0 && s->tun_wait_ns > 0 && s->tun_wait_ns < s->rescan_ns) {
+            s->tun_next_ns = now + s->tun_wait_ns;
+            s->tun_wait_ns *= 2;
+        }
     }
     int last_err = 0;
     api->batch_begin(s->h);

@@ -140,7 +140,8 @@ struct net_state {
     char text[16384];
     uint64_t last_rescan_ns;
     bool rescanned;
-    bool tun_scan_due;
+    bool tun_scan_due;                 /* a tun/tap device appeared */
+    uint64_t tun_next_ns, tun_wait_ns; /* the next look for holders, and the wait after it */
     /* counters in vigil.self */
     int c_namespaces, c_interfaces, c_read_errors, c_owner_scans;
 };
@@ -192,8 +193,9 @@ void net_ns_free(struct net_ns *ns);
  * refresh is due (from s->procs). */
 void net_owner_namespaces(struct net_state *s, bool rescan);
 /* Looks through every process's fds for the tun/tap devices of ns tables
- * that VMMs hold; sets each such interface's vmm. */
-void net_owner_taps(struct net_state *s);
+ * that VMMs hold; sets each such interface's vmm. Returns how many tun/tap
+ * devices are left without one. */
+size_t net_owner_taps(struct net_state *s);
 /* Adds labels.cgroup and the derived labels of o; without `vm` when skip_vm. */
 void net_owner_labels(struct net_state *s, struct vigil_event_builder *ev,
                       const struct net_owner *o, bool skip_vm);

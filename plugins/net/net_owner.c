@@ -213,7 +213,7 @@ static void visit_proc(struct net_state *s, int proc, const char *name, void *ar
     }
 }
 
-void net_owner_taps(struct net_state *s)
+size_t net_owner_taps(struct net_state *s)
 {
     size_t want = 0;
     for (size_t k = 0; k < s->nns; k++) {
@@ -228,13 +228,20 @@ void net_owner_taps(struct net_state *s)
         }
     }
     if (want == 0) {
-        return;
+        return 0;
     }
     s->api->counter_add(s->h, s->c_owner_scans, 1);
     int proc = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (proc < 0) {
-        return;
+        return want;
     }
     net_each_entry(proc, s->dents, sizeof s->dents, visit_proc, s, NULL);
     close(proc);
+    size_t unowned = 0;
+    for (size_t k = 0; k < s->nns; k++) {
+        for (size_t i = 0; i < s->ns[k]->nifs; i++) {
+            unowned += s->ns[k]->ifs[i].tun && !s->ns[k]->ifs[i].vmm;
+        }
+    }
+    return unowned;
 }
