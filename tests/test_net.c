@@ -44,6 +44,7 @@
 
 static struct {
     char ns_a[64], ns_b[64];  /* vigil-test-net-<pid>-a, -b */
+    char ns_c[64];            /* -c: deleted while the plugin reads it */
     char if_a[16], if_b[16];  /* the veth pair between them */
     char if_h[16], if_hp[16]; /* host end and its peer in B */
     char tap[16];
@@ -75,6 +76,7 @@ static void cleanup(void)
     /* Deleting a namespace deletes the veths in it and their peers. */
     ph_run("ip netns del %s 2>/dev/null", T.ns_a);
     ph_run("ip netns del %s 2>/dev/null", T.ns_b);
+    ph_run("ip netns del %s 2>/dev/null", T.ns_c);
     ph_run("ip link del %s 2>/dev/null", T.if_h);
     if (T.cg_top[0]) {
         vigil_cgroup_remove_tree(T.cg_top);
@@ -366,6 +368,7 @@ static int group_setup(void **state)
     remove_leftovers(have_cg ? cg_mnt : NULL);
     snprintf(T.ns_a, sizeof T.ns_a, PREFIX "%d-a", pid);
     snprintf(T.ns_b, sizeof T.ns_b, PREFIX "%d-b", pid);
+    snprintf(T.ns_c, sizeof T.ns_c, PREFIX "%d-c", pid);
     snprintf(T.if_a, sizeof T.if_a, "vn%da", pid);
     snprintf(T.if_b, sizeof T.if_b, "vn%db", pid);
     snprintf(T.if_h, sizeof T.if_h, "vh%d", pid);
@@ -684,6 +687,72 @@ static void test_tap(void **state)
     stop_child(&T.guest2);
 }
 
+/* ---- a namespace deleted while the plugin reads it is let go of ---------------------------- */
+
+/* Whether any fd of this process (the plugin runs in it) is namespace ns. */
+static bool holding(const struct stat *ns)
+{
+    char path[300];
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    bool held = false;
+    while (d && (e = readdir(d)) && !held) {
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        held = e->d_name[0] != '.' && stat(path, &st) == 0 && st.st_ino == ns->st_ino &&
+               st.st_dev == ns->st_dev;
+    }
+    if (d) {
+        closedir(d);
+    }
+    return held;
+}
+
+static void test_gone(void **state)
+{
+    (void)state;
+    need_setup();
+    char vc[16];
+    snprintf(vc, sizeof vc, "vn%dc", (int)getpid());
+    assert_int_equal(ph_run("ip netns add %s && ip -n %s link add %s type veth peer name %sp && "
+                            "ip -n %s link set lo up",
+                            T.ns_c, T.ns_c, vc, vc, T.ns_c),
+                     0);
+    struct stat st;
+    char path[128];
+    snprintf(path, sizeof path, "/run/netns/%s", T.ns_c);
+    assert_int_equal(stat(path, &st), 0);
+    struct ph *p = start_net(NULL);
+    assert_non_null(p);
+    struct want w[2] = {{"net.ns", "netns", T.ns_c, {0}}, {"net.if", "interface", vc, {0}}};
+    assert_true(wait_all(p, w, 2, 0, 10000));
+    assert_true(holding(&st));
+    /* Deleted between two collections: the next one lets it go (closing
+     * the socket that kept it, and the veth in it, alive); no event of it
+     * after that one, and nothing fails. */
+    assert_int_equal(ph_run("ip netns del %s", T.ns_c), 0);
+    uint64_t gone = vigil_now_ns();
+    struct want host[1] = {{"net.ns", "netns", "host", {0}}};
+    assert_true(wait_all(p, host, 1, gone, 10000));
+    uint64_t after = host[0].got.ts;
+    int late = 0;
+    uint64_t end = vigil_mono_ns() + 1500000000ull;
+    while (vigil_mono_ns() < end) {
+        const struct vigil_event_view *v = ph_next(p, 200);
+        char name[96];
+        double ts = 0;
+        if (v && ph_str(v, "labels.netns", name, sizeof name) && strcmp(name, T.ns_c) == 0 &&
+            vigil_msgpack_double(vigil_event_get(v, "ts"), &ts) == 0 && (uint64_t)ts > after) {
+            late++;
+        }
+    }
+    uint64_t errors = ph_counter(p, "read_errors_total");
+    ph_stop(p);
+    assert_false(holding(&st));
+    assert_int_equal(late, 0);
+    assert_int_equal(errors, 0);
+}
+
 /* ---- e: config errors at their positions ------------------------------------------------ */
 
 static void test_config_errors(void **state)
@@ -738,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_owner),
         cmocka_unit_test(test_drops),
         cmocka_unit_test(test_tap),
+        cmocka_unit_test(test_gone),
     };
     /* clang-format on */
     return cmocka_run_group_tests_name("net", tests, group_setup, group_teardown);

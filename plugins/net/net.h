@@ -118,7 +118,7 @@ struct net_state {
     size_t nwant, nignore;
     /* namespaces */
     struct net_ns **ns;
-    size_t nns, cap_ns;
+    size_t nns, cap_ns, find_hint;
     int home_fd; /* the instance thread's own namespace */
     uint64_t home_ino;
     dev_t nsfs_dev;

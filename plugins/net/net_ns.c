@@ -19,8 +19,14 @@
 
 struct net_ns *net_ns_find(struct net_state *s, uint64_t ino)
 {
+    /* Runs of processes share a namespace (a container's, the host's):
+     * the last one found is tried first. */
+    if (s->find_hint < s->nns && s->ns[s->find_hint]->ino == ino) {
+        return s->ns[s->find_hint];
+    }
     for (size_t i = 0; i < s->nns; i++) {
         if (s->ns[i]->ino == ino) {
+            s->find_hint = i;
             return s->ns[i];
         }
     }
