@@ -371,22 +371,25 @@ int net_ns_discover(struct net_state *s, bool full)
 
 /* ---- SNMP ----------------------------------------------------------------- */
 
+/* Reads a /proc/net file from 0 into s->text. A short read is the end: a
+ * seq_file hands over all it made when the buffer holds it, and a read at
+ * a later offset would make the whole file again to skip to it. */
 static ssize_t read_fd(struct net_state *s, int fd)
 {
     size_t len = 0;
     for (;;) {
-        ssize_t n = pread(fd, s->text + len, sizeof s->text - 1 - len, (off_t)len);
+        size_t want = sizeof s->text - 1 - len;
+        ssize_t n = pread(fd, s->text + len, want, (off_t)len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n < 0) {
             return -errno;
         }
-        if (n == 0 || len + (size_t)n == sizeof s->text - 1) {
-            len += (size_t)n;
+        len += (size_t)n;
+        if ((size_t)n < want || len == sizeof s->text - 1) {
             break;
         }
-        len += (size_t)n;
     }
     s->text[len] = '\0';
     return (ssize_t)len;
