@@ -132,6 +132,8 @@ struct net_state {
     } *procs, *procs_old;
     size_t nprocs, nprocs_old, cap_procs;
     bool listed;
+    uint64_t refused[64]; /* namespaces we may not enter, until the next rescan */
+    size_t nrefused;
     _Alignas(8) char dents[32768]; /* getdents64 records are 8-byte aligned */
     _Alignas(8) char dents_fd[16384];
     /* the netlink receive buffer and the /proc file buffer */

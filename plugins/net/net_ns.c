@@ -132,6 +132,15 @@ static int open_home(struct net_state *s)
     return 0;
 }
 
+/* A namespace that cannot be entered (rights) is not tried again before the
+ * next rescan: else each of its processes would be, at every collection. */
+static void refuse(struct net_state *s, uint64_t ino)
+{
+    if (s->nrefused < sizeof s->refused / sizeof s->refused[0]) {
+        s->refused[s->nrefused++] = ino;
+    }
+}
+
 /* Opens namespace `path` (expected inode ino), enters it to open its
  * sockets and files, and comes back. NULL when it is gone or cannot be
  * entered (warned about). */
@@ -140,9 +149,18 @@ static struct net_ns *ns_open(struct net_state *s, const char *path, uint64_t in
     if (s->broken) {
         return NULL;
     }
+    for (size_t i = 0; i < s->nrefused; i++) {
+        if (s->refused[i] == ino) {
+            return NULL; /* tried again at the next rescan */
+        }
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_ino != ino) {
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+            net_warn(s, "cannot open %s: %s (vigild needs CAP_SYS_PTRACE)", path, strerror(errno));
+            refuse(s, ino);
+        }
         if (fd >= 0) {
             close(fd); /* the process exited and its pid went to another */
         }
@@ -151,6 +169,7 @@ static struct net_ns *ns_open(struct net_state *s, const char *path, uint64_t in
     if (setns(fd, CLONE_NEWNET) != 0) {
         net_warn(s, "cannot enter the network namespace %s: %s%s", path, strerror(errno),
                  errno == EPERM ? " (vigild needs CAP_SYS_ADMIN)" : "");
+        refuse(s, ino);
         close(fd);
         return NULL;
     }
@@ -239,9 +258,11 @@ struct walk {
 
 /* The namespace of a process: read again when it is young (it may still
  * unshare or setns, as `unshare -n`, `ip netns exec` and container runtimes
- * do right after they start) or at a full scan; else as last time. */
+ * do right after they start) or at a full scan; else as last time. 0 when
+ * it exited, or when it is not ours to read (*keep then: it is listed all
+ * the same, so that it is not tried again before the rescan). */
 static uint64_t proc_ns(struct net_state *s, int proc, const char *name, pid_t pid, struct walk *w,
-                        uint64_t *first_ns)
+                        uint64_t *first_ns, bool *keep)
 {
     while (w->old < s->nprocs_old && s->procs_old[w->old].pid < pid) {
         w->old++;
@@ -250,6 +271,7 @@ static uint64_t proc_ns(struct net_state *s, int proc, const char *name, pid_t p
         w->old < s->nprocs_old && s->procs_old[w->old].pid == pid ? &s->procs_old[w->old] : NULL;
     /* first_ns 0: there when the plugin started, as good as old. */
     *first_ns = o ? o->first_ns : w->first ? 0 : w->now_ns;
+    *keep = true;
     if (o && !w->full && (o->first_ns == 0 || w->now_ns - o->first_ns >= s->rescan_ns)) {
         return o->ino;
     }
@@ -257,7 +279,8 @@ static uint64_t proc_ns(struct net_state *s, int proc, const char *name, pid_t p
     snprintf(path, sizeof path, "%s/ns/net", name);
     ssize_t n = readlinkat(proc, path, link, sizeof link - 1);
     if (n <= 0) {
-        return 0; /* exited */
+        *keep = errno == EACCES || errno == EPERM;
+        return 0;
     }
     link[n] = '\0';
     const char *b = strchr(link, '[');
@@ -268,11 +291,15 @@ static void visit_pid(struct net_state *s, int proc, const char *name, void *arg
 {
     pid_t pid;
     uint64_t first_ns;
+    bool keep;
     if (!parse_pid(name, &pid)) {
         return;
     }
-    uint64_t ino = proc_ns(s, proc, name, pid, arg, &first_ns);
+    uint64_t ino = proc_ns(s, proc, name, pid, arg, &first_ns, &keep);
     if (ino == 0) {
+        if (keep) {
+            add_proc(s, pid, 0, first_ns);
+        }
         return;
     }
     char path[48];
@@ -281,7 +308,9 @@ static void visit_pid(struct net_state *s, int proc, const char *name, void *arg
         snprintf(path, sizeof path, "/proc/%s/ns/net", name);
         ns = ns_open(s, path, ino);
     }
-    if (ns && add_proc(s, pid, ino, first_ns) == 0) {
+    /* A process of a namespace that could not be opened is listed too, so
+     * that it is not looked at again before the rescan. */
+    if (add_proc(s, pid, ino, first_ns) == 0 && ns) {
         ns->seen = true;
         ns->nprocs++;
         ns->procs_sig = ns->procs_sig * 1000003u + (uint64_t)pid;
@@ -319,6 +348,9 @@ int net_ns_discover(struct net_state *s, bool full)
         ns->named = false;
         ns->nprocs = 0;
         ns->procs_sig = 0;
+    }
+    if (full) {
+        s->nrefused = 0;
     }
     /* This listing is made beside the last one, then takes its place. */
     struct net_proc *t = s->procs_old;
