@@ -186,6 +186,7 @@ static int net_collect(void *state)
     size_t nifs = 0, nns = 0;
     for (size_t k = 0; k < s->nns; k++) {
         struct net_ns *ns = s->ns[k];
+        ns->dumped = false;
         if (ns->nl < 0) {
             continue;
         }
@@ -197,6 +198,7 @@ static int net_collect(void *state)
             api->counter_add(s->h, s->c_read_errors, 1);
             continue;
         }
+        ns->dumped = true;
         nifs += (size_t)n;
         nns++;
         if (s->snmp) {
@@ -229,6 +231,9 @@ static int net_collect(void *state)
     api->batch_begin(s->h);
     for (size_t k = 0; k < s->nns; k++) {
         struct net_ns *ns = s->ns[k];
+        if (!ns->dumped) {
+            continue; /* nothing new to say (warned about above) */
+        }
         for (size_t j = 0; s->per_interface && j < ns->nifs; j++) {
             if (ns->ifs[j].selected) {
                 int r = publish_if(s, ns, &ns->ifs[j]);

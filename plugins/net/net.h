@@ -88,6 +88,7 @@ struct net_ns {
     char ino_str[24];
     char label[96]; /* host, a /run/netns name, ns-<inode> */
     bool host, seen, named;
+    bool dumped;             /* its links were read in this collection */
     int fd;                  /* the namespace itself (nsfs) */
     int nl;                  /* NETLINK_ROUTE socket inside it */
     int snmp_fd, netstat_fd; /* /proc/thread-self/net/{snmp,netstat} opened inside it */
