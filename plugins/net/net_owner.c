@@ -16,15 +16,23 @@
 #include "vmm_name.h"
 
 /* Sets o to the cgroup identity of process pid; its rank (2: a container
- * or pod, 1: a vm, 0: neither), or -1 when the process is gone. */
+ * or pod, 1: a vm, 0: neither), or -1 (o unset) when the process is gone. */
 static int owner_of(pid_t pid, struct net_owner *o)
 {
-    if (vigil_proc_cgroup(pid, o->cgroup, sizeof o->cgroup) != 0) {
+    o->set = vigil_proc_cgroup(pid, o->cgroup, sizeof o->cgroup) == 0;
+    if (!o->set) {
         return -1;
     }
     vigil_cgroup_labels_derive(o->cgroup, &o->l, o->buf, sizeof o->buf);
-    o->set = true;
     return o->l.container || o->l.pod ? 2 : o->l.vm ? 1 : 0;
+}
+
+/* *dst = *src, its labels pointing into dst's own buffer. */
+static void owner_copy(struct net_owner *dst, const struct net_owner *src)
+{
+    memcpy(dst->cgroup, src->cgroup, sizeof dst->cgroup);
+    vigil_cgroup_labels_derive(dst->cgroup, &dst->l, dst->buf, sizeof dst->buf);
+    dst->set = src->set;
 }
 
 void net_owner_namespaces(struct net_state *s, bool rescan)
@@ -53,8 +61,7 @@ void net_owner_namespaces(struct net_state *s, bool rescan)
         int rank = owner_of(s->procs[k].pid, &o);
         if (rank > ns->owner_rank) {
             ns->owner_rank = rank;
-            owner_of(s->procs[k].pid, &ns->owner); /* labels point into its own buffer */
-            ns->owner.set = rank >= 0;
+            owner_copy(&ns->owner, &o);
         }
     }
     for (size_t i = 0; i < s->nns; i++) {
@@ -184,11 +191,7 @@ static void claim(struct net_state *s, pid_t pid, const struct proc_fds *f)
         v->pid = pid;
         snprintf(v->pid_str, sizeof v->pid_str, "%d", (int)pid);
         vigil_vmm_name(pid, v->vm, sizeof v->vm);
-        if (vigil_proc_cgroup(pid, v->owner.cgroup, sizeof v->owner.cgroup) == 0) {
-            vigil_cgroup_labels_derive(v->owner.cgroup, &v->owner.l, v->owner.buf,
-                                       sizeof v->owner.buf);
-            v->owner.set = true;
-        }
+        owner_of(pid, &v->owner);
         i->vmm = v;
     }
 }
