@@ -528,6 +528,7 @@ static bool map_of(const msgpack_object *m, bool (*ok)(const msgpack_object *))
 }
 
 static int mp_well_formed(const unsigned char *p, const unsigned char *end);
+static int mp_object_ok(const unsigned char **pp, const unsigned char *end, int outer);
 
 /* Plausible = not refused for its counts or lengths: nesting too deep and
  * bytes after the object are msgpack_unpack's to refuse. */
@@ -553,10 +554,20 @@ static int decode(struct vigil_event_view *v, const char *topic, size_t topic_le
  * as vigil_event_decode does, so both give the same reason. */
 static int mp_well_formed(const unsigned char *p, const unsigned char *end)
 {
+    int wf = mp_object_ok(&p, end, 0);
+    return wf == 1 && p != end ? -1 : wf;
+}
+
+/* The same judgement of the one object at *pp, which sits inside `outer`
+ * open non-empty containers: 1, 0 or -2 as above, and *pp moved past it
+ * when 1 (bytes after it are the caller's). */
+static int mp_object_ok(const unsigned char **pp, const unsigned char *end, int outer)
+{
     uint64_t left[UNPACK_DEPTH]; /* items still due in each open container */
-    int top = 0;
+    int top = outer;
     bool deep = false;
     uint64_t pending = 1;
+    const unsigned char *p = *pp;
     while (pending > 0) {
         struct mp_item o;
         if (!mp_read(&p, end, &o)) {
@@ -579,19 +590,26 @@ static int mp_well_formed(const unsigned char *p, const unsigned char *end)
             left[top++] = items;
             continue;
         }
-        while (top > 0 && --left[top - 1] == 0) {
+        while (top > outer && --left[top - 1] == 0) {
             top--; /* the object completes its container, and maybe more */
         }
     }
-    return deep ? -2 : p == end ? 1 : -1;
+    if (deep) {
+        return -2;
+    }
+    *pp = p;
+    return 1;
 }
 
 enum flat_want { WANT_STR, WANT_NUMBER, WANT_ANY };
 
-/* Pass 2 reads the well-formed bytes again, object by object. */
+/* The envelope walk reads the bytes object by object. After pass 1
+ * (`checked`) it trusts them to be well formed; alone, it judges nesting and
+ * declared counts itself as pass 1 would. */
 
 /* A map whose keys are strings and whose values are what `want` says. */
-static bool mp_flat_map(const unsigned char **pp, const unsigned char *end, enum flat_want want)
+static bool mp_flat_map(const unsigned char **pp, const unsigned char *end, enum flat_want want,
+                        bool checked)
 {
     struct mp_item m, k, v;
     if (!mp_read(pp, end, &m) || m.kind != MP_MAP) {
@@ -613,8 +631,8 @@ static bool mp_flat_map(const unsigned char **pp, const unsigned char *end, enum
             return false;
         }
         if (v.kind == MP_MAP || v.kind == MP_ARRAY) {
-            *pp = val;
-            if (!mp_skip(pp, end)) {
+            *pp = val; /* inside the body and this map: two open containers */
+            if (checked ? !mp_skip(pp, end) : mp_object_ok(pp, end, 2) != 1) {
                 return false;
             }
         }
@@ -622,33 +640,16 @@ static bool mp_flat_map(const unsigned char **pp, const unsigned char *end, enum
     return true;
 }
 
-int vigil_event_check(const char *topic, size_t topic_len, const char *body, size_t body_len,
-                      size_t max_body, struct vigil_event_head *out, const char **reason)
+/* The body's map and its envelope: 0, or VIGIL_EMALFORMED with *reason. Not
+ * `checked`, a failure's reason may not be the one the two passes give (a
+ * later byte may make the body implausible first): the caller then asks
+ * them. */
+static int check_envelope(const unsigned char *p, const unsigned char *end, bool checked,
+                          struct vigil_event_head *out, const char **reason)
 {
-    if (!vigil_topic_valid(topic, topic_len)) {
-        *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
-        return VIGIL_EMALFORMED;
-    }
-    if (body_len > max_body) {
-        *reason = "body larger than bus.max_event_bytes";
-        return VIGIL_ETOOBIG;
-    }
-    const unsigned char *p = (const unsigned char *)body, *end = p + body_len;
-    int wf = mp_well_formed(p, end);
-    if (wf == 0) {
-        *reason = "body is not valid msgpack (or declares more items than it has bytes)";
-        return VIGIL_EMALFORMED;
-    }
-    if (wf == -2) {
-        *reason = "body is not valid msgpack";
-        return VIGIL_EMALFORMED;
-    }
-    if (wf < 0) {
-        *reason = "bytes after the msgpack body";
-        return VIGIL_EMALFORMED;
-    }
     struct mp_item root;
-    if (!mp_read(&p, end, &root) || root.kind != MP_MAP) {
+    if (!mp_read(&p, end, &root) || root.kind != MP_MAP ||
+        (!checked && 2 * root.u > (uint64_t)(end - p))) {
         *reason = "body is not a msgpack map";
         return VIGIL_EMALFORMED;
     }
@@ -688,18 +689,19 @@ int vigil_event_check(const char *topic, size_t topic_len, const char *body, siz
             *reason = "seq is not an unsigned integer";
         } else if (kn == 6 && memcmp(ks, "labels", 6) == 0) {
             bit = LABELS;
-            ok = mp_flat_map(&p, end, WANT_STR);
+            ok = mp_flat_map(&p, end, WANT_STR, checked);
             *reason = "labels is not a map of strings to strings";
         } else if (kn == 6 && memcmp(ks, "values", 6) == 0) {
             bit = VALUES;
-            ok = mp_flat_map(&p, end, WANT_NUMBER);
+            ok = mp_flat_map(&p, end, WANT_NUMBER, checked);
             *reason = "values is not a map of strings to numbers";
         } else if (kn == 5 && memcmp(ks, "attrs", 5) == 0) {
             bit = ATTRS;
-            ok = mp_flat_map(&p, end, WANT_ANY);
+            ok = mp_flat_map(&p, end, WANT_ANY, checked);
             *reason = "attrs is not a map with string keys";
         } else {
-            ok = mp_skip(&p, end);
+            /* inside the body's map: one open container */
+            ok = checked ? mp_skip(&p, end) : mp_object_ok(&p, end, 1) == 1;
             *reason = "body is not valid msgpack";
         }
         if (!ok) {
@@ -715,8 +717,45 @@ int vigil_event_check(const char *topic, size_t topic_len, const char *body, siz
         *reason = "body lacks one of ts, host, source, seq";
         return VIGIL_EMALFORMED;
     }
+    if (p != end) {
+        *reason = "bytes after the msgpack body";
+        return VIGIL_EMALFORMED;
+    }
     *reason = NULL;
     return 0;
+}
+
+int vigil_event_check(const char *topic, size_t topic_len, const char *body, size_t body_len,
+                      size_t max_body, struct vigil_event_head *out, const char **reason)
+{
+    if (!vigil_topic_valid(topic, topic_len)) {
+        *reason = "topic is not 1-255 bytes of printable UTF-8 without spaces";
+        return VIGIL_EMALFORMED;
+    }
+    if (body_len > max_body) {
+        *reason = "body larger than bus.max_event_bytes";
+        return VIGIL_ETOOBIG;
+    }
+    const unsigned char *p = (const unsigned char *)body, *end = p + body_len;
+    /* An event that passes is judged in one walk; one that fails is judged
+     * again in the two passes, which give the reason decoding would. */
+    if (check_envelope(p, end, false, out, reason) == 0) {
+        return 0;
+    }
+    int wf = mp_well_formed(p, end);
+    if (wf == 0) {
+        *reason = "body is not valid msgpack (or declares more items than it has bytes)";
+        return VIGIL_EMALFORMED;
+    }
+    if (wf == -2) {
+        *reason = "body is not valid msgpack";
+        return VIGIL_EMALFORMED;
+    }
+    if (wf < 0) {
+        *reason = "bytes after the msgpack body";
+        return VIGIL_EMALFORMED;
+    }
+    return check_envelope(p, end, true, out, reason);
 }
 
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,

@@ -99,6 +99,16 @@ bool vigil_glob_match(const char *pattern, const char *s, size_t len)
     return dowild(pattern, s, s + len) == MATCH;
 }
 
+enum vigil_glob_shape vigil_glob_shape(const char *pattern, size_t *lit)
+{
+    size_t n = strcspn(pattern, "*?\\"), stars = strspn(pattern + n, "*");
+    *lit = n;
+    return pattern[n] == '\0'                         ? VIGIL_GLOB_EXACT
+           : stars == 1 && pattern[n + 1] == '\0'     ? VIGIL_GLOB_STAR
+           : stars >= 2 && pattern[n + stars] == '\0' ? VIGIL_GLOB_ANY
+                                                      : VIGIL_GLOB_OTHER;
+}
+
 bool vigil_glob_valid(const char *pattern, const char **why)
 {
     for (const char *p = pattern; *p; p++) {

@@ -17,9 +17,17 @@
 
 #include "glob.h"
 
+/* Every case is matched twice, by the matcher and through a prepared
+ * pattern (the shapes' shortcuts), which must agree. */
 static bool m(const char *pattern, const char *s)
 {
-    return vigil_glob_match(pattern, s, strlen(s));
+    struct vigil_glob g;
+    vigil_glob_prepare(&g, pattern);
+    bool plain = vigil_glob_match(pattern, s, strlen(s));
+    if (vigil_glob_test(&g, s, strlen(s)) != plain) {
+        fail_msg("'%s' against '%s': prepared says %d, the matcher %d", pattern, s, !plain, plain);
+    }
+    return plain;
 }
 
 /* Macros rather than functions so that a failure names the test's line. */
@@ -189,6 +197,34 @@ static void test_lengths(void **state)
     assert_true(vigil_glob_match("a?", buf, 2));
 }
 
+static void test_shapes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern;
+        size_t lit;
+        enum vigil_glob_shape shape;
+    } cases[] = {
+        {"web", 3, VIGIL_GLOB_EXACT},   {"web-*", 4, VIGIL_GLOB_STAR},
+        {"/srv/**", 5, VIGIL_GLOB_ANY}, {"***", 0, VIGIL_GLOB_ANY},
+        {"*", 0, VIGIL_GLOB_STAR},      {"a*b", 1, VIGIL_GLOB_OTHER},
+        {"a?", 1, VIGIL_GLOB_OTHER},    {"a\\*", 1, VIGIL_GLOB_OTHER},
+        {"x/*/y", 2, VIGIL_GLOB_OTHER}, {"a**b", 1, VIGIL_GLOB_OTHER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t lit = 99;
+        assert_int_equal(vigil_glob_shape(cases[i].pattern, &lit), cases[i].shape);
+        assert_int_equal(lit, cases[i].lit);
+    }
+    yes("guest:*", "guest:g1");
+    no("guest:*", "guest:g/1");
+    no("guest:*", "user:u1");
+    yes("/srv/**", "/srv/data/1");
+    no("/srv/**", "/srv");
+    yes("read", "read");
+    no("read", "reads");
+}
+
 static void test_valid(void **state)
 {
     (void)state;
@@ -267,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_question),
         cmocka_unit_test(test_escapes),
         cmocka_unit_test(test_lengths),
+        cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_question_is_one_character),
         cmocka_unit_test(test_bounded_time),

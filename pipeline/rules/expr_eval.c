@@ -102,7 +102,7 @@ static inline bool same_bytes(const char *a, uint32_t alen, const char *b, uint3
 }
 
 /* s ~ pattern, with the pattern's literal prefix (n bytes) and the shape of
- * the rest (enum vx_glob) found at compile time, so that
+ * the rest (enum vigil_glob_shape) found at compile time, so that
  * the common "web-*" and "/kubepods/ + **" need no call to the matcher. */
 static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
 {
@@ -110,16 +110,7 @@ static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
     if (len < n || !eq_bytes(s, op->u.str, n)) {
         return false;
     }
-    switch (op->sub) {
-    case GLOB_END:
-        return len == n;
-    case GLOB_STAR: /* the rest is "*": no '/' left */
-        return len == n || !memchr(s + n, '/', len - n);
-    case GLOB_ANY: /* the rest is "**" */
-        return true;
-    default:
-        return vigil_glob_match(op->u.str + n, s + n, len - n);
-    }
+    return vigil_glob_rest((enum vigil_glob_shape)op->sub, op->u.str + n, s + n, len - n);
 }
 
 /* One linear scan of a map, comparing the length before the bytes. */

@@ -49,7 +49,7 @@ enum vx_code {
     OP_CMPK_NUM,
     OP_CMPK_STR,
     /* The top against the NUL-terminated glob u.str, whose first n bytes
-     * are literal and whose rest has the shape sub (enum vx_glob); or
+     * are literal and whose rest has the shape sub (enum vigil_glob_shape); or
      * against the list of n numbers u.nums / n strings u.strs. */
     OP_GLOB,
     OP_IN_NUM,
@@ -65,9 +65,6 @@ enum vx_code {
 
 enum vx_cmp { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE };
 enum vx_base { BASE_ROOT, BASE_LABELS, BASE_VALUES, BASE_ATTRS };
-/* After a glob's literal prefix: nothing, "*", "**" (or more stars), or
- * anything else (the matcher runs on it). */
-enum vx_glob { GLOB_END, GLOB_STAR, GLOB_ANY, GLOB_OTHER };
 
 struct vx_str {
     const char *p;

@@ -299,14 +299,10 @@ static bool finish_glob(struct vx_cc *c, int depth, const struct val *l)
         return vigil__expr_fail(c, r.at, "bad glob pattern %s: %s", VX_SHOW(c, r.at, b), why);
     }
     /* The literal prefix and the shape of the rest, for expr_eval.c. */
-    const char *pat = c->pool + op->u.off;
-    size_t lit = strcspn(pat, "*?\\"), stars = strspn(pat + lit, "*");
+    size_t lit;
     op->code = OP_GLOB;
+    op->sub = (uint8_t)vigil_glob_shape(c->pool + op->u.off, &lit);
     op->n = (uint32_t)lit;
-    op->sub = pat[lit] == '\0'                         ? GLOB_END
-              : stars == 1 && pat[lit + 1] == '\0'     ? GLOB_STAR
-              : stars >= 2 && pat[lit + stars] == '\0' ? GLOB_ANY
-                                                       : GLOB_OTHER;
     c->sp--;
     return true;
 }

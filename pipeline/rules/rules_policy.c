@@ -18,8 +18,9 @@ static const char *const role_names[ROLES] = {"subject", "action", "resource"};
 
 struct entry {
     bool allow;
-    char *id;            /* optional */
-    char **globs[ROLES]; /* NULL: any */
+    char *id;                         /* optional */
+    char **globs[ROLES];              /* NULL: any */
+    struct vigil_glob *shaped[ROLES]; /* the same, with their shapes */
     size_t nglobs[ROLES];
     struct vigil_expr *when;
 };
@@ -65,6 +66,7 @@ static void policy_free(struct vigil_rule *rule)
                 free(e->globs[r][g]);
             }
             free(e->globs[r]);
+            free(e->shaped[r]);
         }
         vigil_expr_free(e->when);
     }
@@ -88,7 +90,8 @@ static bool read_globs(struct entry *e, int role, const struct vigil_conf *n, co
         return false;
     }
     e->globs[role] = calloc(cnt, sizeof *e->globs[role]);
-    if (!e->globs[role]) {
+    e->shaped[role] = calloc(cnt, sizeof *e->shaped[role]);
+    if (!e->globs[role] || !e->shaped[role]) {
         return false;
     }
     for (size_t i = 0; i < cnt; i++) {
@@ -102,7 +105,12 @@ static bool read_globs(struct entry *e, int role, const struct vigil_conf *n, co
             vigil_diag_at(d, g, "policy rule '%s': bad glob '%s': %s", rule, s, why);
             return false;
         }
-        e->globs[role][e->nglobs[role]++] = strdup(s);
+        char *copy = strdup(s);
+        if (!copy) {
+            return false;
+        }
+        vigil_glob_prepare(&e->shaped[role][e->nglobs[role]], copy);
+        e->globs[role][e->nglobs[role]++] = copy;
     }
     return true;
 }
@@ -232,7 +240,7 @@ static bool role_matches(const struct entry *e, int role, const char *s, size_t 
         return true;
     }
     for (size_t i = 0; i < e->nglobs[role]; i++) {
-        if (vigil_glob_match(e->globs[role][i], s, n)) {
+        if (vigil_glob_test(&e->shaped[role][i], s, n)) {
             return true;
         }
     }
