@@ -7,7 +7,8 @@
  * (sleeping, or with --active waking every 100 ms to do a little work), read from the plugin's own
  * debug line ("collected N cgroups in X us CPU"); and of the kvm source over the VMs present, from
  * vigild's CPU clock around its collections. Every cgroup and process it made is removed at the
- * end, also after Ctrl-C or a failure.
+ * end, also after Ctrl-C or a failure. --net measures the net source instead
+ * (collect_net.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -569,20 +570,21 @@ static bool int_opt(const char *arg, const char *name, int lo, int hi, int *out)
 int bench_collect_main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"cgroups", required_argument, NULL, 'n'},
-        {"procs", no_argument, NULL, 'P'},
-        {"active", no_argument, NULL, 'A'},
-        {"flat", no_argument, NULL, 'F'},
-        {"passes", required_argument, NULL, 'x'},
-        {"interval", required_argument, NULL, 'i'},
-        {"no-kvm", no_argument, NULL, 'K'},
-        {"no-cgroups", no_argument, NULL, 'C'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"cgroups", required_argument, NULL, 'n'}, {"procs", no_argument, NULL, 'P'},
+        {"active", no_argument, NULL, 'A'},        {"flat", no_argument, NULL, 'F'},
+        {"passes", required_argument, NULL, 'x'},  {"interval", required_argument, NULL, 'i'},
+        {"no-kvm", no_argument, NULL, 'K'},        {"no-cgroups", no_argument, NULL, 'C'},
+        {"net", no_argument, NULL, 'N'},           {"interfaces", required_argument, NULL, 'I'},
+        {"netns", required_argument, NULL, 'M'},   {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    struct bench_collect_opts o = {
-        .ncg = 1000, .passes = 5, .interval_ns = 2000000000ull, .do_cgroups = true, .do_kvm = true};
+    struct bench_collect_opts o = {.ncg = 1000,
+                                   .passes = 5,
+                                   .nif = 500,
+                                   .nns = 100,
+                                   .interval_ns = 2000000000ull,
+                                   .do_cgroups = true,
+                                   .do_kvm = true};
     int c;
     while ((c = getopt_long(argc, argv, "n:jh", lo, NULL)) != -1) {
         switch (c) {
@@ -617,6 +619,21 @@ int bench_collect_main(int argc, char **argv)
         case 'C':
             o.do_cgroups = false;
             break;
+        case 'N':
+            o.do_net = true;
+            break;
+        case 'I':
+            if (!int_opt(optarg, "interfaces", 1, 4000, &o.nif)) {
+                return 2;
+            }
+            o.do_net = true;
+            break;
+        case 'M':
+            if (!int_opt(optarg, "netns", 1, 1000, &o.nns)) {
+                return 2;
+            }
+            o.do_net = true;
+            break;
         case 'j':
             o.json = true;
             break;
@@ -625,20 +642,40 @@ int bench_collect_main(int argc, char **argv)
                    "[--passes P]\n"
                    "                           [--interval D] [--no-kvm] [--no-cgroups] "
                    "[--json]\n"
+                   "       vigil-bench collect --net [--interfaces N] [--netns M] [--passes P]\n"
+                   "                           [--interval D] [--json]\n"
                    "Creates N cgroups (default 1000) under one parent (--flat: at the top;\n"
                    "--procs: one sleeping process in each; --active: one that wakes every\n"
                    "100 ms and works ~20 us, so every cgroup's CPU usage moves),\n"
                    "runs vigild with the cgroups source for P+1 passes (default 5) every D\n"
                    "(default 2s) and reports its CPU per cgroup per collection; then the kvm\n"
-                   "source over the VMs present. Removes everything it made.\n");
+                   "source over the VMs present. Removes everything it made.\n"
+                   "--net instead: M network namespaces (default 100, at most N) with a\n"
+                   "sleeping process each and N veth pairs (default 500) spread over them, one\n"
+                   "end in each namespace, the other here; runs vigild with the net source\n"
+                   "alone and reports its CPU per collection, per interface and per namespace.\n"
+                   "Needs root and iproute2; removes them all, also a killed run's.\n");
             return 0;
         default:
             return 2;
         }
     }
+    if (o.do_net && o.nns > o.nif) {
+        fprintf(stderr, "vigil-bench collect: --netns at most --interfaces (one veth each)\n");
+        return 2;
+    }
     int rc = 0;
     if (o.json) {
         printf("{");
+    }
+    if (o.do_net) {
+        /* A measurement of its own: the other sources' vigilds would
+         * read the namespaces and veths too. */
+        rc = bench_collect_net(&o);
+        if (rc == 3 && o.json) {
+            printf("\"net\":null");
+        }
+        o.do_cgroups = o.do_kvm = false;
     }
     if (o.do_cgroups) {
         rc = measure_cgroups(&o);
