@@ -51,11 +51,12 @@ if len(p) != 2 or not all(x > 0 for x in p) or not (min(p) <= med <= max(p)):
     bad.append("passes %s against median %s" % (p, med))
 if (n["us_per_collection_min"], n["us_per_collection_max"]) != (min(p), max(p)):
     bad.append("min/max %s/%s against passes %s" % (n["us_per_collection_min"], n["us_per_collection_max"], p))
-# The per-interface and per-namespace medians are of each pass's ratio; the
-# counts are the same in every pass here (nothing is made during the run).
-for key, count in (("us_per_interface_median", n["read"]), ("us_per_namespace_median", n["namespaces_read"])):
-    if abs(n[key] * count - med) > 0.02 * med + 1:
-        bad.append("%s %s x %s against median %s" % (key, n[key], count, med))
+# The per-interface and per-namespace medians are of each pass's ratio, and
+# each pass read at least 24 interfaces in 3 namespaces (the counts may
+# move between passes: other namespaces come and go on a busy machine).
+for key, least in (("us_per_interface_median", 24), ("us_per_namespace_median", 3)):
+    if not 0 < n[key] <= max(p) / least:
+        bad.append("%s %s against passes %s" % (key, n[key], p))
 if not n["first_pass_us"] > 0:
     bad.append("no first pass")
 if bad:
