@@ -4,18 +4,24 @@
  * them at -hz loops per second. The test compiles it with cc at run time.
  *
  *   kvm_guest [-name NAME] [-hz LOOPS_PER_S] [-spin N] [-m MIB] [-statsfd 1]
- *             [-vcpu-delay MS]
+ *             [-vcpu-delay MS] [-tap NAME [-tap-first MS]]
  *
  * -spin: guest `loop` iterations per loop (guest CPU time). -m: guest memory
  * in MiB, all touched, given as QEMU gives it. -statsfd 1 opens
  * the vCPU and VM binary stats fds and keeps them, as QEMU does; without it
  * the guest opens none, like VMMs that never ask for stats. -vcpu-delay
- * waits that long between creating the VM and its vCPU. Prints "vm" once
+ * waits that long between creating the VM and its vCPU. -tap makes a tap
+ * device of that name (/dev/net/tun, IFF_TAP | IFF_NO_PI) once the VM
+ * exists and keeps its fd, as QEMU's -netdev tap does; with -tap-first, MS
+ * before the VM instead (libvirt makes the tap before QEMU makes the VM).
+ * Prints "vm" once
  * the VM exists and "ready" after the first loop; runs until killed.
  * Exit 2: no usable KVM here.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <stdint.h>
@@ -39,6 +45,21 @@ static const unsigned char guest_code[] = {
     0xeb, 0xf3,                   /* jmp back to the mov */
 };
 
+/* A tap device held by this process until it exits, as QEMU's -netdev tap. */
+static int open_tap(const char *name)
+{
+    int tfd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    if (tfd < 0 || ioctl(tfd, TUNSETIFF, &ifr) < 0) {
+        fprintf(stderr, "kvm_guest: tap %s: %s\n", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     double hz = 50;
@@ -46,6 +67,8 @@ int main(int argc, char **argv)
     size_t mem_bytes = 2u << 20;
     int statsfd = 0;
     long vcpu_delay_ms = 0;
+    const char *tap = NULL;
+    long tap_first_ms = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "-hz") == 0) {
             hz = atof(argv[i + 1]);
@@ -59,11 +82,23 @@ int main(int argc, char **argv)
             statsfd = atoi(argv[i + 1]);
         } else if (strcmp(argv[i], "-vcpu-delay") == 0) {
             vcpu_delay_ms = atol(argv[i + 1]);
+        } else if (strcmp(argv[i], "-tap") == 0) {
+            tap = argv[i + 1];
+        } else if (strcmp(argv[i], "-tap-first") == 0) {
+            tap_first_ms = atol(argv[i + 1]);
         } /* -name is only for the plugin, from /proc/<pid>/cmdline */
     }
     signal(SIGPIPE, SIG_IGN); /* whoever reads our stdout may stop early */
     if (spin == 0) {
         spin = 1; /* loop with ecx = 0 would run 2^32 times */
+    }
+    if (tap && tap_first_ms > 0) {
+        if (open_tap(tap) != 0) {
+            return 1;
+        }
+        struct timespec d = {.tv_sec = tap_first_ms / 1000,
+                             .tv_nsec = tap_first_ms % 1000 * 1000000L};
+        nanosleep(&d, NULL);
     }
     int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (kvm < 0) {
@@ -91,6 +126,9 @@ int main(int argc, char **argv)
                                                  .userspace_addr = (uintptr_t)mem};
     if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         perror("kvm_guest: KVM_SET_USER_MEMORY_REGION");
+        return 1;
+    }
+    if (tap && tap_first_ms == 0 && open_tap(tap) != 0) {
         return 1;
     }
     printf("vm\n");

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <zmq.h>
 #include <cmocka.h>
 
@@ -220,4 +221,26 @@ const char *ph_str(const struct vigil_event_view *v, const char *path, char *buf
     memcpy(buf, s, n);
     buf[n] = '\0';
     return buf;
+}
+
+void ph_expect_msg(const struct vigil_diag *d, const char *want)
+{
+    for (size_t j = 0; j < d->n; j++) {
+        if (strncmp(d->msgs[j], want, strlen(want)) == 0) {
+            return;
+        }
+    }
+    vigil_diag_print(d, stderr);
+    fail_msg("missing: %s", want);
+}
+
+int ph_run(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

@@ -34,6 +34,14 @@ uint64_t ph_counter(struct ph *p, const char *name);
  * starts on line 3 of ph.yaml, its first key at column 5. */
 size_t ph_check(const char *instance, struct vigil_diag *d);
 
+/* Runs a shell command made from fmt; its exit status, -1 when it did not
+ * exit normally. For tests that make namespaces, links, nft rules. */
+int ph_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Fails the test, printing every message of d, unless one of them starts
+ * with `want` (e.g. "ph.yaml:4:13: key 'x' of plugin 'y' must be"). */
+void ph_expect_msg(const struct vigil_diag *d, const char *want);
+
 /* Typed readers of a decoded event by path; they fail the test when absent. */
 double ph_value(const struct vigil_event_view *v, const char *path);
 /* Copies a string field into buf (NUL-terminated); NULL when absent. */

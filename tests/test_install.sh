@@ -35,7 +35,7 @@ for f in include/vigil/plugin.h etc/vigil/vigil.yaml lib/systemd/system/vigild.s
   share/doc/vigil/examples/file.yaml share/doc/vigil/examples/agent.yaml; do
   [ -f "$p/$f" ] || fail "$f not installed"
 done
-for pl in gen kvm cgroups tcp_probe system access file syslog webhook forward discard; do
+for pl in gen kvm cgroups tcp_probe net system access file syslog webhook forward discard; do
   [ -f "$p/lib/vigil/plugins/$pl.so" ] || fail "plugin $pl not installed in lib/vigil/plugins"
 done
 if ls "$p/lib/vigil/plugins" | grep -q '^test_'; then

@@ -56,7 +56,7 @@ for f in /usr/bin/vigild /usr/bin/vigil-tap /usr/bin/vigil-pub /usr/bin/vigil-to
   /usr/lib/systemd/system/vigild.service /usr/share/doc/vigil/examples/file.yaml; do
   grep -qx "$f" "$work/files" || fail "$f is not in the package: $(cat "$work/files")"
 done
-for pl in gen kvm cgroups tcp_probe system access file syslog webhook forward discard; do
+for pl in gen kvm cgroups tcp_probe net system access file syslog webhook forward discard; do
   grep -qx "/usr/lib/vigil/plugins/$pl.so" "$work/files" || fail "plugin $pl is not in the package"
 done
 grep -q '/vigil-plugin.pc$' "$work/files" || fail "vigil-plugin.pc is not in the package"

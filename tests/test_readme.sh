@@ -88,6 +88,29 @@ if /usr/bin/python3 -c 'import json' 2>/dev/null; then
   pid=
 fi
 
+# The README's network example: its config (a faster interval) runs, and
+# its vigil-tap | python3 line lists this host's busiest interfaces.
+block README.md '# net.yaml:' |
+  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/tmp/vigil-net#$work/net#g; s#interval: 10s#interval: 300ms#" >"$work/net.yaml"
+grep -q 'plugin: net' "$work/net.yaml" || fail "no net.yaml example in README.md"
+"$build/vigild" --check -c "$work/net.yaml" >"$work/check.out" 2>&1 ||
+  fail "vigild --check refused the README's net.yaml: $(cat "$work/check.out")"
+if /usr/bin/python3 -c 'import json' 2>/dev/null; then
+  "$build/vigild" -c "$work/net.yaml" 2>"$work/vigild.log" &
+  pid=$!
+  top=$(grep -F 'vigil-tap -c net.yaml' "$src/README.md" | head -1 |
+    sed "s#^build/vigil-tap -c net.yaml -t net.if --timeout 15s#$build/vigil-tap -c $work/net.yaml -t net.if --timeout 2s#")
+  [ -n "$top" ] || fail "no vigil-tap | python3 line in README.md's network section"
+  bash -c "$top" >"$work/top.out" 2>&1 || fail "the README's network line failed: $(cat "$work/top.out")"
+  # One to five lines "NETNS INTERFACE OWNER RATE B/s" (at least loopback).
+  n=$(grep -Ec '^[^ ]+ [^ ]+ [^ ]+ [0-9]+ B/s$' "$work/top.out")
+  [ "$n" -ge 1 ] && [ "$n" -le 5 ] && [ "$n" -eq "$(wc -l <"$work/top.out")" ] ||
+    fail "the README's network line said: $(cat "$work/top.out")"
+  kill -TERM "$pid"
+  wait "$pid" || fail "vigild (net.yaml) did not exit 0 on SIGTERM"
+  pid=
+fi
+
 # Every relative link of the README and the docs resolves (file and heading).
 if command -v python3 >/dev/null; then
   (cd "$src" && python3 tools/check_doc_links.py README.md docs/*.md plugins/*/README.md sinks/*/README.md conf/kubernetes/README.md >"$work/links.out") ||

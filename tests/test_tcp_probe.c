@@ -527,18 +527,6 @@ struct ns_fixture {
 
 static struct ns_fixture nsf = {.child = -1, .home_fd = -1};
 
-static int run(const char *fmt, ...) VIGIL_PRINTF(1, 2);
-static int run(const char *fmt, ...)
-{
-    char cmd[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 /* Namespaces left by an earlier run that crashed: NS_PREFIX<pid>[-...] whose
  * pid is gone. */
 static void remove_leftovers(void)
@@ -557,7 +545,7 @@ static void remove_leftovers(void)
             continue;
         }
         fprintf(stderr, "removing netns %s left by an earlier run\n", e->d_name);
-        run("ip netns del '%s' 2>/dev/null", e->d_name);
+        ph_run("ip netns del '%s' 2>/dev/null", e->d_name);
     }
     closedir(d);
 }
@@ -575,7 +563,7 @@ static void stop_child(pid_t *pid)
 /* Deletes a namespace the test made, if it did. */
 static void del_ns(const char *ns, bool *made)
 {
-    if (*made && run("ip netns del %s", ns) != 0) {
+    if (*made && ph_run("ip netns del %s", ns) != 0) {
         fprintf(stderr, "could not delete netns %s\n", ns);
     }
     *made = false;
@@ -677,21 +665,21 @@ static void test_netns(void **state)
         fprintf(stderr, "network namespaces need root: skipped\n");
         skip();
     }
-    if (run("ip -V >/dev/null 2>&1") != 0) {
+    if (ph_run("ip -V >/dev/null 2>&1") != 0) {
         fprintf(stderr, "no 'ip' command (iproute2): skipped\n");
         skip();
     }
     remove_leftovers();
     snprintf(nsf.ns, sizeof nsf.ns, NS_PREFIX "%d", (int)getpid());
     snprintf(nsf.ns_down, sizeof nsf.ns_down, NS_PREFIX "%d-down", (int)getpid());
-    if (run("ip netns add %s", nsf.ns) != 0) {
+    if (ph_run("ip netns add %s", nsf.ns) != 0) {
         fprintf(stderr, "cannot create a network namespace here: skipped\n");
         skip();
     }
     nsf.made = true;
-    assert_int_equal(run("ip netns exec %s ip link set lo up", nsf.ns), 0);
+    assert_int_equal(ph_run("ip netns exec %s ip link set lo up", nsf.ns), 0);
     /* Its loopback stays down: 127.0.0.1 has no route there. */
-    assert_int_equal(run("ip netns add %s", nsf.ns_down), 0);
+    assert_int_equal(ph_run("ip netns add %s", nsf.ns_down), 0);
     nsf.made_down = true;
     /* The port is reserved (bound, not listening) in our own namespace, so
      * the same address probed from here is refused for sure. */
@@ -843,27 +831,27 @@ static void test_loss(void **state)
         fprintf(stderr, "network namespaces and nft need root: skipped\n");
         skip();
     }
-    if (run("ip -V >/dev/null 2>&1") != 0 || run("nft --version >/dev/null 2>&1") != 0) {
+    if (ph_run("ip -V >/dev/null 2>&1") != 0 || ph_run("nft --version >/dev/null 2>&1") != 0) {
         fprintf(stderr, "no 'ip' or no 'nft' command (iproute2, nftables): skipped\n");
         skip();
     }
     remove_leftovers();
     snprintf(lossf.ns, sizeof lossf.ns, NS_PREFIX "%d-loss", (int)getpid());
-    if (run("ip netns add %s", lossf.ns) != 0) {
+    if (ph_run("ip netns add %s", lossf.ns) != 0) {
         fprintf(stderr, "cannot create a network namespace here: skipped\n");
         skip();
     }
     lossf.made = true;
-    assert_int_equal(run("ip netns exec %s ip link set lo up", lossf.ns), 0);
+    assert_int_equal(ph_run("ip netns exec %s ip link set lo up", lossf.ns), 0);
     uint16_t ports[2];
     assert_int_equal(start_loss_listener(ports), 0);
-    if (run("ip netns exec %s nft add table inet t", lossf.ns) != 0 ||
-        run("ip netns exec %s nft add chain inet t out "
-            "'{ type filter hook output priority 0; }'",
-            lossf.ns) != 0 ||
-        run("ip netns exec %s nft add rule inet t out tcp dport %u numgen random mod 100 '<' 30 "
-            "drop",
-            lossf.ns, ports[0]) != 0) {
+    if (ph_run("ip netns exec %s nft add table inet t", lossf.ns) != 0 ||
+        ph_run("ip netns exec %s nft add chain inet t out "
+               "'{ type filter hook output priority 0; }'",
+               lossf.ns) != 0 ||
+        ph_run("ip netns exec %s nft add rule inet t out tcp dport %u numgen random mod 100 '<' 30 "
+               "drop",
+               lossf.ns, ports[0]) != 0) {
         fprintf(stderr, "nft cannot add the drop rule here (no nf_tables?): skipped\n");
         skip();
     }
@@ -938,17 +926,6 @@ static const char *at(char *buf, size_t cap, const char *const *lines, size_t i,
     return buf;
 }
 
-static void expect_msg(const struct vigil_diag *d, const char *want)
-{
-    for (size_t j = 0; j < d->n; j++) {
-        if (strncmp(d->msgs[j], want, strlen(want)) == 0) {
-            return;
-        }
-    }
-    vigil_diag_print(d, stderr);
-    fail_msg("missing: %s", want);
-}
-
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -989,29 +966,31 @@ static void test_config_errors(void **state)
     vigil_diag_init(&d);
     size_t errs = ph_check(y, &d);
     char b[512];
-    expect_msg(&d, at(b, sizeof b, lines, 2, "{", "a target needs a name"));
-    expect_msg(&d, at(b, sizeof b, lines, 3, "\"127", "address '127.0.0.1' has no port"));
-    expect_msg(&d, at(b, sizeof b, lines, 4, "\"127", "address '127.0.0.1:99999': bad port"));
-    expect_msg(&d, at(b, sizeof b, lines, 5, "\"::1", "address '::1:80': an IPv6 address goes"));
-    expect_msg(&d, at(b, sizeof b, lines, 6, "maybe", "expect must be 'open' or 'closed'"));
-    expect_msg(&d, at(b, sizeof b, lines, 8, "dup", "target name 'dup' is used twice"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 2, "{", "a target needs a name"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 3, "\"127", "address '127.0.0.1' has no port"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 4, "\"127", "address '127.0.0.1:99999': bad port"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 5, "\"::1", "address '::1:80': an IPv6 address goes"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 6, "maybe", "expect must be 'open' or 'closed'"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 8, "dup", "target name 'dup' is used twice"));
     char ns_msg[256];
     snprintf(ns_msg, sizeof ns_msg, "netns '%s': /run/netns/%s does not exist", missing_ns,
              missing_ns);
-    expect_msg(&d, at(b, sizeof b, lines, 9, "vigil-", ns_msg));
-    expect_msg(&d, at(b, sizeof b, lines, 10, "{", "target 'noaddr' needs an address"));
-    expect_msg(&d, at(b, sizeof b, lines, 11, "0s", "target timeout must be"));
-    expect_msg(&d, at(b, sizeof b, lines, 12, "80 }", "unknown key 'port' in a target"));
-    expect_msg(&d, at(b, sizeof b, lines, 13, "\"127", "address '127.0.0.1:http': bad port"));
-    expect_msg(&d, at(b, sizeof b, lines, 14, "\"we", "address 'we b:80': 'we b' is neither"));
-    expect_msg(&d, at(b, sizeof b, lines, 15, "just", "a target is a map"));
-    expect_msg(&d, at(b, sizeof b, lines, 16, "/proc",
-                      "netns '/proc/self/ns/uts': /proc/self/ns/uts is not a network namespace"));
-    expect_msg(&d, at(b, sizeof b, lines, 17, "/proc",
-                      "netns '/proc/999999999/ns/net': cannot open /proc/999999999/ns/net: No "
-                      "such file"));
-    expect_msg(&d, at(b, sizeof b, lines, 18, "0 }", "attempts must be a whole number from 1"));
-    expect_msg(&d, at(b, sizeof b, lines, 19, "101 }", "attempts must be a whole number from 1"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 9, "vigil-", ns_msg));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 10, "{", "target 'noaddr' needs an address"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 11, "0s", "target timeout must be"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 12, "80 }", "unknown key 'port' in a target"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 13, "\"127", "address '127.0.0.1:http': bad port"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 14, "\"we", "address 'we b:80': 'we b' is neither"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 15, "just", "a target is a map"));
+    ph_expect_msg(&d,
+                  at(b, sizeof b, lines, 16, "/proc",
+                     "netns '/proc/self/ns/uts': /proc/self/ns/uts is not a network namespace"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 17, "/proc",
+                         "netns '/proc/999999999/ns/net': cannot open /proc/999999999/ns/net: No "
+                         "such file"));
+    ph_expect_msg(&d, at(b, sizeof b, lines, 18, "0 }", "attempts must be a whole number from 1"));
+    ph_expect_msg(&d,
+                  at(b, sizeof b, lines, 19, "101 }", "attempts must be a whole number from 1"));
     if (errs != 17) {
         vigil_diag_print(&d, stderr);
     }
@@ -1022,7 +1001,7 @@ static void test_config_errors(void **state)
      * target is a name). */
     vigil_diag_init(&d);
     assert_int_equal(ph_check("plugin: tcp_probe\ntimeout: 1s\n", &d), 1);
-    expect_msg(&d, "ph.yaml:3:");
+    ph_expect_msg(&d, "ph.yaml:3:");
     assert_non_null(strstr(d.msgs[0], "tcp_probe needs targets"));
     vigil_diag_fini(&d);
     const char *rl[] = {"plugin: tcp_probe", "resolv_conf: /nonexistent/resolv.conf",
@@ -1030,7 +1009,7 @@ static void test_config_errors(void **state)
     snprintf(y, sizeof y, "%s\n%s\n%s\n", rl[0], rl[1], rl[2]);
     vigil_diag_init(&d);
     assert_int_equal(ph_check(y, &d), 1);
-    expect_msg(&d, at(b, sizeof b, rl, 1, "/non", "resolv_conf: cannot read /nonexistent"));
+    ph_expect_msg(&d, at(b, sizeof b, rl, 1, "/non", "resolv_conf: cannot read /nonexistent"));
     vigil_diag_fini(&d);
 
     /* And a good one passes, names included. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvm.h"
+#include "vmm_name.h"
 
 #define CMDLINE_MAX (64 * 1024)
 
@@ -152,19 +153,6 @@ uint64_t kv_rss_bytes(struct kv_state *s, struct kv_vm *vm)
 
 /* ---- names and guest memory from the command line ------------------------ */
 
-/* QEMU's -name: "guest=NAME,debug-threads=on" or "NAME[,process=...]". */
-static void qemu_name(const char *v, char *out, size_t cap)
-{
-    const char *g = strstr(v, "guest=");
-    const char *p = (g && (g == v || g[-1] == ',')) ? g + 6 : v;
-    size_t n = strcspn(p, ",");
-    if (n >= cap) {
-        n = cap - 1;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
-
 /* A size with an optional binary suffix (K M G T); unit is the default. */
 static bool parse_size(const char *v, uint64_t unit, uint64_t *out)
 {
@@ -244,12 +232,13 @@ static bool firecracker_mem(int pid, const char *path, uint64_t *out)
     return ok;
 }
 
-/* Reads the VMM's name and guest memory size from its command line. */
+/* Reads the VMM's name (the derivation the net source shares, vmm_name.h)
+ * and guest memory size from its command line. */
 static void parse_cmdline(struct kv_state *s, struct kv_vm *vm)
 {
     char *buf = malloc(CMDLINE_MAX);
     char path[64];
-    vm->name[0] = '\0';
+    vigil_vmm_name(vm->pid, vm->name, sizeof vm->name);
     vm->mem_method = "unknown";
     snprintf(path, sizeof path, "/proc/%d/cmdline", vm->pid);
     int len = buf ? read_path(path, buf, CMDLINE_MAX) : -ENOMEM;
@@ -260,13 +249,8 @@ static void parse_cmdline(struct kv_state *s, struct kv_vm *vm)
         if (!val) {
             break;
         }
-        if (strcmp(arg, "-name") == 0 || strcmp(arg, "--name") == 0) {
-            qemu_name(val, vm->name, sizeof vm->name);
-        } else if (strcmp(arg, "--id") == 0) { /* Firecracker */
-            snprintf(vm->name, sizeof vm->name, "%s", val);
-        } else if ((strcmp(arg, "-m") == 0 || strcmp(arg, "--m") == 0 ||
-                    strcmp(arg, "--mem") == 0) &&
-                   option_size(val, 1ull << 20, &vm->guest_mem_bytes)) {
+        if ((strcmp(arg, "-m") == 0 || strcmp(arg, "--m") == 0 || strcmp(arg, "--mem") == 0) &&
+            option_size(val, 1ull << 20, &vm->guest_mem_bytes)) {
             vm->mem_method = "cmdline";            /* QEMU, crosvm, kvmtool: MiB by default */
         } else if (strcmp(arg, "--memory") == 0 && /* cloud-hypervisor: bytes */
                    option_size(val, 1, &vm->guest_mem_bytes)) {
@@ -277,15 +261,6 @@ static void parse_cmdline(struct kv_state *s, struct kv_vm *vm)
         }
     }
     free(buf);
-    if (!vm->name[0]) {
-        snprintf(path, sizeof path, "/proc/%d/comm", vm->pid);
-        if (read_path(path, vm->name, sizeof vm->name) > 0) {
-            vm->name[strcspn(vm->name, "\n")] = '\0';
-        }
-    }
-    if (!vm->name[0]) {
-        snprintf(vm->name, sizeof vm->name, "%d", vm->pid);
-    }
     (void)s;
 }
 
