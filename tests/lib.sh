@@ -10,7 +10,7 @@ cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
   # TERM, not KILL: timeout(1) passes TERM on to its command, while a
   # killed timeout leaves it running (the subscriber loops forever).
-  jobs -p | xargs -r kill -TERM 2>/dev/null
+  jobs -p | xargs -r kill -TERM 2>/dev/null || true # a job may have ended already
   wait 2>/dev/null || true
   rm -rf "$work"
 }

@@ -49,7 +49,10 @@ static struct {
     char if_h[16], if_hp[16]; /* host end and its peer in B */
     char tap[16];
     char ip_a[32], ip_b[32];
-    char cg_top[600], cg_leaf[900], cg_rel[300], container[65];
+    /* The container's cgroup: /vigil-test-net-<pid>/docker/<id> (cg_rel) in
+     * each hierarchy of mnts (cgroup2, or every v1 hierarchy without it) */
+    char mnts[16][512], cg_rel[300], container[65];
+    size_t nmnts;
     char vm[64], vm2[64], tap2[16], guest_bin[600];
     pid_t receiver, guest, guest2;
     bool made;
@@ -78,8 +81,10 @@ static void cleanup(void)
     ph_run("ip netns del %s 2>/dev/null", T.ns_b);
     ph_run("ip netns del %s 2>/dev/null", T.ns_c);
     ph_run("ip link del %s 2>/dev/null", T.if_h);
-    if (T.cg_top[0]) {
-        vigil_cgroup_remove_tree(T.cg_top);
+    for (size_t i = 0; i < T.nmnts; i++) {
+        char top[600];
+        snprintf(top, sizeof top, "%s/" PREFIX "%d", T.mnts[i], (int)getpid());
+        vigil_cgroup_remove_tree(top);
     }
 }
 
@@ -90,7 +95,8 @@ static bool dead_run(const char *name)
     return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-static void remove_leftovers(const char *cg_mnt)
+/* The names (netns, cgroups in T.mnts) of runs that are gone. */
+static void remove_leftovers(void)
 {
     DIR *d = opendir("/run/netns");
     struct dirent *e;
@@ -103,27 +109,31 @@ static void remove_leftovers(const char *cg_mnt)
     if (d) {
         closedir(d);
     }
-    d = cg_mnt ? opendir(cg_mnt) : NULL;
-    while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, PREFIX, strlen(PREFIX)) == 0 && dead_run(e->d_name)) {
-            char p[1024];
-            snprintf(p, sizeof p, "%s/%s", cg_mnt, e->d_name);
-            fprintf(stderr, "removing cgroup %s left by an earlier run\n", p);
-            vigil_cgroup_remove_tree(p);
+    for (size_t i = 0; i < T.nmnts; i++) {
+        d = opendir(T.mnts[i]);
+        while (d && (e = readdir(d))) {
+            if (strncmp(e->d_name, PREFIX, strlen(PREFIX)) == 0 && dead_run(e->d_name)) {
+                char p[1024];
+                snprintf(p, sizeof p, "%s/%s", T.mnts[i], e->d_name);
+                fprintf(stderr, "removing cgroup %s left by an earlier run\n", p);
+                vigil_cgroup_remove_tree(p);
+            }
         }
-    }
-    if (d) {
-        closedir(d);
+        if (d) {
+            closedir(d);
+        }
     }
 }
 
-/* The cgroup2 mount under /sys/fs/cgroup, else the first v1 hierarchy: a
- * process's identity is its cgroup2 path, or a v1 path when that is "/". */
-static bool cgroup_mount(char *out, size_t cap)
+/* The hierarchies a process's identity comes from (vigil_proc_cgroup): the
+ * cgroup2 mount under /sys/fs/cgroup, else every v1 one (the path most of
+ * them share wins), into T.mnts. */
+static size_t cgroup_mounts(void)
 {
     FILE *f = fopen("/proc/self/mountinfo", "r");
-    char line[4096], v1[512] = "";
-    out[0] = '\0';
+    char line[4096];
+    T.nmnts = 0;
+    bool v2 = false;
     while (f && fgets(line, sizeof line, f)) {
         char mp[512], fstype[64];
         const char *dash = strstr(line, " - ");
@@ -131,19 +141,18 @@ static bool cgroup_mount(char *out, size_t cap)
             sscanf(dash + 3, "%63s", fstype) != 1 || strncmp(mp, "/sys/fs/cgroup", 14) != 0) {
             continue;
         }
-        if (strcmp(fstype, "cgroup2") == 0) {
-            snprintf(out, cap, "%s", mp);
-        } else if (strcmp(fstype, "cgroup") == 0 && !v1[0]) {
-            snprintf(v1, sizeof v1, "%s", mp);
+        if (strcmp(fstype, "cgroup2") == 0 && !v2) {
+            v2 = true;
+            T.nmnts = 0;
+        } else if (strcmp(fstype, "cgroup") != 0 || v2 || T.nmnts == 16) {
+            continue;
         }
+        snprintf(T.mnts[T.nmnts++], sizeof T.mnts[0], "%s", mp);
     }
     if (f) {
         fclose(f);
     }
-    if (!out[0] && v1[0]) {
-        snprintf(out, cap, "%s", v1);
-    }
-    return out[0] != '\0';
+    return T.nmnts;
 }
 
 static bool enter_ns(const char *ns)
@@ -170,11 +179,14 @@ static pid_t start_receiver(int *counts)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char procs[1000];
-        snprintf(procs, sizeof procs, "%s/cgroup.procs", T.cg_leaf);
-        FILE *f = fopen(procs, "w");
-        bool ok = f && fprintf(f, "0\n") > 0;
-        ok = f && fclose(f) == 0 && ok;
+        bool ok = true;
+        for (size_t i = 0; i < T.nmnts && ok; i++) {
+            char procs[1000];
+            snprintf(procs, sizeof procs, "%s%s/cgroup.procs", T.mnts[i], T.cg_rel);
+            FILE *f = fopen(procs, "w");
+            ok = f && fprintf(f, "0\n") > 0;
+            ok = f && fclose(f) == 0 && ok;
+        }
         ok = ok && enter_ns(T.ns_b);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(PORT)};
         inet_pton(AF_INET, T.ip_b, &a.sin_addr);
@@ -363,9 +375,8 @@ static int group_setup(void **state)
 {
     (void)state;
     int pid = (int)getpid();
-    char cg_mnt[512];
-    bool have_cg = cgroup_mount(cg_mnt, sizeof cg_mnt);
-    remove_leftovers(have_cg ? cg_mnt : NULL);
+    bool have_cg = cgroup_mounts() > 0;
+    remove_leftovers();
     snprintf(T.ns_a, sizeof T.ns_a, PREFIX "%d-a", pid);
     snprintf(T.ns_b, sizeof T.ns_b, PREFIX "%d-b", pid);
     snprintf(T.ns_c, sizeof T.ns_c, PREFIX "%d-c", pid);
@@ -386,14 +397,16 @@ static int group_setup(void **state)
         return 0;
     }
     T.made = true;
-    snprintf(T.cg_top, sizeof T.cg_top, "%s/" PREFIX "%d", cg_mnt, pid);
     snprintf(T.cg_rel, sizeof T.cg_rel, "/" PREFIX "%d/docker/%s", pid, T.container);
-    snprintf(T.cg_leaf, sizeof T.cg_leaf, "%s%s", cg_mnt, T.cg_rel);
-    char docker[700];
-    snprintf(docker, sizeof docker, "%s/docker", T.cg_top);
-    if (mkdir(T.cg_top, 0755) != 0 || mkdir(docker, 0755) != 0 || mkdir(T.cg_leaf, 0755) != 0) {
-        fprintf(stderr, "mkdir %s: %s\n", T.cg_leaf, strerror(errno));
-        return -1;
+    for (size_t i = 0; i < T.nmnts; i++) {
+        char top[600], docker[700], leaf[900];
+        snprintf(top, sizeof top, "%s/" PREFIX "%d", T.mnts[i], pid);
+        snprintf(docker, sizeof docker, "%s/docker", top);
+        snprintf(leaf, sizeof leaf, "%s%s", T.mnts[i], T.cg_rel);
+        if (mkdir(top, 0755) != 0 || mkdir(docker, 0755) != 0 || mkdir(leaf, 0755) != 0) {
+            fprintf(stderr, "mkdir %s: %s\n", leaf, strerror(errno));
+            return -1;
+        }
     }
     const char *a = T.ns_a, *b = T.ns_b;
     if (ph_run("ip netns add %s && ip netns add %s", a, b) != 0 ||
@@ -729,13 +742,16 @@ static void test_gone(void **state)
     struct want w[2] = {{"net.ns", "netns", T.ns_c, {0}}, {"net.if", "interface", vc, {0}}};
     assert_true(wait_all(p, w, 2, 0, 10000));
     assert_true(holding(&st));
-    /* Deleted between two collections: the next one lets it go (closing
-     * the socket that kept it, and the veth in it, alive); no event of it
-     * after that one, and nothing fails. */
+    /* Deleted: the next collection lets it go (closing the socket that kept
+     * it, and the veth in it, alive); no event of it after that, and
+     * nothing fails. */
     assert_int_equal(ph_run("ip netns del %s", T.ns_c), 0);
     uint64_t gone = vigil_now_ns();
+    /* A collection may have listed the namespaces just before the delete
+     * and published just after: the one after it is the first to count. */
     struct want host[1] = {{"net.ns", "netns", "host", {0}}};
     assert_true(wait_all(p, host, 1, gone, 10000));
+    assert_true(wait_all(p, host, 1, host[0].got.ts, 10000));
     uint64_t after = host[0].got.ts;
     int late = 0;
     uint64_t end = vigil_mono_ns() + 1500000000ull;

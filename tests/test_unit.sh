@@ -105,7 +105,7 @@ in_ns systemctl start vigild || unit_fail "systemctl start vigild failed"
 state=$(in_ns systemctl show -p ActiveState -p SubState -p StatusText vigild)
 grep -q '^ActiveState=active' <<<"$state" && grep -q '^SubState=running' <<<"$state" ||
   unit_fail "not active (running): $state"
-grep -q '^StatusText=4 sources, .* rules, 1 sink; publish ipc:///run/vigil/publish' <<<"$state" ||
+grep -q '^StatusText=5 sources, .* rules, 1 sink; publish ipc:///run/vigil/publish' <<<"$state" ||
   unit_fail "its status: $state"
 main=$(in_ns systemctl show -p MainPID --value vigild)
 [ "$(in_ns ps -o user= -p "$main")" = vigild ] || unit_fail "runs as $(in_ns ps -o user= -p "$main"), not its DynamicUser"

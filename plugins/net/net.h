@@ -178,7 +178,7 @@ void net_nsid_forget(struct net_state *s, uint64_t ino);
 /* ---- net_ns.c ---- */
 /* Finds the namespaces (all, or only the host's), opens the new ones, lets
  * go of the ones gone; fills s->procs. The namespace of a process seen
- * before is read again only while it is young (seen first less than rescan
+ * before is read again only while it is young (seen first less than 10 s
  * ago) or when full. Returns 0 or -errno. */
 int net_ns_discover(struct net_state *s, bool full);
 /* Reads the SNMP counters of ns into ns->snmp. 0 or -errno. */

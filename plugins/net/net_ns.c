@@ -249,6 +249,11 @@ int net_each_entry(int dir, char *buf, size_t cap,
     }
 }
 
+/* How long a process counts as young: they change namespace within
+ * milliseconds of starting; ten seconds covers a collection or two after
+ * it was first seen. A process that changes later is seen at the rescan. */
+#define NET_YOUNG_NS 10000000000ull
+
 /* Where discovery is in the last listing (both in /proc's order). */
 struct walk {
     size_t old;
@@ -256,7 +261,7 @@ struct walk {
     bool full, first;
 };
 
-/* The namespace of a process: read again when it is young (it may still
+/* The namespace of a process: read again while it is young (it may still
  * unshare or setns, as `unshare -n`, `ip netns exec` and container runtimes
  * do right after they start) or at a full scan; else as last time. 0 when
  * it exited, or when it is not ours to read (*keep then: it is listed all
@@ -272,7 +277,7 @@ static uint64_t proc_ns(struct net_state *s, int proc, const char *name, pid_t p
     /* first_ns 0: there when the plugin started, as good as old. */
     *first_ns = o ? o->first_ns : w->first ? 0 : w->now_ns;
     *keep = true;
-    if (o && !w->full && (o->first_ns == 0 || w->now_ns - o->first_ns >= s->rescan_ns)) {
+    if (o && !w->full && (o->first_ns == 0 || w->now_ns - o->first_ns >= NET_YOUNG_NS)) {
         return o->ino;
     }
     char path[48], link[64];
