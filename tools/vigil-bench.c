@@ -1,6 +1,6 @@
 /* vigil-bench: end-to-end throughput, loss and latency of vigild —
  * producers -> bus -> rules -> a sink — measured from outside, plus the cost
- * of a cgroups/kvm collection (`collect`) and of the bench itself
+ * of a cgroups/kvm/net collection (`collect`) and of the bench itself
  * (`selftest`). It starts its own vigild from the build tree (or attaches to
  * a running one with -c) and reports human-readable text or one JSON object.
  */
@@ -46,7 +46,7 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: vigil-bench [options]            producers -> vigild -> sink, measured\n"
-        "       vigil-bench collect [options]    cost of a cgroups / kvm collection\n"
+        "       vigil-bench collect [options]    cost of a cgroups / kvm / net collection\n"
         "       vigil-bench selftest [options]   the bench alone (producers, reader)\n"
         "  -d, --duration D      measured time (default 10s)\n"
         "  -w, --warmup D        published before, not counted in rates (default 2s)\n"

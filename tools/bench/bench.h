@@ -287,6 +287,41 @@ int bench_threads_diff(const struct bench_threads *before, const struct bench_th
 int bench_collect_main(int argc, char **argv);
 int bench_selftest_main(int argc, char **argv);
 
+/* ---- collect's parts (collect.c, collect_net.c) --------------------------------- */
+
+#define BENCH_COLLECT_MAX_PASSES 100
+
+struct bench_collect_opts {
+    int ncg, passes;
+    int nif, nns; /* --net: veth pairs, network namespaces */
+    uint64_t interval_ns;
+    bool procs, active, flat, json, do_cgroups, do_kvm, do_net;
+};
+
+/* One collection, as a source's debug line "collected ..." tells it. */
+struct bench_pass {
+    double us;      /* the plugin thread's CPU for the collection */
+    double us_each; /* per item, where the line says it (cgroups) */
+    size_t items;   /* cgroups, VMs, interfaces */
+    size_t groups;  /* network namespaces (net) */
+};
+/* Parses a log line from its "collected " on; true if it is one. */
+typedef bool (*bench_pass_parse)(const char *line, struct bench_pass *out);
+
+/* Sets v up and starts vigild with `body` at -l debug, waits until its log
+ * holds o->passes + 1 collections that `parse` takes (at most (passes + 3)
+ * intervals + 30 s), reads them into out[0..] (room for
+ * BENCH_COLLECT_MAX_PASSES + 1) and stops vigild. Returns how many (at
+ * least 2), or -1 after printing why (vigild did not start, fewer than 2
+ * in time, Ctrl-C). The caller cleans v up (bench_vigild_cleanup). */
+int bench_collect_run(struct bench_vigild *v, const struct bench_collect_opts *o, const char *body,
+                      bench_pass_parse parse, struct bench_pass *out);
+/* The median of v[0..n-1], n > 0; sorts v. */
+double bench_median(double *v, int n);
+/* --net: makes the namespaces and veths, measures, removes them. Returns
+ * 0, 1 (the plugin missed some of them) or 3 (could not run). */
+int bench_collect_net(const struct bench_collect_opts *o);
+
 /* ---- Small shared helpers (vigild.c) ------------------------------------------ */
 
 void bench_sleep_ns(uint64_t ns);

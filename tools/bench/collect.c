@@ -7,7 +7,8 @@
  * (sleeping, or with --active waking every 100 ms to do a little work), read from the plugin's own
  * debug line ("collected N cgroups in X us CPU"); and of the kvm source over the VMs present, from
  * vigild's CPU clock around its collections. Every cgroup and process it made is removed at the
- * end, also after Ctrl-C or a failure.
+ * end, also after Ctrl-C or a failure. --net measures the net source instead
+ * (collect_net.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,13 +33,7 @@
 #include "mountinfo.h"
 
 #define MAX_HIER 16
-#define MAX_PASSES 100
-
-struct collect_opts {
-    int ncg, passes;
-    uint64_t interval_ns;
-    bool procs, active, flat, json, do_cgroups, do_kvm;
-};
+#define MAX_PASSES BENCH_COLLECT_MAX_PASSES
 
 struct cg_set {
     char hier[MAX_HIER][PATH_MAX]; /* mount points we create in */
@@ -247,8 +242,14 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Every "collected N cgroups in X us CPU (Y us each" line of the log. */
-static int read_collections(const char *log, double *each, double *total, size_t *ncg, int max)
+double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Every collection line of the log that `parse` takes, into out[0..max-1]. */
+static int read_passes(const char *log, bench_pass_parse parse, struct bench_pass *out, int max)
 {
     FILE *f = fopen(log, "r");
     if (!f) {
@@ -258,13 +259,7 @@ static int read_collections(const char *log, double *each, double *total, size_t
     int n = 0;
     while (n < max && fgets(line, sizeof line, f)) {
         const char *c = strstr(line, "collected ");
-        size_t cgs;
-        double us, per;
-        if (c &&
-            sscanf(c, "collected %zu cgroups in %lf us CPU (%lf us each", &cgs, &us, &per) == 3) {
-            each[n] = per;
-            total[n] = us;
-            ncg[n] = cgs;
+        if (c && parse(c, &out[n])) {
             n++;
         }
     }
@@ -272,7 +267,39 @@ static int read_collections(const char *log, double *each, double *total, size_t
     return n;
 }
 
-static int measure_cgroups(const struct collect_opts *o)
+int bench_collect_run(struct bench_vigild *v, const struct bench_collect_opts *o, const char *body,
+                      bench_pass_parse parse, struct bench_pass *out)
+{
+    if (bench_vigild_setup(v, false) != 0 || bench_vigild_start(v, "1h", body, "debug") != 0) {
+        return -1;
+    }
+    int want = o->passes + 1, got = 0;
+    uint64_t deadline = vigil_mono_ns() + (uint64_t)(want + 2) * o->interval_ns + 30000000000ull;
+    while (!vigil_tool_stop && vigil_mono_ns() < deadline &&
+           (got = read_passes(v->log, parse, out, want)) < want) {
+        bench_sleep_ns(100000000);
+    }
+    bench_vigild_stop(v);
+    if (vigil_tool_stop) {
+        fprintf(stderr, "vigil-bench: interrupted\n");
+        return -1;
+    }
+    if (got < 2) {
+        fprintf(stderr, "vigil-bench: vigild logged %d collection%s in time (see %s)\n", got,
+                got == 1 ? "" : "s", v->log);
+        return -1;
+    }
+    return got;
+}
+
+/* "collected N cgroups in X us CPU (Y us each" */
+static bool parse_cgroups(const char *line, struct bench_pass *out)
+{
+    return sscanf(line, "collected %zu cgroups in %lf us CPU (%lf us each", &out->items, &out->us,
+                  &out->us_each) == 3;
+}
+
+static int measure_cgroups(const struct bench_collect_opts *o)
 {
     struct cg_set s = {0};
     if (o->flat) {
@@ -314,61 +341,47 @@ static int measure_cgroups(const struct collect_opts *o)
              /* Only ours are read; the bound also caps the directories
               * followed (8x + 1024), and other cgroups share the tree. */
              o->ncg * 4 + 4096);
-    if (bench_vigild_setup(&v, false) != 0 || bench_vigild_start(&v, "1h", body, "debug") != 0) {
-        goto out;
-    }
     /* The first pass is the full scan (inotify watches, opening every
      * file): reported apart. */
-    int want = o->passes + 1;
-    double each[MAX_PASSES + 1], total[MAX_PASSES + 1];
-    size_t ncg[MAX_PASSES + 1];
-    int got = 0;
-    uint64_t deadline = vigil_mono_ns() + (uint64_t)(want + 2) * o->interval_ns + 30000000000ull;
-    while (!vigil_tool_stop && vigil_mono_ns() < deadline &&
-           (got = read_collections(v.log, each, total, ncg, want)) < want) {
-        bench_sleep_ns(100000000);
+    struct bench_pass pass[MAX_PASSES + 1];
+    int got = bench_collect_run(&v, o, body, parse_cgroups, pass);
+    if (got < 0) {
+        goto out;
     }
     struct rlimit rl = {0};
     getrlimit(RLIMIT_NOFILE, &rl);
-    bench_vigild_stop(&v);
-    if (vigil_tool_stop) {
-        fprintf(stderr, "vigil-bench: interrupted\n");
-        goto out;
-    }
-    if (got < 2) {
-        fprintf(stderr, "vigil-bench: vigild logged %d collection%s in time (see %s)\n", got,
-                got == 1 ? "" : "s", v.log);
-        goto out;
-    }
     double sorted[MAX_PASSES];
     int m = got - 1;
-    memcpy(sorted, each + 1, (size_t)m * sizeof *sorted);
-    qsort(sorted, (size_t)m, sizeof *sorted, cmp_double);
-    double median = m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+    for (int i = 0; i < m; i++) {
+        sorted[i] = pass[i + 1].us_each;
+    }
+    double median = bench_median(sorted, m);
     if (o->json) {
         printf("\"cgroups\":{\"layout\":\"%s\",\"hierarchies\":%d,\"cgroups\":%d,\"read\":%zu,"
                "\"nested\":%s,\"procs\":%s,\"interval_s\":%.3f,\"nofile_soft\":%llu,"
                "\"first_pass_us_per_cgroup\":%.2f,\"us_per_cgroup_median\":%.2f,"
                "\"us_per_cgroup_min\":%.2f,\"us_per_cgroup_max\":%.2f,\"passes_us_per_cgroup\":[",
-               layout, s.nhier, o->ncg, ncg[got - 1], o->flat ? "false" : "true",
+               layout, s.nhier, o->ncg, pass[got - 1].items, o->flat ? "false" : "true",
                !o->procs   ? "false"
                : o->active ? "\"active\""
                            : "\"sleeping\"",
-               (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur, each[0], median,
-               sorted[0], sorted[m - 1]);
+               (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur, pass[0].us_each,
+               median, sorted[0], sorted[m - 1]);
         for (int i = 1; i < got; i++) {
-            printf("%s%.2f", i > 1 ? "," : "", each[i]);
+            printf("%s%.2f", i > 1 ? "," : "", pass[i].us_each);
         }
         printf("]}");
     } else {
         printf("cgroups: %d cgroups (%zu read per pass) in %d hierarchies (%s), %s, %s, "
                "interval %.1f s, RLIMIT_NOFILE %llu\n",
-               o->ncg, ncg[got - 1], s.nhier, layout, o->flat ? "at the top" : "under one parent",
+               o->ncg, pass[got - 1].items, s.nhier, layout,
+               o->flat ? "at the top" : "under one parent",
                !o->procs   ? "no processes"
                : o->active ? "one active process each"
                            : "one sleeping process each",
                (double)o->interval_ns / 1e9, (unsigned long long)rl.rlim_cur);
-        printf("  first pass (full scan): %.2f us CPU per cgroup (%.0f us)\n", each[0], total[0]);
+        printf("  first pass (full scan): %.2f us CPU per cgroup (%.0f us)\n", pass[0].us_each,
+               pass[0].us);
         printf("  next %d passes: median %.2f us CPU per cgroup per collection (min %.2f, max "
                "%.2f)\n",
                m, median, sorted[0], sorted[m - 1]);
@@ -427,35 +440,30 @@ static size_t count_new(const int *before, size_t nb, const int *now, size_t nn)
     return fresh;
 }
 
-/* The kvm source's "collected N VMs in X us CPU" lines, the first (the
- * full scan at start) left out: the median X, and N of the last. */
-static int kvm_collections(const char *log, double *median_us, size_t *vms)
+/* "collected N VMs in X us CPU" */
+static bool parse_kvm(const char *line, struct bench_pass *out)
 {
-    FILE *f = fopen(log, "r");
-    if (!f) {
-        return 0;
-    }
-    char line[2048];
-    double us[MAX_PASSES * 4];
-    int n = 0, seen = 0;
-    while (n < MAX_PASSES * 4 && fgets(line, sizeof line, f)) {
-        const char *c = strstr(line, "collected ");
-        size_t nvm;
-        double x;
-        if (c && sscanf(c, "collected %zu VMs in %lf us CPU", &nvm, &x) == 2 && seen++ > 0) {
-            us[n++] = x;
-            *vms = nvm;
-        }
-    }
-    fclose(f);
-    if (n > 0) {
-        qsort(us, (size_t)n, sizeof *us, cmp_double);
-        *median_us = n % 2 ? us[n / 2] : (us[n / 2 - 1] + us[n / 2]) / 2;
-    }
-    return n;
+    return sscanf(line, "collected %zu VMs in %lf us CPU", &out->items, &out->us) == 2;
 }
 
-static int measure_kvm(const struct collect_opts *o)
+/* The kvm source's collection lines, the first (the full scan at start)
+ * left out: the median X, and N of the last. */
+static int kvm_collections(const char *log, double *median_us, size_t *vms)
+{
+    struct bench_pass pass[MAX_PASSES * 4 + 1];
+    double us[MAX_PASSES * 4];
+    int n = read_passes(log, parse_kvm, pass, MAX_PASSES * 4 + 1) - 1;
+    for (int i = 0; i < n; i++) {
+        us[i] = pass[i + 1].us;
+        *vms = pass[i + 1].items;
+    }
+    if (n > 0) {
+        *median_us = bench_median(us, n);
+    }
+    return n > 0 ? n : 0;
+}
+
+static int measure_kvm(const struct bench_collect_opts *o)
 {
     struct bench_vigild v = {0};
     void *zctx = NULL, *sub = NULL;
@@ -546,31 +554,42 @@ out:
     return rc;
 }
 
+/* A whole number lo..hi in arg, into *out; else says so (as --name). */
+static bool int_opt(const char *arg, const char *name, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (!*arg || *end || v < lo || v > hi) {
+        fprintf(stderr, "vigil-bench collect: --%s %d..%d\n", name, lo, hi);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
 int bench_collect_main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"cgroups", required_argument, NULL, 'n'},
-        {"procs", no_argument, NULL, 'P'},
-        {"active", no_argument, NULL, 'A'},
-        {"flat", no_argument, NULL, 'F'},
-        {"passes", required_argument, NULL, 'x'},
-        {"interval", required_argument, NULL, 'i'},
-        {"no-kvm", no_argument, NULL, 'K'},
-        {"no-cgroups", no_argument, NULL, 'C'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"cgroups", required_argument, NULL, 'n'}, {"procs", no_argument, NULL, 'P'},
+        {"active", no_argument, NULL, 'A'},        {"flat", no_argument, NULL, 'F'},
+        {"passes", required_argument, NULL, 'x'},  {"interval", required_argument, NULL, 'i'},
+        {"no-kvm", no_argument, NULL, 'K'},        {"no-cgroups", no_argument, NULL, 'C'},
+        {"net", no_argument, NULL, 'N'},           {"interfaces", required_argument, NULL, 'I'},
+        {"netns", required_argument, NULL, 'M'},   {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    struct collect_opts o = {
-        .ncg = 1000, .passes = 5, .interval_ns = 2000000000ull, .do_cgroups = true, .do_kvm = true};
+    struct bench_collect_opts o = {.ncg = 1000,
+                                   .passes = 5,
+                                   .nif = 500,
+                                   .nns = 100,
+                                   .interval_ns = 2000000000ull,
+                                   .do_cgroups = true,
+                                   .do_kvm = true};
     int c;
-    char *end;
     while ((c = getopt_long(argc, argv, "n:jh", lo, NULL)) != -1) {
         switch (c) {
         case 'n':
-            o.ncg = (int)strtol(optarg, &end, 10);
-            if (*end || o.ncg < 1 || o.ncg > 9999) {
-                fprintf(stderr, "vigil-bench collect: --cgroups 1..9999\n");
+            if (!int_opt(optarg, "cgroups", 1, 9999, &o.ncg)) {
                 return 2;
             }
             break;
@@ -584,9 +603,7 @@ int bench_collect_main(int argc, char **argv)
             o.flat = true;
             break;
         case 'x':
-            o.passes = (int)strtol(optarg, &end, 10);
-            if (*end || o.passes < 1 || o.passes > MAX_PASSES) {
-                fprintf(stderr, "vigil-bench collect: --passes 1..%d\n", MAX_PASSES);
+            if (!int_opt(optarg, "passes", 1, MAX_PASSES, &o.passes)) {
                 return 2;
             }
             break;
@@ -602,6 +619,21 @@ int bench_collect_main(int argc, char **argv)
         case 'C':
             o.do_cgroups = false;
             break;
+        case 'N':
+            o.do_net = true;
+            break;
+        case 'I':
+            if (!int_opt(optarg, "interfaces", 1, 4000, &o.nif)) {
+                return 2;
+            }
+            o.do_net = true;
+            break;
+        case 'M':
+            if (!int_opt(optarg, "netns", 1, 1000, &o.nns)) {
+                return 2;
+            }
+            o.do_net = true;
+            break;
         case 'j':
             o.json = true;
             break;
@@ -610,20 +642,40 @@ int bench_collect_main(int argc, char **argv)
                    "[--passes P]\n"
                    "                           [--interval D] [--no-kvm] [--no-cgroups] "
                    "[--json]\n"
+                   "       vigil-bench collect --net [--interfaces N] [--netns M] [--passes P]\n"
+                   "                           [--interval D] [--json]\n"
                    "Creates N cgroups (default 1000) under one parent (--flat: at the top;\n"
                    "--procs: one sleeping process in each; --active: one that wakes every\n"
                    "100 ms and works ~20 us, so every cgroup's CPU usage moves),\n"
                    "runs vigild with the cgroups source for P+1 passes (default 5) every D\n"
                    "(default 2s) and reports its CPU per cgroup per collection; then the kvm\n"
-                   "source over the VMs present. Removes everything it made.\n");
+                   "source over the VMs present. Removes everything it made.\n"
+                   "--net instead: M network namespaces (default 100, at most N) with a\n"
+                   "sleeping process each and N veth pairs (default 500) spread over them, one\n"
+                   "end in each namespace, the other here; runs vigild with the net source\n"
+                   "alone and reports its CPU per collection, per interface and per namespace.\n"
+                   "Needs root and iproute2; removes them all, also a killed run's.\n");
             return 0;
         default:
             return 2;
         }
     }
+    if (o.do_net && o.nns > o.nif) {
+        fprintf(stderr, "vigil-bench collect: --netns at most --interfaces (one veth each)\n");
+        return 2;
+    }
     int rc = 0;
     if (o.json) {
         printf("{");
+    }
+    if (o.do_net) {
+        /* A measurement of its own: the other sources' vigilds would
+         * read the namespaces and veths too. */
+        rc = bench_collect_net(&o);
+        if (rc == 3 && o.json) {
+            printf("\"net\":null");
+        }
+        o.do_cgroups = o.do_kvm = false;
     }
     if (o.do_cgroups) {
         rc = measure_cgroups(&o);

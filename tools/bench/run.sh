@@ -8,11 +8,13 @@
 #   3c. 100,000 and 10,000 events/s with bus.coalesce 500us (CPU against latency)
 #   4. collect --cgroups 1000 --procs              (target: <= 10 us per cgroup;
 #      idle cgroups under one parent, then --active and --flat beside it)
+#   4b. collect --net: 500 veth pairs in 100 network namespaces (us per interface)
 #   5. idle RSS of vigild with conf/vigil.yaml after 20 s (target: <= 8 MB)
 #   6. the bench alone (selftest)
 # and prints a summary table. Every run's JSON is kept in build-release/bench/.
-#   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups; a smoke run)
-# Needs root (cgroups, /proc of the daemon). Takes about 8 minutes.
+#   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups, 100 veth
+#                                     pairs in 20 namespaces; a smoke run)
+# Needs root (cgroups, namespaces, /proc of the daemon). Takes about 9 minutes.
 #
 #   tools/bench/run.sh --fleet [DURATION [ROUNDS]]   (default 15s, 2)
 # instead measures the fleet's forwarding against one daemon, back to back:
@@ -29,12 +31,16 @@ build=$src/build-release
 out=$build/bench
 dur=30s
 cgroups=1000
+netif=500
+netns=100
 passes=15 # single collections on a VM range from 0.7 to 3 times their median
 idle_s=20
 fleet=
 if [[ ${1:-} == --quick ]]; then
     dur=5s
     cgroups=200
+    netif=100
+    netns=20
     passes=3
     idle_s=5
 elif [[ ${1:-} == --fleet ]]; then
@@ -168,6 +174,7 @@ fi
 run collect collect --cgroups "$cgroups" --procs --passes "$passes"
 run collect_active collect --cgroups "$cgroups" --active --no-kvm --passes "$passes"
 run collect_flat collect --cgroups "$cgroups" --procs --flat --no-kvm --passes "$passes"
+run collect_net collect --net --interfaces "$netif" --netns "$netns" --passes "$passes"
 run selftest selftest
 
 echo "== idle: vigild -c conf/vigil.yaml (own endpoints), VmRSS after $idle_s s"
@@ -270,6 +277,15 @@ if c and c.get("kvm"):
     row("kvm: us plugin CPU per collection (%.0f VMs, %d new processes)" % (k["vms"], k.get("new_processes", 0)),
         "%.0f%s" % (k["us_cpu_per_collection"], "" if per_vm is None else " (%.1f per VM)" % per_vm),
         "", None)
+n = load("collect_net")
+if n and n.get("net"):
+    n = n["net"]
+    row("net: us plugin CPU per interface per collection (%d veth pairs in %d namespaces, %d read)"
+        % (n["interfaces"], n["namespaces"], n["read"]),
+        "%.2f (%.0f per collection, first pass %.0f)"
+        % (n["us_per_interface_median"], n["us_per_collection_median"], n["first_pass_us"]), "", None)
+else:
+    row("net", "not run (see collect_net.err)", "", None)
 i = load("idle")
 if i:
     row("idle vigild (conf/vigil.yaml) VmRSS after %ss" % i["after_s"], "%.1f MiB" % (i["rss_bytes"] / 1048576),
