@@ -52,7 +52,8 @@ static int64_t link_speed(int nl, const char *name)
     struct ethtool_cmd cmd = {.cmd = ETHTOOL_GSET};
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    size_t len = strnlen(name, IFNAMSIZ - 1); /* the rest stays zero: terminated */
+    memcpy(ifr.ifr_name, name, len);
     ifr.ifr_data = (void *)&cmd;
     if (ioctl(nl, SIOCETHTOOL, &ifr) != 0) {
         return -1;
