@@ -45,7 +45,7 @@
 
 struct vigil_bus {
     void *zctx;
-    void *pull, *trusted, *xin, *xout, *ctl_main, *ctl_bus;
+    void *pull, *sources, *trusted, *xin, *xout, *ctl_main, *ctl_bus;
     unsigned xout_prefixes; /* prefixes outside subscribers hold (bus thread) */
     size_t max_event_bytes;
     uint64_t coalesce_ns;
@@ -176,12 +176,14 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     int one = 1;
 
     b->pull = zsock(zctx, ZMQ_PULL, -1, o->hwm);
+    b->sources = zsock(zctx, ZMQ_PULL, -1, vigil_bus_inproc_hwm(o->hwm));
     b->trusted = zsock(zctx, ZMQ_PULL, -1, VIGIL_BUS_TRUSTED_HWM);
     b->xin = zsock(zctx, ZMQ_XPUB, vigil_bus_inproc_hwm(o->hwm), -1);
     b->xout = zsock(zctx, ZMQ_XPUB, o->hwm, -1);
     b->ctl_bus = zsock(zctx, ZMQ_PAIR, -1, -1);
     b->ctl_main = zsock(zctx, ZMQ_PAIR, -1, -1);
-    if (!b->pull || !b->trusted || !b->xin || !b->xout || !b->ctl_bus || !b->ctl_main) {
+    if (!b->pull || !b->sources || !b->trusted || !b->xin || !b->xout || !b->ctl_bus ||
+        !b->ctl_main) {
         snprintf(err, errlen, "cannot create bus sockets: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
@@ -205,6 +207,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
     }
     if (bind_endpoint(b->pull, VIGIL_BUS_IN, "publish", err, errlen) != 0 ||
         bind_endpoint(b->pull, o->publish, "publish", err, errlen) != 0 ||
+        bind_endpoint(b->sources, VIGIL_BUS_SOURCES, "publish", err, errlen) != 0 ||
         bind_endpoint(b->trusted, VIGIL_BUS_TRUSTED, "publish", err, errlen) != 0 ||
         bind_endpoint(b->xin, VIGIL_BUS_OUT, "subscribe", err, errlen) != 0 ||
         bind_endpoint(b->xout, o->subscribe, "subscribe", err, errlen) != 0 ||
@@ -219,6 +222,7 @@ struct vigil_bus *vigil_bus_new(void *zctx, const struct vigil_bus_opts *o, char
 
 fail:
     zmq_close(b->pull);
+    zmq_close(b->sources);
     zmq_close(b->trusted);
     zmq_close(b->xin);
     zmq_close(b->xout);
@@ -399,6 +403,24 @@ static void forward(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
     }
 }
 
+/* forward() for an event that is not in messages of its own: the outside
+ * subscribers get copies. */
+static void forward_bytes(struct vigil_bus *b, const char *topic, size_t tl, const char *body,
+                          size_t bl)
+{
+    batch_event(b, topic, tl, body, bl);
+    zmq_msg_t t, bd;
+    if (goes_outside(b, topic, tl) && zmq_msg_init_size(&t, tl) == 0) {
+        if (zmq_msg_init_size(&bd, bl) == 0) {
+            memcpy(zmq_msg_data(&t), topic, tl);
+            memcpy(zmq_msg_data(&bd), body, bl);
+            send_outside(b, &t, &bd);
+            zmq_msg_close(&bd);
+        }
+        zmq_msg_close(&t);
+    }
+}
+
 /* ---- Trusted batches (VIGIL_BUS_TRUSTED) ------------------------------------ */
 
 /* An entry's header; topic and body follow it. */
@@ -478,17 +500,7 @@ static void take_trusted(struct vigil_bus *b, const char *p, size_t len)
         }
         const char *topic = p + sizeof e, *body = topic + e.topic_len;
         vigil_count_own(&b->stats.in_total, 1);
-        batch_event(b, topic, e.topic_len, body, e.body_len);
-        zmq_msg_t t, bd;
-        if (goes_outside(b, topic, e.topic_len) && zmq_msg_init_size(&t, e.topic_len) == 0) {
-            if (zmq_msg_init_size(&bd, e.body_len) == 0) {
-                memcpy(zmq_msg_data(&t), topic, e.topic_len);
-                memcpy(zmq_msg_data(&bd), body, e.body_len);
-                send_outside(b, &t, &bd);
-                zmq_msg_close(&bd);
-            }
-            zmq_msg_close(&t);
-        }
+        forward_bytes(b, topic, e.topic_len, body, e.body_len);
         p += need;
         len -= need;
     }
@@ -512,6 +524,48 @@ static int pump_trusted(struct vigil_bus *b)
             continue;
         }
         take_trusted(b, zmq_msg_data(&m), zmq_msg_size(&m));
+    }
+    zmq_msg_close(&m);
+    return n;
+}
+
+/* Takes the in-process sources' messages waiting (VIGIL_BUS_SOURCES), at
+ * most SOURCES_PER_TURN for fairness with the other producers, and checks
+ * and hands on each of their events as pump_some does; how many events. */
+#define SOURCES_PER_TURN 16
+static int pump_sources(struct vigil_bus *b)
+{
+    int n = 0, msgs = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (msgs < SOURCES_PER_TURN && !atomic_load(&b->stopping) &&
+           zmq_msg_recv(&m, b->sources, ZMQ_DONTWAIT) != -1) {
+        msgs++;
+        if (zmq_msg_more(&m)) {
+            report_malformed(b, NULL, "a source's batch of more than one frame");
+            do {
+                zmq_msg_recv(&m, b->sources, 0);
+            } while (zmq_msg_more(&m));
+            continue;
+        }
+        struct vigil_record_iter it = vigil_record_iter_bytes(zmq_msg_data(&m), zmq_msg_size(&m));
+        struct vigil_record r;
+        while (vigil_record_next(&it, &r)) {
+            n++;
+            vigil_count_own(&b->stats.in_total, 1);
+            struct vigil_event_head v;
+            const char *reason = NULL;
+            if (vigil_event_check(r.topic, r.topic_len, r.body, r.body_len, b->max_event_bytes, &v,
+                                  &reason) != 0) {
+                report_malformed(b, NULL, reason);
+                continue;
+            }
+            seq_track(b, &v);
+            forward_bytes(b, r.topic, r.topic_len, r.body, r.body_len);
+        }
+        if (vigil_record_iter_damaged(&it)) {
+            report_malformed(b, NULL, "a damaged batch from a source");
+        }
     }
     zmq_msg_close(&m);
     return n;
@@ -563,10 +617,12 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = pump_some(b, topic, body);
+    int e = pump_sources(b);
     int t = pump_trusted(b);
     flush_batch(b);
     /* A trusted batch is many events: a busy drain (COALESCE_MIN). */
-    return t ? (n < 0 ? 0 : n) + t * COALESCE_MIN : n;
+    int got = (n < 0 ? 0 : n) + e + t * COALESCE_MIN;
+    return got == 0 ? n : got;
 }
 
 /* Subscription messages: byte 1 = subscribe, 0 = unsubscribe. Returns the
@@ -608,16 +664,16 @@ static void *bus_main(void *arg)
         ctl_reply(b, "ready");
         ready = true;
     }
-    zmq_pollitem_t items[5] = {
+    zmq_pollitem_t items[6] = {
         {.socket = b->ctl_bus, .events = ZMQ_POLLIN}, {.socket = b->pull, .events = ZMQ_POLLIN},
         {.socket = b->xin, .events = ZMQ_POLLIN},     {.socket = b->xout, .events = ZMQ_POLLIN},
-        {.socket = b->trusted, .events = ZMQ_POLLIN},
+        {.socket = b->trusted, .events = ZMQ_POLLIN}, {.socket = b->sources, .events = ZMQ_POLLIN},
     };
     for (;;) {
         /* Liveness for the watchdog (notify.h): a turn at least every
          * VIGIL_BEAT_MS, idle or not; one relaxed store per turn. */
         vigil_count_own(&b->stats.beats, 1);
-        int rc = zmq_poll(items, 5, draining ? QUIET_MS : VIGIL_BEAT_MS);
+        int rc = zmq_poll(items, 6, draining ? QUIET_MS : VIGIL_BEAT_MS);
         if (rc < 0 && zmq_errno() != EINTR) {
             vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", zmq_strerror(zmq_errno()));
             break;
@@ -762,6 +818,7 @@ void vigil_bus_free(struct vigil_bus *b)
         pthread_join(b->thread, NULL);
     }
     zmq_close(b->pull);
+    zmq_close(b->sources);
     zmq_close(b->trusted);
     zmq_close(b->xin);
     zmq_close(b->xout);

@@ -44,6 +44,16 @@
 /* The bus's and a sender's high-water mark there, in batches. */
 #define VIGIL_BUS_TRUSTED_HWM 4
 
+/* In-process sources publish here: every message is one frame holding one
+ * or more events back to back, each a record (record.h) with its own
+ * topic, as the plugin host keeps a source's events between batch_begin()
+ * and batch_end() (one event alone outside a batch). The bus checks each
+ * and tracks its seq as for VIGIL_BUS_IN: nothing is trusted, only the
+ * hand-off is cheaper (one ZeroMQ message, often one wake-up, per batch
+ * instead of two frames per event). The high-water mark is
+ * vigil_bus_inproc_hwm() messages. */
+#define VIGIL_BUS_SOURCES "inproc://vigil.bus.sources"
+
 #define VIGIL_BUS_OUT "inproc://vigil.bus.subscribe"
 
 /* What the in-process stages receive on VIGIL_BUS_OUT is batched: every

@@ -58,6 +58,7 @@ struct vigil_instance {
     struct event *collect_ev;
     struct vigil_ratelimit collect_rl;
     bool batching;                /* between batch_begin() and batch_end() */
+    bool wire_batch;              /* sock is on VIGIL_BUS_SOURCES: held events go as one message */
     struct vigil_record_buf held; /* kept events */
 
     /* Sinks (sink.c). */

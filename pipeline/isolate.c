@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "bus.h"
 #include "host_internal.h"
 #include "log.h"
 #include "spool.h"
@@ -334,7 +335,8 @@ int vigil_isolate_connect(struct vigil_isolate *iso)
         return -zmq_errno();
     }
     int linger = 0;
-    zmq_setsockopt(iso->pull, ZMQ_RCVHWM, &iso->h->env.hwm, sizeof iso->h->env.hwm);
+    int hwm = vigil_bus_inproc_hwm(iso->h->env.hwm); /* batches (bus.h VIGIL_BUS_SOURCES) */
+    zmq_setsockopt(iso->pull, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(iso->pull, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_bind(iso->pull, iso->endpoint) != 0) {
         rc = -zmq_errno();
@@ -378,6 +380,11 @@ static int relay(struct vigil_isolate *iso, int max)
             break;
         }
         bool failed = false;
+        size_t events = 0; /* the batch's, as the child sent it (bus.h VIGIL_BUS_SOURCES) */
+        struct vigil_record_iter it = vigil_record_iter_bytes(zmq_msg_data(&m), zmq_msg_size(&m));
+        for (struct vigil_record r; vigil_record_next(&it, &r);) {
+            events++;
+        }
         for (;;) {
             bool more = zmq_msg_more(&m);
             if (!failed && relay_part(iso, &m, more ? ZMQ_SNDMORE : 0) != 0) {
@@ -394,10 +401,10 @@ static int relay(struct vigil_isolate *iso, int max)
             }
         }
         if (failed) {
-            vigil_count(&h->stats.dropped_total, 1);
+            vigil_count(&h->stats.dropped_total, events);
             return -1;
         }
-        vigil_count(&h->stats.out_total, 1);
+        vigil_count(&h->stats.out_total, events);
         n++;
     }
     return n;

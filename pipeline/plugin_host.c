@@ -390,11 +390,50 @@ static int send_event(struct vigil_instance *h, const char *topic, size_t tl, co
 #define HELD_MAX_EVENTS 256
 #define HELD_MAX_BYTES (256u << 10)
 
-/* Sends the kept events back to back: the bus thread, slower per event than
- * these sends, finds the next one queued instead of sleeping and being woken
- * (an eventfd write and a cross-CPU wake-up) for each. */
+/* Sends the kept events as one message on VIGIL_BUS_SOURCES, waiting while
+ * the bus is full. Nothing is counted here. */
+static int send_held_message(struct vigil_instance *h)
+{
+    const char *data = vigil_record_data(&h->held);
+    size_t len = vigil_record_bytes(&h->held);
+    while (zmq_send(h->sock, data, len, 0) == -1) {
+        if ((zmq_errno() != EAGAIN && zmq_errno() != EINTR) || atomic_load(&h->stopping)) {
+            return VIGIL_ESTOPPED;
+        }
+        vigil_isolate_progress(h); /* waiting on backpressure is no hang */
+    }
+    vigil_count(&h->stats.out_total, vigil_record_count(&h->held));
+    return 0;
+}
+
+/* Sends one event now, outside a batch. */
+static int send_one(struct vigil_instance *h, const char *topic, size_t tl, const char *body,
+                    size_t len)
+{
+    if (!h->wire_batch) {
+        return send_event(h, topic, tl, body, len);
+    }
+    /* held is empty here: batch_end() and a full buffer flush it. */
+    int rc = vigil_record_append(&h->held, topic, tl, body, len);
+    rc = rc != 0 ? rc : send_held_message(h);
+    vigil_record_clear(&h->held);
+    return rc;
+}
+
+/* Sends the kept events: on VIGIL_BUS_SOURCES as one message; else back
+ * to back, so that the bus thread, slower per event than these sends, finds
+ * the next one queued instead of sleeping and being woken (an eventfd write
+ * and a cross-CPU wake-up) for each. */
 static int flush_held(struct vigil_instance *h)
 {
+    if (h->wire_batch) {
+        int rc = send_held_message(h);
+        if (rc != 0) {
+            vigil_count(&h->stats.dropped_total, vigil_record_count(&h->held));
+        }
+        vigil_record_clear(&h->held);
+        return rc;
+    }
     int rc = 0;
     size_t sent = 0;
     struct vigil_record r;
@@ -428,7 +467,7 @@ static int hold_event(struct vigil_instance *h, const char *topic, size_t tl, co
     }
     if (rc != 0) {
         rc = flush_held(h); /* no memory: send what is kept, then this one alone */
-        rc = rc != 0 ? rc : send_event(h, topic, tl, body, len);
+        rc = rc != 0 ? rc : send_one(h, topic, tl, body, len);
         if (rc != 0) {
             vigil_count(&h->stats.dropped_total, 1);
         }
@@ -478,7 +517,7 @@ static int api_publish(struct vigil_instance *h, struct vigil_event_builder *b)
         h->seq++; /* the event has its seq: a later failed send is a counted drop */
         return hold_event(h, b->topic, b->topic_len, body, len);
     }
-    rc = send_event(h, b->topic, b->topic_len, body, len);
+    rc = send_one(h, b->topic, b->topic_len, body, len);
     if (rc != 0) {
         vigil_count(&h->stats.dropped_total, 1);
         return rc;
@@ -853,10 +892,14 @@ int vigil_instance_connect(struct vigil_instance *h)
             return -zmq_errno();
         }
         int timeout_ms = 200;
-        zmq_setsockopt(h->sock, ZMQ_SNDHWM, &h->env.hwm, sizeof h->env.hwm);
+        /* Batches as VIGIL_BUS_SOURCES takes them, there or, in an isolated
+         * source's process (bus_in), to its supervisor, who relays them. */
+        h->wire_batch = true;
+        int hwm = vigil_bus_inproc_hwm(h->env.hwm);
+        zmq_setsockopt(h->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(h->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
         zmq_setsockopt(h->sock, ZMQ_LINGER, &linger, sizeof linger);
-        if (zmq_connect(h->sock, h->env.bus_in ? h->env.bus_in : VIGIL_BUS_IN) != 0) {
+        if (zmq_connect(h->sock, h->env.bus_in ? h->env.bus_in : VIGIL_BUS_SOURCES) != 0) {
             return -zmq_errno();
         }
         if (h->iso) {

@@ -90,6 +90,13 @@ static inline size_t vigil_record_bytes(const struct vigil_record_buf *rb)
     return rb->tail - rb->head;
 }
 
+/* The records held, back to back as vigil_record_iter_bytes() reads them
+ * (vigil_record_bytes() of them); NULL when nothing was ever appended. */
+static inline const char *vigil_record_data(const struct vigil_record_buf *rb)
+{
+    return rb->buf ? rb->buf + rb->head : NULL;
+}
+
 /* Walks records in order, in a buffer or in bytes from elsewhere. */
 struct vigil_record_iter {
     const char *p, *end;

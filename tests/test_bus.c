@@ -813,6 +813,75 @@ static void test_trusted_batches(void **state)
     vigil_bus_handoff_fini(&h);
 }
 
+/* What in-process sources send (VIGIL_BUS_SOURCES): one message holds many
+ * events, each a record with its own topic. Unlike the trusted batches,
+ * every event is checked and its seq tracked: a malformed one is counted
+ * and dropped while the rest of its batch passes, in order; a gap is lost;
+ * a damaged tail is counted and what came before it passes. */
+static void test_source_batches(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    void *sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    bus_start(f, 1);
+    void *push = push_socket(f, VIGIL_BUS_SOURCES);
+    struct vigil_record_buf rb;
+    vigil_record_init(&rb, 256, 256u << 10, VIGIL_RECORD_ONE_ANY_SIZE);
+    const char *topics[] = {"gen.a", "kvm.vm", "gen.a", "gen.b", "gen.a"};
+    const uint64_t seqs[] = {1, 2, 3, 5, 6}; /* 4 is missing: one lost */
+    for (size_t i = 0; i < 5; i++) {
+        const char *body;
+        size_t len;
+        build(&f->b, topics[i], "h", "src", seqs[i], 0, &body, &len);
+        assert_int_equal(vigil_record_append(&rb, topics[i], strlen(topics[i]), body, len), 0);
+        if (i == 1) { /* not msgpack at all, between two good ones */
+            assert_int_equal(vigil_record_append(&rb, "gen.bad", 7, "\xc1\xc1", 2), 0);
+        }
+    }
+    assert_int_equal(zmq_send(push, vigil_record_data(&rb), vigil_record_bytes(&rb), 0),
+                     (int)vigil_record_bytes(&rb));
+    struct msg m;
+    for (size_t i = 0; i < 5; i++) {
+        assert_true(recv_msg(sub, &m, RECV_MS));
+        if (!topic_is(&m, topics[i])) {
+            fail_msg("event %zu: topic %.*s, want %s", i, (int)m.topic_len, m.topic, topics[i]);
+        }
+        assert_int_equal(seq_of(f, &m), seqs[i]);
+    }
+    assert_int_equal(wait_count(&f->st->out_total, 5), 5);
+    assert_int_equal(vigil_counter_get(&f->st->malformed_total), 1);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 1);
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 1);
+
+    /* One event alone (a source outside a batch), then one followed by 7
+     * bytes that are no record header. */
+    vigil_record_clear(&rb);
+    const char *body;
+    size_t len;
+    build(&f->b, "gen.a", "h", "src", 7, 0, &body, &len);
+    assert_int_equal(vigil_record_append(&rb, "gen.a", 5, body, len), 0);
+    assert_int_equal(zmq_send(push, vigil_record_data(&rb), vigil_record_bytes(&rb), 0),
+                     (int)vigil_record_bytes(&rb));
+    assert_true(recv_msg(sub, &m, RECV_MS));
+    assert_int_equal(seq_of(f, &m), 7);
+    vigil_record_clear(&rb);
+    build(&f->b, "gen.a", "h", "src", 8, 0, &body, &len);
+    assert_int_equal(vigil_record_append(&rb, "gen.a", 5, body, len), 0);
+    char damaged[1 << 12];
+    size_t n = vigil_record_bytes(&rb);
+    assert_true(n + 7 <= sizeof damaged);
+    memcpy(damaged, vigil_record_data(&rb), n);
+    memset(damaged + n, 0xff, 7);
+    assert_int_equal(zmq_send(push, damaged, n + 7, 0), (int)(n + 7));
+    assert_true(recv_msg(sub, &m, RECV_MS));
+    assert_int_equal(seq_of(f, &m), 8);
+    assert_int_equal(wait_count(&f->st->malformed_total, 2), 2);
+    assert_int_equal(vigil_counter_get(&f->st->out_total), 7);
+    assert_int_equal(vigil_counter_get(&f->st->lost_total), 1);
+    assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    vigil_record_fini(&rb);
+}
+
 /* Packs a minimal event whose host and source may hold NUL bytes. */
 static size_t pack_raw(msgpack_sbuffer *sb, const char *host, size_t hn, const char *source,
                        size_t sn, uint64_t seq)
@@ -1475,6 +1544,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_refuses_bogus_subscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use_subscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_reuses_stale_ipc_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_creates_folders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_after_producers_stop, setup, teardown),

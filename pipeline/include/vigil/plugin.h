@@ -262,8 +262,8 @@ struct vigil_api {
      * 10 minutes) before the next attempt, instead of its own backoff. */
     void (*retry_after)(struct vigil_instance *h, uint64_t delay_ns);
     /* Sources: between batch_begin() and batch_end(), publish() keeps the
-     * finished events (seq already given) and they go to the bus back to
-     * back at batch_end(), or as soon as 256 events or 256 KiB are kept. A
+     * finished events (seq already given) and they go to the bus as one
+     * message at batch_end(), or as soon as 256 events or 256 KiB are kept. A
      * source that publishes a burst (one event per cgroup, per CPU) wakes
      * the bus thread once per burst instead of about once per event.
      * publish() then returns 0 or the error of an early send; batch_end()
