@@ -3,6 +3,7 @@
 # Release tree in build-release, then runs
 #   1. 100,000 events/s, 30 s, file sink           (target: p99 <= 1 ms)
 #   2. flat out, 30 s, 10 rules, file sink        (target: >= 1,000,000 events/s, 0 lost)
+#      between two 30 s runs of vigil-bench-naive   (target: vigild >= 1.5x its rate)
 #   3. flat out, 30 s, 10 rules, discard sink      (the pipeline without sink I/O)
 #   3b. 10,000 events/s, 30 s, file sink            (CPU at a moderate rate)
 #   3c. 100,000 and 10,000 events/s with bus.coalesce 500us (CPU against latency)
@@ -14,7 +15,7 @@
 # and prints a summary table. Every run's JSON is kept in build-release/bench/.
 #   tools/bench/run.sh [--quick]     (--quick: 5 s runs, 200 cgroups, 100 veth
 #                                     pairs in 20 namespaces; a smoke run)
-# Needs root (cgroups, namespaces, /proc of the daemon). Takes about 9 minutes.
+# Needs root (cgroups, namespaces, /proc of the daemon). Takes about 10 minutes.
 #
 #   tools/bench/run.sh --fleet [DURATION [ROUNDS]]   (default 15s, 2)
 # instead measures the fleet's forwarding against one daemon, back to back:
@@ -72,6 +73,17 @@ run() {
     shift
     echo "== $name: vigil-bench $*"
     "$bench" "$@" --json >"$out/$name.json" 2>"$out/$name.err" ||
+        echo "   (exit status $?; see $out/$name.err)"
+    [[ -s $out/$name.json ]] || echo null >"$out/$name.json"
+}
+
+# The naive two-thread program (tools/bench/naive.c), flat out for as long
+# as vigil-bench's window, its file in the same $TMPDIR as the bench's.
+run_naive() {
+    local name=$1
+    shift
+    echo "== $name: vigil-bench-naive $*"
+    "$build/vigil-bench-naive" "$@" >"$out/$name.json" 2>"$out/$name.err" ||
         echo "   (exit status $?; see $out/$name.err)"
     [[ -s $out/$name.json ]] || echo null >"$out/$name.json"
 }
@@ -157,10 +169,16 @@ if [[ -f $build/plugins/file.so ]]; then
     # Latency first: for about a minute after the flat-out run's gigabytes
     # of writes this VM's disk lengthens the tail 2-3x (docs/benchmarks.md).
     run rate100k_file --duration "$dur" --rate 100000 --rules 10 --sink file
+    # The naive program right before and right after, in the same minutes:
+    # the machine's drift shows as the gap between its two rates.
+    run_naive naive_before --duration "$dur"
     run flatout_file --duration "$dur" --rules 10 --sink file
+    run_naive naive_after --duration "$dur"
 else
     echo "== the file sink plugin is not built here: file-sink runs skipped"
     echo null >"$out/flatout_file.json"
+    echo null >"$out/naive_before.json"
+    echo null >"$out/naive_after.json"
     echo null >"$out/rate100k_file.json"
 fi
 run flatout_discard --duration "$dur" --rules 10 --sink discard
@@ -237,6 +255,20 @@ for name, label in (("flatout_file", "flat out, file sink"), ("flatout_discard",
                 "%.2f s, %.1f MiB" % (r["cpu_s_per_million"], r["rss_peak_bytes"] / 1048576), "", None)
     else:
         row(label, "not run", "", None)
+naive = [r["events_per_s"] for r in (load("naive_before"), load("naive_after")) if r and r.get("events_per_s")]
+if naive:
+    # The median of the runs around vigild's (of two: their mean).
+    xs = sorted(naive)
+    mid = len(xs) // 2
+    median = xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+    row("naive two-thread program (before / after): events/s",
+        "%s (median %.0f)" % (" / ".join("%.0f" % x for x in naive), median), "", None)
+    f = load("flatout_file")
+    if f and f.get("events_per_s_out"):
+        ratio = f["events_per_s_out"] / median
+        row("flat out, file sink: vigild / naive (events/s out)", "%.2fx" % ratio, ">= 1.5x", ratio >= 1.5)
+else:
+    row("naive two-thread program", "not run", "", None)
 r = load("rate100k_file")
 if r and r.get("latency_us"):
     l = r["latency_us"]
