@@ -2,7 +2,8 @@
  * Two threads in one process, written the obvious way and not tuned: one
  * packs vigil-bench's events with msgpack-c and pushes them over ZeroMQ
  * inproc, the other pulls, unpacks, compares one value and writes one JSON
- * line per event with stdio. docs/benchmarks.md says how run.sh uses it.
+ * line per event with stdio (built in memory, one fwrite each).
+ * docs/benchmarks.md says how run.sh uses it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -130,85 +131,126 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
+/* One JSON line, built in memory and handed to stdio with one fwrite. */
+struct line {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (l->len + n > l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        while (cap < l->len + n) {
+            cap *= 2;
+        }
+        char *p = realloc(l->p, cap);
+        if (!p) {
+            fprintf(stderr, "vigil-bench-naive: out of memory for a %zu-byte line\n", cap);
+            exit(3);
+        }
+        l->p = p;
+        l->cap = cap;
+    }
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void put_str(struct line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+static void put_char(struct line *l, char c)
+{
+    put(l, &c, 1);
+}
+
 /* A JSON string (RFC 8259 escapes; the bytes are assumed to be UTF-8, as
  * this program's own labels are). */
-static void json_string(FILE *f, const char *s, size_t n)
+static void json_string(struct line *l, const char *s, size_t n)
 {
     size_t run = 0;
-    fputc('"', f);
+    put_char(l, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c != '"' && c != '\\' && c >= 0x20) {
             continue;
         }
-        fwrite(s + run, 1, i - run, f);
+        put(l, s + run, i - run);
         if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
+            put_char(l, '\\');
+            put_char(l, (char)c);
         } else {
-            fprintf(f, "\\u%04x", c);
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            put_str(l, esc);
         }
         run = i + 1;
     }
-    fwrite(s + run, 1, n - run, f);
-    fputc('"', f);
+    put(l, s + run, n - run);
+    put_char(l, '"');
 }
 
-static void json_value(FILE *f, const msgpack_object *o)
+static void json_value(struct line *l, const msgpack_object *o)
 {
+    char num[32];
     switch (o->type) {
     case MSGPACK_OBJECT_BOOLEAN:
-        fputs(o->via.boolean ? "true" : "false", f);
+        put_str(l, o->via.boolean ? "true" : "false");
         break;
     case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        fprintf(f, "%" PRIu64, o->via.u64);
+        snprintf(num, sizeof num, "%" PRIu64, o->via.u64);
+        put_str(l, num);
         break;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        fprintf(f, "%" PRId64, o->via.i64);
+        snprintf(num, sizeof num, "%" PRId64, o->via.i64);
+        put_str(l, num);
         break;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         if (isfinite(o->via.f64)) {
-            fprintf(f, "%.17g", o->via.f64);
+            snprintf(num, sizeof num, "%.17g", o->via.f64);
+            put_str(l, num);
         } else {
-            fputs("null", f);
+            put_str(l, "null");
         }
         break;
     case MSGPACK_OBJECT_STR:
-        json_string(f, o->via.str.ptr, o->via.str.size);
+        json_string(l, o->via.str.ptr, o->via.str.size);
         break;
     case MSGPACK_OBJECT_BIN:
-        json_string(f, o->via.bin.ptr, o->via.bin.size);
+        json_string(l, o->via.bin.ptr, o->via.bin.size);
         break;
     case MSGPACK_OBJECT_ARRAY:
-        fputc('[', f);
+        put_char(l, '[');
         for (uint32_t i = 0; i < o->via.array.size; i++) {
             if (i > 0) {
-                fputc(',', f);
+                put_char(l, ',');
             }
-            json_value(f, &o->via.array.ptr[i]);
+            json_value(l, &o->via.array.ptr[i]);
         }
-        fputc(']', f);
+        put_char(l, ']');
         break;
     case MSGPACK_OBJECT_MAP:
-        fputc('{', f);
+        put_char(l, '{');
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             if (i > 0) {
-                fputc(',', f);
+                put_char(l, ',');
             }
             if (kv->key.type == MSGPACK_OBJECT_STR) {
-                json_string(f, kv->key.via.str.ptr, kv->key.via.str.size);
+                json_string(l, kv->key.via.str.ptr, kv->key.via.str.size);
             } else {
-                fputs("\"?\"", f); /* JSON keys are strings; ours always are */
+                put_str(l, "\"?\""); /* JSON keys are strings; ours always are */
             }
-            fputc(':', f);
-            json_value(f, &kv->val);
+            put_char(l, ':');
+            json_value(l, &kv->val);
         }
-        fputc('}', f);
+        put_char(l, '}');
         break;
     default: /* nil, ext */
-        fputs("null", f);
+        put_str(l, "null");
         break;
     }
 }
@@ -235,23 +277,26 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *name
 
 /* The file sink's line: topic first, the body's keys in order, attrs {}
  * when the body has none. */
-static void write_line(FILE *f, const char *topic, size_t topic_len, const msgpack_object *body)
+static void write_line(FILE *f, struct line *l, const char *topic, size_t topic_len,
+                       const msgpack_object *body)
 {
     bool attrs = false;
-    fputs("{\"topic\":", f);
-    json_string(f, topic, topic_len);
+    l->len = 0;
+    put_str(l, "{\"topic\":");
+    json_string(l, topic, topic_len);
     for (uint32_t i = 0; i < body->via.map.size; i++) {
         const msgpack_object_kv *kv = &body->via.map.ptr[i];
         if (kv->key.type != MSGPACK_OBJECT_STR) {
             continue;
         }
-        fputc(',', f);
-        json_string(f, kv->key.via.str.ptr, kv->key.via.str.size);
-        fputc(':', f);
-        json_value(f, &kv->val);
+        put_char(l, ',');
+        json_string(l, kv->key.via.str.ptr, kv->key.via.str.size);
+        put_char(l, ':');
+        json_value(l, &kv->val);
         attrs = attrs || key_is(&kv->key, "attrs");
     }
-    fputs(attrs ? "}\n" : ",\"attrs\":{}}\n", f);
+    put_str(l, attrs ? "}\n" : ",\"attrs\":{}}\n");
+    fwrite(l->p, 1, l->len, f);
 }
 
 /* Thread 2 (main): receives, unpacks, judges and writes until the end
@@ -260,6 +305,7 @@ static int consume(void *pull, FILE *f, uint64_t *events, uint64_t *alerts)
 {
     zmq_msg_t topic, body;
     msgpack_unpacked up;
+    struct line line = {0};
     int rc = 0;
     zmq_msg_init(&topic);
     zmq_msg_init(&body);
@@ -291,9 +337,10 @@ static int consume(void *pull, FILE *f, uint64_t *events, uint64_t *alerts)
         if (cpu && cpu->type == MSGPACK_OBJECT_FLOAT64 && cpu->via.f64 > CPU_LIMIT) {
             (*alerts)++;
         }
-        write_line(f, zmq_msg_data(&topic), zmq_msg_size(&topic), &up.data);
+        write_line(f, &line, zmq_msg_data(&topic), zmq_msg_size(&topic), &up.data);
         (*events)++;
     }
+    free(line.p);
     msgpack_unpacked_destroy(&up);
     zmq_msg_close(&body);
     zmq_msg_close(&topic);
