@@ -32,6 +32,7 @@ struct opts {
     uint64_t duration_ns, warmup_ns, drain_ns;
     double rate;
     int producers, rules, io_threads;
+    int batch; /* events per producer message (--batch) */
     enum bench_sink sink;
     bool tcp, json, keep, probe;
     bool forward, curve;      /* producers -> agent vigild -> forward sink -> central vigild */
@@ -52,6 +53,8 @@ static void usage(FILE *out)
         "  -w, --warmup D        published before, not counted in rates (default 2s)\n"
         "  -r, --rate N          events/s over all producers; 0 = flat out (default 0)\n"
         "  -p, --producers N     producer threads, one PUSH socket each (default 2)\n"
+        "  -b, --batch N         events per producer message: above 1, the producers' batch\n"
+        "                        format (docs/events.md) (default 1: one event each)\n"
         "  -k, --rules K         rules: thresholds, bounds, policies (default 10)\n"
         "  -s, --sink S          file (the file sink plugin), capture (tests' test_capture)\n"
         "                        or discard (no I/O; counts from vigil.self) (default file)\n"
@@ -89,6 +92,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"warmup", required_argument, NULL, 'w'},
         {"rate", required_argument, NULL, 'r'},
         {"producers", required_argument, NULL, 'p'},
+        {"batch", required_argument, NULL, 'b'},
         {"rules", required_argument, NULL, 'k'},
         {"sink", required_argument, NULL, 's'},
         {"transport", required_argument, NULL, 't'},
@@ -112,13 +116,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .warmup_ns = 2000000000ull,
                        .drain_ns = 60000000000ull,
                        .producers = 2,
+                       .batch = 1,
                        .rules = 10,
                        .io_threads = 1,
                        .fsync_mode = "never"};
     int c;
     char *end;
     bool drain_set = false;
-    while ((c = getopt_long(argc, argv, "d:w:r:p:k:s:t:c:jh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:w:r:p:b:k:s:t:c:jh", lo, NULL)) != -1) {
         switch (c) {
         case 'd':
         case 'w':
@@ -141,15 +146,20 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             }
             break;
         case 'p':
+        case 'b':
         case 'k':
         case 'I': {
             long v = strtol(optarg, &end, 10);
-            long lo_ = c == 'k' ? 0 : 1, hi = c == 'p' ? BENCH_MAX_PRODUCERS : c == 'k' ? 1000 : 16;
+            long lo_ = c == 'k' ? 0 : 1;
+            long hi = c == 'p' ? BENCH_MAX_PRODUCERS : c == 'k' ? 1000 : c == 'b' ? 4096 : 16;
             if (*end || v < lo_ || v > hi) {
                 fprintf(stderr, "vigil-bench: -%c wants a number from %ld to %ld\n", c, lo_, hi);
                 return 2;
             }
-            *(c == 'p' ? &o->producers : c == 'k' ? &o->rules : &o->io_threads) = (int)v;
+            *(c == 'p'   ? &o->producers
+              : c == 'b' ? &o->batch
+              : c == 'k' ? &o->rules
+                         : &o->io_threads) = (int)v;
             break;
         }
         case 's':
@@ -620,6 +630,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
            o->config ? " (attached to a running vigild)" : "", o->coalesce ? ", bus.coalesce " : "",
            o->coalesce ? o->coalesce : "");
+    if (o->batch > 1) {
+        printf("  batch         %d events per producer message\n", o->batch);
+    }
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
     } else {
@@ -733,12 +746,13 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
         snprintf(rules, sizeof rules, "%d", o->rules);
     }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
+           "\"batch\":%d,\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_"
+           "s\":%.3f,"
            "\"coalesce\":%s%s%s,\"mode\":\"%s\",\"curve\":%s,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
-           o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
-           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "",
-           o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "",
+           o->tcp ? "tcp" : "ipc", o->producers, o->batch, rules, o->config ? "true" : "false",
+           o->rate, (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
+           o->coalesce ? "\"" : "", o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "",
            o->forward ? "forward" : "single", o->curve ? "true" : "false");
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
@@ -965,6 +979,7 @@ static int run(const struct opts *o)
     zmq_ctx_set(ps->zctx, ZMQ_IO_THREADS, o->io_threads);
     ps->endpoint = o->forward ? a.publish : v.publish;
     ps->rate = o->rate;
+    ps->batch = o->batch;
     snprintf(s->endpoint, sizeof s->endpoint, "%s", v.subscribe);
     snprintf(s->sink_name, sizeof s->sink_name, "%s", v.sink_name);
     if (bench_self_start(s, ps->zctx) != 0) {
