@@ -32,7 +32,8 @@ struct opts {
     uint64_t duration_ns, warmup_ns, drain_ns;
     double rate;
     int producers, rules, io_threads;
-    int batch; /* events per producer message (--batch) */
+    int batch;   /* events per producer message (--batch) */
+    int bus_hwm; /* --bus-hwm; 0: vigild's default */
     enum bench_sink sink;
     bool tcp, json, keep, probe;
     bool forward, curve;      /* producers -> agent vigild -> forward sink -> central vigild */
@@ -63,6 +64,8 @@ static void usage(FILE *out)
         "      --drain D         longest wait for the sink to catch up (default 60s;\n"
         "                        --forward: 600s)\n"
         "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
+        "      --bus-hwm N       bus.hwm of the vigild the producers publish to (default:\n"
+        "                        vigild's; it counts a batch as one message)\n"
         "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
         "                        0s: every burst handed on at once)\n"
         "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
@@ -105,6 +108,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"json", no_argument, NULL, 'j'},
         {"probe", no_argument, NULL, 'B'},
         {"coalesce", required_argument, NULL, 'C'},
+        {"bus-hwm", required_argument, NULL, 'H'},
         {"forward", no_argument, NULL, 'W'},
         {"curve", no_argument, NULL, 'V'},
         {"forward-batch", required_argument, NULL, 'X'},
@@ -142,6 +146,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->rate = strtod(optarg, &end);
             if (*end || o->rate < 0 || o->rate > 1e9) {
                 fprintf(stderr, "vigil-bench: --rate wants events/s (0 = flat out)\n");
+                return 2;
+            }
+            break;
+        case 'H':
+            o->bus_hwm = (int)strtol(optarg, &end, 10);
+            if (*end || o->bus_hwm < 1 || o->bus_hwm > 1000000) {
+                fprintf(stderr, "vigil-bench: --bus-hwm wants a number from 1 to 1000000\n");
                 return 2;
             }
             break;
@@ -248,6 +259,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             return 2;
         }
     }
+    if (o->bus_hwm && o->config) {
+        fprintf(stderr, "vigil-bench: --bus-hwm is for the vigild it starts, not with -c\n");
+        return 2;
+    }
     if (o->coalesce && o->config) {
         fprintf(stderr, "vigil-bench: --coalesce is for the vigild it starts, not with -c\n");
         return 2;
@@ -272,6 +287,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         return 2;
     }
     return 0;
+}
+
+/* --bus-hwm: one more line under `bus:` of a vigild it starts. */
+static void add_bus_hwm(struct bench_vigild *v, int hwm)
+{
+    size_t n = strlen(v->bus_extra);
+    snprintf(v->bus_extra + n, sizeof v->bus_extra - n, "  hwm: %d\n", hwm);
 }
 
 static const char *sink_plugin(enum bench_sink s)
@@ -746,14 +768,15 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
         snprintf(rules, sizeof rules, "%d", o->rules);
     }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"batch\":%d,\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_"
+           "\"batch\":%d,\"bus_hwm\":%d,\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%"
+           ".3f,\"warmup_"
            "s\":%.3f,"
            "\"coalesce\":%s%s%s,\"mode\":\"%s\",\"curve\":%s,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
-           o->tcp ? "tcp" : "ipc", o->producers, o->batch, rules, o->config ? "true" : "false",
-           o->rate, (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
-           o->coalesce ? "\"" : "", o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "",
-           o->forward ? "forward" : "single", o->curve ? "true" : "false");
+           o->tcp ? "tcp" : "ipc", o->producers, o->batch, o->bus_hwm, rules,
+           o->config ? "true" : "false", o->rate, (double)o->duration_ns / 1e9,
+           (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "", o->coalesce ? o->coalesce : "null",
+           o->coalesce ? "\"" : "", o->forward ? "forward" : "single", o->curve ? "true" : "false");
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -947,6 +970,9 @@ static int run(const struct opts *o)
             goto out;
         }
         snprintf(v.sink_name, sizeof v.sink_name, "bench");
+        if (o->bus_hwm && !o->forward) {
+            add_bus_hwm(&v, o->bus_hwm);
+        }
         snprintf(v.coalesce, sizeof v.coalesce, "%s", o->coalesce ? o->coalesce : "");
         snprintf(v.sink_path, sizeof v.sink_path, "%s/events.jsonl", v.dir);
         /* The capture sink is a test plugin: it builds apart from the real ones. */
@@ -963,6 +989,9 @@ static int run(const struct opts *o)
             }
             snprintf(a.coalesce, sizeof a.coalesce, "%s", v.coalesce);
             snprintf(a.sink_name, sizeof a.sink_name, "central");
+            if (o->bus_hwm) {
+                add_bus_hwm(&a, o->bus_hwm);
+            }
             body = agent_yaml(o, &v, port);
             st = body ? bench_vigild_start(&a, SELF_INTERVAL, body, "info") : -1;
             free(body);
