@@ -530,12 +530,13 @@ static int pump_trusted(struct vigil_bus *b)
 }
 
 /* Checks, tracks and hands on every event of a frame of records
- * (record.h): a source's batch (VIGIL_BUS_SOURCES) or a producer's
- * (VIGIL_BUS_PUBLISH_BATCH). Each event is judged as a message of its own:
+ * (record.h): a source's batch (VIGIL_BUS_SOURCES) or a producer's (bus.h,
+ * VIGIL_BUS_PUBLISH_BATCH_LEN). Each event is judged as a message of its own:
  * a bad one is counted in malformed_total and skipped, the rest pass; bytes
- * left over that make no whole record are counted once more. first (may be
- * NULL) names the peer in the log. Returns the events the frame held, the
- * damaged tail counted as one. */
+ * left over that make no whole record are counted once more, in in_total
+ * too, so that in_total stays out_total plus malformed_total. first (may
+ * be NULL) names the peer in the log. Returns the events the frame held,
+ * the damaged tail counted as one. */
 static int take_records(struct vigil_bus *b, zmq_msg_t *first, const char *data, size_t len)
 {
     int n = 0;
@@ -588,9 +589,9 @@ static int pump_sources(struct vigil_bus *b)
 }
 
 /* A producer's batch (docs/events.md): its records' lengths are
- * little-endian on the wire and host order in record.h, the same bytes only
- * on a little-endian host. A big-endian port would have to swap them here
- * (and in VIGIL_BUS_SOURCES' writers it would not need to). */
+ * little-endian on the wire and in host order in record.h, the same bytes
+ * only on a little-endian host. A big-endian port would have to swap a
+ * producer's lengths before take_records; until then it does not build. */
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the bus reads producers' batches (little-endian lengths) as record.h's host-order records"
 #endif
