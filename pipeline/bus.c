@@ -529,6 +529,40 @@ static int pump_trusted(struct vigil_bus *b)
     return n;
 }
 
+/* Checks, tracks and hands on every event of a frame of records
+ * (record.h): a source's batch (VIGIL_BUS_SOURCES) or a producer's (bus.h,
+ * VIGIL_BUS_PUBLISH_BATCH_LEN). Each event is judged as a message of its own:
+ * a bad one is counted in malformed_total and skipped, the rest pass; bytes
+ * left over that make no whole record are counted once more, in in_total
+ * too, so that in_total stays out_total plus malformed_total. first (may
+ * be NULL) names the peer in the log. Returns the events the frame held,
+ * the damaged tail counted as one. */
+static int take_records(struct vigil_bus *b, zmq_msg_t *first, const char *data, size_t len)
+{
+    int n = 0;
+    struct vigil_record_iter it = vigil_record_iter_bytes(data, len);
+    struct vigil_record r;
+    while (vigil_record_next(&it, &r)) {
+        n++;
+        vigil_count_own(&b->stats.in_total, 1);
+        struct vigil_event_head v;
+        const char *reason = NULL;
+        if (vigil_event_check(r.topic, r.topic_len, r.body, r.body_len, b->max_event_bytes, &v,
+                              &reason) != 0) {
+            report_malformed(b, first, reason);
+            continue;
+        }
+        seq_track(b, &v);
+        forward_bytes(b, r.topic, r.topic_len, r.body, r.body_len);
+    }
+    if (vigil_record_iter_damaged(&it)) {
+        n++;
+        vigil_count_own(&b->stats.in_total, 1);
+        report_malformed(b, first, "a batch whose last bytes make no whole record");
+    }
+    return n;
+}
+
 /* Takes the in-process sources' messages waiting (VIGIL_BUS_SOURCES), at
  * most SOURCES_PER_TURN for fairness with the other producers, and checks
  * and hands on each of their events as pump_some does; how many events. */
@@ -548,31 +582,38 @@ static int pump_sources(struct vigil_bus *b)
             } while (zmq_msg_more(&m));
             continue;
         }
-        struct vigil_record_iter it = vigil_record_iter_bytes(zmq_msg_data(&m), zmq_msg_size(&m));
-        struct vigil_record r;
-        while (vigil_record_next(&it, &r)) {
-            n++;
-            vigil_count_own(&b->stats.in_total, 1);
-            struct vigil_event_head v;
-            const char *reason = NULL;
-            if (vigil_event_check(r.topic, r.topic_len, r.body, r.body_len, b->max_event_bytes, &v,
-                                  &reason) != 0) {
-                report_malformed(b, NULL, reason);
-                continue;
-            }
-            seq_track(b, &v);
-            forward_bytes(b, r.topic, r.topic_len, r.body, r.body_len);
-        }
-        if (vigil_record_iter_damaged(&it)) {
-            report_malformed(b, NULL, "a damaged batch from a source");
-        }
+        n += take_records(b, NULL, zmq_msg_data(&m), zmq_msg_size(&m));
     }
     zmq_msg_close(&m);
     return n;
 }
 
-/* Receives and handles up to BATCH_MAX messages; returns how many, or -1
- * when the PULL socket was empty at once. */
+/* A producer's batch (docs/events.md): its records' lengths are
+ * little-endian on the wire and in host order in record.h, the same bytes
+ * only on a little-endian host. A big-endian port would have to swap a
+ * producer's lengths before take_records; until then it does not build. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the bus reads producers' batches (little-endian lengths) as record.h's host-order records"
+#endif
+
+/* Takes a producer's batch: refused whole (one malformed message) over
+ * VIGIL_BUS_PUBLISH_BATCH_MAX, else every record as an event. The number
+ * of events, for pump_some's budget: an empty batch counts as the message
+ * it is. */
+static int take_batch(struct vigil_bus *b, zmq_msg_t *first, zmq_msg_t *body)
+{
+    if (zmq_msg_size(body) > VIGIL_BUS_PUBLISH_BATCH_MAX) {
+        vigil_count_own(&b->stats.in_total, 1);
+        report_malformed(b, first, "a batch over " VIGIL_BUS_PUBLISH_BATCH_MAX_TEXT);
+        return 1;
+    }
+    int n = take_records(b, first, zmq_msg_data(body), zmq_msg_size(body));
+    return n ? n : 1;
+}
+
+/* Receives and handles messages until about BATCH_MAX events (a
+ * producer's batch counts as its events); returns how many, or -1 when
+ * the PULL socket was empty at once. */
 static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
 {
     int n = 0;
@@ -580,8 +621,8 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
         if (zmq_msg_recv(topic, b->pull, ZMQ_DONTWAIT) == -1) {
             return n == 0 ? -1 : n;
         }
-        vigil_count_own(&b->stats.in_total, 1);
         if (!zmq_msg_more(topic)) {
+            vigil_count_own(&b->stats.in_total, 1);
             report_malformed(b, topic, "one frame (expected topic + body)");
             continue;
         }
@@ -593,9 +634,15 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
                 zmq_msg_recv(&rest, b->pull, 0);
             } while (zmq_msg_more(&rest));
             zmq_msg_close(&rest);
+            vigil_count_own(&b->stats.in_total, 1);
             report_malformed(b, topic, "more than two frames");
             continue;
         }
+        if (zmq_msg_size(topic) == VIGIL_BUS_PUBLISH_BATCH_LEN) {
+            n += take_batch(b, topic, body) - 1;
+            continue;
+        }
+        vigil_count_own(&b->stats.in_total, 1);
         /* Checked in place: no unpacking, no allocation. */
         struct vigil_event_head v;
         const char *reason = NULL;

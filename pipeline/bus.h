@@ -54,6 +54,18 @@
  * vigil_bus_inproc_hwm() messages. */
 #define VIGIL_BUS_SOURCES "inproc://vigil.bus.sources"
 
+/* A producer's batch on the publish endpoints (VIGIL_BUS_IN and
+ * bus.publish): a two-frame message whose first frame is empty (a topic is
+ * never empty, so no single event looks like one) and whose second holds
+ * events back to back, each a record (record.h) with its own topic and
+ * lengths in little-endian order (docs/events.md). Each event is checked,
+ * seq-tracked and counted as if it came alone; outside subscribers still get
+ * one event per message. A second frame over VIGIL_BUS_PUBLISH_BATCH_MAX
+ * bytes is refused whole, counted as one malformed message. */
+#define VIGIL_BUS_PUBLISH_BATCH_LEN 0
+#define VIGIL_BUS_PUBLISH_BATCH_MAX (4u << 20)
+#define VIGIL_BUS_PUBLISH_BATCH_MAX_TEXT "4 MiB"
+
 #define VIGIL_BUS_OUT "inproc://vigil.bus.subscribe"
 
 /* What the in-process stages receive on VIGIL_BUS_OUT is batched: every

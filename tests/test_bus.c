@@ -876,9 +876,114 @@ static void test_source_batches(void **state)
     assert_true(recv_msg(sub, &m, RECV_MS));
     assert_int_equal(seq_of(f, &m), 8);
     assert_int_equal(wait_count(&f->st->malformed_total, 2), 2);
-    assert_int_equal(vigil_counter_get(&f->st->out_total), 7);
+    /* The bus counts a batch out once it is sent: a subscriber may have it
+     * first. */
+    assert_int_equal(wait_count(&f->st->out_total, 7), 7);
     assert_int_equal(vigil_counter_get(&f->st->lost_total), 1);
     assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    vigil_record_fini(&rb);
+}
+
+/* Appends an event of (topic, host "h", source) to a producer's batch. */
+static void batch_add(struct fx *f, struct vigil_record_buf *rb, const char *topic,
+                      const char *source, uint64_t seq)
+{
+    const char *body;
+    size_t len;
+    build(&f->b, topic, "h", source, seq, 0, &body, &len);
+    assert_int_equal(vigil_record_append(rb, topic, strlen(topic), body, len), 0);
+}
+
+static void send_batch(void *push, const struct vigil_record_buf *rb)
+{
+    send2(push, "", VIGIL_BUS_PUBLISH_BATCH_LEN, vigil_record_data(rb), vigil_record_bytes(rb));
+}
+
+/* Producers' batches (an empty first frame, then records: bus.h) on the
+ * outside endpoint and on VIGIL_BUS_IN: every event is checked, tracked and
+ * passed on in order as if sent alone (outside subscribers get one per
+ * message); a bad record, a damaged tail, an oversized batch and a batch
+ * with a third frame are counted, an empty batch is nothing. */
+static void test_producer_batches(void **state)
+{
+    struct fx *f = *state;
+    bus_new(f, 1000, 64 * 1024);
+    void *in_sub = sub_socket(f, VIGIL_BUS_OUT, "", -1);
+    void *ext_sub = sub_socket(f, f->sub, "gen.", -1);
+    assert_int_equal(zmq_setsockopt(ext_sub, ZMQ_SUBSCRIBE, "kvm.", 4), 0);
+    bus_start(f, 1);
+    void *push_ipc = push_socket(f, f->pub);
+    void *push_in = push_socket(f, VIGIL_BUS_IN);
+    unsigned probes = join_external(f, push_ipc, ext_sub);
+    struct vigil_record_buf rb;
+    vigil_record_init(&rb, SIZE_MAX, SIZE_MAX, 0);
+    const char *topics[] = {"gen.a", "kvm.vm", "gen.a", "gen.b", "gen.a", "gen.a", "gen.a"};
+    const uint64_t seqs[] = {1, 2, 3, 5, 6, 7, 8}; /* 4 is missing: one lost */
+    size_t big_len = VIGIL_BUS_PUBLISH_BATCH_MAX + 1;
+    char *big = calloc(1, big_len);
+    assert_non_null(big);
+
+    for (int round = 0; round < 2; round++) {
+        void *push = round == 0 ? push_ipc : push_in;
+        const char *src = round == 0 ? "ipc" : "in";
+        /* Five good events and one that is not msgpack at all. */
+        vigil_record_clear(&rb);
+        for (size_t i = 0; i < 5; i++) {
+            batch_add(f, &rb, topics[i], src, seqs[i]);
+            if (i == 1) {
+                assert_int_equal(vigil_record_append(&rb, "gen.bad", 7, "\xc1\xc1", 2), 0);
+            }
+        }
+        send_batch(push, &rb);
+        vigil_record_clear(&rb);
+        send_batch(push, &rb); /* empty */
+        /* One event, then 7 bytes that are no record header. */
+        batch_add(f, &rb, topics[5], src, seqs[5]);
+        char damaged[1 << 12];
+        size_t n = vigil_record_bytes(&rb);
+        assert_true(n + 7 <= sizeof damaged);
+        memcpy(damaged, vigil_record_data(&rb), n);
+        memset(damaged + n, 0xff, 7);
+        send2(push, "", 0, damaged, n + 7);
+        /* seq 8 in a batch over the bound, then in one with a third
+         * frame: both refused whole, so seq 8 alone is no reset. */
+        vigil_record_clear(&rb);
+        batch_add(f, &rb, topics[6], src, seqs[6]);
+        memcpy(big, vigil_record_data(&rb), vigil_record_bytes(&rb));
+        send2(push, "", 0, big, big_len);
+        const void *frames[3] = {"", vigil_record_data(&rb), "x"};
+        size_t lens[3] = {0, vigil_record_bytes(&rb), 1};
+        send_frames(push, frames, lens, 3);
+        send_event(f, push, topics[6], "h", src, seqs[6], 0);
+
+        void *subs[2] = {in_sub, ext_sub};
+        for (int s = 0; s < 2; s++) {
+            for (size_t i = 0; i < 7; i++) {
+                struct msg m;
+                recv_real(subs[s], &m);
+                if (!topic_is(&m, topics[i])) {
+                    fail_msg("round %d sub %d event %zu: topic %.*s, want %s", round, s, i,
+                             (int)m.topic_len, m.topic, topics[i]);
+                }
+                assert_int_equal(seq_of(f, &m), seqs[i]);
+            }
+            struct msg extra;
+            assert_false(recv_msg(subs[s], &extra, 0) && !topic_is(&extra, "probe"));
+        }
+        /* Per round: 7 events passed, 4 malformed (the bad record, the
+         * tail, the two refused batches), 11 in. */
+        uint64_t out = probes + 7 * (round + 1), bad = 4 * (round + 1);
+        assert_int_equal(wait_count(&f->st->out_total, out), out);
+        assert_int_equal(wait_count(&f->st->malformed_total, bad), bad);
+        assert_int_equal(vigil_counter_get(&f->st->in_total), out + bad);
+        assert_int_equal(vigil_counter_get(&f->st->lost_total), round + 1);
+        assert_int_equal(vigil_counter_get(&f->st->seq_resets_total), 0);
+    }
+    assert_int_equal(vigil_counter_get(&f->st->external_dropped_total), 0);
+    assert_int_equal(vigil_counter_get(&f->st->dropped_total), 0);
+    /* (test, probe), (h, ipc), (h, in) */
+    assert_int_equal(vigil_counter_get(&f->st->sources_tracked), 3);
+    free(big);
     vigil_record_fini(&rb);
 }
 
@@ -1545,6 +1650,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_refuses_ipc_in_use_subscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producer_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_reuses_stale_ipc_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_creates_folders, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_after_producers_stop, setup, teardown),

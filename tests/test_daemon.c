@@ -89,8 +89,9 @@ static void test_sink_retry_loses_nothing(void **state)
     assert_int_equal(vd_stop(v, 10, NULL), 0);
 }
 
-/* vigil-pub: a pipe of 10,000 lines arrives whole; a bad line is reported
- * with its number and makes the exit status 1. */
+/* vigil-pub: a pipe of 10,000 lines arrives whole, one event per message
+ * and in batches; a bad line is reported with its number and makes the exit
+ * status 1. */
 static void test_vigil_pub_events_arrive(void **state)
 {
     struct vd *v = *state;
@@ -118,6 +119,27 @@ static void test_vigil_pub_events_arrive(void **state)
     const char *out = vd_path(v, "out.jsonl");
     assert_true(wait_lines(out, "\"topic\":\"test.pub\"", n, 30));
     assert_true(seqs_complete(out, "vigil-pub", n));
+
+    /* The same lines in batches of up to 64 events per message. */
+    char *const argvb[] = {VIGIL_BUILD_DIR "/vigil-pub",
+                           "-c",
+                           v->cfg,
+                           "-t",
+                           "test.pub",
+                           "--batch",
+                           "64",
+                           "--source",
+                           "pubb",
+                           NULL};
+    rc = run(argvb, in, len, NULL, &err, 60);
+    if (rc != 0) {
+        fprintf(stderr, "vigil-pub --batch: %s\n", err);
+    }
+    assert_int_equal(rc, 0);
+    free(err);
+    assert_true(wait_lines(out, "\"source\":\"pubb\"", n, 30));
+    assert_true(seqs_complete(out, "pubb", n));
+    assert_int_equal(count_lines(out, "\"source\":\"pubb\""), n);
 
     const char bad[] = "{\"values\":{\"x\":1}}\nnot json\n[1,2]\n{\"values\":{\"y\":\"str\"}}\n";
     char *const argv2[] = {

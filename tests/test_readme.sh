@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The documentation's examples, run as written, from the file each lives in:
 # the plugin example (docs/plugins.md) builds against the public header alone
-# and runs in vigild; the Python subscriber and publisher
-# (docs/subscribing.md) talk to the real bus; the README's first pipeline
-# passes --check and runs; every relative link of the docs resolves.
+# and runs in vigild; the Python subscriber and publishers (one event per
+# message, and a batch: docs/subscribing.md) talk to the real bus; the
+# README's first pipeline passes --check and runs; every relative link of the docs resolves.
 # Usage: test_readme.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1
@@ -45,6 +45,16 @@ if /usr/bin/python3 -c 'import zmq, msgpack' 2>/dev/null; then
   timeout 20 /usr/bin/python3 "$work/pub.py" || fail "the docs/subscribing.md publisher failed"
   wait "$tap" || fail "vigil-tap did not see the docs/subscribing.md publisher's 10 events"
   [ "$(grep -c '"source":"my-app"' "$work/tap.out")" -eq 10 ] || fail "expected 10 events from my-app"
+
+  # The batch publisher: 100 events in one message, each one on its own.
+  "$build/vigil-tap" -e "ipc://$work/sub" -t app.batched -n 100 --timeout 20s >"$work/tapb.out" &
+  tap=$!
+  sleep 0.5
+  block docs/subscribing.md 'import socket, struct, time, zmq, msgpack' | sed "s#ipc:///run/vigil/publish#ipc://$work/pub#" >"$work/pubb.py"
+  [ -s "$work/pubb.py" ] || fail "no batch publisher in docs/subscribing.md"
+  timeout 20 /usr/bin/python3 "$work/pubb.py" || fail "the docs/subscribing.md batch publisher failed"
+  wait "$tap" || fail "vigil-tap did not see the docs/subscribing.md batch publisher's 100 events"
+  [ "$(grep -c '"source":"my-batcher"' "$work/tapb.out")" -eq 100 ] || fail "expected 100 events from my-batcher"
 else
   echo "SKIP: python3-zmq or python3-msgpack missing: the Python examples were not run"
 fi

@@ -32,6 +32,8 @@ struct opts {
     uint64_t duration_ns, warmup_ns, drain_ns;
     double rate;
     int producers, rules, io_threads;
+    int batch;   /* events per producer message (--batch) */
+    int bus_hwm; /* --bus-hwm; 0: vigild's default */
     enum bench_sink sink;
     bool tcp, json, keep, probe;
     bool forward, curve;      /* producers -> agent vigild -> forward sink -> central vigild */
@@ -52,6 +54,8 @@ static void usage(FILE *out)
         "  -w, --warmup D        published before, not counted in rates (default 2s)\n"
         "  -r, --rate N          events/s over all producers; 0 = flat out (default 0)\n"
         "  -p, --producers N     producer threads, one PUSH socket each (default 2)\n"
+        "  -b, --batch N         events per producer message: above 1, the producers' batch\n"
+        "                        format (docs/events.md) (default 1: one event each)\n"
         "  -k, --rules K         rules: thresholds, bounds, policies (default 10)\n"
         "  -s, --sink S          file (the file sink plugin), capture (tests' test_capture)\n"
         "                        or discard (no I/O; counts from vigil.self) (default file)\n"
@@ -60,6 +64,8 @@ static void usage(FILE *out)
         "      --drain D         longest wait for the sink to catch up (default 60s;\n"
         "                        --forward: 600s)\n"
         "      --io-threads N    the bench's ZeroMQ I/O threads (default 1)\n"
+        "      --bus-hwm N       bus.hwm of the vigild the producers publish to (default:\n"
+        "                        vigild's; it counts a batch as one message)\n"
         "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
         "                        0s: every burst handed on at once)\n"
         "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
@@ -89,6 +95,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"warmup", required_argument, NULL, 'w'},
         {"rate", required_argument, NULL, 'r'},
         {"producers", required_argument, NULL, 'p'},
+        {"batch", required_argument, NULL, 'b'},
         {"rules", required_argument, NULL, 'k'},
         {"sink", required_argument, NULL, 's'},
         {"transport", required_argument, NULL, 't'},
@@ -101,6 +108,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"json", no_argument, NULL, 'j'},
         {"probe", no_argument, NULL, 'B'},
         {"coalesce", required_argument, NULL, 'C'},
+        {"bus-hwm", required_argument, NULL, 'H'},
         {"forward", no_argument, NULL, 'W'},
         {"curve", no_argument, NULL, 'V'},
         {"forward-batch", required_argument, NULL, 'X'},
@@ -112,13 +120,14 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .warmup_ns = 2000000000ull,
                        .drain_ns = 60000000000ull,
                        .producers = 2,
+                       .batch = 1,
                        .rules = 10,
                        .io_threads = 1,
                        .fsync_mode = "never"};
     int c;
     char *end;
     bool drain_set = false;
-    while ((c = getopt_long(argc, argv, "d:w:r:p:k:s:t:c:jh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:w:r:p:b:k:s:t:c:jh", lo, NULL)) != -1) {
         switch (c) {
         case 'd':
         case 'w':
@@ -140,16 +149,28 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                 return 2;
             }
             break;
+        case 'H':
+            o->bus_hwm = (int)strtol(optarg, &end, 10);
+            if (*end || o->bus_hwm < 1 || o->bus_hwm > 1000000) {
+                fprintf(stderr, "vigil-bench: --bus-hwm wants a number from 1 to 1000000\n");
+                return 2;
+            }
+            break;
         case 'p':
+        case 'b':
         case 'k':
         case 'I': {
             long v = strtol(optarg, &end, 10);
-            long lo_ = c == 'k' ? 0 : 1, hi = c == 'p' ? BENCH_MAX_PRODUCERS : c == 'k' ? 1000 : 16;
+            long lo_ = c == 'k' ? 0 : 1;
+            long hi = c == 'p' ? BENCH_MAX_PRODUCERS : c == 'k' ? 1000 : c == 'b' ? 4096 : 16;
             if (*end || v < lo_ || v > hi) {
                 fprintf(stderr, "vigil-bench: -%c wants a number from %ld to %ld\n", c, lo_, hi);
                 return 2;
             }
-            *(c == 'p' ? &o->producers : c == 'k' ? &o->rules : &o->io_threads) = (int)v;
+            *(c == 'p'   ? &o->producers
+              : c == 'b' ? &o->batch
+              : c == 'k' ? &o->rules
+                         : &o->io_threads) = (int)v;
             break;
         }
         case 's':
@@ -238,6 +259,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             return 2;
         }
     }
+    if (o->bus_hwm && o->config) {
+        fprintf(stderr, "vigil-bench: --bus-hwm is for the vigild it starts, not with -c\n");
+        return 2;
+    }
     if (o->coalesce && o->config) {
         fprintf(stderr, "vigil-bench: --coalesce is for the vigild it starts, not with -c\n");
         return 2;
@@ -262,6 +287,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         return 2;
     }
     return 0;
+}
+
+/* --bus-hwm: one more line under `bus:` of a vigild it starts. */
+static void add_bus_hwm(struct bench_vigild *v, int hwm)
+{
+    size_t n = strlen(v->bus_extra);
+    snprintf(v->bus_extra + n, sizeof v->bus_extra - n, "  hwm: %d\n", hwm);
 }
 
 static const char *sink_plugin(enum bench_sink s)
@@ -620,6 +652,9 @@ static void print_text(const struct opts *o, const struct result *r, struct benc
            (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9,
            o->config ? " (attached to a running vigild)" : "", o->coalesce ? ", bus.coalesce " : "",
            o->coalesce ? o->coalesce : "");
+    if (o->batch > 1) {
+        printf("  batch         %d events per producer message\n", o->batch);
+    }
     if (o->rate > 0) {
         printf("  rate          %.0f events/s asked\n", o->rate);
     } else {
@@ -733,13 +768,15 @@ static void print_json(const struct opts *o, const struct result *r, struct benc
         snprintf(rules, sizeof rules, "%d", o->rules);
     }
     printf("{\"sink\":\"%s\",\"sink_plugin\":\"%s\",\"transport\":\"%s\",\"producers\":%d,"
-           "\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
+           "\"batch\":%d,\"bus_hwm\":%d,\"rules\":%s,\"attached\":%s,\"rate\":%.0f,\"duration_s\":%"
+           ".3f,\"warmup_"
+           "s\":%.3f,"
            "\"coalesce\":%s%s%s,\"mode\":\"%s\",\"curve\":%s,",
            o->sink == BENCH_SINK_DISCARD ? "discard" : "file", sink_plugin(o->sink),
-           o->tcp ? "tcp" : "ipc", o->producers, rules, o->config ? "true" : "false", o->rate,
-           (double)o->duration_ns / 1e9, (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "",
-           o->coalesce ? o->coalesce : "null", o->coalesce ? "\"" : "",
-           o->forward ? "forward" : "single", o->curve ? "true" : "false");
+           o->tcp ? "tcp" : "ipc", o->producers, o->batch, o->bus_hwm, rules,
+           o->config ? "true" : "false", o->rate, (double)o->duration_ns / 1e9,
+           (double)o->warmup_ns / 1e9, o->coalesce ? "\"" : "", o->coalesce ? o->coalesce : "null",
+           o->coalesce ? "\"" : "", o->forward ? "forward" : "single", o->curve ? "true" : "false");
     printf("\"published\":%llu,\"published_in_window\":%llu,\"arrived_of_window\":%llu,"
            "\"events_per_s_in\":%.1f,\"events_per_s_out\":%.1f,\"lost\":%llu,",
            (unsigned long long)r->published, (unsigned long long)r->measured_in,
@@ -933,6 +970,9 @@ static int run(const struct opts *o)
             goto out;
         }
         snprintf(v.sink_name, sizeof v.sink_name, "bench");
+        if (o->bus_hwm && !o->forward) {
+            add_bus_hwm(&v, o->bus_hwm);
+        }
         snprintf(v.coalesce, sizeof v.coalesce, "%s", o->coalesce ? o->coalesce : "");
         snprintf(v.sink_path, sizeof v.sink_path, "%s/events.jsonl", v.dir);
         /* The capture sink is a test plugin: it builds apart from the real ones. */
@@ -949,6 +989,9 @@ static int run(const struct opts *o)
             }
             snprintf(a.coalesce, sizeof a.coalesce, "%s", v.coalesce);
             snprintf(a.sink_name, sizeof a.sink_name, "central");
+            if (o->bus_hwm) {
+                add_bus_hwm(&a, o->bus_hwm);
+            }
             body = agent_yaml(o, &v, port);
             st = body ? bench_vigild_start(&a, SELF_INTERVAL, body, "info") : -1;
             free(body);
@@ -965,6 +1008,7 @@ static int run(const struct opts *o)
     zmq_ctx_set(ps->zctx, ZMQ_IO_THREADS, o->io_threads);
     ps->endpoint = o->forward ? a.publish : v.publish;
     ps->rate = o->rate;
+    ps->batch = o->batch;
     snprintf(s->endpoint, sizeof s->endpoint, "%s", v.subscribe);
     snprintf(s->sink_name, sizeof s->sink_name, "%s", v.sink_name);
     if (bench_self_start(s, ps->zctx) != 0) {

@@ -3,7 +3,8 @@
  * input is tried five ways: split into topic and body (first byte = topic
  * length), whole as a body under topic "t", as extra keys after a valid
  * envelope, as a script of builder calls whose finished body the checker
- * must accept, and as a batch frame of records. */
+ * must accept, and as a batch frame of records (a producer's batch on the
+ * publish endpoint, a source's, the bus's to its stages), each checked. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -308,11 +309,12 @@ static void pop_same(struct vigil_record_buf *rb, struct vigil_record_iter *want
     vigil_record_pop(rb);
 }
 
-/* The input as a batch frame of the in-process bus, walked as a stage's
- * reader walks it: every record lies inside the input, a walk that stops
- * short says so, and the records, appended to a small bounded buffer that is
- * consumed from the front whenever a bound says no, come back whole and in
- * order. An empty record topic is the frame's topic, "t". */
+/* The input as a batch frame, walked as the bus walks a producer's or a
+ * source's batch and as a stage's reader walks the bus's: every record lies
+ * inside the input, a walk that stops short says so, and the records,
+ * appended to a small bounded buffer that is consumed from the front
+ * whenever a bound says no, come back whole and in order. An empty record
+ * topic is the frame's topic, "t". */
 static void walk_batch(const uint8_t *d, size_t n)
 {
     static struct vigil_record_buf rb;
@@ -339,9 +341,10 @@ static void walk_batch(const uint8_t *d, size_t n)
         CHECK(rc == 0);
         CHECK(vigil_record_count(&rb) <= 8);
         CHECK(vigil_record_count(&rb) == 1 || vigil_record_bytes(&rb) <= 512);
-        if (r.topic_len == 0) {
-            decode_one("t", 1, r.body, r.body_len);
-        }
+        /* As the bus takes a producer's batch (bus.c take_records): each
+         * record with its own topic is checked as an event that came
+         * alone. */
+        decode_one(r.topic_len ? r.topic : "t", r.topic_len ? r.topic_len : 1, r.body, r.body_len);
     }
     CHECK(vigil_record_iter_damaged(&it) == (at != end));
     while (vigil_record_count(&rb)) {

@@ -52,6 +52,7 @@ struct bench_producers {
     const char *endpoint;
     int n;
     double rate;              /* events/s over all producers; 0: as fast as the bus takes them */
+    int batch;                /* events per message; above 1 a producer's batch (bus.h) */
     uint64_t t0;              /* mono: when everyone starts */
     uint64_t win_start_real;  /* ts at which the measured window starts */
     uint64_t win_end_real;    /* ... and ends: producers stop there */

@@ -1,9 +1,9 @@
 /* The producers: one thread and one ZeroMQ PUSH socket each, publishing
  * real vigil events (two frames, topic + msgpack body built with the event
- * builder) at a fixed total rate paced by absolute deadlines, or as fast as
- * the bus takes them. Bodies are built once per template and only ts, seq
- * and four values are rewritten per event, so the bench costs little beside
- * the daemon it measures.
+ * builder; or, with a batch above 1, that many events per message in the
+ * producers' batch format of docs/events.md) at a fixed total rate paced by absolute deadlines, or
+ * as fast as the bus takes them. Bodies are built once per template and only ts, seq and four
+ * values are rewritten per event, so the bench costs little beside the daemon it measures.
  */
 #include <errno.h>
 #include <math.h>
@@ -17,6 +17,7 @@
 #include "event.h"
 #include "json.h"
 #include "log.h"
+#include "record.h"
 
 #define SNDHWM 10000
 #define PACE_TICK_NS 200000u /* paced producers wake at most this often */
@@ -152,12 +153,12 @@ int bench_producers_init(struct bench_producers *ps, int n, const char *host)
     return 0;
 }
 
-/* Sends one event, waiting while the bus is full (backpressure) but not
- * past a stop request. */
-static int send_event(void *sock, const struct bench_tmpl *tm, atomic_bool *stop)
+/* Sends one two-frame message, waiting while the bus is full
+ * (backpressure) but not past a stop request. */
+static int send2(void *sock, const char *topic, size_t topic_len, const char *body, size_t len,
+                 atomic_bool *stop)
 {
-    static const size_t topic_len = sizeof BENCH_TOPIC - 1;
-    while (zmq_send(sock, BENCH_TOPIC, topic_len, ZMQ_SNDMORE) == -1) {
+    while (zmq_send(sock, topic, topic_len, ZMQ_SNDMORE) == -1) {
         if (zmq_errno() != EINTR && zmq_errno() != EAGAIN) {
             return zmq_errno();
         }
@@ -166,12 +167,24 @@ static int send_event(void *sock, const struct bench_tmpl *tm, atomic_bool *stop
         }
     }
     /* Only the first frame of a message meets the high-water mark. */
-    while (zmq_send(sock, tm->body, tm->len, 0) == -1) {
+    while (zmq_send(sock, body, len, 0) == -1) {
         if (zmq_errno() != EINTR) {
             return zmq_errno();
         }
     }
     return 0;
+}
+
+/* Sends the events held in a batch as one message (an empty topic frame,
+ * then the records) and empties it; nothing held: nothing sent. */
+static int send_held(void *sock, struct vigil_record_buf *held, atomic_bool *stop)
+{
+    if (vigil_record_count(held) == 0) {
+        return 0;
+    }
+    int e = send2(sock, "", 0, vigil_record_data(held), vigil_record_bytes(held), stop);
+    vigil_record_clear(held);
+    return e;
 }
 
 static void *producer_main(void *arg)
@@ -198,8 +211,12 @@ static void *producer_main(void *arg)
     struct timespec t0 = {.tv_sec = (time_t)(ps->t0 / 1000000000u),
                           .tv_nsec = (long)(ps->t0 % 1000000000u)};
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t0, NULL);
-    uint64_t seq = 0;
+    uint64_t seq = 0, sent = 0; /* events made; of them handed to ZeroMQ */
     bool in_window = false;
+    /* --batch: events wait here until there are ps->batch of them or the
+     * burst ends, so that a paced producer holds none past its tick. */
+    struct vigil_record_buf held;
+    vigil_record_init(&held, SIZE_MAX, SIZE_MAX, 0);
     while (!atomic_load_explicit(&ps->stop, memory_order_relaxed)) {
         uint64_t burst = BURST_MAX;
         if (per_s > 0) {
@@ -230,22 +247,46 @@ static void *producer_main(void *arg)
                 p->warm_last = seq;
             }
             unsigned t = bench_producer_fill(p, seq + 1, ts);
-            int e = send_event(sock, &p->t[t], &ps->stop);
+            const struct bench_tmpl *tm = &p->t[t];
+            int e;
+            if (ps->batch <= 1) {
+                e = send2(sock, BENCH_TOPIC, sizeof BENCH_TOPIC - 1, tm->body, tm->len, &ps->stop);
+            } else {
+                e = vigil_record_append(&held, BENCH_TOPIC, sizeof BENCH_TOPIC - 1, tm->body,
+                                        tm->len);
+                if (e == 0 && vigil_record_count(&held) >= (size_t)ps->batch) {
+                    e = send_held(sock, &held, &ps->stop);
+                }
+            }
             if (e != 0) {
                 p->err = e == ECANCELED ? 0 : e;
                 done = true;
                 break;
             }
             seq++;
+            sent = vigil_record_count(&held) ? sent : seq;
+        }
+        if (!done) {
+            int e = send_held(sock, &held, &ps->stop);
+            if (e != 0) {
+                p->err = e == ECANCELED ? 0 : e;
+                break;
+            }
+            sent = seq;
         }
         if (done) {
             break;
         }
     }
+    /* Events still held when the window ended count once they are sent. */
+    if (!p->err && vigil_record_count(&held) && send_held(sock, &held, &ps->stop) == 0) {
+        sent = seq;
+    }
+    vigil_record_fini(&held);
     if (!in_window) {
         p->warm_last = seq;
     }
-    p->sent = seq;
+    p->sent = sent;
     /* The socket stays open until fini, after the drain: libzmq may drop
      * the last message of a PUSH socket closed right after a send that
      * waited at the high-water mark (libzmq issue #1922), even with a

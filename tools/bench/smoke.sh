@@ -9,7 +9,10 @@
 # lost or duplicated at the central's file, both daemons measured.
 # reload: the file sink while vigild reloads every 500 ms (each reload a new
 # rule and a new sink): nothing lost or doubled, every reload's rule judged.
-#   smoke.sh BUILD_DIR MODE      (MODE: file, capture, discard, forward, forward_curve, reload)
+# batch: the file sink, the producers sending 16 events per message (the
+# producers' batch format): each event checked, none lost or doubled.
+#   smoke.sh BUILD_DIR MODE      (MODE: file, capture, discard, forward, forward_curve, reload,
+#                                 batch)
 set -u
 build=$1
 mode=$2
@@ -20,6 +23,7 @@ discard) extra=(--coalesce 500us) ;;
 forward) sink=file extra=(--forward -t tcp) ;;
 forward_curve) sink=file extra=(--curve -t tcp) ;;
 reload) sink=file extra=(--reload-every 500ms) ;;
+batch) sink=file extra=(--batch 16) ;;
 esac
 fail() {
     echo "FAIL: $*"
@@ -47,6 +51,7 @@ check(0 < r["verdicts"] < r["published"] * 0.02, "verdicts %s for %s events" % (
 check(r["cpu_s_per_million"] is not None and r["rss_peak_bytes"] > 0, "no CPU/RSS of vigild")
 check(r["vigild_exit"] == 0, "vigild exited %s" % r["vigild_exit"])
 check(r["coalesce"] == ("500us" if sink == "discard" else None), "coalesce %s" % r["coalesce"])
+check(r["batch"] == (16 if mode == "batch" else 1), "batch %s" % r["batch"])
 if sink == "discard":
     check(r["duplicated"] is None and r["latency_us"] is None, "discard has no duplicates/latency")
     check(r["vigil_self"]["sink_delivered"] == r["published"], "delivered %s of %s" % (r["vigil_self"]["sink_delivered"], r["published"]))
