@@ -596,15 +596,18 @@ static int pump_sources(struct vigil_bus *b)
 #error "the bus reads producers' batches (little-endian lengths) as record.h's host-order records"
 #endif
 
-/* Takes a producer's batch: refused whole (one malformed message) over
- * VIGIL_BUS_PUBLISH_BATCH_MAX, else every record as an event. The number
- * of events, for pump_some's budget: an empty batch counts as the message
- * it is. */
+/* Takes a producer's batch: refused whole (one malformed message) when
+ * larger than bus.max_event_bytes and VIGIL_BUS_PUBLISH_BATCH_MAX (bus.h
+ * says why), else every record as an event. The number of events, for
+ * pump_some's budget: an empty batch counts as the message it is. */
 static int take_batch(struct vigil_bus *b, zmq_msg_t *first, zmq_msg_t *body)
 {
-    if (zmq_msg_size(body) > VIGIL_BUS_PUBLISH_BATCH_MAX) {
+    size_t max = b->max_event_bytes > VIGIL_BUS_PUBLISH_BATCH_MAX ? b->max_event_bytes
+                                                                  : VIGIL_BUS_PUBLISH_BATCH_MAX;
+    if (zmq_msg_size(body) > max) {
         vigil_count_own(&b->stats.in_total, 1);
-        report_malformed(b, first, "a batch over " VIGIL_BUS_PUBLISH_BATCH_MAX_TEXT);
+        report_malformed(b, first,
+                         "a batch larger than bus.max_event_bytes and 64 KiB: send smaller ones");
         return 1;
     }
     int n = take_records(b, first, zmq_msg_data(body), zmq_msg_size(body));

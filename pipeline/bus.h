@@ -60,11 +60,15 @@
  * events back to back, each a record (record.h) with its own topic and
  * lengths in little-endian order (docs/events.md). Each event is checked,
  * seq-tracked and counted as if it came alone; outside subscribers still get
- * one event per message. A second frame over VIGIL_BUS_PUBLISH_BATCH_MAX
- * bytes is refused whole, counted as one malformed message. */
+ * one event per message. A second frame larger than bus.max_event_bytes and
+ * than VIGIL_BUS_PUBLISH_BATCH_MAX is refused whole, counted as one
+ * malformed message: a batch is then never larger than the largest single
+ * event the bus takes (or 64 KiB), so the memory a full queue of `hwm`
+ * messages can hold is what it was before batches. Producers that do not
+ * know the daemon's max_event_bytes keep their batches to
+ * VIGIL_BUS_PUBLISH_BATCH_MAX. */
 #define VIGIL_BUS_PUBLISH_BATCH_LEN 0
-#define VIGIL_BUS_PUBLISH_BATCH_MAX (4u << 20)
-#define VIGIL_BUS_PUBLISH_BATCH_MAX_TEXT "4 MiB"
+#define VIGIL_BUS_PUBLISH_BATCH_MAX (64u << 10)
 
 #define VIGIL_BUS_OUT "inproc://vigil.bus.subscribe"
 

@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "bench.h"
+#include "bus.h"
 #include "event.h"
 #include "json.h"
 #include "log.h"
@@ -216,7 +217,7 @@ static void *producer_main(void *arg)
     /* --batch: events wait here until there are ps->batch of them or the
      * burst ends, so that a paced producer holds none past its tick. */
     struct vigil_record_buf held;
-    vigil_record_init(&held, SIZE_MAX, SIZE_MAX, 0);
+    vigil_record_init(&held, SIZE_MAX, VIGIL_BUS_PUBLISH_BATCH_MAX, 0); /* what the bus takes */
     while (!atomic_load_explicit(&ps->stop, memory_order_relaxed)) {
         uint64_t burst = BURST_MAX;
         if (per_s > 0) {
@@ -254,6 +255,12 @@ static void *producer_main(void *arg)
             } else {
                 e = vigil_record_append(&held, BENCH_TOPIC, sizeof BENCH_TOPIC - 1, tm->body,
                                         tm->len);
+                if (e == -ENOBUFS) { /* at the byte bound: this batch goes, the event starts one */
+                    e = send_held(sock, &held, &ps->stop);
+                    e = e ? e
+                          : vigil_record_append(&held, BENCH_TOPIC, sizeof BENCH_TOPIC - 1,
+                                                tm->body, tm->len);
+                }
                 if (e == 0 && vigil_record_count(&held) >= (size_t)ps->batch) {
                     e = send_held(sock, &held, &ps->stop);
                 }
