@@ -78,48 +78,46 @@ kill -TERM "$pid"
 wait "$pid" || fail "vigild (first.yaml) did not exit 0 on SIGTERM"
 pid=
 
-# The README's capacity example: its config (faster intervals) runs, and
-# its vigil-tap | python3 line answers for this host.
-block README.md '# capacity.yaml:' |
-  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/tmp/vigil-capacity#$work/capacity#g; s#interval: 10s#interval: 300ms#; s#republish: 30s#republish: 1s#" >"$work/capacity.yaml"
-grep -q 'kind: capacity' "$work/capacity.yaml" || fail "no capacity.yaml example in README.md"
-"$build/vigild" --check -c "$work/capacity.yaml" >"$work/check.out" 2>&1 ||
-  fail "vigild --check refused the README's capacity.yaml: $(cat "$work/check.out")"
-if /usr/bin/python3 -c 'import json' 2>/dev/null; then
-  "$build/vigild" -c "$work/capacity.yaml" 2>"$work/vigild.log" &
+# A README example: the config block "# NAME.yaml:" (plugin_dir and
+# /tmp/vigil-NAME made this build's and this test's, plus the sed
+# expression given: faster intervals) holds `needle`, passes --check and
+# runs; its one "vigil-tap -c NAME.yaml" line, its vigil-tap command
+# replaced by `tap` (bounded by -n or --timeout), prints what the function
+# `check` accepts (it gets the output file).
+#   readme_example NAME SED NEEDLE TAP CHECK
+readme_example() {
+  local name=$1 sedx=$2 needle=$3 tap=$4 check=$5 line
+  block README.md "# $name.yaml:" |
+    sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/tmp/vigil-$name#$work/$name#g; $sedx" >"$work/$name.yaml"
+  grep -q "$needle" "$work/$name.yaml" || fail "no $name.yaml example in README.md"
+  "$build/vigild" --check -c "$work/$name.yaml" >"$work/check.out" 2>&1 ||
+    fail "vigild --check refused the README's $name.yaml: $(cat "$work/check.out")"
+  /usr/bin/python3 -c 'import json' 2>/dev/null || return 0
+  "$build/vigild" -c "$work/$name.yaml" 2>"$work/vigild.log" &
   pid=$!
-  fit=$(grep -F 'vigil-tap -c capacity.yaml' "$src/README.md" | head -1 |
-    sed "s#^build/vigil-tap -c capacity.yaml#$build/vigil-tap -c $work/capacity.yaml -n 1 --timeout 20s#")
-  [ -n "$fit" ] || fail "no vigil-tap | python3 line in README.md's capacity section"
-  bash -c "$fit" >"$work/fit.out" 2>&1 || fail "the README's capacity line failed: $(cat "$work/fit.out")"
-  grep -Eq '^[^ ]+ (fits|does not fit)$' "$work/fit.out" || fail "the README's capacity line said: $(cat "$work/fit.out")"
+  line=$(grep -F "vigil-tap -c $name.yaml" "$src/README.md" | head -1 |
+    sed "s#^build/vigil-tap -c $name.yaml[^|]*|#$tap |#")
+  [ -n "$line" ] || fail "no vigil-tap | python3 line beside README.md's $name.yaml"
+  bash -c "$line" >"$work/$name.out" 2>&1 || fail "the README's $name line failed: $(cat "$work/$name.out")"
+  "$check" "$work/$name.out" || fail "the README's $name line said: $(cat "$work/$name.out")"
   kill -TERM "$pid"
-  wait "$pid" || fail "vigild (capacity.yaml) did not exit 0 on SIGTERM"
+  wait "$pid" || fail "vigild ($name.yaml) did not exit 0 on SIGTERM"
   pid=
-fi
+}
 
-# The README's network example: its config (a faster interval) runs, and
-# its vigil-tap | python3 line lists this host's busiest interfaces.
-block README.md '# net.yaml:' |
-  sed "s#^plugin_dir:.*#plugin_dir: $build/plugins#; s#/tmp/vigil-net#$work/net#g; s#interval: 10s#interval: 300ms#" >"$work/net.yaml"
-grep -q 'plugin: net' "$work/net.yaml" || fail "no net.yaml example in README.md"
-"$build/vigild" --check -c "$work/net.yaml" >"$work/check.out" 2>&1 ||
-  fail "vigild --check refused the README's net.yaml: $(cat "$work/check.out")"
-if /usr/bin/python3 -c 'import json' 2>/dev/null; then
-  "$build/vigild" -c "$work/net.yaml" 2>"$work/vigild.log" &
-  pid=$!
-  top=$(grep -F 'vigil-tap -c net.yaml' "$src/README.md" | head -1 |
-    sed "s#^build/vigil-tap -c net.yaml -t net.if --timeout 15s#$build/vigil-tap -c $work/net.yaml -t net.if --timeout 2s#")
-  [ -n "$top" ] || fail "no vigil-tap | python3 line in README.md's network section"
-  bash -c "$top" >"$work/top.out" 2>&1 || fail "the README's network line failed: $(cat "$work/top.out")"
-  # One to five lines "NETNS INTERFACE OWNER RATE B/s" (at least loopback).
-  n=$(grep -Ec '^[^ ]+ [^ ]+ [^ ]+ [0-9]+ B/s$' "$work/top.out")
-  [ "$n" -ge 1 ] && [ "$n" -le 5 ] && [ "$n" -eq "$(wc -l <"$work/top.out")" ] ||
-    fail "the README's network line said: $(cat "$work/top.out")"
-  kill -TERM "$pid"
-  wait "$pid" || fail "vigild (net.yaml) did not exit 0 on SIGTERM"
-  pid=
-fi
+# Capacity: "HOST fits" or "HOST does not fit", for this host.
+fit_answer() { grep -Eq '^[^ ]+ (fits|does not fit)$' "$1"; }
+readme_example capacity 's#interval: 10s#interval: 300ms#; s#republish: 30s#republish: 1s#' \
+  'kind: capacity' "$build/vigil-tap -c $work/capacity.yaml -t capacity.host -n 1 --timeout 20s" fit_answer
+
+# Network: one to five lines "NETNS INTERFACE OWNER RATE B/s" (loopback at least).
+busiest_interfaces() {
+  local n
+  n=$(grep -Ec '^[^ ]+ [^ ]+ [^ ]+ [0-9]+ B/s$' "$1")
+  [ "$n" -ge 1 ] && [ "$n" -le 5 ] && [ "$n" -eq "$(wc -l <"$1")" ]
+}
+readme_example net 's#interval: 10s#interval: 300ms#' 'plugin: net' \
+  "$build/vigil-tap -c $work/net.yaml -t net.if --timeout 2s" busiest_interfaces
 
 # Every relative link of the README and the docs resolves (file and heading).
 if command -v python3 >/dev/null; then
