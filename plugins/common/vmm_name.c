@@ -1,14 +1,12 @@
 /* A VMM's VM name from its command line (see vmm_name.h): one derivation for
  * every source that names VMs, so their `vm` labels agree.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "small_file.h"
 #include "vmm_name.h"
 
 #define CMDLINE_MAX (64 * 1024)
@@ -42,28 +40,6 @@ static bool name_arg(const char *arg, const char *val, char *out, size_t cap)
 }
 
 /* Reads up to cap - 1 bytes of a file; the length, or -1. */
-static ssize_t read_all(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    size_t len = 0;
-    while (len + 1 < cap) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
 void vigil_vmm_name(pid_t pid, char *out, size_t cap)
 {
     if (cap == 0) {
@@ -73,7 +49,7 @@ void vigil_vmm_name(pid_t pid, char *out, size_t cap)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
     char *buf = malloc(CMDLINE_MAX);
-    ssize_t len = buf ? read_all(path, buf, CMDLINE_MAX) : -1;
+    ssize_t len = buf ? vigil_read_small_file(path, buf, CMDLINE_MAX) : -1;
     for (ssize_t i = 0; len > 0 && i < len;) {
         const char *arg = buf + i;
         i += (ssize_t)strlen(arg) + 1;
@@ -85,7 +61,7 @@ void vigil_vmm_name(pid_t pid, char *out, size_t cap)
     free(buf);
     if (!out[0]) {
         snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-        if (read_all(path, out, cap) > 0) {
+        if (vigil_read_small_file(path, out, cap) > 0) {
             out[strcspn(out, "\n")] = '\0';
         }
     }

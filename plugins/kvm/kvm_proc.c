@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "kvm.h"
+#include "small_file.h"
 #include "vmm_name.h"
 
 #define CMDLINE_MAX (64 * 1024)
@@ -40,32 +41,6 @@ int kv_read_small(int fd, char *buf, size_t cap)
     }
     buf[n] = '\0';
     return (int)n;
-}
-
-/* Reads a whole small file by path into buf; length or -errno. */
-static int read_path(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return -errno;
-    }
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len == cap - 1) {
-            break;
-        }
-    }
-    close(fd);
-    buf[len] = '\0';
-    return (int)len;
 }
 
 /* Field k (0-based, counting from field 3 "state") of a /proc stat line. */
@@ -219,7 +194,7 @@ static bool firecracker_mem(int pid, const char *path, uint64_t *out)
     snprintf(full, sizeof full, "/proc/%d/%s/%s", pid, path[0] == '/' ? "root" : "cwd", path);
     char *buf = malloc(CMDLINE_MAX);
     bool ok = false;
-    if (buf && read_path(full, buf, CMDLINE_MAX) > 0) {
+    if (buf && vigil_read_small_file(full, buf, CMDLINE_MAX) > 0) {
         const char *k = strstr(buf, "\"mem_size_mib\"");
         if (k) {
             k = strchr(k + 14, ':');
@@ -241,7 +216,7 @@ static void parse_cmdline(struct kv_state *s, struct kv_vm *vm)
     vigil_vmm_name(vm->pid, vm->name, sizeof vm->name);
     vm->mem_method = "unknown";
     snprintf(path, sizeof path, "/proc/%d/cmdline", vm->pid);
-    int len = buf ? read_path(path, buf, CMDLINE_MAX) : -ENOMEM;
+    int len = buf ? vigil_read_small_file(path, buf, CMDLINE_MAX) : -ENOMEM;
     for (int i = 0; len > 0 && i < len;) {
         const char *arg = buf + i;
         i += (int)strlen(arg) + 1;
@@ -393,7 +368,7 @@ bool kv_vm_alive(struct kv_state *s, struct kv_vm *vm)
         char line[1024];
         uint64_t start;
         snprintf(path, sizeof path, "/proc/%d/stat", vm->pid);
-        if (read_path(path, line, sizeof line) <= 0 || !stat_field(line, 19, &start) ||
+        if (vigil_read_small_file(path, line, sizeof line) <= 0 || !stat_field(line, 19, &start) ||
             start != vm->start_ticks) {
             return false;
         }
@@ -514,7 +489,7 @@ static void scan_process(struct kv_state *s, int pid)
     char line[1024];
     uint64_t start = 0;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    if (read_path(path, line, sizeof line) <= 0 || !stat_field(line, 19, &start)) {
+    if (vigil_read_small_file(path, line, sizeof line) <= 0 || !stat_field(line, 19, &start)) {
         return; /* exited meanwhile */
     }
     if (fp->nvm > 1) {
