@@ -588,7 +588,7 @@ static bool raw_value(struct out *o, struct rd *r)
             ok = raw_key(o, r);
             put_ch(o, ':');
         }
-        ok = ok && raw_value(o, r);
+        ok = ok && (fast_value(o, r) || raw_value(o, r));
     }
     put_ch(o, map ? '}' : ']');
     o->depth--;
@@ -682,7 +682,7 @@ static int event_in_order(struct out *o, struct rd *r, uint64_t count)
         if (j < N_ENVELOPE) {
             put_envelope_key(o, j);
             next = j + 1;
-            ok = raw_value(o, r);
+            ok = fast_value(o, r) || raw_value(o, r);
         } else {
             next = N_ENVELOPE; /* an envelope key after this one is out of order */
             r->p = k0;
