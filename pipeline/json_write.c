@@ -153,16 +153,15 @@ static inline unsigned digits_u64(uint64_t u)
     return d + (v >= pow10[d]);
 }
 
-/* The last `n` digits of v (v < 10^n, n even) ending at w, two at a time in
- * 32 bits: cheaper than 64-bit division. */
-static inline void put_pairs32(char *w, uint32_t v, unsigned n)
+/* Exactly eight digits of v (< 10^8) at w: two halves of four, so that the
+ * divisions do not wait on one another. */
+static inline void put8(char *w, uint32_t v)
 {
-    for (unsigned k = 0; k < n; k += 2) {
-        unsigned d = (v % 100) * 2;
-        v /= 100;
-        w -= 2;
-        memcpy(w, digit_pairs + d, 2);
-    }
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(w, digit_pairs + hi / 100 * 2, 2);
+    memcpy(w + 2, digit_pairs + hi % 100 * 2, 2);
+    memcpy(w + 4, digit_pairs + lo / 100 * 2, 2);
+    memcpy(w + 6, digit_pairs + lo % 100 * 2, 2);
 }
 
 /* The digits of u, `nd` of them, ending at end. */
@@ -170,9 +169,8 @@ static inline void put_digits(char *end, uint64_t u, unsigned nd)
 {
     /* Eight digits at a time in 32-bit arithmetic while u needs 64. */
     while (nd > 8) {
-        uint32_t low = (uint32_t)(u % 100000000u);
+        put8(end - 8, (uint32_t)(u % 100000000u));
         u /= 100000000u;
-        put_pairs32(end, low, 8);
         end -= 8;
         nd -= 8;
     }
@@ -506,15 +504,25 @@ static inline int fast_value(struct out *o, struct rd *r)
  * copying it back in as one 16-byte load right after the caller's two 8-byte
  * stores stalls on store forwarding at every call (it was the largest cost
  * of raw_value in a profile). */
-static bool raw_key(struct out *o, struct rd *r)
+/* A fixstr key, the usual one, inline in the loops; false for the others. */
+static inline bool fast_key(struct out *o, struct rd *r)
 {
-    const unsigned char *p0 = r->p;
-    if (p0 < r->end && (*p0 & 0xe0) == 0xa0 && (size_t)(*p0 & 0x1f) < (size_t)(r->end - p0)) {
-        size_t n = *p0 & 0x1f;
-        r->p = p0 + 1 + n;
-        write_str(o, (const char *)p0 + 1, n);
+    const unsigned char *p = r->p;
+    if (p < r->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(r->end - p)) {
+        size_t n = *p & 0x1f;
+        r->p = p + 1 + n;
+        write_str(o, (const char *)p + 1, n);
         return true;
     }
+    return false;
+}
+
+static bool raw_key(struct out *o, struct rd *r)
+{
+    if (fast_key(o, r)) {
+        return true;
+    }
+    const unsigned char *p0 = r->p;
     struct mp_item k;
     if (!mp_read(&r->p, r->end, &k)) {
         return false;
@@ -585,7 +593,7 @@ static bool raw_value(struct out *o, struct rd *r)
             put_ch(o, ',');
         }
         if (map) {
-            ok = raw_key(o, r);
+            ok = fast_key(o, r) || raw_key(o, r);
             put_ch(o, ':');
         }
         ok = ok && (fast_value(o, r) || raw_value(o, r));
