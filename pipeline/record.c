@@ -3,7 +3,6 @@
  */
 #include "record.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -22,54 +21,9 @@ void vigil_record_init(struct vigil_record_buf *rb, size_t max_count, size_t max
 void vigil_record_fini(struct vigil_record_buf *rb)
 {
     free(rb->buf);
-    free(rb->spare);
-    rb->buf = rb->spare = NULL;
-    rb->cap = rb->spare_cap = 0;
-    rb->pinned = rb->spare_busy = false;
+    rb->buf = NULL;
+    rb->cap = 0;
     vigil_record_clear(rb);
-}
-
-void vigil_record_pin(struct vigil_record_buf *rb)
-{
-    assert(!rb->pinned && !rb->spare_busy);
-    rb->pinned = true;
-}
-
-void vigil_record_unpin(struct vigil_record_buf *rb)
-{
-    rb->pinned = rb->spare_busy = false;
-    if (!rb->count) {
-        rb->head = rb->tail = 0;
-    }
-}
-
-/* Pinned: the live records move to another block of c bytes (the spare
- * when it is free and large enough) and this block becomes the spare, busy
- * until unpinned. The new block holds nothing pinned. */
-static int move_pinned(struct vigil_record_buf *rb, size_t c)
-{
-    size_t live = rb->tail - rb->head;
-    char *p;
-    if (rb->spare && rb->spare_cap >= c) {
-        p = rb->spare;
-        c = rb->spare_cap;
-    } else {
-        p = malloc(c);
-        if (!p) {
-            return -ENOMEM;
-        }
-        free(rb->spare);
-    }
-    memcpy(p, rb->buf + rb->head, live);
-    rb->spare = rb->buf;
-    rb->spare_cap = rb->cap;
-    rb->spare_busy = true;
-    rb->pinned = false;
-    rb->buf = p;
-    rb->cap = c;
-    rb->head = 0;
-    rb->tail = live;
-    return 0;
 }
 
 /* Makes room for `rec` more bytes at the tail. Moving the live records to
@@ -82,9 +36,8 @@ static int make_room(struct vigil_record_buf *rb, size_t rec)
     size_t live = rb->tail - rb->head;
     size_t need = live + rec;
     size_t limit = rb->max_bytes > SIZE_MAX / 2 ? SIZE_MAX : 2 * rb->max_bytes;
-    size_t c = rb->cap;
     if (need > rb->cap || (need > rb->cap / 2 && rb->cap < limit)) {
-        c = rb->cap ? rb->cap : FIRST_CAP;
+        size_t c = rb->cap ? rb->cap : FIRST_CAP;
         while (c < 2 * need && c < limit) {
             c = c > SIZE_MAX / 2 ? SIZE_MAX : c * 2;
         }
@@ -94,11 +47,6 @@ static int make_room(struct vigil_record_buf *rb, size_t rec)
         if (c < need) {
             c = need;
         }
-    }
-    if (rb->pinned && rb->buf) {
-        return move_pinned(rb, c);
-    }
-    if (c != rb->cap) {
         char *p = realloc(rb->buf, c);
         if (!p) {
             return -ENOMEM;
@@ -160,7 +108,7 @@ void vigil_record_pop(struct vigil_record_buf *rb)
     uint32_t l[2];
     memcpy(l, rb->buf + rb->head, sizeof l);
     rb->head += vigil_record_size(l[0], l[1]);
-    if (--rb->count == 0 && !rb->pinned) {
+    if (--rb->count == 0) {
         rb->head = rb->tail = 0; /* the next records start at the front: no moving */
     }
 }
@@ -172,17 +120,6 @@ char *vigil_record_detach(struct vigil_record_buf *rb, size_t *len)
         return NULL;
     }
     size_t used = rb->tail - rb->head;
-    if (rb->pinned) {
-        /* The block stays (records popped from it are in use): a copy. */
-        char *copy = malloc(used);
-        if (!copy) {
-            return NULL;
-        }
-        memcpy(copy, rb->buf + rb->head, used);
-        vigil_record_clear(rb);
-        *len = used;
-        return copy;
-    }
     if (rb->head > 0) {
         memmove(rb->buf, rb->buf + rb->head, used);
     }

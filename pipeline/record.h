@@ -43,13 +43,6 @@ struct vigil_record_buf {
     size_t count;
     size_t max_count, max_bytes; /* bounds; bytes include the headers */
     unsigned flags;
-    /* vigil_record_pin(): buf[0, head) must stay where it is; when the
-     * buffer must move, the live records go to another block and this one
-     * becomes `spare` (busy until unpinned, then reused for the next move
-     * so that a pinned buffer allocates nothing in steady state). */
-    bool pinned, spare_busy;
-    char *spare;
-    size_t spare_cap;
 };
 
 /* Sets up an empty buffer holding at most max_count records and max_bytes
@@ -69,25 +62,15 @@ int vigil_record_append(struct vigil_record_buf *rb, const void *topic, size_t t
                         const void *body, size_t body_len);
 
 /* Drops the oldest record; does nothing when empty. Pointers to it stay
- * valid until the next append (or, pinned, until vigil_record_unpin()). */
+ * valid until the next append. */
 void vigil_record_pop(struct vigil_record_buf *rb);
 
 /* Drops every record, keeps the memory. */
 static inline void vigil_record_clear(struct vigil_record_buf *rb)
 {
-    rb->head = rb->tail = rb->pinned ? rb->tail : 0;
+    rb->head = rb->tail = 0;
     rb->count = 0;
 }
-
-/* Until vigil_record_unpin(), the records already popped and those popped
- * from now on stay where they are and readable, whatever is appended
- * meanwhile: a consumer can pop records (so that the bounds count only
- * what is still queued) and go on using them in place, without a copy.
- * Pinning twice before unpinning is a programmer error. */
-void vigil_record_pin(struct vigil_record_buf *rb);
-
-/* Ends vigil_record_pin(): the popped records' memory may be reused. */
-void vigil_record_unpin(struct vigil_record_buf *rb);
 
 /* Hands the records, back to back from the start of one malloc()ed block,
  * to the caller, who frees it with free(); *len gets their bytes. The

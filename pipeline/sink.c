@@ -51,11 +51,10 @@ struct vigil_sink {
     struct vigil_spool *spool;
     struct event *sub_ev, *retry_ev, *flush_ev, *wait_ev, *pump_ev, *stop_ev, *hup_ev, *resume_ev;
 
-    /* The batch in the plugin's hands: views (decoded on first use). */
+    /* The batch in the plugin's hands: copies in arena, decoded views. */
     enum batch_state state;
     bool from_spool;
-    struct vigil_record_buf arena; /* a batch from the spool (one from the queue stays there) */
-    bool q_pinned;                 /* the batch's events are q's popped, pinned records */
+    struct vigil_record_buf arena;
     msgpack_zone zone;
     struct vigil_bus_reader in; /* batches from the bus (bus.h) */
     size_t n;                   /* unresolved events in batch[] */
@@ -376,39 +375,13 @@ static void pump_later(struct vigil_sink *s)
     event_active(s->pump_ev, EV_TIMEOUT, 0);
 }
 
-/* The batch's i-th event, at r. Views decode on first use (plugin_host.c),
- * so a sink that never reads fields pays nothing; what the bus forwarded
- * was checked there, what comes from the disk is checked again. */
-static void set_view(struct vigil_sink *s, size_t i, const struct vigil_record *r)
-{
-    struct vigil_event_view *v = &s->views[i];
-    memset(v, 0, sizeof *v);
-    v->topic = r->topic;
-    v->topic_len = r->topic_len;
-    v->body = r->body;
-    v->body_len = r->body_len;
-    v->lazy_zone = &s->zone;
-    v->lazy_trusted = !s->from_spool;
-    s->batch[i] = vigil_event_of(v);
-}
-
-/* The batch is done with: the queue's records it used may be reused. */
-static void release_batch(struct vigil_sink *s)
-{
-    if (s->q_pinned) {
-        vigil_record_unpin(&s->q);
-        s->q_pinned = false;
-    }
-}
-
 /* Fills the batch from the spool or the queue; false when there is none. */
 static bool take_batch(struct vigil_sink *s)
 {
     size_t max = s->batch_max, n = 0;
+    vigil_record_clear(&s->arena);
     s->from_spool = vigil_spool_has_unread(s->spool);
     if (s->from_spool) {
-        /* Copies: the spool's read buffer moves on with the next read. */
-        vigil_record_clear(&s->arena);
         struct vigil_spool_rec r;
         while (n < max && vigil_spool_read(s->spool, &r) == 1) {
             if (vigil_record_append(&s->arena, r.topic, r.topic_len, r.body, r.body_len) == 0) {
@@ -417,28 +390,33 @@ static bool take_batch(struct vigil_sink *s)
                 vigil_count(&s->h->stats.dropped_total, 1);
             }
         }
-        /* Views only now: the arena may have moved while it grew. */
-        struct vigil_record r2;
-        struct vigil_record_iter it = vigil_record_iter(&s->arena);
-        for (size_t i = 0; i < n && vigil_record_next(&it, &r2); i++) {
-            set_view(s, i, &r2);
-        }
     } else {
-        /* Views into the queue itself: its records are popped (the queue's
-         * bounds count what is still waiting, as when they were copied out)
-         * but pinned in place until the batch is done (release_batch), so
-         * arrivals meanwhile cannot move them. */
         pass_front_barriers(s);
-        vigil_record_pin(&s->q);
-        s->q_pinned = true;
         struct vigil_record r;
         while (n < max && vigil_record_front(&s->q, &r) && !is_barrier(r.topic, r.topic_len)) {
-            set_view(s, n++, &r);
+            if (vigil_record_append(&s->arena, r.topic, r.topic_len, r.body, r.body_len) != 0) {
+                break; /* stays queued */
+            }
             vigil_record_pop(&s->q);
+            n++;
         }
-        if (!n) {
-            release_batch(s);
-        }
+    }
+    /* Views only now: the arena may have moved while it grew. They decode
+     * on first use (plugin_host.c), so a sink that never reads fields pays
+     * nothing; what the bus forwarded was checked there, what comes from
+     * the disk is checked again. */
+    struct vigil_record r;
+    struct vigil_record_iter it = vigil_record_iter(&s->arena);
+    for (size_t i = 0; i < n && vigil_record_next(&it, &r); i++) {
+        struct vigil_event_view *v = &s->views[i];
+        memset(v, 0, sizeof *v);
+        v->topic = r.topic;
+        v->topic_len = r.topic_len;
+        v->body = r.body;
+        v->body_len = r.body_len;
+        v->lazy_zone = &s->zone;
+        v->lazy_trusted = !s->from_spool;
+        s->batch[i] = vigil_event_of(v);
     }
     s->n = n;
     return n > 0;
@@ -512,7 +490,6 @@ static void finish(struct vigil_sink *s, int rc)
         }
     }
     s->state = B_NONE;
-    release_batch(s);
     s->backoff_ns = s->dc->min_backoff_ns;
     msgpack_zone_clear(&s->zone);
     update_gauges(s);

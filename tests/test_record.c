@@ -1,8 +1,7 @@
 /* The record buffer (pipeline/record.h): its bounds in records and bytes,
  * oversized records, consuming from the front while appending (compaction),
  * growth, empty topics and bodies, walking after partial consumption,
- * handing a batch away, records kept in place while pinned, and walking
- * damaged bytes from elsewhere.
+ * handing a batch away, and walking damaged bytes from elsewhere.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -220,65 +219,6 @@ static void test_wrap_and_consume(void **state)
     assert_int_equal(vigil_record_count(rb), 0);
 }
 
-/* Popped records stay readable in place while pinned, however much is
- * appended meanwhile (the sink's batch while its queue takes arrivals), and
- * in steady state the buffer moves between two blocks without allocating. */
-static void test_pinned(void **state)
-{
-    struct vigil_record_buf *rb = *state;
-    size_t bound = 20 * size_of(99999, 40);
-    vigil_record_init(rb, 1000, bound, 0);
-    unsigned next_in = 0, next_out = 0;
-    const char *blocks[2] = {NULL, NULL};
-    for (unsigned round = 0; round < 3000; round++) {
-        vigil_record_pin(rb);
-        struct vigil_record taken[8];
-        unsigned first = next_out, n = 0;
-        for (; n < 1 + round % 8 && vigil_record_front(rb, &taken[n]); n++) {
-            vigil_record_pop(rb);
-            next_out++;
-        }
-        /* Arrivals while the batch is out: up to the bound, which counts
-         * only what is still queued. */
-        while (put(rb, next_in, 40 + next_in % 9) == 0) {
-            next_in++;
-        }
-        assert_true(vigil_record_bytes(rb) <= bound);
-        for (unsigned k = 0; k < n; k++) {
-            check(&taken[k], first + k, 40 + (first + k) % 9);
-        }
-        vigil_record_unpin(rb);
-        if (round == 100) {
-            blocks[0] = rb->buf;
-            blocks[1] = rb->spare;
-            assert_non_null(blocks[1]); /* it moved while pinned */
-        } else if (round > 100) {
-            assert_true(rb->buf == blocks[0] || rb->buf == blocks[1]);
-        }
-    }
-    assert_int_equal(vigil_record_count(rb), next_in - next_out);
-
-    /* Emptied while pinned: nothing is written over the popped records. */
-    vigil_record_pin(rb);
-    struct vigil_record last;
-    while (vigil_record_front(rb, &last)) {
-        vigil_record_pop(rb);
-        next_out++;
-    }
-    assert_int_equal(put(rb, next_in, 40), 0);
-    vigil_record_clear(rb);
-    assert_int_equal(put(rb, next_in + 1, 40), 0);
-    size_t len;
-    char *copy = vigil_record_detach(rb, &len);
-    assert_non_null(copy);
-    assert_int_equal(len, size_of(next_in + 1, 40));
-    free(copy);
-    check(&last, next_out - 1, 40 + (next_out - 1) % 9);
-    vigil_record_unpin(rb);
-    assert_int_equal(vigil_record_count(rb), 0);
-    assert_int_equal(put(rb, 0, 0), 0);
-}
-
 /* Unbounded in bytes: the buffer grows past its first block, also right
  * after consuming from the front, and keeps every record intact. */
 static void test_growth(void **state)
@@ -472,7 +412,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oversized_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrap_and_consume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pinned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_topic_and_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterate_after_partial_consumption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
