@@ -116,35 +116,89 @@ static inline void put_lit(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-/* Two digits per division: timestamps have 19 of them. */
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
+/* The number of decimal digits of u (1 for 0). */
+static inline unsigned digits_u64(uint64_t u)
+{
+    static const uint64_t pow10[] = {
+        1ull,
+        10ull,
+        100ull,
+        1000ull,
+        10000ull,
+        100000ull,
+        1000000ull,
+        10000000ull,
+        100000000ull,
+        1000000000ull,
+        10000000000ull,
+        100000000000ull,
+        1000000000000ull,
+        10000000000000ull,
+        100000000000000ull,
+        1000000000000000ull,
+        10000000000000000ull,
+        100000000000000000ull,
+        1000000000000000000ull,
+        10000000000000000000ull,
+    };
+    /* bits / log2(10) is the count or one less; the table says which. */
+    uint64_t v = u | 1; /* 0 has one digit; no power of ten is odd */
+    unsigned b = 64 - (unsigned)__builtin_clzll(v);
+    unsigned d = (b * 1233) >> 12;
+    return d + (v >= pow10[d]);
+}
+
+/* Exactly eight digits of v (< 10^8) at w: two halves of four, so that the
+ * divisions do not wait on one another. */
+static inline void put8(char *w, uint32_t v)
+{
+    uint32_t hi = v / 10000, lo = v % 10000;
+    memcpy(w, digit_pairs + hi / 100 * 2, 2);
+    memcpy(w + 2, digit_pairs + hi % 100 * 2, 2);
+    memcpy(w + 4, digit_pairs + lo / 100 * 2, 2);
+    memcpy(w + 6, digit_pairs + lo % 100 * 2, 2);
+}
+
+/* The digits of u, `nd` of them, ending at end. */
+static inline void put_digits(char *end, uint64_t u, unsigned nd)
+{
+    /* Eight digits at a time in 32-bit arithmetic while u needs 64. */
+    while (nd > 8) {
+        put8(end - 8, (uint32_t)(u % 100000000u));
+        u /= 100000000u;
+        end -= 8;
+        nd -= 8;
+    }
+    uint32_t v = (uint32_t)u;
+    while (nd >= 2) {
+        unsigned d = (v % 100) * 2;
+        v /= 100;
+        end -= 2;
+        memcpy(end, digit_pairs + d, 2);
+        nd -= 2;
+    }
+    if (nd) {
+        end[-1] = (char)('0' + v);
+    }
+}
+
+/* Straight into the output when it fits (timestamps have 19 digits). */
 static void write_u64(struct out *o, uint64_t u)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-                                "25262728293031323334353637383940414243444546474849"
-                                "50515253545556575859606162636465666768697071727374"
-                                "75767778798081828384858687888990919293949596979899";
-    char tmp[20];
-    size_t i = sizeof tmp;
-
-    while (u >= 100) {
-        unsigned d = (unsigned)(u % 100) * 2;
-        u /= 100;
-        tmp[--i] = pairs[d + 1];
-        tmp[--i] = pairs[d];
-    }
-    if (u >= 10) {
-        tmp[--i] = pairs[u * 2 + 1];
-        tmp[--i] = pairs[u * 2];
-    } else {
-        tmp[--i] = (char)('0' + u);
-    }
-    size_t n = sizeof tmp - i;
+    unsigned n = digits_u64(u);
     if (o->len + n <= o->room) { /* digits never need quoting */
-        copy_short(o->buf + o->len, tmp + i, n);
+        put_digits(o->buf + o->len + n, u, n);
         o->len += n;
-    } else {
-        put(o, tmp + i, n);
+        return;
     }
+    char tmp[20];
+    put_digits(tmp + n, u, n);
+    put(o, tmp, n);
 }
 
 static void write_i64(struct out *o, int64_t v)
@@ -245,34 +299,62 @@ static void write_double(struct out *o, double d, bool f32)
     put(o, tmp, (size_t)n);
 }
 
-/* A JSON string of n bytes at p: runs of bytes that need nothing are copied
- * at once; invalid UTF-8 becomes U+FFFD per byte. */
-static void write_str(struct out *o, const char *p, size_t n)
+/* 1: a byte that ends a run of plain ASCII in a string ('"', '\\',
+ * controls, and the first byte of a UTF-8 sequence, checked apart). */
+static const unsigned char special[256] = {
+    [0 ... 0x1f] = 1,
+    ['"'] = 1,
+    ['\\'] = 1,
+    [0x80 ... 0xff] = 1,
+};
+
+/* Whether any byte of x is '"', '\\', a control (< 0x20) or >= 0x80: the
+ * bytes that end a run of plain ASCII in a string. Exact for the word as a
+ * whole (the usual "has a zero byte" test per class), not per byte. */
+static inline bool special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    return (((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
+}
+
+/* Whether the n bytes at s are all plain ASCII (no special[] byte), a word
+ * at a time: labels and keys are mostly 4 to 16 bytes, two overlapping
+ * loads. Never reads outside s[0, n). */
+static inline bool plain_ascii(const unsigned char *s, size_t n)
+{
+    uint64_t a;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&a, s + i, 8);
+            if (special8(a)) {
+                return false;
+            }
+        }
+        memcpy(&a, s + n - 8, 8);
+        return !special8(a);
+    }
+    if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        return !special8((uint64_t)x << 32 | y);
+    }
+    bool plain = true;
+    for (size_t i = 0; i < n; i++) {
+        plain &= !special[s[i]];
+    }
+    return plain;
+}
+
+/* A JSON string of n bytes at p, the general way: runs of bytes that need
+ * nothing are copied at once; invalid UTF-8 becomes U+FFFD per byte. */
+static __attribute__((noinline)) void write_str_escaped(struct out *o, const char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    /* 1: a byte that ends a run of plain ASCII ('"', '\\', controls, and
-     * the first byte of a UTF-8 sequence, checked apart). */
-    static const unsigned char special[256] = {
-        [0 ... 0x1f] = 1,
-        ['"'] = 1,
-        ['\\'] = 1,
-        [0x80 ... 0xff] = 1,
-    };
     const unsigned char *s = (const unsigned char *)p;
     size_t start = 0, i = 0;
 
-    while (i < n && !special[s[i]]) {
-        i++;
-    }
-    if (i == n && !o->quote && o->len + n + 2 <= o->room) {
-        /* The common case: plain ASCII, no quoting, room for it all. */
-        char *w = o->buf + o->len;
-        w[0] = '"';
-        copy_short(w + 1, p, n);
-        w[n + 1] = '"';
-        o->len += n + 2;
-        return;
-    }
     put(o, "\"", 1);
     while (i < n) {
         unsigned char c = s[i];
@@ -326,6 +408,21 @@ static void write_str(struct out *o, const char *p, size_t n)
     put(o, "\"", 1);
 }
 
+/* A JSON string of n bytes at p. The common case inline: plain ASCII, no
+ * quoting, room for it all (keys, labels, topics). */
+static inline void write_str(struct out *o, const char *p, size_t n)
+{
+    if (!o->quote && o->len + n + 2 <= o->room && plain_ascii((const unsigned char *)p, n)) {
+        char *w = o->buf + o->len;
+        w[0] = '"';
+        copy_short(w + 1, p, n);
+        w[n + 1] = '"';
+        o->len += n + 2;
+        return;
+    }
+    write_str_escaped(o, p, n);
+}
+
 static void out_init(struct out *o, char *buf, size_t cap)
 {
     o->buf = buf;
@@ -355,12 +452,76 @@ struct rd {
 
 static bool raw_value(struct out *o, struct rd *r);
 
+static inline uint64_t be64(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return __builtin_bswap64(x);
+}
+
+/* The shapes events are made of (a fixstr key or label, a float64 or
+ * unsigned metric, a uint64 ts or seq), written without filling a struct
+ * mp_item. 1 when written, 0 when the caller takes the general path (other
+ * shapes, and bytes that end early: it says false for those). */
+static inline int fast_value(struct out *o, struct rd *r)
+{
+    const unsigned char *p = r->p;
+    if (p >= r->end) {
+        return 0;
+    }
+    unsigned c = *p;
+    size_t avail = (size_t)(r->end - p) - 1;
+    if ((c & 0xe0) == 0xa0) {
+        size_t n = c & 0x1f;
+        if (n > avail) {
+            return 0;
+        }
+        r->p = p + 1 + n;
+        write_str(o, (const char *)p + 1, n);
+        return 1;
+    }
+    if (c <= 0x7f) {
+        r->p = p + 1;
+        write_u64(o, c);
+        return 1;
+    }
+    if ((c == 0xcb || c == 0xcf) && avail >= 8) {
+        uint64_t bits = be64(p + 1);
+        r->p = p + 9;
+        if (c == 0xcf) {
+            write_u64(o, bits);
+        } else {
+            double d;
+            memcpy(&d, &bits, sizeof d);
+            write_double(o, d, false);
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* Functions here save only r->p to go back to, never the whole struct rd:
  * copying it back in as one 16-byte load right after the caller's two 8-byte
  * stores stalls on store forwarding at every call (it was the largest cost
  * of raw_value in a profile). */
+/* A fixstr key, the usual one, inline in the loops; false for the others. */
+static inline bool fast_key(struct out *o, struct rd *r)
+{
+    const unsigned char *p = r->p;
+    if (p < r->end && (*p & 0xe0) == 0xa0 && (size_t)(*p & 0x1f) < (size_t)(r->end - p)) {
+        size_t n = *p & 0x1f;
+        r->p = p + 1 + n;
+        write_str(o, (const char *)p + 1, n);
+        return true;
+    }
+    return false;
+}
+
 static bool raw_key(struct out *o, struct rd *r)
 {
+    if (fast_key(o, r)) {
+        return true;
+    }
     const unsigned char *p0 = r->p;
     struct mp_item k;
     if (!mp_read(&r->p, r->end, &k)) {
@@ -385,6 +546,9 @@ static bool raw_key(struct out *o, struct rd *r)
 
 static bool raw_value(struct out *o, struct rd *r)
 {
+    if (fast_value(o, r)) {
+        return true;
+    }
     const unsigned char *p0 = r->p;
     struct mp_item v;
     if (!mp_read(&r->p, r->end, &v)) {
@@ -429,10 +593,10 @@ static bool raw_value(struct out *o, struct rd *r)
             put_ch(o, ',');
         }
         if (map) {
-            ok = raw_key(o, r);
+            ok = fast_key(o, r) || raw_key(o, r);
             put_ch(o, ':');
         }
-        ok = ok && raw_value(o, r);
+        ok = ok && (fast_value(o, r) || raw_value(o, r));
     }
     put_ch(o, map ? '}' : ']');
     o->depth--;
@@ -526,7 +690,7 @@ static int event_in_order(struct out *o, struct rd *r, uint64_t count)
         if (j < N_ENVELOPE) {
             put_envelope_key(o, j);
             next = j + 1;
-            ok = raw_value(o, r);
+            ok = fast_value(o, r) || raw_value(o, r);
         } else {
             next = N_ENVELOPE; /* an envelope key after this one is out of order */
             r->p = k0;
