@@ -7,21 +7,19 @@
 #include <string.h>
 
 #include "expr_internal.h"
+#include "fields.h"
 #include "glob.h"
 
-enum vx_type { T_MISSING, T_NUM, T_STR, T_BOOL };
-
-struct slot {
-    uint8_t t;    /* enum vx_type */
-    uint32_t len; /* T_STR */
-    union {
-        double num;
-        const char *str;
-        bool b;
-    } u;
+/* The stack's slots are field slots (struct vigil_field, fields.h), which
+ * OP_KEY copies as they are; their kinds: */
+enum vx_type {
+    T_MISSING = VIGIL_FIELD_K_MISSING,
+    T_NUM = VIGIL_FIELD_K_NUM,
+    T_STR = VIGIL_FIELD_K_STR,
+    T_BOOL = VIGIL_FIELD_K_BOOL
 };
 
-static inline void set_obj(struct slot *s, const msgpack_object *o)
+static inline void set_obj(struct vigil_field *s, const msgpack_object *o)
 {
     if (!o) {
         s->t = T_MISSING;
@@ -136,6 +134,9 @@ static inline const msgpack_object *find(const msgpack_object *m, const char *ke
 
 static inline const msgpack_object *base(const struct vigil_event_view *v, uint8_t which)
 {
+    if (v->tree_zone) {
+        vigil_event_tree(v); /* read lazily, and this op has no slot */
+    }
     switch (which) {
     case BASE_LABELS:
         return v->labels;
@@ -148,7 +149,7 @@ static inline const msgpack_object *base(const struct vigil_event_view *v, uint8
     }
 }
 
-static inline bool truthy(const struct slot *s)
+static inline bool truthy(const struct vigil_field *s)
 {
     switch (s->t) {
     case T_BOOL:
@@ -215,7 +216,7 @@ static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char
 
 /* Values of different types (or missing) are never equal, unequal or
  * ordered: every comparison is false. */
-static inline bool compare(uint8_t cmp, const struct slot *a, const struct slot *b)
+static inline bool compare(uint8_t cmp, const struct vigil_field *a, const struct vigil_field *b)
 {
     if (a->t != b->t) {
         return false;
@@ -236,7 +237,7 @@ static inline bool compare(uint8_t cmp, const struct slot *a, const struct slot 
 }
 
 /* Both numbers, or a becomes missing. */
-static inline bool nums(struct slot *a, const struct slot *b)
+static inline bool nums(struct vigil_field *a, const struct vigil_field *b)
 {
     if (a->t == T_NUM && b->t == T_NUM) {
         return true;
@@ -245,7 +246,7 @@ static inline bool nums(struct slot *a, const struct slot *b)
     return false;
 }
 
-static inline void set_bool(struct slot *s, bool b)
+static inline void set_bool(struct vigil_field *s, bool b)
 {
     s->t = T_BOOL;
     s->u.b = b;
@@ -255,10 +256,10 @@ static inline void set_bool(struct slot *s, bool b)
  * expression needs more than VX_STACK_MAX slots); returns the result slot.
  * The caller reads the field it needs: copying the whole slot out would
  * read 16 bytes written as narrower stores, which stalls the CPU. */
-static const struct slot *run(const struct vigil_expr *e, const struct vigil_event_view *v,
-                              struct slot *st)
+static const struct vigil_field *run(const struct vigil_expr *e, const struct vigil_event_view *v,
+                                     struct vigil_field *st)
 {
-    struct slot *top = st; /* the next free slot */
+    struct vigil_field *top = st; /* the next free slot */
     const struct vx_op *ops = e->ops, *op = ops, *end = ops + e->nops;
 
     while (op < end) {
@@ -311,7 +312,14 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             top++;
             break;
         case OP_KEY:
-            set_obj(top, find(base(v, op->sub), op->u.str, op->n));
+            if (op->slot && v->fields) {
+                const struct vigil_field *f = &v->fields[op->slot];
+                top->t = f->t;
+                top->len = f->len;
+                memcpy(&top->u, &f->u, sizeof top->u);
+            } else {
+                set_obj(top, find(base(v, op->sub), op->u.str, op->n));
+            }
             top++;
             break;
         case OP_WALK: {
@@ -377,10 +385,10 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             break;
         case OP_MIN:
         case OP_MAX: {
-            struct slot *first = top - op->n;
+            struct vigil_field *first = top - op->n;
             double r = first->u.num;
             bool ok = true;
-            for (struct slot *s = first; s < top; s++) {
+            for (struct vigil_field *s = first; s < top; s++) {
                 if (s->t != T_NUM) {
                     ok = false;
                     break;
@@ -459,7 +467,7 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
 
 bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *v)
 {
-    struct slot st[VX_STACK_MAX];
+    struct vigil_field st[VX_STACK_MAX];
     if (!e || !v) {
         return false;
     }
@@ -468,11 +476,11 @@ bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *
 
 bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view *v, double *out)
 {
-    struct slot st[VX_STACK_MAX];
+    struct vigil_field st[VX_STACK_MAX];
     if (!e || !v) {
         return false;
     }
-    const struct slot *r = run(e, v, st);
+    const struct vigil_field *r = run(e, v, st);
     if (r->t != T_NUM || isnan(r->u.num)) {
         return false;
     }

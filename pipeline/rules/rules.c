@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fields.h"
 #include "glob.h"
 #include "rules_internal.h"
 
@@ -48,6 +49,7 @@ struct vigil_rules {
     struct vigil_event_builder b;
     struct host_seq *hosts; /* seq is per (host, source): one counter per host */
     size_t nhosts, caphosts;
+    struct vigil_fields *fields; /* the label and value keys the rules read */
 };
 
 struct vigil_emit {
@@ -217,6 +219,7 @@ struct vigil_event_builder *vigil__verdict_begin(struct vigil_emit *out,
 {
     struct vigil_event_builder *b = &out->r->b;
     vigil_event_begin(b, topic);
+    vigil_event_tree(ev);
     add_labels_from(b, ev->labels);
     add_rule_labels(b, rule);
     vigil_event_add_attr_str_n(b, "source_topic", ev->topic, ev->topic_len);
@@ -484,6 +487,18 @@ static bool compile_rule(struct vigil_rules *r, const struct vigil_conf *list, s
     return ok && rule->def;
 }
 
+/* Gives the rules' reads of labels and values their slots, afresh: a
+ * reload moves kept rules between engines. */
+static void bind_fields(struct vigil_rules *r)
+{
+    vigil__fields_reset(r->fields);
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rules[i].kind && r->rules[i].kind->bind) {
+            r->rules[i].kind->bind(&r->rules[i], r->fields);
+        }
+    }
+}
+
 static void rule_fini(struct vigil_rule *rule)
 {
     if (rule->kind && rule->kind->free) {
@@ -512,7 +527,8 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
     r->source_len = strlen(source);
     size_t n = list ? vigil_conf_len(list) : 0;
     r->rules = calloc(n ? n : 1, sizeof *r->rules);
-    if (!r->source || !r->rules) {
+    r->fields = vigil__fields_new();
+    if (!r->source || !r->rules || !r->fields) {
         vigil_rules_free(r);
         return NULL;
     }
@@ -533,6 +549,7 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
     for (size_t i = 0; i < TOPIC_CACHE; i++) {
         r->topics[i].idx = r->topic_idx + i * room;
     }
+    bind_fields(r);
     return r;
 }
 
@@ -556,6 +573,7 @@ void vigil_rules_free(struct vigil_rules *r)
     free(r->hosts);
     free(r->source);
     vigil_event_builder_fini(&r->b);
+    vigil__fields_free(r->fields);
     free(r);
 }
 
@@ -612,6 +630,8 @@ int vigil_rules_adopt(struct vigil_rules *nw, struct vigil_rules *old, uint64_t 
             c.added++;
         }
     }
+    bind_fields(nw);
+    bind_fields(old);
     struct vigil_emit out = {.r = old, .fn = emit, .arg = arg};
     for (size_t j = 0; j < old->n; j++) {
         size_t i;
@@ -680,6 +700,9 @@ static void eval_rule(struct vigil_rule *rule, const struct vigil_event_view *ev
                       struct vigil_emit *out)
 {
     vigil_count_own(&rule->stats.evaluated_total, 1);
+    if (!rule->kind->bind) {
+        vigil_event_tree(ev); /* a kind that reads the tree as it pleases */
+    }
     rule->kind->eval(rule, ev, now_ns, out);
 }
 
@@ -692,6 +715,14 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
     if (ev->topic_len >= 6 && memcmp(ev->topic, "alert.", 6) == 0 &&
         ev->source_len == r->source_len && memcmp(ev->source, r->source, ev->source_len) == 0) {
         return;
+    }
+    /* Our own copy, which the kinds read through slots and which builds its
+     * tree in the caller's zone if a rule needs it (vigil_event_tree). */
+    struct vigil_event_view own;
+    if (ev->has_raw || ev->tree_zone) {
+        own = *ev;
+        own.fields = vigil__fields_fill(r->fields, &own);
+        ev = &own;
     }
     const struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
     if (!t) { /* not a topic the bus lets through: match as we go */

@@ -168,6 +168,14 @@ static void bound_eval(struct vigil_rule *rule, const struct vigil_event_view *e
     vigil__alerts_observe(b->alerts, rule, ev, above, !above, now, out, bound_values, b);
 }
 
+static void bound_bind(struct vigil_rule *rule, struct vigil_fields *f)
+{
+    struct bound *b = rule->impl;
+    for (size_t i = 0; i < b->n; i++) {
+        vigil_expr_bind(b->terms[i].expr, f);
+    }
+}
+
 static void bound_tick(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out)
 {
     struct bound *b = rule->impl;
@@ -189,4 +197,5 @@ const struct vigil_rule_kind vigil__rule_bound = {
     .tick = bound_tick,
     .retire = bound_retire,
     .free = bound_free,
+    .bind = bound_bind,
 };

@@ -3,8 +3,8 @@
  * input is tried five ways: split into topic and body (first byte = topic
  * length), whole as a body under topic "t", as extra keys after a valid
  * envelope, as a script of builder calls whose finished body the checker
- * must accept, and as a batch frame of records (a producer's batch on the
- * publish endpoint, a source's, the bus's to its stages), each checked. */
+ * must accept (and read lazily as the rules stage does), and as a batch frame of records (a
+ * producer's batch on the publish endpoint, a source's, the bus's to its stages), each checked. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -181,6 +181,19 @@ static void decode_one(const char *topic, size_t topic_len, const char *body, si
         CHECK(same_tree(&t.root, &v.root));
         CHECK(!t.labels ? !v.labels : same_tree(t.labels, v.labels));
         CHECK(t.ts == v.ts && t.seq == v.seq && t.host == v.host && t.source == v.source);
+        /* The rules stage reads the envelope first and the tree on demand:
+         * the same envelope, then the same tree. */
+        struct vigil_event_view l;
+        CHECK(vigil_event_read_trusted(&l, topic, topic_len, body, body_len, zone(), &why) == 0);
+        CHECK(l.ts == v.ts && l.seq == v.seq && l.host == v.host && l.source == v.source);
+        CHECK(l.host_len == v.host_len && l.source_len == v.source_len);
+        CHECK(!l.labels && !l.values && !l.attrs && l.has_raw);
+        CHECK(!l.labels_raw == !v.labels && !l.values_raw == !v.values);
+        CHECK(vigil_event_tree(&l) == 0);
+        CHECK(same_tree(&l.root, &v.root));
+        CHECK(!l.labels ? !v.labels : same_tree(l.labels, v.labels));
+        CHECK(!l.values ? !v.values : same_tree(l.values, v.values));
+        CHECK(!l.attrs ? !v.attrs : same_tree(l.attrs, v.attrs));
     } else {
         CHECK(rc == VIGIL_EMALFORMED || rc == VIGIL_ETOOBIG);
         CHECK(reason && reason[0] != '\0');

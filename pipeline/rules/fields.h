@@ -1,0 +1,56 @@
+/* The keys of labels and values that an engine's rules read, each given a
+ * slot when the rules are compiled, and one walk per event over the two
+ * maps' bytes that fills the slots: no rule searches a map or needs the
+ * event's msgpack tree to read labels.x or values.y (rules.c, expr_eval.c,
+ * rules_policy.c). Rules-internal.
+ */
+#ifndef VIGIL_FIELDS_H
+#define VIGIL_FIELDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+
+/* A value as the expression machine holds it (expr_eval.c's stack is made
+ * of these): absent or unusable, a number, a string, a bool. */
+enum vigil_field_kind {
+    VIGIL_FIELD_K_MISSING,
+    VIGIL_FIELD_K_NUM,
+    VIGIL_FIELD_K_STR,
+    VIGIL_FIELD_K_BOOL
+};
+
+struct vigil_field {
+    uint8_t t;    /* enum vigil_field_kind */
+    uint32_t len; /* VIGIL_FIELD_K_STR */
+    union {
+        double num;
+        const char *str;
+        bool b;
+    } u;
+};
+
+/* Which map a key is in. */
+enum vigil_field_map { VIGIL_FIELD_LABELS, VIGIL_FIELD_VALUES };
+
+struct vigil_fields;
+
+/* An empty table; NULL when memory ran out. _free(NULL) does nothing. */
+struct vigil_fields *vigil__fields_new(void);
+void vigil__fields_free(struct vigil_fields *f);
+/* Forgets every key (before the rules bind again). */
+void vigil__fields_reset(struct vigil_fields *f);
+/* The slot of key (len bytes) in `map`, given on first ask; 0 ("search the
+ * tree instead") when f is NULL or the table is full or out of memory. */
+uint16_t vigil__fields_slot(struct vigil_fields *f, enum vigil_field_map map, const char *key,
+                            size_t len);
+/* Fills the slots from a view read by vigil_event_read_trusted (has_raw):
+ * for each slot, the first value of its key in the event, or missing. Returns the
+ * slots (index 0 unused), valid until the next fill; NULL when the view has
+ * no raw maps or no rule reads a key. Slots are the table's: one thread. */
+const struct vigil_field *vigil__fields_fill(struct vigil_fields *f,
+                                             const struct vigil_event_view *v);
+
+#endif
