@@ -727,22 +727,25 @@ static void test_bound(void **state)
 static void test_repeated_keys_first_wins(void **state)
 {
     struct fx *f = *state;
-    assert_int_equal(load(f,
-                          "rules:\n"
-                          "  - name: t\n"
-                          "    kind: threshold\n"
-                          "    match: m\n"
-                          "    expr: labels.k == \"a\" && values.x > 1 && !(labels.nope == \"z\")\n"
-                          "  - name: p\n"
-                          "    kind: policy\n"
-                          "    match: m\n"
-                          "    rules:\n"
-                          "      - allow: { subject: 'user:*' }\n"),
-                     0);
-    feed(f, "m", "h", "k=a,k=b,subject=user:x,subject=guest:y", "x=2,x=0", 1 * S);
+    assert_int_equal(
+        load(f, "rules:\n"
+                "  - name: t\n"
+                "    kind: threshold\n"
+                "    match: m\n"
+                "    expr: labels.k == \"a\" && values.x > 1 && !(labels.nope == \"z\") &&\n"
+                "      values.a_value_named_longer_than_a_shape_keeps > 0\n"
+                "  - name: p\n"
+                "    kind: policy\n"
+                "    match: m\n"
+                "    rules:\n"
+                "      - allow: { subject: 'user:*' }\n"),
+        0);
+    feed(f, "m", "h", "k=a,k=b,subject=user:x,subject=guest:y",
+         "x=2,x=0,a_value_named_longer_than_a_shape_keeps=1", 1 * S);
     assert_int_equal(f->nv, 1);
     assert_string_equal(f->v[0].topic, "alert.fired");
-    feed(f, "m", "h", "k=b,k=a,subject=guest:y,subject=user:x", "x=0,x=2", 2 * S);
+    feed(f, "m", "h", "k=b,k=a,subject=guest:y,subject=user:x",
+         "x=0,x=2,a_value_named_longer_than_a_shape_keeps=1", 2 * S);
     /* (Another series: the labels' order differs. It does not fire.) */
     assert_int_equal(f->nv, 2);
     assert_string_equal(f->v[1].topic, "alert.violation");

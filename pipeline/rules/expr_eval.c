@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "expr_internal.h"
 #include "fields.h"
 #include "glob.h"
@@ -59,53 +60,13 @@ static inline void set_obj(struct vigil_field *s, const msgpack_object *o)
     }
 }
 
-/* Equal bytes, inline: keys are short, and a call to memcmp costs more
- * than comparing them in (possibly overlapping) 8- or 4-byte words. */
-static inline bool eq_bytes(const char *a, const char *b, uint32_t n)
-{
-    if (n >= 8) {
-        uint64_t x, y;
-        for (uint32_t i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            if (x != y) {
-                return false;
-            }
-        }
-        memcpy(&x, a + n - 8, 8);
-        memcpy(&y, b + n - 8, 8);
-        return x == y;
-    }
-    if (n >= 4) {
-        uint32_t x, y, z, w;
-        memcpy(&x, a, 4);
-        memcpy(&y, b, 4);
-        memcpy(&z, a + n - 4, 4);
-        memcpy(&w, b + n - 4, 4);
-        return x == y && z == w;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        if (a[i] != b[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Keys of one map often share a length and a prefix ("cpu_user_ns",
- * "cpu_system_ns"): the last byte rejects most of them at once. */
-static inline bool same_bytes(const char *a, uint32_t alen, const char *b, uint32_t blen)
-{
-    return alen == blen && (alen == 0 || (a[alen - 1] == b[alen - 1] && eq_bytes(a, b, alen)));
-}
-
 /* s ~ pattern, with the pattern's literal prefix (n bytes) and the shape of
  * the rest (enum vigil_glob_shape) found at compile time, so that
  * the common "web-*" and "/kubepods/ + **" need no call to the matcher. */
 static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
 {
     uint32_t n = op->n;
-    if (len < n || !eq_bytes(s, op->u.str, n)) {
+    if (len < n || !vigil__eq_bytes(s, op->u.str, n)) {
         return false;
     }
     return vigil_glob_rest((enum vigil_glob_shape)op->sub, op->u.str + n, s + n, len - n);
@@ -120,11 +81,11 @@ static inline const msgpack_object *find(const msgpack_object *m, const char *ke
     const msgpack_object_kv *kv = m->via.map.ptr, *end = kv + m->via.map.size;
     for (; kv < end; kv++) {
         if (kv->key.type == MSGPACK_OBJECT_STR) {
-            if (same_bytes(kv->key.via.str.ptr, kv->key.via.str.size, key, n)) {
+            if (vigil__same_bytes(kv->key.via.str.ptr, kv->key.via.str.size, key, n)) {
                 return &kv->val;
             }
         } else if (kv->key.type == MSGPACK_OBJECT_BIN) {
-            if (same_bytes(kv->key.via.bin.ptr, kv->key.via.bin.size, key, n)) {
+            if (vigil__same_bytes(kv->key.via.bin.ptr, kv->key.via.bin.size, key, n)) {
                 return &kv->val;
             }
         }
@@ -204,7 +165,7 @@ static inline bool cmp_num(uint8_t cmp, double a, double b)
 static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char *b, uint32_t blen)
 {
     if (cmp == CMP_EQ || cmp == CMP_NE) {
-        return same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
+        return vigil__same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
     }
     uint32_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0;
@@ -432,8 +393,8 @@ static const struct vigil_field *run(const struct vigil_expr *e, const struct vi
             bool hit = false;
             if (top[-1].t == T_STR) {
                 for (uint32_t i = 0; i < op->n && !hit; i++) {
-                    hit =
-                        same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str, top[-1].len);
+                    hit = vigil__same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str,
+                                            top[-1].len);
                 }
             }
             set_bool(top - 1, hit);
@@ -480,7 +441,12 @@ bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view
     if (!e || !v) {
         return false;
     }
-    const struct vigil_field *r = run(e, v, st);
+    const struct vigil_field *r;
+    if (e->nops == 1 && e->ops[0].slot && v->fields) {
+        r = &v->fields[e->ops[0].slot]; /* one value (a bound's term): no machine */
+    } else {
+        r = run(e, v, st);
+    }
     if (r->t != T_NUM || isnan(r->u.num)) {
         return false;
     }

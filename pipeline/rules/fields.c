@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "mp_read.h"
 
 #define SLOTS_MAX 1024 /* keys the rules may read through slots; more are searched */
@@ -85,8 +86,7 @@ static inline struct entry *probe(const struct vigil_fields *f, unsigned map, co
     size_t mask = f->size - 1;
     for (size_t i = hash(map, key, len) & mask;; i = (i + 1) & mask) {
         struct entry *e = &f->table[i];
-        if (!e->slot ||
-            (e->len == len && e->map == map && (len == 0 || memcmp(e->key, key, len) == 0))) {
+        if (!e->slot || (e->map == map && vigil__same_bytes(e->key, e->len, key, (uint32_t)len))) {
             return e;
         }
     }
@@ -173,11 +173,65 @@ static inline void set(struct vigil_field *s, const struct mp_item *v)
     }
 }
 
+void vigil__shape_reset(struct vigil_shape *s)
+{
+    for (int m = 0; m < 2; m++) {
+        for (int i = 0; i < VIGIL_SHAPE_KEYS; i++) {
+            s->at[m][i].len = VIGIL_SHAPE_KEY_MAX + 1;
+        }
+    }
+}
+
+/* The slot of the i-th key k of `map`: from the shape when it has that key
+ * there (a comparison the branch predictor learns), else looked up and
+ * remembered. */
+static inline uint16_t slot_of(struct vigil_fields *f, struct vigil_shape_key *sk, unsigned map,
+                               const struct mp_item *k)
+{
+    if (sk && sk->len == k->n && vigil__eq_bytes(sk->key, k->s, k->n)) {
+        return sk->slot;
+    }
+    uint16_t slot = probe(f, map, k->s, k->n)->slot;
+    if (sk && k->n <= VIGIL_SHAPE_KEY_MAX) {
+        sk->len = (uint8_t)k->n;
+        sk->slot = slot;
+        memcpy(sk->key, k->s, k->n);
+    }
+    return slot;
+}
+
+/* mp_read for the encodings events use most (a fixstr, a float64), which
+ * it would read byte by byte through its general cases. */
+static inline bool read_item(const unsigned char **pp, const unsigned char *end, struct mp_item *o)
+{
+    const unsigned char *p = *pp;
+    if (p < end && (*p & 0xe0) == 0xa0 && (size_t)(end - p) > (size_t)(*p & 0x1f)) {
+        o->kind = MP_STR;
+        o->n = *p & 0x1f;
+        o->s = (const char *)p + 1;
+        *pp = p + 1 + o->n;
+        return true;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (end - p >= 9 && *p == 0xcb) {
+        uint64_t bits;
+        memcpy(&bits, p + 1, 8);
+        bits = __builtin_bswap64(bits); /* big-endian on the wire */
+        memcpy(&o->f, &bits, sizeof o->f);
+        o->kind = MP_F64;
+        *pp = p + 9;
+        return true;
+    }
+#endif
+    return mp_read(pp, end, o);
+}
+
 /* One map of the event (at: its bytes, NULL when absent). The walk that
  * read the view found it a map of string keys to strings (labels) or
  * numbers (values), none of which reads as missing: a slot still missing
  * has not been filled, so the first of repeated keys wins, as a search. */
-static void walk(struct vigil_fields *f, unsigned map, const char *at, const char *end)
+static void walk(struct vigil_fields *f, struct vigil_shape *shape, unsigned map, const char *at,
+                 const char *end)
 {
     const unsigned char *p = (const unsigned char *)at, *e = (const unsigned char *)end;
     struct mp_item m, k, v = {0}; /* (mp_read sets what its kind uses) */
@@ -185,18 +239,19 @@ static void walk(struct vigil_fields *f, unsigned map, const char *at, const cha
         return;
     }
     for (uint64_t i = 0; i < m.u; i++) {
-        if (!mp_read(&p, e, &k) || !mp_is_str(&k) || !mp_read(&p, e, &v) || v.kind == MP_MAP ||
+        if (!read_item(&p, e, &k) || !mp_is_str(&k) || !read_item(&p, e, &v) || v.kind == MP_MAP ||
             v.kind == MP_ARRAY) {
             return; /* not what the read accepted: the slots stay missing */
         }
-        struct entry *en = probe(f, map, k.s, k.n);
-        if (en->slot && f->slots[en->slot].t == VIGIL_FIELD_K_MISSING) {
-            set(&f->slots[en->slot], &v);
+        uint16_t slot =
+            slot_of(f, shape && i < VIGIL_SHAPE_KEYS ? &shape->at[map][i] : NULL, map, &k);
+        if (slot && f->slots[slot].t == VIGIL_FIELD_K_MISSING) {
+            set(&f->slots[slot], &v);
         }
     }
 }
 
-const struct vigil_field *vigil__fields_fill(struct vigil_fields *f,
+const struct vigil_field *vigil__fields_fill(struct vigil_fields *f, struct vigil_shape *shape,
                                              const struct vigil_event_view *v)
 {
     if (!f || !v->has_raw || f->nslots == 0) {
@@ -207,10 +262,10 @@ const struct vigil_field *vigil__fields_fill(struct vigil_fields *f,
     }
     const char *end = v->body + v->body_len;
     if (f->nkeys[VIGIL_FIELD_LABELS]) {
-        walk(f, VIGIL_FIELD_LABELS, v->labels_raw, end);
+        walk(f, shape, VIGIL_FIELD_LABELS, v->labels_raw, end);
     }
     if (f->nkeys[VIGIL_FIELD_VALUES]) {
-        walk(f, VIGIL_FIELD_VALUES, v->values_raw, end);
+        walk(f, shape, VIGIL_FIELD_VALUES, v->values_raw, end);
     }
     return f->slots;
 }

@@ -37,6 +37,23 @@ enum vigil_field_map { VIGIL_FIELD_LABELS, VIGIL_FIELD_VALUES };
 
 struct vigil_fields;
 
+/* What the last events of a topic looked like: per map, the key at each
+ * position and its slot (0: no rule reads it). Events of a topic from one
+ * source have the same keys in the same order; each key is still compared
+ * with the event's, and a different one is looked up (and remembered). */
+#define VIGIL_SHAPE_KEYS 32    /* positions remembered per map */
+#define VIGIL_SHAPE_KEY_MAX 22 /* bytes of a key remembered; longer ones are looked up */
+struct vigil_shape_key {
+    uint8_t len; /* > VIGIL_SHAPE_KEY_MAX: nothing remembered here */
+    uint16_t slot;
+    char key[VIGIL_SHAPE_KEY_MAX];
+};
+struct vigil_shape {
+    struct vigil_shape_key at[2][VIGIL_SHAPE_KEYS]; /* [enum vigil_field_map] */
+};
+/* Forgets what it remembered (the slots were given again). */
+void vigil__shape_reset(struct vigil_shape *s);
+
 /* An empty table; NULL when memory ran out. _free(NULL) does nothing. */
 struct vigil_fields *vigil__fields_new(void);
 void vigil__fields_free(struct vigil_fields *f);
@@ -47,10 +64,12 @@ void vigil__fields_reset(struct vigil_fields *f);
 uint16_t vigil__fields_slot(struct vigil_fields *f, enum vigil_field_map map, const char *key,
                             size_t len);
 /* Fills the slots from a view read by vigil_event_read_trusted (has_raw):
- * for each slot, the first value of its key in the event, or missing. Returns the
- * slots (index 0 unused), valid until the next fill; NULL when the view has
- * no raw maps or no rule reads a key. Slots are the table's: one thread. */
-const struct vigil_field *vigil__fields_fill(struct vigil_fields *f,
+ * for each slot, the first value of its key in the event, or missing.
+ * `shape` (may be NULL) is what earlier events of the view's topic looked
+ * like, and learns this one. Returns the slots (index 0 unused), valid until
+ * the next fill; NULL when the view has no raw maps or no rule reads a key.
+ * Slots are the table's: one thread. */
+const struct vigil_field *vigil__fields_fill(struct vigil_fields *f, struct vigil_shape *shape,
                                              const struct vigil_event_view *v);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "fields.h"
 #include "glob.h"
 #include "rules_internal.h"
@@ -34,7 +35,8 @@ struct topic_rules {
     size_t len; /* 0: empty */
     char topic[VIGIL_TOPIC_MAX];
     size_t n;
-    uint32_t *idx; /* ascending rule indices, in topic_idx: room for every rule */
+    uint32_t *idx;            /* ascending rule indices, in topic_idx: room for every rule */
+    struct vigil_shape shape; /* where its events' keys were (fields.h) */
 };
 
 struct vigil_rules {
@@ -492,6 +494,9 @@ static bool compile_rule(struct vigil_rules *r, const struct vigil_conf *list, s
 static void bind_fields(struct vigil_rules *r)
 {
     vigil__fields_reset(r->fields);
+    for (size_t i = 0; i < TOPIC_CACHE; i++) {
+        vigil__shape_reset(&r->topics[i].shape);
+    }
     for (size_t i = 0; i < r->n; i++) {
         if (r->rules[i].kind && r->rules[i].kind->bind) {
             r->rules[i].kind->bind(&r->rules[i], r->fields);
@@ -676,16 +681,17 @@ static bool rule_matches(const struct vigil_rule *rule, const char *topic, size_
 
 /* The slot of the topic, its list made on a miss; NULL for a topic no slot
  * can hold (the bus refuses those). */
-static const struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
+static struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
 {
     if (len == 0 || len > VIGIL_TOPIC_MAX) {
         return NULL;
     }
     struct topic_rules *t = &r->topics[vigil__hash(0, topic, len) % TOPIC_CACHE];
-    if (t->len == len && memcmp(t->topic, topic, len) == 0) {
+    if (vigil__same_bytes(t->topic, (uint32_t)t->len, topic, (uint32_t)len)) {
         return t;
     }
     t->n = 0;
+    vigil__shape_reset(&t->shape);
     for (size_t i = 0; i < r->n; i++) {
         if (rule_matches(&r->rules[i], topic, len)) {
             t->idx[t->n++] = (uint32_t)i;
@@ -709,22 +715,29 @@ static void eval_rule(struct vigil_rule *rule, const struct vigil_event_view *ev
 void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, uint64_t now_ns,
                       vigil_verdict_fn emit, void *arg)
 {
-    struct vigil_emit out = {.r = r, .fn = emit, .arg = arg};
+    /* Field by field: an initializer would clear host_buf for every event
+     * (only a stored series' verdict uses it, and writes it first). */
+    struct vigil_emit out;
+    out.r = r;
+    out.fn = emit;
+    out.arg = arg;
+    out.host = NULL;
+    out.host_len = 0;
     /* Verdicts are events too: a rule never judges the verdicts of its own
      * kind of stage, or an alert storm would feed itself. */
     if (ev->topic_len >= 6 && memcmp(ev->topic, "alert.", 6) == 0 &&
         ev->source_len == r->source_len && memcmp(ev->source, r->source, ev->source_len) == 0) {
         return;
     }
+    struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
     /* Our own copy, which the kinds read through slots and which builds its
      * tree in the caller's zone if a rule needs it (vigil_event_tree). */
     struct vigil_event_view own;
-    if (ev->has_raw || ev->tree_zone) {
+    if ((ev->has_raw || ev->tree_zone) && (!t || t->n)) {
         own = *ev;
-        own.fields = vigil__fields_fill(r->fields, &own);
+        own.fields = vigil__fields_fill(r->fields, t ? &t->shape : NULL, &own);
         ev = &own;
     }
-    const struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
     if (!t) { /* not a topic the bus lets through: match as we go */
         for (size_t i = 0; i < r->n; i++) {
             if (rule_matches(&r->rules[i], ev->topic, ev->topic_len)) {

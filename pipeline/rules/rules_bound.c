@@ -154,16 +154,21 @@ static void bound_eval(struct vigil_rule *rule, const struct vigil_event_view *e
                        struct vigil_emit *out)
 {
     struct bound *b = rule->impl;
-    b->overhead = 0;
+    /* Summed in a register: through b->overhead, each term's add waited
+     * for the previous one's store. */
+    double overhead = 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (!vigil_expr_number(b->terms[i].expr, ev, &b->value[i])) {
+        double x;
+        if (!vigil_expr_number(b->terms[i].expr, ev, &x)) {
             /* A term is missing: this event cannot be judged, and changes
              * nothing (a firing series stays firing until judged below the
              * bound, or until it goes stale). */
             return;
         }
-        b->overhead += b->terms[i].weight * b->value[i];
+        b->value[i] = x;
+        overhead += b->terms[i].weight * x;
     }
+    b->overhead = overhead;
     bool above = b->overhead > b->overhead_max;
     vigil__alerts_observe(b->alerts, rule, ev, above, !above, now, out, bound_values, b);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "fields.h"
 #include "glob.h"
 #include "rules_internal.h"
@@ -242,7 +243,10 @@ static bool role_matches(const struct entry *e, int role, const char *s, size_t 
         return true;
     }
     for (size_t i = 0; i < e->nglobs[role]; i++) {
-        if (vigil_glob_test(&e->shaped[role][i], s, n)) {
+        /* vigil_glob_test, with the literal prefix compared inline */
+        const struct vigil_glob *g = &e->shaped[role][i];
+        if (n >= g->lit && vigil__eq_bytes(s, g->pattern, (uint32_t)g->lit) &&
+            vigil_glob_rest(g->shape, g->pattern + g->lit, s + g->lit, n - g->lit)) {
             return true;
         }
     }

@@ -169,7 +169,7 @@ static void run(const char *text, enum vigil_expr_want want, int line, int col, 
             msgpack_zone_clear(&fx->lzone[i]);
             check(vigil_event_read_trusted(&l, fx->topic[i], strlen(fx->topic[i]), fx->body[i],
                                            fx->len[i], &fx->lzone[i], &why) == 0);
-            l.fields = vigil__fields_fill(f, &l);
+            l.fields = vigil__fields_fill(f, NULL, &l);
             check(vigil_expr_true(e, &l) == vigil_expr_true(e, &fx->v[i]));
             bool has = vigil_expr_number(e, &l, &x);
             check(has == vigil_expr_number(e, &fx->v[i], &y));
