@@ -163,6 +163,11 @@ const char *vigil_expr_path(const struct vigil_expr *e, size_t i)
     return e && i < e->npaths ? e->paths[i] : NULL;
 }
 
+uint16_t vigil_expr_slot(const struct vigil_expr *e)
+{
+    return e && e->nops == 1 && e->ops[0].code == OP_KEY ? e->ops[0].slot : 0;
+}
+
 void vigil_expr_bind(struct vigil_expr *e, struct vigil_fields *f)
 {
     if (!e) {

@@ -441,12 +441,7 @@ bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view
     if (!e || !v) {
         return false;
     }
-    const struct vigil_field *r;
-    if (e->nops == 1 && e->ops[0].slot && v->fields) {
-        r = &v->fields[e->ops[0].slot]; /* one value (a bound's term): no machine */
-    } else {
-        r = run(e, v, st);
-    }
+    const struct vigil_field *r = run(e, v, st);
     if (r->t != T_NUM || isnan(r->u.num)) {
         return false;
     }
