@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "layout.h"
 #include "rules.h"
 
 #define S 1000000000ull
@@ -113,14 +114,15 @@ static void read_event(struct fx *f, struct vigil_event_view *v, const char *top
     msgpack_zone_clear(&f->zone);
     int rc =
         lazy_read
-            ? vigil_event_read_trusted(v, topic, strlen(topic), f->body, len, &f->zone, &why)
+            ? vigil_rules_read(f->rules, v, topic, strlen(topic), f->body, len, &f->zone, &why)
             : vigil_event_decode(v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone, &why);
     assert_int_equal(rc, 0);
 }
 
-/* An event: labels as "k=v,k=v", values as "k=1.5,k=2". */
-static void feed(struct fx *f, const char *topic, const char *host, const char *labels,
-                 const char *values, uint64_t now)
+/* An event's body into f->body: labels as "k=v,k=v", values as
+ * "k=1.5,k=2". */
+static void feed_body(struct fx *f, const char *topic, const char *host, const char *labels,
+                      const char *values)
 {
     vigil_event_begin(&f->b, topic);
     char buf[512];
@@ -141,8 +143,14 @@ static void feed(struct fx *f, const char *topic, const char *host, const char *
     assert_int_equal(vigil_event_finish(&f->b, host, "src", ++f->seq, &body, &len), 0);
     memcpy(f->body, body, len);
     f->body_len = len;
+}
+
+static void feed(struct fx *f, const char *topic, const char *host, const char *labels,
+                 const char *values, uint64_t now)
+{
+    feed_body(f, topic, host, labels, values);
     struct vigil_event_view v;
-    read_event(f, &v, topic, len);
+    read_event(f, &v, topic, f->body_len);
     vigil_rules_eval(f->rules, &v, now, collect, f);
 }
 
@@ -752,6 +760,47 @@ static void test_repeated_keys_first_wins(void **state)
     assert_string_equal(str_at(f, 1, "attrs.subject"), "guest:y");
 }
 
+/* Reads `labels`/`values` ("k=v,...") as body i of the layout test. */
+static const char *layout_body(struct fx *f, const char *labels, const char *values, size_t *len)
+{
+    feed_body(f, "m", "h", labels, values);
+    *len = f->body_len;
+    return f->body;
+}
+
+/* An event laid out as the last one is read from its offsets, with the
+ * walk's answers; one whose keys or types differ (even at equal lengths) is
+ * walked. */
+static void test_layout_reads_like_a_walk(void **state)
+{
+    struct fx *f = *state;
+    struct vigil_layout *lay = calloc(1, sizeof *lay);
+    static const char *const ev[][3] = {
+        /* labels, values, 1 when read from the layout */
+        {"ab=xy,cd=uv", "p=1.5,q=2", "0"},
+        {"ab=zz,cd=ww", "p=7.25,q=-3", "1"}, /* other bytes inside strings and floats */
+        {"ac=zz,cd=ww", "p=7.25,q=-3", "0"}, /* a key differs */
+        {"ac=zz,cd=ww", "p=7.25,q=-3", "1"},
+        {"ac=zzz,cd=w", "p=7.25,q=-3", "0"}, /* lengths differ */
+        {"ac=zzz,cd=w", "p=7.25", "0"},      /* an item less */
+    };
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+        size_t len;
+        const char *body = layout_body(f, ev[i][0], ev[i][1], &len);
+        struct vigil_event_view a, b;
+        const char *why;
+        msgpack_zone_clear(&f->zone);
+        assert_int_equal(vigil_event_read_trusted(&a, "m", 1, body, len, &f->zone, &why), 0);
+        assert_int_equal(vigil__layout_read(lay, &b, "m", 1, body, len, &f->zone, &why),
+                         ev[i][2][0] - '0');
+        assert_true(a.ts == b.ts && a.seq == b.seq && a.host == b.host && a.source == b.source);
+        assert_true(a.host_len == b.host_len && a.source_len == b.source_len);
+        assert_true(a.labels_raw == b.labels_raw && a.values_raw == b.values_raw && b.has_raw);
+        assert_true(b.tree_zone == &f->zone && b.body == body && b.body_len == len);
+    }
+    free(lay);
+}
+
 static void test_bound_config_errors(void **state)
 {
     struct fx *f = *state;
@@ -1096,6 +1145,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeated_keys_first_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_reads_like_a_walk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_audit_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),

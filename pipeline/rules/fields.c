@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "bytes.h"
+#include "layout.h"
 #include "mp_read.h"
 
 #define SLOTS_MAX 1024 /* keys the rules may read through slots; more are searched */
@@ -24,7 +25,8 @@ struct vigil_fields {
     struct entry *table; /* size a power of two, at most half full */
     size_t size;
     uint16_t nslots;
-    size_t nkeys[2]; /* per map: a map no rule reads is not walked */
+    size_t nkeys[2];           /* per map: a map no rule reads is not walked */
+    struct vigil_shape *shape; /* of the event being read */
     struct vigil_field slots[SLOTS_MAX + 1];
 };
 
@@ -226,12 +228,32 @@ static inline bool read_item(const unsigned char **pp, const unsigned char *end,
     return mp_read(pp, end, o);
 }
 
-/* One map of the event (at: its bytes, NULL when absent). The walk that
- * read the view found it a map of string keys to strings (labels) or
- * numbers (values), none of which reads as missing: a slot still missing
- * has not been filled, so the first of repeated keys wins, as a search. */
-static void walk(struct vigil_fields *f, struct vigil_shape *shape, unsigned map, const char *at,
-                 const char *end)
+/* The i-th item of `map` into its key's slot, unless an earlier key filled
+ * it: labels and values hold strings or numbers, none of which reads as
+ * missing, so a slot still missing has not been filled and the first of
+ * repeated keys wins, as a search. */
+static inline void item(struct vigil_fields *f, unsigned map, uint64_t i, const struct mp_item *k,
+                        const struct mp_item *v)
+{
+    struct vigil_shape_key *sk = f->shape && i < VIGIL_SHAPE_KEYS ? &f->shape->at[map][i] : NULL;
+    uint16_t slot = slot_of(f, sk, map, k);
+    if (slot && f->slots[slot].t == VIGIL_FIELD_K_MISSING) {
+        set(&f->slots[slot], v);
+    }
+}
+
+/* Every slot missing, for a new event of a topic with `shape`. */
+static void clear(struct vigil_fields *f, struct vigil_shape *shape)
+{
+    for (uint16_t i = 1; i <= f->nslots; i++) {
+        f->slots[i].t = VIGIL_FIELD_K_MISSING;
+    }
+    f->shape = shape;
+}
+
+/* One map of the event (at: its bytes, NULL when absent), which the read
+ * found a map of string keys to strings (labels) or numbers (values). */
+static void walk(struct vigil_fields *f, unsigned map, const char *at, const char *end)
 {
     const unsigned char *p = (const unsigned char *)at, *e = (const unsigned char *)end;
     struct mp_item m, k, v = {0}; /* (mp_read sets what its kind uses) */
@@ -243,11 +265,7 @@ static void walk(struct vigil_fields *f, struct vigil_shape *shape, unsigned map
             v.kind == MP_ARRAY) {
             return; /* not what the read accepted: the slots stay missing */
         }
-        uint16_t slot =
-            slot_of(f, shape && i < VIGIL_SHAPE_KEYS ? &shape->at[map][i] : NULL, map, &k);
-        if (slot && f->slots[slot].t == VIGIL_FIELD_K_MISSING) {
-            set(&f->slots[slot], &v);
-        }
+        item(f, map, i, &k, &v);
     }
 }
 
@@ -257,15 +275,40 @@ const struct vigil_field *vigil__fields_fill(struct vigil_fields *f, struct vigi
     if (!f || !v->has_raw || f->nslots == 0) {
         return NULL;
     }
-    for (uint16_t i = 1; i <= f->nslots; i++) {
-        f->slots[i].t = VIGIL_FIELD_K_MISSING;
-    }
+    clear(f, shape);
     const char *end = v->body + v->body_len;
     if (f->nkeys[VIGIL_FIELD_LABELS]) {
-        walk(f, shape, VIGIL_FIELD_LABELS, v->labels_raw, end);
+        walk(f, VIGIL_FIELD_LABELS, v->labels_raw, end);
     }
     if (f->nkeys[VIGIL_FIELD_VALUES]) {
-        walk(f, shape, VIGIL_FIELD_VALUES, v->values_raw, end);
+        walk(f, VIGIL_FIELD_VALUES, v->values_raw, end);
+    }
+    return f->slots;
+}
+
+const struct vigil_field *vigil__fields_slots(const struct vigil_fields *f)
+{
+    return f->slots;
+}
+
+const struct vigil_field *vigil__fields_fill_at(struct vigil_fields *f, struct vigil_shape *shape,
+                                                const struct vigil_layout *l,
+                                                const struct vigil_event_view *v)
+{
+    if (!f || f->nslots == 0) {
+        return NULL;
+    }
+    clear(f, shape);
+    const unsigned char *b = (const unsigned char *)v->body, *end = b + v->body_len;
+    for (unsigned m = 0; m < 2; m++) {
+        for (uint16_t i = 0; f->nkeys[m] && i < l->n[m]; i++) {
+            /* Independent reads: each item's place is known. */
+            const unsigned char *p = b + l->key[m][i], *q = b + l->value[m][i];
+            struct mp_item k = {0}, val = {0};
+            if (read_item(&p, end, &k) && read_item(&q, end, &val)) {
+                item(f, m, i, &k, &val);
+            }
+        }
     }
     return f->slots;
 }

@@ -63,6 +63,8 @@ void vigil__fields_reset(struct vigil_fields *f);
  * tree instead") when f is NULL or the table is full or out of memory. */
 uint16_t vigil__fields_slot(struct vigil_fields *f, enum vigil_field_map map, const char *key,
                             size_t len);
+/* The slots (index 0 unused) the fills below return. */
+const struct vigil_field *vigil__fields_slots(const struct vigil_fields *f);
 /* Fills the slots from a view read by vigil_event_read_trusted (has_raw):
  * for each slot, the first value of its key in the event, or missing.
  * `shape` (may be NULL) is what earlier events of the view's topic looked
@@ -71,5 +73,11 @@ uint16_t vigil__fields_slot(struct vigil_fields *f, enum vigil_field_map map, co
  * Slots are the table's: one thread. */
 const struct vigil_field *vigil__fields_fill(struct vigil_fields *f, struct vigil_shape *shape,
                                              const struct vigil_event_view *v);
+/* The same for a view vigil__layout_read read from layout l (it answered
+ * 1): each label and value read from its place, without a walk. */
+struct vigil_layout;
+const struct vigil_field *vigil__fields_fill_at(struct vigil_fields *f, struct vigil_shape *shape,
+                                                const struct vigil_layout *l,
+                                                const struct vigil_event_view *v);
 
 #endif

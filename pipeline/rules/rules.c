@@ -13,6 +13,7 @@
 #include "bytes.h"
 #include "fields.h"
 #include "glob.h"
+#include "layout.h"
 #include "rules_internal.h"
 
 static const struct vigil_rule_kind *const kinds[] = {
@@ -35,8 +36,9 @@ struct topic_rules {
     size_t len; /* 0: empty */
     char topic[VIGIL_TOPIC_MAX];
     size_t n;
-    uint32_t *idx;            /* ascending rule indices, in topic_idx: room for every rule */
-    struct vigil_shape shape; /* where its events' keys were (fields.h) */
+    uint32_t *idx;              /* ascending rule indices, in topic_idx: room for every rule */
+    struct vigil_shape shape;   /* where its events' keys were (fields.h) */
+    struct vigil_layout layout; /* and all their items (layout.h) */
 };
 
 struct vigil_rules {
@@ -692,6 +694,7 @@ static struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic,
     }
     t->n = 0;
     vigil__shape_reset(&t->shape);
+    vigil__layout_reset(&t->layout);
     for (size_t i = 0; i < r->n; i++) {
         if (rule_matches(&r->rules[i], topic, len)) {
             t->idx[t->n++] = (uint32_t)i;
@@ -710,6 +713,23 @@ static void eval_rule(struct vigil_rule *rule, const struct vigil_event_view *ev
         vigil_event_tree(ev); /* a kind that reads the tree as it pleases */
     }
     rule->kind->eval(rule, ev, now_ns, out);
+}
+
+int vigil_rules_read(struct vigil_rules *r, struct vigil_event_view *v, const char *topic,
+                     size_t topic_len, const char *body, size_t body_len, msgpack_zone *zone,
+                     const char **reason)
+{
+    struct topic_rules *t = topic_rules(r, topic, topic_len);
+    if (!t || t->n == 0) {
+        return vigil_event_read_trusted(v, topic, topic_len, body, body_len, zone, reason);
+    }
+    int rc = vigil__layout_read(&t->layout, v, topic, topic_len, body, body_len, zone, reason);
+    if (rc < 0) {
+        return rc;
+    }
+    v->fields = rc == 1 ? vigil__fields_fill_at(r->fields, &t->shape, &t->layout, v)
+                        : vigil__fields_fill(r->fields, &t->shape, v);
+    return 0;
 }
 
 void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, uint64_t now_ns,
@@ -733,7 +753,9 @@ void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, 
     /* Our own copy, which the kinds read through slots and which builds its
      * tree in the caller's zone if a rule needs it (vigil_event_tree). */
     struct vigil_event_view own;
-    if ((ev->has_raw || ev->tree_zone) && (!t || t->n)) {
+    if ((ev->has_raw || ev->tree_zone) && (!t || t->n) &&
+        (!ev->fields ||
+         ev->fields != vigil__fields_slots(r->fields))) { /* not vigil_rules_read's */
         own = *ev;
         own.fields = vigil__fields_fill(r->fields, t ? &t->shape : NULL, &own);
         ev = &own;

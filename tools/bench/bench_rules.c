@@ -144,8 +144,8 @@ static double run(const char *yaml, const struct sample *s, size_t n, size_t eve
         const struct sample *e = &s[i % n];
         struct vigil_event_view v;
         const char *why;
-        if (vigil_event_read_trusted(&v, e->topic, strlen(e->topic), e->body, e->len, &zone,
-                                     &why) == 0) {
+        if (vigil_rules_read(r, &v, e->topic, strlen(e->topic), e->body, e->len, &zone, &why) ==
+            0) {
             vigil_rules_eval(r, &v, now + i * step_ns, count_verdict, NULL);
         }
         msgpack_zone_clear(&zone);
