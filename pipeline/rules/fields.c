@@ -12,6 +12,8 @@
 #include "layout.h"
 #include "mp_read.h"
 
+_Static_assert(VIGIL_SHAPE_KEYS >= VIGIL_LAYOUT_ITEMS, "a plan covers a layout's items");
+
 #define SLOTS_MAX 1024 /* keys the rules may read through slots; more are searched */
 
 struct entry {
@@ -175,8 +177,14 @@ static inline void set(struct vigil_field *s, const struct mp_item *v)
     }
 }
 
+void vigil__shape_unplan(struct vigil_shape *s)
+{
+    s->planned = false;
+}
+
 void vigil__shape_reset(struct vigil_shape *s)
 {
+    s->planned = false;
     for (int m = 0; m < 2; m++) {
         for (int i = 0; i < VIGIL_SHAPE_KEYS; i++) {
             s->at[m][i].len = VIGIL_SHAPE_KEY_MAX + 1;
@@ -232,14 +240,16 @@ static inline bool read_item(const unsigned char **pp, const unsigned char *end,
  * it: labels and values hold strings or numbers, none of which reads as
  * missing, so a slot still missing has not been filled and the first of
  * repeated keys wins, as a search. */
-static inline void item(struct vigil_fields *f, unsigned map, uint64_t i, const struct mp_item *k,
-                        const struct mp_item *v)
+static inline uint16_t item(struct vigil_fields *f, unsigned map, uint64_t i,
+                            const struct mp_item *k, const struct mp_item *v)
 {
     struct vigil_shape_key *sk = f->shape && i < VIGIL_SHAPE_KEYS ? &f->shape->at[map][i] : NULL;
     uint16_t slot = slot_of(f, sk, map, k);
     if (slot && f->slots[slot].t == VIGIL_FIELD_K_MISSING) {
         set(&f->slots[slot], v);
+        return slot;
     }
+    return 0;
 }
 
 /* Every slot missing, for a new event of a topic with `shape`. */
@@ -298,17 +308,48 @@ const struct vigil_field *vigil__fields_fill_at(struct vigil_fields *f, struct v
     if (!f || f->nslots == 0) {
         return NULL;
     }
-    clear(f, shape);
     const unsigned char *b = (const unsigned char *)v->body, *end = b + v->body_len;
+    if (shape && shape->planned) {
+        /* The keys are the planned event's: only the values are read. */
+        for (unsigned m = 0; m < 2; m++) {
+            for (uint16_t i = 0; i < l->n[m]; i++) {
+                const unsigned char *q = b + l->value[m][i];
+                struct mp_item val = {0};
+                if (shape->plan[m][i] && read_item(&q, end, &val)) {
+                    set(&f->slots[shape->plan[m][i]], &val);
+                }
+            }
+        }
+        for (uint16_t j = 0; j < shape->nabsent; j++) {
+            f->slots[shape->absent[j]].t = VIGIL_FIELD_K_MISSING;
+        }
+        return f->slots;
+    }
+    clear(f, shape);
     for (unsigned m = 0; m < 2; m++) {
-        for (uint16_t i = 0; f->nkeys[m] && i < l->n[m]; i++) {
+        for (uint16_t i = 0; i < l->n[m]; i++) {
             /* Independent reads: each item's place is known. */
             const unsigned char *p = b + l->key[m][i], *q = b + l->value[m][i];
             struct mp_item k = {0}, val = {0};
-            if (read_item(&p, end, &k) && read_item(&q, end, &val)) {
-                item(f, m, i, &k, &val);
+            uint16_t filled = 0;
+            if (f->nkeys[m] && read_item(&p, end, &k) && read_item(&q, end, &val)) {
+                filled = item(f, m, i, &k, &val);
+            }
+            if (shape) {
+                shape->plan[m][i] = filled;
             }
         }
+    }
+    if (shape) { /* the plan for the next events of this layout */
+        shape->nabsent = 0;
+        bool fits = true;
+        for (uint16_t s = 1; s <= f->nslots && fits; s++) {
+            if (f->slots[s].t == VIGIL_FIELD_K_MISSING) {
+                fits = shape->nabsent < VIGIL_SHAPE_ABSENT;
+                shape->absent[shape->nabsent++ % VIGIL_SHAPE_ABSENT] = s;
+            }
+        }
+        shape->planned = fits;
     }
     return f->slots;
 }

@@ -48,11 +48,21 @@ struct vigil_shape_key {
     uint16_t slot;
     char key[VIGIL_SHAPE_KEY_MAX];
 };
+#define VIGIL_SHAPE_ABSENT 64 /* slots a plan can leave missing */
 struct vigil_shape {
     struct vigil_shape_key at[2][VIGIL_SHAPE_KEYS]; /* [enum vigil_field_map] */
+    /* For events read from the topic's layout (layout.h), whose keys are
+     * the learned event's: the slot the value at each position fills (0:
+     * none, or not the first of its key) and the slots none fills. Valid
+     * until the layout or the slots change (vigil__shape_unplan). */
+    bool planned;
+    uint16_t plan[2][VIGIL_SHAPE_KEYS];
+    uint16_t nabsent, absent[VIGIL_SHAPE_ABSENT];
 };
 /* Forgets what it remembered (the slots were given again). */
 void vigil__shape_reset(struct vigil_shape *s);
+/* Forgets the plan (the topic's layout changed). */
+void vigil__shape_unplan(struct vigil_shape *s);
 
 /* An empty table; NULL when memory ran out. _free(NULL) does nothing. */
 struct vigil_fields *vigil__fields_new(void);

@@ -727,6 +727,9 @@ int vigil_rules_read(struct vigil_rules *r, struct vigil_event_view *v, const ch
     if (rc < 0) {
         return rc;
     }
+    if (rc == 0) {
+        vigil__shape_unplan(&t->shape); /* walked: the layout is another one now */
+    }
     v->fields = rc == 1 ? vigil__fields_fill_at(r->fields, &t->shape, &t->layout, v)
                         : vigil__fields_fill(r->fields, &t->shape, v);
     return 0;
