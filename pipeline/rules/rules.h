@@ -36,7 +36,7 @@ size_t vigil_rules_count(const struct vigil_rules *r);
  * answers of vigil_event_read_trusted, and fills the engine's slots of the
  * label and value keys its rules read; an event laid out as its topic's
  * last ones is read from their offsets (layout.h). Then judge it with the
- * same engine. */
+ * same engine, on the same thread. Never for bytes from outside. */
 int vigil_rules_read(struct vigil_rules *r, struct vigil_event_view *v, const char *topic,
                      size_t topic_len, const char *body, size_t body_len, msgpack_zone *zone,
                      const char **reason);
