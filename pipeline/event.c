@@ -640,12 +640,17 @@ static bool mp_flat_map(const unsigned char **pp, const unsigned char *end, enum
     return true;
 }
 
+/* Where the walk found labels and values (NULL: absent). */
+struct envelope_at {
+    const unsigned char *labels, *values;
+};
+
 /* The body's map and its envelope: 0, or VIGIL_EMALFORMED with *reason. Not
  * `checked`, a failure's reason may not be the one the two passes give (a
  * later byte may make the body implausible first): the caller then asks
- * them. */
+ * them. `at` (may be NULL) learns where labels and values are. */
 static int check_envelope(const unsigned char *p, const unsigned char *end, bool checked,
-                          struct vigil_event_head *out, const char **reason)
+                          struct vigil_event_head *out, struct envelope_at *at, const char **reason)
 {
     struct mp_item root;
     if (!mp_read(&p, end, &root) || root.kind != MP_MAP ||
@@ -689,10 +694,16 @@ static int check_envelope(const unsigned char *p, const unsigned char *end, bool
             *reason = "seq is not an unsigned integer";
         } else if (kn == 6 && memcmp(ks, "labels", 6) == 0) {
             bit = LABELS;
+            if (at) {
+                at->labels = p;
+            }
             ok = mp_flat_map(&p, end, WANT_STR, checked);
             *reason = "labels is not a map of strings to strings";
         } else if (kn == 6 && memcmp(ks, "values", 6) == 0) {
             bit = VALUES;
+            if (at) {
+                at->values = p;
+            }
             ok = mp_flat_map(&p, end, WANT_NUMBER, checked);
             *reason = "values is not a map of strings to numbers";
         } else if (kn == 5 && memcmp(ks, "attrs", 5) == 0) {
@@ -739,7 +750,7 @@ int vigil_event_check(const char *topic, size_t topic_len, const char *body, siz
     const unsigned char *p = (const unsigned char *)body, *end = p + body_len;
     /* An event that passes is judged in one walk; one that fails is judged
      * again in the two passes, which give the reason decoding would. */
-    if (check_envelope(p, end, false, out, reason) == 0) {
+    if (check_envelope(p, end, false, out, NULL, reason) == 0) {
         return 0;
     }
     int wf = mp_well_formed(p, end);
@@ -755,7 +766,7 @@ int vigil_event_check(const char *topic, size_t topic_len, const char *body, siz
         *reason = "bytes after the msgpack body";
         return VIGIL_EMALFORMED;
     }
-    return check_envelope(p, end, true, out, reason);
+    return check_envelope(p, end, true, out, NULL, reason);
 }
 
 int vigil_event_decode(struct vigil_event_view *v, const char *topic, size_t topic_len,
@@ -785,6 +796,57 @@ int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, si
                                const char **reason)
 {
     return decode(v, topic, topic_len, body, body_len, zone, true, reason);
+}
+
+int vigil_event_read_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                             const char *body, size_t body_len, msgpack_zone *zone,
+                             const char **reason)
+{
+    memset(v, 0, sizeof *v);
+    const unsigned char *p = (const unsigned char *)body;
+    struct vigil_event_head h;
+    struct envelope_at at = {NULL, NULL};
+    /* `checked`: the bus judged these bytes; the walk still bounds every
+     * read, so bytes it did not judge cost an error, not a crash. */
+    int rc = check_envelope(p, p + body_len, true, &h, &at, reason);
+    if (rc != 0) {
+        return rc;
+    }
+    v->topic = topic;
+    v->topic_len = topic_len;
+    v->body = body;
+    v->body_len = body_len;
+    v->ts = h.ts;
+    v->seq = h.seq;
+    v->host = h.host;
+    v->host_len = h.host_len;
+    v->source = h.source;
+    v->source_len = h.source_len;
+    v->tree_zone = zone;
+    v->labels_raw = (const char *)at.labels;
+    v->values_raw = (const char *)at.values;
+    v->has_raw = true;
+    return 0;
+}
+
+int vigil_event_tree(const struct vigil_event_view *cv)
+{
+    /* Writable: see event.h (whoever set tree_zone lent the view). */
+    struct vigil_event_view *v = (struct vigil_event_view *)cv;
+    if (!v->tree_zone) {
+        return 0;
+    }
+    struct vigil_event_view d;
+    const char *why;
+    int rc = decode(&d, v->topic, v->topic_len, v->body, v->body_len, v->tree_zone, true, &why);
+    v->tree_zone = NULL;
+    if (rc == 0) {
+        v->root = d.root;
+        v->labels = d.labels;
+        v->values = d.values;
+        v->attrs = d.attrs;
+    }
+    return rc;
 }
 
 /* ---- Unpacking what the checker passed ------------------------------------- *
@@ -979,6 +1041,7 @@ static int decode(struct vigil_event_view *v, const char *topic, size_t topic_le
 
 const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const char *path)
 {
+    vigil_event_tree(v);
     const msgpack_object *cur = &v->root;
     const char *p = path;
     if (!*p) {

@@ -16,6 +16,8 @@
 
 #include "vigil/plugin.h"
 
+struct vigil_field;
+
 #define VIGIL_TOPIC_MAX 255 /* bytes */
 #define VIGIL_ATTR_DEPTH_MAX 8
 
@@ -86,6 +88,17 @@ struct vigil_event_view {
      * while lazy_zone is set, only topic and body are filled. */
     msgpack_zone *lazy_zone;
     bool lazy_trusted;
+    /* The rules stage reads events lazily (vigil_event_read_trusted): the
+     * envelope is filled, and root, labels, values and attrs are built on
+     * first use by vigil_event_tree, which needs tree_zone set. labels_raw and
+     * values_raw point at those maps' bytes (NULL when absent) while
+     * has_raw. */
+    msgpack_zone *tree_zone;
+    const char *labels_raw, *values_raw;
+    bool has_raw;
+    /* The rules engine's values of the keys its rules read, for this event
+     * (rules/fields.h); NULL elsewhere. */
+    const struct vigil_field *fields;
 };
 
 /* What a sink plugin holds as an opaque const struct vigil_event: a view.
@@ -135,6 +148,22 @@ int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, si
                                const char *body, size_t body_len, msgpack_zone *zone,
                                const char **reason);
 
+/* What the rules stage needs first of a message the bus has checked: the
+ * envelope (ts, host, source, seq), and where labels and values are, in one
+ * walk without building the tree; the tree is built by vigil_event_tree()
+ * on first use, in `zone`. Accepts and refuses what
+ * vigil_event_decode_trusted would for such messages. Never for bytes from
+ * outside. Returns 0 or VIGIL_EMALFORMED with *reason. */
+int vigil_event_read_trusted(struct vigil_event_view *v, const char *topic, size_t topic_len,
+                             const char *body, size_t body_len, msgpack_zone *zone,
+                             const char **reason);
+/* Builds root, labels, values and attrs of a view read by
+ * vigil_event_read_trusted, once; does nothing for a decoded view. The view
+ * is written although const: whoever set tree_zone lends it writable (the
+ * rules engine's own copy). Returns 0, or VIGIL_EMALFORMED when the bytes do
+ * not unpack (then labels, values and attrs stay NULL). */
+int vigil_event_tree(const struct vigil_event_view *v);
+
 /* One pass over msgpack bytes without allocating: false when they are
  * truncated, use the unused type 0xc1, or declare a container with more items
  * than bytes remain (msgpack_unpack would reserve memory for such a count
@@ -143,7 +172,7 @@ int vigil_event_decode_trusted(struct vigil_event_view *v, const char *topic, si
 bool vigil_msgpack_plausible(const char *data, size_t len);
 
 /* Field by dotted path ("host", "labels.vm", "attrs.ns.net"; "" is the
- * whole body); NULL if absent. */
+ * whole body); NULL if absent. Builds a lazily read view's tree first. */
 const msgpack_object *vigil_event_get(const struct vigil_event_view *v, const char *path);
 /* Value in a map by key (STR or BIN keys); NULL if absent. */
 const msgpack_object *vigil_msgpack_map_get(const msgpack_object *map, const char *key,

@@ -139,8 +139,10 @@ static bool judge_batch(struct vigil_rules_stage *s)
         n++;
         struct vigil_event_view v;
         const char *why;
-        /* The bus checked it already: no second pre-scan. */
-        if (vigil_event_decode_trusted(&v, topic, tl, body, bl, &s->zone, &why) == 0) {
+        /* The bus checked it already: no second pre-scan, and the tree
+         * only if a rule needs it (most read labels and values through the
+         * engine's slots). */
+        if (vigil_rules_read(s->rules, &v, topic, tl, body, bl, &s->zone, &why) == 0) {
             vigil_rules_eval(s->rules, &v, now, on_verdict, s);
         } else {
             vigil_count(&s->stats.errors_total, 1);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "event.h"
+#include "layout.h"
 #include "rules.h"
 
 #define S 1000000000ull
@@ -95,9 +96,33 @@ static void expect_error(struct fx *f, const char *prefix)
     fail_msg("no error starting with: %s", prefix);
 }
 
-/* An event: labels as "k=v,k=v", values as "k=1.5,k=2". */
-static void feed(struct fx *f, const char *topic, const char *host, const char *labels,
-                 const char *values, uint64_t now)
+/* Every test runs twice: with events decoded, and read as the rules stage
+ * reads them (lazily, the rules reading labels and values through the
+ * engine's slots), which must judge alike. */
+static bool lazy_read;
+
+static int group_lazy(void **state)
+{
+    (void)state;
+    lazy_read = true;
+    return 0;
+}
+
+static void read_event(struct fx *f, struct vigil_event_view *v, const char *topic, size_t len)
+{
+    const char *why;
+    msgpack_zone_clear(&f->zone);
+    int rc =
+        lazy_read
+            ? vigil_rules_read(f->rules, v, topic, strlen(topic), f->body, len, &f->zone, &why)
+            : vigil_event_decode(v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone, &why);
+    assert_int_equal(rc, 0);
+}
+
+/* An event's body into f->body: labels as "k=v,k=v", values as
+ * "k=1.5,k=2". */
+static void feed_body(struct fx *f, const char *topic, const char *host, const char *labels,
+                      const char *values)
 {
     vigil_event_begin(&f->b, topic);
     char buf[512];
@@ -118,11 +143,14 @@ static void feed(struct fx *f, const char *topic, const char *host, const char *
     assert_int_equal(vigil_event_finish(&f->b, host, "src", ++f->seq, &body, &len), 0);
     memcpy(f->body, body, len);
     f->body_len = len;
+}
+
+static void feed(struct fx *f, const char *topic, const char *host, const char *labels,
+                 const char *values, uint64_t now)
+{
+    feed_body(f, topic, host, labels, values);
     struct vigil_event_view v;
-    const char *why;
-    msgpack_zone_clear(&f->zone);
-    assert_int_equal(
-        vigil_event_decode(&v, topic, strlen(topic), f->body, len, SIZE_MAX, &f->zone, &why), 0);
+    read_event(f, &v, topic, f->body_len);
     vigil_rules_eval(f->rules, &v, now, collect, f);
 }
 
@@ -702,6 +730,109 @@ static void test_bound(void **state)
     assert_string_equal(f->v[1].topic, "alert.resolved");
 }
 
+/* A key given twice: the first value counts, for expressions and policy
+ * labels alike (a search finds the first). */
+static void test_repeated_keys_first_wins(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(
+        load(f, "rules:\n"
+                "  - name: t\n"
+                "    kind: threshold\n"
+                "    match: m\n"
+                "    expr: labels.k == \"a\" && values.x > 1 && !(labels.nope == \"z\") &&\n"
+                "      values.a_value_named_longer_than_a_shape_keeps > 0\n"
+                "  - name: p\n"
+                "    kind: policy\n"
+                "    match: m\n"
+                "    rules:\n"
+                "      - allow: { subject: 'user:*' }\n"),
+        0);
+    feed(f, "m", "h", "k=a,k=b,subject=user:x,subject=guest:y",
+         "x=2,x=0,a_value_named_longer_than_a_shape_keeps=1", 1 * S);
+    assert_int_equal(f->nv, 1);
+    assert_string_equal(f->v[0].topic, "alert.fired");
+    feed(f, "m", "h", "k=b,k=a,subject=guest:y,subject=user:x",
+         "x=0,x=2,a_value_named_longer_than_a_shape_keeps=1", 2 * S);
+    /* (Another series: the labels' order differs. It does not fire.) */
+    assert_int_equal(f->nv, 2);
+    assert_string_equal(f->v[1].topic, "alert.violation");
+    assert_string_equal(str_at(f, 1, "attrs.subject"), "guest:y");
+}
+
+/* Reads `labels`/`values` ("k=v,...") as body i of the layout test. */
+static const char *layout_body(struct fx *f, const char *labels, const char *values, size_t *len)
+{
+    feed_body(f, "m", "h", labels, values);
+    *len = f->body_len;
+    return f->body;
+}
+
+/* An event laid out as the last one is read from its offsets, with the
+ * walk's answers; one whose keys or types differ (even at equal lengths) is
+ * walked. */
+static void test_layout_reads_like_a_walk(void **state)
+{
+    struct fx *f = *state;
+    struct vigil_layout *lay = calloc(1, sizeof *lay);
+    static const char *const ev[][3] = {
+        /* labels, values, 1 when read from the layout */
+        {"ab=xy,cd=uv", "p=1.5,q=2", "0"},
+        {"ab=zz,cd=ww", "p=7.25,q=-3", "1"}, /* other bytes inside strings and floats */
+        {"ac=zz,cd=ww", "p=7.25,q=-3", "0"}, /* a key differs */
+        {"ac=zz,cd=ww", "p=7.25,q=-3", "1"},
+        {"ac=zzz,cd=w", "p=7.25,q=-3", "0"}, /* lengths differ */
+        {"ac=zzz,cd=w", "p=7.25", "0"},      /* an item less */
+    };
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+        size_t len;
+        const char *body = layout_body(f, ev[i][0], ev[i][1], &len);
+        struct vigil_event_view a, b;
+        const char *why;
+        msgpack_zone_clear(&f->zone);
+        assert_int_equal(vigil_event_read_trusted(&a, "m", 1, body, len, &f->zone, &why), 0);
+        assert_int_equal(vigil__layout_read(lay, &b, "m", 1, body, len, &f->zone, &why),
+                         ev[i][2][0] - '0');
+        assert_true(a.ts == b.ts && a.seq == b.seq && a.host == b.host && a.source == b.source);
+        assert_true(a.host_len == b.host_len && a.source_len == b.source_len);
+        assert_true(a.labels_raw == b.labels_raw && a.values_raw == b.values_raw && b.has_raw);
+        assert_true(b.tree_zone == &f->zone && b.body == body && b.body_len == len);
+    }
+    free(lay);
+}
+
+/* Events of a layout read by plan (the third on): the first of repeated
+ * keys still wins, and a key the layout lacks reads missing even when
+ * another topic's event just had it. */
+static void test_layout_plans(void **state)
+{
+    struct fx *f = *state;
+    assert_int_equal(load(f, "rules:\n"
+                             "  - name: t\n"
+                             "    kind: threshold\n"
+                             "    match: [m, n]\n"
+                             "    expr: labels.nope != \"\"\n"
+                             "  - name: p\n"
+                             "    kind: policy\n"
+                             "    match: n\n"
+                             "    rules:\n"
+                             "      - allow: { subject: 'user:*' }\n"),
+                     0);
+    for (int i = 0; i < 4; i++) {
+        feed(f, "m", "h", "nope=z,subject=user:aa", NULL, (uint64_t)(2 * i + 1) * S);
+        feed(f, "n", "h",
+             i % 2 ? "subject=user:aa,subject=guest:a" : "subject=guest:a,subject=user:aa", NULL,
+             (uint64_t)(2 * i + 2) * S);
+    }
+    assert_int_equal(count_of(f, "alert.fired"), 1); /* m's series, once */
+    assert_int_equal(count_of(f, "alert.violation"), 2);
+    for (size_t i = 0; i < f->nv; i++) {
+        if (strcmp(f->v[i].topic, "alert.violation") == 0) {
+            assert_string_equal(str_at(f, i, "attrs.subject"), "guest:a");
+        }
+    }
+}
+
 static void test_bound_config_errors(void **state)
 {
     struct fx *f = *state;
@@ -809,10 +940,7 @@ static void feed_ns(struct fx *f, const char *cgroup, const char *pod, uint64_t 
     assert_int_equal(vigil_event_finish(&f->b, "h", "cgroups", ++f->seq, &body, &len), 0);
     memcpy(f->body, body, len);
     struct vigil_event_view v;
-    const char *why;
-    msgpack_zone_clear(&f->zone);
-    assert_int_equal(vigil_event_decode(&v, "cgroup.ns", 9, f->body, len, SIZE_MAX, &f->zone, &why),
-                     0);
+    read_event(f, &v, "cgroup.ns", len);
     vigil_rules_eval(f->rules, &v, now, collect, f);
 }
 
@@ -1048,6 +1176,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threshold_config_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_config_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_keys_first_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_reads_like_a_walk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_layout_plans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_audit_and_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_isolation, setup, teardown),
@@ -1064,5 +1195,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_capacity_many_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_config_errors, setup, teardown),
     };
-    return cmocka_run_group_tests_name("rules", tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("rules", tests, NULL, NULL);
+    return failed + cmocka_run_group_tests_name("rules, read lazily", tests, group_lazy, NULL);
 }

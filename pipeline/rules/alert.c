@@ -345,6 +345,7 @@ void vigil__alerts_observe(struct vigil_alerts *a, struct vigil_rule *rule,
     if (!active && a->n == 0) {
         return; /* nothing pending or firing: nothing to look up */
     }
+    vigil_event_tree(ev); /* the series key reads the labels */
     size_t len = series_key(a, ev);
     if (len == 0) {
         vigil_count(&rule->stats.dropped_total, 1);

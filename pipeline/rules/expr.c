@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "expr_internal.h"
+#include "fields.h"
 
 /* ---- Packing and reporting ---------------------------------------------- */
 
@@ -160,4 +161,26 @@ size_t vigil_expr_npaths(const struct vigil_expr *e)
 const char *vigil_expr_path(const struct vigil_expr *e, size_t i)
 {
     return e && i < e->npaths ? e->paths[i] : NULL;
+}
+
+uint16_t vigil_expr_slot(const struct vigil_expr *e)
+{
+    return e && e->nops == 1 && e->ops[0].code == OP_KEY ? e->ops[0].slot : 0;
+}
+
+void vigil_expr_bind(struct vigil_expr *e, struct vigil_fields *f)
+{
+    if (!e) {
+        return;
+    }
+    /* The ops are in e's own allocation (pack above): writable. */
+    struct vx_op *ops = (struct vx_op *)(void *)e->ops;
+    for (uint32_t i = 0; i < e->nops; i++) {
+        struct vx_op *op = &ops[i];
+        if (op->code == OP_KEY && (op->sub == BASE_LABELS || op->sub == BASE_VALUES)) {
+            op->slot = vigil__fields_slot(
+                f, op->sub == BASE_LABELS ? VIGIL_FIELD_LABELS : VIGIL_FIELD_VALUES, op->u.str,
+                op->n);
+        }
+    }
 }

@@ -103,6 +103,15 @@ struct vigil_expr *vigil_expr_compile_node(const struct vigil_conf *n, enum vigi
 
 void vigil_expr_free(struct vigil_expr *e);
 
+/* Reads labels.x and values.y of e through the slots of table f (fields.h)
+ * when the view carries them (v->fields, filled from the same f), instead of
+ * searching the maps; f NULL: always search. Not while e is evaluated. */
+struct vigil_fields;
+void vigil_expr_bind(struct vigil_expr *e, struct vigil_fields *f);
+/* The slot e reads when it is nothing but one bound labels.x or values.y
+ * (its value is the slot's); 0 otherwise. */
+uint16_t vigil_expr_slot(const struct vigil_expr *e);
+
 /* Evaluation. No allocation, no error at run time; one thread at a time per
  * compiled expression is NOT required (evaluation keeps no state in e). */
 bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *v);

@@ -6,22 +6,21 @@
 #include <math.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "expr_internal.h"
+#include "fields.h"
 #include "glob.h"
 
-enum vx_type { T_MISSING, T_NUM, T_STR, T_BOOL };
-
-struct slot {
-    uint8_t t;    /* enum vx_type */
-    uint32_t len; /* T_STR */
-    union {
-        double num;
-        const char *str;
-        bool b;
-    } u;
+/* The stack's slots are field slots (struct vigil_field, fields.h), which
+ * OP_KEY copies as they are; their kinds: */
+enum vx_type {
+    T_MISSING = VIGIL_FIELD_K_MISSING,
+    T_NUM = VIGIL_FIELD_K_NUM,
+    T_STR = VIGIL_FIELD_K_STR,
+    T_BOOL = VIGIL_FIELD_K_BOOL
 };
 
-static inline void set_obj(struct slot *s, const msgpack_object *o)
+static inline void set_obj(struct vigil_field *s, const msgpack_object *o)
 {
     if (!o) {
         s->t = T_MISSING;
@@ -61,53 +60,13 @@ static inline void set_obj(struct slot *s, const msgpack_object *o)
     }
 }
 
-/* Equal bytes, inline: keys are short, and a call to memcmp costs more
- * than comparing them in (possibly overlapping) 8- or 4-byte words. */
-static inline bool eq_bytes(const char *a, const char *b, uint32_t n)
-{
-    if (n >= 8) {
-        uint64_t x, y;
-        for (uint32_t i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            if (x != y) {
-                return false;
-            }
-        }
-        memcpy(&x, a + n - 8, 8);
-        memcpy(&y, b + n - 8, 8);
-        return x == y;
-    }
-    if (n >= 4) {
-        uint32_t x, y, z, w;
-        memcpy(&x, a, 4);
-        memcpy(&y, b, 4);
-        memcpy(&z, a + n - 4, 4);
-        memcpy(&w, b + n - 4, 4);
-        return x == y && z == w;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        if (a[i] != b[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Keys of one map often share a length and a prefix ("cpu_user_ns",
- * "cpu_system_ns"): the last byte rejects most of them at once. */
-static inline bool same_bytes(const char *a, uint32_t alen, const char *b, uint32_t blen)
-{
-    return alen == blen && (alen == 0 || (a[alen - 1] == b[alen - 1] && eq_bytes(a, b, alen)));
-}
-
 /* s ~ pattern, with the pattern's literal prefix (n bytes) and the shape of
  * the rest (enum vigil_glob_shape) found at compile time, so that
  * the common "web-*" and "/kubepods/ + **" need no call to the matcher. */
 static inline bool glob(const struct vx_op *op, const char *s, uint32_t len)
 {
     uint32_t n = op->n;
-    if (len < n || !eq_bytes(s, op->u.str, n)) {
+    if (len < n || !vigil__eq_bytes(s, op->u.str, n)) {
         return false;
     }
     return vigil_glob_rest((enum vigil_glob_shape)op->sub, op->u.str + n, s + n, len - n);
@@ -122,11 +81,11 @@ static inline const msgpack_object *find(const msgpack_object *m, const char *ke
     const msgpack_object_kv *kv = m->via.map.ptr, *end = kv + m->via.map.size;
     for (; kv < end; kv++) {
         if (kv->key.type == MSGPACK_OBJECT_STR) {
-            if (same_bytes(kv->key.via.str.ptr, kv->key.via.str.size, key, n)) {
+            if (vigil__same_bytes(kv->key.via.str.ptr, kv->key.via.str.size, key, n)) {
                 return &kv->val;
             }
         } else if (kv->key.type == MSGPACK_OBJECT_BIN) {
-            if (same_bytes(kv->key.via.bin.ptr, kv->key.via.bin.size, key, n)) {
+            if (vigil__same_bytes(kv->key.via.bin.ptr, kv->key.via.bin.size, key, n)) {
                 return &kv->val;
             }
         }
@@ -136,6 +95,9 @@ static inline const msgpack_object *find(const msgpack_object *m, const char *ke
 
 static inline const msgpack_object *base(const struct vigil_event_view *v, uint8_t which)
 {
+    if (v->tree_zone) {
+        vigil_event_tree(v); /* read lazily, and this op has no slot */
+    }
     switch (which) {
     case BASE_LABELS:
         return v->labels;
@@ -148,7 +110,7 @@ static inline const msgpack_object *base(const struct vigil_event_view *v, uint8
     }
 }
 
-static inline bool truthy(const struct slot *s)
+static inline bool truthy(const struct vigil_field *s)
 {
     switch (s->t) {
     case T_BOOL:
@@ -203,7 +165,7 @@ static inline bool cmp_num(uint8_t cmp, double a, double b)
 static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char *b, uint32_t blen)
 {
     if (cmp == CMP_EQ || cmp == CMP_NE) {
-        return same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
+        return vigil__same_bytes(a, alen, b, blen) == (cmp == CMP_EQ);
     }
     uint32_t n = alen < blen ? alen : blen;
     int c = n ? memcmp(a, b, n) : 0;
@@ -215,7 +177,7 @@ static inline bool cmp_str(uint8_t cmp, const char *a, uint32_t alen, const char
 
 /* Values of different types (or missing) are never equal, unequal or
  * ordered: every comparison is false. */
-static inline bool compare(uint8_t cmp, const struct slot *a, const struct slot *b)
+static inline bool compare(uint8_t cmp, const struct vigil_field *a, const struct vigil_field *b)
 {
     if (a->t != b->t) {
         return false;
@@ -236,7 +198,7 @@ static inline bool compare(uint8_t cmp, const struct slot *a, const struct slot 
 }
 
 /* Both numbers, or a becomes missing. */
-static inline bool nums(struct slot *a, const struct slot *b)
+static inline bool nums(struct vigil_field *a, const struct vigil_field *b)
 {
     if (a->t == T_NUM && b->t == T_NUM) {
         return true;
@@ -245,7 +207,7 @@ static inline bool nums(struct slot *a, const struct slot *b)
     return false;
 }
 
-static inline void set_bool(struct slot *s, bool b)
+static inline void set_bool(struct vigil_field *s, bool b)
 {
     s->t = T_BOOL;
     s->u.b = b;
@@ -255,10 +217,10 @@ static inline void set_bool(struct slot *s, bool b)
  * expression needs more than VX_STACK_MAX slots); returns the result slot.
  * The caller reads the field it needs: copying the whole slot out would
  * read 16 bytes written as narrower stores, which stalls the CPU. */
-static const struct slot *run(const struct vigil_expr *e, const struct vigil_event_view *v,
-                              struct slot *st)
+static const struct vigil_field *run(const struct vigil_expr *e, const struct vigil_event_view *v,
+                                     struct vigil_field *st)
 {
-    struct slot *top = st; /* the next free slot */
+    struct vigil_field *top = st; /* the next free slot */
     const struct vx_op *ops = e->ops, *op = ops, *end = ops + e->nops;
 
     while (op < end) {
@@ -311,7 +273,14 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             top++;
             break;
         case OP_KEY:
-            set_obj(top, find(base(v, op->sub), op->u.str, op->n));
+            if (op->slot && v->fields) {
+                const struct vigil_field *f = &v->fields[op->slot];
+                top->t = f->t;
+                top->len = f->len;
+                memcpy(&top->u, &f->u, sizeof top->u);
+            } else {
+                set_obj(top, find(base(v, op->sub), op->u.str, op->n));
+            }
             top++;
             break;
         case OP_WALK: {
@@ -377,10 +346,10 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             break;
         case OP_MIN:
         case OP_MAX: {
-            struct slot *first = top - op->n;
+            struct vigil_field *first = top - op->n;
             double r = first->u.num;
             bool ok = true;
-            for (struct slot *s = first; s < top; s++) {
+            for (struct vigil_field *s = first; s < top; s++) {
                 if (s->t != T_NUM) {
                     ok = false;
                     break;
@@ -424,8 +393,8 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
             bool hit = false;
             if (top[-1].t == T_STR) {
                 for (uint32_t i = 0; i < op->n && !hit; i++) {
-                    hit =
-                        same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str, top[-1].len);
+                    hit = vigil__same_bytes(op->u.strs[i].p, op->u.strs[i].len, top[-1].u.str,
+                                            top[-1].len);
                 }
             }
             set_bool(top - 1, hit);
@@ -459,7 +428,7 @@ static const struct slot *run(const struct vigil_expr *e, const struct vigil_eve
 
 bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *v)
 {
-    struct slot st[VX_STACK_MAX];
+    struct vigil_field st[VX_STACK_MAX];
     if (!e || !v) {
         return false;
     }
@@ -468,11 +437,11 @@ bool vigil_expr_true(const struct vigil_expr *e, const struct vigil_event_view *
 
 bool vigil_expr_number(const struct vigil_expr *e, const struct vigil_event_view *v, double *out)
 {
-    struct slot st[VX_STACK_MAX];
+    struct vigil_field st[VX_STACK_MAX];
     if (!e || !v) {
         return false;
     }
-    const struct slot *r = run(e, v, st);
+    const struct vigil_field *r = run(e, v, st);
     if (r->t != T_NUM || isnan(r->u.num)) {
         return false;
     }

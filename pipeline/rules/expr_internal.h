@@ -72,9 +72,10 @@ struct vx_str {
 };
 
 struct vx_op {
-    uint8_t code; /* enum vx_code */
-    uint8_t sub;  /* enum vx_cmp, enum vx_base, or a bool */
-    uint32_t n;   /* string length, count, or jump target */
+    uint8_t code;  /* enum vx_code */
+    uint8_t sub;   /* enum vx_cmp, enum vx_base, or a bool */
+    uint16_t slot; /* OP_KEY of labels or values: its field slot (fields.h); 0: search */
+    uint32_t n;    /* string length, count, or jump target */
     union {
         double num;
         const char *str;

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
+#include "fields.h"
 #include "glob.h"
+#include "layout.h"
 #include "rules_internal.h"
 
 static const struct vigil_rule_kind *const kinds[] = {
@@ -33,7 +36,9 @@ struct topic_rules {
     size_t len; /* 0: empty */
     char topic[VIGIL_TOPIC_MAX];
     size_t n;
-    uint32_t *idx; /* ascending rule indices, in topic_idx: room for every rule */
+    uint32_t *idx;              /* ascending rule indices, in topic_idx: room for every rule */
+    struct vigil_shape shape;   /* where its events' keys were (fields.h) */
+    struct vigil_layout layout; /* and all their items (layout.h) */
 };
 
 struct vigil_rules {
@@ -48,6 +53,7 @@ struct vigil_rules {
     struct vigil_event_builder b;
     struct host_seq *hosts; /* seq is per (host, source): one counter per host */
     size_t nhosts, caphosts;
+    struct vigil_fields *fields; /* the label and value keys the rules read */
 };
 
 struct vigil_emit {
@@ -217,6 +223,7 @@ struct vigil_event_builder *vigil__verdict_begin(struct vigil_emit *out,
 {
     struct vigil_event_builder *b = &out->r->b;
     vigil_event_begin(b, topic);
+    vigil_event_tree(ev);
     add_labels_from(b, ev->labels);
     add_rule_labels(b, rule);
     vigil_event_add_attr_str_n(b, "source_topic", ev->topic, ev->topic_len);
@@ -484,6 +491,21 @@ static bool compile_rule(struct vigil_rules *r, const struct vigil_conf *list, s
     return ok && rule->def;
 }
 
+/* Gives the rules' reads of labels and values their slots, afresh: a
+ * reload moves kept rules between engines. */
+static void bind_fields(struct vigil_rules *r)
+{
+    vigil__fields_reset(r->fields);
+    for (size_t i = 0; i < TOPIC_CACHE; i++) {
+        vigil__shape_reset(&r->topics[i].shape);
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rules[i].kind && r->rules[i].kind->bind) {
+            r->rules[i].kind->bind(&r->rules[i], r->fields);
+        }
+    }
+}
+
 static void rule_fini(struct vigil_rule *rule)
 {
     if (rule->kind && rule->kind->free) {
@@ -512,7 +534,8 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
     r->source_len = strlen(source);
     size_t n = list ? vigil_conf_len(list) : 0;
     r->rules = calloc(n ? n : 1, sizeof *r->rules);
-    if (!r->source || !r->rules) {
+    r->fields = vigil__fields_new();
+    if (!r->source || !r->rules || !r->fields) {
         vigil_rules_free(r);
         return NULL;
     }
@@ -533,6 +556,7 @@ struct vigil_rules *vigil_rules_new(const struct vigil_conf *list, const char *s
     for (size_t i = 0; i < TOPIC_CACHE; i++) {
         r->topics[i].idx = r->topic_idx + i * room;
     }
+    bind_fields(r);
     return r;
 }
 
@@ -556,6 +580,7 @@ void vigil_rules_free(struct vigil_rules *r)
     free(r->hosts);
     free(r->source);
     vigil_event_builder_fini(&r->b);
+    vigil__fields_free(r->fields);
     free(r);
 }
 
@@ -612,6 +637,8 @@ int vigil_rules_adopt(struct vigil_rules *nw, struct vigil_rules *old, uint64_t 
             c.added++;
         }
     }
+    bind_fields(nw);
+    bind_fields(old);
     struct vigil_emit out = {.r = old, .fn = emit, .arg = arg};
     for (size_t j = 0; j < old->n; j++) {
         size_t i;
@@ -656,16 +683,18 @@ static bool rule_matches(const struct vigil_rule *rule, const char *topic, size_
 
 /* The slot of the topic, its list made on a miss; NULL for a topic no slot
  * can hold (the bus refuses those). */
-static const struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
+static struct topic_rules *topic_rules(struct vigil_rules *r, const char *topic, size_t len)
 {
     if (len == 0 || len > VIGIL_TOPIC_MAX) {
         return NULL;
     }
     struct topic_rules *t = &r->topics[vigil__hash(0, topic, len) % TOPIC_CACHE];
-    if (t->len == len && memcmp(t->topic, topic, len) == 0) {
+    if (vigil__same_bytes(t->topic, (uint32_t)t->len, topic, (uint32_t)len)) {
         return t;
     }
     t->n = 0;
+    vigil__shape_reset(&t->shape);
+    vigil__layout_reset(&t->layout);
     for (size_t i = 0; i < r->n; i++) {
         if (rule_matches(&r->rules[i], topic, len)) {
             t->idx[t->n++] = (uint32_t)i;
@@ -680,20 +709,60 @@ static void eval_rule(struct vigil_rule *rule, const struct vigil_event_view *ev
                       struct vigil_emit *out)
 {
     vigil_count_own(&rule->stats.evaluated_total, 1);
+    if (!rule->kind->bind) {
+        vigil_event_tree(ev); /* a kind that reads the tree as it pleases */
+    }
     rule->kind->eval(rule, ev, now_ns, out);
+}
+
+int vigil_rules_read(struct vigil_rules *r, struct vigil_event_view *v, const char *topic,
+                     size_t topic_len, const char *body, size_t body_len, msgpack_zone *zone,
+                     const char **reason)
+{
+    struct topic_rules *t = topic_rules(r, topic, topic_len);
+    if (!t || t->n == 0) {
+        return vigil_event_read_trusted(v, topic, topic_len, body, body_len, zone, reason);
+    }
+    int rc = vigil__layout_read(&t->layout, v, topic, topic_len, body, body_len, zone, reason);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc == 0) {
+        vigil__shape_unplan(&t->shape); /* walked: the layout is another one now */
+    }
+    v->fields = rc == 1 ? vigil__fields_fill_at(r->fields, &t->shape, &t->layout, v)
+                        : vigil__fields_fill(r->fields, &t->shape, v);
+    return 0;
 }
 
 void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, uint64_t now_ns,
                       vigil_verdict_fn emit, void *arg)
 {
-    struct vigil_emit out = {.r = r, .fn = emit, .arg = arg};
+    /* Field by field: an initializer would clear host_buf for every event
+     * (only a stored series' verdict uses it, and writes it first). */
+    struct vigil_emit out;
+    out.r = r;
+    out.fn = emit;
+    out.arg = arg;
+    out.host = NULL;
+    out.host_len = 0;
     /* Verdicts are events too: a rule never judges the verdicts of its own
      * kind of stage, or an alert storm would feed itself. */
     if (ev->topic_len >= 6 && memcmp(ev->topic, "alert.", 6) == 0 &&
         ev->source_len == r->source_len && memcmp(ev->source, r->source, ev->source_len) == 0) {
         return;
     }
-    const struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
+    struct topic_rules *t = topic_rules(r, ev->topic, ev->topic_len);
+    /* Our own copy, which the kinds read through slots and which builds its
+     * tree in the caller's zone if a rule needs it (vigil_event_tree). */
+    struct vigil_event_view own;
+    if ((ev->has_raw || ev->tree_zone) && (!t || t->n) &&
+        (!ev->fields ||
+         ev->fields != vigil__fields_slots(r->fields))) { /* not vigil_rules_read's */
+        own = *ev;
+        own.fields = vigil__fields_fill(r->fields, t ? &t->shape : NULL, &own);
+        ev = &own;
+    }
     if (!t) { /* not a topic the bus lets through: match as we go */
         for (size_t i = 0; i < r->n; i++) {
             if (rule_matches(&r->rules[i], ev->topic, ev->topic_len)) {

@@ -32,6 +32,15 @@ size_t vigil_rules_nprefixes(const struct vigil_rules *r);
 const char *vigil_rules_prefix(const struct vigil_rules *r, size_t i);
 size_t vigil_rules_count(const struct vigil_rules *r);
 
+/* Reads a message the bus has checked for vigil_rules_eval, with the
+ * answers of vigil_event_read_trusted, and fills the engine's slots of the
+ * label and value keys its rules read; an event laid out as its topic's
+ * last ones is read from their offsets (layout.h). Then judge it with the
+ * same engine, on the same thread. Never for bytes from outside. */
+int vigil_rules_read(struct vigil_rules *r, struct vigil_event_view *v, const char *topic,
+                     size_t topic_len, const char *body, size_t body_len, msgpack_zone *zone,
+                     const char **reason);
+
 /* Judges one event with every rule whose match covers its topic. */
 void vigil_rules_eval(struct vigil_rules *r, const struct vigil_event_view *ev, uint64_t now_ns,
                       vigil_verdict_fn emit, void *arg);

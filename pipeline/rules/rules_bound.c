@@ -6,17 +6,20 @@
  * that contributes most. An event on which a term is missing is not judged.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alert.h"
+#include "fields.h"
 
 #define MAX_TERMS 8
 
 struct term {
     char *name;
     struct vigil_expr *expr;
+    uint16_t slot; /* the expression is this field slot's value (fields.h); 0: evaluate it */
     double weight, max;
 };
 
@@ -154,18 +157,36 @@ static void bound_eval(struct vigil_rule *rule, const struct vigil_event_view *e
                        struct vigil_emit *out)
 {
     struct bound *b = rule->impl;
-    b->overhead = 0;
+    /* Summed in a register: through b->overhead, each term's add waited
+     * for the previous one's store. */
+    double overhead = 0;
     for (size_t i = 0; i < b->n; i++) {
-        if (!vigil_expr_number(b->terms[i].expr, ev, &b->value[i])) {
+        double x;
+        const struct vigil_field *f =
+            ev->fields && b->terms[i].slot ? &ev->fields[b->terms[i].slot] : NULL;
+        if (f && f->t == VIGIL_FIELD_K_NUM && !isnan(f->u.num)) {
+            x = f->u.num; /* vigil_expr_number's answer, without the call */
+        } else if (f || !vigil_expr_number(b->terms[i].expr, ev, &x)) {
             /* A term is missing: this event cannot be judged, and changes
              * nothing (a firing series stays firing until judged below the
              * bound, or until it goes stale). */
             return;
         }
-        b->overhead += b->terms[i].weight * b->value[i];
+        b->value[i] = x;
+        overhead += b->terms[i].weight * x;
     }
+    b->overhead = overhead;
     bool above = b->overhead > b->overhead_max;
     vigil__alerts_observe(b->alerts, rule, ev, above, !above, now, out, bound_values, b);
+}
+
+static void bound_bind(struct vigil_rule *rule, struct vigil_fields *f)
+{
+    struct bound *b = rule->impl;
+    for (size_t i = 0; i < b->n; i++) {
+        vigil_expr_bind(b->terms[i].expr, f);
+        b->terms[i].slot = vigil_expr_slot(b->terms[i].expr);
+    }
 }
 
 static void bound_tick(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out)
@@ -189,4 +210,5 @@ const struct vigil_rule_kind vigil__rule_bound = {
     .tick = bound_tick,
     .retire = bound_retire,
     .free = bound_free,
+    .bind = bound_bind,
 };

@@ -17,7 +17,8 @@
 #include "stats.h"
 
 struct vigil_rule;
-struct vigil_emit; /* where verdicts go, with the engine's builder */
+struct vigil_emit;   /* where verdicts go, with the engine's builder */
+struct vigil_fields; /* the slots of the keys rules read (fields.h) */
 
 /* A compiled message template: "{labels.vm} exits at {values.exits_per_s}/s". */
 struct vigil_template;
@@ -52,6 +53,12 @@ struct vigil_rule_kind {
     void (*retire)(struct vigil_rule *rule, uint64_t now, const char *reason,
                    struct vigil_emit *out);
     void (*free)(struct vigil_rule *rule);
+    /* Gives the rule's reads of labels and values their slots in f
+     * (fields.h, vigil_expr_bind). A kind with bind reads the event only
+     * through slots and what builds a lazily read view's tree itself (the
+     * expression machine, vigil_event_get, verdicts, the alert machine, or
+     * vigil_event_tree); one without gets the tree built before its eval. */
+    void (*bind)(struct vigil_rule *rule, struct vigil_fields *f);
 };
 
 struct vigil_rule {

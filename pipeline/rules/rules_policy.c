@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
+#include "fields.h"
 #include "glob.h"
 #include "rules_internal.h"
 
@@ -34,6 +36,7 @@ struct violation { /* the history's records: fixed size, no allocation */
 struct policy {
     char *label[ROLES]; /* which label plays each role */
     size_t label_len[ROLES];
+    uint16_t slot[ROLES]; /* its field slot (fields.h); 0: search */
     struct entry *entries;
     size_t n;
     bool default_allow, audit;
@@ -240,7 +243,10 @@ static bool role_matches(const struct entry *e, int role, const char *s, size_t 
         return true;
     }
     for (size_t i = 0; i < e->nglobs[role]; i++) {
-        if (vigil_glob_test(&e->shaped[role][i], s, n)) {
+        /* vigil_glob_test, with the literal prefix compared inline */
+        const struct vigil_glob *g = &e->shaped[role][i];
+        if (n >= g->lit && vigil__eq_bytes(s, g->pattern, (uint32_t)g->lit) &&
+            vigil_glob_rest(g->shape, g->pattern + g->lit, s + g->lit, n - g->lit)) {
             return true;
         }
     }
@@ -261,6 +267,14 @@ static void policy_eval(struct vigil_rule *rule, const struct vigil_event_view *
     const char *val[ROLES];
     size_t len[ROLES];
     for (int r = 0; r < ROLES; r++) {
+        if (ev->fields && p->slot[r]) {
+            const struct vigil_field *f = &ev->fields[p->slot[r]];
+            bool str = f->t == VIGIL_FIELD_K_STR;
+            val[r] = str ? f->u.str : "";
+            len[r] = str ? f->len : 0;
+            continue;
+        }
+        vigil_event_tree(ev);
         if (vigil_msgpack_str(vigil_msgpack_map_get(ev->labels, p->label[r], p->label_len[r]),
                               &val[r], &len[r]) != 0) {
             val[r] = "";
@@ -333,10 +347,22 @@ static void policy_eval(struct vigil_rule *rule, const struct vigil_event_view *
     vigil_count(&rule->stats.violations_total, 1);
 }
 
+static void policy_bind(struct vigil_rule *rule, struct vigil_fields *f)
+{
+    struct policy *p = rule->impl;
+    for (int r = 0; r < ROLES; r++) {
+        p->slot[r] = vigil__fields_slot(f, VIGIL_FIELD_LABELS, p->label[r], p->label_len[r]);
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        vigil_expr_bind(p->entries[i].when, f);
+    }
+}
+
 const struct vigil_rule_kind vigil__rule_policy = {
     .name = "policy",
     .options = policy_options,
     .compile = policy_compile,
     .eval = policy_eval,
     .free = policy_free,
+    .bind = policy_bind,
 };

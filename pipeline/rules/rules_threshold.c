@@ -80,6 +80,13 @@ static void threshold_eval(struct vigil_rule *rule, const struct vigil_event_vie
     vigil__alerts_observe(t->alerts, rule, ev, active, clear, now, out, threshold_values, t);
 }
 
+static void threshold_bind(struct vigil_rule *rule, struct vigil_fields *f)
+{
+    struct threshold *t = rule->impl;
+    vigil_expr_bind(t->expr, f);
+    vigil_expr_bind(t->clear, f);
+}
+
 static void threshold_tick(struct vigil_rule *rule, uint64_t now, struct vigil_emit *out)
 {
     struct threshold *t = rule->impl;
@@ -101,4 +108,5 @@ const struct vigil_rule_kind vigil__rule_threshold = {
     .tick = threshold_tick,
     .retire = threshold_retire,
     .free = threshold_free,
+    .bind = threshold_bind,
 };

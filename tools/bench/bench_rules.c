@@ -1,8 +1,8 @@
 /* vigil-bench-rules: events per second through the rules engine alone (no
  * bus, no threads), with 1, 10 and 50 rules of a representative mix:
  * thresholds over cgroup stats, overhead bounds over KVM stats, and access
- * policies. Events are pre-built and decoded per evaluation, as the engine's
- * stage does, so the figure includes decoding. `capacity`: one capacity rule
+ * policies. Events are pre-built and read per evaluation, as the engine's
+ * stage reads what the bus checked, so the figure includes reading. `capacity`: one capacity rule
  * over a host of 2,000 containers (cgroup.stats) and 50 VMs (kvm.vm), with
  * their limits steady or changing at every event.
  *   vigil-bench-rules [EVENTS]            (default 2000000)
@@ -144,8 +144,8 @@ static double run(const char *yaml, const struct sample *s, size_t n, size_t eve
         const struct sample *e = &s[i % n];
         struct vigil_event_view v;
         const char *why;
-        if (vigil_event_decode(&v, e->topic, strlen(e->topic), e->body, e->len, 65536, &zone,
-                               &why) == 0) {
+        if (vigil_rules_read(r, &v, e->topic, strlen(e->topic), e->body, e->len, &zone, &why) ==
+            0) {
             vigil_rules_eval(r, &v, now + i * step_ns, count_verdict, NULL);
         }
         msgpack_zone_clear(&zone);
