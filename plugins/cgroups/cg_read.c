@@ -400,10 +400,8 @@ bool cg_procs_still(struct cgs *s, struct cg_node *n)
         if (n->nprocs != n->npids) {
             return false; /* some namespaces were unreadable: try them again */
         }
-        for (size_t i = 0; i < n->nprocs; i++) {
-            if (s->ns_refresh_ns > 0 && s->now_ns - n->procs[i].checked_ns >= s->ns_refresh_ns) {
-                return false;
-            }
+        if (s->ns_refresh_ns > 0 && s->now_ns - n->ns_oldest_ns >= s->ns_refresh_ns) {
+            return false; /* some process's namespaces are due for a refresh */
         }
     }
     struct cg_node *p = parent_of(s, n);

@@ -181,9 +181,10 @@ struct cg_node {
     int8_t src[G_COUNT]; /* hierarchy index per group, -1 none */
     bool matched;        /* an explicit `match` glob matches */
     bool have_prev;
-    bool report;     /* read in this collection's current batch: publish it */
-    bool have_procs; /* cgroup.procs was readable (npids is valid) */
-    size_t npids;    /* processes in cgroup.procs at this reading */
+    bool report;           /* read in this collection's current batch: publish it */
+    bool have_procs;       /* cgroup.procs was readable (npids is valid) */
+    size_t npids;          /* processes in cgroup.procs at this reading */
+    uint64_t ns_oldest_ns; /* the oldest checked_ns among procs: when a refresh is due */
     int fd[S_COUNT];
     uint64_t retry_ns;     /* when FD_ABSENT marks are tried again and `cached` read anew */
     struct cg_sample cur;  /* this collection's reading, published after its batch */
