@@ -124,30 +124,21 @@ static void cg_cleanup(struct cg_set *s)
     s->kids = NULL;
 }
 
-/* Whether the bench run `pid` is over: no such process, or a zombie (a run
- * that was killed and that nobody has reaped yet: kill(pid, 0) still
- * succeeds on it, and its cgroups would be left behind). */
-static bool run_over(int pid)
+bool bench_pid_gone(int pid)
 {
     if (kill(pid, 0) != 0) {
         return errno == ESRCH;
     }
-    char path[64], status[1024];
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
-    if (!f) {
-        return errno == ENOENT; /* reaped meanwhile */
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
     }
-    bool over = false;
-    while (fgets(status, sizeof status, f)) {
-        if (strncmp(status, "State:", 6) == 0) {
-            const char *st = status + 6 + strspn(status + 6, " \t");
-            over = *st == 'Z' || *st == 'X';
-            break;
-        }
-    }
-    fclose(f);
-    return over;
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) state ..." */
+    return paren && paren[1] == ' ' && paren[2] == 'Z';
 }
 
 /* Leftovers of a bench that died without cleaning up (its pid is gone or a
@@ -163,7 +154,7 @@ static void cg_remove_stale(const struct cg_set *s)
         while ((e = readdir(d))) {
             int pid;
             if (sscanf(e->d_name, "vigil-bench-%d", &pid) == 1 && pid > 0 && pid != getpid() &&
-                run_over(pid)) {
+                bench_pid_gone(pid)) {
                 char p[PATH_MAX + 256];
                 snprintf(p, sizeof p, "%s/%s", s->hier[h], e->d_name);
                 vigil_cgroup_remove_tree(p); /* a nested set: its children first */
