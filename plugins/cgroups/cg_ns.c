@@ -135,6 +135,11 @@ void cg_ns_collect(struct cgs *s, struct cg_node *n, uint64_t now_ns)
         dst->checked_ns = now_ns;
         out++;
     }
+    uint64_t oldest = now_ns;
+    for (size_t i = 0; i < out; i++) {
+        oldest = s->scratch[i].checked_ns < oldest ? s->scratch[i].checked_ns : oldest;
+    }
+    n->ns_oldest_ns = oldest;
     /* The new cache becomes the node's; its old array is the next scratch. */
     struct cg_proc *old = n->procs;
     size_t old_cap = n->cap_procs;

@@ -392,18 +392,16 @@ bool cg_procs_still(struct cgs *s, struct cg_node *n)
 {
     int h = n->src[G_PROCS];
     if (!s->procs_watch || h < 0 || h != s->h_v2 || s->procs_reread || s->rescan_refused ||
-        s->tree_partial || !(n->cached.valid & V_PROCS) || !n->have_procs || n->pw[0] < 0 ||
-        n->pw[1] < 0) {
+        s->tree_partial || !(n->cached.valid & V_PROCS) || !n->have_procs || n->fw[W_PROCS] < 0 ||
+        n->fw[W_THREADS] < 0) {
         return false;
     }
     if (s->namespaces && n->npids > 0) {
         if (n->nprocs != n->npids) {
             return false; /* some namespaces were unreadable: try them again */
         }
-        for (size_t i = 0; i < n->nprocs; i++) {
-            if (s->ns_refresh_ns > 0 && s->now_ns - n->procs[i].checked_ns >= s->ns_refresh_ns) {
-                return false;
-            }
+        if (s->ns_refresh_ns > 0 && s->now_ns - n->ns_oldest_ns >= s->ns_refresh_ns) {
+            return false; /* some process's namespaces are due for a refresh */
         }
     }
     struct cg_node *p = parent_of(s, n);
@@ -444,10 +442,11 @@ static bool read_quota_v1(struct cgs *s, struct cg_node *n, int h)
 static void read_throttle_v1(struct cgs *s, struct cg_node *n, int h, struct cg_sample *o)
 {
     struct cg_cached *c = &n->cached;
-    if (!s->cache_files || !(c->valid & V_QUOTA)) {
-        /* Without inotify the quota is read at every collection and cpu.stat
-         * too (nobody tells us when the quota is set). */
-        c->quota = read_quota_v1(s, n, h) || !s->cache_files;
+    bool told = s->cache_files && n->fw[W_CPU_QUOTA] >= 0 && n->fw[W_CPU_PERIOD] >= 0;
+    if (!told || !(c->valid & V_QUOTA)) {
+        /* Without the watches the quota is read at every collection and
+         * cpu.stat too (nobody tells us when the quota is set). */
+        c->quota = read_quota_v1(s, n, h) || !told;
         c->valid = (uint16_t)((c->valid | V_QUOTA) & ~V_THROTTLE);
         if (!c->quota) {
             drop_slot(s, n, S_CPU_STAT);
@@ -606,10 +605,11 @@ static void read_memory(struct cgs *s, struct cg_node *n, struct cg_sample *o)
             o->have |= HAVE_MEM | HAVE_V1;
         }
         /* The limit changes only when memory.limit_in_bytes is written,
-         * which inotify reports (IN_MODIFY, cg_tree.c). */
-        if (!s->cache_files || !(c->valid & V_LIMIT)) {
+         * which inotify reports (IN_MODIFY on the file, cg_tree.c). */
+        bool told = s->cache_files && n->fw[W_MEM_LIMIT] >= 0;
+        if (!told || !(c->valid & V_LIMIT)) {
             c->have &= ~(uint32_t)HAVE_MEM_MAX;
-            if (read_slot(s, n, S_MEM_LIMIT, h, !s->cache_files) > 0 && parse_u64(s->buf, &v) &&
+            if (read_slot(s, n, S_MEM_LIMIT, h, !told) > 0 && parse_u64(s->buf, &v) &&
                 !v1_unlimited(v)) {
                 c->mem_max_bytes = v;
                 c->have |= HAVE_MEM_MAX;

@@ -17,21 +17,45 @@
 #define WATCH_MASK                                                                                 \
     (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR | IN_DONT_FOLLOW)
 
-/* Also told: writes to the files in v1 memory and cpu directories (the
- * limit, the quota), so their values are read only after a change. Not on
- * cgroup2, where the kernel itself notifies memory.events, cgroup.events
- * and the like (up to 50 a second each) and would flood the queue. */
-static uint32_t watch_mask(const struct cgs *s, unsigned h)
+/* The files watched for writes (IN_MODIFY), each on its own: a directory
+ * watched for events of its files sets a mark on every file's dentry, and
+ * then every read of any of them (memory.usage_in_bytes at each collection)
+ * looks up and pins the parent directory to offer it the access. And on
+ * cgroup2 the kernel itself notifies memory.events, cgroup.events and the
+ * like (up to 50 a second each), which would flood the queue. */
+static const char *const watched_file[W_COUNT] = {
+    [W_PROCS] = "cgroup.procs",
+    [W_THREADS] = "cgroup.threads",
+    [W_MEM_LIMIT] = "memory.limit_in_bytes",
+    [W_CPU_QUOTA] = "cpu.cfs_quota_us",
+    [W_CPU_PERIOD] = "cpu.cfs_period_us",
+};
+
+/* Whether file i is watched in hierarchy h's directories. */
+static bool watched_in(const struct cgs *s, unsigned i, unsigned h)
 {
-    return WATCH_MASK | (s->hier[h].ctrl & (C_MEMORY | C_CPU) ? IN_MODIFY : 0);
+    const struct cg_hier *hi = &s->hier[h];
+    switch (i) {
+    case W_PROCS:
+    case W_THREADS:
+        return s->procs_watch && (int)h == s->h_v2;
+    case W_MEM_LIMIT:
+        return !hi->v2 && (hi->ctrl & C_MEMORY);
+    default:
+        return !hi->v2 && (hi->ctrl & C_CPU);
+    }
 }
 
-/* A write to a file of a watched directory: forget what it decides. */
-static void file_written(struct cg_node *n, const char *name)
+/* A watched file was written: forget what it decides. */
+static void file_written(struct cgs *s, struct cg_node *n, unsigned i)
 {
-    if (strcmp(name, "memory.limit_in_bytes") == 0) {
+    if (i == W_PROCS || i == W_THREADS) {
+        /* A process or thread moved in, and out of some other cgroup,
+         * perhaps not watched. */
+        s->procs_written = true;
+    } else if (i == W_MEM_LIMIT) {
         n->cached.valid &= (uint16_t)~V_LIMIT;
-    } else if (strcmp(name, "cpu.cfs_quota_us") == 0 || strcmp(name, "cpu.cfs_period_us") == 0) {
+    } else {
         n->cached.valid &= (uint16_t) ~(V_QUOTA | V_THROTTLE);
     }
 }
@@ -148,7 +172,9 @@ static struct cg_node *node_get(struct cgs *s, const char *path, size_t len)
     for (size_t i = 0; i < CG_MAX_HIER; i++) {
         n->wd[i] = -1;
     }
-    n->pw[0] = n->pw[1] = -1;
+    for (size_t i = 0; i < W_COUNT; i++) {
+        n->fw[i] = -1;
+    }
     for (size_t i = 0; i < G_COUNT; i++) {
         n->src[i] = -1;
     }
@@ -292,7 +318,9 @@ static void inotify_stop(struct cgs *s)
         for (size_t i = 0; i < CG_MAX_HIER; i++) {
             n->wd[i] = -1;
         }
-        n->pw[0] = n->pw[1] = -1;
+        for (size_t i = 0; i < W_COUNT; i++) {
+            n->fw[i] = -1;
+        }
     }
     free(s->wds);
     s->wds = NULL;
@@ -398,43 +426,47 @@ static size_t identity(struct cgs *s, unsigned h, const char *rel)
     return n;
 }
 
-/* cgroup2: watches for writes to the directory's cgroup.procs and
- * cgroup.threads, the only ways a process moves in or out but by forking or
- * exiting (cg_procs_still). A node without both watches reads its
- * cgroup.procs at every collection. `dir` is its path, len bytes in a
- * buffer of cap. */
-static void watch_procs(struct cgs *s, struct cg_node *n, unsigned h, char *dir, size_t len,
+/* Watches for writes the files of the directory that hierarchy h has (see
+ * watched_file): cgroup2's cgroup.procs and cgroup.threads, the only ways a
+ * process moves in or out but by forking or exiting (cg_procs_still); v1's
+ * memory limit and CPU quota, read only after a write. A node without a
+ * file's watch reads what it decides at every collection. `dir` is its
+ * path, len bytes in a buffer of cap. */
+static void watch_files(struct cgs *s, struct cg_node *n, unsigned h, char *dir, size_t len,
                         size_t cap)
 {
-    static const char *const file[2] = {"/cgroup.procs", "/cgroup.threads"};
-    for (unsigned i = 0; i < 2; i++) {
-        size_t fl = strlen(file[i]);
-        if (len + fl + 1 > cap) {
+    for (unsigned i = 0; i < W_COUNT; i++) {
+        if (!watched_in(s, i, h)) {
             continue;
         }
-        memcpy(dir + len, file[i], fl + 1);
+        size_t fl = strlen(watched_file[i]);
+        if (len + 1 + fl + 1 > cap) {
+            continue;
+        }
+        dir[len] = '/';
+        memcpy(dir + len + 1, watched_file[i], fl + 1);
         int wd = inotify_add_watch(s->ino_fd, dir, IN_MODIFY | IN_DONT_FOLLOW);
         dir[len] = '\0';
-        if (n->pw[i] >= 0 && n->pw[i] != wd) {
-            wd_del(s, n->pw[i]); /* re-created directory */
+        if (n->fw[i] >= 0 && n->fw[i] != wd) {
+            wd_del(s, n->fw[i]); /* re-created directory */
         }
-        n->pw[i] = -1;
+        n->fw[i] = -1;
         if (wd >= 0 && wd_put(s, wd, n, h, 1 + i) == 0) {
-            n->pw[i] = wd;
+            n->fw[i] = wd;
         } else if (wd >= 0) {
             inotify_rm_watch(s->ino_fd, wd);
         }
     }
 }
 
-/* Drops node n's cgroup.procs/cgroup.threads watches from the map (the
- * kernel drops them with the directory). */
-static void unwatch_procs(struct cgs *s, struct cg_node *n)
+/* Drops node n's watches of files in hierarchy h from the map (the kernel
+ * drops them with the directory). */
+static void unwatch_files(struct cgs *s, struct cg_node *n, unsigned h)
 {
-    for (unsigned i = 0; i < 2; i++) {
-        if (n->pw[i] >= 0) {
-            wd_del(s, n->pw[i]);
-            n->pw[i] = -1;
+    for (unsigned i = 0; i < W_COUNT; i++) {
+        if (n->fw[i] >= 0 && watched_in(s, i, h)) {
+            wd_del(s, n->fw[i]);
+            n->fw[i] = -1;
         }
     }
 }
@@ -450,7 +482,7 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
     if (len < 0 || (size_t)len >= sizeof p) {
         return;
     }
-    int wd = inotify_add_watch(s->ino_fd, p, watch_mask(s, h));
+    int wd = inotify_add_watch(s->ino_fd, p, WATCH_MASK);
     if (wd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
             return; /* gone already; its parent's event tells us */
@@ -472,9 +504,7 @@ static void add_watch(struct cgs *s, struct cg_node *n, unsigned h, const char *
         return;
     }
     n->wd[h] = wd;
-    if (s->procs_watch && (int)h == s->h_v2) {
-        watch_procs(s, n, h, p, (size_t)len, sizeof p);
-    }
+    watch_files(s, n, h, p, (size_t)len, sizeof p);
 }
 
 static void set_present(struct cgs *s, struct cg_node *n, unsigned h)
@@ -492,9 +522,7 @@ static void clear_present(struct cgs *s, struct cg_node *n, unsigned h)
         wd_del(s, n->wd[h]); /* the kernel dropped the watch with the directory */
         n->wd[h] = -1;
     }
-    if ((int)h == s->h_v2) {
-        unwatch_procs(s, n);
-    }
+    unwatch_files(s, n, h);
     n->present &= ~(1u << h);
     if (!n->present) {
         node_remove(s, n);
@@ -696,14 +724,15 @@ static int drain_inotify(struct cgs *s)
             struct cg_node *parent = w->node;
             unsigned h = w->hier;
             if (w->file) {
-                /* A cgroup.procs or cgroup.threads written: a process moved
-                 * in, and out of some other cgroup, perhaps not watched. (Gone
-                 * with its directory: that cgroup was empty.) */
+                /* A watched file written, or gone with its directory. */
+                unsigned i = w->file - 1u;
                 if (e->mask & IN_IGNORED) {
-                    parent->pw[w->file - 1] = -1;
+                    if (parent->fw[i] == e->wd) {
+                        parent->fw[i] = -1;
+                    }
                     wd_del(s, e->wd);
                 } else {
-                    s->procs_written = true;
+                    file_written(s, parent, i); /* IN_MODIFY (or IN_UNMOUNT: forget too) */
                 }
                 continue;
             }
@@ -712,10 +741,6 @@ static int drain_inotify(struct cgs *s)
                     parent->wd[h] = -1;
                 }
                 wd_del(s, e->wd);
-                continue;
-            }
-            if ((e->mask & IN_MODIFY) && !(e->mask & IN_ISDIR) && e->len) {
-                file_written(parent, e->name);
                 continue;
             }
             if (!(e->mask & IN_ISDIR) || e->len == 0 || s->rescan) {

@@ -364,6 +364,24 @@ static int publish_node(struct cgs *s, struct cg_node *n, uint64_t real0, uint64
  * leave soon after they were read. */
 #define BATCH 256
 
+/* Asks the CPU for the next node while this one is read: a node's fields
+ * (its files, readings, kept values, gates, path and labels) span a dozen
+ * cache lines, and after the two seconds between collections they come from
+ * memory, a stall each when first touched. The kernel's reads of this
+ * node's files leave ample time for them to arrive. */
+static void prefetch_node(const struct cg_node *n)
+{
+    if (!n) {
+        return;
+    }
+    for (size_t off = 0; off < sizeof *n + 128; off += 64) {
+        __builtin_prefetch((const char *)n + off);
+    }
+    if (n->procs) {
+        __builtin_prefetch(n->procs);
+    }
+}
+
 static int cg_collect(void *state)
 {
     struct cgs *s = state;
@@ -385,6 +403,7 @@ static int cg_collect(void *state)
         struct cg_node *n = first;
         for (size_t batch = 0; n && batch < BATCH; n = n->next) {
             bool over;
+            prefetch_node(n->next);
             if (read_node(s, n, reported, &over)) {
                 reported++;
                 batch++;
@@ -393,6 +412,7 @@ static int cg_collect(void *state)
         }
         api->batch_begin(s->h);
         for (struct cg_node *m = first; m != n; m = m->next) {
+            prefetch_node(m->next);
             if (!m->report) {
                 continue;
             }

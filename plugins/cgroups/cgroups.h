@@ -157,6 +157,18 @@ struct cg_proc {
     uint64_t checked_ns;       /* monotonic time of the last reading */
 };
 
+/* Files of a cgroup watched for writes, each with a watch of its own: a
+ * directory watched for its files' events would make every read of every
+ * file in it pay fsnotify's look-up of the parent (cg_tree.c). */
+enum cg_watched {
+    W_PROCS,      /* cgroup2 cgroup.procs: a process moved in (cg_procs_still) */
+    W_THREADS,    /* cgroup2 cgroup.threads: a thread moved in */
+    W_MEM_LIMIT,  /* v1 memory.limit_in_bytes: V_LIMIT */
+    W_CPU_QUOTA,  /* v1 cpu.cfs_quota_us: V_QUOTA */
+    W_CPU_PERIOD, /* v1 cpu.cfs_period_us: V_QUOTA */
+    W_COUNT
+};
+
 /* One cgroup path, present in one or more hierarchies. */
 struct cg_node {
     struct cg_node *hnext;       /* hash chain */
@@ -165,13 +177,14 @@ struct cg_node {
     uint32_t present;    /* bit per hierarchy index */
     uint32_t seen;       /* bits set by the current full scan */
     int wd[CG_MAX_HIER]; /* inotify watch per hierarchy, -1 none */
-    int pw[2];           /* cgroup2: watches of its cgroup.procs, cgroup.threads; -1 none */
+    int fw[W_COUNT];     /* inotify watch per watched file, -1 none */
     int8_t src[G_COUNT]; /* hierarchy index per group, -1 none */
     bool matched;        /* an explicit `match` glob matches */
     bool have_prev;
-    bool report;     /* read in this collection's current batch: publish it */
-    bool have_procs; /* cgroup.procs was readable (npids is valid) */
-    size_t npids;    /* processes in cgroup.procs at this reading */
+    bool report;           /* read in this collection's current batch: publish it */
+    bool have_procs;       /* cgroup.procs was readable (npids is valid) */
+    size_t npids;          /* processes in cgroup.procs at this reading */
+    uint64_t ns_oldest_ns; /* the oldest checked_ns among procs: when a refresh is due */
     int fd[S_COUNT];
     uint64_t retry_ns;     /* when FD_ABSENT marks are tried again and `cached` read anew */
     struct cg_sample cur;  /* this collection's reading, published after its batch */
@@ -192,7 +205,7 @@ struct cg_node {
 struct cg_wd {
     int wd; /* 0: empty slot */
     uint8_t hier;
-    uint8_t file; /* 0: the directory; 1 + i: the node's pw[i] file */
+    uint8_t file; /* 0: the directory; 1 + i: the node's fw[i] file */
     struct cg_node *node;
 };
 

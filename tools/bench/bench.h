@@ -317,6 +317,9 @@ typedef bool (*bench_pass_parse)(const char *line, struct bench_pass *out);
  * in time, Ctrl-C). The caller cleans v up (bench_vigild_cleanup). */
 int bench_collect_run(struct bench_vigild *v, const struct bench_collect_opts *o, const char *body,
                       bench_pass_parse parse, struct bench_pass *out);
+/* Whether the bench run `pid` is over: no such process, or a zombie (a
+ * killed run that nobody has reaped yet, which kill(pid, 0) still finds). */
+bool bench_pid_gone(int pid);
 /* The median of v[0..n-1], n > 0; sorts v. */
 double bench_median(double *v, int n);
 /* --net: makes the namespaces and veths, measures, removes them. Returns

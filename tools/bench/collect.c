@@ -124,7 +124,25 @@ static void cg_cleanup(struct cg_set *s)
     s->kids = NULL;
 }
 
-/* Leftovers of a bench that died without cleaning up (its pid is gone). */
+bool bench_pid_gone(int pid)
+{
+    if (kill(pid, 0) != 0) {
+        return errno == ESRCH;
+    }
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) state ..." */
+    return paren && paren[1] == ' ' && paren[2] == 'Z';
+}
+
+/* Leftovers of a bench that died without cleaning up (its pid is gone or a
+ * zombie). */
 static void cg_remove_stale(const struct cg_set *s)
 {
     for (int h = 0; h < s->nhier; h++) {
@@ -135,8 +153,8 @@ static void cg_remove_stale(const struct cg_set *s)
         struct dirent *e;
         while ((e = readdir(d))) {
             int pid;
-            if (sscanf(e->d_name, "vigil-bench-%d", &pid) == 1 && pid != getpid() &&
-                kill(pid, 0) != 0 && errno == ESRCH) {
+            if (sscanf(e->d_name, "vigil-bench-%d", &pid) == 1 && pid > 0 && pid != getpid() &&
+                bench_pid_gone(pid)) {
                 char p[PATH_MAX + 256];
                 snprintf(p, sizeof p, "%s/%s", s->hier[h], e->d_name);
                 vigil_cgroup_remove_tree(p); /* a nested set: its children first */

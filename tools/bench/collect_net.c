@@ -160,24 +160,6 @@ static int name_pid(const char *name, const char *prefix)
     return pid;
 }
 
-/* Gone, or a zombie (a killed run that nobody has reaped yet). */
-static bool pid_gone(int pid)
-{
-    if (kill(pid, 0) != 0) {
-        return errno == ESRCH;
-    }
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* "pid (comm) state ..." */
-    return paren && paren[1] == ' ' && paren[2] == 'Z';
-}
-
 /* This run's (ours), or one of a run that is gone. */
 static bool to_remove(int pid, bool ours)
 {
@@ -187,7 +169,7 @@ static bool to_remove(int pid, bool ours)
     if (ours) {
         return pid == getpid();
     }
-    return pid != getpid() && pid_gone(pid);
+    return pid != getpid() && bench_pid_gone(pid);
 }
 
 /* Our veth ends in the bench's namespace (vigild's) that are to go, as
