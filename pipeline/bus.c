@@ -761,9 +761,9 @@ static bool read_ctl(struct vigil_bus *b, bool *draining, uint64_t *drain_deadli
  * the loop looks only at sockets that fired or that it left messages in.
  * A send on a socket may process its commands (libzmq throttles that to
  * about once a millisecond) and so take the signal of a subscription
- * meant for the XPUBs: after sends they are looked at again within
- * SEND_RECHECK_MS. */
-#define SEND_RECHECK_MS 1
+ * meant for the XPUBs: after sends they are read again before the loop
+ * sleeps, and at least every SEND_RECHECK_NS while it does not. */
+#define SEND_RECHECK_NS 1000000u
 static void *bus_main(void *arg)
 {
     struct vigil_bus *b = arg;
@@ -799,10 +799,10 @@ static void *bus_main(void *arg)
         for (int i = 0; i < S_N; i++) {
             pending |= t.look[i];
         }
-        int timeout_ms = pending ? 0 : draining ? QUIET_MS : VIGIL_BEAT_MS;
-        if (sent && !draining && timeout_ms > SEND_RECHECK_MS) {
-            timeout_ms = SEND_RECHECK_MS;
-        }
+        /* Before sleeping after sends, one look without waiting: if
+         * nothing came, the XPUBs are read (their signal may have gone to
+         * a send) and the sleep waits for the next turn. */
+        int timeout_ms = pending || sent ? 0 : draining ? QUIET_MS : VIGIL_BEAT_MS;
         int rc = poll(t.pfd, S_N, timeout_ms);
         if (rc < 0 && errno != EINTR) {
             vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", strerror(errno));
@@ -813,10 +813,10 @@ static void *bus_main(void *arg)
         }
         if (sent) {
             uint64_t now = vigil_mono_ns();
-            if (now >= recheck_ns) {
+            if ((rc == 0 && !pending) || now >= recheck_ns) {
                 t.look[S_XIN] = t.look[S_XOUT] = true;
                 sent = false;
-                recheck_ns = now + SEND_RECHECK_MS * 1000000u;
+                recheck_ns = now + SEND_RECHECK_NS;
             }
         }
         if (t.look[S_CTL]) {
