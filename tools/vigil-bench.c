@@ -71,7 +71,7 @@ static void usage(FILE *out)
         "      --bus-hwm N       bus.hwm of the vigild the producers publish to (default:\n"
         "                        vigild's; it counts a batch as one message)\n"
         "      --coalesce D      bus.coalesce of the vigild it starts (default: vigild's,\n"
-        "                        0s: every burst handed on at once)\n"
+        "                        300us)\n"
         "  -c, --config FILE     use the running vigild of this config (its endpoints and\n"
         "                        its first sink of the chosen plugin)\n"
         "      --pid PID         ... and this pid for CPU and RSS (default: found from the\n"
