@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -508,13 +509,14 @@ static void take_trusted(struct vigil_bus *b, const char *p, size_t len)
 
 /* Takes the trusted batches waiting (at most VIGIL_BUS_TRUSTED_HWM, for
  * fairness with the producers); how many. */
-static int pump_trusted(struct vigil_bus *b)
+static int pump_trusted(struct vigil_bus *b, bool *empty)
 {
     int n = 0;
     zmq_msg_t m;
     zmq_msg_init(&m);
+    *empty = false;
     while (n < VIGIL_BUS_TRUSTED_HWM && !atomic_load(&b->stopping) &&
-           zmq_msg_recv(&m, b->trusted, ZMQ_DONTWAIT) != -1) {
+           !(*empty = zmq_msg_recv(&m, b->trusted, ZMQ_DONTWAIT) == -1)) {
         n++;
         if (zmq_msg_more(&m)) {
             report_malformed(b, NULL, "an in-process batch of more than one frame");
@@ -567,13 +569,14 @@ static int take_records(struct vigil_bus *b, zmq_msg_t *first, const char *data,
  * most SOURCES_PER_TURN for fairness with the other producers, and checks
  * and hands on each of their events as pump_some does; how many events. */
 #define SOURCES_PER_TURN 16
-static int pump_sources(struct vigil_bus *b)
+static int pump_sources(struct vigil_bus *b, bool *empty)
 {
     int n = 0, msgs = 0;
     zmq_msg_t m;
     zmq_msg_init(&m);
+    *empty = false;
     while (msgs < SOURCES_PER_TURN && !atomic_load(&b->stopping) &&
-           zmq_msg_recv(&m, b->sources, ZMQ_DONTWAIT) != -1) {
+           !(*empty = zmq_msg_recv(&m, b->sources, ZMQ_DONTWAIT) == -1)) {
         msgs++;
         if (zmq_msg_more(&m)) {
             report_malformed(b, NULL, "a source's batch of more than one frame");
@@ -616,12 +619,15 @@ static int take_batch(struct vigil_bus *b, zmq_msg_t *first, zmq_msg_t *body)
 
 /* Receives and handles messages until about BATCH_MAX events (a
  * producer's batch counts as its events); returns how many, or -1 when
- * the PULL socket was empty at once. */
-static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+ * the PULL socket was empty at once. *empty: the socket said EAGAIN (its
+ * ZMQ_FD signals again when more comes). */
+static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body, bool *empty)
 {
     int n = 0;
+    *empty = false;
     for (; n < BATCH_MAX && !atomic_load(&b->stopping); n++) {
         if (zmq_msg_recv(topic, b->pull, ZMQ_DONTWAIT) == -1) {
+            *empty = true;
             return n == 0 ? -1 : n;
         }
         if (!zmq_msg_more(topic)) {
@@ -662,16 +668,38 @@ static int pump_some(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
     return n;
 }
 
-/* pump_some, then what it took is handed on: no event waits for a batch to
- * fill. */
-static int pump(struct vigil_bus *b, zmq_msg_t *topic, zmq_msg_t *body)
+/* The bus thread's sockets, in the order of its poll set. */
+enum { S_CTL, S_PULL, S_XIN, S_XOUT, S_TRUSTED, S_SOURCES, S_N };
+
+/* What the bus thread reads in a turn: the sockets whose ZMQ_FD fired or
+ * that still held messages when it last stopped reading them (look). */
+struct bus_turn {
+    struct pollfd pfd[S_N];
+    bool look[S_N];
+};
+
+/* pump_some and the in-process batches, for the sockets there is a reason
+ * to look at; then what they took is handed on: no event waits for a batch
+ * to fill. A socket read to EAGAIN needs no look until its fd fires. */
+static int pump(struct vigil_bus *b, struct bus_turn *t, zmq_msg_t *topic, zmq_msg_t *body)
 {
-    int n = pump_some(b, topic, body);
-    int e = pump_sources(b);
-    int t = pump_trusted(b);
+    int n = -1, e = 0, tr = 0;
+    bool empty;
+    if (t->look[S_PULL]) {
+        n = pump_some(b, topic, body, &empty);
+        t->look[S_PULL] = !empty;
+    }
+    if (t->look[S_SOURCES]) {
+        e = pump_sources(b, &empty);
+        t->look[S_SOURCES] = !empty;
+    }
+    if (t->look[S_TRUSTED]) {
+        tr = pump_trusted(b, &empty);
+        t->look[S_TRUSTED] = !empty;
+    }
     flush_batch(b);
     /* A trusted batch is many events: a busy drain (COALESCE_MIN). */
-    int got = (n < 0 ? 0 : n) + e + t * COALESCE_MIN;
+    int got = (n < 0 ? 0 : n) + e + tr * COALESCE_MIN;
     return got == 0 ? n : got;
 }
 
@@ -701,6 +729,41 @@ static void ctl_reply(struct vigil_bus *b, const char *what)
     zmq_send(b->ctl_bus, what, strlen(what), 0);
 }
 
+/* Reads the commands waiting on the control socket; false on "stop". */
+static bool read_ctl(struct vigil_bus *b, bool *draining, uint64_t *drain_deadline,
+                     unsigned *want_subs, bool *waiting_subs)
+{
+    char cmd[32];
+    int len;
+    while ((len = zmq_recv(b->ctl_bus, cmd, sizeof cmd - 1, ZMQ_DONTWAIT)) >= 0) {
+        cmd[len < (int)sizeof cmd - 1 ? len : (int)sizeof cmd - 1] = '\0';
+        if (strcmp(cmd, "stop") == 0) {
+            return false;
+        }
+        if (strncmp(cmd, "drain ", 6) == 0) {
+            *draining = true;
+            *drain_deadline = vigil_mono_ns() + strtoull(cmd + 6, NULL, 10) * 1000000u;
+        }
+        if (strncmp(cmd, "subs ", 5) == 0) {
+            *want_subs = (unsigned)strtoul(cmd + 5, NULL, 10);
+            *waiting_subs = true;
+        }
+    }
+    return true;
+}
+
+/* The loop waits in poll(2) on the sockets' ZMQ_FDs itself. zmq_poll asks
+ * every socket for ZMQ_EVENTS before and after each sleep, two system
+ * calls per socket in libzmq's command mailbox: ~26 per turn for six
+ * sockets, most of the bus's cost per wake-up at paced rates. A ZMQ_FD is
+ * readable while commands wait for its socket (ZEROMQ.md), and a socket
+ * read to EAGAIN has none left: it fires again when a message comes, so
+ * the loop looks only at sockets that fired or that it left messages in.
+ * A send on a socket may process its commands (libzmq throttles that to
+ * about once a millisecond) and so take the signal of a subscription
+ * meant for the XPUBs: after sends they are read again before the loop
+ * sleeps, and at least every SEND_RECHECK_NS while it does not. */
+#define SEND_RECHECK_NS 1000000u
 static void *bus_main(void *arg)
 {
     struct vigil_bus *b = arg;
@@ -708,61 +771,84 @@ static void *bus_main(void *arg)
     zmq_msg_init(&topic);
     zmq_msg_init(&body);
     unsigned subs = 0, want_subs = 0;
-    bool ready = false, draining = false, waiting_subs = false;
-    uint64_t drain_deadline = 0;
+    bool ready = false, draining = false, waiting_subs = false, sent = false;
+    uint64_t drain_deadline = 0, recheck_ns = 0;
     if (b->expected_subs == 0) {
         ctl_reply(b, "ready");
         ready = true;
     }
-    zmq_pollitem_t items[6] = {
-        {.socket = b->ctl_bus, .events = ZMQ_POLLIN}, {.socket = b->pull, .events = ZMQ_POLLIN},
-        {.socket = b->xin, .events = ZMQ_POLLIN},     {.socket = b->xout, .events = ZMQ_POLLIN},
-        {.socket = b->trusted, .events = ZMQ_POLLIN}, {.socket = b->sources, .events = ZMQ_POLLIN},
-    };
+    struct bus_turn t;
+    void *const socks[S_N] = {
+        [S_CTL] = b->ctl_bus, [S_PULL] = b->pull,       [S_XIN] = b->xin,
+        [S_XOUT] = b->xout,   [S_TRUSTED] = b->trusted, [S_SOURCES] = b->sources};
+    for (int i = 0; i < S_N; i++) {
+        size_t sz = sizeof t.pfd[i].fd;
+        if (zmq_getsockopt(socks[i], ZMQ_FD, &t.pfd[i].fd, &sz) != 0) {
+            vigil_log(VIGIL_LOG_ERROR, "bus", "cannot get a socket's ZMQ_FD: %s",
+                      zmq_strerror(zmq_errno()));
+            goto out;
+        }
+        t.pfd[i].events = POLLIN;
+        t.look[i] = true; /* whatever came before the first poll */
+    }
     for (;;) {
         /* Liveness for the watchdog (notify.h): a turn at least every
          * VIGIL_BEAT_MS, idle or not; one relaxed store per turn. */
         vigil_count_own(&b->stats.beats, 1);
-        int rc = zmq_poll(items, 6, draining ? QUIET_MS : VIGIL_BEAT_MS);
-        if (rc < 0 && zmq_errno() != EINTR) {
-            vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", zmq_strerror(zmq_errno()));
+        bool pending = false;
+        for (int i = 0; i < S_N; i++) {
+            pending |= t.look[i];
+        }
+        /* Before sleeping after sends, one look without waiting: if
+         * nothing came, the XPUBs are read (their signal may have gone to
+         * a send) and the sleep waits for the next turn. */
+        int timeout_ms = pending || sent ? 0 : draining ? QUIET_MS : VIGIL_BEAT_MS;
+        int rc = poll(t.pfd, S_N, timeout_ms);
+        if (rc < 0 && errno != EINTR) {
+            vigil_log(VIGIL_LOG_ERROR, "bus", "poll failed: %s", strerror(errno));
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN) {
-            char cmd[32] = {0};
-            if (zmq_recv(b->ctl_bus, cmd, sizeof cmd - 1, 0) >= 0) {
-                if (strcmp(cmd, "stop") == 0) {
-                    break;
-                }
-                if (strncmp(cmd, "drain ", 6) == 0) {
-                    draining = true;
-                    drain_deadline = vigil_mono_ns() + strtoull(cmd + 6, NULL, 10) * 1000000u;
-                }
-                if (strncmp(cmd, "subs ", 5) == 0) {
-                    want_subs = (unsigned)strtoul(cmd + 5, NULL, 10);
-                    waiting_subs = true;
-                }
+        for (int i = 0; rc > 0 && i < S_N; i++) {
+            t.look[i] |= t.pfd[i].revents != 0;
+        }
+        if (sent) {
+            uint64_t now = vigil_mono_ns();
+            if ((rc == 0 && !pending) || now >= recheck_ns) {
+                t.look[S_XIN] = t.look[S_XOUT] = true;
+                sent = false;
+                recheck_ns = now + SEND_RECHECK_NS;
             }
         }
-        if (items[2].revents & ZMQ_POLLIN) {
+        if (t.look[S_CTL]) {
+            t.look[S_CTL] = false;
+            if (!read_ctl(b, &draining, &drain_deadline, &want_subs, &waiting_subs)) {
+                break;
+            }
+        }
+        if (t.look[S_XIN]) {
+            t.look[S_XIN] = false;
             subs += read_subscriptions(b->xin, NULL);
             if (!ready && subs >= b->expected_subs) {
                 ctl_reply(b, "ready");
                 ready = true;
+                t.look[S_CTL] = true; /* the send may have taken a command's signal */
             }
         }
         if (waiting_subs && subs >= want_subs) {
             ctl_reply(b, "subs");
             waiting_subs = false;
+            t.look[S_CTL] = true;
         }
-        if (items[3].revents & ZMQ_POLLIN) {
+        if (t.look[S_XOUT]) {
+            t.look[S_XOUT] = false;
             /* Without XPUB_VERBOSE: the first subscribe and the last
              * unsubscribe of each prefix, so this counts live prefixes. */
             unsigned gone, added = read_subscriptions(b->xout, &gone);
             b->xout_prefixes += added;
             b->xout_prefixes -= gone < b->xout_prefixes ? gone : b->xout_prefixes;
         }
-        int got = pump(b, &topic, &body);
+        int got = pump(b, &t, &topic, &body);
+        sent |= got > 0;
         uint64_t wait = got <= 0 ? 0 : b->coalesce_ns;
         if (got >= COALESCE_MIN && wait < COALESCE_NS) {
             wait = COALESCE_NS;
@@ -774,13 +860,15 @@ static void *bus_main(void *arg)
             nanosleep(&ts, NULL);
         }
         if (draining) {
-            /* Quiet: poll timed out with nothing to read. */
-            if ((rc == 0 && got < 0) || vigil_mono_ns() > drain_deadline) {
+            /* Quiet: poll waited QUIET_MS with nothing to read. */
+            if ((rc == 0 && timeout_ms > 0 && got < 0) || vigil_mono_ns() > drain_deadline) {
                 ctl_reply(b, got < 0 ? "drained" : "busy");
                 draining = false;
+                t.look[S_CTL] = true;
             }
         }
     }
+out:
     zmq_msg_close(&topic);
     zmq_msg_close(&body);
     return NULL;

@@ -719,7 +719,7 @@ static void test_config_defaults(void **state)
     assert_string_equal(f->c->bus.subscribe, VIGIL_DEFAULT_SUBSCRIBE);
     assert_int_equal(f->c->bus.hwm, 10000);
     assert_int_equal(f->c->bus.max_event_bytes, 65536);
-    assert_int_equal(f->c->bus.coalesce_ns, 0);
+    assert_int_equal(f->c->bus.coalesce_ns, 300000);
     assert_int_equal(f->c->self_interval_ns, 10000000000ull);
     assert_int_equal(f->c->nsources, 0);
     assert_int_equal(f->c->nsinks, 0);

@@ -33,8 +33,8 @@
 #endif
 #define DEFAULT_STATE_DIR "/var/lib/vigil"
 #define DEFAULT_HWM 10000
-#define DEFAULT_COALESCE_NS 0u    /* bus.coalesce: off (trade-off: docs/configuration.md) */
-#define MAX_COALESCE_NS 10000000u /* the bus thread sleeps this long at most */
+#define DEFAULT_COALESCE_NS 300000u /* bus.coalesce (trade-off: docs/configuration.md) */
+#define MAX_COALESCE_NS 10000000u   /* the bus thread sleeps this long at most */
 #define MAX_HWM 10000000
 #define DEFAULT_MAX_EVENT_BYTES (64u << 10)
 #define MIN_MAX_EVENT_BYTES 256u

@@ -162,7 +162,7 @@ struct vigil_config {
         const struct vigil_conf *curve_secret_at, *curve_authorized_at; /* positions */
         int hwm;                  /* messages per socket, default 10000 */
         uint64_t max_event_bytes; /* default 64 KiB */
-        uint64_t coalesce_ns;     /* default 0: hand events on at once */
+        uint64_t coalesce_ns;     /* default 300us */
     } bus;
     uint64_t self_interval_ns; /* default 10s */
     struct vigil_instance_conf *sources;

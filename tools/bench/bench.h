@@ -47,12 +47,18 @@ struct bench_producer {
     struct bench_producers *all;
 };
 
+/* A paced producer wakes at most this often by default and sends what is due
+ * by then: one wake-up per event would cost the bench more than the daemon
+ * spends on the event at high rates. */
+#define BENCH_PACE_TICK_NS 200000u
+
 struct bench_producers {
     void *zctx;
     const char *endpoint;
     int n;
     double rate;              /* events/s over all producers; 0: as fast as the bus takes them */
     int batch;                /* events per message; above 1 a producer's batch (bus.h) */
+    uint64_t tick_ns;         /* paced: a producer wakes this often (0: BENCH_PACE_TICK_NS) */
     uint64_t t0;              /* mono: when everyone starts */
     uint64_t win_start_real;  /* ts at which the measured window starts */
     uint64_t win_end_real;    /* ... and ends: producers stop there */

@@ -21,8 +21,7 @@
 #include "record.h"
 
 #define SNDHWM 10000
-#define PACE_TICK_NS 200000u /* paced producers wake at most this often */
-#define BURST_MAX 256        /* events sent before looking at the clock again when behind */
+#define BURST_MAX 256 /* events sent before looking at the clock again when behind */
 
 static const char *const value_keys[4] = {"cpu_pct", "exits_per_s", "mem_bytes", "latency_ms"};
 
@@ -209,6 +208,7 @@ static void *producer_main(void *arg)
      * t0 + k / per_s: absolute deadlines, so a late wake-up is caught up
      * instead of drifting. */
     double per_s = ps->rate / ps->n;
+    uint64_t tick = ps->tick_ns ? ps->tick_ns : BENCH_PACE_TICK_NS;
     struct timespec t0 = {.tv_sec = (time_t)(ps->t0 / 1000000000u),
                           .tv_nsec = (long)(ps->t0 % 1000000000u)};
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t0, NULL);
@@ -224,11 +224,10 @@ static void *producer_main(void *arg)
             uint64_t now = vigil_mono_ns();
             uint64_t due = (uint64_t)((double)(now - ps->t0) * per_s / 1e9) + 1;
             if (due <= seq) {
-                /* Wake on a PACE_TICK_NS grid and send what is due by then:
-                 * one wake-up per event would cost the bench more than the
-                 * daemon spends on the event at high rates. */
+                /* Wake on a tick grid (bench.h) and send what is due by
+                 * then: with --batch, that is a batch per tick. */
                 uint64_t rel = (uint64_t)ceil((double)seq * 1e9 / per_s);
-                uint64_t at = ps->t0 + (rel + PACE_TICK_NS - 1) / PACE_TICK_NS * PACE_TICK_NS;
+                uint64_t at = ps->t0 + (rel + tick - 1) / tick * tick;
                 struct timespec ts = {.tv_sec = (time_t)(at / 1000000000u),
                                       .tv_nsec = (long)(at % 1000000000u)};
                 clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
