@@ -15,15 +15,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -863,6 +866,77 @@ struct bad_config {
     const char *says;
 };
 
+/* ---- The page cache ------------------------------------------------------------ */
+
+/* The share of the first len bytes of path the page cache holds (mincore:
+ * nothing is read, so nothing is brought back in). */
+static double resident_share(const char *path, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page, in = 0;
+    unsigned char *vec = malloc(n);
+    assert_non_null(vec);
+    assert_int_equal(mincore(m, len, vec), 0);
+    for (size_t i = 0; i < n; i++) {
+        in += vec[i] & 1;
+    }
+    free(vec);
+    munmap(m, len);
+    close(fd);
+    return (double)in / (double)n;
+}
+
+/* page_cache: drop (the default) lets what lies far behind the end of a
+ * long file leave the page cache once it is on disk, whatever fsync says;
+ * keep leaves it to the kernel, which on this idle machine keeps it all. */
+static void test_page_cache(void **state)
+{
+    struct vd *v = configure(state, "sinks:\n"
+                                    "  - plugin: file\n"
+                                    "    name: drop\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/drop.jsonl\n"
+                                    "  - plugin: file\n"
+                                    "    name: never\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/never.jsonl\n"
+                                    "    fsync: never\n"
+                                    "  - plugin: file\n"
+                                    "    name: keep\n"
+                                    "    match: test.\n"
+                                    "    path: @DIR@/keep.jsonl\n"
+                                    "    fsync: never\n"
+                                    "    page_cache: keep\n");
+    struct statfs fs;
+    if (statfs(v->dir, &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+        print_message("skipped: %s is on a tmpfs, whose pages cannot leave the page cache\n",
+                      v->dir);
+        skip();
+    }
+    start(v);
+    size_t n = 56000; /* ~1.1 KB each: ~62 MB per file, the first 24 MB dropped */
+    publish_plain(v, "pc", n, 1000);
+    assert_int_equal(vd_stop(v, 60, NULL), 0);
+    const size_t len = 16u << 20;
+    static const char *const names[] = {"drop.jsonl", "never.jsonl", "keep.jsonl"};
+    double share[3];
+    for (int i = 0; i < 3; i++) {
+        char *path = path_in(v, names[i]);
+        assert_true(file_size(path) > (off_t)(56u << 20));
+        share[i] = resident_share(path, len);
+        free(path);
+    }
+    fprintf(stderr,
+            "the first 16 MiB in the page cache: drop %.0f %%, never %.0f %%, keep %.0f %%\n",
+            100 * share[0], 100 * share[1], 100 * share[2]);
+    assert_true(share[0] < 0.25);
+    assert_true(share[1] < 0.25);
+    assert_true(share[2] > 0.75);
+}
+
 /* vigild --check refuses each mistake, at its file:line:col. The harness
  * writes 6 lines before the body, so the body starts on line 7. */
 static void test_config_errors(void **state)
@@ -873,6 +947,8 @@ static void test_config_errors(void **state)
          "format must be json or msgpack, not 'xml'"},
         {"sinks:\n  - plugin: file\n    path: /tmp/x\n    fsync: sometimes\n", "10:12",
          "fsync must be never, batch or always, not 'sometimes'"},
+        {"sinks:\n  - plugin: file\n    path: /tmp/x\n    page_cache: forget\n", "10:17",
+         "page_cache must be keep or drop, not 'forget'"},
         {"sinks:\n  - plugin: file\n    format: json\n", "8:5", "needs 'path'"},
         {"sinks:\n  - plugin: file\n    path: out.jsonl\n", "9:11", "absolute path"},
         {"sinks:\n  - plugin: file\n    path: /tmp/x\n    rotate: { size: 1MiB, kep: 2 }\n",
@@ -928,6 +1004,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_only_filesystem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_on_sighup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copytruncate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

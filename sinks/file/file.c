@@ -28,6 +28,12 @@
 #define RECORD_MAX (64u << 20)
 #define BUF_INITIAL (64u << 10)
 #define ROTATE_RETRY_NS 1000000000ull /* after a failed rotation */
+/* page_cache: drop. Every DROP_STEP bytes appended, the sink starts the
+ * new ones on their way to disk (fsync: never; the other modes have synced
+ * them already) and drops from the page cache what it started DROP_LAG
+ * bytes earlier: readers tailing the file are far nearer its end. */
+#define DROP_STEP (8u << 20)
+#define DROP_LAG (32u << 20)
 
 enum file_format { FORMAT_JSON, FORMAT_MSGPACK };
 enum file_fsync { FSYNC_NEVER, FSYNC_BATCH, FSYNC_ALWAYS };
@@ -47,7 +53,9 @@ struct file_sink {
     bool regular;  /* a regular file: can be rotated and truncated */
     uint64_t size; /* bytes in the file: learnt per write() call, plus ours */
     uint64_t rotate_not_before_ns;
-    bool failing; /* the last attempt failed: say so when it works again */
+    bool drop_cache;           /* page_cache: drop */
+    uint64_t started, dropped; /* offsets: writeback started up to, dropped up to */
+    bool failing;              /* the last attempt failed: say so when it works again */
 
     /* The chunk being built: bytes, and per record its event's index and
      * where it ends in buf. Reused across calls. */
@@ -67,6 +75,9 @@ static const struct vigil_option file_options[] = {
     {"fsync", VIGIL_OPT_STRING, "batch",
      "never (the kernel decides), batch (fdatasync once per write batch) or always (after "
      "every event)"},
+    {"page_cache", VIGIL_OPT_STRING, "drop",
+     "drop (what was written more than 32 MiB before the end leaves the page cache once on "
+     "disk) or keep (the kernel decides)"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -481,6 +492,37 @@ static bool flush_chunk(struct file_sink *s, enum vigil_write_result *results, s
     return rc == 0;
 }
 
+/* page_cache: drop. A log file written at full speed would otherwise fill
+ * the page cache (on a virtualization host, the memory the guests' I/O
+ * caches live in) and every new page is memory the kernel, and on a VM the
+ * hypervisor, must first find: writing into pages just freed costs a
+ * fraction of that (docs/benchmarks.md). Best effort, never waits: a page
+ * not yet written back when its turn comes stays cached, as with keep. */
+static void drop_behind(struct file_sink *s)
+{
+    if (!s->drop_cache || !s->regular || s->fd < 0) {
+        return;
+    }
+    /* Rotated, reopened or truncated (copytruncate): start again. */
+    if (s->size < s->started || s->size < s->dropped) {
+        s->started = s->dropped = 0;
+    }
+    if (s->size < s->started + DROP_STEP) {
+        return;
+    }
+    uint64_t upto = s->size & ~(uint64_t)4095;
+    if (s->fsync == FSYNC_NEVER) {
+        sync_file_range(s->fd, (off_t)s->started, (off_t)(upto - s->started),
+                        SYNC_FILE_RANGE_WRITE);
+    }
+    s->started = upto;
+    if (upto > DROP_LAG && upto - DROP_LAG > s->dropped) {
+        uint64_t to = upto - DROP_LAG;
+        posix_fadvise(s->fd, (off_t)s->dropped, (off_t)(to - s->dropped), POSIX_FADV_DONTNEED);
+        s->dropped = to;
+    }
+}
+
 static void report_event(struct file_sink *s, int rc)
 {
     s->api->log_limited(s->h, VIGIL_LOG_WARN, "an event cannot be written (%s); dropped",
@@ -553,6 +595,7 @@ static int file_write(void *state, const struct vigil_event *const *events, size
     if (s->nrec) {
         flush_chunk(s, results, 0);
     }
+    drop_behind(s);
     /* One huge record should not pin a huge buffer. */
     if (s->cap > 2 * CHUNK_BYTES) {
         free(s->buf);
@@ -683,6 +726,7 @@ static int file_init(struct vigil_instance *h, const struct vigil_api *api, void
 {
     static const char *const formats[] = {"json", "msgpack", NULL};
     static const char *const syncs[] = {"never", "batch", "always", NULL};
+    static const char *const caches[] = {"keep", "drop", NULL};
     const struct vigil_conf *root = api->conf_root(h);
     struct file_sink *s = calloc(1, sizeof *s);
     if (!s) {
@@ -704,6 +748,9 @@ static int file_init(struct vigil_instance *h, const struct vigil_api *api, void
     s->format = (enum file_format)v;
     bad += keyword(s, "fsync", syncs, &v) != 0;
     s->fsync = (enum file_fsync)v;
+    v = 1;
+    bad += keyword(s, "page_cache", caches, &v) != 0;
+    s->drop_cache = v == 1;
     bad += parse_rotate(s) != 0;
     if (bad) {
         file_fini(s);
