@@ -35,7 +35,8 @@
  * producer's burst. A thread waking one on another CPU is expensive, more so
  * on a VM (vigil-bench selftest measures it), so at moderate rates a short
  * window saves a large share of the daemon's CPU (docs/benchmarks.md), for a
- * delay of about the window at most. Off by default (docs/configuration.md).
+ * delay of about the window at most. 300us by default (docs/configuration.md
+ * says why).
  * The first event after a
  * quiet window is handed on at once. A drain that found a busy queue (at
  * least COALESCE_MIN events) waits at least COALESCE_NS even with
