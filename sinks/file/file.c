@@ -31,8 +31,11 @@
 /* page_cache: drop. Every DROP_STEP bytes appended, the sink starts the
  * new ones on their way to disk (fsync: never; the other modes have synced
  * them already) and drops from the page cache what it started DROP_LAG
- * bytes earlier: readers tailing the file are far nearer its end. */
-#define DROP_STEP (8u << 20)
+ * bytes earlier: readers tailing the file are far nearer its end. Starting
+ * writeback holds the sink thread for about a millisecond per 8 MiB here:
+ * in steps of 8 MiB that put 1.3-1.4 ms on the p99 latency at 100,000
+ * events/s, in steps of 1 MiB it stays near 0.7 ms (docs/benchmarks.md). */
+#define DROP_STEP (1u << 20)
 #define DROP_LAG (32u << 20)
 
 enum file_format { FORMAT_JSON, FORMAT_MSGPACK };
