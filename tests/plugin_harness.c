@@ -17,6 +17,7 @@
 
 struct ph {
     char dir[64];
+    bool dir_made; /* mkdtemp made dir: ph_stop removes it */
     void *zctx, *sub;
     struct vigil_bus *bus;
     struct vigil_config *cfg;
@@ -84,7 +85,8 @@ struct ph *ph_start(const char *instance, const char *prefix)
     vigil_bus_reader_init(&p->in);
     snprintf(p->dir, sizeof p->dir, "/tmp/vigil-ph.XXXXXX");
     char *y = yaml_for(instance);
-    if (!mkdtemp(p->dir) || !y) {
+    p->dir_made = mkdtemp(p->dir) != NULL;
+    if (!p->dir_made || !y) {
         free(y);
         ph_stop(p);
         return NULL;
@@ -191,7 +193,8 @@ void ph_stop(struct ph *p)
     vigil_config_free(p->cfg);
     vigil_diag_fini(&p->d);
     msgpack_zone_destroy(&p->zone);
-    if (p->dir[0] && !strchr(p->dir, 'X')) {
+    /* Not "no X in the name": mkdtemp's six letters may hold an X. */
+    if (p->dir_made) {
         char cmd[96];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", p->dir);
         if (system(cmd) != 0) {
